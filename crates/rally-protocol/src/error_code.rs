@@ -1,0 +1,101 @@
+//! The error codes a server sends in an `error` message.
+//!
+//! Codes are numbers on the wire so that every language can switch on them; the names
+//! are for people and logs. A client that meets a number it does not know treats it as a
+//! generic error: new codes may be added without a new protocol version.
+
+macro_rules! error_codes {
+    ($( $(#[doc = $doc:literal])* $name:ident = $num:literal, $fatal:literal, $wire:literal; )*) => {
+        /// An error code, as sent in the `code` field of an `error` message.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum ErrorCode {
+            $( $(#[doc = $doc])* $name, )*
+        }
+
+        impl ErrorCode {
+            /// Every code, in numeric order.
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$name,)*];
+
+            /// The number sent on the wire.
+            pub fn as_u16(self) -> u16 {
+                match self { $(ErrorCode::$name => $num,)* }
+            }
+
+            /// The code for a wire number, if it is one this version knows.
+            pub fn from_u16(n: u16) -> Option<ErrorCode> {
+                match n { $($num => Some(ErrorCode::$name),)* _ => None }
+            }
+
+            /// The upper-case name used in docs and logs, e.g. `SERVER_FULL`.
+            pub fn name(self) -> &'static str {
+                match self { $(ErrorCode::$name => $wire,)* }
+            }
+
+            /// Whether the server closes the connection after sending this code unprompted
+            /// (with request id 0). An error that replies to a request never closes it.
+            pub fn is_fatal(self) -> bool {
+                match self { $(ErrorCode::$name => $fatal,)* }
+            }
+        }
+    };
+}
+
+error_codes! {
+    /// A message could not be decoded, has an unknown type, or came at the wrong time
+    /// (anything but `hello` before the handshake, a second `hello`).
+    BadMessage = 1, true, "BAD_MESSAGE";
+    /// A message is larger than the server's `max_message_bytes`.
+    MessageTooLarge = 2, true, "MESSAGE_TOO_LARGE";
+    /// The `hello` asked for a protocol version this server does not speak.
+    UnsupportedVersion = 3, true, "UNSUPPORTED_VERSION";
+    /// The server is at its `concurrency_limit`; try later or another server.
+    ServerFull = 10, true, "SERVER_FULL";
+    /// A wait ran past `timeout_ms`: no handshake, nothing received, a write that did
+    /// not drain (all fatal), or a command that did not complete (sent with its request id;
+    /// the connection stays open).
+    Timeout = 11, true, "TIMEOUT";
+    /// The client did not read its messages fast enough and its outbound queue filled.
+    SlowConsumer = 12, true, "SLOW_CONSUMER";
+    /// The server is shutting down and takes no new rooms or players.
+    ServerShutdown = 13, true, "SERVER_SHUTDOWN";
+    /// An input, `leave` or chat was sent while not in a room.
+    NotInRoom = 20, false, "NOT_IN_ROOM";
+    /// Every room of that kind is full and no new one may be opened.
+    RoomFull = 21, false, "ROOM_FULL";
+    /// No game is registered under the room kind asked for.
+    UnknownRoomKind = 22, false, "UNKNOWN_ROOM_KIND";
+    /// A `join` was sent while already in a room; `leave` first.
+    AlreadyInRoom = 23, false, "ALREADY_IN_ROOM";
+    /// A field has a value outside what the server accepts (e.g. an empty or over-long chat).
+    InvalidArgument = 24, false, "INVALID_ARGUMENT";
+    /// The game refused an input (its payload did not make sense to the game).
+    InputRejected = 25, false, "INPUT_REJECTED";
+    /// The room's input queue was full and the input was dropped.
+    RoomBusy = 26, false, "ROOM_BUSY";
+    /// Too many commands are waiting for a reply on this connection.
+    RateLimited = 27, false, "RATE_LIMITED";
+    /// A bug or an unexpected failure inside the server.
+    Internal = 30, false, "INTERNAL";
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_round_trip_and_are_unique() {
+        let mut seen = std::collections::HashSet::new();
+        for &c in ErrorCode::ALL {
+            assert!(seen.insert(c.as_u16()), "duplicate number for {c}");
+            assert_eq!(ErrorCode::from_u16(c.as_u16()), Some(c));
+        }
+        assert_eq!(ErrorCode::from_u16(9999), None);
+    }
+}

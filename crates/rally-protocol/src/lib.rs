@@ -1,0 +1,25 @@
+//! Rally's wire protocol, with no IO: bytes go in as slices, decoded values come out,
+//! and encoders append to caller-owned buffers. The tokio server and the client SDK are
+//! thin drivers around this crate, and its tests need no sockets.
+//!
+//! # Layout
+//! - [`msgpack`]: a small, allocation-free MessagePack reader and writer (the body encoding).
+//! - [`message`]: every client and server message, with its encoder and decoder.
+//! - [`error_code`]: the error codes a server sends, with their numbers and names.
+//! - [`frame`]: length-prefixed framing for raw TCP.
+//! - [`ws`]: WebSocket framing (RFC 6455) for the `/ws` endpoint.
+//! - [`handshake`]: the HTTP/1.1 upgrade request that opens a WebSocket.
+//!
+//! The protocol itself is specified in `docs/protocol.md`.
+#![warn(missing_docs, unreachable_pub)]
+#![forbid(unsafe_code)]
+
+pub mod error_code;
+pub mod frame;
+pub mod handshake;
+pub mod message;
+pub mod msgpack;
+pub mod ws;
+
+pub use error_code::ErrorCode;
+pub use message::{ClientMessage, DecodeError, ServerMessage, PROTOCOL_VERSION};

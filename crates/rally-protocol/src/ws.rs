@@ -1,0 +1,385 @@
+//! WebSocket framing (RFC 6455, section 5), sans IO.
+//!
+//! Rally's `/ws` endpoint carries exactly one protocol message per WebSocket binary
+//! message. This module parses frames a client sent (masked), reassembles fragmented
+//! messages up to a size limit, surfaces control frames, and writes the unmasked frames
+//! a server sends. It also writes masked frames, for clients and tests.
+//! No extensions are negotiated, so the RSV bits must be zero.
+
+use thiserror::Error;
+
+/// Frame opcodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Opcode {
+    /// A continuation of a fragmented message.
+    Continuation,
+    /// A UTF-8 text message (Rally refuses these).
+    Text,
+    /// A binary message: one Rally message body.
+    Binary,
+    /// Close the connection.
+    Close,
+    /// A ping; the receiver answers with a pong carrying the same payload.
+    Ping,
+    /// A pong.
+    Pong,
+}
+
+impl Opcode {
+    fn from_bits(b: u8) -> Option<Opcode> {
+        Some(match b {
+            0x0 => Opcode::Continuation,
+            0x1 => Opcode::Text,
+            0x2 => Opcode::Binary,
+            0x8 => Opcode::Close,
+            0x9 => Opcode::Ping,
+            0xA => Opcode::Pong,
+            _ => return None,
+        })
+    }
+
+    fn bits(self) -> u8 {
+        match self {
+            Opcode::Continuation => 0x0,
+            Opcode::Text => 0x1,
+            Opcode::Binary => 0x2,
+            Opcode::Close => 0x8,
+            Opcode::Ping => 0x9,
+            Opcode::Pong => 0xA,
+        }
+    }
+
+    fn is_control(self) -> bool {
+        matches!(self, Opcode::Close | Opcode::Ping | Opcode::Pong)
+    }
+}
+
+/// Close status codes Rally sends (RFC 6455, section 7.4.1).
+pub mod close_code {
+    /// Normal closure.
+    pub const NORMAL: u16 = 1000;
+    /// The server is going away (shutdown).
+    pub const GOING_AWAY: u16 = 1001;
+    /// A protocol error in the WebSocket framing.
+    pub const PROTOCOL_ERROR: u16 = 1002;
+    /// A data type the endpoint does not accept (a text message).
+    pub const UNSUPPORTED_DATA: u16 = 1003;
+    /// A message that violates the endpoint's policy (a bad Rally message, a timeout).
+    pub const POLICY_VIOLATION: u16 = 1008;
+    /// A message too big to process.
+    pub const TOO_BIG: u16 = 1009;
+    /// The server is overloaded (at its connection limit).
+    pub const TRY_AGAIN_LATER: u16 = 1013;
+}
+
+/// Why the WebSocket stream was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum WsError {
+    /// A message (or one frame of it) is above the limit.
+    #[error("message of {len} bytes exceeds the limit of {max}")]
+    TooLarge {
+        /// Bytes the message would hold.
+        len: u64,
+        /// The limit.
+        max: usize,
+    },
+    /// Anything else that breaks RFC 6455: reserved bits or opcodes, an unmasked client
+    /// frame, a fragmented or long control frame, a stray continuation.
+    #[error("websocket protocol error: {0}")]
+    Protocol(&'static str),
+}
+
+/// What one call to [`Decoder::decode`] produced.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Event<'a> {
+    /// A whole binary message.
+    Binary(&'a [u8]),
+    /// A whole text message.
+    Text(&'a [u8]),
+    /// A ping with its payload; answer with a pong.
+    Ping(&'a [u8]),
+    /// A pong (ignored by Rally).
+    Pong,
+    /// The peer closes, with its status code if it gave one.
+    Close(Option<u16>),
+    /// A fragment of a message was buffered; nothing to act on yet.
+    Fragment,
+}
+
+/// Reassembles WebSocket messages from frames.
+#[derive(Debug)]
+pub struct Decoder {
+    /// Fragments of a message split across frames; empty (and unallocated) otherwise,
+    /// which is the common case.
+    partial: Vec<u8>,
+    /// The opcode of the fragmented message in progress, if any.
+    partial_opcode: Option<Opcode>,
+    /// Largest message accepted.
+    max_message: usize,
+    /// Servers require masked frames; clients require unmasked ones.
+    expect_masked: bool,
+}
+
+impl Decoder {
+    /// A decoder for a server (client frames must be masked).
+    pub fn server(max_message: usize) -> Self {
+        Decoder { partial: Vec::new(), partial_opcode: None, max_message, expect_masked: true }
+    }
+
+    /// A decoder for a client (server frames must not be masked).
+    pub fn client(max_message: usize) -> Self {
+        Decoder { partial: Vec::new(), partial_opcode: None, max_message, expect_masked: false }
+    }
+
+    /// Decodes one frame at the start of `buf`, unmasking its payload in place.
+    ///
+    /// Returns `Ok(None)` when more bytes are needed, or the bytes the frame took and the event.
+    pub fn decode<'a>(
+        &'a mut self,
+        buf: &'a mut [u8],
+    ) -> Result<Option<(usize, Event<'a>)>, WsError> {
+        if self.partial_opcode.is_none() && !self.partial.is_empty() {
+            // The reassembled message handed out last time has been consumed; free it so
+            // an idle connection holds no buffer.
+            self.partial = Vec::new();
+        }
+        if buf.len() < 2 {
+            return Ok(None);
+        }
+        let b0 = buf[0];
+        let b1 = buf[1];
+        let fin = b0 & 0x80 != 0;
+        if b0 & 0x70 != 0 {
+            return Err(WsError::Protocol("reserved bits set"));
+        }
+        let opcode = Opcode::from_bits(b0 & 0x0f).ok_or(WsError::Protocol("reserved opcode"))?;
+        let masked = b1 & 0x80 != 0;
+        if masked != self.expect_masked {
+            return Err(WsError::Protocol(if self.expect_masked {
+                "client frame not masked"
+            } else {
+                "server frame masked"
+            }));
+        }
+        let (len, mut at) = match b1 & 0x7f {
+            126 => {
+                let Some(b) = buf.get(2..4) else { return Ok(None) };
+                (u64::from(u16::from_be_bytes([b[0], b[1]])), 4)
+            }
+            127 => {
+                let Some(b) = buf.get(2..10) else { return Ok(None) };
+                let mut a = [0u8; 8];
+                a.copy_from_slice(b);
+                (u64::from_be_bytes(a), 10)
+            }
+            n => (u64::from(n), 2),
+        };
+        if opcode.is_control() && (len > 125 || !fin) {
+            return Err(WsError::Protocol("control frame fragmented or over 125 bytes"));
+        }
+        let already = if opcode == Opcode::Continuation { self.partial.len() as u64 } else { 0 };
+        if !opcode.is_control() && len.saturating_add(already) > self.max_message as u64 {
+            return Err(WsError::TooLarge { len: len.saturating_add(already), max: self.max_message });
+        }
+        let mask = if masked {
+            let Some(m) = buf.get(at..at + 4) else { return Ok(None) };
+            let m = [m[0], m[1], m[2], m[3]];
+            at += 4;
+            Some(m)
+        } else {
+            None
+        };
+        // `len` is bounded by max_message (or 125) here, so it fits in usize.
+        let total = at + len as usize;
+        if buf.len() < total {
+            return Ok(None);
+        }
+        let payload = &mut buf[at..total];
+        if let Some(mask) = mask {
+            apply_mask(payload, mask);
+        }
+        let payload: &'a [u8] = payload;
+        let event = match opcode {
+            Opcode::Ping => Event::Ping(payload),
+            Opcode::Pong => Event::Pong,
+            Opcode::Close => Event::Close(match payload {
+                [a, b, ..] => Some(u16::from_be_bytes([*a, *b])),
+                _ => None,
+            }),
+            Opcode::Binary | Opcode::Text => {
+                if self.partial_opcode.is_some() {
+                    return Err(WsError::Protocol("new message inside a fragmented one"));
+                }
+                if fin {
+                    if opcode == Opcode::Binary {
+                        Event::Binary(payload)
+                    } else {
+                        Event::Text(payload)
+                    }
+                } else {
+                    self.partial_opcode = Some(opcode);
+                    self.partial.extend_from_slice(payload);
+                    Event::Fragment
+                }
+            }
+            Opcode::Continuation => {
+                let Some(first) = self.partial_opcode else {
+                    return Err(WsError::Protocol("continuation without a first frame"));
+                };
+                self.partial.extend_from_slice(payload);
+                if fin {
+                    self.partial_opcode = None;
+                    // Handed out by reference; the next call frees the buffer.
+                    let whole: &'a [u8] = &self.partial;
+                    return Ok(Some((
+                        total,
+                        if first == Opcode::Binary { Event::Binary(whole) } else { Event::Text(whole) },
+                    )));
+                }
+                Event::Fragment
+            }
+        };
+        Ok(Some((total, event)))
+    }
+}
+
+/// XORs `payload` with the 4-byte masking key (RFC 6455, section 5.3).
+pub fn apply_mask(payload: &mut [u8], mask: [u8; 4]) {
+    let word = u32::from_ne_bytes(mask);
+    let mut chunks = payload.chunks_exact_mut(4);
+    for c in &mut chunks {
+        let v = u32::from_ne_bytes([c[0], c[1], c[2], c[3]]) ^ word;
+        c.copy_from_slice(&v.to_ne_bytes());
+    }
+    for (i, b) in chunks.into_remainder().iter_mut().enumerate() {
+        *b ^= mask[i];
+    }
+}
+
+/// Appends the header of an unmasked, final frame with `len` payload bytes (server side).
+pub fn write_header(out: &mut Vec<u8>, opcode: Opcode, len: usize) {
+    out.push(0x80 | opcode.bits());
+    if len < 126 {
+        out.push(len as u8);
+    } else if len <= usize::from(u16::MAX) {
+        out.push(126);
+        out.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        out.push(127);
+        out.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+}
+
+/// Appends one unmasked, final frame (server side).
+pub fn write_frame(out: &mut Vec<u8>, opcode: Opcode, payload: &[u8]) {
+    write_header(out, opcode, payload.len());
+    out.extend_from_slice(payload);
+}
+
+/// Appends one masked, final frame (client side).
+pub fn write_masked_frame(out: &mut Vec<u8>, opcode: Opcode, payload: &[u8], mask: [u8; 4]) {
+    out.push(0x80 | opcode.bits());
+    let len = payload.len();
+    if len < 126 {
+        out.push(0x80 | len as u8);
+    } else if len <= usize::from(u16::MAX) {
+        out.push(0x80 | 126);
+        out.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        out.push(0x80 | 127);
+        out.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+    out.extend_from_slice(&mask);
+    let start = out.len();
+    out.extend_from_slice(payload);
+    apply_mask(&mut out[start..], mask);
+}
+
+/// Appends a close frame with a status code (server side).
+pub fn write_close(out: &mut Vec<u8>, code: u16) {
+    write_frame(out, Opcode::Close, &code.to_be_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+
+    #[test]
+    fn masked_binary_round_trips() {
+        for len in [0usize, 1, 125, 126, 65535, 65536] {
+            let payload: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let mut wire = Vec::new();
+            write_masked_frame(&mut wire, Opcode::Binary, &payload, MASK);
+            let mut d = Decoder::server(1 << 20);
+            let n = wire.len();
+            let got = d.decode(&mut wire).unwrap().unwrap();
+            assert_eq!(got, (n, Event::Binary(&payload[..])));
+        }
+    }
+
+    #[test]
+    fn rfc_example_hello_masked() {
+        // RFC 6455 section 5.7: a single-frame masked text message "Hello".
+        let mut wire = vec![0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58];
+        let mut d = Decoder::server(100);
+        assert_eq!(d.decode(&mut wire).unwrap(), Some((11, Event::Text(b"Hello"))));
+    }
+
+    #[test]
+    fn fragments_are_reassembled_with_pings_between() {
+        let mut wire = Vec::new();
+        // First fragment (not fin), binary.
+        wire.push(0x02);
+        wire.push(0x80 | 3);
+        wire.extend_from_slice(&MASK);
+        let s = wire.len();
+        wire.extend_from_slice(b"abc");
+        apply_mask(&mut wire[s..], MASK);
+        write_masked_frame(&mut wire, Opcode::Ping, b"p", MASK);
+        // Final continuation: write a fin frame and patch its opcode to continuation.
+        let s = wire.len();
+        write_masked_frame(&mut wire, Opcode::Binary, b"de", MASK);
+        wire[s] = 0x80;
+
+        let mut d = Decoder::server(100);
+        let mut buf = wire.clone();
+        let (n1, e1) = d.decode(&mut buf).unwrap().unwrap();
+        assert_eq!(e1, Event::Fragment);
+        let mut rest = buf[n1..].to_vec();
+        let (n2, e2) = d.decode(&mut rest).unwrap().unwrap();
+        assert_eq!(e2, Event::Ping(b"p"));
+        let mut rest = rest[n2..].to_vec();
+        let (_, e3) = d.decode(&mut rest).unwrap().unwrap();
+        assert_eq!(e3, Event::Binary(b"abcde"));
+    }
+
+    #[test]
+    fn oversized_and_unmasked_are_refused() {
+        let mut wire = Vec::new();
+        write_masked_frame(&mut wire, Opcode::Binary, &[0; 200], MASK);
+        assert!(matches!(Decoder::server(100).decode(&mut wire), Err(WsError::TooLarge { .. })));
+        // A 64-bit length claiming an exabyte is refused from the header alone.
+        let mut huge = vec![0x82, 0x80 | 127, 0x10, 0, 0, 0, 0, 0, 0, 0];
+        assert!(matches!(Decoder::server(100).decode(&mut huge), Err(WsError::TooLarge { .. })));
+        let mut plain = Vec::new();
+        write_frame(&mut plain, Opcode::Binary, b"x");
+        assert!(matches!(Decoder::server(100).decode(&mut plain), Err(WsError::Protocol(_))));
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(mut bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let mut d = Decoder::server(128);
+            let mut at = 0;
+            while at < bytes.len() {
+                match d.decode(&mut bytes[at..]) {
+                    Ok(Some((n, _))) => { prop_assert!(n > 0); at += n; }
+                    _ => break,
+                }
+            }
+        }
+    }
+}
