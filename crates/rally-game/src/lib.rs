@@ -1,1 +1,128 @@
-//! placeholder
+//! The trait a game developer implements to run a game on Rally.
+//!
+//! A game is plain, synchronous Rust: it never touches a socket, a clock or a task. The
+//! server gives each room its own game value, owned by the room's task, and calls it in
+//! this order: [`Game::join`] and [`Game::leave`] as players come and go, [`Game::input`]
+//! for each queued input at the start of a tick, then [`Game::tick`] once per tick, which
+//! advances the simulation and writes the state to send. When the room ends for any
+//! reason, [`Game::shutdown`] is called once.
+//!
+//! States and inputs are MessagePack values (see `docs/protocol.md`); [`msgpack`] reads
+//! and writes them without allocating.
+//!
+//! # Layout
+//! - [`Game`]: the trait.
+//! - [`Tick`]: what one tick gets and where it writes its state.
+//! - [`Refusal`], [`CloseReason`]: what a game can refuse, and why a room ends.
+#![warn(missing_docs, unreachable_pub)]
+#![forbid(unsafe_code)]
+
+use std::time::Duration;
+
+pub use rally_protocol::msgpack;
+
+/// A player's id inside one room. Ids start at 1 and are not reused within a room.
+pub type PlayerId = u32;
+
+/// A game's "no": the join or input is refused and the client gets an error with this text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal(pub String);
+
+impl Refusal {
+    /// A refusal with a message for the client.
+    pub fn new(message: impl Into<String>) -> Self {
+        Refusal(message.into())
+    }
+}
+
+/// Why a room is ending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The last player left.
+    Empty,
+    /// The game said it is over ([`Game::is_over`]).
+    GameOver,
+    /// The server is shutting down.
+    ServerShutdown,
+    /// An operator closed the room.
+    Closed,
+}
+
+/// One tick: its number, the time it covers, and the buffers the state goes into.
+///
+/// Write one MessagePack value with [`Tick::room_state`] to send everyone the same
+/// state, and/or one with [`Tick::player_state`] to give a player its own view (it then
+/// gets its view instead of the room state). Write nothing to send nothing this tick.
+#[derive(Debug)]
+pub struct Tick<'a> {
+    number: u64,
+    dt: Duration,
+    room: &'a mut Vec<u8>,
+    views: &'a mut Vec<(PlayerId, Vec<u8>)>,
+}
+
+impl<'a> Tick<'a> {
+    /// A tick writing into the given buffers. The server makes these; tests of a game may too.
+    pub fn new(
+        number: u64,
+        dt: Duration,
+        room: &'a mut Vec<u8>,
+        views: &'a mut Vec<(PlayerId, Vec<u8>)>,
+    ) -> Self {
+        Tick { number, dt, room, views }
+    }
+
+    /// The tick number, from 1, increasing by one per tick run (skipped ticks are not numbered).
+    pub fn number(&self) -> u64 {
+        self.number
+    }
+
+    /// Simulated time this tick covers: one tick period, or more after skipped ticks.
+    pub fn dt(&self) -> Duration {
+        self.dt
+    }
+
+    /// The buffer for the state everyone gets; append exactly one MessagePack value.
+    pub fn room_state(&mut self) -> &mut Vec<u8> {
+        self.room
+    }
+
+    /// The buffer for `player`'s own view; append exactly one MessagePack value.
+    pub fn player_state(&mut self, player: PlayerId) -> &mut Vec<u8> {
+        let at = match self.views.iter().position(|(p, _)| *p == player) {
+            Some(at) => at,
+            None => {
+                self.views.push((player, Vec::new()));
+                self.views.len() - 1
+            }
+        };
+        &mut self.views[at].1
+    }
+}
+
+/// A game: the state of one room and the rules that move it.
+pub trait Game: Send + 'static {
+    /// A player takes a seat. Refuse to keep them out (e.g. the match has started).
+    fn join(&mut self, player: PlayerId) -> Result<(), Refusal>;
+
+    /// A player left or was disconnected.
+    fn leave(&mut self, player: PlayerId);
+
+    /// One input from `player`, with its sequence number and its payload (one MessagePack
+    /// value, not yet checked). Refuse it when it makes no sense to the game; the player's
+    /// processed seq then does not advance.
+    fn input(&mut self, player: PlayerId, seq: u32, payload: &[u8]) -> Result<(), Refusal>;
+
+    /// Advance the simulation by one tick and write the state to send.
+    fn tick(&mut self, tick: &mut Tick<'_>);
+
+    /// True once the game has ended; the room sends that tick's state and closes.
+    fn is_over(&self) -> bool {
+        false
+    }
+
+    /// The room is ending; called once, after the last tick.
+    fn shutdown(&mut self, reason: CloseReason) {
+        let _ = reason;
+    }
+}

@@ -171,12 +171,14 @@ pub enum ServerMessage {
         /// The game's state, one MessagePack value, as raw bytes.
         payload: Bytes,
     },
-    /// `[68, room_id, player_id, text]`: a chat line said in the room.
+    /// `[68, room_id, player_id, name, text]`: a chat line said in the room.
     ChatLine {
         /// The room.
         room_id: u64,
         /// Who said it.
         player_id: u32,
+        /// Their display name.
+        name: String,
         /// What they said.
         text: String,
     },
@@ -371,11 +373,12 @@ impl ServerMessage {
             ServerMessage::State { tick, last_seq, payload } => {
                 encode_state(out, *tick, *last_seq, payload)
             }
-            ServerMessage::ChatLine { room_id, player_id, text } => {
-                arr(out, 4);
+            ServerMessage::ChatLine { room_id, player_id, name, text } => {
+                arr(out, 5);
                 u(out, tag::CHAT_LINE.into());
                 u(out, *room_id);
                 u(out, (*player_id).into());
+                s(out, name);
                 s(out, text);
             }
             ServerMessage::Pong { nonce } => {
@@ -453,13 +456,14 @@ impl ServerMessage {
                 (4, m)
             }
             tag::CHAT_LINE => {
-                expect(t, 4, n)?;
+                expect(t, 5, n)?;
                 let m = ServerMessage::ChatLine {
                     room_id: r.read_u64()?,
                     player_id: r.read_u32()?,
+                    name: r.read_str()?.to_owned(),
                     text: r.read_str()?.to_owned(),
                 };
-                (4, m)
+                (5, m)
             }
             tag::PONG => {
                 expect(t, 2, n)?;
@@ -561,7 +565,7 @@ mod tests {
                 ServerMessage::Joined { req: n as u32, room_id: n, player_id: n as u32, kind: s.clone(), max_players: 16 },
                 ServerMessage::Left { req: n as u32, room_id: n },
                 ServerMessage::State { tick: n, last_seq: n as u32, payload: Bytes::from(p.clone()) },
-                ServerMessage::ChatLine { room_id: n, player_id: 3, text: s.clone() },
+                ServerMessage::ChatLine { room_id: n, player_id: 3, name: s.clone(), text: s.clone() },
                 ServerMessage::Pong { nonce: n },
                 ServerMessage::Ok { req: n as u32 },
                 ServerMessage::Error { code: ErrorCode::ALL[c], message: s.clone(), req: n as u32 },

@@ -1,1 +1,41 @@
-//! placeholder
+//! Rally's server: the tokio shell around the sans-IO protocol crate.
+//!
+//! A [`Server`] is configured from a [`Config`] and the [`Games`] it offers, binds its
+//! listeners, and runs until a shutdown future completes, then drains. Data flows one way:
+//! socket -> session read loop -> room input queue -> tick -> each player's outbound
+//! queue -> session write loop -> socket.
+//!
+//! # Layout
+//! - [`config`]: parameters, ranges, defaults; file, environment and flags.
+//! - `server`: shared state, start-up, and graceful shutdown (the cancellation tree).
+//! - `listener`: accept loops, the connection limit, accept-error backoff.
+//! - `transport`: raw TCP and WebSocket framing over one socket type.
+//! - `session`: one connection's read and write loops and their bounds.
+//! - [`command`]: the command pipeline and its three concurrent checks.
+//! - `matchmaker`: join-or-create by room kind, seat counts.
+//! - `room`: the room task that owns a game and ticks it.
+//! - `games`: the registry of room kinds.
+//! - [`directory`]: connected sessions.
+//! - `admin`: the admin listener (`/healthz`, `/readyz`).
+#![warn(missing_docs, unreachable_pub)]
+#![forbid(unsafe_code)]
+
+mod admin;
+pub mod command;
+pub mod config;
+pub mod directory;
+mod games;
+mod listener;
+mod matchmaker;
+mod room;
+mod server;
+mod session;
+mod transport;
+
+pub use command::{BoxFuture, Command, CommandChecks, CommandContext, CommandError, PlayerData};
+pub use config::{Config, LogFormat, Sources};
+pub use games::Games;
+pub use rally_game as game;
+pub use rally_protocol as protocol;
+pub use server::{BindError, Server, ServerBuilder, ServerHandle, ShutdownReport};
+pub use transport::Transport;

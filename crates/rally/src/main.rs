@@ -1,1 +1,148 @@
-fn main() {}
+//! `rally`: the Rally game server binary.
+//!
+//! `rally serve` wires configuration (flags, `RALLY_*` environment, `rally.toml`) to the
+//! server library, registers the bundled games, and turns SIGINT/SIGTERM into a graceful
+//! shutdown; a second signal exits at once.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Arg, ArgMatches, Command};
+use rally_server::config::KEYS;
+use rally_server::{Games, LogFormat, Server, Sources};
+
+/// Exit code when a second signal cuts the drain short (128 + SIGINT).
+const EXIT_INTERRUPTED: u8 = 130;
+
+fn cli() -> Command {
+    let mut serve = Command::new("serve")
+        .about("Run the game server: TCP, WebSocket (/ws) and admin listeners")
+        .arg(
+            Arg::new("config")
+                .long("config")
+                .value_name("FILE")
+                .value_parser(clap::value_parser!(PathBuf))
+                .help("TOML file with any of the keys below (default: ./rally.toml if it exists)"),
+        );
+    for key in KEYS {
+        let help = format!(
+            "{} [env {}] [default {}] [{}]",
+            key.help,
+            key.env(),
+            key.default_text(),
+            key.allowed()
+        );
+        serve = serve.arg(Arg::new(key.name).long(key.flag()).value_name("VALUE").help(help));
+    }
+    Command::new("rally")
+        .about("Rally: an authoritative real-time multiplayer game server")
+        .version(env!("CARGO_PKG_VERSION"))
+        .subcommand_required(true)
+        .arg_required_else_help(true)
+        .subcommand(serve)
+}
+
+/// The games `rally serve` offers.
+fn games() -> Games {
+    let mut games = Games::new();
+    games
+        .register(arena::KIND, arena::MAX_PLAYERS, arena::Arena::new)
+        .register(tictactoe::KIND, tictactoe::MAX_PLAYERS, tictactoe::TicTacToe::new);
+    games
+}
+
+fn sources(m: &ArgMatches) -> anyhow::Result<Sources> {
+    let mut sources = Sources::new();
+    let default_file = PathBuf::from("rally.toml");
+    match m.get_one::<PathBuf>("config") {
+        Some(path) => sources = sources.file(path)?,
+        None if default_file.exists() => sources = sources.file(&default_file)?,
+        None => {}
+    }
+    sources = sources.env(std::env::vars());
+    for key in KEYS {
+        if let Some(v) = m.get_one::<String>(key.name) {
+            sources = sources.flag(key.name, v.clone());
+        }
+    }
+    Ok(sources)
+}
+
+fn init_logs(level: &str, format: LogFormat) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .with_context(|| format!("invalid log_level {level:?}"))?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Pretty => builder.init(),
+    }
+    Ok(())
+}
+
+/// Completes at the first SIGINT or SIGTERM.
+async fn signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch SIGTERM; only SIGINT stops the server");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn serve(m: &ArgMatches) -> anyhow::Result<ExitCode> {
+    let config = sources(m)?.load()?;
+    init_logs(&config.log_level, config.log_format)?;
+    let server = Server::builder(config, games()).bind().await?;
+    let report = server
+        .run(async {
+            signal().await;
+            tracing::info!("signal received; a second signal exits at once");
+            tokio::spawn(async {
+                signal().await;
+                tracing::warn!("second signal: exiting without finishing the drain");
+                std::process::exit(i32::from(EXIT_INTERRUPTED));
+            });
+        })
+        .await;
+    if !report.drained {
+        tracing::warn!(forced = report.forced, "some connections were closed at the end of the grace period");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn main() -> ExitCode {
+    let matches = cli().get_matches();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("rally: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match matches.subcommand() {
+        Some(("serve", m)) => runtime.block_on(serve(m)),
+        _ => Ok(ExitCode::FAILURE),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("rally: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,1 +1,215 @@
-//! placeholder
+//! Tic-tac-toe: a turn-based example showing that Rally's game trait fits more than
+//! real-time games.
+//!
+//! Unlike Arena it sends a per-player view (each player learns its own mark), sends a
+//! state only when something changed, and ends: the room closes after the final state.
+//!
+//! Wire formats (MessagePack):
+//! - input payload: a cell index `0..=8` (row-major).
+//! - state payload: a map `{"you": "X"|"O", "board": "X.O......", "turn": player_id (0 when
+//!   nobody is to move), "result": "waiting"|"playing"|"x_won"|"o_won"|"draw"|"forfeit"}`.
+#![warn(missing_docs, unreachable_pub)]
+#![forbid(unsafe_code)]
+
+use rally_game::msgpack::{self, Reader};
+use rally_game::{Game, PlayerId, Refusal, Tick};
+
+/// The room kind name tic-tac-toe is registered under.
+pub const KIND: &str = "tictactoe";
+/// Seats per room.
+pub const MAX_PLAYERS: usize = 2;
+
+const LINES: [[usize; 3]; 8] =
+    [[0, 1, 2], [3, 4, 5], [6, 7, 8], [0, 3, 6], [1, 4, 7], [2, 5, 8], [0, 4, 8], [2, 4, 6]];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Waiting,
+    Playing,
+    Won(usize),
+    Draw,
+    /// The player with this mark index won because the other left.
+    Forfeit(usize),
+}
+
+/// One tic-tac-toe match.
+#[derive(Debug)]
+pub struct TicTacToe {
+    /// Players by mark: index 0 plays X and moves first, index 1 plays O.
+    seats: [Option<PlayerId>; 2],
+    /// Cells: None, or the mark index that took it.
+    board: [Option<usize>; 9],
+    /// Mark index to move.
+    turn: usize,
+    outcome: Outcome,
+    /// Whether players have seen the latest board.
+    dirty: bool,
+}
+
+impl Default for TicTacToe {
+    fn default() -> Self {
+        TicTacToe { seats: [None, None], board: [None; 9], turn: 0, outcome: Outcome::Waiting, dirty: false }
+    }
+}
+
+impl TicTacToe {
+    /// An empty board waiting for two players.
+    pub fn new() -> Self {
+        TicTacToe::default()
+    }
+
+    fn mark_of(&self, player: PlayerId) -> Option<usize> {
+        self.seats.iter().position(|s| *s == Some(player))
+    }
+
+    fn settle(&mut self) {
+        for line in LINES {
+            if let [Some(a), Some(b), Some(c)] = line.map(|i| self.board[i]) {
+                if a == b && b == c {
+                    self.outcome = Outcome::Won(a);
+                    return;
+                }
+            }
+        }
+        if self.board.iter().all(Option::is_some) {
+            self.outcome = Outcome::Draw;
+        }
+    }
+
+    fn result_name(&self) -> &'static str {
+        match self.outcome {
+            Outcome::Waiting => "waiting",
+            Outcome::Playing => "playing",
+            Outcome::Won(0) => "x_won",
+            Outcome::Won(_) => "o_won",
+            Outcome::Draw => "draw",
+            Outcome::Forfeit(_) => "forfeit",
+        }
+    }
+}
+
+impl Game for TicTacToe {
+    fn join(&mut self, player: PlayerId) -> Result<(), Refusal> {
+        if self.outcome != Outcome::Waiting {
+            return Err(Refusal::new("this match has already started"));
+        }
+        let free = self.seats.iter().position(Option::is_none).ok_or_else(|| Refusal::new("full"))?;
+        self.seats[free] = Some(player);
+        if self.seats.iter().all(Option::is_some) {
+            self.outcome = Outcome::Playing;
+        }
+        self.dirty = true;
+        Ok(())
+    }
+
+    fn leave(&mut self, player: PlayerId) {
+        if let Some(mark) = self.mark_of(player) {
+            match self.outcome {
+                Outcome::Waiting => self.seats[mark] = None,
+                Outcome::Playing => self.outcome = Outcome::Forfeit(1 - mark),
+                _ => {}
+            }
+            self.dirty = true;
+        }
+    }
+
+    fn input(&mut self, player: PlayerId, _seq: u32, payload: &[u8]) -> Result<(), Refusal> {
+        let mark = self.mark_of(player).ok_or_else(|| Refusal::new("not seated"))?;
+        if self.outcome != Outcome::Playing {
+            return Err(Refusal::new("the match is not in play"));
+        }
+        if mark != self.turn {
+            return Err(Refusal::new("not your turn"));
+        }
+        let cell = Reader::new(payload)
+            .read_u32()
+            .ok()
+            .filter(|c| *c < 9)
+            .ok_or_else(|| Refusal::new("input must be a cell index 0..=8"))? as usize;
+        if self.board[cell].is_some() {
+            return Err(Refusal::new("cell taken"));
+        }
+        self.board[cell] = Some(mark);
+        self.turn = 1 - self.turn;
+        self.settle();
+        self.dirty = true;
+        Ok(())
+    }
+
+    fn tick(&mut self, tick: &mut Tick<'_>) {
+        if !std::mem::take(&mut self.dirty) {
+            return;
+        }
+        let board: String =
+            self.board.iter().map(|c| match c { Some(0) => 'X', Some(_) => 'O', None => '.' }).collect();
+        let turn = match self.outcome {
+            Outcome::Playing => self.seats[self.turn].unwrap_or(0),
+            _ => 0,
+        };
+        for (mark, seat) in self.seats.iter().enumerate() {
+            let Some(player) = *seat else { continue };
+            let out = tick.player_state(player);
+            msgpack::write_map_len(out, 4);
+            msgpack::write_str(out, "you");
+            msgpack::write_str(out, if mark == 0 { "X" } else { "O" });
+            msgpack::write_str(out, "board");
+            msgpack::write_str(out, &board);
+            msgpack::write_str(out, "turn");
+            msgpack::write_uint(out, turn.into());
+            msgpack::write_str(out, "result");
+            msgpack::write_str(out, self.result_name());
+        }
+    }
+
+    fn is_over(&self) -> bool {
+        matches!(self.outcome, Outcome::Won(_) | Outcome::Draw | Outcome::Forfeit(_))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn cell(i: u64) -> Vec<u8> {
+        let mut v = Vec::new();
+        msgpack::write_uint(&mut v, i);
+        v
+    }
+
+    fn views(g: &mut TicTacToe) -> Vec<(PlayerId, Vec<u8>)> {
+        let (mut room, mut views) = (Vec::new(), Vec::new());
+        g.tick(&mut Tick::new(1, Duration::from_millis(50), &mut room, &mut views));
+        assert!(room.is_empty(), "tic-tac-toe sends views only");
+        views
+    }
+
+    #[test]
+    fn x_wins_a_row_and_the_game_ends() {
+        let mut g = TicTacToe::new();
+        g.join(1).unwrap();
+        g.join(2).unwrap();
+        assert_eq!(views(&mut g).len(), 2);
+        assert!(views(&mut g).is_empty(), "no change, no state");
+        assert!(g.input(2, 1, &cell(0)).is_err(), "O cannot move first");
+        for (p, c) in [(1, 0), (2, 3), (1, 1), (2, 4)] {
+            g.input(p, 1, &cell(c)).unwrap();
+        }
+        assert!(g.input(1, 1, &cell(3)).is_err(), "cell taken");
+        assert!(!g.is_over());
+        g.input(1, 1, &cell(2)).unwrap();
+        assert!(g.is_over());
+        let v = views(&mut g);
+        assert!(v.iter().all(|(_, s)| s.windows(5).any(|w| w == b"x_won")));
+    }
+
+    #[test]
+    fn leaving_mid_game_forfeits() {
+        let mut g = TicTacToe::new();
+        g.join(1).unwrap();
+        g.join(2).unwrap();
+        g.leave(1);
+        assert!(g.is_over());
+        assert!(g.join(3).is_err());
+    }
+}

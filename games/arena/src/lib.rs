@@ -1,1 +1,197 @@
-//! placeholder
+//! Arena: the demo game and the benchmark scenario "arena-16 @ 20 Hz" (SPEC.md section 7).
+//!
+//! Up to 16 players move on a square field. Each input is a velocity; each tick moves
+//! every player by its latest velocity and sends everyone one state listing every
+//! player's id, position and last processed input seq.
+//!
+//! Wire formats (MessagePack, see `docs/protocol.md`):
+//! - input payload: `[dx, dy]`, two numbers in -1.0..=1.0 (larger values are clamped;
+//!   NaN or infinity is refused).
+//! - state payload: `[[id, x, y, last_seq], ...]`, one entry per player in join order,
+//!   `x` and `y` as float 32 in 0.0..=[`FIELD`].
+#![warn(missing_docs, unreachable_pub)]
+#![forbid(unsafe_code)]
+
+use rally_game::msgpack::{self, Reader};
+use rally_game::{Game, PlayerId, Refusal, Tick};
+
+/// The room kind name Arena is registered under.
+pub const KIND: &str = "arena";
+/// Seats per room.
+pub const MAX_PLAYERS: usize = 16;
+/// The field is FIELD x FIELD units.
+pub const FIELD: f32 = 1000.0;
+/// Units per second at full velocity.
+pub const SPEED: f32 = 100.0;
+
+#[derive(Debug, Clone)]
+struct Player {
+    id: PlayerId,
+    x: f32,
+    y: f32,
+    /// Latest velocity, each in -1..=1.
+    vx: f32,
+    vy: f32,
+    last_seq: u32,
+}
+
+/// One arena room's state.
+#[derive(Debug, Default)]
+pub struct Arena {
+    /// In join order; at most 16, so a linear search beats a map.
+    players: Vec<Player>,
+}
+
+impl Arena {
+    /// An empty arena.
+    pub fn new() -> Self {
+        Arena::default()
+    }
+
+    fn player_mut(&mut self, id: PlayerId) -> Option<&mut Player> {
+        self.players.iter_mut().find(|p| p.id == id)
+    }
+}
+
+/// Reads an input payload `[dx, dy]`.
+pub fn decode_input(payload: &[u8]) -> Result<(f32, f32), Refusal> {
+    let bad = |_| Refusal::new("arena input must be [dx, dy] with two finite numbers");
+    let mut r = Reader::new(payload);
+    if r.read_array_len().map_err(bad)? < 2 {
+        return Err(Refusal::new("arena input must be [dx, dy]"));
+    }
+    let dx = r.read_f64().map_err(bad)?;
+    let dy = r.read_f64().map_err(bad)?;
+    if !dx.is_finite() || !dy.is_finite() {
+        return Err(Refusal::new("arena input must be finite numbers"));
+    }
+    Ok((dx.clamp(-1.0, 1.0) as f32, dy.clamp(-1.0, 1.0) as f32))
+}
+
+/// Writes an input payload `[dx, dy]` (for clients and bots).
+pub fn encode_input(out: &mut Vec<u8>, dx: f32, dy: f32) {
+    msgpack::write_array_len(out, 2);
+    msgpack::write_f32(out, dx);
+    msgpack::write_f32(out, dy);
+}
+
+/// One player's entry in a state.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PlayerState {
+    /// Player id.
+    pub id: PlayerId,
+    /// Position.
+    pub x: f32,
+    /// Position.
+    pub y: f32,
+    /// Last input seq processed for this player.
+    pub last_seq: u32,
+}
+
+/// Reads a state payload (for clients and bots).
+pub fn decode_state(payload: &[u8]) -> Result<Vec<PlayerState>, msgpack::ReadError> {
+    let mut r = Reader::new(payload);
+    let n = r.read_array_len()?;
+    let mut out = Vec::with_capacity((n as usize).min(MAX_PLAYERS));
+    for _ in 0..n {
+        let fields = r.read_array_len()?;
+        let p = PlayerState {
+            id: r.read_u32()?,
+            x: r.read_f64()? as f32,
+            y: r.read_f64()? as f32,
+            last_seq: r.read_u32()?,
+        };
+        for _ in 4..fields {
+            r.skip_value()?;
+        }
+        out.push(p);
+    }
+    Ok(out)
+}
+
+impl Game for Arena {
+    fn join(&mut self, player: PlayerId) -> Result<(), Refusal> {
+        // Spread spawn points over the field without a random source, so runs repeat.
+        let h = player.wrapping_mul(2_654_435_761);
+        let x = (h % 1000) as f32 / 1000.0 * FIELD;
+        let y = ((h / 1000) % 1000) as f32 / 1000.0 * FIELD;
+        self.players.push(Player { id: player, x, y, vx: 0.0, vy: 0.0, last_seq: 0 });
+        Ok(())
+    }
+
+    fn leave(&mut self, player: PlayerId) {
+        self.players.retain(|p| p.id != player);
+    }
+
+    fn input(&mut self, player: PlayerId, seq: u32, payload: &[u8]) -> Result<(), Refusal> {
+        let (dx, dy) = decode_input(payload)?;
+        let p = self.player_mut(player).ok_or_else(|| Refusal::new("not in this arena"))?;
+        p.vx = dx;
+        p.vy = dy;
+        p.last_seq = seq;
+        Ok(())
+    }
+
+    fn tick(&mut self, tick: &mut Tick<'_>) {
+        let step = SPEED * tick.dt().as_secs_f32();
+        for p in &mut self.players {
+            p.x = (p.x + p.vx * step).clamp(0.0, FIELD);
+            p.y = (p.y + p.vy * step).clamp(0.0, FIELD);
+        }
+        let out = tick.room_state();
+        msgpack::write_array_len(out, self.players.len() as u32);
+        for p in &self.players {
+            msgpack::write_array_len(out, 4);
+            msgpack::write_uint(out, p.id.into());
+            msgpack::write_f32(out, p.x);
+            msgpack::write_f32(out, p.y);
+            msgpack::write_uint(out, p.last_seq.into());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn run_tick(game: &mut Arena, n: u64) -> Vec<PlayerState> {
+        let (mut room, mut views) = (Vec::new(), Vec::new());
+        game.tick(&mut Tick::new(n, Duration::from_millis(50), &mut room, &mut views));
+        assert!(views.is_empty());
+        assert!(msgpack::is_single_value(&room));
+        decode_state(&room).unwrap()
+    }
+
+    #[test]
+    fn inputs_move_players_and_state_lists_everyone() {
+        let mut g = Arena::new();
+        g.join(1).unwrap();
+        g.join(2).unwrap();
+        let before = run_tick(&mut g, 1);
+        let mut input = Vec::new();
+        encode_input(&mut input, 1.0, 0.0);
+        g.input(1, 7, &input).unwrap();
+        let after = run_tick(&mut g, 2);
+        assert_eq!(after.len(), 2);
+        assert_eq!(after[0].last_seq, 7);
+        assert_eq!(after[1].last_seq, 0);
+        if before[0].x < FIELD - 5.0 {
+            assert!((after[0].x - before[0].x - 5.0).abs() < 1e-3, "moved 100 u/s for 50 ms");
+        }
+        assert_eq!(after[1].x, before[1].x);
+    }
+
+    #[test]
+    fn bad_inputs_are_refused_and_big_ones_clamped() {
+        let mut g = Arena::new();
+        g.join(1).unwrap();
+        assert!(g.input(1, 1, &[0xc0]).is_err());
+        let mut nan = Vec::new();
+        encode_input(&mut nan, f32::NAN, 0.0);
+        assert!(g.input(1, 2, &nan).is_err());
+        let mut big = Vec::new();
+        encode_input(&mut big, 50.0, -50.0);
+        assert_eq!(decode_input(&big), Ok((1.0, -1.0)));
+    }
+}

@@ -1,0 +1,472 @@
+//! Server parameters: their ranges and defaults (written once, in [`KEYS`]), and how
+//! `rally.toml`, `RALLY_<KEY>` environment variables and command-line flags combine.
+//!
+//! Flags beat the environment, the environment beats the file, the file beats the
+//! default. A value that does not parse or is out of range is refused with a message
+//! naming the key, the value, where it came from and what is allowed.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Concurrent player connections in one process.
+    pub concurrency_limit: u32,
+    /// Bound on every wait on a peer or dependency, in milliseconds.
+    pub timeout_ms: u64,
+    /// Room simulation and state rate.
+    pub tick_hz: u32,
+    /// Largest message a client may send.
+    pub max_message_bytes: u32,
+    /// Outbound messages buffered per connection.
+    pub queue_capacity: u32,
+    /// How long shutdown waits for rooms and players, in milliseconds.
+    pub shutdown_grace_ms: u64,
+    /// Raw TCP game listener.
+    pub tcp: SocketAddr,
+    /// HTTP listener carrying the WebSocket endpoint `/ws`.
+    pub http: SocketAddr,
+    /// Admin listener (health now; metrics and the admin API later).
+    pub admin: SocketAddr,
+    /// Log filter, e.g. `info` or `rally_server=debug`.
+    pub log_level: String,
+    /// Log line format.
+    pub log_format: LogFormat,
+}
+
+/// What kind of value a key holds, with its range or choices and its default.
+#[derive(Debug, Clone, Copy)]
+pub enum KeyKind {
+    /// An integer in `min..=max`.
+    Int {
+        /// Smallest allowed.
+        min: u64,
+        /// Largest allowed.
+        max: u64,
+        /// Default.
+        default: u64,
+    },
+    /// A socket address `IP:PORT`.
+    Addr {
+        /// Default.
+        default: &'static str,
+    },
+    /// One of a fixed set of words.
+    Choice {
+        /// Allowed words.
+        options: &'static [&'static str],
+        /// Default.
+        default: &'static str,
+    },
+    /// Free text.
+    Text {
+        /// Default.
+        default: &'static str,
+    },
+}
+
+/// One configuration key.
+#[derive(Debug, Clone, Copy)]
+pub struct Key {
+    /// The name in `rally.toml`; upper-cased with a `RALLY_` prefix for the environment,
+    /// dashed for the flag.
+    pub name: &'static str,
+    /// Type, range and default.
+    pub kind: KeyKind,
+    /// One line for `--help`.
+    pub help: &'static str,
+    /// Other environment variable names accepted for this key.
+    pub env_aliases: &'static [&'static str],
+}
+
+impl Key {
+    /// The command-line flag, e.g. `concurrency-limit`.
+    pub fn flag(&self) -> String {
+        self.name.replace('_', "-")
+    }
+
+    /// The environment variable, e.g. `RALLY_CONCURRENCY_LIMIT`.
+    pub fn env(&self) -> String {
+        format!("RALLY_{}", self.name.to_uppercase())
+    }
+
+    /// The default, as text.
+    pub fn default_text(&self) -> String {
+        match self.kind {
+            KeyKind::Int { default, .. } => default.to_string(),
+            KeyKind::Addr { default } | KeyKind::Choice { default, .. } | KeyKind::Text { default } => {
+                default.to_owned()
+            }
+        }
+    }
+
+    /// What values are allowed, for messages and `--help`.
+    pub fn allowed(&self) -> String {
+        match self.kind {
+            KeyKind::Int { min, max, .. } => format!("an integer in {min}..={max}"),
+            KeyKind::Addr { .. } => "an address IP:PORT".to_owned(),
+            KeyKind::Choice { options, .. } => format!("one of {}", options.join(", ")),
+            KeyKind::Text { .. } => "text".to_owned(),
+        }
+    }
+}
+
+/// Every key, with its range and default (SPEC.md section 1, plus listeners and logs).
+pub const KEYS: &[Key] = &[
+    Key {
+        name: "concurrency_limit",
+        kind: KeyKind::Int { min: 1, max: 10_000, default: 1000 },
+        help: "concurrent player connections in one process",
+        env_aliases: &[],
+    },
+    Key {
+        name: "timeout_ms",
+        kind: KeyKind::Int { min: 100, max: 60_000, default: 30_000 },
+        help: "bound on every wait on a peer or dependency: handshake, idle read, blocked write, one command",
+        env_aliases: &[],
+    },
+    Key {
+        name: "tick_hz",
+        kind: KeyKind::Int { min: 1, max: 120, default: 20 },
+        help: "room simulation and state rate",
+        env_aliases: &[],
+    },
+    Key {
+        name: "max_message_bytes",
+        kind: KeyKind::Int { min: 64, max: 1_048_576, default: 4096 },
+        help: "largest message a client may send",
+        env_aliases: &[],
+    },
+    Key {
+        name: "queue_capacity",
+        kind: KeyKind::Int { min: 1, max: 10_000, default: 100 },
+        help: "outbound messages buffered per connection",
+        env_aliases: &[],
+    },
+    Key {
+        name: "shutdown_grace_ms",
+        kind: KeyKind::Int { min: 0, max: 600_000, default: 10_000 },
+        help: "how long shutdown waits for rooms and players to finish",
+        env_aliases: &[],
+    },
+    Key {
+        name: "tcp",
+        kind: KeyKind::Addr { default: "0.0.0.0:7000" },
+        help: "raw TCP game listener",
+        env_aliases: &[],
+    },
+    Key {
+        name: "http",
+        kind: KeyKind::Addr { default: "0.0.0.0:8080" },
+        help: "HTTP listener with the WebSocket endpoint /ws",
+        env_aliases: &[],
+    },
+    Key {
+        name: "admin",
+        kind: KeyKind::Addr { default: "127.0.0.1:9100" },
+        help: "admin listener (/healthz)",
+        env_aliases: &[],
+    },
+    Key {
+        name: "log_level",
+        kind: KeyKind::Text { default: "info" },
+        help: "log filter: error, warn, info, debug, trace, or target=level directives",
+        env_aliases: &["RALLY_LOG"],
+    },
+    Key {
+        name: "log_format",
+        kind: KeyKind::Choice { options: &["pretty", "json"], default: "pretty" },
+        help: "log line format",
+        env_aliases: &[],
+    },
+];
+
+/// Where a value came from, for error messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// The built-in default.
+    Default,
+    /// A config file.
+    File(String),
+    /// An environment variable.
+    Env(String),
+    /// A command-line flag.
+    Flag(String),
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Default => write!(f, "the default"),
+            Source::File(path) => write!(f, "config file {path}"),
+            Source::Env(var) => write!(f, "environment variable {var}"),
+            Source::Flag(flag) => write!(f, "flag --{flag}"),
+        }
+    }
+}
+
+/// A configuration that could not be loaded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A value that does not parse or is out of range.
+    #[error("invalid {key} = {value:?} (from {from}): allowed is {allowed}")]
+    Invalid {
+        /// The key.
+        key: &'static str,
+        /// The value as given.
+        value: String,
+        /// Where it came from.
+        from: Source,
+        /// What is allowed.
+        allowed: String,
+    },
+    /// A key in the file that Rally does not know (likely a typo).
+    #[error("unknown key {key:?} in {path}; known keys: {known}")]
+    UnknownKey {
+        /// The key.
+        key: String,
+        /// The file.
+        path: String,
+        /// The known keys.
+        known: String,
+    },
+    /// The file could not be read or is not TOML.
+    #[error("cannot read config file {path}: {reason}")]
+    File {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Raw values, by key name, from each source.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    file: BTreeMap<String, (String, Source)>,
+    env: BTreeMap<&'static str, (String, Source)>,
+    flags: BTreeMap<&'static str, (String, Source)>,
+}
+
+fn key(name: &str) -> Option<&'static Key> {
+    KEYS.iter().find(|k| k.name == name)
+}
+
+impl Sources {
+    /// No values: every key takes its default.
+    pub fn new() -> Self {
+        Sources::default()
+    }
+
+    /// Adds the values of a TOML file. Unknown keys are an error.
+    pub fn file(mut self, path: &Path) -> Result<Self, ConfigError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::File { path: shown.clone(), reason: e.to_string() })?;
+        self = self.toml(&text, &shown)?;
+        Ok(self)
+    }
+
+    /// Adds the values of TOML text; `path` names it in messages.
+    pub fn toml(mut self, text: &str, path: &str) -> Result<Self, ConfigError> {
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| ConfigError::File { path: path.to_owned(), reason: e.to_string() })?;
+        for (name, value) in table {
+            if key(&name).is_none() {
+                let known = KEYS.iter().map(|k| k.name).collect::<Vec<_>>().join(", ");
+                return Err(ConfigError::UnknownKey { key: name, path: path.to_owned(), known });
+            }
+            let text = match value {
+                toml::Value::String(s) => s,
+                other => other.to_string(),
+            };
+            self.file.insert(name, (text, Source::File(path.to_owned())));
+        }
+        Ok(self)
+    }
+
+    /// Adds the `RALLY_<KEY>` variables found in `vars` (others are ignored).
+    pub fn env(mut self, vars: impl IntoIterator<Item = (String, String)>) -> Self {
+        let vars: BTreeMap<String, String> = vars.into_iter().collect();
+        for k in KEYS {
+            let primary = k.env();
+            let names = std::iter::once(primary.as_str()).chain(k.env_aliases.iter().copied());
+            for name in names {
+                if let Some(v) = vars.get(name) {
+                    self.env.insert(k.name, (v.clone(), Source::Env(name.to_owned())));
+                    break;
+                }
+            }
+        }
+        self
+    }
+
+    /// Adds a flag value for `key` (a key name from [`KEYS`]; unknown names are ignored).
+    pub fn flag(mut self, name: &str, value: impl Into<String>) -> Self {
+        if let Some(k) = key(name) {
+            self.flags.insert(k.name, (value.into(), Source::Flag(k.flag())));
+        }
+        self
+    }
+
+    fn raw(&self, k: &'static Key) -> (String, Source) {
+        self.flags
+            .get(k.name)
+            .or_else(|| self.env.get(k.name))
+            .or_else(|| self.file.get(k.name))
+            .cloned()
+            .unwrap_or_else(|| (k.default_text(), Source::Default))
+    }
+
+    /// Combines the sources and validates every key.
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        let mut ints = BTreeMap::new();
+        let mut texts = BTreeMap::new();
+        for k in KEYS {
+            let (value, source) = self.raw(k);
+            let invalid = || ConfigError::Invalid {
+                key: k.name,
+                value: value.clone(),
+                from: source.clone(),
+                allowed: k.allowed(),
+            };
+            match k.kind {
+                KeyKind::Int { min, max, .. } => {
+                    let n: u64 = value.trim().parse().map_err(|_| invalid())?;
+                    if !(min..=max).contains(&n) {
+                        return Err(invalid());
+                    }
+                    ints.insert(k.name, n);
+                }
+                KeyKind::Addr { .. } => {
+                    value.trim().parse::<SocketAddr>().map_err(|_| invalid())?;
+                    texts.insert(k.name, value.trim().to_owned());
+                }
+                KeyKind::Choice { options, .. } => {
+                    if !options.contains(&value.trim()) {
+                        return Err(invalid());
+                    }
+                    texts.insert(k.name, value.trim().to_owned());
+                }
+                KeyKind::Text { .. } => {
+                    if value.trim().is_empty() {
+                        return Err(invalid());
+                    }
+                    texts.insert(k.name, value.trim().to_owned());
+                }
+            }
+        }
+        // Every key above was inserted or returned an error; KEYS names each field below.
+        let int = |name: &str| ints[name];
+        let addr = |name: &str| texts[name].parse::<SocketAddr>().expect("validated above");
+        Ok(Config {
+            concurrency_limit: int("concurrency_limit") as u32,
+            timeout_ms: int("timeout_ms"),
+            tick_hz: int("tick_hz") as u32,
+            max_message_bytes: int("max_message_bytes") as u32,
+            queue_capacity: int("queue_capacity") as u32,
+            shutdown_grace_ms: int("shutdown_grace_ms"),
+            tcp: addr("tcp"),
+            http: addr("http"),
+            admin: addr("admin"),
+            log_level: texts["log_level"].clone(),
+            log_format: if texts["log_format"] == "json" { LogFormat::Json } else { LogFormat::Pretty },
+        })
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        // The defaults in KEYS are all in range; a test below keeps it that way.
+        Sources::new().load().expect("built-in defaults are valid")
+    }
+}
+
+impl Config {
+    /// [`Config::timeout_ms`] as a duration.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+
+    /// [`Config::shutdown_grace_ms`] as a duration.
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
+
+    /// One tick period.
+    pub fn tick_period(&self) -> Duration {
+        Duration::from_secs_f64(1.0 / f64::from(self.tick_hz))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_spec() {
+        let c = Config::default();
+        assert_eq!(c.concurrency_limit, 1000);
+        assert_eq!(c.timeout_ms, 30_000);
+        assert_eq!(c.tick_hz, 20);
+        assert_eq!(c.max_message_bytes, 4096);
+        assert_eq!(c.queue_capacity, 100);
+        assert_eq!(c.shutdown_grace_ms, 10_000);
+        assert_eq!(c.tcp.to_string(), "0.0.0.0:7000");
+        assert_eq!(c.http.to_string(), "0.0.0.0:8080");
+        assert_eq!(c.admin.to_string(), "127.0.0.1:9100");
+    }
+
+    #[test]
+    fn flags_beat_env_beat_file() {
+        let s = Sources::new()
+            .toml("tick_hz = 30\nqueue_capacity = 7\ntimeout_ms = 1000", "rally.toml")
+            .unwrap()
+            .env([("RALLY_TICK_HZ".into(), "40".into()), ("RALLY_TIMEOUT_MS".into(), "2000".into())])
+            .flag("tick_hz", "50");
+        let c = s.load().unwrap();
+        assert_eq!((c.tick_hz, c.timeout_ms, c.queue_capacity), (50, 2000, 7));
+    }
+
+    #[test]
+    fn out_of_range_names_key_value_source_and_range() {
+        let err = Sources::new()
+            .env([("RALLY_CONCURRENCY_LIMIT".into(), "20000".into())])
+            .load()
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "invalid concurrency_limit = \"20000\" (from environment variable RALLY_CONCURRENCY_LIMIT): \
+             allowed is an integer in 1..=10000"
+        );
+        let err = Sources::new().flag("tick_hz", "0").load().unwrap_err().to_string();
+        assert!(err.contains("tick_hz") && err.contains("--tick-hz") && err.contains("1..=120"), "{err}");
+        let err = Sources::new().toml("timeout_ms = -5", "x.toml").unwrap().load().unwrap_err();
+        assert!(err.to_string().contains("config file x.toml"), "{err}");
+    }
+
+    #[test]
+    fn unknown_file_keys_and_bad_types_are_refused() {
+        let err = Sources::new().toml("tick_rate = 20", "rally.toml").unwrap_err().to_string();
+        assert!(err.contains("unknown key \"tick_rate\""), "{err}");
+        let err = Sources::new().flag("tcp", "not-an-address").load().unwrap_err().to_string();
+        assert!(err.contains("IP:PORT"), "{err}");
+        let err = Sources::new().flag("log_format", "xml").load().unwrap_err().to_string();
+        assert!(err.contains("pretty, json"), "{err}");
+    }
+}

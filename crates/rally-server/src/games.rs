@@ -1,0 +1,101 @@
+//! The registry of room kinds: which game a kind runs, and how many seats its rooms have.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use rally_game::Game;
+
+/// Makes a fresh game value for each new room of one kind.
+pub(crate) type Factory = Arc<dyn Fn() -> Box<dyn GameObject> + Send + Sync>;
+
+/// A [`Game`] behind a pointer, so rooms of every kind share one room task implementation.
+pub(crate) trait GameObject: Send {
+    fn join(&mut self, player: rally_game::PlayerId) -> Result<(), rally_game::Refusal>;
+    fn leave(&mut self, player: rally_game::PlayerId);
+    fn input(
+        &mut self,
+        player: rally_game::PlayerId,
+        seq: u32,
+        payload: &[u8],
+    ) -> Result<(), rally_game::Refusal>;
+    fn tick(&mut self, tick: &mut rally_game::Tick<'_>);
+    fn is_over(&self) -> bool;
+    fn shutdown(&mut self, reason: rally_game::CloseReason);
+}
+
+impl<G: Game> GameObject for G {
+    fn join(&mut self, player: rally_game::PlayerId) -> Result<(), rally_game::Refusal> {
+        Game::join(self, player)
+    }
+    fn leave(&mut self, player: rally_game::PlayerId) {
+        Game::leave(self, player)
+    }
+    fn input(
+        &mut self,
+        player: rally_game::PlayerId,
+        seq: u32,
+        payload: &[u8],
+    ) -> Result<(), rally_game::Refusal> {
+        Game::input(self, player, seq, payload)
+    }
+    fn tick(&mut self, tick: &mut rally_game::Tick<'_>) {
+        Game::tick(self, tick)
+    }
+    fn is_over(&self) -> bool {
+        Game::is_over(self)
+    }
+    fn shutdown(&mut self, reason: rally_game::CloseReason) {
+        Game::shutdown(self, reason)
+    }
+}
+
+/// One registered room kind.
+#[derive(Clone)]
+pub(crate) struct Kind {
+    /// Seats per room.
+    pub(crate) max_players: usize,
+    pub(crate) factory: Factory,
+}
+
+/// The room kinds a server offers. Build it with [`Games::register`] and hand it to the
+/// server builder.
+#[derive(Clone, Default)]
+pub struct Games {
+    kinds: HashMap<String, Kind>,
+}
+
+impl std::fmt::Debug for Games {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.kinds.keys()).finish()
+    }
+}
+
+impl Games {
+    /// No games yet.
+    pub fn new() -> Self {
+        Games::default()
+    }
+
+    /// Offers rooms of `kind`, each with `max_players` seats (at least 1), each running a
+    /// game made by `make`. Registering a kind again replaces it.
+    pub fn register<G, F>(&mut self, kind: &str, max_players: usize, make: F) -> &mut Self
+    where
+        G: Game,
+        F: Fn() -> G + Send + Sync + 'static,
+    {
+        let factory: Factory = Arc::new(move || Box::new(make()) as Box<dyn GameObject>);
+        self.kinds.insert(kind.to_owned(), Kind { max_players: max_players.max(1), factory });
+        self
+    }
+
+    pub(crate) fn get(&self, kind: &str) -> Option<&Kind> {
+        self.kinds.get(kind)
+    }
+
+    /// The registered kind names, sorted.
+    pub fn kinds(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.kinds.keys().cloned().collect();
+        v.sort();
+        v
+    }
+}

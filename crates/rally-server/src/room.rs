@@ -1,0 +1,330 @@
+//! A room: one task that owns one game and ticks it.
+//!
+//! Data flows one way: sessions queue inputs into the room's bounded input queue; each
+//! tick the room applies every queued input, advances the game, and puts the state in
+//! each player's outbound queue. Joins, leaves and chat come through a separate control
+//! queue, handled as they arrive, so a join does not wait for a tick. Missed ticks are
+//! skipped, never burst: the next tick covers the time of the ones skipped.
+//!
+//! A room ends when its last seat is released, when its game is over, when an operator
+//! closes it or when the server shuts down (its token is a child of the server's).
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use rally_game::{CloseReason, PlayerId, Refusal, Tick};
+use rally_protocol::{ErrorCode, ServerMessage};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+
+use crate::games::{GameObject, Kind};
+use crate::matchmaker::Reservation;
+use crate::server::Shared;
+use crate::session::{Outbound, SessionLink};
+
+/// Control messages a room keeps for each seat: join, leave, chat, a few in flight each.
+const CONTROL_PER_SEAT: usize = 4;
+/// Inputs a room buffers per seat between two ticks.
+const INPUTS_PER_SEAT: usize = 16;
+
+/// One input on its way to a room.
+#[derive(Debug)]
+pub(crate) struct InputMsg {
+    pub(crate) player: PlayerId,
+    pub(crate) seq: u32,
+    pub(crate) payload: Bytes,
+}
+
+/// Requests a room handles as they arrive.
+pub(crate) enum Control {
+    /// Seat a player. The room sends `joined` itself, so it precedes the first state.
+    Join { link: SessionLink, req: u32, reservation: Reservation, reply: oneshot::Sender<Result<PlayerId, Refusal>> },
+    /// Free a player's seat.
+    Leave { player: PlayerId, reply: Option<oneshot::Sender<()>> },
+    /// Say a line to everyone in the room.
+    Chat { player: PlayerId, name: String, text: String, reply: oneshot::Sender<()> },
+}
+
+/// How sessions and the matchmaker reach a room.
+#[derive(Debug, Clone)]
+pub(crate) struct RoomHandle {
+    pub(crate) id: u64,
+    pub(crate) kind: Arc<str>,
+    pub(crate) max_players: usize,
+    pub(crate) control: mpsc::Sender<Control>,
+    pub(crate) inputs: mpsc::Sender<InputMsg>,
+    /// Cancelled when the room ends; a child of the server's shutdown token.
+    pub(crate) token: CancellationToken,
+    /// Why the room was cancelled, set by whoever cancels it (unset: server shutdown).
+    pub(crate) reason: Arc<OnceLock<CloseReason>>,
+}
+
+impl RoomHandle {
+    /// Ends the room for `reason` (the first reason given wins).
+    pub(crate) fn close(&self, reason: CloseReason) {
+        let _ = self.reason.set(reason);
+        self.token.cancel();
+    }
+}
+
+/// A session's seat in a room.
+#[derive(Debug, Clone)]
+pub(crate) struct Membership {
+    pub(crate) room: RoomHandle,
+    pub(crate) player_id: PlayerId,
+}
+
+impl Membership {
+    /// Whether the room still runs.
+    pub(crate) fn is_live(&self) -> bool {
+        !self.room.token.is_cancelled()
+    }
+}
+
+struct Seat {
+    id: PlayerId,
+    link: SessionLink,
+    last_seq: u32,
+}
+
+struct Room {
+    shared: Arc<Shared>,
+    handle: RoomHandle,
+    game: Box<dyn GameObject>,
+    /// Sorted by id (ids only grow), so lookups are a binary search.
+    seats: Vec<Seat>,
+    next_player: PlayerId,
+    tick: u64,
+    /// Reused tick buffers: the room state and the per-player views.
+    room_buf: Vec<u8>,
+    views: Vec<(PlayerId, Vec<u8>)>,
+    /// Seats found gone (closed or slow) while sending; freed after the send loop.
+    gone: Vec<PlayerId>,
+}
+
+/// Starts a room task and returns its handle.
+pub(crate) fn spawn(shared: &Arc<Shared>, id: u64, kind: &str, spec: &Kind) -> RoomHandle {
+    let (control, control_rx) = mpsc::channel(spec.max_players * CONTROL_PER_SEAT);
+    let (inputs, inputs_rx) = mpsc::channel(spec.max_players * INPUTS_PER_SEAT);
+    let handle = RoomHandle {
+        id,
+        kind: Arc::from(kind),
+        max_players: spec.max_players,
+        control,
+        inputs,
+        token: shared.shutdown.child_token(),
+        reason: Arc::new(OnceLock::new()),
+    };
+    let room = Room {
+        shared: shared.clone(),
+        handle: handle.clone(),
+        game: (spec.factory)(),
+        seats: Vec::with_capacity(spec.max_players.min(64)),
+        next_player: 1,
+        tick: 0,
+        room_buf: Vec::new(),
+        views: Vec::new(),
+        gone: Vec::new(),
+    };
+    shared.tracker.spawn(room.run(control_rx, inputs_rx));
+    handle
+}
+
+fn reason_text(reason: CloseReason) -> &'static str {
+    match reason {
+        CloseReason::Empty => "the room is empty",
+        CloseReason::GameOver => "the game is over",
+        CloseReason::ServerShutdown => "the server is shutting down",
+        CloseReason::Closed => "the room was closed by an operator",
+    }
+}
+
+impl Room {
+    async fn run(mut self, mut control: mpsc::Receiver<Control>, mut inputs: mpsc::Receiver<InputMsg>) {
+        let started = Instant::now();
+        let period = self.shared.config.tick_period();
+        let mut interval = tokio::time::interval_at(started + period, period);
+        interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        let mut last = started;
+        tracing::debug!(room_id = self.handle.id, kind = &*self.handle.kind, "room opened");
+        let token = self.handle.token.clone();
+        let reason = loop {
+            tokio::select! {
+                biased;
+                _ = token.cancelled() => {
+                    break self.handle.reason.get().copied().unwrap_or(CloseReason::ServerShutdown);
+                }
+                Some(c) = control.recv() => self.on_control(c),
+                now = interval.tick() => {
+                    let periods = (now.duration_since(last).as_secs_f64() / period.as_secs_f64()).round().max(1.0);
+                    last = now;
+                    let missed = periods as u64 - 1;
+                    if missed > 0 {
+                        self.shared.stats.missed_ticks.fetch_add(missed, Ordering::Relaxed);
+                    }
+                    self.run_tick(&mut inputs, period.mul_f64(periods));
+                    if self.game.is_over() {
+                        break CloseReason::GameOver;
+                    }
+                }
+            }
+        };
+        control.close();
+        self.finish(reason, started);
+    }
+
+    fn seat(&mut self, player: PlayerId) -> Option<&mut Seat> {
+        let at = self.seats.binary_search_by_key(&player, |s| s.id).ok()?;
+        Some(&mut self.seats[at])
+    }
+
+    fn on_control(&mut self, c: Control) {
+        match c {
+            Control::Join { link, req, reservation, reply } => {
+                if self.seats.len() >= self.handle.max_players {
+                    let _ = reply.send(Err(Refusal::new("the room is full")));
+                    return;
+                }
+                let id = self.next_player;
+                if let Err(refusal) = self.game.join(id) {
+                    // Dropping the reservation frees the seat it held.
+                    let _ = reply.send(Err(refusal));
+                    return;
+                }
+                self.next_player += 1;
+                reservation.keep();
+                let joined = ServerMessage::Joined {
+                    req,
+                    room_id: self.handle.id,
+                    player_id: id,
+                    kind: self.handle.kind.to_string(),
+                    max_players: self.handle.max_players as u32,
+                };
+                link.send(Outbound::Msg(joined));
+                self.seats.push(Seat { id, link, last_seq: 0 });
+                if reply.send(Ok(id)).is_err() {
+                    // The join was abandoned (its command timed out): undo it and say so.
+                    self.notify(id, ServerMessage::RoomClosed {
+                        room_id: self.handle.id,
+                        reason: "the join did not complete in time".into(),
+                    });
+                    self.remove(id);
+                }
+            }
+            Control::Leave { player, reply } => {
+                self.remove(player);
+                if let Some(r) = reply {
+                    let _ = r.send(());
+                }
+            }
+            Control::Chat { player, name, text, reply } => {
+                if self.seat(player).is_some() {
+                    let line = ServerMessage::ChatLine { room_id: self.handle.id, player_id: player, name, text };
+                    for seat in &self.seats {
+                        if !seat.link.send(Outbound::Msg(line.clone())) {
+                            self.gone.push(seat.id);
+                        }
+                    }
+                    self.remove_gone();
+                }
+                let _ = reply.send(());
+            }
+        }
+    }
+
+    fn notify(&mut self, player: PlayerId, msg: ServerMessage) {
+        if let Some(seat) = self.seat(player) {
+            if !seat.link.send(Outbound::Msg(msg)) {
+                self.gone.push(player);
+            }
+        }
+    }
+
+    /// Frees a seat: the game forgets the player and the matchmaker gets the seat back.
+    fn remove(&mut self, player: PlayerId) {
+        if let Ok(at) = self.seats.binary_search_by_key(&player, |s| s.id) {
+            self.seats.remove(at);
+            self.game.leave(player);
+            self.shared.matchmaker.release(self.handle.id);
+        }
+    }
+
+    fn remove_gone(&mut self) {
+        while let Some(p) = self.gone.pop() {
+            self.remove(p);
+        }
+    }
+
+    fn run_tick(&mut self, inputs: &mut mpsc::Receiver<InputMsg>, dt: Duration) {
+        // Apply what is queued now; inputs arriving meanwhile wait for the next tick.
+        for _ in 0..inputs.len() {
+            let Ok(input) = inputs.try_recv() else { break };
+            let Ok(at) = self.seats.binary_search_by_key(&input.player, |s| s.id) else { continue };
+            if input.seq <= self.seats[at].last_seq {
+                continue; // a duplicate or out-of-date input
+            }
+            match self.game.input(input.player, input.seq, &input.payload) {
+                Ok(()) => self.seats[at].last_seq = input.seq,
+                Err(refusal) => self.notify(input.player, ServerMessage::Error {
+                    code: ErrorCode::InputRejected,
+                    message: refusal.0,
+                    req: 0,
+                }),
+            }
+        }
+        self.tick += 1;
+        self.room_buf.clear();
+        self.views.clear();
+        self.game.tick(&mut Tick::new(self.tick, dt, &mut self.room_buf, &mut self.views));
+        let room_state = (!self.room_buf.is_empty()).then(|| Bytes::copy_from_slice(&self.room_buf));
+        let views: Vec<(PlayerId, Bytes)> =
+            self.views.drain(..).map(|(p, v)| (p, Bytes::from(v))).collect();
+        for seat in &self.seats {
+            let payload = match views.iter().find(|(p, _)| *p == seat.id) {
+                Some((_, v)) => v.clone(),
+                None => match &room_state {
+                    Some(s) => s.clone(),
+                    None => continue,
+                },
+            };
+            let state = ServerMessage::State { tick: self.tick, last_seq: seat.last_seq, payload };
+            if !seat.link.send(Outbound::Msg(state)) {
+                self.gone.push(seat.id);
+            }
+        }
+        self.remove_gone();
+    }
+
+    fn finish(mut self, reason: CloseReason, started: Instant) {
+        self.game.shutdown(reason);
+        let id = self.handle.id;
+        for seat in &self.seats {
+            seat.link.send(Outbound::Msg(ServerMessage::RoomClosed {
+                room_id: id,
+                reason: reason_text(reason).into(),
+            }));
+        }
+        self.shared.matchmaker.remove(id);
+        self.handle.close(reason);
+        tracing::info!(
+            task_id = %format_args!("room-{id}"),
+            async_model = "async_await",
+            duration_ms = started.elapsed().as_millis() as u64,
+            room_id = id,
+            kind = &*self.handle.kind,
+            ticks = self.tick,
+            players = self.seats.len(),
+            reason = ?reason,
+            "room ended"
+        );
+    }
+}
+
+impl std::fmt::Debug for Room {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Room").field("id", &self.handle.id).field("seats", &self.seats.len()).finish()
+    }
+}

@@ -1,0 +1,270 @@
+//! The server: what every task shares, how it starts, and how it shuts down.
+//!
+//! Shutdown (SPEC.md section 4) is a cancellation tree. Cancelling `shutdown` stops the
+//! accept loops, ends every room (their tokens are its children, and each game gets its
+//! shutdown hook), and tells every session `shutdown`; sessions then wait for their
+//! clients to close. Every task is in one tracker; when it is empty the drain was clean.
+//! If `shutdown_grace_ms` passes first, `force` (the parent of every session's token)
+//! closes what is left.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::command::{CommandChecks, DefaultChecks};
+use crate::config::Config;
+use crate::directory::Directory;
+use crate::games::Games;
+use crate::matchmaker::Matchmaker;
+use crate::transport::Transport;
+use crate::{admin, listener};
+
+/// Connections being refused at once with `SERVER_FULL` in their own task.
+const MAX_REFUSALS: usize = 64;
+/// How long tasks get to stop after the grace period, once force-cancelled.
+const FORCE_LIMIT: Duration = Duration::from_secs(2);
+
+/// Counters kept for operators and tests.
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    pub(crate) missed_ticks: AtomicU64,
+}
+
+/// What every task of one server shares.
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) games: Games,
+    pub(crate) checks: Arc<dyn CommandChecks>,
+    pub(crate) matchmaker: Matchmaker,
+    pub(crate) directory: Arc<Directory>,
+    /// Every task the server spawns, so none is lost and shutdown can wait for all.
+    pub(crate) tracker: TaskTracker,
+    /// Cancelled when shutdown begins.
+    pub(crate) shutdown: CancellationToken,
+    /// Cancelled when the grace period ends: close everything now.
+    pub(crate) force: CancellationToken,
+    /// One permit per player connection (`concurrency_limit`).
+    pub(crate) limit: Arc<Semaphore>,
+    /// Bounds the tasks that refuse connections at capacity.
+    pub(crate) refusals: Arc<Semaphore>,
+    next_session: AtomicU64,
+    pub(crate) stats: Stats,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").field("config", &self.config).field("games", &self.games).finish()
+    }
+}
+
+impl Shared {
+    pub(crate) fn next_session_id(&self) -> u64 {
+        self.next_session.fetch_add(1, Ordering::Relaxed) + 1
+    }
+}
+
+/// A listener that could not be bound.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {addr} ({what}): {source}")]
+pub struct BindError {
+    /// Which listener.
+    pub what: &'static str,
+    /// The address asked for.
+    pub addr: SocketAddr,
+    /// Why.
+    #[source]
+    pub source: std::io::Error,
+}
+
+type WrapChecks = Box<dyn FnOnce(Arc<dyn CommandChecks>) -> Arc<dyn CommandChecks> + Send>;
+
+/// Configures a server before it binds its listeners.
+pub struct ServerBuilder {
+    config: Config,
+    games: Games,
+    wrap_checks: Option<WrapChecks>,
+}
+
+impl std::fmt::Debug for ServerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerBuilder").field("config", &self.config).field("games", &self.games).finish()
+    }
+}
+
+impl ServerBuilder {
+    /// Replaces or wraps the command checks: `wrap` gets the default checks and returns
+    /// the ones to use.
+    pub fn checks(
+        mut self,
+        wrap: impl FnOnce(Arc<dyn CommandChecks>) -> Arc<dyn CommandChecks> + Send + 'static,
+    ) -> Self {
+        self.wrap_checks = Some(Box::new(wrap));
+        self
+    }
+
+    /// Binds the TCP, WebSocket and admin listeners at the configured addresses.
+    pub async fn bind(self) -> Result<Server, BindError> {
+        let bind = |what: &'static str, addr: SocketAddr| async move {
+            TcpListener::bind(addr).await.map_err(|source| BindError { what, addr, source })
+        };
+        let tcp = bind("tcp", self.config.tcp).await?;
+        let ws = bind("http", self.config.http).await?;
+        let admin = bind("admin", self.config.admin).await?;
+        let directory = Arc::new(Directory::default());
+        let default_checks: Arc<dyn CommandChecks> =
+            Arc::new(DefaultChecks::new(self.games.clone(), directory.clone()));
+        let checks = match self.wrap_checks {
+            Some(wrap) => wrap(default_checks),
+            None => default_checks,
+        };
+        let shutdown = CancellationToken::new();
+        let shared = Arc::new(Shared {
+            limit: Arc::new(Semaphore::new(self.config.concurrency_limit as usize)),
+            refusals: Arc::new(Semaphore::new(MAX_REFUSALS)),
+            config: self.config,
+            games: self.games,
+            checks,
+            matchmaker: Matchmaker::default(),
+            directory,
+            tracker: TaskTracker::new(),
+            force: CancellationToken::new(),
+            shutdown,
+            next_session: AtomicU64::new(0),
+            stats: Stats::default(),
+        });
+        Ok(Server { shared, tcp, ws, admin })
+    }
+}
+
+/// How a shutdown went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Every connection and room finished within the grace period.
+    pub drained: bool,
+    /// Tasks still running when the grace period ended (closed by force).
+    pub forced: usize,
+    /// From the shutdown signal to the end.
+    pub duration: Duration,
+}
+
+/// A live view of a running server, for tests and embedding programs.
+#[derive(Debug, Clone)]
+pub struct ServerHandle {
+    shared: Arc<Shared>,
+}
+
+impl ServerHandle {
+    /// Handshaken sessions now.
+    pub fn sessions(&self) -> usize {
+        self.shared.directory.len()
+    }
+
+    /// Open rooms now.
+    pub fn rooms(&self) -> usize {
+        self.shared.matchmaker.room_count()
+    }
+
+    /// Tracked tasks now (sessions, rooms, accept loops, refusals).
+    pub fn tasks(&self) -> usize {
+        self.shared.tracker.len()
+    }
+
+    /// Ticks skipped because a room fell behind, since start.
+    pub fn missed_ticks(&self) -> u64 {
+        self.shared.stats.missed_ticks.load(Ordering::Relaxed)
+    }
+}
+
+/// A server with its listeners bound, ready to run.
+#[derive(Debug)]
+pub struct Server {
+    shared: Arc<Shared>,
+    tcp: TcpListener,
+    ws: TcpListener,
+    admin: TcpListener,
+}
+
+fn local(l: &TcpListener) -> SocketAddr {
+    // A bound listener always has a local address; the fallback only satisfies the type.
+    l.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+}
+
+impl Server {
+    /// Starts configuring a server with these games.
+    pub fn builder(config: Config, games: Games) -> ServerBuilder {
+        ServerBuilder { config, games, wrap_checks: None }
+    }
+
+    /// Where raw TCP clients connect.
+    pub fn tcp_addr(&self) -> SocketAddr {
+        local(&self.tcp)
+    }
+
+    /// Where WebSocket clients connect (path `/ws`).
+    pub fn ws_addr(&self) -> SocketAddr {
+        local(&self.ws)
+    }
+
+    /// Where the admin endpoints are.
+    pub fn admin_addr(&self) -> SocketAddr {
+        local(&self.admin)
+    }
+
+    /// A live view of the server.
+    pub fn handle(&self) -> ServerHandle {
+        ServerHandle { shared: self.shared.clone() }
+    }
+
+    /// Serves until `shutdown` completes, then drains (see the module docs).
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> ShutdownReport {
+        let shared = self.shared;
+        let (tcp, ws) = (local(&self.tcp), local(&self.ws));
+        shared.tracker.spawn(listener::accept_loop(shared.clone(), self.tcp, Transport::Tcp));
+        shared.tracker.spawn(listener::accept_loop(shared.clone(), self.ws, Transport::WebSocket));
+        let admin_addr = local(&self.admin);
+        let admin_stop = CancellationToken::new();
+        let admin = tokio::spawn(admin::serve(self.admin, shared.clone(), admin_stop.clone()));
+        tracing::info!(
+            %tcp, ws = %format_args!("ws://{ws}/ws"), admin = %admin_addr,
+            games = ?shared.games.kinds(), tick_hz = shared.config.tick_hz,
+            concurrency_limit = shared.config.concurrency_limit,
+            "rally is serving"
+        );
+
+        shutdown.await;
+        let started = Instant::now();
+        let grace = shared.config.shutdown_grace();
+        tracing::info!(
+            sessions = shared.directory.len(),
+            rooms = shared.matchmaker.room_count(),
+            grace_ms = grace.as_millis() as u64,
+            "shutting down: telling players, ending rooms, draining connections"
+        );
+        shared.matchmaker.close();
+        shared.shutdown.cancel();
+        shared.tracker.close();
+        let drained = tokio::time::timeout(grace, shared.tracker.wait()).await.is_ok();
+        let mut forced = 0;
+        if !drained {
+            forced = shared.tracker.len();
+            tracing::warn!(tasks = forced, "grace period over: closing what is left");
+            shared.force.cancel();
+            if tokio::time::timeout(FORCE_LIMIT, shared.tracker.wait()).await.is_err() {
+                tracing::error!(tasks = shared.tracker.len(), "tasks still running after force; exiting anyway");
+            }
+        }
+        admin_stop.cancel();
+        let _ = admin.await;
+        let report = ShutdownReport { drained, forced, duration: started.elapsed() };
+        tracing::info!(drained, forced, duration_ms = report.duration.as_millis() as u64, "shutdown complete");
+        report
+    }
+}

@@ -1,0 +1,596 @@
+//! One connection: a read loop and a write loop, joined by a bounded outbound queue.
+//!
+//! Both loops run in the connection's one task (joined, not spawned), sharing the
+//! `TcpStream` by reference: reads use `readable` + `try_read` into a stack buffer, so an
+//! idle connection holds no read buffer; writes drain the queue in batches and send each
+//! batch with one write.
+//!
+//! Bounds: the first message must be a `hello` within `timeout_ms`; after that a complete
+//! message must arrive at least every `timeout_ms` (bytes alone do not count, so a
+//! trickle cannot hold a session); a write that cannot drain within `timeout_ms` ends the
+//! session; an outbound queue that fills (`queue_capacity`) ends it as a slow consumer.
+//! Every end is recorded once in [`SessionCtl`] and reported to the client when it still
+//! can be, then the socket is closed after a short linger so the report is not lost.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use rally_protocol::{ClientMessage, ErrorCode, ServerMessage, PROTOCOL_VERSION};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc::{self, error::TrySendError};
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::command::{self, Command, CommandContext, CommandError, Outcome};
+use crate::directory::SessionRecord;
+use crate::room::{Control, InputMsg, Membership};
+use crate::server::Shared;
+use crate::transport::{self, Decoder, Incoming, Transport};
+
+/// Commands queued behind the running one before further ones are refused.
+const MAX_QUEUED_COMMANDS: usize = 8;
+/// Outbound messages written per batch.
+const WRITE_BATCH: usize = 32;
+/// Longest client name accepted in `hello`.
+const MAX_CLIENT_NAME: usize = 64;
+/// Longest time spent saying goodbye: the last error, the close frame, the linger.
+const FAREWELL: Duration = Duration::from_secs(1);
+/// Most bytes read and discarded while lingering before close.
+const LINGER_BYTES: usize = 64 * 1024;
+/// The reconnect hint sent with `shutdown`.
+const RECONNECT_AFTER_MS: u32 = 1000;
+
+/// Something for the writer to send.
+#[derive(Debug)]
+pub(crate) enum Outbound {
+    Msg(ServerMessage),
+    /// A WebSocket pong answering a client's ping.
+    WsPong(Bytes),
+}
+
+/// Why a session ended.
+#[derive(Debug, Clone)]
+pub(crate) enum Ending {
+    /// The client closed the socket (or it broke).
+    PeerClosed,
+    /// The client sent a WebSocket close frame; it gets one back.
+    ClientClosed,
+    /// A fatal error the client is told about.
+    Fault { code: ErrorCode, message: String },
+    /// The shutdown grace period ran out.
+    Forced,
+}
+
+impl Ending {
+    pub(crate) fn fault(code: ErrorCode, message: impl Into<String>) -> Self {
+        Ending::Fault { code, message: message.into() }
+    }
+}
+
+/// How a session is ended from anywhere (its loops, its room): the first reason wins.
+#[derive(Debug)]
+pub(crate) struct SessionCtl {
+    /// A child of the server's force token: cancelled when the session must end.
+    token: CancellationToken,
+    ending: OnceLock<Ending>,
+}
+
+impl SessionCtl {
+    pub(crate) fn end(&self, ending: Ending) {
+        let _ = self.ending.set(ending);
+        self.token.cancel();
+    }
+
+    fn ending(&self) -> Ending {
+        // Only the parent token (the server's force) cancels without a reason.
+        self.ending.get().cloned().unwrap_or(Ending::Forced)
+    }
+}
+
+/// What a room or a command holds to reach a session.
+#[derive(Debug, Clone)]
+pub(crate) struct SessionLink {
+    pub(crate) session_id: u64,
+    outbound: mpsc::Sender<Outbound>,
+    pub(crate) ctl: Arc<SessionCtl>,
+}
+
+impl SessionLink {
+    /// Queues a message without waiting. A full queue ends the session as a slow consumer
+    /// rather than growing memory. Returns false when the session is gone or was ended.
+    pub(crate) fn send(&self, msg: Outbound) -> bool {
+        match self.outbound.try_send(msg) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) => {
+                self.ctl.end(Ending::fault(
+                    ErrorCode::SlowConsumer,
+                    "outbound queue full: the client is not reading fast enough",
+                ));
+                false
+            }
+            Err(TrySendError::Closed(_)) => false,
+        }
+    }
+
+    fn error(&self, code: ErrorCode, message: impl Into<String>, req: u32) {
+        let message = message.into();
+        tracing::debug!(session_id = self.session_id, code = code.name(), req, %message, "error to client");
+        self.send(Outbound::Msg(ServerMessage::Error { code, message, req }));
+    }
+}
+
+type CommandFuture = Pin<Box<dyn Future<Output = (u32, Result<Outcome, CommandError>)> + Send>>;
+
+/// Runs one accepted connection to its end. Holds `permit` (a connection slot) throughout.
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    transport: Transport,
+    _permit: OwnedSemaphorePermit,
+) {
+    let started = Instant::now();
+    let _ = stream.set_nodelay(true);
+    let timeout = shared.config.timeout();
+    let mut early = Vec::new();
+    if transport == Transport::WebSocket {
+        let accepted = tokio::select! {
+            r = transport::accept_websocket(&stream, timeout) => r,
+            _ = shared.shutdown.cancelled() => None,
+        };
+        match accepted {
+            Some(rest) => early = rest,
+            None => {
+                linger_close(&mut stream).await;
+                return;
+            }
+        }
+    }
+    let session_id = shared.next_session_id();
+    let (tx, rx) = mpsc::channel(shared.config.queue_capacity as usize);
+    let ctl = Arc::new(SessionCtl { token: shared.force.child_token(), ending: OnceLock::new() });
+    let link = SessionLink { session_id, outbound: tx, ctl: ctl.clone() };
+    let mut reader = Reader {
+        decoder: Decoder::new(transport, shared.config.max_message_bytes as usize),
+        rbuf: early,
+        core: Core {
+            shared: shared.clone(),
+            link,
+            peer,
+            transport,
+            handshaken: false,
+            draining: false,
+            membership: None,
+            queue: VecDeque::new(),
+            deadline: started + timeout,
+        },
+    };
+    let writer = Writer { shared: &shared, ctl: &ctl, transport };
+    tokio::join!(reader.run(&stream), writer.run(&stream, rx));
+    let ending = ctl.ending();
+    if !matches!(ending, Ending::PeerClosed) {
+        linger_close(&mut stream).await;
+    }
+    if reader.core.handshaken {
+        shared.directory.remove(session_id);
+    }
+    let (code, message) = match &ending {
+        Ending::Fault { code, message } => (Some(code.name()), message.as_str()),
+        Ending::PeerClosed => (None, "peer closed"),
+        Ending::ClientClosed => (None, "client sent close"),
+        Ending::Forced => (None, "shutdown grace expired"),
+    };
+    tracing::debug!(
+        task_id = %format_args!("session-{session_id}"),
+        async_model = "async_await",
+        duration_ms = started.elapsed().as_millis() as u64,
+        session_id,
+        transport = transport.name(),
+        %peer,
+        code,
+        reason = message,
+        "session ended"
+    );
+}
+
+/// Half-closes, then reads and discards for a moment so the peer sees our last bytes
+/// before the kernel would answer its unread bytes with a reset.
+pub(crate) async fn linger_close(stream: &mut TcpStream) {
+    let _ = tokio::time::timeout(FAREWELL, async {
+        let _ = stream.shutdown().await;
+        let mut discarded = 0;
+        while discarded < LINGER_BYTES {
+            if stream.readable().await.is_err() {
+                break;
+            }
+            let mut sink = Vec::new();
+            match transport::read_append(stream, &mut sink) {
+                Ok(0) => break,
+                Ok(n) => discarded += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => break,
+            }
+        }
+    })
+    .await;
+}
+
+struct Reader {
+    decoder: Decoder,
+    /// Bytes of an incomplete frame, kept between reads; empty and unallocated otherwise.
+    rbuf: Vec<u8>,
+    core: Core,
+}
+
+/// The session state the read loop keeps (apart from the decoder, so a decoded frame
+/// borrowing the decoder can be handled with `&mut Core`).
+struct Core {
+    shared: Arc<Shared>,
+    link: SessionLink,
+    peer: SocketAddr,
+    transport: Transport,
+    handshaken: bool,
+    draining: bool,
+    membership: Option<Membership>,
+    /// Commands waiting behind the running one, in order.
+    queue: VecDeque<(u32, Command)>,
+    /// When the next complete message must have arrived.
+    deadline: Instant,
+}
+
+impl Reader {
+    async fn run(&mut self, stream: &TcpStream) {
+        let ctl = self.core.link.ctl.clone();
+        let mut pending: Option<CommandFuture> = None;
+        if !self.rbuf.is_empty() {
+            // Frames that arrived with the WebSocket upgrade request.
+            if let Err(e) = self.process_buffered() {
+                ctl.end(e);
+            }
+        }
+        loop {
+            if pending.is_none() {
+                pending = self.core.next_command();
+            }
+            let command = async {
+                match pending.as_mut() {
+                    Some(f) => f.await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                _ = ctl.token.cancelled() => break,
+                _ = self.core.shared.shutdown.cancelled(), if !self.core.draining => self.core.on_shutdown(),
+                (req, result) = command => {
+                    pending = None;
+                    self.core.on_outcome(req, result);
+                }
+                r = tokio::time::timeout_at(self.core.deadline, stream.readable()) => {
+                    let step = match r {
+                        Err(_) => Err(Ending::fault(
+                            ErrorCode::Timeout,
+                            if self.core.handshaken {
+                                "no message received within timeout_ms"
+                            } else {
+                                "no hello received within timeout_ms"
+                            },
+                        )),
+                        Ok(Err(_)) => Err(Ending::PeerClosed),
+                        Ok(Ok(())) => self.on_readable(stream),
+                    };
+                    if let Err(ending) = step {
+                        ctl.end(ending);
+                        break;
+                    }
+                }
+            }
+        }
+        drop(pending);
+        self.core.leave_room();
+    }
+
+    /// Reads what the socket has and handles every complete frame in it.
+    fn on_readable(&mut self, stream: &TcpStream) -> Result<(), Ending> {
+        let mut chunk = [0u8; transport::READ_CHUNK];
+        let n = match stream.try_read(&mut chunk) {
+            Ok(0) => return Err(Ending::PeerClosed),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+            Err(_) => return Err(Ending::PeerClosed),
+        };
+        if self.rbuf.is_empty() {
+            // The common case: whole frames, decoded straight from the stack buffer.
+            let used = self.process(&mut chunk[..n])?;
+            self.rbuf.extend_from_slice(&chunk[used..n]);
+            Ok(())
+        } else {
+            self.rbuf.extend_from_slice(&chunk[..n]);
+            self.process_buffered()
+        }
+    }
+
+    fn process_buffered(&mut self) -> Result<(), Ending> {
+        let mut buf = std::mem::take(&mut self.rbuf);
+        let used = self.process(&mut buf)?;
+        if used < buf.len() {
+            buf.drain(..used);
+            self.rbuf = buf;
+        }
+        Ok(())
+    }
+
+    /// Handles every complete frame at the start of `buf`; returns the bytes they took.
+    fn process(&mut self, buf: &mut [u8]) -> Result<usize, Ending> {
+        let mut at = 0;
+        while at < buf.len() {
+            let decoded = self
+                .decoder
+                .decode(&mut buf[at..])
+                .map_err(|f| Ending::Fault { code: f.code, message: f.message })?;
+            let Some((n, incoming)) = decoded else { break };
+            at += n;
+            match incoming {
+                Incoming::Message(body) => self.core.on_message(body)?,
+                Incoming::Ping(p) => {
+                    self.core.link.send(Outbound::WsPong(Bytes::copy_from_slice(p)));
+                }
+                Incoming::Nothing => {}
+                Incoming::Close => return Err(Ending::ClientClosed),
+            }
+            if self.core.link.ctl.token.is_cancelled() {
+                break;
+            }
+        }
+        Ok(at)
+    }
+}
+
+impl Core {
+    fn on_message(&mut self, body: &[u8]) -> Result<(), Ending> {
+        let msg = ClientMessage::decode(body).map_err(|e| Ending::fault(ErrorCode::BadMessage, e.to_string()))?;
+        self.deadline = Instant::now() + self.shared.config.timeout();
+        if !self.handshaken {
+            return self.on_hello(msg);
+        }
+        match msg {
+            ClientMessage::Hello { .. } => Err(Ending::fault(ErrorCode::BadMessage, "hello sent twice")),
+            ClientMessage::Ping { nonce } => {
+                self.link.send(Outbound::Msg(ServerMessage::Pong { nonce }));
+                Ok(())
+            }
+            ClientMessage::Input { seq, payload } => {
+                self.on_input(seq, payload);
+                Ok(())
+            }
+            ClientMessage::Join { req, kind } => self.enqueue(req, Command::Join { kind: kind.to_owned() }),
+            ClientMessage::Leave { req } => self.enqueue(req, Command::Leave),
+            ClientMessage::Chat { req, text } => self.enqueue(req, Command::Chat { text: text.to_owned() }),
+        }
+    }
+
+    fn on_hello(&mut self, msg: ClientMessage<'_>) -> Result<(), Ending> {
+        let ClientMessage::Hello { version, client } = msg else {
+            return Err(Ending::fault(ErrorCode::BadMessage, "the first message must be hello"));
+        };
+        if version != PROTOCOL_VERSION {
+            return Err(Ending::fault(
+                ErrorCode::UnsupportedVersion,
+                format!("protocol version {version} is not supported; this server speaks {PROTOCOL_VERSION}"),
+            ));
+        }
+        if client.len() > MAX_CLIENT_NAME {
+            return Err(Ending::fault(
+                ErrorCode::BadMessage,
+                format!("client name longer than {MAX_CLIENT_NAME} bytes"),
+            ));
+        }
+        let c = &self.shared.config;
+        let session_id = self.link.session_id;
+        self.link.send(Outbound::Msg(ServerMessage::Welcome {
+            version: PROTOCOL_VERSION,
+            session_id,
+            tick_hz: c.tick_hz,
+            max_message_bytes: c.max_message_bytes,
+            timeout_ms: c.timeout_ms as u32,
+            queue_capacity: c.queue_capacity,
+        }));
+        let name = if client.trim().is_empty() { format!("player-{session_id}") } else { client.to_owned() };
+        self.shared.directory.insert(SessionRecord {
+            session_id,
+            name,
+            transport: self.transport,
+            peer: self.peer,
+            since: std::time::Instant::now(),
+        });
+        self.handshaken = true;
+        Ok(())
+    }
+
+    /// The current membership, forgotten once its room has ended.
+    fn membership(&mut self) -> Option<&Membership> {
+        if self.membership.as_ref().is_some_and(|m| !m.is_live()) {
+            self.membership = None;
+        }
+        self.membership.as_ref()
+    }
+
+    fn on_input(&mut self, seq: u32, payload: &[u8]) {
+        let Some(m) = self.membership() else {
+            self.link.error(ErrorCode::NotInRoom, "input sent while not in a room", 0);
+            return;
+        };
+        let input = InputMsg { player: m.player_id, seq, payload: Bytes::copy_from_slice(payload) };
+        match m.room.inputs.try_send(input) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                self.link.error(ErrorCode::RoomBusy, "the room's input queue is full; input dropped", 0)
+            }
+            Err(TrySendError::Closed(_)) => {
+                self.membership = None;
+                self.link.error(ErrorCode::NotInRoom, "the room has closed", 0);
+            }
+        }
+    }
+
+    fn enqueue(&mut self, req: u32, cmd: Command) -> Result<(), Ending> {
+        if req == 0 {
+            return Err(Ending::fault(ErrorCode::BadMessage, "request id must not be 0"));
+        }
+        if self.queue.len() >= MAX_QUEUED_COMMANDS {
+            self.link.error(
+                ErrorCode::RateLimited,
+                format!("more than {MAX_QUEUED_COMMANDS} commands waiting; wait for replies"),
+                req,
+            );
+            return Ok(());
+        }
+        self.queue.push_back((req, cmd));
+        Ok(())
+    }
+
+    /// Starts the next queued command, bounded by `timeout_ms`.
+    fn next_command(&mut self) -> Option<CommandFuture> {
+        let (req, cmd) = self.queue.pop_front()?;
+        let membership = self.membership().cloned();
+        let ctx = CommandContext {
+            session_id: self.link.session_id,
+            room: membership.as_ref().map(|m| (m.room.id, m.room.kind.to_string())),
+            draining: self.draining,
+        };
+        let shared = self.shared.clone();
+        let link = self.link.clone();
+        let limit = shared.config.timeout();
+        Some(Box::pin(async move {
+            let name = cmd.name();
+            let run = command::run(shared, req, cmd, ctx, link, membership);
+            let result = match tokio::time::timeout(limit, run).await {
+                Ok(r) => r,
+                Err(_) => Err(CommandError::new(
+                    ErrorCode::Timeout,
+                    format!("{name} did not complete within timeout_ms"),
+                )),
+            };
+            (req, result)
+        }))
+    }
+
+    fn on_outcome(&mut self, req: u32, result: Result<Outcome, CommandError>) {
+        match result {
+            // The room already sent `joined`, ahead of its first state.
+            Ok(Outcome::Joined(m)) => self.membership = Some(m),
+            Ok(Outcome::Left { room_id }) => {
+                self.membership = None;
+                self.link.send(Outbound::Msg(ServerMessage::Left { req, room_id }));
+            }
+            Ok(Outcome::Said) => {
+                self.link.send(Outbound::Msg(ServerMessage::Ok { req }));
+            }
+            Err(e) => self.link.error(e.code, e.message, req),
+        }
+    }
+
+    fn on_shutdown(&mut self) {
+        self.draining = true;
+        self.link.send(Outbound::Msg(ServerMessage::Shutdown {
+            reason: "the server is shutting down".into(),
+            reconnect_after_ms: RECONNECT_AFTER_MS,
+        }));
+    }
+
+    fn leave_room(&mut self) {
+        if let Some(m) = self.membership().cloned() {
+            // If the room's control queue is full, the room still frees the seat on its
+            // next send, when it finds this session's queue closed.
+            let _ = m.room.control.try_send(Control::Leave { player: m.player_id, reply: None });
+            self.membership = None;
+        }
+    }
+}
+
+struct Writer<'a> {
+    shared: &'a Shared,
+    ctl: &'a SessionCtl,
+    transport: Transport,
+}
+
+impl Writer<'_> {
+    async fn run(&self, stream: &TcpStream, mut rx: mpsc::Receiver<Outbound>) {
+        let limit = self.shared.config.timeout();
+        let mut batch = Vec::new();
+        let mut wbuf = Vec::new();
+        loop {
+            let n = tokio::select! {
+                biased;
+                _ = self.ctl.token.cancelled() => break,
+                n = rx.recv_many(&mut batch, WRITE_BATCH) => n,
+            };
+            if n == 0 {
+                break;
+            }
+            for out in batch.drain(..) {
+                self.encode(&out, &mut wbuf);
+            }
+            let written = tokio::select! {
+                biased;
+                _ = self.ctl.token.cancelled() => break,
+                w = transport::write_all(stream, &wbuf, limit) => w,
+            };
+            match written {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.ctl.end(Ending::fault(ErrorCode::Timeout, "a write did not drain within timeout_ms"));
+                    break;
+                }
+                Err(_) => {
+                    self.ctl.end(Ending::PeerClosed);
+                    break;
+                }
+            }
+            wbuf.clear();
+            if wbuf.capacity() > 64 * 1024 {
+                wbuf = Vec::new();
+            }
+        }
+        // Farewell: whatever was queued (unless the client is too slow to take it), then
+        // the reason, then a WebSocket close frame.
+        wbuf.clear();
+        let ending = self.ctl.ending();
+        let stuck = matches!(&ending, Ending::Fault { code: ErrorCode::SlowConsumer | ErrorCode::Timeout, .. });
+        let mut close_code = None;
+        match &ending {
+            Ending::PeerClosed => return,
+            Ending::Fault { code, message } => {
+                if !stuck {
+                    while let Ok(out) = rx.try_recv() {
+                        self.encode(&out, &mut wbuf);
+                    }
+                }
+                tracing::debug!(code = code.name(), %message, "fatal error to client");
+                let msg = ServerMessage::Error { code: *code, message: message.clone(), req: 0 };
+                transport::encode(self.transport, &msg, &mut wbuf);
+                close_code = Some(*code);
+            }
+            Ending::ClientClosed => {}
+            Ending::Forced => close_code = Some(ErrorCode::ServerShutdown),
+        }
+        transport::encode_close(self.transport, transport::ws_close_code(close_code), &mut wbuf);
+        if !wbuf.is_empty() {
+            let _ = transport::write_all(stream, &wbuf, FAREWELL.min(limit)).await;
+        }
+    }
+
+    fn encode(&self, out: &Outbound, wbuf: &mut Vec<u8>) {
+        match out {
+            Outbound::Msg(m) => transport::encode(self.transport, m, wbuf),
+            Outbound::WsPong(p) => transport::encode_pong(self.transport, p, wbuf),
+        }
+    }
+}

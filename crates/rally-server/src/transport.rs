@@ -1,0 +1,261 @@
+//! The two game transports, raw TCP and WebSocket, behind one interface: decode client
+//! frames from bytes read, encode server messages into the write buffer.
+//!
+//! Both run over a plain `TcpStream`, so a session's read and write loops, buffers,
+//! limits and timeouts are the same code for both; only the framing differs.
+
+use std::time::Duration;
+
+use rally_protocol::handshake::{self, HandshakeError};
+use rally_protocol::{frame, ws, ErrorCode, ServerMessage};
+use tokio::net::TcpStream;
+
+/// Which transport a listener speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// Length-prefixed frames on raw TCP.
+    Tcp,
+    /// WebSocket binary messages at `/ws`.
+    WebSocket,
+}
+
+impl Transport {
+    /// A short lower-case name for logs and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::WebSocket => "ws",
+        }
+    }
+}
+
+/// A frame decoded from a client.
+#[derive(Debug)]
+pub(crate) enum Incoming<'a> {
+    /// One message body.
+    Message(&'a [u8]),
+    /// A WebSocket ping: answer with this payload.
+    Ping(&'a [u8]),
+    /// Nothing to act on (a pong, a fragment).
+    Nothing,
+    /// The client closes (WebSocket close frame).
+    Close,
+}
+
+/// Why the stream of frames was refused.
+#[derive(Debug)]
+pub(crate) struct FrameFault {
+    pub(crate) code: ErrorCode,
+    pub(crate) message: String,
+}
+
+/// Per-connection decoding state.
+#[derive(Debug)]
+pub(crate) enum Decoder {
+    Tcp { max: usize },
+    Ws(ws::Decoder),
+}
+
+impl Decoder {
+    pub(crate) fn new(transport: Transport, max_message_bytes: usize) -> Self {
+        match transport {
+            Transport::Tcp => Decoder::Tcp { max: max_message_bytes },
+            Transport::WebSocket => Decoder::Ws(ws::Decoder::server(max_message_bytes)),
+        }
+    }
+
+    /// Decodes one frame from the start of `buf`: `Ok(None)` means "read more".
+    pub(crate) fn decode<'a>(
+        &'a mut self,
+        buf: &'a mut [u8],
+    ) -> Result<Option<(usize, Incoming<'a>)>, FrameFault> {
+        match self {
+            Decoder::Tcp { max } => match frame::decode(buf, *max) {
+                Ok(Some((n, body))) => Ok(Some((n, Incoming::Message(body)))),
+                Ok(None) => Ok(None),
+                Err(frame::FrameError::TooLarge { len, max }) => Err(FrameFault {
+                    code: ErrorCode::MessageTooLarge,
+                    message: format!("message of {len} bytes exceeds max_message_bytes {max}"),
+                }),
+                Err(e @ frame::FrameError::Empty) => {
+                    Err(FrameFault { code: ErrorCode::BadMessage, message: e.to_string() })
+                }
+            },
+            Decoder::Ws(d) => match d.decode(buf) {
+                Ok(Some((n, ev))) => Ok(Some((
+                    n,
+                    match ev {
+                        ws::Event::Binary(body) => Incoming::Message(body),
+                        ws::Event::Text(_) => {
+                            return Err(FrameFault {
+                                code: ErrorCode::BadMessage,
+                                message: "text messages are not accepted; send binary MessagePack".into(),
+                            })
+                        }
+                        ws::Event::Ping(p) => Incoming::Ping(p),
+                        ws::Event::Pong | ws::Event::Fragment => Incoming::Nothing,
+                        ws::Event::Close(_) => Incoming::Close,
+                    },
+                ))),
+                Ok(None) => Ok(None),
+                Err(ws::WsError::TooLarge { len, max }) => Err(FrameFault {
+                    code: ErrorCode::MessageTooLarge,
+                    message: format!("message of {len} bytes exceeds max_message_bytes {max}"),
+                }),
+                Err(e @ ws::WsError::Protocol(_)) => {
+                    Err(FrameFault { code: ErrorCode::BadMessage, message: e.to_string() })
+                }
+            },
+        }
+    }
+}
+
+/// Most bytes a WebSocket frame header takes (server frames are unmasked).
+const WS_MAX_HEADER: usize = 10;
+
+/// Appends one framed server message to `out`.
+pub(crate) fn encode(transport: Transport, msg: &ServerMessage, out: &mut Vec<u8>) {
+    match transport {
+        Transport::Tcp => {
+            let at = frame::begin(out);
+            msg.encode(out);
+            frame::finish(out, at);
+        }
+        Transport::WebSocket => {
+            // Encode the body after room for the largest header, then slide it back
+            // behind the real header: no scratch buffer, one small copy.
+            let at = out.len();
+            out.resize(at + WS_MAX_HEADER, 0);
+            msg.encode(out);
+            let len = out.len() - at - WS_MAX_HEADER;
+            let mut header = Vec::with_capacity(WS_MAX_HEADER);
+            ws::write_header(&mut header, ws::Opcode::Binary, len);
+            let h = header.len();
+            out[at..at + h].copy_from_slice(&header);
+            out.copy_within(at + WS_MAX_HEADER.., at + h);
+            out.truncate(at + h + len);
+        }
+    }
+}
+
+/// Appends a WebSocket pong (nothing for TCP).
+pub(crate) fn encode_pong(transport: Transport, payload: &[u8], out: &mut Vec<u8>) {
+    if transport == Transport::WebSocket {
+        ws::write_frame(out, ws::Opcode::Pong, payload);
+    }
+}
+
+/// Appends a WebSocket close frame (nothing for TCP, where closing the socket says it).
+pub(crate) fn encode_close(transport: Transport, code: u16, out: &mut Vec<u8>) {
+    if transport == Transport::WebSocket {
+        ws::write_close(out, code);
+    }
+}
+
+/// The WebSocket close code matching a Rally error code.
+pub(crate) fn ws_close_code(code: Option<ErrorCode>) -> u16 {
+    match code {
+        None => ws::close_code::NORMAL,
+        Some(ErrorCode::ServerShutdown) => ws::close_code::GOING_AWAY,
+        Some(ErrorCode::MessageTooLarge) => ws::close_code::TOO_BIG,
+        Some(ErrorCode::ServerFull) => ws::close_code::TRY_AGAIN_LATER,
+        Some(_) => ws::close_code::POLICY_VIOLATION,
+    }
+}
+
+/// Writes all of `buf`, waiting for the socket to drain at most `limit`.
+/// Returns `Ok(false)` on timeout.
+pub(crate) async fn write_all(stream: &TcpStream, buf: &[u8], limit: Duration) -> std::io::Result<bool> {
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut at = 0;
+    while at < buf.len() {
+        match stream.try_write(&buf[at..]) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => at += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                match tokio::time::timeout_at(deadline, stream.writable()).await {
+                    Ok(r) => r?,
+                    Err(_) => return Ok(false),
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
+}
+
+/// Reads what the socket has (without waiting) and appends it to `buf`.
+///
+/// The chunk buffer lives on this function's stack, not in the caller's future, so an
+/// idle connection waiting to read holds no read buffer at all.
+pub(crate) fn read_append(stream: &TcpStream, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+    let mut chunk = [0u8; READ_CHUNK];
+    let n = stream.try_read(&mut chunk)?;
+    buf.extend_from_slice(&chunk[..n]);
+    Ok(n)
+}
+
+/// Bytes read from a socket in one system call.
+pub(crate) const READ_CHUNK: usize = 8192;
+
+/// Reads and answers the WebSocket upgrade request, within `limit`.
+///
+/// Returns any bytes the client sent after the request head (its first frames), or `None`
+/// when the request was refused or did not arrive in time; the refusal has been answered.
+pub(crate) async fn accept_websocket(stream: &TcpStream, limit: Duration) -> Option<Vec<u8>> {
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut buf = Vec::new();
+    loop {
+        if tokio::time::timeout_at(deadline, stream.readable()).await.ok()?.is_err() {
+            return None;
+        }
+        match read_append(stream, &mut buf) {
+            Ok(0) => return None,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(_) => return None,
+        }
+        let mut out = Vec::new();
+        match handshake::parse_request(&buf, "/ws") {
+            Ok(None) => continue,
+            Ok(Some((n, req))) => {
+                handshake::write_accept(&mut out, &req);
+                let written = write_all(stream, &out, limit).await;
+                return matches!(written, Ok(true)).then(|| buf.split_off(n));
+            }
+            Err(e) => {
+                refuse(stream, &e, limit).await;
+                return None;
+            }
+        }
+    }
+}
+
+async fn refuse(stream: &TcpStream, err: &HandshakeError, limit: Duration) {
+    let mut out = Vec::new();
+    handshake::write_refusal(&mut out, err);
+    let _ = write_all(stream, &out, limit).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ws_encoding_matches_a_plain_frame() {
+        for len in [0usize, 100, 125, 126, 1000, 70_000] {
+            let msg = ServerMessage::Error {
+                code: ErrorCode::Internal,
+                message: "x".repeat(len),
+                req: 0,
+            };
+            let mut body = Vec::new();
+            msg.encode(&mut body);
+            let mut expected = vec![9u8, 9];
+            ws::write_frame(&mut expected, ws::Opcode::Binary, &body);
+            let mut got = vec![9u8, 9];
+            encode(Transport::WebSocket, &msg, &mut got);
+            assert_eq!(got, expected, "len {len}");
+        }
+    }
+}
