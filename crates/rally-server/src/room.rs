@@ -268,11 +268,14 @@ impl Room {
             }
             match self.game.input(input.player, input.seq, &input.payload) {
                 Ok(()) => self.seats[at].last_seq = input.seq,
-                Err(refusal) => self.notify(input.player, ServerMessage::Error {
+                Err(refusal) => {
+                    self.shared.stats.count_error(ErrorCode::InputRejected);
+                    self.notify(input.player, ServerMessage::Error {
                     code: ErrorCode::InputRejected,
-                    message: refusal.0,
-                    req: 0,
-                }),
+                        message: refusal.0,
+                        req: 0,
+                    })
+                }
             }
         }
         self.tick += 1;

@@ -33,9 +33,25 @@ const MAX_REFUSALS: usize = 64;
 const FORCE_LIMIT: Duration = Duration::from_secs(2);
 
 /// Counters kept for operators and tests.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Stats {
     pub(crate) missed_ticks: AtomicU64,
+    /// Errors sent to clients, indexed by code number (codes are below 64).
+    errors: [AtomicU64; 64],
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats { missed_ticks: AtomicU64::new(0), errors: std::array::from_fn(|_| AtomicU64::new(0)) }
+    }
+}
+
+impl Stats {
+    pub(crate) fn count_error(&self, code: rally_protocol::ErrorCode) {
+        if let Some(c) = self.errors.get(usize::from(code.as_u16())) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// What every task of one server shares.
@@ -175,6 +191,11 @@ impl ServerHandle {
     /// Tracked tasks now (sessions, rooms, accept loops, refusals).
     pub fn tasks(&self) -> usize {
         self.shared.tracker.len()
+    }
+
+    /// Errors with `code` sent (or, for a client too slow to take it, meant) to clients since start.
+    pub fn errors(&self, code: rally_protocol::ErrorCode) -> u64 {
+        self.shared.stats.errors.get(usize::from(code.as_u16())).map_or(0, |c| c.load(Ordering::Relaxed))
     }
 
     /// Ticks skipped because a room fell behind, since start.

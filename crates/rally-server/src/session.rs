@@ -118,12 +118,6 @@ impl SessionLink {
             Err(TrySendError::Closed(_)) => false,
         }
     }
-
-    fn error(&self, code: ErrorCode, message: impl Into<String>, req: u32) {
-        let message = message.into();
-        tracing::debug!(session_id = self.session_id, code = code.name(), req, %message, "error to client");
-        self.send(Outbound::Msg(ServerMessage::Error { code, message, req }));
-    }
 }
 
 type CommandFuture = Pin<Box<dyn Future<Output = (u32, Result<Outcome, CommandError>)> + Send>>;
@@ -354,6 +348,14 @@ impl Reader {
 }
 
 impl Core {
+    /// Sends a non-fatal error (fatal ones are the writer's farewell).
+    fn error(&self, code: ErrorCode, message: impl Into<String>, req: u32) {
+        let message = message.into();
+        self.shared.stats.count_error(code);
+        tracing::debug!(session_id = self.link.session_id, code = code.name(), req, %message, "error to client");
+        self.link.send(Outbound::Msg(ServerMessage::Error { code, message, req }));
+    }
+
     fn on_message(&mut self, body: &[u8]) -> Result<(), Ending> {
         let msg = ClientMessage::decode(body).map_err(|e| Ending::fault(ErrorCode::BadMessage, e.to_string()))?;
         self.deadline = Instant::now() + self.shared.config.timeout();
@@ -424,18 +426,18 @@ impl Core {
 
     fn on_input(&mut self, seq: u32, payload: &[u8]) {
         let Some(m) = self.membership() else {
-            self.link.error(ErrorCode::NotInRoom, "input sent while not in a room", 0);
+            self.error(ErrorCode::NotInRoom, "input sent while not in a room", 0);
             return;
         };
         let input = InputMsg { player: m.player_id, seq, payload: Bytes::copy_from_slice(payload) };
         match m.room.inputs.try_send(input) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
-                self.link.error(ErrorCode::RoomBusy, "the room's input queue is full; input dropped", 0)
+                self.error(ErrorCode::RoomBusy, "the room's input queue is full; input dropped", 0)
             }
             Err(TrySendError::Closed(_)) => {
                 self.membership = None;
-                self.link.error(ErrorCode::NotInRoom, "the room has closed", 0);
+                self.error(ErrorCode::NotInRoom, "the room has closed", 0);
             }
         }
     }
@@ -445,7 +447,7 @@ impl Core {
             return Err(Ending::fault(ErrorCode::BadMessage, "request id must not be 0"));
         }
         if self.queue.len() >= MAX_QUEUED_COMMANDS {
-            self.link.error(
+            self.error(
                 ErrorCode::RateLimited,
                 format!("more than {MAX_QUEUED_COMMANDS} commands waiting; wait for replies"),
                 req,
@@ -493,7 +495,7 @@ impl Core {
             Ok(Outcome::Said) => {
                 self.link.send(Outbound::Msg(ServerMessage::Ok { req }));
             }
-            Err(e) => self.link.error(e.code, e.message, req),
+            Err(e) => self.error(e.code, e.message, req),
         }
     }
 
@@ -573,6 +575,7 @@ impl Writer<'_> {
                         self.encode(&out, &mut wbuf);
                     }
                 }
+                self.shared.stats.count_error(*code);
                 tracing::debug!(code = code.name(), %message, "fatal error to client");
                 let msg = ServerMessage::Error { code: *code, message: message.clone(), req: 0 };
                 transport::encode(self.transport, &msg, &mut wbuf);
