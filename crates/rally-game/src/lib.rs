@@ -69,7 +69,12 @@ impl<'a> Tick<'a> {
         room: &'a mut Vec<u8>,
         views: &'a mut Vec<(PlayerId, Vec<u8>)>,
     ) -> Self {
-        Tick { number, dt, room, views }
+        Tick {
+            number,
+            dt,
+            room,
+            views,
+        }
     }
 
     /// The tick number, from 1, increasing by one per tick run (skipped ticks are not numbered).

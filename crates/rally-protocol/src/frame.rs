@@ -39,7 +39,10 @@ pub fn decode(buf: &[u8], max_body: usize) -> Result<Option<(usize, &[u8])>, Fra
         return Err(FrameError::Empty);
     }
     if len > max_body {
-        return Err(FrameError::TooLarge { len: len as u64, max: max_body });
+        return Err(FrameError::TooLarge {
+            len: len as u64,
+            max: max_body,
+        });
     }
     let total = HEADER_LEN + len;
     if buf.len() < total {
@@ -77,14 +80,20 @@ mod tests {
         assert_eq!(decode(&[], 10), Ok(None));
         assert_eq!(decode(&[0, 0, 0], 10), Ok(None));
         assert_eq!(decode(&[0, 0, 0, 3, 1, 2], 10), Ok(None));
-        assert_eq!(decode(&[0, 0, 0, 3, 1, 2, 3, 9], 10), Ok(Some((7, &[1u8, 2, 3][..]))));
+        assert_eq!(
+            decode(&[0, 0, 0, 3, 1, 2, 3, 9], 10),
+            Ok(Some((7, &[1u8, 2, 3][..])))
+        );
     }
 
     #[test]
     fn gigabyte_claim_is_refused_from_the_header_alone() {
         assert_eq!(
             decode(&[0x40, 0, 0, 0], 4096),
-            Err(FrameError::TooLarge { len: 1 << 30, max: 4096 })
+            Err(FrameError::TooLarge {
+                len: 1 << 30,
+                max: 4096
+            })
         );
         assert_eq!(decode(&[0, 0, 0, 0], 4096), Err(FrameError::Empty));
     }

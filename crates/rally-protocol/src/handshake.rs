@@ -102,7 +102,9 @@ pub fn parse_request(
         } else if name.eq_ignore_ascii_case("sec-websocket-version") {
             version |= h.value == b"13";
         } else if name.eq_ignore_ascii_case("sec-websocket-key") {
-            key = std::str::from_utf8(h.value).ok().map(|k| k.trim().to_owned());
+            key = std::str::from_utf8(h.value)
+                .ok()
+                .map(|k| k.trim().to_owned());
         } else if name.eq_ignore_ascii_case("sec-websocket-protocol") {
             offers |= header_has_token(h.value, SUBPROTOCOL);
         }
@@ -114,12 +116,20 @@ pub fn parse_request(
         return Err(HandshakeError::NotUpgrade("missing Connection: upgrade"));
     }
     if !version {
-        return Err(HandshakeError::NotUpgrade("Sec-WebSocket-Version is not 13"));
+        return Err(HandshakeError::NotUpgrade(
+            "Sec-WebSocket-Version is not 13",
+        ));
     }
     let key = key
         .filter(|k| !k.is_empty() && k.len() <= 64)
         .ok_or(HandshakeError::NotUpgrade("missing Sec-WebSocket-Key"))?;
-    Ok(Some((head_len, UpgradeRequest { key, offers_subprotocol: offers })))
+    Ok(Some((
+        head_len,
+        UpgradeRequest {
+            key,
+            offers_subprotocol: offers,
+        },
+    )))
 }
 
 /// The `Sec-WebSocket-Accept` value for a client key.
@@ -165,7 +175,10 @@ mod tests {
 
     #[test]
     fn rfc_sample_key() {
-        assert_eq!(accept_key("dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        assert_eq!(
+            accept_key("dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
     }
 
     #[test]
@@ -180,9 +193,15 @@ mod tests {
 
     #[test]
     fn refuses_other_paths_and_plain_gets() {
-        assert_eq!(parse_request(REQ.as_bytes(), "/other"), Err(HandshakeError::NotFound));
+        assert_eq!(
+            parse_request(REQ.as_bytes(), "/other"),
+            Err(HandshakeError::NotFound)
+        );
         let plain = "GET /ws HTTP/1.1\r\nHost: x\r\n\r\n";
-        assert!(matches!(parse_request(plain.as_bytes(), "/ws"), Err(HandshakeError::NotUpgrade(_))));
+        assert!(matches!(
+            parse_request(plain.as_bytes(), "/ws"),
+            Err(HandshakeError::NotUpgrade(_))
+        ));
         let endless = vec![b'a'; MAX_REQUEST_BYTES + 1];
         assert!(parse_request(&endless, "/ws").is_err());
     }

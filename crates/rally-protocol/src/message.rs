@@ -230,7 +230,11 @@ fn expect(tag: u8, need: u32, got: u32) -> Result<(), DecodeError> {
 fn open(r: &mut Reader<'_>) -> Result<(u64, u32), DecodeError> {
     let n = r.read_array_len()?;
     if n == 0 {
-        return Err(DecodeError::MissingFields { tag: 0, need: 1, got: 0 });
+        return Err(DecodeError::MissingFields {
+            tag: 0,
+            need: 1,
+            got: 0,
+        });
     }
     Ok((r.read_u64()?, n))
 }
@@ -254,11 +258,23 @@ impl<'a> ClientMessage<'a> {
         let (msg, known) = match t {
             t if t == u64::from(tag::HELLO) => {
                 expect(tag::HELLO, 3, n)?;
-                (ClientMessage::Hello { version: r.read_u32()?, client: r.read_str()? }, 3)
+                (
+                    ClientMessage::Hello {
+                        version: r.read_u32()?,
+                        client: r.read_str()?,
+                    },
+                    3,
+                )
             }
             t if t == u64::from(tag::JOIN) => {
                 expect(tag::JOIN, 3, n)?;
-                (ClientMessage::Join { req: r.read_u32()?, kind: r.read_str()? }, 3)
+                (
+                    ClientMessage::Join {
+                        req: r.read_u32()?,
+                        kind: r.read_str()?,
+                    },
+                    3,
+                )
             }
             t if t == u64::from(tag::LEAVE) => {
                 expect(tag::LEAVE, 2, n)?;
@@ -266,15 +282,32 @@ impl<'a> ClientMessage<'a> {
             }
             t if t == u64::from(tag::INPUT) => {
                 expect(tag::INPUT, 3, n)?;
-                (ClientMessage::Input { seq: r.read_u32()?, payload: r.read_value_bytes()? }, 3)
+                (
+                    ClientMessage::Input {
+                        seq: r.read_u32()?,
+                        payload: r.read_value_bytes()?,
+                    },
+                    3,
+                )
             }
             t if t == u64::from(tag::CHAT) => {
                 expect(tag::CHAT, 3, n)?;
-                (ClientMessage::Chat { req: r.read_u32()?, text: r.read_str()? }, 3)
+                (
+                    ClientMessage::Chat {
+                        req: r.read_u32()?,
+                        text: r.read_str()?,
+                    },
+                    3,
+                )
             }
             t if t == u64::from(tag::PING) => {
                 expect(tag::PING, 2, n)?;
-                (ClientMessage::Ping { nonce: r.read_u64()? }, 2)
+                (
+                    ClientMessage::Ping {
+                        nonce: r.read_u64()?,
+                    },
+                    2,
+                )
             }
             other => return Err(DecodeError::UnknownType(other)),
         };
@@ -355,7 +388,13 @@ impl ServerMessage {
                 u(out, (*timeout_ms).into());
                 u(out, (*queue_capacity).into());
             }
-            ServerMessage::Joined { req, room_id, player_id, kind, max_players } => {
+            ServerMessage::Joined {
+                req,
+                room_id,
+                player_id,
+                kind,
+                max_players,
+            } => {
                 arr(out, 6);
                 u(out, tag::JOINED.into());
                 u(out, (*req).into());
@@ -370,10 +409,17 @@ impl ServerMessage {
                 u(out, (*req).into());
                 u(out, *room_id);
             }
-            ServerMessage::State { tick, last_seq, payload } => {
-                encode_state(out, *tick, *last_seq, payload)
-            }
-            ServerMessage::ChatLine { room_id, player_id, name, text } => {
+            ServerMessage::State {
+                tick,
+                last_seq,
+                payload,
+            } => encode_state(out, *tick, *last_seq, payload),
+            ServerMessage::ChatLine {
+                room_id,
+                player_id,
+                name,
+                text,
+            } => {
                 arr(out, 5);
                 u(out, tag::CHAT_LINE.into());
                 u(out, *room_id);
@@ -404,7 +450,10 @@ impl ServerMessage {
                 u(out, *room_id);
                 s(out, reason);
             }
-            ServerMessage::Shutdown { reason, reconnect_after_ms } => {
+            ServerMessage::Shutdown {
+                reason,
+                reconnect_after_ms,
+            } => {
                 arr(out, 3);
                 u(out, tag::SHUTDOWN.into());
                 s(out, reason);
@@ -444,7 +493,13 @@ impl ServerMessage {
             }
             tag::LEFT => {
                 expect(t, 3, n)?;
-                (3, ServerMessage::Left { req: r.read_u32()?, room_id: r.read_u64()? })
+                (
+                    3,
+                    ServerMessage::Left {
+                        req: r.read_u32()?,
+                        room_id: r.read_u64()?,
+                    },
+                )
             }
             tag::STATE => {
                 expect(t, 4, n)?;
@@ -467,7 +522,12 @@ impl ServerMessage {
             }
             tag::PONG => {
                 expect(t, 2, n)?;
-                (2, ServerMessage::Pong { nonce: r.read_u64()? })
+                (
+                    2,
+                    ServerMessage::Pong {
+                        nonce: r.read_u64()?,
+                    },
+                )
             }
             tag::OK => {
                 expect(t, 2, n)?;
@@ -540,11 +600,23 @@ mod tests {
 
     fn build<'a>(t: u8, n: u64, s: &'a str, p: &'a [u8]) -> ClientMessage<'a> {
         match t {
-            1 => ClientMessage::Hello { version: n as u32, client: s },
-            2 => ClientMessage::Join { req: n as u32, kind: s },
+            1 => ClientMessage::Hello {
+                version: n as u32,
+                client: s,
+            },
+            2 => ClientMessage::Join {
+                req: n as u32,
+                kind: s,
+            },
             3 => ClientMessage::Leave { req: n as u32 },
-            4 => ClientMessage::Input { seq: n as u32, payload: p },
-            5 => ClientMessage::Chat { req: n as u32, text: s },
+            4 => ClientMessage::Input {
+                seq: n as u32,
+                payload: p,
+            },
+            5 => ClientMessage::Chat {
+                req: n as u32,
+                text: s,
+            },
             _ => ClientMessage::Ping { nonce: n },
         }
     }
@@ -593,7 +665,10 @@ mod tests {
         msgpack::write_uint(&mut out, tag::PING.into());
         msgpack::write_uint(&mut out, 7);
         msgpack::write_str(&mut out, "future field");
-        assert_eq!(ClientMessage::decode(&out), Ok(ClientMessage::Ping { nonce: 7 }));
+        assert_eq!(
+            ClientMessage::decode(&out),
+            Ok(ClientMessage::Ping { nonce: 7 })
+        );
         out.push(0xc0);
         assert_eq!(ClientMessage::decode(&out), Err(DecodeError::Trailing));
     }
@@ -603,10 +678,16 @@ mod tests {
         let mut out = Vec::new();
         msgpack::write_array_len(&mut out, 1);
         msgpack::write_uint(&mut out, tag::INPUT.into());
-        assert!(matches!(ClientMessage::decode(&out), Err(DecodeError::MissingFields { .. })));
+        assert!(matches!(
+            ClientMessage::decode(&out),
+            Err(DecodeError::MissingFields { .. })
+        ));
         let mut out = Vec::new();
         msgpack::write_array_len(&mut out, 1);
         msgpack::write_uint(&mut out, 99);
-        assert_eq!(ClientMessage::decode(&out), Err(DecodeError::UnknownType(99)));
+        assert_eq!(
+            ClientMessage::decode(&out),
+            Err(DecodeError::UnknownType(99))
+        );
     }
 }

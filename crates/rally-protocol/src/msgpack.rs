@@ -75,7 +75,10 @@ impl<'a> Reader<'a> {
     }
 
     fn be(&mut self, n: usize) -> Result<u64, ReadError> {
-        Ok(self.take(n)?.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b)))
+        Ok(self
+            .take(n)?
+            .iter()
+            .fold(0u64, |acc, b| (acc << 8) | u64::from(*b)))
     }
 
     /// Reads a nil.
@@ -85,7 +88,10 @@ impl<'a> Reader<'a> {
                 self.pos += 1;
                 Ok(())
             }
-            m => Err(ReadError::Type { expected: "nil", marker: m }),
+            m => Err(ReadError::Type {
+                expected: "nil",
+                marker: m,
+            }),
         }
     }
 
@@ -110,7 +116,10 @@ impl<'a> Reader<'a> {
                 self.pos += 1;
                 Ok(true)
             }
-            m => Err(ReadError::Type { expected: "bool", marker: m }),
+            m => Err(ReadError::Type {
+                expected: "bool",
+                marker: m,
+            }),
         }
     }
 
@@ -138,7 +147,12 @@ impl<'a> Reader<'a> {
                 let shift = 64 - 8 * n as u32;
                 i128::from(((raw << shift) as i64) >> shift)
             }
-            _ => return Err(ReadError::Type { expected, marker: m }),
+            _ => {
+                return Err(ReadError::Type {
+                    expected,
+                    marker: m,
+                })
+            }
         };
         Ok(v)
     }
@@ -193,7 +207,12 @@ impl<'a> Reader<'a> {
                 self.pos += 1;
                 self.be(1 << (m - 0xd9))? as usize
             }
-            _ => return Err(ReadError::Type { expected: "string", marker: m }),
+            _ => {
+                return Err(ReadError::Type {
+                    expected: "string",
+                    marker: m,
+                })
+            }
         };
         Ok(len)
     }
@@ -214,7 +233,10 @@ impl<'a> Reader<'a> {
                 let len = self.be(1 << (m - 0xc4))? as usize;
                 self.take(len)
             }
-            _ => Err(ReadError::Type { expected: "binary", marker: m }),
+            _ => Err(ReadError::Type {
+                expected: "binary",
+                marker: m,
+            }),
         }
     }
 
@@ -234,7 +256,10 @@ impl<'a> Reader<'a> {
                 self.pos += 1;
                 Ok(self.be(4)? as u32)
             }
-            _ => Err(ReadError::Type { expected: "array", marker: m }),
+            _ => Err(ReadError::Type {
+                expected: "array",
+                marker: m,
+            }),
         }
     }
 
@@ -254,7 +279,10 @@ impl<'a> Reader<'a> {
                 self.pos += 1;
                 Ok(self.be(4)? as u32)
             }
-            _ => Err(ReadError::Type { expected: "map", marker: m }),
+            _ => Err(ReadError::Type {
+                expected: "map",
+                marker: m,
+            }),
         }
     }
 
@@ -438,12 +466,33 @@ mod tests {
 
     #[test]
     fn integers_round_trip_at_every_width() {
-        for v in [0u64, 1, 127, 128, 255, 256, 65535, 65536, u32::MAX as u64, u64::MAX] {
+        for v in [
+            0u64,
+            1,
+            127,
+            128,
+            255,
+            256,
+            65535,
+            65536,
+            u32::MAX as u64,
+            u64::MAX,
+        ] {
             let mut out = Vec::new();
             write_uint(&mut out, v);
             assert_eq!(Reader::new(&out).read_u64(), Ok(v));
         }
-        for v in [-1i64, -32, -33, -128, -129, -32768, -32769, i32::MIN as i64, i64::MIN] {
+        for v in [
+            -1i64,
+            -32,
+            -33,
+            -128,
+            -129,
+            -32768,
+            -32769,
+            i32::MIN as i64,
+            i64::MIN,
+        ] {
             let mut out = Vec::new();
             write_int(&mut out, v);
             assert_eq!(Reader::new(&out).read_i64(), Ok(v));

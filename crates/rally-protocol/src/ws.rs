@@ -123,12 +123,22 @@ pub struct Decoder {
 impl Decoder {
     /// A decoder for a server (client frames must be masked).
     pub fn server(max_message: usize) -> Self {
-        Decoder { partial: Vec::new(), partial_opcode: None, max_message, expect_masked: true }
+        Decoder {
+            partial: Vec::new(),
+            partial_opcode: None,
+            max_message,
+            expect_masked: true,
+        }
     }
 
     /// A decoder for a client (server frames must not be masked).
     pub fn client(max_message: usize) -> Self {
-        Decoder { partial: Vec::new(), partial_opcode: None, max_message, expect_masked: false }
+        Decoder {
+            partial: Vec::new(),
+            partial_opcode: None,
+            max_message,
+            expect_masked: false,
+        }
     }
 
     /// Decodes one frame at the start of `buf`, unmasking its payload in place.
@@ -163,11 +173,15 @@ impl Decoder {
         }
         let (len, mut at) = match b1 & 0x7f {
             126 => {
-                let Some(b) = buf.get(2..4) else { return Ok(None) };
+                let Some(b) = buf.get(2..4) else {
+                    return Ok(None);
+                };
                 (u64::from(u16::from_be_bytes([b[0], b[1]])), 4)
             }
             127 => {
-                let Some(b) = buf.get(2..10) else { return Ok(None) };
+                let Some(b) = buf.get(2..10) else {
+                    return Ok(None);
+                };
                 let mut a = [0u8; 8];
                 a.copy_from_slice(b);
                 (u64::from_be_bytes(a), 10)
@@ -175,14 +189,25 @@ impl Decoder {
             n => (u64::from(n), 2),
         };
         if opcode.is_control() && (len > 125 || !fin) {
-            return Err(WsError::Protocol("control frame fragmented or over 125 bytes"));
+            return Err(WsError::Protocol(
+                "control frame fragmented or over 125 bytes",
+            ));
         }
-        let already = if opcode == Opcode::Continuation { self.partial.len() as u64 } else { 0 };
+        let already = if opcode == Opcode::Continuation {
+            self.partial.len() as u64
+        } else {
+            0
+        };
         if !opcode.is_control() && len.saturating_add(already) > self.max_message as u64 {
-            return Err(WsError::TooLarge { len: len.saturating_add(already), max: self.max_message });
+            return Err(WsError::TooLarge {
+                len: len.saturating_add(already),
+                max: self.max_message,
+            });
         }
         let mask = if masked {
-            let Some(m) = buf.get(at..at + 4) else { return Ok(None) };
+            let Some(m) = buf.get(at..at + 4) else {
+                return Ok(None);
+            };
             let m = [m[0], m[1], m[2], m[3]];
             at += 4;
             Some(m)
@@ -233,7 +258,11 @@ impl Decoder {
                     let whole: &'a [u8] = &self.partial;
                     return Ok(Some((
                         total,
-                        if first == Opcode::Binary { Event::Binary(whole) } else { Event::Text(whole) },
+                        if first == Opcode::Binary {
+                            Event::Binary(whole)
+                        } else {
+                            Event::Text(whole)
+                        },
                     )));
                 }
                 Event::Fragment
@@ -323,9 +352,14 @@ mod tests {
     #[test]
     fn rfc_example_hello_masked() {
         // RFC 6455 section 5.7: a single-frame masked text message "Hello".
-        let mut wire = vec![0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58];
+        let mut wire = vec![
+            0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+        ];
         let mut d = Decoder::server(100);
-        assert_eq!(d.decode(&mut wire).unwrap(), Some((11, Event::Text(b"Hello"))));
+        assert_eq!(
+            d.decode(&mut wire).unwrap(),
+            Some((11, Event::Text(b"Hello")))
+        );
     }
 
     #[test]
@@ -360,13 +394,22 @@ mod tests {
     fn oversized_and_unmasked_are_refused() {
         let mut wire = Vec::new();
         write_masked_frame(&mut wire, Opcode::Binary, &[0; 200], MASK);
-        assert!(matches!(Decoder::server(100).decode(&mut wire), Err(WsError::TooLarge { .. })));
+        assert!(matches!(
+            Decoder::server(100).decode(&mut wire),
+            Err(WsError::TooLarge { .. })
+        ));
         // A 64-bit length claiming an exabyte is refused from the header alone.
         let mut huge = vec![0x82, 0x80 | 127, 0x10, 0, 0, 0, 0, 0, 0, 0];
-        assert!(matches!(Decoder::server(100).decode(&mut huge), Err(WsError::TooLarge { .. })));
+        assert!(matches!(
+            Decoder::server(100).decode(&mut huge),
+            Err(WsError::TooLarge { .. })
+        ));
         let mut plain = Vec::new();
         write_frame(&mut plain, Opcode::Binary, b"x");
-        assert!(matches!(Decoder::server(100).decode(&mut plain), Err(WsError::Protocol(_))));
+        assert!(matches!(
+            Decoder::server(100).decode(&mut plain),
+            Err(WsError::Protocol(_))
+        ));
     }
 
     proptest! {

@@ -88,7 +88,10 @@ pub struct CommandError {
 impl CommandError {
     /// An error with a code and a message.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        CommandError { code, message: message.into() }
+        CommandError {
+            code,
+            message: message.into(),
+        }
     }
 }
 
@@ -102,7 +105,10 @@ pub trait CommandChecks: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<(), CommandError>>;
 
     /// Load the sender's player data.
-    fn load_player<'a>(&'a self, ctx: &'a CommandContext) -> BoxFuture<'a, Result<PlayerData, CommandError>>;
+    fn load_player<'a>(
+        &'a self,
+        ctx: &'a CommandContext,
+    ) -> BoxFuture<'a, Result<PlayerData, CommandError>>;
 
     /// May the sender do this now?
     fn authorize<'a>(
@@ -143,7 +149,10 @@ impl CommandChecks for DefaultChecks {
                     if self.games.get(kind).is_none() {
                         return Err(CommandError::new(
                             ErrorCode::UnknownRoomKind,
-                            format!("no room kind {kind:?}; this server offers {}", self.games.kinds().join(", ")),
+                            format!(
+                                "no room kind {kind:?}; this server offers {}",
+                                self.games.kinds().join(", ")
+                            ),
                         ));
                     }
                 }
@@ -167,11 +176,16 @@ impl CommandChecks for DefaultChecks {
         })
     }
 
-    fn load_player<'a>(&'a self, ctx: &'a CommandContext) -> BoxFuture<'a, Result<PlayerData, CommandError>> {
+    fn load_player<'a>(
+        &'a self,
+        ctx: &'a CommandContext,
+    ) -> BoxFuture<'a, Result<PlayerData, CommandError>> {
         Box::pin(async move {
             self.directory
                 .get(ctx.session_id)
-                .map(|p| PlayerData { display_name: p.name.clone() })
+                .map(|p| PlayerData {
+                    display_name: p.name.clone(),
+                })
                 .ok_or_else(|| CommandError::new(ErrorCode::Internal, "session is not registered"))
         })
     }
@@ -183,9 +197,10 @@ impl CommandChecks for DefaultChecks {
     ) -> BoxFuture<'a, Result<(), CommandError>> {
         Box::pin(async move {
             match cmd {
-                Command::Join { .. } if ctx.draining => {
-                    Err(CommandError::new(ErrorCode::ServerShutdown, "the server is shutting down"))
-                }
+                Command::Join { .. } if ctx.draining => Err(CommandError::new(
+                    ErrorCode::ServerShutdown,
+                    "the server is shutting down",
+                )),
                 Command::Join { .. } => match &ctx.room {
                     Some((id, _)) => Err(CommandError::new(
                         ErrorCode::AlreadyInRoom,
@@ -234,13 +249,23 @@ pub(crate) async fn run(
             let (room, reservation) = shared.matchmaker.reserve(&shared, &kind)?;
             let (reply, answer) = oneshot::channel();
             room.control
-                .send(Control::Join { link, req, reservation, reply })
+                .send(Control::Join {
+                    link,
+                    req,
+                    reservation,
+                    reply,
+                })
                 .await
-                .map_err(|_| CommandError::new(ErrorCode::RoomFull, "the room closed; try again"))?;
+                .map_err(|_| {
+                    CommandError::new(ErrorCode::RoomFull, "the room closed; try again")
+                })?;
             match answer.await {
                 Ok(Ok(player_id)) => Ok(Outcome::Joined(Membership { room, player_id })),
                 Ok(Err(refusal)) => Err(CommandError::new(ErrorCode::RoomFull, refusal.0)),
-                Err(_) => Err(CommandError::new(ErrorCode::RoomFull, "the room closed; try again")),
+                Err(_) => Err(CommandError::new(
+                    ErrorCode::RoomFull,
+                    "the room closed; try again",
+                )),
             }
         }
         Command::Leave => {
@@ -249,7 +274,10 @@ pub(crate) async fn run(
             let room_id = m.room.id;
             m.room
                 .control
-                .send(Control::Leave { player: m.player_id, reply: Some(reply) })
+                .send(Control::Leave {
+                    player: m.player_id,
+                    reply: Some(reply),
+                })
                 .await
                 .map_err(|_| room_gone())?;
             // The room closing before it answers leaves the player out all the same.
@@ -261,7 +289,12 @@ pub(crate) async fn run(
             let (reply, answer) = oneshot::channel();
             m.room
                 .control
-                .send(Control::Chat { player: m.player_id, name: player.display_name, text, reply })
+                .send(Control::Chat {
+                    player: m.player_id,
+                    name: player.display_name,
+                    text,
+                    reply,
+                })
                 .await
                 .map_err(|_| room_gone())?;
             answer.await.map_err(|_| room_gone())?;

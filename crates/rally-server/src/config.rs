@@ -107,9 +107,9 @@ impl Key {
     pub fn default_text(&self) -> String {
         match self.kind {
             KeyKind::Int { default, .. } => default.to_string(),
-            KeyKind::Addr { default } | KeyKind::Choice { default, .. } | KeyKind::Text { default } => {
-                default.to_owned()
-            }
+            KeyKind::Addr { default }
+            | KeyKind::Choice { default, .. }
+            | KeyKind::Text { default } => default.to_owned(),
         }
     }
 
@@ -274,8 +274,10 @@ impl Sources {
     /// Adds the values of a TOML file. Unknown keys are an error.
     pub fn file(mut self, path: &Path) -> Result<Self, ConfigError> {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError::File { path: shown.clone(), reason: e.to_string() })?;
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+            path: shown.clone(),
+            reason: e.to_string(),
+        })?;
         self = self.toml(&text, &shown)?;
         Ok(self)
     }
@@ -284,17 +286,25 @@ impl Sources {
     pub fn toml(mut self, text: &str, path: &str) -> Result<Self, ConfigError> {
         let table: toml::Table = text
             .parse()
-            .map_err(|e: toml::de::Error| ConfigError::File { path: path.to_owned(), reason: e.to_string() })?;
+            .map_err(|e: toml::de::Error| ConfigError::File {
+                path: path.to_owned(),
+                reason: e.to_string(),
+            })?;
         for (name, value) in table {
             if key(&name).is_none() {
                 let known = KEYS.iter().map(|k| k.name).collect::<Vec<_>>().join(", ");
-                return Err(ConfigError::UnknownKey { key: name, path: path.to_owned(), known });
+                return Err(ConfigError::UnknownKey {
+                    key: name,
+                    path: path.to_owned(),
+                    known,
+                });
             }
             let text = match value {
                 toml::Value::String(s) => s,
                 other => other.to_string(),
             };
-            self.file.insert(name, (text, Source::File(path.to_owned())));
+            self.file
+                .insert(name, (text, Source::File(path.to_owned())));
         }
         Ok(self)
     }
@@ -307,7 +317,8 @@ impl Sources {
             let names = std::iter::once(primary.as_str()).chain(k.env_aliases.iter().copied());
             for name in names {
                 if let Some(v) = vars.get(name) {
-                    self.env.insert(k.name, (v.clone(), Source::Env(name.to_owned())));
+                    self.env
+                        .insert(k.name, (v.clone(), Source::Env(name.to_owned())));
                     break;
                 }
             }
@@ -318,7 +329,8 @@ impl Sources {
     /// Adds a flag value for `key` (a key name from [`KEYS`]; unknown names are ignored).
     pub fn flag(mut self, name: &str, value: impl Into<String>) -> Self {
         if let Some(k) = key(name) {
-            self.flags.insert(k.name, (value.into(), Source::Flag(k.flag())));
+            self.flags
+                .insert(k.name, (value.into(), Source::Flag(k.flag())));
         }
         self
     }
@@ -384,7 +396,11 @@ impl Sources {
             http: addr("http"),
             admin: addr("admin"),
             log_level: texts["log_level"].clone(),
-            log_format: if texts["log_format"] == "json" { LogFormat::Json } else { LogFormat::Pretty },
+            log_format: if texts["log_format"] == "json" {
+                LogFormat::Json
+            } else {
+                LogFormat::Pretty
+            },
         })
     }
 }
@@ -434,9 +450,15 @@ mod tests {
     #[test]
     fn flags_beat_env_beat_file() {
         let s = Sources::new()
-            .toml("tick_hz = 30\nqueue_capacity = 7\ntimeout_ms = 1000", "rally.toml")
+            .toml(
+                "tick_hz = 30\nqueue_capacity = 7\ntimeout_ms = 1000",
+                "rally.toml",
+            )
             .unwrap()
-            .env([("RALLY_TICK_HZ".into(), "40".into()), ("RALLY_TIMEOUT_MS".into(), "2000".into())])
+            .env([
+                ("RALLY_TICK_HZ".into(), "40".into()),
+                ("RALLY_TIMEOUT_MS".into(), "2000".into()),
+            ])
             .flag("tick_hz", "50");
         let c = s.load().unwrap();
         assert_eq!((c.tick_hz, c.timeout_ms, c.queue_capacity), (50, 2000, 7));
@@ -454,19 +476,41 @@ mod tests {
             "invalid concurrency_limit = \"20000\" (from environment variable RALLY_CONCURRENCY_LIMIT): \
              allowed is an integer in 1..=10000"
         );
-        let err = Sources::new().flag("tick_hz", "0").load().unwrap_err().to_string();
-        assert!(err.contains("tick_hz") && err.contains("--tick-hz") && err.contains("1..=120"), "{err}");
-        let err = Sources::new().toml("timeout_ms = -5", "x.toml").unwrap().load().unwrap_err();
+        let err = Sources::new()
+            .flag("tick_hz", "0")
+            .load()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("tick_hz") && err.contains("--tick-hz") && err.contains("1..=120"),
+            "{err}"
+        );
+        let err = Sources::new()
+            .toml("timeout_ms = -5", "x.toml")
+            .unwrap()
+            .load()
+            .unwrap_err();
         assert!(err.to_string().contains("config file x.toml"), "{err}");
     }
 
     #[test]
     fn unknown_file_keys_and_bad_types_are_refused() {
-        let err = Sources::new().toml("tick_rate = 20", "rally.toml").unwrap_err().to_string();
+        let err = Sources::new()
+            .toml("tick_rate = 20", "rally.toml")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown key \"tick_rate\""), "{err}");
-        let err = Sources::new().flag("tcp", "not-an-address").load().unwrap_err().to_string();
+        let err = Sources::new()
+            .flag("tcp", "not-an-address")
+            .load()
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("IP:PORT"), "{err}");
-        let err = Sources::new().flag("log_format", "xml").load().unwrap_err().to_string();
+        let err = Sources::new()
+            .flag("log_format", "xml")
+            .load()
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("pretty, json"), "{err}");
     }
 }

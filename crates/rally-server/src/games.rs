@@ -84,7 +84,13 @@ impl Games {
         F: Fn() -> G + Send + Sync + 'static,
     {
         let factory: Factory = Arc::new(move || Box::new(make()) as Box<dyn GameObject>);
-        self.kinds.insert(kind.to_owned(), Kind { max_players: max_players.max(1), factory });
+        self.kinds.insert(
+            kind.to_owned(),
+            Kind {
+                max_players: max_players.max(1),
+                factory,
+            },
+        );
         self
     }
 

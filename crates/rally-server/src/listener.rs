@@ -34,7 +34,13 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, tran
                 backoff = BACKOFF_START;
                 match shared.limit.clone().try_acquire_owned() {
                     Ok(permit) => {
-                        shared.tracker.spawn(session::run(shared.clone(), stream, peer, transport, permit));
+                        shared.tracker.spawn(session::run(
+                            shared.clone(),
+                            stream,
+                            peer,
+                            transport,
+                            permit,
+                        ));
                     }
                     Err(_) => refuse_full(&shared, stream, transport),
                 }
@@ -60,21 +66,34 @@ fn refuse_full(shared: &Arc<Shared>, stream: TcpStream, transport: Transport) {
     let mut frame = Vec::new();
     let msg = ServerMessage::Error {
         code: ErrorCode::ServerFull,
-        message: format!("the server is at its limit of {} connections", shared.config.concurrency_limit),
+        message: format!(
+            "the server is at its limit of {} connections",
+            shared.config.concurrency_limit
+        ),
         req: 0,
     };
-    tracing::debug!(code = ErrorCode::ServerFull.name(), transport = transport.name(), "connection refused");
+    tracing::debug!(
+        code = ErrorCode::ServerFull.name(),
+        transport = transport.name(),
+        "connection refused"
+    );
     match shared.refusals.clone().try_acquire_owned() {
         Ok(permit) => {
             shared.tracker.spawn(async move {
                 let _permit = permit;
                 if transport == Transport::WebSocket
-                    && transport::accept_websocket(&stream, REFUSE_LIMIT).await.is_none()
+                    && transport::accept_websocket(&stream, REFUSE_LIMIT)
+                        .await
+                        .is_none()
                 {
                     return;
                 }
                 transport::encode(transport, &msg, &mut frame);
-                transport::encode_close(transport, transport::ws_close_code(Some(ErrorCode::ServerFull)), &mut frame);
+                transport::encode_close(
+                    transport,
+                    transport::ws_close_code(Some(ErrorCode::ServerFull)),
+                    &mut frame,
+                );
                 let _ = transport::write_all(&stream, &frame, REFUSE_LIMIT).await;
                 let mut stream = stream;
                 session::linger_close(&mut stream).await;

@@ -76,18 +76,21 @@ impl Matchmaker {
         shared: &Arc<Shared>,
         kind: &str,
     ) -> Result<(RoomHandle, Reservation), CommandError> {
-        let spec = shared
-            .games
-            .get(kind)
-            .ok_or_else(|| CommandError::new(ErrorCode::UnknownRoomKind, format!("no room kind {kind:?}")))?;
+        let spec = shared.games.get(kind).ok_or_else(|| {
+            CommandError::new(ErrorCode::UnknownRoomKind, format!("no room kind {kind:?}"))
+        })?;
         let mut inner = self.lock();
         if inner.closed {
-            return Err(CommandError::new(ErrorCode::ServerShutdown, "the server is shutting down"));
+            return Err(CommandError::new(
+                ErrorCode::ServerShutdown,
+                "the server is shutting down",
+            ));
         }
-        let open = inner
-            .rooms
-            .values_mut()
-            .find(|e| &*e.handle.kind == kind && e.seats < e.handle.max_players && !e.handle.token.is_cancelled());
+        let open = inner.rooms.values_mut().find(|e| {
+            &*e.handle.kind == kind
+                && e.seats < e.handle.max_players
+                && !e.handle.token.is_cancelled()
+        });
         let handle = match open {
             Some(entry) => {
                 entry.seats += 1;
@@ -97,18 +100,30 @@ impl Matchmaker {
                 inner.next_id += 1;
                 let id = inner.next_id;
                 let handle = room::spawn(shared, id, kind, spec);
-                inner.rooms.insert(id, Entry { handle: handle.clone(), seats: 1 });
+                inner.rooms.insert(
+                    id,
+                    Entry {
+                        handle: handle.clone(),
+                        seats: 1,
+                    },
+                );
                 handle
             }
         };
-        let reservation = Reservation { shared: shared.clone(), room_id: handle.id, armed: true };
+        let reservation = Reservation {
+            shared: shared.clone(),
+            room_id: handle.id,
+            armed: true,
+        };
         Ok((handle, reservation))
     }
 
     /// Gives a seat back; the room ends when its last seat is given back.
     pub(crate) fn release(&self, room_id: u64) {
         let mut inner = self.lock();
-        let Some(entry) = inner.rooms.get_mut(&room_id) else { return };
+        let Some(entry) = inner.rooms.get_mut(&room_id) else {
+            return;
+        };
         entry.seats = entry.seats.saturating_sub(1);
         if entry.seats == 0 {
             if let Some(entry) = inner.rooms.remove(&room_id) {

@@ -41,11 +41,24 @@ pub(crate) struct InputMsg {
 /// Requests a room handles as they arrive.
 pub(crate) enum Control {
     /// Seat a player. The room sends `joined` itself, so it precedes the first state.
-    Join { link: SessionLink, req: u32, reservation: Reservation, reply: oneshot::Sender<Result<PlayerId, Refusal>> },
+    Join {
+        link: SessionLink,
+        req: u32,
+        reservation: Reservation,
+        reply: oneshot::Sender<Result<PlayerId, Refusal>>,
+    },
     /// Free a player's seat.
-    Leave { player: PlayerId, reply: Option<oneshot::Sender<()>> },
+    Leave {
+        player: PlayerId,
+        reply: Option<oneshot::Sender<()>>,
+    },
     /// Say a line to everyone in the room.
-    Chat { player: PlayerId, name: String, text: String, reply: oneshot::Sender<()> },
+    Chat {
+        player: PlayerId,
+        name: String,
+        text: String,
+        reply: oneshot::Sender<()>,
+    },
 }
 
 /// How sessions and the matchmaker reach a room.
@@ -143,13 +156,21 @@ fn reason_text(reason: CloseReason) -> &'static str {
 }
 
 impl Room {
-    async fn run(mut self, mut control: mpsc::Receiver<Control>, mut inputs: mpsc::Receiver<InputMsg>) {
+    async fn run(
+        mut self,
+        mut control: mpsc::Receiver<Control>,
+        mut inputs: mpsc::Receiver<InputMsg>,
+    ) {
         let started = Instant::now();
         let period = self.shared.config.tick_period();
         let mut interval = tokio::time::interval_at(started + period, period);
         interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
         let mut last = started;
-        tracing::debug!(room_id = self.handle.id, kind = &*self.handle.kind, "room opened");
+        tracing::debug!(
+            room_id = self.handle.id,
+            kind = &*self.handle.kind,
+            "room opened"
+        );
         let token = self.handle.token.clone();
         let reason = loop {
             tokio::select! {
@@ -183,7 +204,12 @@ impl Room {
 
     fn on_control(&mut self, c: Control) {
         match c {
-            Control::Join { link, req, reservation, reply } => {
+            Control::Join {
+                link,
+                req,
+                reservation,
+                reply,
+            } => {
                 if self.seats.len() >= self.handle.max_players {
                     let _ = reply.send(Err(Refusal::new("the room is full")));
                     return;
@@ -204,13 +230,20 @@ impl Room {
                     max_players: self.handle.max_players as u32,
                 };
                 link.send(Outbound::Msg(joined));
-                self.seats.push(Seat { id, link, last_seq: 0 });
+                self.seats.push(Seat {
+                    id,
+                    link,
+                    last_seq: 0,
+                });
                 if reply.send(Ok(id)).is_err() {
                     // The join was abandoned (its command timed out): undo it and say so.
-                    self.notify(id, ServerMessage::RoomClosed {
-                        room_id: self.handle.id,
-                        reason: "the join did not complete in time".into(),
-                    });
+                    self.notify(
+                        id,
+                        ServerMessage::RoomClosed {
+                            room_id: self.handle.id,
+                            reason: "the join did not complete in time".into(),
+                        },
+                    );
                     self.remove(id);
                 }
             }
@@ -220,9 +253,19 @@ impl Room {
                     let _ = r.send(());
                 }
             }
-            Control::Chat { player, name, text, reply } => {
+            Control::Chat {
+                player,
+                name,
+                text,
+                reply,
+            } => {
                 if self.seat(player).is_some() {
-                    let line = ServerMessage::ChatLine { room_id: self.handle.id, player_id: player, name, text };
+                    let line = ServerMessage::ChatLine {
+                        room_id: self.handle.id,
+                        player_id: player,
+                        name,
+                        text,
+                    };
                     for seat in &self.seats {
                         if !seat.link.send(Outbound::Msg(line.clone())) {
                             self.gone.push(seat.id);
@@ -262,7 +305,9 @@ impl Room {
         // Apply what is queued now; inputs arriving meanwhile wait for the next tick.
         for _ in 0..inputs.len() {
             let Ok(input) = inputs.try_recv() else { break };
-            let Ok(at) = self.seats.binary_search_by_key(&input.player, |s| s.id) else { continue };
+            let Ok(at) = self.seats.binary_search_by_key(&input.player, |s| s.id) else {
+                continue;
+            };
             if input.seq <= self.seats[at].last_seq {
                 continue; // a duplicate or out-of-date input
             }
@@ -270,21 +315,33 @@ impl Room {
                 Ok(()) => self.seats[at].last_seq = input.seq,
                 Err(refusal) => {
                     self.shared.stats.count_error(ErrorCode::InputRejected);
-                    self.notify(input.player, ServerMessage::Error {
-                    code: ErrorCode::InputRejected,
-                        message: refusal.0,
-                        req: 0,
-                    })
+                    self.notify(
+                        input.player,
+                        ServerMessage::Error {
+                            code: ErrorCode::InputRejected,
+                            message: refusal.0,
+                            req: 0,
+                        },
+                    )
                 }
             }
         }
         self.tick += 1;
         self.room_buf.clear();
         self.views.clear();
-        self.game.tick(&mut Tick::new(self.tick, dt, &mut self.room_buf, &mut self.views));
-        let room_state = (!self.room_buf.is_empty()).then(|| Bytes::copy_from_slice(&self.room_buf));
-        let views: Vec<(PlayerId, Bytes)> =
-            self.views.drain(..).map(|(p, v)| (p, Bytes::from(v))).collect();
+        self.game.tick(&mut Tick::new(
+            self.tick,
+            dt,
+            &mut self.room_buf,
+            &mut self.views,
+        ));
+        let room_state =
+            (!self.room_buf.is_empty()).then(|| Bytes::copy_from_slice(&self.room_buf));
+        let views: Vec<(PlayerId, Bytes)> = self
+            .views
+            .drain(..)
+            .map(|(p, v)| (p, Bytes::from(v)))
+            .collect();
         for seat in &self.seats {
             let payload = match views.iter().find(|(p, _)| *p == seat.id) {
                 Some((_, v)) => v.clone(),
@@ -293,7 +350,11 @@ impl Room {
                     None => continue,
                 },
             };
-            let state = ServerMessage::State { tick: self.tick, last_seq: seat.last_seq, payload };
+            let state = ServerMessage::State {
+                tick: self.tick,
+                last_seq: seat.last_seq,
+                payload,
+            };
             if !seat.link.send(Outbound::Msg(state)) {
                 self.gone.push(seat.id);
             }
@@ -328,6 +389,9 @@ impl Room {
 
 impl std::fmt::Debug for Room {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Room").field("id", &self.handle.id).field("seats", &self.seats.len()).finish()
+        f.debug_struct("Room")
+            .field("id", &self.handle.id)
+            .field("seats", &self.seats.len())
+            .finish()
     }
 }

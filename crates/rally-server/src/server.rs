@@ -42,7 +42,10 @@ pub(crate) struct Stats {
 
 impl Default for Stats {
     fn default() -> Self {
-        Stats { missed_ticks: AtomicU64::new(0), errors: std::array::from_fn(|_| AtomicU64::new(0)) }
+        Stats {
+            missed_ticks: AtomicU64::new(0),
+            errors: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
     }
 }
 
@@ -77,7 +80,10 @@ pub(crate) struct Shared {
 
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared").field("config", &self.config).field("games", &self.games).finish()
+        f.debug_struct("Shared")
+            .field("config", &self.config)
+            .field("games", &self.games)
+            .finish()
     }
 }
 
@@ -111,7 +117,10 @@ pub struct ServerBuilder {
 
 impl std::fmt::Debug for ServerBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServerBuilder").field("config", &self.config).field("games", &self.games).finish()
+        f.debug_struct("ServerBuilder")
+            .field("config", &self.config)
+            .field("games", &self.games)
+            .finish()
     }
 }
 
@@ -129,7 +138,9 @@ impl ServerBuilder {
     /// Binds the TCP, WebSocket and admin listeners at the configured addresses.
     pub async fn bind(self) -> Result<Server, BindError> {
         let bind = |what: &'static str, addr: SocketAddr| async move {
-            TcpListener::bind(addr).await.map_err(|source| BindError { what, addr, source })
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| BindError { what, addr, source })
         };
         let tcp = bind("tcp", self.config.tcp).await?;
         let ws = bind("http", self.config.http).await?;
@@ -156,7 +167,12 @@ impl ServerBuilder {
             next_session: AtomicU64::new(0),
             stats: Stats::default(),
         });
-        Ok(Server { shared, tcp, ws, admin })
+        Ok(Server {
+            shared,
+            tcp,
+            ws,
+            admin,
+        })
     }
 }
 
@@ -195,7 +211,11 @@ impl ServerHandle {
 
     /// Errors with `code` sent (or, for a client too slow to take it, meant) to clients since start.
     pub fn errors(&self, code: rally_protocol::ErrorCode) -> u64 {
-        self.shared.stats.errors.get(usize::from(code.as_u16())).map_or(0, |c| c.load(Ordering::Relaxed))
+        self.shared
+            .stats
+            .errors
+            .get(usize::from(code.as_u16()))
+            .map_or(0, |c| c.load(Ordering::Relaxed))
     }
 
     /// Ticks skipped because a room fell behind, since start.
@@ -215,13 +235,18 @@ pub struct Server {
 
 fn local(l: &TcpListener) -> SocketAddr {
     // A bound listener always has a local address; the fallback only satisfies the type.
-    l.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    l.local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
 }
 
 impl Server {
     /// Starts configuring a server with these games.
     pub fn builder(config: Config, games: Games) -> ServerBuilder {
-        ServerBuilder { config, games, wrap_checks: None }
+        ServerBuilder {
+            config,
+            games,
+            wrap_checks: None,
+        }
     }
 
     /// Where raw TCP clients connect.
@@ -241,15 +266,25 @@ impl Server {
 
     /// A live view of the server.
     pub fn handle(&self) -> ServerHandle {
-        ServerHandle { shared: self.shared.clone() }
+        ServerHandle {
+            shared: self.shared.clone(),
+        }
     }
 
     /// Serves until `shutdown` completes, then drains (see the module docs).
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> ShutdownReport {
         let shared = self.shared;
         let (tcp, ws) = (local(&self.tcp), local(&self.ws));
-        shared.tracker.spawn(listener::accept_loop(shared.clone(), self.tcp, Transport::Tcp));
-        shared.tracker.spawn(listener::accept_loop(shared.clone(), self.ws, Transport::WebSocket));
+        shared.tracker.spawn(listener::accept_loop(
+            shared.clone(),
+            self.tcp,
+            Transport::Tcp,
+        ));
+        shared.tracker.spawn(listener::accept_loop(
+            shared.clone(),
+            self.ws,
+            Transport::WebSocket,
+        ));
         let admin_addr = local(&self.admin);
         let admin_stop = CancellationToken::new();
         let admin = tokio::spawn(admin::serve(self.admin, shared.clone(), admin_stop.clone()));
@@ -272,20 +307,37 @@ impl Server {
         shared.matchmaker.close();
         shared.shutdown.cancel();
         shared.tracker.close();
-        let drained = tokio::time::timeout(grace, shared.tracker.wait()).await.is_ok();
+        let drained = tokio::time::timeout(grace, shared.tracker.wait())
+            .await
+            .is_ok();
         let mut forced = 0;
         if !drained {
             forced = shared.tracker.len();
             tracing::warn!(tasks = forced, "grace period over: closing what is left");
             shared.force.cancel();
-            if tokio::time::timeout(FORCE_LIMIT, shared.tracker.wait()).await.is_err() {
-                tracing::error!(tasks = shared.tracker.len(), "tasks still running after force; exiting anyway");
+            if tokio::time::timeout(FORCE_LIMIT, shared.tracker.wait())
+                .await
+                .is_err()
+            {
+                tracing::error!(
+                    tasks = shared.tracker.len(),
+                    "tasks still running after force; exiting anyway"
+                );
             }
         }
         admin_stop.cancel();
         let _ = admin.await;
-        let report = ShutdownReport { drained, forced, duration: started.elapsed() };
-        tracing::info!(drained, forced, duration_ms = report.duration.as_millis() as u64, "shutdown complete");
+        let report = ShutdownReport {
+            drained,
+            forced,
+            duration: started.elapsed(),
+        };
+        tracing::info!(
+            drained,
+            forced,
+            duration_ms = report.duration.as_millis() as u64,
+            "shutdown complete"
+        );
         report
     }
 }

@@ -70,7 +70,10 @@ pub(crate) enum Ending {
 
 impl Ending {
     pub(crate) fn fault(code: ErrorCode, message: impl Into<String>) -> Self {
-        Ending::Fault { code, message: message.into() }
+        Ending::Fault {
+            code,
+            message: message.into(),
+        }
     }
 }
 
@@ -149,8 +152,15 @@ pub(crate) async fn run(
     }
     let session_id = shared.next_session_id();
     let (tx, rx) = mpsc::channel(shared.config.queue_capacity as usize);
-    let ctl = Arc::new(SessionCtl { token: shared.force.child_token(), ending: OnceLock::new() });
-    let link = SessionLink { session_id, outbound: tx, ctl: ctl.clone() };
+    let ctl = Arc::new(SessionCtl {
+        token: shared.force.child_token(),
+        ending: OnceLock::new(),
+    });
+    let link = SessionLink {
+        session_id,
+        outbound: tx,
+        ctl: ctl.clone(),
+    };
     let mut reader = Reader {
         decoder: Decoder::new(transport, shared.config.max_message_bytes as usize),
         rbuf: early,
@@ -166,7 +176,11 @@ pub(crate) async fn run(
             deadline: started + timeout,
         },
     };
-    let writer = Writer { shared: &shared, ctl: &ctl, transport };
+    let writer = Writer {
+        shared: &shared,
+        ctl: &ctl,
+        transport,
+    };
     tokio::join!(reader.run(&stream), writer.run(&stream, rx));
     let ending = ctl.ending();
     if !matches!(ending, Ending::PeerClosed) {
@@ -328,13 +342,18 @@ impl Reader {
             let decoded = self
                 .decoder
                 .decode(&mut buf[at..])
-                .map_err(|f| Ending::Fault { code: f.code, message: f.message })?;
+                .map_err(|f| Ending::Fault {
+                    code: f.code,
+                    message: f.message,
+                })?;
             let Some((n, incoming)) = decoded else { break };
             at += n;
             match incoming {
                 Incoming::Message(body) => self.core.on_message(body)?,
                 Incoming::Ping(p) => {
-                    self.core.link.send(Outbound::WsPong(Bytes::copy_from_slice(p)));
+                    self.core
+                        .link
+                        .send(Outbound::WsPong(Bytes::copy_from_slice(p)));
                 }
                 Incoming::Nothing => {}
                 Incoming::Close => return Err(Ending::ClientClosed),
@@ -353,17 +372,21 @@ impl Core {
         let message = message.into();
         self.shared.stats.count_error(code);
         tracing::debug!(session_id = self.link.session_id, code = code.name(), req, %message, "error to client");
-        self.link.send(Outbound::Msg(ServerMessage::Error { code, message, req }));
+        self.link
+            .send(Outbound::Msg(ServerMessage::Error { code, message, req }));
     }
 
     fn on_message(&mut self, body: &[u8]) -> Result<(), Ending> {
-        let msg = ClientMessage::decode(body).map_err(|e| Ending::fault(ErrorCode::BadMessage, e.to_string()))?;
+        let msg = ClientMessage::decode(body)
+            .map_err(|e| Ending::fault(ErrorCode::BadMessage, e.to_string()))?;
         self.deadline = Instant::now() + self.shared.config.timeout();
         if !self.handshaken {
             return self.on_hello(msg);
         }
         match msg {
-            ClientMessage::Hello { .. } => Err(Ending::fault(ErrorCode::BadMessage, "hello sent twice")),
+            ClientMessage::Hello { .. } => {
+                Err(Ending::fault(ErrorCode::BadMessage, "hello sent twice"))
+            }
             ClientMessage::Ping { nonce } => {
                 self.link.send(Outbound::Msg(ServerMessage::Pong { nonce }));
                 Ok(())
@@ -372,15 +395,28 @@ impl Core {
                 self.on_input(seq, payload);
                 Ok(())
             }
-            ClientMessage::Join { req, kind } => self.enqueue(req, Command::Join { kind: kind.to_owned() }),
+            ClientMessage::Join { req, kind } => self.enqueue(
+                req,
+                Command::Join {
+                    kind: kind.to_owned(),
+                },
+            ),
             ClientMessage::Leave { req } => self.enqueue(req, Command::Leave),
-            ClientMessage::Chat { req, text } => self.enqueue(req, Command::Chat { text: text.to_owned() }),
+            ClientMessage::Chat { req, text } => self.enqueue(
+                req,
+                Command::Chat {
+                    text: text.to_owned(),
+                },
+            ),
         }
     }
 
     fn on_hello(&mut self, msg: ClientMessage<'_>) -> Result<(), Ending> {
         let ClientMessage::Hello { version, client } = msg else {
-            return Err(Ending::fault(ErrorCode::BadMessage, "the first message must be hello"));
+            return Err(Ending::fault(
+                ErrorCode::BadMessage,
+                "the first message must be hello",
+            ));
         };
         if version != PROTOCOL_VERSION {
             return Err(Ending::fault(
@@ -404,7 +440,11 @@ impl Core {
             timeout_ms: c.timeout_ms as u32,
             queue_capacity: c.queue_capacity,
         }));
-        let name = if client.trim().is_empty() { format!("player-{session_id}") } else { client.to_owned() };
+        let name = if client.trim().is_empty() {
+            format!("player-{session_id}")
+        } else {
+            client.to_owned()
+        };
         self.shared.directory.insert(SessionRecord {
             session_id,
             name,
@@ -429,12 +469,18 @@ impl Core {
             self.error(ErrorCode::NotInRoom, "input sent while not in a room", 0);
             return;
         };
-        let input = InputMsg { player: m.player_id, seq, payload: Bytes::copy_from_slice(payload) };
+        let input = InputMsg {
+            player: m.player_id,
+            seq,
+            payload: Bytes::copy_from_slice(payload),
+        };
         match m.room.inputs.try_send(input) {
             Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                self.error(ErrorCode::RoomBusy, "the room's input queue is full; input dropped", 0)
-            }
+            Err(TrySendError::Full(_)) => self.error(
+                ErrorCode::RoomBusy,
+                "the room's input queue is full; input dropped",
+                0,
+            ),
             Err(TrySendError::Closed(_)) => {
                 self.membership = None;
                 self.error(ErrorCode::NotInRoom, "the room has closed", 0);
@@ -444,7 +490,10 @@ impl Core {
 
     fn enqueue(&mut self, req: u32, cmd: Command) -> Result<(), Ending> {
         if req == 0 {
-            return Err(Ending::fault(ErrorCode::BadMessage, "request id must not be 0"));
+            return Err(Ending::fault(
+                ErrorCode::BadMessage,
+                "request id must not be 0",
+            ));
         }
         if self.queue.len() >= MAX_QUEUED_COMMANDS {
             self.error(
@@ -464,7 +513,9 @@ impl Core {
         let membership = self.membership().cloned();
         let ctx = CommandContext {
             session_id: self.link.session_id,
-            room: membership.as_ref().map(|m| (m.room.id, m.room.kind.to_string())),
+            room: membership
+                .as_ref()
+                .map(|m| (m.room.id, m.room.kind.to_string())),
             draining: self.draining,
         };
         let shared = self.shared.clone();
@@ -490,7 +541,8 @@ impl Core {
             Ok(Outcome::Joined(m)) => self.membership = Some(m),
             Ok(Outcome::Left { room_id }) => {
                 self.membership = None;
-                self.link.send(Outbound::Msg(ServerMessage::Left { req, room_id }));
+                self.link
+                    .send(Outbound::Msg(ServerMessage::Left { req, room_id }));
             }
             Ok(Outcome::Said) => {
                 self.link.send(Outbound::Msg(ServerMessage::Ok { req }));
@@ -511,7 +563,10 @@ impl Core {
         if let Some(m) = self.membership().cloned() {
             // If the room's control queue is full, the room still frees the seat on its
             // next send, when it finds this session's queue closed.
-            let _ = m.room.control.try_send(Control::Leave { player: m.player_id, reply: None });
+            let _ = m.room.control.try_send(Control::Leave {
+                player: m.player_id,
+                reply: None,
+            });
             self.membership = None;
         }
     }
@@ -548,7 +603,10 @@ impl Writer<'_> {
             match written {
                 Ok(true) => {}
                 Ok(false) => {
-                    self.ctl.end(Ending::fault(ErrorCode::Timeout, "a write did not drain within timeout_ms"));
+                    self.ctl.end(Ending::fault(
+                        ErrorCode::Timeout,
+                        "a write did not drain within timeout_ms",
+                    ));
                     break;
                 }
                 Err(_) => {
@@ -565,7 +623,13 @@ impl Writer<'_> {
         // the reason, then a WebSocket close frame.
         wbuf.clear();
         let ending = self.ctl.ending();
-        let stuck = matches!(&ending, Ending::Fault { code: ErrorCode::SlowConsumer | ErrorCode::Timeout, .. });
+        let stuck = matches!(
+            &ending,
+            Ending::Fault {
+                code: ErrorCode::SlowConsumer | ErrorCode::Timeout,
+                ..
+            }
+        );
         let mut close_code = None;
         match &ending {
             Ending::PeerClosed => return,
@@ -577,14 +641,22 @@ impl Writer<'_> {
                 }
                 self.shared.stats.count_error(*code);
                 tracing::debug!(code = code.name(), %message, "fatal error to client");
-                let msg = ServerMessage::Error { code: *code, message: message.clone(), req: 0 };
+                let msg = ServerMessage::Error {
+                    code: *code,
+                    message: message.clone(),
+                    req: 0,
+                };
                 transport::encode(self.transport, &msg, &mut wbuf);
                 close_code = Some(*code);
             }
             Ending::ClientClosed => {}
             Ending::Forced => close_code = Some(ErrorCode::ServerShutdown),
         }
-        transport::encode_close(self.transport, transport::ws_close_code(close_code), &mut wbuf);
+        transport::encode_close(
+            self.transport,
+            transport::ws_close_code(close_code),
+            &mut wbuf,
+        );
         if !wbuf.is_empty() {
             let _ = transport::write_all(stream, &wbuf, FAREWELL.min(limit)).await;
         }

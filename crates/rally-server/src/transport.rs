@@ -59,7 +59,9 @@ pub(crate) enum Decoder {
 impl Decoder {
     pub(crate) fn new(transport: Transport, max_message_bytes: usize) -> Self {
         match transport {
-            Transport::Tcp => Decoder::Tcp { max: max_message_bytes },
+            Transport::Tcp => Decoder::Tcp {
+                max: max_message_bytes,
+            },
             Transport::WebSocket => Decoder::Ws(ws::Decoder::server(max_message_bytes)),
         }
     }
@@ -77,9 +79,10 @@ impl Decoder {
                     code: ErrorCode::MessageTooLarge,
                     message: format!("message of {len} bytes exceeds max_message_bytes {max}"),
                 }),
-                Err(e @ frame::FrameError::Empty) => {
-                    Err(FrameFault { code: ErrorCode::BadMessage, message: e.to_string() })
-                }
+                Err(e @ frame::FrameError::Empty) => Err(FrameFault {
+                    code: ErrorCode::BadMessage,
+                    message: e.to_string(),
+                }),
             },
             Decoder::Ws(d) => match d.decode(buf) {
                 Ok(Some((n, ev))) => Ok(Some((
@@ -89,7 +92,8 @@ impl Decoder {
                         ws::Event::Text(_) => {
                             return Err(FrameFault {
                                 code: ErrorCode::BadMessage,
-                                message: "text messages are not accepted; send binary MessagePack".into(),
+                                message: "text messages are not accepted; send binary MessagePack"
+                                    .into(),
                             })
                         }
                         ws::Event::Ping(p) => Incoming::Ping(p),
@@ -102,9 +106,10 @@ impl Decoder {
                     code: ErrorCode::MessageTooLarge,
                     message: format!("message of {len} bytes exceeds max_message_bytes {max}"),
                 }),
-                Err(e @ ws::WsError::Protocol(_)) => {
-                    Err(FrameFault { code: ErrorCode::BadMessage, message: e.to_string() })
-                }
+                Err(e @ ws::WsError::Protocol(_)) => Err(FrameFault {
+                    code: ErrorCode::BadMessage,
+                    message: e.to_string(),
+                }),
             },
         }
     }
@@ -165,7 +170,11 @@ pub(crate) fn ws_close_code(code: Option<ErrorCode>) -> u16 {
 
 /// Writes all of `buf`, waiting for the socket to drain at most `limit`.
 /// Returns `Ok(false)` on timeout.
-pub(crate) async fn write_all(stream: &TcpStream, buf: &[u8], limit: Duration) -> std::io::Result<bool> {
+pub(crate) async fn write_all(
+    stream: &TcpStream,
+    buf: &[u8],
+    limit: Duration,
+) -> std::io::Result<bool> {
     let deadline = tokio::time::Instant::now() + limit;
     let mut at = 0;
     while at < buf.len() {
@@ -206,7 +215,11 @@ pub(crate) async fn accept_websocket(stream: &TcpStream, limit: Duration) -> Opt
     let deadline = tokio::time::Instant::now() + limit;
     let mut buf = Vec::new();
     loop {
-        if tokio::time::timeout_at(deadline, stream.readable()).await.ok()?.is_err() {
+        if tokio::time::timeout_at(deadline, stream.readable())
+            .await
+            .ok()?
+            .is_err()
+        {
             return None;
         }
         match read_append(stream, &mut buf) {

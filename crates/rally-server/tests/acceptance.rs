@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use common::{config, Client, TestServer};
 use rally_server::protocol::{ClientMessage, ServerMessage};
-use rally_server::{BoxFuture, Command, CommandChecks, CommandContext, CommandError, PlayerData, Server};
+use rally_server::{
+    BoxFuture, Command, CommandChecks, CommandContext, CommandError, PlayerData, Server,
+};
 
 /// 1. A session with one queued message processes it and sends exactly one reply, of
 /// the expected type.
@@ -18,13 +20,20 @@ async fn one_queued_message_gets_exactly_one_reply() {
     // Hello and one ping queued together in a single write.
     let mut body = Vec::new();
     let mut bytes = Vec::new();
-    ClientMessage::Hello { version: 1, client: "t" }.encode(&mut body);
+    ClientMessage::Hello {
+        version: 1,
+        client: "t",
+    }
+    .encode(&mut body);
     rally_server::protocol::frame::encode(&body, &mut bytes);
     body.clear();
     ClientMessage::Ping { nonce: 41 }.encode(&mut body);
     rally_server::protocol::frame::encode(&body, &mut bytes);
     c.send_bytes(&bytes).await;
-    assert!(matches!(c.recv().await, Some(ServerMessage::Welcome { .. })));
+    assert!(matches!(
+        c.recv().await,
+        Some(ServerMessage::Welcome { .. })
+    ));
     assert_eq!(c.recv().await, Some(ServerMessage::Pong { nonce: 41 }));
     // Had the ping produced a second reply, it would arrive before this pong.
     c.send(&ClientMessage::Ping { nonce: 42 }).await;
@@ -39,21 +48,32 @@ struct SlowChecks(Arc<dyn CommandChecks>);
 const CHECK_TIME: Duration = Duration::from_millis(100);
 
 impl CommandChecks for SlowChecks {
-    fn validate<'a>(&'a self, cmd: &'a Command, ctx: &'a CommandContext) -> BoxFuture<'a, Result<(), CommandError>> {
+    fn validate<'a>(
+        &'a self,
+        cmd: &'a Command,
+        ctx: &'a CommandContext,
+    ) -> BoxFuture<'a, Result<(), CommandError>> {
         Box::pin(async move {
             tokio::time::sleep(CHECK_TIME).await;
             self.0.validate(cmd, ctx).await
         })
     }
 
-    fn load_player<'a>(&'a self, ctx: &'a CommandContext) -> BoxFuture<'a, Result<PlayerData, CommandError>> {
+    fn load_player<'a>(
+        &'a self,
+        ctx: &'a CommandContext,
+    ) -> BoxFuture<'a, Result<PlayerData, CommandError>> {
         Box::pin(async move {
             tokio::time::sleep(CHECK_TIME).await;
             self.0.load_player(ctx).await
         })
     }
 
-    fn authorize<'a>(&'a self, cmd: &'a Command, ctx: &'a CommandContext) -> BoxFuture<'a, Result<(), CommandError>> {
+    fn authorize<'a>(
+        &'a self,
+        cmd: &'a Command,
+        ctx: &'a CommandContext,
+    ) -> BoxFuture<'a, Result<(), CommandError>> {
         Box::pin(async move {
             tokio::time::sleep(CHECK_TIME).await;
             self.0.authorize(cmd, ctx).await
@@ -72,10 +92,17 @@ async fn three_100ms_checks_complete_in_under_200ms() {
     let took = started.elapsed();
     assert!(room > 0 && player > 0);
     assert!(took >= CHECK_TIME, "the checks ran: {took:?}");
-    assert!(took < Duration::from_millis(200), "checks ran concurrently: {took:?}");
+    assert!(
+        took < Duration::from_millis(200),
+        "checks ran concurrently: {took:?}"
+    );
 
     // A failing check cancels the others and becomes the client's error, still under 200 ms.
-    c.send(&ClientMessage::Join { req: 9, kind: "arena" }).await;
+    c.send(&ClientMessage::Join {
+        req: 9,
+        kind: "arena",
+    })
+    .await;
     let started = tokio::time::Instant::now();
     let (code, _, req) = c.expect_error().await;
     assert_eq!((code.name(), req), ("ALREADY_IN_ROOM", 9));
@@ -92,12 +119,21 @@ async fn shutdown_waits_for_a_live_connection() {
     let (mut slow, _) = Client::tcp_hello(server.tcp).await;
     slow.join("arena").await;
     server.begin_shutdown();
-    slow.expect("shutdown", |m| matches!(m, ServerMessage::Shutdown { .. }).then_some(())).await;
+    slow.expect("shutdown", |m| {
+        matches!(m, ServerMessage::Shutdown { .. }).then_some(())
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(!server.task.is_finished(), "shutdown must wait for the connected player");
+    assert!(
+        !server.task.is_finished(),
+        "shutdown must wait for the connected player"
+    );
     // Once the player closes, the drain completes cleanly.
     slow.close().await;
-    let report = tokio::time::timeout(Duration::from_secs(5), server.task).await.unwrap().unwrap();
+    let report = tokio::time::timeout(Duration::from_secs(5), server.task)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(report.drained, "{report:?}");
     assert_eq!(report.forced, 0);
 }
@@ -110,8 +146,15 @@ async fn shutdown_forces_stragglers_after_the_grace_period() {
     let mut server = TestServer::start(cfg).await;
     let (mut stuck, _) = Client::tcp_hello(server.tcp).await;
     server.begin_shutdown();
-    stuck.expect("shutdown", |m| matches!(m, ServerMessage::Shutdown { .. }).then_some(())).await;
-    let report = tokio::time::timeout(Duration::from_secs(5), server.task).await.unwrap().unwrap();
+    stuck
+        .expect("shutdown", |m| {
+            matches!(m, ServerMessage::Shutdown { .. }).then_some(())
+        })
+        .await;
+    let report = tokio::time::timeout(Duration::from_secs(5), server.task)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(!report.drained);
     assert!(report.forced >= 1);
     assert!(report.duration >= Duration::from_millis(500));

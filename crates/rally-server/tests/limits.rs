@@ -12,7 +12,10 @@ use tokio::io::AsyncWriteExt;
 
 async fn assert_still_serving(c: &mut Client, nonce: u64) {
     c.send(&ClientMessage::Ping { nonce }).await;
-    c.expect("pong", |m| matches!(m, ServerMessage::Pong { nonce: n } if *n == nonce).then_some(())).await;
+    c.expect("pong", |m| {
+        matches!(m, ServerMessage::Pong { nonce: n } if *n == nonce).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -37,7 +40,11 @@ async fn at_capacity_new_connections_get_server_full_at_once() {
     let mut again = None;
     for _ in 0..100 {
         let mut c = Client::tcp(server.tcp).await;
-        c.send(&ClientMessage::Hello { version: 1, client: "again" }).await;
+        c.send(&ClientMessage::Hello {
+            version: 1,
+            client: "again",
+        })
+        .await;
         match c.recv().await {
             Some(ServerMessage::Welcome { .. }) => {
                 again = Some(c);
@@ -103,7 +110,11 @@ async fn oversized_messages_are_refused_with_message_too_large() {
     // One byte over the limit.
     let (mut c, _) = Client::tcp_hello(server.tcp).await;
     let mut body = Vec::new();
-    ClientMessage::Chat { req: 1, text: &"x".repeat(62) }.encode(&mut body);
+    ClientMessage::Chat {
+        req: 1,
+        text: &"x".repeat(62),
+    }
+    .encode(&mut body);
     assert!(body.len() > 64);
     c.send_body(&body).await;
     assert_eq!(c.expect_closed().await, Some(ErrorCode::MessageTooLarge));
@@ -140,7 +151,11 @@ async fn malformed_messages_are_refused_with_bad_message() {
     for (what, body) in &cases {
         let (mut c, _) = Client::tcp_hello(server.tcp).await;
         c.send_body(body).await;
-        assert_eq!(c.expect_closed().await, Some(ErrorCode::BadMessage), "{what}");
+        assert_eq!(
+            c.expect_closed().await,
+            Some(ErrorCode::BadMessage),
+            "{what}"
+        );
     }
     // An empty TCP frame.
     let (mut c, _) = Client::tcp_hello(server.tcp).await;
@@ -152,11 +167,19 @@ async fn malformed_messages_are_refused_with_bad_message() {
     assert_eq!(c.expect_closed().await, Some(ErrorCode::BadMessage));
     // A second hello.
     let (mut c, _) = Client::tcp_hello(server.tcp).await;
-    c.send(&ClientMessage::Hello { version: 1, client: "again" }).await;
+    c.send(&ClientMessage::Hello {
+        version: 1,
+        client: "again",
+    })
+    .await;
     assert_eq!(c.expect_closed().await, Some(ErrorCode::BadMessage));
     // A version the server does not speak.
     let mut c = Client::tcp(server.tcp).await;
-    c.send(&ClientMessage::Hello { version: 2, client: "future" }).await;
+    c.send(&ClientMessage::Hello {
+        version: 2,
+        client: "future",
+    })
+    .await;
     assert_eq!(c.expect_closed().await, Some(ErrorCode::UnsupportedVersion));
     // Over WebSocket: a malformed body, and a text message.
     let (mut c, _) = Client::ws_hello(server.ws).await;
@@ -165,7 +188,11 @@ async fn malformed_messages_are_refused_with_bad_message() {
     let (c, _) = Client::ws_hello(server.ws).await;
     if let Client::Ws(mut w) = c {
         use futures_util::SinkExt;
-        w.send(tokio_tungstenite::tungstenite::Message::Text("hello".into())).await.unwrap();
+        w.send(tokio_tungstenite::tungstenite::Message::Text(
+            "hello".into(),
+        ))
+        .await
+        .unwrap();
         let mut c = Client::Ws(w);
         assert_eq!(c.expect_closed().await, Some(ErrorCode::BadMessage));
     }
@@ -178,7 +205,9 @@ async fn malformed_messages_are_refused_with_bad_message() {
 #[tokio::test]
 async fn websocket_requests_for_other_paths_are_refused() {
     let server = TestServer::start(config()).await;
-    let err = tokio_tungstenite::connect_async(format!("ws://{}/other", server.ws)).await.unwrap_err();
+    let err = tokio_tungstenite::connect_async(format!("ws://{}/other", server.ws))
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("404"), "{err}");
     // A raw WebSocket client built from the protocol crate (masked frames) also works.
     let mut stream = tokio::net::TcpStream::connect(server.ws).await.unwrap();
@@ -190,7 +219,11 @@ async fn websocket_requests_for_other_paths_are_refused() {
         .await
         .unwrap();
     let mut body = Vec::new();
-    ClientMessage::Hello { version: 1, client: "raw" }.encode(&mut body);
+    ClientMessage::Hello {
+        version: 1,
+        client: "raw",
+    }
+    .encode(&mut body);
     let mut wire = Vec::new();
     ws::write_masked_frame(&mut wire, ws::Opcode::Binary, &body, [1, 2, 3, 4]);
     stream.write_all(&wire).await.unwrap();
@@ -204,12 +237,18 @@ async fn websocket_requests_for_other_paths_are_refused() {
             Ok(n) => got.extend_from_slice(&chunk[..n]),
             Err(_) => continue,
         }
-        let Some(head) = got.windows(4).position(|w| w == b"\r\n\r\n") else { continue };
+        let Some(head) = got.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
         let head_text = String::from_utf8_lossy(&got[..head]).to_string();
         assert!(head_text.starts_with("HTTP/1.1 101"), "{head_text}");
-        assert!(head_text.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{head_text}");
+        assert!(
+            head_text.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+            "{head_text}"
+        );
         let mut rest = got[head + 4..].to_vec();
-        if let Ok(Some((_, ws::Event::Binary(b)))) = ws::Decoder::client(1 << 20).decode(&mut rest) {
+        if let Ok(Some((_, ws::Event::Binary(b)))) = ws::Decoder::client(1 << 20).decode(&mut rest)
+        {
             break ServerMessage::decode(b).unwrap();
         }
     };
@@ -224,7 +263,9 @@ fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         })
         .unwrap_or(0)
 }
@@ -237,7 +278,9 @@ async fn a_client_that_stops_reading_is_dropped_and_memory_stays_bounded() {
     let server = TestServer::start(cfg).await;
     let (mut bystander, _) = Client::tcp_hello(server.tcp).await;
     let (slow, _) = Client::tcp_hello(server.tcp).await;
-    let Client::Tcp { mut stream, .. } = slow else { unreachable!() };
+    let Client::Tcp { mut stream, .. } = slow else {
+        unreachable!()
+    };
     let rss_before = rss_kib();
 
     // Flood pings and never read a pong. Unbounded buffering would hold every pong:
@@ -246,7 +289,10 @@ async fn a_client_that_stops_reading_is_dropped_and_memory_stays_bounded() {
     let mut body = Vec::new();
     for nonce in 0..10_000u64 {
         body.clear();
-        ClientMessage::Ping { nonce: u64::MAX - nonce }.encode(&mut body);
+        ClientMessage::Ping {
+            nonce: u64::MAX - nonce,
+        }
+        .encode(&mut body);
         frame::encode(&body, &mut batch);
     }
     let mut sent = 0usize;
@@ -259,9 +305,16 @@ async fn a_client_that_stops_reading_is_dropped_and_memory_stays_bounded() {
             Ok(Err(_)) | Err(_) => break true,
         }
     };
-    assert!(refused, "the server kept accepting pings from a client that never reads");
+    assert!(
+        refused,
+        "the server kept accepting pings from a client that never reads"
+    );
     eventually("the slow session is gone", || server.handle.sessions() == 1).await;
-    assert_eq!(server.handle.errors(ErrorCode::SlowConsumer), 1, "dropped as a slow consumer");
+    assert_eq!(
+        server.handle.errors(ErrorCode::SlowConsumer),
+        1,
+        "dropped as a slow consumer"
+    );
     let grown = rss_kib().saturating_sub(rss_before);
     assert!(grown < 64 * 1024, "RSS grew by {grown} KiB");
     assert_still_serving(&mut bystander, 5).await;

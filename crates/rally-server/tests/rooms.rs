@@ -7,9 +7,14 @@ use common::{config, eventually, Client, TestServer};
 use rally_server::protocol::{msgpack, ClientMessage, ErrorCode, ServerMessage};
 
 /// Receives states until `f` accepts the decoded arena players; returns what `f` returned.
-async fn until_state<T>(c: &mut Client, mut f: impl FnMut(u32, &[arena::PlayerState]) -> Option<T>) -> T {
+async fn until_state<T>(
+    c: &mut Client,
+    mut f: impl FnMut(u32, &[arena::PlayerState]) -> Option<T>,
+) -> T {
     c.expect("a matching state", |m| match m {
-        ServerMessage::State { last_seq, payload, .. } => {
+        ServerMessage::State {
+            last_seq, payload, ..
+        } => {
             let players = arena::decode_state(payload).expect("arena state");
             f(*last_seq, &players)
         }
@@ -31,7 +36,10 @@ async fn see_each_other_move(mut a: Client, mut b: Client) {
     let start_a = until_state(&mut b, |_, ps| find(ps, pa)).await;
     let start_b = until_state(&mut a, |_, ps| find(ps, pb)).await;
     // A moves right, B moves down; each keeps sending at 20 Hz like a real client.
-    let (dx_a, dy_b) = (if start_a.x < 500.0 { 1.0 } else { -1.0 }, if start_b.y < 500.0 { 1.0 } else { -1.0 });
+    let (dx_a, dy_b) = (
+        if start_a.x < 500.0 { 1.0 } else { -1.0 },
+        if start_b.y < 500.0 { 1.0 } else { -1.0 },
+    );
     for seq in 1..=5 {
         a.input(seq, dx_a, 0.0).await;
         b.input(seq, 0.0, dy_b).await;
@@ -82,17 +90,27 @@ async fn chat_reaches_everyone_in_the_room() {
     for c in [&mut a, &mut b] {
         let line = c
             .expect("chat", |m| match m {
-                ServerMessage::ChatLine { room_id, player_id, name, text } => {
-                    Some((*room_id, *player_id, name.clone(), text.clone()))
-                }
+                ServerMessage::ChatLine {
+                    room_id,
+                    player_id,
+                    name,
+                    text,
+                } => Some((*room_id, *player_id, name.clone(), text.clone())),
                 _ => None,
             })
             .await;
         assert_eq!(line, (room, pa, "test".to_owned(), "gg".to_owned()));
     }
-    a.expect("ok", |m| matches!(m, ServerMessage::Ok { req: 7 }).then_some(())).await;
+    a.expect("ok", |m| {
+        matches!(m, ServerMessage::Ok { req: 7 }).then_some(())
+    })
+    .await;
     // Invalid chat is refused, and the connection stays.
-    a.send(&ClientMessage::Chat { req: 8, text: &"y".repeat(300) }).await;
+    a.send(&ClientMessage::Chat {
+        req: 8,
+        text: &"y".repeat(300),
+    })
+    .await;
     assert_eq!(a.expect_error().await.0, ErrorCode::InvalidArgument);
     a.send(&ClientMessage::Chat { req: 9, text: "  " }).await;
     assert_eq!(a.expect_error().await.0, ErrorCode::InvalidArgument);
@@ -106,28 +124,71 @@ async fn room_errors_are_reported_and_not_fatal() {
     let server = TestServer::start(config()).await;
     let (mut c, _) = Client::tcp_hello(server.tcp).await;
     c.input(1, 1.0, 0.0).await;
-    assert_eq!(c.expect_error().await, (ErrorCode::NotInRoom, "input sent while not in a room".into(), 0));
+    assert_eq!(
+        c.expect_error().await,
+        (
+            ErrorCode::NotInRoom,
+            "input sent while not in a room".into(),
+            0
+        )
+    );
     c.send(&ClientMessage::Chat { req: 2, text: "hi" }).await;
     assert_eq!(c.expect_error().await.0, ErrorCode::NotInRoom);
-    c.send(&ClientMessage::Join { req: 3, kind: "chess" }).await;
+    c.send(&ClientMessage::Join {
+        req: 3,
+        kind: "chess",
+    })
+    .await;
     let (code, message, req) = c.expect_error().await;
     assert_eq!((code, req), (ErrorCode::UnknownRoomKind, 3));
-    assert!(message.contains("arena"), "the error lists what is offered: {message}");
-    c.send(&ClientMessage::Join { req: 0, kind: "arena" }).await;
-    assert_eq!(c.expect_closed().await, Some(ErrorCode::BadMessage), "request id 0 is malformed");
+    assert!(
+        message.contains("arena"),
+        "the error lists what is offered: {message}"
+    );
+    c.send(&ClientMessage::Join {
+        req: 0,
+        kind: "arena",
+    })
+    .await;
+    assert_eq!(
+        c.expect_closed().await,
+        Some(ErrorCode::BadMessage),
+        "request id 0 is malformed"
+    );
 
     let (mut c, _) = Client::tcp_hello(server.tcp).await;
     let (room, _) = c.join("arena").await;
-    c.send(&ClientMessage::Join { req: 4, kind: "arena" }).await;
+    c.send(&ClientMessage::Join {
+        req: 4,
+        kind: "arena",
+    })
+    .await;
     assert_eq!(c.expect_error().await.0, ErrorCode::AlreadyInRoom);
     // An input the game refuses.
-    c.send(&ClientMessage::Input { seq: 1, payload: &[0xa1, b'x'] }).await;
+    c.send(&ClientMessage::Input {
+        seq: 1,
+        payload: &[0xa1, b'x'],
+    })
+    .await;
     assert_eq!(c.expect_error().await.0, ErrorCode::InputRejected);
     c.send(&ClientMessage::Leave { req: 5 }).await;
-    let left = c.expect("left", |m| matches!(m, ServerMessage::Left { .. }).then(|| m.clone())).await;
-    assert_eq!(left, ServerMessage::Left { req: 5, room_id: room });
+    let left = c
+        .expect("left", |m| {
+            matches!(m, ServerMessage::Left { .. }).then(|| m.clone())
+        })
+        .await;
+    assert_eq!(
+        left,
+        ServerMessage::Left {
+            req: 5,
+            room_id: room
+        }
+    );
     c.send(&ClientMessage::Leave { req: 6 }).await;
-    assert_eq!(c.expect_error().await, (ErrorCode::NotInRoom, "not in a room".into(), 6));
+    assert_eq!(
+        c.expect_error().await,
+        (ErrorCode::NotInRoom, "not in a room".into(), 6)
+    );
     eventually("the empty room is disposed", || server.handle.rooms() == 0).await;
     c.close().await;
     server.shutdown().await;
@@ -147,7 +208,10 @@ async fn a_full_arena_opens_a_second_room() {
     assert_ne!(rooms[arena::MAX_PLAYERS], rooms[0]);
     assert_eq!(server.handle.rooms(), 2);
     // The 16th player's state lists all 16.
-    let n = until_state(&mut clients[arena::MAX_PLAYERS - 1], |_, ps| (ps.len() == 16).then_some(ps.len())).await;
+    let n = until_state(&mut clients[arena::MAX_PLAYERS - 1], |_, ps| {
+        (ps.len() == 16).then_some(ps.len())
+    })
+    .await;
     assert_eq!(n, 16);
     for c in clients {
         c.close().await;
@@ -165,7 +229,9 @@ fn cell(i: u64) -> Vec<u8> {
 /// Reads tic-tac-toe views until one has this board; returns the result field.
 async fn until_board(c: &mut Client, board: &str) -> String {
     c.expect("a board", |m| {
-        let ServerMessage::State { payload, .. } = m else { return None };
+        let ServerMessage::State { payload, .. } = m else {
+            return None;
+        };
         let mut r = msgpack::Reader::new(payload);
         let n = r.read_map_len().ok()?;
         let (mut b, mut result) = (String::new(), String::new());
@@ -189,18 +255,46 @@ async fn tictactoe_plays_to_a_win_and_the_room_closes() {
     let (room, _) = x.join("tictactoe").await;
     assert_eq!(o.join("tictactoe").await.0, room);
     // O may not move first.
-    o.send(&ClientMessage::Input { seq: 1, payload: &cell(4) }).await;
+    o.send(&ClientMessage::Input {
+        seq: 1,
+        payload: &cell(4),
+    })
+    .await;
     assert_eq!(o.expect_error().await.0, ErrorCode::InputRejected);
-    let moves = [(0u64, "X........"), (3, "X..O....."), (1, "XX.O....."), (4, "XX.OO....")];
+    let moves = [
+        (0u64, "X........"),
+        (3, "X..O....."),
+        (1, "XX.O....."),
+        (4, "XX.OO...."),
+    ];
     for (i, (c, board)) in moves.iter().enumerate() {
         let player = if i % 2 == 0 { &mut x } else { &mut o };
-        player.send(&ClientMessage::Input { seq: i as u32 + 2, payload: &cell(*c) }).await;
+        player
+            .send(&ClientMessage::Input {
+                seq: i as u32 + 2,
+                payload: &cell(*c),
+            })
+            .await;
         assert_eq!(until_board(&mut x, board).await, "playing");
     }
-    x.send(&ClientMessage::Input { seq: 10, payload: &cell(2) }).await;
+    x.send(&ClientMessage::Input {
+        seq: 10,
+        payload: &cell(2),
+    })
+    .await;
     assert_eq!(until_board(&mut o, "XXXOO....").await, "x_won");
-    let closed = o.expect("room closed", |m| matches!(m, ServerMessage::RoomClosed { .. }).then(|| m.clone())).await;
-    assert_eq!(closed, ServerMessage::RoomClosed { room_id: room, reason: "the game is over".into() });
+    let closed = o
+        .expect("room closed", |m| {
+            matches!(m, ServerMessage::RoomClosed { .. }).then(|| m.clone())
+        })
+        .await;
+    assert_eq!(
+        closed,
+        ServerMessage::RoomClosed {
+            room_id: room,
+            reason: "the game is over".into()
+        }
+    );
     eventually("the finished room is gone", || server.handle.rooms() == 0).await;
     // The players can start a new match.
     let (room2, _) = x.join("tictactoe").await;

@@ -33,7 +33,12 @@ fn cli() -> Command {
             key.default_text(),
             key.allowed()
         );
-        serve = serve.arg(Arg::new(key.name).long(key.flag()).value_name("VALUE").help(help));
+        serve = serve.arg(
+            Arg::new(key.name)
+                .long(key.flag())
+                .value_name("VALUE")
+                .help(help),
+        );
     }
     Command::new("rally")
         .about("Rally: an authoritative real-time multiplayer game server")
@@ -48,7 +53,11 @@ fn games() -> Games {
     let mut games = Games::new();
     games
         .register(arena::KIND, arena::MAX_PLAYERS, arena::Arena::new)
-        .register(tictactoe::KIND, tictactoe::MAX_PLAYERS, tictactoe::TicTacToe::new);
+        .register(
+            tictactoe::KIND,
+            tictactoe::MAX_PLAYERS,
+            tictactoe::TicTacToe::new,
+        );
     games
 }
 
@@ -72,7 +81,9 @@ fn sources(m: &ArgMatches) -> anyhow::Result<Sources> {
 fn init_logs(level: &str, format: LogFormat) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(level)
         .with_context(|| format!("invalid log_level {level:?}"))?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Pretty => builder.init(),
@@ -120,14 +131,20 @@ async fn serve(m: &ArgMatches) -> anyhow::Result<ExitCode> {
         })
         .await;
     if !report.drained {
-        tracing::warn!(forced = report.forced, "some connections were closed at the end of the grace period");
+        tracing::warn!(
+            forced = report.forced,
+            "some connections were closed at the end of the grace period"
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
 
 fn main() -> ExitCode {
     let matches = cli().get_matches();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("rally: cannot start the runtime: {e}");

@@ -19,8 +19,16 @@ pub const KIND: &str = "tictactoe";
 /// Seats per room.
 pub const MAX_PLAYERS: usize = 2;
 
-const LINES: [[usize; 3]; 8] =
-    [[0, 1, 2], [3, 4, 5], [6, 7, 8], [0, 3, 6], [1, 4, 7], [2, 5, 8], [0, 4, 8], [2, 4, 6]];
+const LINES: [[usize; 3]; 8] = [
+    [0, 1, 2],
+    [3, 4, 5],
+    [6, 7, 8],
+    [0, 3, 6],
+    [1, 4, 7],
+    [2, 5, 8],
+    [0, 4, 8],
+    [2, 4, 6],
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Outcome {
@@ -48,7 +56,13 @@ pub struct TicTacToe {
 
 impl Default for TicTacToe {
     fn default() -> Self {
-        TicTacToe { seats: [None, None], board: [None; 9], turn: 0, outcome: Outcome::Waiting, dirty: false }
+        TicTacToe {
+            seats: [None, None],
+            board: [None; 9],
+            turn: 0,
+            outcome: Outcome::Waiting,
+            dirty: false,
+        }
     }
 }
 
@@ -93,7 +107,11 @@ impl Game for TicTacToe {
         if self.outcome != Outcome::Waiting {
             return Err(Refusal::new("this match has already started"));
         }
-        let free = self.seats.iter().position(Option::is_none).ok_or_else(|| Refusal::new("full"))?;
+        let free = self
+            .seats
+            .iter()
+            .position(Option::is_none)
+            .ok_or_else(|| Refusal::new("full"))?;
         self.seats[free] = Some(player);
         if self.seats.iter().all(Option::is_some) {
             self.outcome = Outcome::Playing;
@@ -114,7 +132,9 @@ impl Game for TicTacToe {
     }
 
     fn input(&mut self, player: PlayerId, _seq: u32, payload: &[u8]) -> Result<(), Refusal> {
-        let mark = self.mark_of(player).ok_or_else(|| Refusal::new("not seated"))?;
+        let mark = self
+            .mark_of(player)
+            .ok_or_else(|| Refusal::new("not seated"))?;
         if self.outcome != Outcome::Playing {
             return Err(Refusal::new("the match is not in play"));
         }
@@ -125,7 +145,8 @@ impl Game for TicTacToe {
             .read_u32()
             .ok()
             .filter(|c| *c < 9)
-            .ok_or_else(|| Refusal::new("input must be a cell index 0..=8"))? as usize;
+            .ok_or_else(|| Refusal::new("input must be a cell index 0..=8"))?
+            as usize;
         if self.board[cell].is_some() {
             return Err(Refusal::new("cell taken"));
         }
@@ -140,8 +161,15 @@ impl Game for TicTacToe {
         if !std::mem::take(&mut self.dirty) {
             return;
         }
-        let board: String =
-            self.board.iter().map(|c| match c { Some(0) => 'X', Some(_) => 'O', None => '.' }).collect();
+        let board: String = self
+            .board
+            .iter()
+            .map(|c| match c {
+                Some(0) => 'X',
+                Some(_) => 'O',
+                None => '.',
+            })
+            .collect();
         let turn = match self.outcome {
             Outcome::Playing => self.seats[self.turn].unwrap_or(0),
             _ => 0,
@@ -162,7 +190,10 @@ impl Game for TicTacToe {
     }
 
     fn is_over(&self) -> bool {
-        matches!(self.outcome, Outcome::Won(_) | Outcome::Draw | Outcome::Forfeit(_))
+        matches!(
+            self.outcome,
+            Outcome::Won(_) | Outcome::Draw | Outcome::Forfeit(_)
+        )
     }
 }
 
@@ -179,7 +210,12 @@ mod tests {
 
     fn views(g: &mut TicTacToe) -> Vec<(PlayerId, Vec<u8>)> {
         let (mut room, mut views) = (Vec::new(), Vec::new());
-        g.tick(&mut Tick::new(1, Duration::from_millis(50), &mut room, &mut views));
+        g.tick(&mut Tick::new(
+            1,
+            Duration::from_millis(50),
+            &mut room,
+            &mut views,
+        ));
         assert!(room.is_empty(), "tic-tac-toe sends views only");
         views
     }

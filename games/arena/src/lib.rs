@@ -115,7 +115,14 @@ impl Game for Arena {
         let h = player.wrapping_mul(2_654_435_761);
         let x = (h % 1000) as f32 / 1000.0 * FIELD;
         let y = ((h / 1000) % 1000) as f32 / 1000.0 * FIELD;
-        self.players.push(Player { id: player, x, y, vx: 0.0, vy: 0.0, last_seq: 0 });
+        self.players.push(Player {
+            id: player,
+            x,
+            y,
+            vx: 0.0,
+            vy: 0.0,
+            last_seq: 0,
+        });
         Ok(())
     }
 
@@ -125,7 +132,9 @@ impl Game for Arena {
 
     fn input(&mut self, player: PlayerId, seq: u32, payload: &[u8]) -> Result<(), Refusal> {
         let (dx, dy) = decode_input(payload)?;
-        let p = self.player_mut(player).ok_or_else(|| Refusal::new("not in this arena"))?;
+        let p = self
+            .player_mut(player)
+            .ok_or_else(|| Refusal::new("not in this arena"))?;
         p.vx = dx;
         p.vy = dy;
         p.last_seq = seq;
@@ -157,7 +166,12 @@ mod tests {
 
     fn run_tick(game: &mut Arena, n: u64) -> Vec<PlayerState> {
         let (mut room, mut views) = (Vec::new(), Vec::new());
-        game.tick(&mut Tick::new(n, Duration::from_millis(50), &mut room, &mut views));
+        game.tick(&mut Tick::new(
+            n,
+            Duration::from_millis(50),
+            &mut room,
+            &mut views,
+        ));
         assert!(views.is_empty());
         assert!(msgpack::is_single_value(&room));
         decode_state(&room).unwrap()
@@ -177,7 +191,10 @@ mod tests {
         assert_eq!(after[0].last_seq, 7);
         assert_eq!(after[1].last_seq, 0);
         if before[0].x < FIELD - 5.0 {
-            assert!((after[0].x - before[0].x - 5.0).abs() < 1e-3, "moved 100 u/s for 50 ms");
+            assert!(
+                (after[0].x - before[0].x - 5.0).abs() < 1e-3,
+                "moved 100 u/s for 50 ms"
+            );
         }
         assert_eq!(after[1].x, before[1].x);
     }

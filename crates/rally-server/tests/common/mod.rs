@@ -30,7 +30,11 @@ pub fn config() -> Config {
 pub fn games() -> Games {
     let mut g = Games::new();
     g.register(arena::KIND, arena::MAX_PLAYERS, arena::Arena::new);
-    g.register(tictactoe::KIND, tictactoe::MAX_PLAYERS, tictactoe::TicTacToe::new);
+    g.register(
+        tictactoe::KIND,
+        tictactoe::MAX_PLAYERS,
+        tictactoe::TicTacToe::new,
+    );
     g
 }
 
@@ -51,11 +55,23 @@ impl TestServer {
     pub async fn start_with(builder: rally_server::ServerBuilder) -> TestServer {
         let server = builder.bind().await.expect("bind");
         let (tx, rx) = oneshot::channel::<()>();
-        let (tcp, ws, admin, handle) = (server.tcp_addr(), server.ws_addr(), server.admin_addr(), server.handle());
+        let (tcp, ws, admin, handle) = (
+            server.tcp_addr(),
+            server.ws_addr(),
+            server.admin_addr(),
+            server.handle(),
+        );
         let task = tokio::spawn(server.run(async move {
             let _ = rx.await;
         }));
-        TestServer { tcp, ws, admin, handle, stop: Some(tx), task }
+        TestServer {
+            tcp,
+            ws,
+            admin,
+            handle,
+            stop: Some(tx),
+            task,
+        }
     }
 
     /// Starts the shutdown; the task completes when the drain is over.
@@ -67,7 +83,10 @@ impl TestServer {
 
     pub async fn shutdown(mut self) -> ShutdownReport {
         self.begin_shutdown();
-        tokio::time::timeout(Duration::from_secs(30), self.task).await.expect("shutdown in time").unwrap()
+        tokio::time::timeout(Duration::from_secs(30), self.task)
+            .await
+            .expect("shutdown in time")
+            .unwrap()
     }
 }
 
@@ -80,11 +99,16 @@ impl Client {
     pub async fn tcp(addr: SocketAddr) -> Client {
         let stream = TcpStream::connect(addr).await.expect("connect");
         stream.set_nodelay(true).unwrap();
-        Client::Tcp { stream, buf: Vec::new() }
+        Client::Tcp {
+            stream,
+            buf: Vec::new(),
+        }
     }
 
     pub async fn ws(addr: SocketAddr) -> Client {
-        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws")).await.expect("ws connect");
+        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+            .await
+            .expect("ws connect");
         Client::Ws(Box::new(ws))
     }
 
@@ -115,7 +139,10 @@ impl Client {
                 frame::encode(body, &mut out);
                 stream.write_all(&out).await.expect("write");
             }
-            Client::Ws(ws) => ws.send(Message::Binary(body.to_vec().into())).await.expect("ws send"),
+            Client::Ws(ws) => ws
+                .send(Message::Binary(body.to_vec().into()))
+                .await
+                .expect("ws send"),
         }
     }
 
@@ -129,7 +156,9 @@ impl Client {
 
     /// The next server message, or None once the server has closed the connection.
     pub async fn recv(&mut self) -> Option<ServerMessage> {
-        tokio::time::timeout(RECV_LIMIT, self.recv_inner()).await.expect("a message or a close in time")
+        tokio::time::timeout(RECV_LIMIT, self.recv_inner())
+            .await
+            .expect("a message or a close in time")
     }
 
     async fn recv_inner(&mut self) -> Option<ServerMessage> {
@@ -159,7 +188,11 @@ impl Client {
     }
 
     /// Receives until a message matches, skipping states and chat; panics on close.
-    pub async fn expect<T>(&mut self, what: &str, mut f: impl FnMut(&ServerMessage) -> Option<T>) -> T {
+    pub async fn expect<T>(
+        &mut self,
+        what: &str,
+        mut f: impl FnMut(&ServerMessage) -> Option<T>,
+    ) -> T {
         loop {
             match self.recv().await {
                 Some(m) => {
@@ -193,7 +226,11 @@ impl Client {
     }
 
     pub async fn hello(&mut self) -> u64 {
-        self.send(&ClientMessage::Hello { version: PROTOCOL_VERSION, client: "test" }).await;
+        self.send(&ClientMessage::Hello {
+            version: PROTOCOL_VERSION,
+            client: "test",
+        })
+        .await;
         match self.recv().await {
             Some(ServerMessage::Welcome { session_id, .. }) => session_id,
             other => panic!("expected welcome, got {other:?}"),
@@ -204,7 +241,9 @@ impl Client {
     pub async fn join(&mut self, kind: &str) -> (u64, u32) {
         self.send(&ClientMessage::Join { req: 1, kind }).await;
         self.expect("joined", |m| match m {
-            ServerMessage::Joined { room_id, player_id, .. } => Some((*room_id, *player_id)),
+            ServerMessage::Joined {
+                room_id, player_id, ..
+            } => Some((*room_id, *player_id)),
             ServerMessage::Error { code, message, .. } => panic!("join failed: {code} {message}"),
             _ => None,
         })
@@ -214,7 +253,11 @@ impl Client {
     pub async fn input(&mut self, seq: u32, dx: f32, dy: f32) {
         let mut payload = Vec::new();
         arena::encode_input(&mut payload, dx, dy);
-        self.send(&ClientMessage::Input { seq, payload: &payload }).await;
+        self.send(&ClientMessage::Input {
+            seq,
+            payload: &payload,
+        })
+        .await;
     }
 
     /// Closes the client side.
