@@ -691,3 +691,97 @@ mod tests {
         );
     }
 }
+
+/// The byte-level examples of `docs/protocol.md` section 13, so the document and the
+/// code cannot drift apart.
+#[cfg(test)]
+mod documented_examples {
+    use super::*;
+
+    fn hex(s: &str) -> Vec<u8> {
+        s.split_whitespace()
+            .map(|b| u8::from_str_radix(b, 16).unwrap())
+            .collect()
+    }
+
+    fn client(m: ClientMessage<'_>, body: &str) {
+        let mut out = Vec::new();
+        m.encode(&mut out);
+        assert_eq!(out, hex(body), "{m:?}");
+        assert_eq!(ClientMessage::decode(&out), Ok(m));
+    }
+
+    fn server(m: ServerMessage, body: &str) {
+        let mut out = Vec::new();
+        m.encode(&mut out);
+        assert_eq!(out, hex(body), "{m:?}");
+        assert_eq!(ServerMessage::decode(&out), Ok(m));
+    }
+
+    #[test]
+    fn section_13_bytes() {
+        client(
+            ClientMessage::Hello {
+                version: 1,
+                client: "demo",
+            },
+            "93 01 01 a4 64 65 6d 6f",
+        );
+        client(
+            ClientMessage::Join {
+                req: 1,
+                kind: "arena",
+            },
+            "93 02 01 a5 61 72 65 6e 61",
+        );
+        client(
+            ClientMessage::Input {
+                seq: 1,
+                payload: &hex("92 ca 3f 80 00 00 ca 00 00 00 00"),
+            },
+            "93 04 01 92 ca 3f 80 00 00 ca 00 00 00 00",
+        );
+        client(ClientMessage::Ping { nonce: 7 }, "92 06 07");
+        server(
+            ServerMessage::Welcome {
+                version: 1,
+                session_id: 1,
+                tick_hz: 20,
+                max_message_bytes: 4096,
+                timeout_ms: 30000,
+                queue_capacity: 100,
+            },
+            "97 40 01 01 14 cd 10 00 cd 75 30 64",
+        );
+        server(
+            ServerMessage::Joined {
+                req: 1,
+                room_id: 1,
+                player_id: 1,
+                kind: "arena".into(),
+                max_players: 16,
+            },
+            "96 41 01 01 01 a5 61 72 65 6e 61 10",
+        );
+        server(
+            ServerMessage::State {
+                tick: 1,
+                last_seq: 1,
+                payload: Bytes::from(hex("91 94 01 ca 43 7a 00 00 ca 43 fa 00 00 01")),
+            },
+            "94 43 01 01 91 94 01 ca 43 7a 00 00 ca 43 fa 00 00 01",
+        );
+        server(ServerMessage::Pong { nonce: 7 }, "92 45 07");
+        server(
+            ServerMessage::Error {
+                code: ErrorCode::NotInRoom,
+                message: "not in a room".into(),
+                req: 0,
+            },
+            "94 47 14 ad 6e 6f 74 20 69 6e 20 61 20 72 6f 6f 6d 00",
+        );
+        let mut framed = Vec::new();
+        crate::frame::encode(&hex("93 01 01 a4 64 65 6d 6f"), &mut framed);
+        assert_eq!(framed, hex("00 00 00 08 93 01 01 a4 64 65 6d 6f"));
+    }
+}
