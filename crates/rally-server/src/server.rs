@@ -326,7 +326,10 @@ impl Server {
             }
         }
         admin_stop.cancel();
-        let _ = admin.await;
+        // An admin client holding its connection open must not hold the exit.
+        if tokio::time::timeout(FORCE_LIMIT, admin).await.is_err() {
+            tracing::warn!("admin listener did not stop in time");
+        }
         let report = ShutdownReport {
             drained,
             forced,

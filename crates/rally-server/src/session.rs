@@ -180,6 +180,7 @@ pub(crate) async fn run(
         shared: &shared,
         ctl: &ctl,
         transport,
+        session_id,
     };
     tokio::join!(reader.run(&stream), writer.run(&stream, rx));
     let ending = ctl.ending();
@@ -576,6 +577,7 @@ struct Writer<'a> {
     shared: &'a Shared,
     ctl: &'a SessionCtl,
     transport: Transport,
+    session_id: u64,
 }
 
 impl Writer<'_> {
@@ -640,7 +642,7 @@ impl Writer<'_> {
                     }
                 }
                 self.shared.stats.count_error(*code);
-                tracing::debug!(code = code.name(), %message, "fatal error to client");
+                tracing::debug!(session_id = self.session_id, code = code.name(), %message, "fatal error to client");
                 let msg = ServerMessage::Error {
                     code: *code,
                     message: message.clone(),
