@@ -172,10 +172,12 @@ impl Room {
             "room opened"
         );
         let token = self.handle.token.clone();
+        let cancelled = token.cancelled();
+        tokio::pin!(cancelled);
         let reason = loop {
             tokio::select! {
                 biased;
-                _ = token.cancelled() => {
+                _ = &mut cancelled => {
                     break self.handle.reason.get().copied().unwrap_or(CloseReason::ServerShutdown);
                 }
                 Some(c) = control.recv() => self.on_control(c),

@@ -12,21 +12,24 @@
 //! Every end is recorded once in [`SessionCtl`] and reported to the client when it still
 //! can be, then the socket is closed after a short linger so the report is not lost.
 
+use std::collections::HashMap;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::task::AtomicWaker;
 use rally_protocol::{ClientMessage, ErrorCode, ServerMessage, PROTOCOL_VERSION};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 use crate::command::{self, Command, CommandContext, CommandError, Outcome};
 use crate::directory::SessionRecord;
@@ -36,8 +39,8 @@ use crate::transport::{self, Decoder, Incoming, Transport};
 
 /// Commands queued behind the running one before further ones are refused.
 const MAX_QUEUED_COMMANDS: usize = 8;
-/// Outbound messages written per batch.
-const WRITE_BATCH: usize = 32;
+/// Bytes gathered from the queue before they are written in one system call.
+const WRITE_BATCH_BYTES: usize = 16 * 1024;
 /// Longest client name accepted in `hello`.
 const MAX_CLIENT_NAME: usize = 64;
 /// Longest time spent saying goodbye: the last error, the close frame, the linger.
@@ -77,23 +80,108 @@ impl Ending {
     }
 }
 
-/// How a session is ended from anywhere (its loops, its room): the first reason wins.
-#[derive(Debug)]
+/// How a session is ended or told to drain from anywhere (its loops, its room, the
+/// server): the first end reason wins.
+///
+/// Deliberately not a `CancellationToken`: the session's loops check it on every wake-up,
+/// and here that check is two atomic loads and no lock.
+#[derive(Debug, Default)]
 pub(crate) struct SessionCtl {
-    /// A child of the server's force token: cancelled when the session must end.
-    token: CancellationToken,
     ending: OnceLock<Ending>,
+    draining: AtomicBool,
+    /// The session task's waker. The read and write loops run in the same task, so the
+    /// one slot wakes both.
+    waker: AtomicWaker,
+}
+
+/// What [`SessionCtl::signal`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Signal {
+    Ended,
+    Drain,
 }
 
 impl SessionCtl {
     pub(crate) fn end(&self, ending: Ending) {
         let _ = self.ending.set(ending);
-        self.token.cancel();
+        self.waker.wake();
+    }
+
+    /// The server is shutting down: tell the client, keep serving until it closes.
+    pub(crate) fn drain(&self) {
+        self.draining.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
+    /// Whether an end was recorded.
+    fn is_ended(&self) -> bool {
+        self.ending.get().is_some()
     }
 
     fn ending(&self) -> Ending {
-        // Only the parent token (the server's force) cancels without a reason.
-        self.ending.get().cloned().unwrap_or(Ending::Forced)
+        self.ending.get().cloned().unwrap_or(Ending::PeerClosed)
+    }
+
+    /// Completes when the session ends, or (if `drain` is asked for) when draining starts.
+    fn signal(&self, drain: bool) -> impl Future<Output = Signal> + '_ {
+        std::future::poll_fn(move |cx| {
+            let check = || {
+                if self.is_ended() {
+                    Some(Signal::Ended)
+                } else if drain && self.draining.load(Ordering::Acquire) {
+                    Some(Signal::Drain)
+                } else {
+                    None
+                }
+            };
+            if let Some(s) = check() {
+                return Poll::Ready(s);
+            }
+            self.waker.register(cx.waker());
+            // Checked again: a signal between the first check and the registration
+            // found no waker to wake.
+            match check() {
+                Some(s) => Poll::Ready(s),
+                None => Poll::Pending,
+            }
+        })
+    }
+}
+
+/// Every running session, so shutdown can reach each one.
+#[derive(Debug, Default)]
+pub(crate) struct LiveSessions {
+    /// Never held across `.await`.
+    inner: Mutex<HashMap<u64, Arc<SessionCtl>>>,
+}
+
+impl LiveSessions {
+    fn lock(&self) -> MutexGuard<'_, HashMap<u64, Arc<SessionCtl>>> {
+        // Each critical section is one map operation or a loop of atomic stores, so a
+        // poisoned lock still holds a consistent map.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn insert(&self, id: u64, ctl: Arc<SessionCtl>) {
+        self.lock().insert(id, ctl);
+    }
+
+    fn remove(&self, id: u64) {
+        self.lock().remove(&id);
+    }
+
+    /// Tells every session the server is shutting down.
+    pub(crate) fn drain_all(&self) {
+        for ctl in self.lock().values() {
+            ctl.drain();
+        }
+    }
+
+    /// Ends every session now.
+    pub(crate) fn end_all(&self) {
+        for ctl in self.lock().values() {
+            ctl.end(Ending::Forced);
+        }
     }
 }
 
@@ -152,10 +240,13 @@ pub(crate) async fn run(
     }
     let session_id = shared.next_session_id();
     let (tx, rx) = mpsc::channel(shared.config.queue_capacity as usize);
-    let ctl = Arc::new(SessionCtl {
-        token: shared.force.child_token(),
-        ending: OnceLock::new(),
-    });
+    let ctl = Arc::new(SessionCtl::default());
+    shared.sessions.insert(session_id, ctl.clone());
+    // Registered first, then checked: a shutdown racing this start is seen either way.
+    if shared.shutdown.is_cancelled() {
+        ctl.drain();
+    }
+
     let link = SessionLink {
         session_id,
         outbound: tx,
@@ -174,6 +265,7 @@ pub(crate) async fn run(
             membership: None,
             queue: VecDeque::new(),
             deadline: started + timeout,
+            messages: 0,
         },
     };
     let writer = Writer {
@@ -183,6 +275,7 @@ pub(crate) async fn run(
         session_id,
     };
     tokio::join!(reader.run(&stream), writer.run(&stream, rx));
+    shared.sessions.remove(session_id);
     let ending = ctl.ending();
     if !matches!(ending, Ending::PeerClosed) {
         linger_close(&mut stream).await;
@@ -252,6 +345,8 @@ struct Core {
     queue: VecDeque<(u32, Command)>,
     /// When the next complete message must have arrived.
     deadline: Instant,
+    /// Complete messages received, to move the deadline once per read, not per message.
+    messages: u64,
 }
 
 impl Reader {
@@ -264,6 +359,10 @@ impl Reader {
                 ctl.end(e);
             }
         }
+        // The idle timer is moved only when it fires: messages just push the deadline
+        // forward, so a busy session never touches the timer wheel.
+        let idle = tokio::time::sleep_until(self.core.deadline);
+        tokio::pin!(idle);
         loop {
             if pending.is_none() {
                 pending = self.core.next_command();
@@ -274,32 +373,43 @@ impl Reader {
                     None => std::future::pending().await,
                 }
             };
-            tokio::select! {
+            let step = tokio::select! {
                 biased;
-                _ = ctl.token.cancelled() => break,
-                _ = self.core.shared.shutdown.cancelled(), if !self.core.draining => self.core.on_shutdown(),
+                signal = ctl.signal(!self.core.draining) => match signal {
+                    Signal::Ended => break,
+                    Signal::Drain => {
+                        self.core.on_shutdown();
+                        Ok(())
+                    }
+                },
                 (req, result) = command => {
                     pending = None;
                     self.core.on_outcome(req, result);
+                    Ok(())
                 }
-                r = tokio::time::timeout_at(self.core.deadline, stream.readable()) => {
-                    let step = match r {
-                        Err(_) => Err(Ending::fault(
+                _ = &mut idle => {
+                    if Instant::now() >= self.core.deadline {
+                        Err(Ending::fault(
                             ErrorCode::Timeout,
                             if self.core.handshaken {
                                 "no message received within timeout_ms"
                             } else {
                                 "no hello received within timeout_ms"
                             },
-                        )),
-                        Ok(Err(_)) => Err(Ending::PeerClosed),
-                        Ok(Ok(())) => self.on_readable(stream),
-                    };
-                    if let Err(ending) = step {
-                        ctl.end(ending);
-                        break;
+                        ))
+                    } else {
+                        idle.as_mut().reset(self.core.deadline);
+                        Ok(())
                     }
                 }
+                r = stream.readable() => match r {
+                    Err(_) => Err(Ending::PeerClosed),
+                    Ok(()) => self.on_readable(stream),
+                },
+            };
+            if let Err(ending) = step {
+                ctl.end(ending);
+                break;
             }
         }
         drop(pending);
@@ -315,15 +425,19 @@ impl Reader {
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
             Err(_) => return Err(Ending::PeerClosed),
         };
+        let handled = self.core.messages;
         if self.rbuf.is_empty() {
             // The common case: whole frames, decoded straight from the stack buffer.
             let used = self.process(&mut chunk[..n])?;
             self.rbuf.extend_from_slice(&chunk[used..n]);
-            Ok(())
         } else {
             self.rbuf.extend_from_slice(&chunk[..n]);
-            self.process_buffered()
+            self.process_buffered()?;
         }
+        if self.core.messages != handled {
+            self.core.deadline = Instant::now() + self.core.shared.config.timeout();
+        }
+        Ok(())
     }
 
     fn process_buffered(&mut self) -> Result<(), Ending> {
@@ -359,7 +473,7 @@ impl Reader {
                 Incoming::Nothing => {}
                 Incoming::Close => return Err(Ending::ClientClosed),
             }
-            if self.core.link.ctl.token.is_cancelled() {
+            if self.core.link.ctl.is_ended() {
                 break;
             }
         }
@@ -380,7 +494,7 @@ impl Core {
     fn on_message(&mut self, body: &[u8]) -> Result<(), Ending> {
         let msg = ClientMessage::decode(body)
             .map_err(|e| Ending::fault(ErrorCode::BadMessage, e.to_string()))?;
-        self.deadline = Instant::now() + self.shared.config.timeout();
+        self.messages = self.messages.wrapping_add(1);
         if !self.handshaken {
             return self.on_hello(msg);
         }
@@ -466,7 +580,8 @@ impl Core {
     }
 
     fn on_input(&mut self, seq: u32, payload: &[u8]) {
-        let Some(m) = self.membership() else {
+        // No liveness check here: a closed room's input queue reports itself closed.
+        let Some(m) = self.membership.as_ref() else {
             self.error(ErrorCode::NotInRoom, "input sent while not in a room", 0);
             return;
         };
@@ -583,23 +698,25 @@ struct Writer<'a> {
 impl Writer<'_> {
     async fn run(&self, stream: &TcpStream, mut rx: mpsc::Receiver<Outbound>) {
         let limit = self.shared.config.timeout();
-        let mut batch = Vec::new();
         let mut wbuf = Vec::new();
         loop {
-            let n = tokio::select! {
+            let first = tokio::select! {
                 biased;
-                _ = self.ctl.token.cancelled() => break,
-                n = rx.recv_many(&mut batch, WRITE_BATCH) => n,
+                _ = self.ctl.signal(false) => break,
+                m = rx.recv() => m,
             };
-            if n == 0 {
-                break;
-            }
-            for out in batch.drain(..) {
-                self.encode(&out, &mut wbuf);
+            let Some(first) = first else { break };
+            // Everything already queued goes out in the same write.
+            self.encode(&first, &mut wbuf);
+            while wbuf.len() < WRITE_BATCH_BYTES {
+                match rx.try_recv() {
+                    Ok(out) => self.encode(&out, &mut wbuf),
+                    Err(_) => break,
+                }
             }
             let written = tokio::select! {
                 biased;
-                _ = self.ctl.token.cancelled() => break,
+                _ = self.ctl.signal(false) => break,
                 w = transport::write_all(stream, &wbuf, limit) => w,
             };
             match written {
@@ -617,7 +734,7 @@ impl Writer<'_> {
                 }
             }
             wbuf.clear();
-            if wbuf.capacity() > 64 * 1024 {
+            if wbuf.capacity() > 4 * WRITE_BATCH_BYTES {
                 wbuf = Vec::new();
             }
         }

@@ -1,0 +1,544 @@
+"""Minimal Rally protocol v1 client (written from docs/protocol.md only).
+
+Transports: raw TCP (u32 big-endian length-prefixed frames) and WebSocket
+(binary messages on ws://HOST:PORT/ws; the WebSocket client is implemented
+here with the standard library). Bodies are MessagePack arrays.
+
+Everything is blocking with bounded timeouts; no threads.
+"""
+
+from __future__ import annotations
+
+import base64
+import collections
+import hashlib
+import os
+import random
+import socket
+import struct
+import time
+
+import msgpack
+
+PROTOCOL_VERSION = 1
+DEFAULT_TIMEOUT = 10.0
+MAX_SERVER_FRAME = 16 * 1024 * 1024  # our own sanity limit (section 2)
+
+# Client message types (section 5)
+HELLO, JOIN, LEAVE, INPUT, CHAT, PING = 1, 2, 3, 4, 5, 6
+# Server message types (section 6)
+WELCOME, JOINED, LEFT, STATE, CHAT_LINE, PONG, OK, ERROR, ROOM_CLOSED, SHUTDOWN = range(64, 74)
+
+MESSAGE_NAMES = {
+    64: "welcome", 65: "joined", 66: "left", 67: "state", 68: "chat", 69: "pong",
+    70: "ok", 71: "error", 72: "room_closed", 73: "shutdown",
+}
+
+# Error codes (section 9)
+ERROR_CODES = {
+    1: "BAD_MESSAGE", 2: "MESSAGE_TOO_LARGE", 3: "UNSUPPORTED_VERSION",
+    10: "SERVER_FULL", 11: "TIMEOUT", 12: "SLOW_CONSUMER", 13: "SERVER_SHUTDOWN",
+    20: "NOT_IN_ROOM", 21: "ROOM_FULL", 22: "UNKNOWN_ROOM_KIND", 23: "ALREADY_IN_ROOM",
+    24: "INVALID_ARGUMENT", 25: "INPUT_REJECTED", 26: "ROOM_BUSY", 27: "RATE_LIMITED",
+    30: "INTERNAL",
+}
+ERROR_NUMBERS = {v: k for k, v in ERROR_CODES.items()}
+FATAL_CODES = {1, 2, 3, 10, 11, 12}
+
+WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+class RallyError(Exception):
+    """An `error` message from the server, raised as the reply to a request."""
+
+    def __init__(self, code: int, message: str, req: int):
+        self.code = code
+        self.name = ERROR_CODES.get(code, f"UNKNOWN_{code}")
+        self.message = message
+        self.req = req
+        super().__init__(f"{self.name} ({code}) req={req}: {message}")
+
+
+class ConnectionClosed(Exception):
+    """The server closed the connection. `code`/`reason` are the WebSocket close
+    status (None over TCP); `error` is the last fatal `error` message seen, if any."""
+
+    def __init__(self, msg: str, code: int | None = None, reason: str = "", error: list | None = None):
+        self.code = code
+        self.reason = reason
+        self.error = error
+        super().__init__(msg)
+
+
+class ProtocolViolation(Exception):
+    """The server sent something the protocol does not allow."""
+
+
+class RecvTimeout(TimeoutError):
+    pass
+
+
+# --------------------------------------------------------------------------
+# Transports. Each buffers incoming bytes so a timeout never loses data, and
+# exposes send_body(bytes) / recv_body(deadline) -> bytes | None (None: timed out).
+
+
+class _BufferedSocket:
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        self.buf = bytearray()
+        self.eof = False
+
+    def _fill(self, deadline: float) -> bool:
+        """Read more bytes into the buffer. False if the deadline passed first."""
+        if self.eof:
+            raise ConnectionClosed("connection closed by server")
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        self.sock.settimeout(remaining)
+        try:
+            chunk = self.sock.recv(65536)
+        except socket.timeout:
+            return False
+        except ConnectionResetError as e:
+            self.eof = True
+            raise ConnectionClosed(f"connection reset: {e}") from e
+        if not chunk:
+            self.eof = True
+            raise ConnectionClosed("connection closed by server")
+        self.buf += chunk
+        return True
+
+    def _sendall(self, data: bytes, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.sock.settimeout(timeout)
+        try:
+            self.sock.sendall(data)
+        except (BrokenPipeError, ConnectionResetError) as e:
+            raise ConnectionClosed(f"send failed: {e}") from e
+
+
+class TcpTransport(_BufferedSocket):
+    name = "tcp"
+
+    def __init__(self, host: str, port: int, timeout: float = DEFAULT_TIMEOUT):
+        super().__init__(socket.create_connection((host, port), timeout=timeout))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def send_body(self, body: bytes) -> None:
+        self._sendall(struct.pack(">I", len(body)) + body)
+
+    def send_raw(self, data: bytes) -> None:
+        """Send raw bytes as-is (for tests of malformed framing)."""
+        self._sendall(data)
+
+    def recv_body(self, deadline: float) -> bytes | None:
+        while True:
+            if len(self.buf) >= 4:
+                (n,) = struct.unpack(">I", self.buf[:4])
+                if n > MAX_SERVER_FRAME:
+                    raise ProtocolViolation(f"server frame of {n} bytes exceeds sanity limit")
+                if len(self.buf) >= 4 + n:
+                    body = bytes(self.buf[4:4 + n])
+                    del self.buf[:4 + n]
+                    return body
+            try:
+                if not self._fill(deadline):
+                    return None
+            except ConnectionClosed:
+                if self.buf:
+                    raise ConnectionClosed(f"connection closed mid-frame ({len(self.buf)} bytes pending)")
+                raise
+
+    def close(self) -> None:
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+
+
+def _ws_mask(data: bytes, key: bytes) -> bytes:
+    if not data:
+        return b""
+    n = len(data)
+    k = (key * (n // 4 + 1))[:n]
+    return (int.from_bytes(data, "big") ^ int.from_bytes(k, "big")).to_bytes(n, "big")
+
+
+class WsTransport(_BufferedSocket):
+    name = "ws"
+
+    OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
+
+    def __init__(self, host: str, port: int, path: str = "/ws", timeout: float = DEFAULT_TIMEOUT,
+                 subprotocol: str | None = "rally.v1"):
+        super().__init__(socket.create_connection((host, port), timeout=timeout))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.close_sent = False
+        self.close_received: tuple[int | None, str] | None = None
+        self.pongs: list[bytes] = []  # payloads of WebSocket-level pongs received
+        self._frag_op: int | None = None
+        self._frag: bytearray = bytearray()
+        self.subprotocol = None
+        self.response_status, self.response_headers = self._handshake(host, port, path, timeout, subprotocol)
+
+    # -- opening handshake (RFC 6455 section 4.1)
+    def _handshake(self, host, port, path, timeout, subprotocol):
+        key = base64.b64encode(os.urandom(16)).decode("ascii")
+        lines = [
+            f"GET {path} HTTP/1.1",
+            f"Host: {host}:{port}",
+            "Upgrade: websocket",
+            "Connection: Upgrade",
+            f"Sec-WebSocket-Key: {key}",
+            "Sec-WebSocket-Version: 13",
+        ]
+        if subprotocol:
+            lines.append(f"Sec-WebSocket-Protocol: {subprotocol}")
+        self._sendall(("\r\n".join(lines) + "\r\n\r\n").encode("ascii"))
+        deadline = time.monotonic() + timeout
+        while b"\r\n\r\n" not in self.buf:
+            if len(self.buf) > 65536:
+                raise ProtocolViolation("HTTP response head too large")
+            if not self._fill(deadline):
+                raise RecvTimeout("timed out waiting for the WebSocket upgrade response")
+        end = self.buf.index(b"\r\n\r\n")
+        head = bytes(self.buf[:end]).decode("latin-1")
+        del self.buf[:end + 4]  # anything after the head is already WebSocket frames
+        status_line, *header_lines = head.split("\r\n")
+        parts = status_line.split(" ", 2)
+        status = int(parts[1]) if len(parts) >= 2 and parts[1].isdigit() else 0
+        headers: dict[str, str] = {}
+        for line in header_lines:
+            if ":" in line:
+                k, v = line.split(":", 1)
+                headers[k.strip().lower()] = v.strip()
+        if status != 101:
+            raise ProtocolViolation(f"WebSocket upgrade refused: {status_line!r}")
+        if headers.get("upgrade", "").lower() != "websocket":
+            raise ProtocolViolation(f"bad Upgrade header: {headers.get('upgrade')!r}")
+        if "upgrade" not in [t.strip().lower() for t in headers.get("connection", "").split(",")]:
+            raise ProtocolViolation(f"bad Connection header: {headers.get('connection')!r}")
+        expected = base64.b64encode(hashlib.sha1((key + WS_GUID).encode("ascii")).digest()).decode("ascii")
+        if headers.get("sec-websocket-accept") != expected:
+            raise ProtocolViolation(
+                f"bad Sec-WebSocket-Accept: got {headers.get('sec-websocket-accept')!r}, expected {expected!r}")
+        if headers.get("sec-websocket-extensions"):
+            raise ProtocolViolation("server negotiated an extension we did not offer")
+        proto = headers.get("sec-websocket-protocol")
+        if proto is not None and proto != subprotocol:
+            raise ProtocolViolation(f"server selected subprotocol {proto!r}, offered {subprotocol!r}")
+        self.subprotocol = proto
+        return status, headers
+
+    # -- frames
+    def send_frame(self, opcode: int, payload: bytes, fin: bool = True) -> None:
+        b0 = (0x80 if fin else 0) | opcode
+        n = len(payload)
+        if n < 126:
+            header = struct.pack(">BB", b0, 0x80 | n)
+        elif n < 65536:
+            header = struct.pack(">BBH", b0, 0x80 | 126, n)
+        else:
+            header = struct.pack(">BBQ", b0, 0x80 | 127, n)
+        key = os.urandom(4)
+        self._sendall(header + key + _ws_mask(payload, key))
+
+    def send_body(self, body: bytes) -> None:
+        self.send_frame(self.OP_BINARY, body)
+
+    def send_fragmented(self, body: bytes, pieces: int = 2) -> None:
+        """Send one binary message split into `pieces` frames (test helper)."""
+        step = max(1, -(-len(body) // pieces))
+        chunks = [body[i:i + step] for i in range(0, len(body), step)] or [b""]
+        for i, chunk in enumerate(chunks):
+            op = self.OP_BINARY if i == 0 else self.OP_CONT
+            self.send_frame(op, chunk, fin=(i == len(chunks) - 1))
+
+    def send_text(self, text: str) -> None:
+        self.send_frame(self.OP_TEXT, text.encode("utf-8"))
+
+    def send_ping(self, payload: bytes = b"") -> None:
+        self.send_frame(self.OP_PING, payload)
+
+    def _parse_frame(self):
+        buf = self.buf
+        if len(buf) < 2:
+            return None
+        b0, b1 = buf[0], buf[1]
+        pos = 2
+        n = b1 & 0x7F
+        if n == 126:
+            if len(buf) < 4:
+                return None
+            (n,) = struct.unpack(">H", buf[2:4])
+            pos = 4
+        elif n == 127:
+            if len(buf) < 10:
+                return None
+            (n,) = struct.unpack(">Q", buf[2:10])
+            pos = 10
+        if n > MAX_SERVER_FRAME:
+            raise ProtocolViolation(f"server WebSocket frame of {n} bytes exceeds sanity limit")
+        masked = bool(b1 & 0x80)
+        key = b""
+        if masked:
+            if len(buf) < pos + 4:
+                return None
+            key = bytes(buf[pos:pos + 4])
+            pos += 4
+        if len(buf) < pos + n:
+            return None
+        payload = bytes(buf[pos:pos + n])
+        del buf[:pos + n]
+        if masked:
+            raise ProtocolViolation("server sent a masked frame (RFC 6455 5.1)")
+        if b0 & 0x70:
+            raise ProtocolViolation("server set RSV bits without a negotiated extension")
+        return bool(b0 & 0x80), b0 & 0x0F, payload
+
+    def recv_body(self, deadline: float) -> bytes | None:
+        while True:
+            if self.close_received is not None:
+                code, reason = self.close_received
+                raise ConnectionClosed(f"WebSocket closed by server (status {code}, {reason!r})", code, reason)
+            frame = self._parse_frame()
+            if frame is None:
+                try:
+                    if not self._fill(deadline):
+                        return None
+                except ConnectionClosed:
+                    raise ConnectionClosed("TCP connection closed without a WebSocket close frame")
+                continue
+            fin, op, payload = frame
+            if op == self.OP_PING:
+                if not self.close_sent:
+                    self.send_frame(self.OP_PONG, payload)
+            elif op == self.OP_PONG:
+                self.pongs.append(payload)
+            elif op == self.OP_CLOSE:
+                code = struct.unpack(">H", payload[:2])[0] if len(payload) >= 2 else None
+                reason = payload[2:].decode("utf-8", "replace")
+                self.close_received = (code, reason)
+                if not self.close_sent:
+                    try:
+                        self.send_frame(self.OP_CLOSE, payload[:2])
+                        self.close_sent = True
+                    except (ConnectionClosed, OSError):
+                        pass
+            elif op in (self.OP_TEXT, self.OP_BINARY):
+                if self._frag_op is not None:
+                    raise ProtocolViolation("new data frame while a fragmented message is in progress")
+                if op == self.OP_TEXT:
+                    raise ProtocolViolation("server sent a text message; Rally uses binary messages")
+                if fin:
+                    return payload
+                self._frag_op, self._frag = op, bytearray(payload)
+            elif op == self.OP_CONT:
+                if self._frag_op is None:
+                    raise ProtocolViolation("continuation frame without a started message")
+                self._frag += payload
+                if fin:
+                    body = bytes(self._frag)
+                    self._frag_op, self._frag = None, bytearray()
+                    return body
+            else:
+                raise ProtocolViolation(f"unknown WebSocket opcode {op}")
+
+    def close(self, code: int = 1000, wait: float = 2.0) -> None:
+        """Close handshake: send a close frame, wait (bounded) for the server's, close TCP."""
+        try:
+            if not self.close_sent and not self.eof:
+                self.send_frame(self.OP_CLOSE, struct.pack(">H", code))
+                self.close_sent = True
+            deadline = time.monotonic() + wait
+            while self.close_received is None and not self.eof:
+                frame = self._parse_frame()
+                if frame is None:
+                    if not self._fill(deadline):
+                        break
+                    continue
+                if frame[1] == self.OP_CLOSE:
+                    p = frame[2]
+                    self.close_received = (struct.unpack(">H", p[:2])[0] if len(p) >= 2 else None,
+                                           p[2:].decode("utf-8", "replace"))
+        except (ConnectionClosed, OSError, ProtocolViolation):
+            pass
+        finally:
+            try:
+                self.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self.sock.close()
+
+
+# --------------------------------------------------------------------------
+# Protocol client
+
+
+def pack(msg: list) -> bytes:
+    return msgpack.packb(msg, use_bin_type=True)
+
+
+def unpack(body: bytes) -> list:
+    msg = msgpack.unpackb(body, raw=False, strict_map_key=False, use_list=True)
+    if not isinstance(msg, list) or not msg or not isinstance(msg[0], int):
+        raise ProtocolViolation(f"server body is not an array starting with a type: {msg!r}")
+    return msg
+
+
+class RallyClient:
+    def __init__(self, transport, timeout: float = DEFAULT_TIMEOUT):
+        self.t = transport
+        self.timeout = timeout
+        self.backlog: collections.deque[list] = collections.deque()
+        self.welcome: dict | None = None
+        self.fatal_error: list | None = None
+        self.room_id: int | None = None
+        self.player_id: int | None = None
+        self._next_req = 1
+        self.closed = False
+
+    @property
+    def transport_name(self) -> str:
+        return self.t.name
+
+    # -- sending
+    def send(self, msg: list) -> None:
+        self.send_body(pack(msg))
+
+    def send_body(self, body: bytes) -> None:
+        self.t.send_body(body)
+
+    def new_req(self) -> int:
+        req = self._next_req
+        self._next_req = req + 1 if req < 0xFFFFFFFF else 1
+        return req
+
+    # -- receiving
+    def _read(self, deadline: float) -> list | None:
+        try:
+            body = self.t.recv_body(deadline)
+        except ConnectionClosed as e:
+            if e.error is None:
+                e.error = self.fatal_error
+            raise
+        if body is None:
+            return None
+        msg = unpack(body)
+        if msg[0] == ERROR and len(msg) >= 4 and msg[3] == 0 and msg[1] in FATAL_CODES:
+            self.fatal_error = msg
+        return msg
+
+    def poll(self, timeout: float = 0.0) -> list | None:
+        """Next message, or None if none arrives within `timeout` seconds."""
+        if self.backlog:
+            return self.backlog.popleft()
+        return self._read(time.monotonic() + timeout)
+
+    def recv(self, timeout: float | None = None) -> list:
+        """Next message as a list; raises RecvTimeout if none within the timeout."""
+        timeout = self.timeout if timeout is None else timeout
+        msg = self.poll(timeout)
+        if msg is None:
+            raise RecvTimeout(f"no message from server within {timeout:.1f} s")
+        return msg
+
+    def wait_for(self, pred, timeout: float | None = None, keep_others: bool = True) -> list:
+        """Read until a message satisfies pred; others are kept for recv() (or dropped)."""
+        timeout = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        for i, m in enumerate(self.backlog):
+            if pred(m):
+                del self.backlog[i]
+                return m
+        while True:
+            m = self._read(deadline)
+            if m is None:
+                raise RecvTimeout(f"expected message not received within {timeout:.1f} s")
+            if pred(m):
+                return m
+            if keep_others:
+                self.backlog.append(m)
+
+    def request(self, msg: list, success_type: int, timeout: float | None = None) -> list:
+        """Send a request (msg[1] is its req) and wait for its reply; raise RallyError on `error`."""
+        req = msg[1]
+        self.send(msg)
+        reply = self.wait_for(
+            lambda m: (m[0] == success_type and len(m) > 1 and m[1] == req)
+            or (m[0] == ERROR and len(m) > 3 and m[3] == req),
+            timeout)
+        if reply[0] == ERROR:
+            raise RallyError(reply[1], reply[2], reply[3])
+        return reply
+
+    # -- protocol operations
+    def hello(self, name: str = "rally-py", version: int = PROTOCOL_VERSION, timeout: float | None = None) -> dict:
+        self.send([HELLO, version, name])
+        m = self.recv(timeout)
+        if m[0] == ERROR:
+            raise RallyError(m[1], m[2], m[3])
+        if m[0] != WELCOME or len(m) < 7:
+            raise ProtocolViolation(f"expected welcome, got {m!r}")
+        self.welcome = dict(zip(
+            ["version", "session_id", "tick_hz", "max_message_bytes", "timeout_ms", "queue_capacity"], m[1:7]))
+        return self.welcome
+
+    def join(self, kind: str, req: int | None = None, timeout: float | None = None) -> tuple[int, int]:
+        req = req or self.new_req()
+        m = self.request([JOIN, req, kind], JOINED, timeout)
+        self.room_id, self.player_id = m[2], m[3]
+        self.joined_msg = m
+        return m[2], m[3]
+
+    def leave(self, req: int | None = None, timeout: float | None = None) -> int:
+        req = req or self.new_req()
+        m = self.request([LEAVE, req], LEFT, timeout)
+        self.room_id = self.player_id = None
+        return m[2]
+
+    def chat(self, text: str, req: int | None = None, timeout: float | None = None) -> list:
+        """Send a chat line; returns the messages from our own chat line up to `ok`."""
+        req = req or self.new_req()
+        self.send([CHAT, req, text])
+        seen = []
+        reply = self.wait_for(
+            lambda m: seen.append(m) or (m[0] == OK and m[1] == req) or (m[0] == ERROR and m[3] == req),
+            timeout)
+        if reply[0] == ERROR:
+            raise RallyError(reply[1], reply[2], reply[3])
+        return seen
+
+    def send_input(self, seq: int, payload) -> None:
+        self.send([INPUT, seq, payload])
+
+    def send_ping(self, nonce: int) -> None:
+        self.send([PING, nonce])
+
+    def ping(self, nonce: int | None = None, timeout: float | None = None) -> int:
+        """Send ping and wait for the pong with the same nonce; returns the echoed nonce."""
+        nonce = random.getrandbits(64) if nonce is None else nonce
+        self.send_ping(nonce)
+        m = self.wait_for(lambda m: m[0] == PONG, timeout)
+        return m[1]
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.t.close()
+
+
+def connect_tcp(host: str, port: int, timeout: float = DEFAULT_TIMEOUT) -> RallyClient:
+    return RallyClient(TcpTransport(host, port, timeout), timeout)
+
+
+def connect_ws(host: str, port: int, path: str = "/ws", timeout: float = DEFAULT_TIMEOUT,
+               subprotocol: str | None = "rally.v1") -> RallyClient:
+    return RallyClient(WsTransport(host, port, path, timeout, subprotocol), timeout)
+
+
+def parse_addr(s: str) -> tuple[str, int]:
+    host, _, port = s.rpartition(":")
+    return host, int(port)
