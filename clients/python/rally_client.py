@@ -227,7 +227,8 @@ class WsTransport(_BufferedSocket):
         if headers.get("sec-websocket-extensions"):
             raise ProtocolViolation("server negotiated an extension we did not offer")
         proto = headers.get("sec-websocket-protocol")
-        if proto is not None and proto != subprotocol:
+        offered = [x.strip() for x in (subprotocol or "").split(",") if x.strip()]
+        if proto is not None and proto not in offered:  # RFC 6455 4.1: must be one we offered
             raise ProtocolViolation(f"server selected subprotocol {proto!r}, offered {subprotocol!r}")
         self.subprotocol = proto
         return status, headers
@@ -399,6 +400,8 @@ class RallyClient:
         self.player_id: int | None = None
         self._next_req = 1
         self.closed = False
+        self.last_body: bytes | None = None
+        self.joined_msg: list | None = None
 
     @property
     def transport_name(self) -> str:
@@ -426,6 +429,7 @@ class RallyClient:
             raise
         if body is None:
             return None
+        self.last_body = body
         msg = unpack(body)
         if msg[0] == ERROR and len(msg) >= 4 and msg[3] == 0 and msg[1] in FATAL_CODES:
             self.fatal_error = msg

@@ -106,7 +106,10 @@ pub fn parse_request(
                 .ok()
                 .map(|k| k.trim().to_owned());
         } else if name.eq_ignore_ascii_case("sec-websocket-protocol") {
-            offers |= header_has_token(h.value, SUBPROTOCOL);
+            // Subprotocol names are case-sensitive (RFC 6455 section 4.1): exact match only.
+            offers |= std::str::from_utf8(h.value)
+                .map(|v| v.split(',').any(|t| t.trim() == SUBPROTOCOL))
+                .unwrap_or(false);
         }
     }
     if !upgrade {
@@ -187,6 +190,22 @@ mod tests {
         assert_eq!(n, REQ.len());
         assert_eq!(req.key, "dGhlIHNhbXBsZSBub25jZQ==");
         assert!(!req.offers_subprotocol);
+        let with = |p: &str| {
+            REQ.replace(
+                "\r\n\r\n",
+                &format!("\r\nSec-WebSocket-Protocol: {p}\r\n\r\n"),
+            )
+        };
+        let offers = |p: &str| {
+            parse_request(with(p).as_bytes(), "/ws")
+                .unwrap()
+                .unwrap()
+                .1
+                .offers_subprotocol
+        };
+        assert!(offers("chat, rally.v1"));
+        assert!(!offers("RALLY.V1"), "subprotocols match exactly");
+        assert!(!offers("foo"));
         let partial = &REQ.as_bytes()[..REQ.len() - 3];
         assert_eq!(parse_request(partial, "/ws"), Ok(None));
     }

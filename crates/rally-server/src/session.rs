@@ -37,8 +37,8 @@ use crate::room::{Control, InputMsg, Membership};
 use crate::server::Shared;
 use crate::transport::{self, Decoder, Incoming, Transport};
 
-/// Commands queued behind the running one before further ones are refused.
-const MAX_QUEUED_COMMANDS: usize = 8;
+/// Requests sent and not yet answered (running or queued) before more are refused.
+const MAX_COMMANDS_IN_FLIGHT: usize = 8;
 /// Bytes gathered from the queue before they are written in one system call.
 const WRITE_BATCH_BYTES: usize = 16 * 1024;
 /// Longest client name accepted in `hello`.
@@ -213,13 +213,14 @@ impl SessionLink {
 
 type CommandFuture = Pin<Box<dyn Future<Output = (u32, Result<Outcome, CommandError>)> + Send>>;
 
-/// Runs one accepted connection to its end. Holds `permit` (a connection slot) throughout.
+/// Runs one accepted connection to its end. Holds `permit` (a connection slot) until
+/// the player is gone.
 pub(crate) async fn run(
     shared: Arc<Shared>,
     mut stream: TcpStream,
     peer: SocketAddr,
     transport: Transport,
-    _permit: OwnedSemaphorePermit,
+    permit: OwnedSemaphorePermit,
 ) {
     let started = Instant::now();
     let _ = stream.set_nodelay(true);
@@ -233,6 +234,7 @@ pub(crate) async fn run(
         match accepted {
             Some(rest) => early = rest,
             None => {
+                drop(permit);
                 linger_close(&mut stream).await;
                 return;
             }
@@ -264,6 +266,7 @@ pub(crate) async fn run(
             draining: false,
             membership: None,
             queue: VecDeque::new(),
+            running: false,
             deadline: started + timeout,
             messages: 0,
         },
@@ -277,6 +280,8 @@ pub(crate) async fn run(
     tokio::join!(reader.run(&stream), writer.run(&stream, rx));
     shared.sessions.remove(session_id);
     let ending = ctl.ending();
+    // The player is gone: its slot is free for the next one even while the socket lingers.
+    drop(permit);
     if !matches!(ending, Ending::PeerClosed) {
         linger_close(&mut stream).await;
     }
@@ -343,6 +348,8 @@ struct Core {
     membership: Option<Membership>,
     /// Commands waiting behind the running one, in order.
     queue: VecDeque<(u32, Command)>,
+    /// Whether a command is running now.
+    running: bool,
     /// When the next complete message must have arrived.
     deadline: Instant,
     /// Complete messages received, to move the deadline once per read, not per message.
@@ -611,10 +618,10 @@ impl Core {
                 "request id must not be 0",
             ));
         }
-        if self.queue.len() >= MAX_QUEUED_COMMANDS {
+        if self.queue.len() + usize::from(self.running) >= MAX_COMMANDS_IN_FLIGHT {
             self.error(
                 ErrorCode::RateLimited,
-                format!("more than {MAX_QUEUED_COMMANDS} commands waiting; wait for replies"),
+                format!("{MAX_COMMANDS_IN_FLIGHT} requests already wait for replies"),
                 req,
             );
             return Ok(());
@@ -626,6 +633,7 @@ impl Core {
     /// Starts the next queued command, bounded by `timeout_ms`.
     fn next_command(&mut self) -> Option<CommandFuture> {
         let (req, cmd) = self.queue.pop_front()?;
+        self.running = true;
         let membership = self.membership().cloned();
         let ctx = CommandContext {
             session_id: self.link.session_id,
@@ -652,6 +660,7 @@ impl Core {
     }
 
     fn on_outcome(&mut self, req: u32, result: Result<Outcome, CommandError>) {
+        self.running = false;
         match result {
             // The room already sent `joined`, ahead of its first state.
             Ok(Outcome::Joined(m)) => self.membership = Some(m),
