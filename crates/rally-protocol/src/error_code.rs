@@ -75,6 +75,9 @@ error_codes! {
     RoomBusy = 26, false, "ROOM_BUSY";
     /// Too many commands are waiting for a reply on this connection.
     RateLimited = 27, false, "RATE_LIMITED";
+    /// The `hello` carried a resume token that is unknown or whose seat has expired;
+    /// the session is a fresh one, in no room.
+    ResumeFailed = 28, false, "RESUME_FAILED";
     /// A bug or an unexpected failure inside the server.
     Internal = 30, false, "INTERNAL";
 }

@@ -84,12 +84,14 @@ pub enum DecodeError {
 /// A message from a client, borrowing strings and payloads from the received bytes.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClientMessage<'a> {
-    /// `[1, version, client_name]`: the first message on every connection.
+    /// `[1, version, client_name, resume_token?]`: the first message on every connection.
     Hello {
         /// The protocol version the client speaks.
         version: u32,
         /// Free text naming the client (for logs), at most 64 bytes.
         client: &'a str,
+        /// The `resume_token` of an earlier session's `welcome`, to take its seat back.
+        resume: Option<&'a str>,
     },
     /// `[2, req, kind]`: join a room of this kind, creating one if none has a free seat.
     Join {
@@ -127,7 +129,8 @@ pub enum ClientMessage<'a> {
 /// A message from the server.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ServerMessage {
-    /// `[64, version, session_id, tick_hz, max_message_bytes, timeout_ms, queue_capacity]`.
+    /// `[64, version, session_id, tick_hz, max_message_bytes, timeout_ms, queue_capacity,
+    /// resume_token, reconnect_grace_ms]`.
     Welcome {
         /// The protocol version the server speaks.
         version: u32,
@@ -141,6 +144,10 @@ pub enum ServerMessage {
         timeout_ms: u32,
         /// Outbound messages the server buffers for this client before dropping it.
         queue_capacity: u32,
+        /// Present it in a later `hello` to take this session's seat back after a drop.
+        resume_token: String,
+        /// How long a dropped player's seat is kept for it.
+        reconnect_grace_ms: u32,
     },
     /// `[65, req, room_id, player_id, kind, max_players]`: the reply to `join`.
     Joined {
@@ -258,12 +265,19 @@ impl<'a> ClientMessage<'a> {
         let (msg, known) = match t {
             t if t == u64::from(tag::HELLO) => {
                 expect(tag::HELLO, 3, n)?;
+                let (version, client) = (r.read_u32()?, r.read_str()?);
+                let resume = if n >= 4 && !r.try_nil() {
+                    Some(r.read_str()?)
+                } else {
+                    None
+                };
                 (
                     ClientMessage::Hello {
-                        version: r.read_u32()?,
-                        client: r.read_str()?,
+                        version,
+                        client,
+                        resume,
                     },
-                    3,
+                    n.min(4),
                 )
             }
             t if t == u64::from(tag::JOIN) => {
@@ -318,11 +332,18 @@ impl<'a> ClientMessage<'a> {
     /// Appends the message body to `out`. `Input` payloads must be one MessagePack value.
     pub fn encode(&self, out: &mut Vec<u8>) {
         match self {
-            ClientMessage::Hello { version, client } => {
-                msgpack::write_array_len(out, 3);
+            ClientMessage::Hello {
+                version,
+                client,
+                resume,
+            } => {
+                msgpack::write_array_len(out, if resume.is_some() { 4 } else { 3 });
                 msgpack::write_uint(out, tag::HELLO.into());
                 msgpack::write_uint(out, (*version).into());
                 msgpack::write_str(out, client);
+                if let Some(token) = resume {
+                    msgpack::write_str(out, token);
+                }
             }
             ClientMessage::Join { req, kind } => {
                 msgpack::write_array_len(out, 3);
@@ -378,8 +399,10 @@ impl ServerMessage {
                 max_message_bytes,
                 timeout_ms,
                 queue_capacity,
+                resume_token,
+                reconnect_grace_ms,
             } => {
-                arr(out, 7);
+                arr(out, 9);
                 u(out, tag::WELCOME.into());
                 u(out, (*version).into());
                 u(out, *session_id);
@@ -387,6 +410,8 @@ impl ServerMessage {
                 u(out, (*max_message_bytes).into());
                 u(out, (*timeout_ms).into());
                 u(out, (*queue_capacity).into());
+                s(out, resume_token);
+                u(out, (*reconnect_grace_ms).into());
             }
             ServerMessage::Joined {
                 req,
@@ -469,7 +494,7 @@ impl ServerMessage {
         let t = u8::try_from(t).map_err(|_| DecodeError::UnknownType(t))?;
         let (need, msg) = match t {
             tag::WELCOME => {
-                expect(t, 7, n)?;
+                expect(t, 9, n)?;
                 let m = ServerMessage::Welcome {
                     version: r.read_u32()?,
                     session_id: r.read_u64()?,
@@ -477,8 +502,10 @@ impl ServerMessage {
                     max_message_bytes: r.read_u32()?,
                     timeout_ms: r.read_u32()?,
                     queue_capacity: r.read_u32()?,
+                    resume_token: r.read_str()?.to_owned(),
+                    reconnect_grace_ms: r.read_u32()?,
                 };
-                (7, m)
+                (9, m)
             }
             tag::JOINED => {
                 expect(t, 6, n)?;
@@ -595,7 +622,7 @@ mod tests {
     }
 
     fn client_strategy() -> impl Strategy<Value = (u8, u64, String, Vec<u8>)> {
-        (1u8..=6, any::<u64>(), ".{0,70}", payload_strategy())
+        (1u8..=7, any::<u64>(), ".{0,70}", payload_strategy())
     }
 
     fn build<'a>(t: u8, n: u64, s: &'a str, p: &'a [u8]) -> ClientMessage<'a> {
@@ -603,6 +630,12 @@ mod tests {
             1 => ClientMessage::Hello {
                 version: n as u32,
                 client: s,
+                resume: None,
+            },
+            7 => ClientMessage::Hello {
+                version: n as u32,
+                client: s,
+                resume: Some(s),
             },
             2 => ClientMessage::Join {
                 req: n as u32,
@@ -633,7 +666,7 @@ mod tests {
         #[test]
         fn server_messages_round_trip(n in any::<u64>(), s in ".{0,70}", p in payload_strategy(), c in 0usize..ErrorCode::ALL.len()) {
             let all = vec![
-                ServerMessage::Welcome { version: n as u32, session_id: n, tick_hz: 20, max_message_bytes: 4096, timeout_ms: n as u32, queue_capacity: 100 },
+                ServerMessage::Welcome { version: n as u32, session_id: n, tick_hz: 20, max_message_bytes: 4096, timeout_ms: n as u32, queue_capacity: 100, resume_token: s.clone(), reconnect_grace_ms: 10_000 },
                 ServerMessage::Joined { req: n as u32, room_id: n, player_id: n as u32, kind: s.clone(), max_players: 16 },
                 ServerMessage::Left { req: n as u32, room_id: n },
                 ServerMessage::State { tick: n, last_seq: n as u32, payload: Bytes::from(p.clone()) },
@@ -724,6 +757,7 @@ mod documented_examples {
             ClientMessage::Hello {
                 version: 1,
                 client: "demo",
+                resume: None,
             },
             "93 01 01 a4 64 65 6d 6f",
         );
@@ -750,8 +784,10 @@ mod documented_examples {
                 max_message_bytes: 4096,
                 timeout_ms: 30000,
                 queue_capacity: 100,
+                resume_token: "ab".into(),
+                reconnect_grace_ms: 10000,
             },
-            "97 40 01 01 14 cd 10 00 cd 75 30 64",
+            "99 40 01 01 14 cd 10 00 cd 75 30 64 a2 61 62 cd 27 10",
         );
         server(
             ServerMessage::Joined {

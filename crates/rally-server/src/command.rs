@@ -44,6 +44,11 @@ pub enum Command {
         /// The line.
         text: String,
     },
+    /// Take back the seat an earlier, dropped connection held (sent as part of `hello`).
+    Resume {
+        /// The earlier session's resume token.
+        token: String,
+    },
 }
 
 impl Command {
@@ -53,6 +58,7 @@ impl Command {
             Command::Join { .. } => "join",
             Command::Leave => "leave",
             Command::Chat { .. } => "chat",
+            Command::Resume { .. } => "resume",
         }
     }
 }
@@ -171,6 +177,14 @@ impl CommandChecks for DefaultChecks {
                     }
                 }
                 Command::Leave => {}
+                Command::Resume { token } => {
+                    if token.is_empty() || token.len() > 64 {
+                        return Err(CommandError::new(
+                            ErrorCode::ResumeFailed,
+                            "a resume token is 1 to 64 bytes",
+                        ));
+                    }
+                }
             }
             Ok(())
         })
@@ -197,11 +211,10 @@ impl CommandChecks for DefaultChecks {
     ) -> BoxFuture<'a, Result<(), CommandError>> {
         Box::pin(async move {
             match cmd {
-                Command::Join { .. } if ctx.draining => Err(CommandError::new(
-                    ErrorCode::ServerShutdown,
-                    "the server is shutting down",
-                )),
-                Command::Join { .. } => match &ctx.room {
+                Command::Join { .. } | Command::Resume { .. } if ctx.draining => Err(
+                    CommandError::new(ErrorCode::ServerShutdown, "the server is shutting down"),
+                ),
+                Command::Join { .. } | Command::Resume { .. } => match &ctx.room {
                     Some((id, _)) => Err(CommandError::new(
                         ErrorCode::AlreadyInRoom,
                         format!("already in room {id}; leave it first"),
@@ -276,6 +289,7 @@ pub(crate) async fn run(
                 .control
                 .send(Control::Leave {
                     player: m.player_id,
+                    session: link.session_id,
                     reply: Some(reply),
                 })
                 .await
@@ -283,6 +297,28 @@ pub(crate) async fn run(
             // The room closing before it answers leaves the player out all the same.
             let _ = answer.await;
             Ok(Outcome::Left { room_id })
+        }
+        Command::Resume { token } => {
+            let failed = || {
+                CommandError::new(
+                    ErrorCode::ResumeFailed,
+                    "the resume token is unknown or its seat has expired; this is a new session",
+                )
+            };
+            let (room, player_id) = shared.resume.get(&token).ok_or_else(failed)?;
+            let (reply, answer) = oneshot::channel();
+            room.control
+                .send(Control::Resume {
+                    player: player_id,
+                    link,
+                    reply,
+                })
+                .await
+                .map_err(|_| failed())?;
+            match answer.await {
+                Ok(Ok(())) => Ok(Outcome::Joined(Membership { room, player_id })),
+                _ => Err(failed()),
+            }
         }
         Command::Chat { text } => {
             let m = membership.ok_or_else(room_gone)?;

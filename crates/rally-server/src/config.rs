@@ -35,6 +35,8 @@ pub struct Config {
     pub queue_capacity: u32,
     /// How long shutdown waits for rooms and players, in milliseconds.
     pub shutdown_grace_ms: u64,
+    /// How long a dropped player's seat is kept for it to resume, in milliseconds.
+    pub reconnect_grace_ms: u64,
     /// Raw TCP game listener.
     pub tcp: SocketAddr,
     /// HTTP listener carrying the WebSocket endpoint `/ws`.
@@ -160,6 +162,12 @@ pub const KEYS: &[Key] = &[
         name: "shutdown_grace_ms",
         kind: KeyKind::Int { min: 0, max: 600_000, default: 10_000 },
         help: "how long shutdown waits for rooms and players to finish",
+        env_aliases: &[],
+    },
+    Key {
+        name: "reconnect_grace_ms",
+        kind: KeyKind::Int { min: 0, max: 600_000, default: 10_000 },
+        help: "how long a dropped player's seat is kept for it to resume (0: freed at once)",
         env_aliases: &[],
     },
     Key {
@@ -392,6 +400,7 @@ impl Sources {
             max_message_bytes: int("max_message_bytes") as u32,
             queue_capacity: int("queue_capacity") as u32,
             shutdown_grace_ms: int("shutdown_grace_ms"),
+            reconnect_grace_ms: int("reconnect_grace_ms"),
             tcp: addr("tcp"),
             http: addr("http"),
             admin: addr("admin"),
@@ -423,6 +432,11 @@ impl Config {
         Duration::from_millis(self.shutdown_grace_ms)
     }
 
+    /// [`Config::reconnect_grace_ms`] as a duration.
+    pub fn reconnect_grace(&self) -> Duration {
+        Duration::from_millis(self.reconnect_grace_ms)
+    }
+
     /// One tick period.
     pub fn tick_period(&self) -> Duration {
         Duration::from_secs_f64(1.0 / f64::from(self.tick_hz))
@@ -442,6 +456,7 @@ mod tests {
         assert_eq!(c.max_message_bytes, 4096);
         assert_eq!(c.queue_capacity, 100);
         assert_eq!(c.shutdown_grace_ms, 10_000);
+        assert_eq!(c.reconnect_grace_ms, 10_000);
         assert_eq!(c.tcp.to_string(), "0.0.0.0:7000");
         assert_eq!(c.http.to_string(), "0.0.0.0:8080");
         assert_eq!(c.admin.to_string(), "127.0.0.1:9100");

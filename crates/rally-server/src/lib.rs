@@ -14,6 +14,7 @@
 //! - [`command`]: the command pipeline and its three concurrent checks.
 //! - `matchmaker`: join-or-create by room kind, seat counts.
 //! - `room`: the room task that owns a game and ticks it.
+//! - `resume`: resume tokens, so a dropped player takes its seat back.
 //! - `games`: the registry of room kinds.
 //! - [`directory`]: connected sessions.
 //! - `admin`: the admin listener (`/healthz`, `/readyz`).
@@ -27,6 +28,7 @@ pub mod directory;
 mod games;
 mod listener;
 mod matchmaker;
+mod resume;
 mod room;
 mod server;
 mod session;

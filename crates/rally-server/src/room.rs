@@ -6,6 +6,11 @@
 //! queue, handled as they arrive, so a join does not wait for a tick. Missed ticks are
 //! skipped, never burst: the next tick covers the time of the ones skipped.
 //!
+//! A player whose connection drops keeps its seat for `reconnect_grace_ms` ("away"):
+//! the game keeps it, no state is sent to it, and a new connection presenting the
+//! session's resume token takes the seat back with the same player id. After the grace
+//! the seat is freed like a leave.
+//!
 //! A room ends when its last seat is released, when its game is over, when an operator
 //! closes it or when the server shuts down (its token is a child of the server's).
 
@@ -33,6 +38,9 @@ const INPUTS_PER_SEAT: usize = 16;
 /// One input on its way to a room.
 #[derive(Debug)]
 pub(crate) struct InputMsg {
+    /// The sending session: inputs from a connection that lost its seat to a resumed
+    /// one are dropped.
+    pub(crate) session: u64,
     pub(crate) player: PlayerId,
     pub(crate) seq: u32,
     pub(crate) payload: Bytes,
@@ -47,10 +55,20 @@ pub(crate) enum Control {
         reservation: Reservation,
         reply: oneshot::Sender<Result<PlayerId, Refusal>>,
     },
-    /// Free a player's seat.
+    /// Free a player's seat (if `session` still holds it).
     Leave {
         player: PlayerId,
+        session: u64,
         reply: Option<oneshot::Sender<()>>,
+    },
+    /// The player's connection dropped: keep the seat for the reconnect grace.
+    Detach { player: PlayerId, session: u64 },
+    /// A new connection takes an away (or half-open) seat back. The room sends `joined`
+    /// with request id 0 itself.
+    Resume {
+        player: PlayerId,
+        link: SessionLink,
+        reply: oneshot::Sender<Result<(), Refusal>>,
     },
     /// Say a line to everyone in the room.
     Chat {
@@ -99,8 +117,19 @@ impl Membership {
 
 struct Seat {
     id: PlayerId,
-    link: SessionLink,
+    /// The connected session; `None` while the player is away.
+    link: Option<SessionLink>,
+    /// The token the player's next connection presents to take the seat back.
+    token: Option<Arc<str>>,
+    /// When an away player's seat is given up.
+    away_until: Option<Instant>,
     last_seq: u32,
+}
+
+impl Seat {
+    fn held_by(&self, session: u64) -> bool {
+        self.link.as_ref().is_some_and(|l| l.session_id == session)
+    }
 }
 
 struct Room {
@@ -114,7 +143,8 @@ struct Room {
     /// Reused tick buffers: the room state and the per-player views.
     room_buf: Vec<u8>,
     views: Vec<(PlayerId, Vec<u8>)>,
-    /// Seats found gone (closed or slow) while sending; freed after the send loop.
+    /// Seats whose session was found gone (closed or slow) while sending; marked away
+    /// after the send loop.
     gone: Vec<PlayerId>,
 }
 
@@ -188,7 +218,7 @@ impl Room {
                     if missed > 0 {
                         self.shared.stats.missed_ticks.fetch_add(missed, Ordering::Relaxed);
                     }
-                    self.run_tick(&mut inputs, period.mul_f64(periods));
+                    self.run_tick(&mut inputs, period.mul_f64(periods), now);
                     if self.game.is_over() {
                         break CloseReason::GameOver;
                     }
@@ -224,17 +254,18 @@ impl Room {
                 }
                 self.next_player += 1;
                 reservation.keep();
-                let joined = ServerMessage::Joined {
-                    req,
-                    room_id: self.handle.id,
-                    player_id: id,
-                    kind: self.handle.kind.to_string(),
-                    max_players: self.handle.max_players as u32,
-                };
-                link.send(Outbound::Msg(joined));
+                link.send(Outbound::Msg(self.joined(req, id)));
+                let token = link.resume_token.clone();
+                if let Some(t) = &token {
+                    self.shared
+                        .resume
+                        .insert(t.clone(), self.handle.clone(), id);
+                }
                 self.seats.push(Seat {
                     id,
-                    link,
+                    link: Some(link),
+                    token,
+                    away_until: None,
                     last_seq: 0,
                 });
                 if reply.send(Ok(id)).is_err() {
@@ -249,10 +280,56 @@ impl Room {
                     self.remove(id);
                 }
             }
-            Control::Leave { player, reply } => {
-                self.remove(player);
+            Control::Leave {
+                player,
+                session,
+                reply,
+            } => {
+                if self
+                    .seat(player)
+                    .is_some_and(|s| s.link.is_none() || s.held_by(session))
+                {
+                    self.remove(player);
+                }
                 if let Some(r) = reply {
                     let _ = r.send(());
+                }
+            }
+            Control::Detach { player, session } => {
+                if self.seat(player).is_some_and(|s| s.held_by(session)) {
+                    self.set_away(player);
+                }
+            }
+            Control::Resume {
+                player,
+                link,
+                reply,
+            } => {
+                let (room_id, joined) = (self.handle.id, self.joined(0, player));
+                let Some(seat) = self.seat(player) else {
+                    let _ = reply.send(Err(Refusal::new("the seat is no longer held")));
+                    return;
+                };
+                if let Some(old) = seat.link.take() {
+                    // A half-open connection the server has not noticed yet loses the seat.
+                    old.send(Outbound::Msg(ServerMessage::RoomClosed {
+                        room_id,
+                        reason: "the seat was resumed by a new connection".into(),
+                    }));
+                }
+                let old_token = std::mem::replace(&mut seat.token, link.resume_token.clone());
+                seat.away_until = None;
+                link.send(Outbound::Msg(joined));
+                let new_token = seat.token.clone();
+                seat.link = Some(link);
+                if let Some(t) = old_token {
+                    self.shared.resume.remove(&t);
+                }
+                if let Some(t) = new_token {
+                    self.shared.resume.insert(t, self.handle.clone(), player);
+                }
+                if reply.send(Ok(())).is_err() {
+                    self.set_away(player);
                 }
             }
             Control::Chat {
@@ -269,49 +346,94 @@ impl Room {
                         text,
                     };
                     for seat in &self.seats {
-                        if !seat.link.send(Outbound::Msg(line.clone())) {
-                            self.gone.push(seat.id);
+                        if let Some(link) = &seat.link {
+                            if !link.send(Outbound::Msg(line.clone())) {
+                                self.gone.push(seat.id);
+                            }
                         }
                     }
-                    self.remove_gone();
+                    self.mark_gone_away();
                 }
                 let _ = reply.send(());
             }
         }
     }
 
+    fn joined(&self, req: u32, player: PlayerId) -> ServerMessage {
+        ServerMessage::Joined {
+            req,
+            room_id: self.handle.id,
+            player_id: player,
+            kind: self.handle.kind.to_string(),
+            max_players: self.handle.max_players as u32,
+        }
+    }
+
+    /// The player's connection is gone: hold the seat for the reconnect grace, or free it
+    /// at once when there is no grace (or no token to come back with).
+    fn set_away(&mut self, player: PlayerId) {
+        let grace = self.shared.config.reconnect_grace();
+        let Some(seat) = self.seat(player) else {
+            return;
+        };
+        seat.link = None;
+        if grace.is_zero() || seat.token.is_none() {
+            self.remove(player);
+        } else if seat.away_until.is_none() {
+            seat.away_until = Some(Instant::now() + grace);
+        }
+    }
+
+    fn mark_gone_away(&mut self) {
+        while let Some(p) = self.gone.pop() {
+            self.set_away(p);
+        }
+    }
+
+    /// Frees the seats of players away for longer than the grace.
+    fn expire_away(&mut self, now: Instant) {
+        let expired: Vec<PlayerId> = self
+            .seats
+            .iter()
+            .filter(|s| s.away_until.is_some_and(|t| t <= now))
+            .map(|s| s.id)
+            .collect();
+        for p in expired {
+            self.remove(p);
+        }
+    }
+
     fn notify(&mut self, player: PlayerId, msg: ServerMessage) {
-        if let Some(seat) = self.seat(player) {
-            if !seat.link.send(Outbound::Msg(msg)) {
+        if let Some(link) = self.seat(player).and_then(|s| s.link.as_ref()) {
+            if !link.send(Outbound::Msg(msg)) {
                 self.gone.push(player);
             }
         }
     }
 
-    /// Frees a seat: the game forgets the player and the matchmaker gets the seat back.
+    /// Frees a seat: the game forgets the player, its resume token stops working, and the
+    /// matchmaker gets the seat back.
     fn remove(&mut self, player: PlayerId) {
         if let Ok(at) = self.seats.binary_search_by_key(&player, |s| s.id) {
-            self.seats.remove(at);
+            let seat = self.seats.remove(at);
+            if let Some(t) = seat.token {
+                self.shared.resume.remove(&t);
+            }
             self.game.leave(player);
             self.shared.matchmaker.release(self.handle.id);
         }
     }
 
-    fn remove_gone(&mut self) {
-        while let Some(p) = self.gone.pop() {
-            self.remove(p);
-        }
-    }
-
-    fn run_tick(&mut self, inputs: &mut mpsc::Receiver<InputMsg>, dt: Duration) {
+    fn run_tick(&mut self, inputs: &mut mpsc::Receiver<InputMsg>, dt: Duration, now: Instant) {
+        self.expire_away(now);
         // Apply what is queued now; inputs arriving meanwhile wait for the next tick.
         for _ in 0..inputs.len() {
             let Ok(input) = inputs.try_recv() else { break };
             let Ok(at) = self.seats.binary_search_by_key(&input.player, |s| s.id) else {
                 continue;
             };
-            if input.seq <= self.seats[at].last_seq {
-                continue; // a duplicate or out-of-date input
+            if input.seq <= self.seats[at].last_seq || !self.seats[at].held_by(input.session) {
+                continue; // a duplicate, or from a connection that lost the seat
             }
             match self.game.input(input.player, input.seq, &input.payload) {
                 Ok(()) => self.seats[at].last_seq = input.seq,
@@ -345,6 +467,7 @@ impl Room {
             .map(|(p, v)| (p, Bytes::from(v)))
             .collect();
         for seat in &self.seats {
+            let Some(link) = &seat.link else { continue };
             let payload = match views.iter().find(|(p, _)| *p == seat.id) {
                 Some((_, v)) => v.clone(),
                 None => match &room_state {
@@ -357,21 +480,26 @@ impl Room {
                 last_seq: seat.last_seq,
                 payload,
             };
-            if !seat.link.send(Outbound::Msg(state)) {
+            if !link.send(Outbound::Msg(state)) {
                 self.gone.push(seat.id);
             }
         }
-        self.remove_gone();
+        self.mark_gone_away();
     }
 
     fn finish(mut self, reason: CloseReason, started: Instant) {
         self.game.shutdown(reason);
         let id = self.handle.id;
         for seat in &self.seats {
-            seat.link.send(Outbound::Msg(ServerMessage::RoomClosed {
-                room_id: id,
-                reason: reason_text(reason).into(),
-            }));
+            if let Some(t) = &seat.token {
+                self.shared.resume.remove(t);
+            }
+            if let Some(link) = &seat.link {
+                link.send(Outbound::Msg(ServerMessage::RoomClosed {
+                    room_id: id,
+                    reason: reason_text(reason).into(),
+                }));
+            }
         }
         self.shared.matchmaker.remove(id);
         self.handle.close(reason);

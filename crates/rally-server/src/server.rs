@@ -28,6 +28,7 @@ use crate::config::Config;
 use crate::directory::Directory;
 use crate::games::Games;
 use crate::matchmaker::Matchmaker;
+use crate::resume::ResumeTokens;
 use crate::session::LiveSessions;
 use crate::transport::Transport;
 use crate::{admin, listener};
@@ -75,6 +76,8 @@ pub(crate) struct Shared {
     pub(crate) shutdown: CancellationToken,
     /// Every running session, so shutdown reaches each one.
     pub(crate) sessions: LiveSessions,
+    /// Seats held for players who may come back, by resume token.
+    pub(crate) resume: ResumeTokens,
     /// One permit per player connection (`concurrency_limit`).
     pub(crate) limit: Arc<Semaphore>,
     /// Bounds the tasks that refuse connections at capacity.
@@ -168,6 +171,7 @@ impl ServerBuilder {
             directory,
             tracker: TaskTracker::new(),
             sessions: LiveSessions::default(),
+            resume: ResumeTokens::default(),
             shutdown,
             next_session: AtomicU64::new(0),
             stats: Stats::default(),

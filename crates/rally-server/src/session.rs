@@ -189,6 +189,8 @@ impl LiveSessions {
 #[derive(Debug, Clone)]
 pub(crate) struct SessionLink {
     pub(crate) session_id: u64,
+    /// This session's resume token, sent in `welcome`.
+    pub(crate) resume_token: Option<Arc<str>>,
     outbound: mpsc::Sender<Outbound>,
     pub(crate) ctl: Arc<SessionCtl>,
 }
@@ -251,6 +253,7 @@ pub(crate) async fn run(
 
     let link = SessionLink {
         session_id,
+        resume_token: crate::resume::new_token(),
         outbound: tx,
         ctl: ctl.clone(),
     };
@@ -420,7 +423,7 @@ impl Reader {
             }
         }
         drop(pending);
-        self.core.leave_room();
+        self.core.leave_room(&ctl.ending());
     }
 
     /// Reads what the socket has and handles every complete frame in it.
@@ -534,7 +537,12 @@ impl Core {
     }
 
     fn on_hello(&mut self, msg: ClientMessage<'_>) -> Result<(), Ending> {
-        let ClientMessage::Hello { version, client } = msg else {
+        let ClientMessage::Hello {
+            version,
+            client,
+            resume,
+        } = msg
+        else {
             return Err(Ending::fault(
                 ErrorCode::BadMessage,
                 "the first message must be hello",
@@ -561,7 +569,18 @@ impl Core {
             max_message_bytes: c.max_message_bytes,
             timeout_ms: c.timeout_ms as u32,
             queue_capacity: c.queue_capacity,
+            resume_token: self.link.resume_token.as_deref().unwrap_or("").to_owned(),
+            reconnect_grace_ms: c.reconnect_grace_ms as u32,
         }));
+        if let Some(token) = resume {
+            // Runs like a request with id 0: `joined` (req 0) or RESUME_FAILED follows.
+            self.queue.push_back((
+                0,
+                Command::Resume {
+                    token: token.to_owned(),
+                },
+            ));
+        }
         let name = if client.trim().is_empty() {
             format!("player-{session_id}")
         } else {
@@ -593,6 +612,7 @@ impl Core {
             return;
         };
         let input = InputMsg {
+            session: self.link.session_id,
             player: m.player_id,
             seq,
             payload: Bytes::copy_from_slice(payload),
@@ -684,14 +704,33 @@ impl Core {
         }));
     }
 
-    fn leave_room(&mut self) {
+    /// The session is over: leave the room, or, when the connection merely dropped,
+    /// keep the seat for the player to resume.
+    fn leave_room(&mut self, ending: &Ending) {
         if let Some(m) = self.membership().cloned() {
-            // If the room's control queue is full, the room still frees the seat on its
-            // next send, when it finds this session's queue closed.
-            let _ = m.room.control.try_send(Control::Leave {
-                player: m.player_id,
-                reply: None,
-            });
+            let (player, session) = (m.player_id, self.link.session_id);
+            // A drop or a stall may be the network's fault; a close frame, a protocol
+            // violation or the end of a shutdown is not coming back.
+            let hold = matches!(
+                ending,
+                Ending::PeerClosed
+                    | Ending::Fault {
+                        code: ErrorCode::Timeout | ErrorCode::SlowConsumer,
+                        ..
+                    }
+            );
+            let msg = if hold {
+                Control::Detach { player, session }
+            } else {
+                Control::Leave {
+                    player,
+                    session,
+                    reply: None,
+                }
+            };
+            // If the room's control queue is full, the room still finds this session's
+            // queue closed on its next send and holds the seat as for a drop.
+            let _ = m.room.control.try_send(msg);
             self.membership = None;
         }
     }

@@ -23,6 +23,7 @@ async fn one_queued_message_gets_exactly_one_reply() {
     ClientMessage::Hello {
         version: 1,
         client: "t",
+        resume: None,
     }
     .encode(&mut body);
     rally_server::protocol::frame::encode(&body, &mut bytes);

@@ -43,6 +43,7 @@ async fn at_capacity_new_connections_get_server_full_at_once() {
         c.send(&ClientMessage::Hello {
             version: 1,
             client: "again",
+            resume: None,
         })
         .await;
         match c.recv().await {
@@ -170,6 +171,7 @@ async fn malformed_messages_are_refused_with_bad_message() {
     c.send(&ClientMessage::Hello {
         version: 1,
         client: "again",
+        resume: None,
     })
     .await;
     assert_eq!(c.expect_closed().await, Some(ErrorCode::BadMessage));
@@ -178,6 +180,7 @@ async fn malformed_messages_are_refused_with_bad_message() {
     c.send(&ClientMessage::Hello {
         version: 2,
         client: "future",
+        resume: None,
     })
     .await;
     assert_eq!(c.expect_closed().await, Some(ErrorCode::UnsupportedVersion));
@@ -222,6 +225,7 @@ async fn websocket_requests_for_other_paths_are_refused() {
     ClientMessage::Hello {
         version: 1,
         client: "raw",
+        resume: None,
     }
     .encode(&mut body);
     let mut wire = Vec::new();

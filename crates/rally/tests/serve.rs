@@ -152,6 +152,7 @@ impl Player {
         self.send(ClientMessage::Hello {
             version: 1,
             client: if self.ws { "ws" } else { "tcp" },
+            resume: None,
         })
         .await;
         assert!(matches!(

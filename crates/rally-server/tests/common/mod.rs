@@ -24,6 +24,8 @@ pub fn config() -> Config {
     c.tcp = local;
     c.http = local;
     c.admin = local;
+    // Seats are freed as soon as a connection drops, unless a test is about resuming.
+    c.reconnect_grace_ms = 0;
     c
 }
 
@@ -225,10 +227,30 @@ impl Client {
         last
     }
 
+    /// Sends `hello` (optionally with a resume token) and returns `welcome`'s session id
+    /// and resume token.
+    pub async fn hello_with(&mut self, resume: Option<&str>) -> (u64, String) {
+        self.send(&ClientMessage::Hello {
+            version: PROTOCOL_VERSION,
+            client: "test",
+            resume,
+        })
+        .await;
+        match self.recv().await {
+            Some(ServerMessage::Welcome {
+                session_id,
+                resume_token,
+                ..
+            }) => (session_id, resume_token),
+            other => panic!("expected welcome, got {other:?}"),
+        }
+    }
+
     pub async fn hello(&mut self) -> u64 {
         self.send(&ClientMessage::Hello {
             version: PROTOCOL_VERSION,
             client: "test",
+            resume: None,
         })
         .await;
         match self.recv().await {

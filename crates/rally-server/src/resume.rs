@@ -1,0 +1,54 @@
+//! Resume tokens: the secret that lets a player's next connection take back the seat a
+//! dropped connection left.
+//!
+//! Every `welcome` carries a fresh token (128 random bits). While the session holds a
+//! seat, the room registers the token here; when the seat is freed (leave, grace over,
+//! room ended) or taken back by a new connection (which brings its own token), the room
+//! removes it. A token is therefore only ever good for one seat, for as long as it is held.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rally_game::PlayerId;
+
+use crate::room::RoomHandle;
+
+/// Bytes of randomness in a token.
+const TOKEN_BYTES: usize = 16;
+
+/// A new token, or `None` if the system has no randomness to give (then the session
+/// simply cannot resume).
+pub(crate) fn new_token() -> Option<Arc<str>> {
+    let mut bytes = [0u8; TOKEN_BYTES];
+    getrandom::fill(&mut bytes).ok()?;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    Some(Arc::from(hex))
+}
+
+/// Held seats by token.
+#[derive(Debug, Default)]
+pub(crate) struct ResumeTokens {
+    /// Never held across `.await`: every critical section is one map operation.
+    inner: Mutex<HashMap<Arc<str>, (RoomHandle, PlayerId)>>,
+}
+
+impl ResumeTokens {
+    fn lock(&self) -> MutexGuard<'_, HashMap<Arc<str>, (RoomHandle, PlayerId)>> {
+        // Single map operations cannot leave the map half-updated, so a poisoned lock
+        // is still consistent.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn insert(&self, token: Arc<str>, room: RoomHandle, player: PlayerId) {
+        self.lock().insert(token, (room, player));
+    }
+
+    pub(crate) fn remove(&self, token: &str) {
+        self.lock().remove(token);
+    }
+
+    /// The seat a token holds, if any.
+    pub(crate) fn get(&self, token: &str) -> Option<(RoomHandle, PlayerId)> {
+        self.lock().get(token).cloned()
+    }
+}
