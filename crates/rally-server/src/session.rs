@@ -27,7 +27,7 @@ use futures_util::task::AtomicWaker;
 use rally_protocol::{ClientMessage, ErrorCode, ServerMessage, PROTOCOL_VERSION};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::sync::mpsc::{self, error::TrySendError};
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
@@ -39,8 +39,8 @@ use crate::transport::{self, Decoder, Incoming, Transport};
 
 /// Requests sent and not yet answered (running or queued) before more are refused.
 const MAX_COMMANDS_IN_FLIGHT: usize = 8;
-/// Bytes gathered from the queue before they are written in one system call.
-const WRITE_BATCH_BYTES: usize = 16 * 1024;
+/// A write buffer grown past this is freed after use rather than kept.
+const MAX_KEPT_WRITE_BUFFER: usize = 64 * 1024;
 /// Longest client name accepted in `hello`.
 const MAX_CLIENT_NAME: usize = 64;
 /// Longest time spent saying goodbye: the last error, the close frame, the linger.
@@ -85,13 +85,26 @@ impl Ending {
 ///
 /// Deliberately not a `CancellationToken`: the session's loops check it on every wake-up,
 /// and here that check is two atomic loads and no lock.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct SessionCtl {
     ending: OnceLock<Ending>,
     draining: AtomicBool,
     /// The session task's waker. The read and write loops run in the same task, so the
     /// one slot wakes both.
     waker: AtomicWaker,
+    /// Messages waiting for the writer.
+    outbox: Mutex<Outbox>,
+}
+
+/// The outbound queue: bounded by `queue_capacity`, and allocated only while it holds
+/// something, so an idle connection costs no queue memory. (A channel would keep a
+/// fixed block of slots per connection whether used or not.)
+#[derive(Debug)]
+struct Outbox {
+    queue: VecDeque<Outbound>,
+    capacity: usize,
+    /// Set when the session is over: senders learn the player is gone.
+    closed: bool,
 }
 
 /// What [`SessionCtl::signal`] reports.
@@ -102,6 +115,45 @@ enum Signal {
 }
 
 impl SessionCtl {
+    fn new(queue_capacity: usize) -> Self {
+        SessionCtl {
+            ending: OnceLock::new(),
+            draining: AtomicBool::new(false),
+            waker: AtomicWaker::new(),
+            outbox: Mutex::new(Outbox {
+                queue: VecDeque::new(),
+                capacity: queue_capacity,
+                closed: false,
+            }),
+        }
+    }
+
+    fn outbox(&self) -> MutexGuard<'_, Outbox> {
+        // Every critical section is a push or a take: a poisoned lock is still consistent.
+        self.outbox.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes everything queued, waiting until there is something.
+    fn next_batch(&self) -> impl Future<Output = VecDeque<Outbound>> + '_ {
+        std::future::poll_fn(move |cx| {
+            let mut outbox = self.outbox();
+            if outbox.queue.is_empty() {
+                // Registered under the lock: a push after this sees the new waker.
+                self.waker.register(cx.waker());
+                Poll::Pending
+            } else {
+                Poll::Ready(std::mem::take(&mut outbox.queue))
+            }
+        })
+    }
+
+    /// Closes the queue and returns what was left in it.
+    fn close_outbox(&self) -> VecDeque<Outbound> {
+        let mut outbox = self.outbox();
+        outbox.closed = true;
+        std::mem::take(&mut outbox.queue)
+    }
+
     pub(crate) fn end(&self, ending: Ending) {
         let _ = self.ending.set(ending);
         self.waker.wake();
@@ -191,7 +243,6 @@ pub(crate) struct SessionLink {
     pub(crate) session_id: u64,
     /// This session's resume token, sent in `welcome`.
     pub(crate) resume_token: Option<Arc<str>>,
-    outbound: mpsc::Sender<Outbound>,
     pub(crate) ctl: Arc<SessionCtl>,
 }
 
@@ -199,17 +250,23 @@ impl SessionLink {
     /// Queues a message without waiting. A full queue ends the session as a slow consumer
     /// rather than growing memory. Returns false when the session is gone or was ended.
     pub(crate) fn send(&self, msg: Outbound) -> bool {
-        match self.outbound.try_send(msg) {
-            Ok(()) => true,
-            Err(TrySendError::Full(_)) => {
-                self.ctl.end(Ending::fault(
-                    ErrorCode::SlowConsumer,
-                    "outbound queue full: the client is not reading fast enough",
-                ));
-                false
+        {
+            let mut outbox = self.ctl.outbox();
+            if outbox.closed {
+                return false;
             }
-            Err(TrySendError::Closed(_)) => false,
+            if outbox.queue.len() < outbox.capacity {
+                outbox.queue.push_back(msg);
+                drop(outbox);
+                self.ctl.waker.wake();
+                return true;
+            }
         }
+        self.ctl.end(Ending::fault(
+            ErrorCode::SlowConsumer,
+            "outbound queue full: the client is not reading fast enough",
+        ));
+        false
     }
 }
 
@@ -243,8 +300,7 @@ pub(crate) async fn run(
         }
     }
     let session_id = shared.next_session_id();
-    let (tx, rx) = mpsc::channel(shared.config.queue_capacity as usize);
-    let ctl = Arc::new(SessionCtl::default());
+    let ctl = Arc::new(SessionCtl::new(shared.config.queue_capacity as usize));
     shared.sessions.insert(session_id, ctl.clone());
     // Registered first, then checked: a shutdown racing this start is seen either way.
     if shared.shutdown.is_cancelled() {
@@ -254,7 +310,6 @@ pub(crate) async fn run(
     let link = SessionLink {
         session_id,
         resume_token: crate::resume::new_token(),
-        outbound: tx,
         ctl: ctl.clone(),
     };
     let mut reader = Reader {
@@ -280,7 +335,7 @@ pub(crate) async fn run(
         transport,
         session_id,
     };
-    tokio::join!(reader.run(&stream), writer.run(&stream, rx));
+    tokio::join!(reader.run(&stream), writer.run(&stream));
     shared.sessions.remove(session_id);
     let ending = ctl.ending();
     // The player is gone: its slot is free for the next one even while the socket lingers.
@@ -744,24 +799,20 @@ struct Writer<'a> {
 }
 
 impl Writer<'_> {
-    async fn run(&self, stream: &TcpStream, mut rx: mpsc::Receiver<Outbound>) {
+    async fn run(&self, stream: &TcpStream) {
         let limit = self.shared.config.timeout();
         let mut wbuf = Vec::new();
         loop {
-            let first = tokio::select! {
+            let batch = tokio::select! {
                 biased;
                 _ = self.ctl.signal(false) => break,
-                m = rx.recv() => m,
+                b = self.ctl.next_batch() => b,
             };
-            let Some(first) = first else { break };
-            // Everything already queued goes out in the same write.
-            self.encode(&first, &mut wbuf);
-            while wbuf.len() < WRITE_BATCH_BYTES {
-                match rx.try_recv() {
-                    Ok(out) => self.encode(&out, &mut wbuf),
-                    Err(_) => break,
-                }
+            // Everything queued goes out in one write (at most queue_capacity messages).
+            for out in &batch {
+                self.encode(out, &mut wbuf);
             }
+            drop(batch);
             let written = tokio::select! {
                 biased;
                 _ = self.ctl.signal(false) => break,
@@ -782,13 +833,14 @@ impl Writer<'_> {
                 }
             }
             wbuf.clear();
-            if wbuf.capacity() > 4 * WRITE_BATCH_BYTES {
+            if wbuf.capacity() > MAX_KEPT_WRITE_BUFFER {
                 wbuf = Vec::new();
             }
         }
         // Farewell: whatever was queued (unless the client is too slow to take it), then
         // the reason, then a WebSocket close frame.
         wbuf.clear();
+        let left = self.ctl.close_outbox();
         let ending = self.ctl.ending();
         let stuck = matches!(
             &ending,
@@ -802,8 +854,8 @@ impl Writer<'_> {
             Ending::PeerClosed => return,
             Ending::Fault { code, message } => {
                 if !stuck {
-                    while let Ok(out) = rx.try_recv() {
-                        self.encode(&out, &mut wbuf);
+                    for out in &left {
+                        self.encode(out, &mut wbuf);
                     }
                 }
                 self.shared.stats.count_error(*code);
