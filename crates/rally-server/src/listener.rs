@@ -72,6 +72,7 @@ fn refuse_full(shared: &Arc<Shared>, stream: TcpStream, transport: Transport) {
         ),
         req: 0,
     };
+    shared.stats.count_error(ErrorCode::ServerFull);
     tracing::debug!(
         code = ErrorCode::ServerFull.name(),
         transport = transport.name(),

@@ -34,6 +34,7 @@ async fn at_capacity_new_connections_get_server_full_at_once() {
     assert_eq!(full.expect_closed().await, Some(ErrorCode::ServerFull));
 
     assert_still_serving(&mut a, 1).await;
+    assert_eq!(server.handle.errors(ErrorCode::ServerFull), 2);
     // A freed slot is usable again.
     b.close().await;
     eventually("the slot is released", || server.handle.sessions() == 1).await;

@@ -1,0 +1,296 @@
+//! The [`Client`] handle: join a room, send inputs, chat, leave, ping, close.
+//!
+//! Requests (`join`, `leave`, `chat`) await their reply, matched by request id, each
+//! attempt bounded by `request_timeout` and retried by the policy on a timeout or a
+//! lost connection. Inputs never wait on the network: they are encoded into the
+//! outgoing buffer and written by the connection task.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rally_protocol::{msgpack, ClientMessage};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::config::Config;
+use crate::error::Error;
+use crate::events::Events;
+use crate::retry::retry;
+use crate::shared::{Key, Phase, Reply, Shared};
+use crate::{connect, driver};
+
+/// The server's `welcome`: the session and the limits the client must respect.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Welcome {
+    /// The protocol version the server speaks.
+    pub version: u32,
+    /// This connection's session id (a new one after each reconnection).
+    pub session_id: u64,
+    /// States per second in a room; sending inputs faster gains nothing.
+    pub tick_hz: u32,
+    /// Largest message body the client may send; larger ones are refused locally
+    /// ([`Error::TooLarge`]) since the server would close the connection for them.
+    pub max_message_bytes: u32,
+    /// The client must send a message at least this often; the SDK pings when idle.
+    pub timeout_ms: u32,
+    /// Messages the server queues for this client before dropping it as too slow.
+    pub queue_capacity: u32,
+    /// Takes this session's seat back after a drop (the SDK presents it itself). A
+    /// secret: it is left out of `Debug` output.
+    pub resume_token: String,
+    /// How long the server keeps a dropped player's seat.
+    pub reconnect_grace_ms: u32,
+}
+
+impl fmt::Debug for Welcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Welcome")
+            .field("version", &self.version)
+            .field("session_id", &self.session_id)
+            .field("tick_hz", &self.tick_hz)
+            .field("max_message_bytes", &self.max_message_bytes)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("queue_capacity", &self.queue_capacity)
+            .field("resume_token", &"<redacted>")
+            .field("reconnect_grace_ms", &self.reconnect_grace_ms)
+            .finish()
+    }
+}
+
+/// The room this client is in, from `joined`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Room {
+    /// The room.
+    pub room_id: u64,
+    /// This player's id in the room; kept across a resumed reconnection.
+    pub player_id: u32,
+    /// The room kind, e.g. `"arena"`.
+    pub kind: String,
+    /// Seats in the room.
+    pub max_players: u32,
+}
+
+/// A connection to a Rally server. Methods take `&self`: share it behind an `Arc` to
+/// send from several tasks. Dropping it aborts the connection; [`Client::close`] ends it
+/// cleanly.
+#[derive(Debug)]
+pub struct Client {
+    shared: Arc<Shared>,
+    config: Arc<Config>,
+    /// The connection task; awaited by `close`, aborted on drop.
+    driver: Option<JoinHandle<()>>,
+}
+
+/// Bounds the wait for the connection task to finish its goodbye in `close`.
+const CLOSE_LIMIT: Duration = Duration::from_secs(3);
+
+impl Client {
+    /// Connects to one of `config.addrs` (all at once when there are several), completes
+    /// the handshake, and starts the connection task. Each address is tried with the
+    /// retry policy. Fails with that address's last error when there is one address, or
+    /// [`Error::AllFailed`] listing each when there are several.
+    pub async fn connect(config: Config) -> Result<(Client, Events), Error> {
+        config.check().map_err(Error::Config)?;
+        let config = Arc::new(config);
+        let (conn, welcome) = connect::open_any(&config, None).await?;
+        let shared = Arc::new(Shared::new(
+            welcome,
+            config.transport,
+            config.event_capacity,
+            config.max_outbound_bytes,
+        ));
+        let driver = tokio::spawn(driver::run(shared.clone(), config.clone(), conn));
+        let events = Events::new(shared.clone());
+        Ok((
+            Client {
+                shared,
+                config,
+                driver: Some(driver),
+            },
+            events,
+        ))
+    }
+
+    /// The current session's `welcome` (a new one after each reconnection).
+    pub fn welcome(&self) -> Welcome {
+        self.shared.lock().welcome.clone()
+    }
+
+    /// The room this client is in, if any.
+    pub fn room(&self) -> Option<Room> {
+        self.shared.lock().room.clone()
+    }
+
+    /// Joins a room of `kind` (join-or-create) and returns it once the server says
+    /// `joined`; states of the room follow on the events stream.
+    pub async fn join(&self, kind: &str) -> Result<Room, Error> {
+        match self
+            .request(|req| ClientMessage::Join { req, kind })
+            .await?
+        {
+            Reply::Joined(room) => Ok(room),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Sends one input: `seq` must increase from one input to the next (the server
+    /// ignores a repeated one), `payload` is one MessagePack value for the game. Never
+    /// waits on the network: the input is queued and written by the connection task.
+    /// Refused while reconnecting ([`Error::ConnectionLost`]) and when
+    /// `max_outbound_bytes` are already waiting ([`Error::Backpressure`]).
+    pub fn send_input(&self, seq: u32, payload: &[u8]) -> Result<(), Error> {
+        // A payload that is not one value would be a malformed message, fatal.
+        if !msgpack::is_single_value(payload) {
+            return Err(Error::InvalidPayload);
+        }
+        let wake = {
+            let mut inner = self.shared.lock();
+            match inner.phase {
+                Phase::Connected => {}
+                Phase::Reconnecting => return Err(Error::ConnectionLost),
+                Phase::Closing | Phase::Closed => return Err(Error::Closed),
+            }
+            inner.push(&ClientMessage::Input { seq, payload })?
+        };
+        if wake {
+            self.shared.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Says `text` to everyone in the room; returns once the server says `ok` (the line
+    /// itself comes back on the events stream first).
+    pub async fn chat(&self, text: &str) -> Result<(), Error> {
+        match self
+            .request(|req| ClientMessage::Chat { req, text })
+            .await?
+        {
+            Reply::Ok => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Leaves the current room; returns its id once the server says `left`. No state of
+    /// that room follows.
+    pub async fn leave(&self) -> Result<u64, Error> {
+        match self.request(|req| ClientMessage::Leave { req }).await? {
+            Reply::Left(room_id) => Ok(room_id),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Sends a `ping` and returns the round-trip time once its `pong` arrives. Not
+    /// retried: a retried ping would not measure anything. (The SDK pings by itself
+    /// when idle; this is for measuring.)
+    pub async fn ping(&self) -> Result<Duration, Error> {
+        let sent = Instant::now();
+        match self
+            .request_once(|_, inner| {
+                let nonce = inner.next_nonce();
+                (Key::Pong(nonce), ClientMessage::Ping { nonce })
+            })
+            .await?
+        {
+            Reply::Pong => Ok(sent.elapsed()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Ends the connection cleanly: leaves the room first (over raw TCP a bare close
+    /// looks like a drop, and the server would hold the seat for `reconnect_grace_ms`),
+    /// writes what is queued, closes, and waits (bounded) for the server to close too.
+    pub async fn close(mut self) {
+        let connected = self.shared.lock().phase == Phase::Connected;
+        if connected && self.room().is_some() {
+            // Best effort: a room that already closed answers NOT_IN_ROOM, which is fine.
+            let _ = self
+                .request_once(|req, _| (Key::Req(req), ClientMessage::Leave { req }))
+                .await;
+        }
+        {
+            let mut inner = self.shared.lock();
+            if matches!(inner.phase, Phase::Connected | Phase::Reconnecting) {
+                inner.phase = Phase::Closing;
+            }
+        }
+        self.shared.wake.notify_one();
+        if let Some(mut driver) = self.driver.take() {
+            if tokio::time::timeout(CLOSE_LIMIT, &mut driver)
+                .await
+                .is_err()
+            {
+                driver.abort();
+                self.shared.finish(None);
+            }
+        }
+    }
+
+    /// A request with the retry policy: each attempt has a fresh id and its own timeout.
+    async fn request<'m>(&self, msg: impl Fn(u32) -> ClientMessage<'m>) -> Result<Reply, Error> {
+        retry(&self.config.retry, Error::is_retryable, || {
+            self.request_once(|req, _| (Key::Req(req), msg(req)))
+        })
+        .await
+    }
+
+    /// Queues one message built by `build` (from a fresh request id and the shared
+    /// state) and waits, bounded by `request_timeout`, for the reply to the key it names.
+    async fn request_once<'m>(
+        &self,
+        build: impl FnOnce(u32, &mut crate::shared::Inner) -> (Key, ClientMessage<'m>),
+    ) -> Result<Reply, Error> {
+        let (tx, rx) = oneshot::channel();
+        let (key, wake) = {
+            let mut inner = self.shared.lock();
+            // While reconnecting, the request waits in the buffer for the new session.
+            if matches!(inner.phase, Phase::Closing | Phase::Closed) {
+                return Err(Error::Closed);
+            }
+            let req = inner.next_req();
+            let (key, msg) = build(req, &mut inner);
+            let wake = inner.push(&msg)?;
+            inner.wait_for(key, tx);
+            (key, wake)
+        };
+        if wake {
+            self.shared.wake.notify_one();
+        }
+        // Forgets the request however this future ends: reply, timeout or cancellation.
+        let _forget = Forget {
+            shared: &self.shared,
+            key,
+        };
+        match tokio::time::timeout(self.config.request_timeout, rx).await {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(_)) => Err(Error::Closed),
+            Err(_) => Err(Error::Timeout("waiting for a reply")),
+        }
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        if let Some(driver) = self.driver.take() {
+            driver.abort();
+            self.shared.finish(None);
+        }
+    }
+}
+
+/// Removes a pending request when its waiter goes away.
+struct Forget<'a> {
+    shared: &'a Shared,
+    key: Key,
+}
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        self.shared.lock().forget(self.key);
+    }
+}
+
+fn unexpected(reply: Reply) -> Error {
+    Error::Protocol(format!("unexpected reply {reply:?}"))
+}

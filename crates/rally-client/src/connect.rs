@@ -1,0 +1,171 @@
+//! Opening a session: one connection through `welcome`, retried by the policy, and
+//! several addresses raced against each other.
+
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use rally_protocol::{ClientMessage, ServerMessage, PROTOCOL_VERSION};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::client::Welcome;
+use crate::config::{Config, Transport};
+use crate::error::Error;
+use crate::retry::retry;
+use crate::upgrade::upgrade;
+use crate::wire::{Framing, Inbound, Incoming};
+
+/// Bytes reserved for each read: a few arena states (a 16-player state is about 240
+/// bytes). Small, since it is most of an idle client's memory.
+pub(crate) const READ_CHUNK: usize = 1024;
+
+/// An open connection past its handshake.
+#[derive(Debug)]
+pub(crate) struct Conn {
+    pub(crate) stream: TcpStream,
+    /// Bytes received and not yet decoded; may already hold messages that followed
+    /// `welcome`.
+    pub(crate) inbound: Inbound,
+    /// Which of the configured addresses it is connected to.
+    pub(crate) addr: usize,
+}
+
+/// Opens a session on one of `config.addrs`: each address with the retry policy, all at
+/// once; the first to reach `welcome` wins and the others are dropped (cancelled).
+pub(crate) async fn open_any(
+    config: &Config,
+    resume: Option<&str>,
+) -> Result<(Conn, Welcome), Error> {
+    if let [addr] = config.addrs.as_slice() {
+        return open_retried(config, 0, addr, resume).await;
+    }
+    let mut racing: FuturesUnordered<_> = config
+        .addrs
+        .iter()
+        .enumerate()
+        .map(|(i, addr)| async move { (addr, open_retried(config, i, addr, resume).await) })
+        .collect();
+    let mut failures = Vec::new();
+    while let Some((addr, result)) = racing.next().await {
+        match result {
+            Ok(opened) => return Ok(opened),
+            Err(e) => failures.push((addr.clone(), e)),
+        }
+    }
+    Err(Error::AllFailed(failures))
+}
+
+/// Reopens a session after a drop, presenting `resume`: first on the address that held
+/// the seat (only it knows the token), then, if it cannot be reached, on any.
+pub(crate) async fn reopen(
+    config: &Config,
+    last: usize,
+    resume: Option<&str>,
+) -> Result<(Conn, Welcome), Error> {
+    let Some(addr) = config.addrs.get(last) else {
+        return open_any(config, resume).await;
+    };
+    match open_retried(config, last, addr, resume).await {
+        Err(e) if config.addrs.len() > 1 => {
+            tracing::debug!(%addr, error = %e, "reconnecting elsewhere");
+            open_any(config, resume).await
+        }
+        done => done,
+    }
+}
+
+async fn open_retried(
+    config: &Config,
+    index: usize,
+    addr: &str,
+    resume: Option<&str>,
+) -> Result<(Conn, Welcome), Error> {
+    retry(&config.retry, Error::is_retryable, || async {
+        let opened = open(config, index, addr, resume).await;
+        if let Err(e) = &opened {
+            tracing::debug!(%addr, error = %e, "connection attempt failed");
+        }
+        opened
+    })
+    .await
+}
+
+/// One attempt: TCP connect, WebSocket upgrade if asked, `hello`, `welcome`, all within
+/// `connect_timeout`.
+async fn open(
+    config: &Config,
+    index: usize,
+    addr: &str,
+    resume: Option<&str>,
+) -> Result<(Conn, Welcome), Error> {
+    tokio::time::timeout(config.connect_timeout, async {
+        let mut stream = TcpStream::connect(addr).await?;
+        // Inputs are small and latency matters more than packet count.
+        stream.set_nodelay(true)?;
+        let mut inbound = Inbound::new(config.transport, config.max_inbound_bytes);
+        if config.transport == Transport::WebSocket {
+            upgrade(&mut stream, addr, &mut inbound.buf).await?;
+        }
+        let mut hello = Vec::new();
+        Framing::new(config.transport).push(
+            &mut hello,
+            &ClientMessage::Hello {
+                version: PROTOCOL_VERSION,
+                client: &config.client_name,
+                resume,
+            },
+            usize::MAX,
+        )?;
+        stream.write_all(&hello).await?;
+        let welcome = loop {
+            match inbound.next()? {
+                Some(Incoming::Msg(ServerMessage::Welcome {
+                    version,
+                    session_id,
+                    tick_hz,
+                    max_message_bytes,
+                    timeout_ms,
+                    queue_capacity,
+                    resume_token,
+                    reconnect_grace_ms,
+                })) => {
+                    break Welcome {
+                        version,
+                        session_id,
+                        tick_hz,
+                        max_message_bytes,
+                        timeout_ms,
+                        queue_capacity,
+                        resume_token,
+                        reconnect_grace_ms,
+                    }
+                }
+                Some(Incoming::Msg(ServerMessage::Error { code, message, .. })) => {
+                    return Err(Error::Server { code, message })
+                }
+                Some(Incoming::UnknownError { code, message, .. }) => {
+                    return Err(Error::UnknownServerError { code, message })
+                }
+                Some(Incoming::Msg(other)) => {
+                    return Err(Error::Protocol(format!("expected welcome, got {other:?}")))
+                }
+                Some(Incoming::Close) => return Err(Error::PeerClosed),
+                Some(Incoming::Ping(_) | Incoming::Nothing) => {}
+                None => {
+                    inbound.buf.reserve(READ_CHUNK);
+                    if stream.read_buf(&mut inbound.buf).await? == 0 {
+                        return Err(Error::PeerClosed);
+                    }
+                }
+            }
+        };
+        Ok((
+            Conn {
+                stream,
+                inbound,
+                addr: index,
+            },
+            welcome,
+        ))
+    })
+    .await
+    .map_err(|_| Error::Timeout("connecting"))?
+}

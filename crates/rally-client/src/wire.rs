@@ -1,0 +1,326 @@
+//! Messages on the wire, per transport, with no IO: framing outgoing messages into a
+//! buffer, and decoding incoming bytes into server messages.
+//!
+//! Everything is encoded and decoded by `rally-protocol`; this module only picks the
+//! framing (length prefix or masked WebSocket frame) and turns the protocol crate's
+//! outcomes into the SDK's.
+
+use bytes::{Buf, BytesMut};
+use rally_protocol::msgpack::Reader;
+use rally_protocol::ws::{self, Opcode};
+use rally_protocol::{frame, ClientMessage, DecodeError, ServerMessage};
+
+use crate::config::Transport;
+use crate::error::Error;
+
+/// Frames outgoing messages for one transport.
+#[derive(Debug)]
+pub(crate) enum Framing {
+    /// Length-prefixed frames, encoded in place.
+    Tcp,
+    /// Masked WebSocket binary frames.
+    Ws {
+        /// Where a body is encoded before it is masked into the output; kept to avoid
+        /// an allocation per message.
+        scratch: Vec<u8>,
+        /// Random masking keys, drawn from the OS in batches.
+        masks: MaskPool,
+    },
+}
+
+impl Framing {
+    pub(crate) fn new(transport: Transport) -> Framing {
+        match transport {
+            Transport::Tcp => Framing::Tcp,
+            Transport::WebSocket => Framing::Ws {
+                scratch: Vec::new(),
+                masks: MaskPool::new(),
+            },
+        }
+    }
+
+    /// Appends `msg`, framed, to `out`, unless its body is longer than `max_body` (the
+    /// server's `max_message_bytes`), in which case `out` is left as it was.
+    pub(crate) fn push(
+        &mut self,
+        out: &mut Vec<u8>,
+        msg: &ClientMessage<'_>,
+        max_body: usize,
+    ) -> Result<(), Error> {
+        match self {
+            Framing::Tcp => {
+                let at = frame::begin(out);
+                msg.encode(out);
+                let len = out.len() - at - frame::HEADER_LEN;
+                if len > max_body {
+                    out.truncate(at);
+                    return Err(Error::TooLarge { len, max: max_body });
+                }
+                frame::finish(out, at);
+            }
+            Framing::Ws { scratch, masks } => {
+                scratch.clear();
+                msg.encode(scratch);
+                if scratch.len() > max_body {
+                    return Err(Error::TooLarge {
+                        len: scratch.len(),
+                        max: max_body,
+                    });
+                }
+                ws::write_masked_frame(out, Opcode::Binary, scratch, masks.next());
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends a WebSocket control frame (a pong or a close); nothing over raw TCP.
+    pub(crate) fn push_control(&mut self, out: &mut Vec<u8>, opcode: Opcode, payload: &[u8]) {
+        if let Framing::Ws { masks, .. } = self {
+            ws::write_masked_frame(out, opcode, payload, masks.next());
+        }
+    }
+}
+
+/// Masking keys for client frames. RFC 6455 wants each unpredictable, so they come from
+/// the OS's random source, 16 at a time to spare a system call per frame.
+#[derive(Debug)]
+pub(crate) struct MaskPool {
+    keys: [u8; 64],
+    used: usize,
+}
+
+impl MaskPool {
+    fn new() -> MaskPool {
+        MaskPool {
+            keys: [0; 64],
+            used: 64,
+        }
+    }
+
+    fn next(&mut self) -> [u8; 4] {
+        if self.used == self.keys.len() {
+            // Without OS randomness the old keys are reused: still valid masks, only
+            // predictable, which matters to browsers' proxies rather than to this SDK.
+            let _ = getrandom::fill(&mut self.keys);
+            self.used = 0;
+        }
+        let k = &self.keys[self.used..self.used + 4];
+        self.used += 4;
+        [k[0], k[1], k[2], k[3]]
+    }
+}
+
+/// One decoded unit of what the server sent.
+#[derive(Debug)]
+pub(crate) enum Incoming {
+    /// A protocol message.
+    Msg(ServerMessage),
+    /// An `error` whose code this SDK does not know, decoded by hand.
+    UnknownError {
+        code: u16,
+        message: String,
+        req: u32,
+    },
+    /// A WebSocket ping, to answer with a pong carrying this payload.
+    Ping(Vec<u8>),
+    /// A WebSocket close frame.
+    Close,
+    /// Nothing to act on: a WebSocket fragment or pong, or a message type from a newer
+    /// protocol revision (ignored, like fields past the known ones).
+    Nothing,
+}
+
+/// Bytes received and not yet decoded, and the transport's decoder.
+#[derive(Debug)]
+pub(crate) struct Inbound {
+    /// Received bytes; decoded units are advanced past.
+    pub(crate) buf: BytesMut,
+    /// The WebSocket decoder, or `None` for raw TCP.
+    ws: Option<ws::Decoder>,
+    /// Largest server message accepted.
+    max: usize,
+}
+
+impl Inbound {
+    pub(crate) fn new(transport: Transport, max: usize) -> Inbound {
+        Inbound {
+            buf: BytesMut::new(),
+            ws: (transport == Transport::WebSocket).then(|| ws::Decoder::client(max)),
+            max,
+        }
+    }
+
+    /// Decodes the next whole unit at the start of the buffer, or `None` when more bytes
+    /// are needed.
+    pub(crate) fn next(&mut self) -> Result<Option<Incoming>, Error> {
+        let (used, incoming) = match &mut self.ws {
+            None => match frame::decode(&self.buf, self.max) {
+                Ok(None) => return Ok(None),
+                Ok(Some((used, body))) => (used, decode(body)?),
+                Err(e) => return Err(Error::Protocol(format!("bad frame: {e}"))),
+            },
+            Some(decoder) => match decoder.decode(&mut self.buf) {
+                Ok(None) => return Ok(None),
+                Ok(Some((used, event))) => (
+                    used,
+                    match event {
+                        ws::Event::Binary(body) => decode(body)?,
+                        ws::Event::Text(_) => {
+                            return Err(Error::Protocol("a text WebSocket message".into()))
+                        }
+                        ws::Event::Ping(p) => Incoming::Ping(p.to_vec()),
+                        ws::Event::Close(_) => Incoming::Close,
+                        ws::Event::Pong | ws::Event::Fragment => Incoming::Nothing,
+                    },
+                ),
+                Err(e) => return Err(Error::Protocol(e.to_string())),
+            },
+        };
+        self.buf.advance(used);
+        Ok(Some(incoming))
+    }
+}
+
+/// Decodes one message body.
+fn decode(body: &[u8]) -> Result<Incoming, Error> {
+    match ServerMessage::decode(body) {
+        Ok(m) => Ok(Incoming::Msg(m)),
+        Err(DecodeError::UnknownType(_)) => Ok(Incoming::Nothing),
+        Err(DecodeError::UnknownCode(_)) => decode_unknown_error(body)
+            .ok_or_else(|| Error::Protocol("undecodable error message".into())),
+        Err(e) => Err(Error::Protocol(format!("undecodable message: {e}"))),
+    }
+}
+
+/// `[71, code, message, req]` for a code the protocol crate refuses to name.
+fn decode_unknown_error(body: &[u8]) -> Option<Incoming> {
+    let mut r = Reader::new(body);
+    if r.read_array_len().ok()? < 4 {
+        return None;
+    }
+    r.read_u64().ok()?;
+    Some(Incoming::UnknownError {
+        code: r.read_u16().ok()?,
+        message: r.read_str().ok()?.to_owned(),
+        req: r.read_u32().ok()?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use rally_protocol::{msgpack, ErrorCode};
+
+    use super::*;
+
+    fn server_bytes(transport: Transport, msgs: &[ServerMessage]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for m in msgs {
+            let mut body = Vec::new();
+            m.encode(&mut body);
+            match transport {
+                Transport::Tcp => frame::encode(&body, &mut out),
+                Transport::WebSocket => ws::write_frame(&mut out, Opcode::Binary, &body),
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn decodes_split_and_batched_messages_on_both_transports() {
+        let msgs = [
+            ServerMessage::Pong { nonce: 9 },
+            ServerMessage::Ok { req: 3 },
+        ];
+        for t in [Transport::Tcp, Transport::WebSocket] {
+            let bytes = server_bytes(t, &msgs);
+            let mut inbound = Inbound::new(t, 1024);
+            let mut got = Vec::new();
+            // One byte at a time: every prefix is either incomplete or a whole message.
+            for b in bytes {
+                inbound.buf.extend_from_slice(&[b]);
+                while let Some(i) = inbound.next().unwrap() {
+                    got.push(i);
+                }
+            }
+            assert!(matches!(
+                got.as_slice(),
+                [
+                    Incoming::Msg(ServerMessage::Pong { nonce: 9 }),
+                    Incoming::Msg(ServerMessage::Ok { req: 3 })
+                ]
+            ));
+            assert!(inbound.buf.is_empty());
+        }
+    }
+
+    #[test]
+    fn unknown_types_are_skipped_and_unknown_codes_kept() {
+        let mut body = Vec::new();
+        msgpack::write_array_len(&mut body, 2);
+        msgpack::write_uint(&mut body, 90);
+        msgpack::write_uint(&mut body, 1);
+        assert!(matches!(decode(&body), Ok(Incoming::Nothing)));
+        let mut body = Vec::new();
+        msgpack::write_array_len(&mut body, 4);
+        msgpack::write_uint(&mut body, 71);
+        msgpack::write_uint(&mut body, 999);
+        msgpack::write_str(&mut body, "new");
+        msgpack::write_uint(&mut body, 5);
+        assert!(matches!(
+            decode(&body),
+            Ok(Incoming::UnknownError { code: 999, req: 5, ref message }) if message == "new"
+        ));
+        assert!(decode(&[0x91]).is_err());
+    }
+
+    #[test]
+    fn oversized_server_messages_are_refused() {
+        let big = ServerMessage::Error {
+            code: ErrorCode::Internal,
+            message: "x".repeat(100),
+            req: 0,
+        };
+        for t in [Transport::Tcp, Transport::WebSocket] {
+            let mut inbound = Inbound::new(t, 50);
+            inbound
+                .buf
+                .extend_from_slice(&server_bytes(t, std::slice::from_ref(&big)));
+            assert!(matches!(inbound.next(), Err(Error::Protocol(_))));
+        }
+    }
+
+    #[test]
+    fn client_frames_decode_on_the_server_side() {
+        let ping = ClientMessage::Ping { nonce: 5 };
+        let mut body = Vec::new();
+        ping.encode(&mut body);
+        for t in [Transport::Tcp, Transport::WebSocket] {
+            let mut framing = Framing::new(t);
+            let mut out = Vec::new();
+            framing.push(&mut out, &ping, 4096).unwrap();
+            framing.push(&mut out, &ping, 4096).unwrap();
+            let first = match t {
+                Transport::Tcp => frame::decode(&out, 4096).unwrap().unwrap().1.to_vec(),
+                Transport::WebSocket => match ws::Decoder::server(4096).decode(&mut out) {
+                    Ok(Some((_, ws::Event::Binary(b)))) => b.to_vec(),
+                    other => panic!("{other:?}"),
+                },
+            };
+            assert_eq!(first, body);
+            let mut small = Vec::new();
+            assert!(matches!(
+                framing.push(&mut small, &ping, 2),
+                Err(Error::TooLarge { len: 3, max: 2 })
+            ));
+            assert!(small.is_empty(), "nothing of a refused message is left");
+        }
+    }
+
+    #[test]
+    fn masks_vary() {
+        let mut pool = MaskPool::new();
+        let keys: Vec<[u8; 4]> = (0..40).map(|_| pool.next()).collect();
+        let distinct: std::collections::HashSet<_> = keys.iter().collect();
+        assert!(distinct.len() > 30, "{keys:?}");
+    }
+}
