@@ -46,6 +46,7 @@ fn cli() -> Command {
         .subcommand_required(true)
         .arg_required_else_help(true)
         .subcommand(serve)
+        .subcommand(rally_bots::cli::command())
 }
 
 /// The games `rally serve` offers.
@@ -153,6 +154,7 @@ fn main() -> ExitCode {
     };
     let result = match matches.subcommand() {
         Some(("serve", m)) => runtime.block_on(serve(m)),
+        Some(("bots", m)) => runtime.block_on(rally_bots::cli::run(m)),
         _ => Ok(ExitCode::FAILURE),
     };
     match result {

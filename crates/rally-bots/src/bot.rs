@@ -1,0 +1,227 @@
+//! One bot's life: connect, join, send an arena input every interval, time each input
+//! until the first state that shows it applied, and close at the deadline.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use rally_client::{Client, Config, Error, Event, Events};
+use tokio::time::{self, Instant, MissedTickBehavior};
+
+use crate::config::{BotsConfig, Transport};
+use crate::stats::Stats;
+
+/// Inputs remembered per bot: at 20 Hz, 1.6 s of inputs in flight, far more than a
+/// healthy server ever leaves unanswered. Older inputs go unmeasured.
+const RING: usize = 32;
+
+/// Send times of the last [`RING`] inputs, by seq; fixed size so that sending an input
+/// allocates nothing.
+#[derive(Debug)]
+pub(crate) struct SendTimes {
+    slots: [(u32, Option<Instant>); RING],
+    /// The highest seq already measured: a state acknowledges every seq up to its
+    /// `last_seq`, and each one is measured at the first state that does.
+    acked: u32,
+}
+
+impl SendTimes {
+    pub(crate) fn new() -> SendTimes {
+        SendTimes {
+            slots: [(0, None); RING],
+            acked: 0,
+        }
+    }
+
+    /// Notes that `seq` was sent at `at`.
+    pub(crate) fn sent(&mut self, seq: u32, at: Option<Instant>) {
+        self.slots[seq as usize % RING] = (seq, at);
+    }
+
+    /// A state says inputs up to `last_seq` are applied: calls `f` with the latency of
+    /// each not yet measured, if its send time is remembered and was recorded (`Some`).
+    pub(crate) fn acked(&mut self, last_seq: u32, now: Instant, mut f: impl FnMut(Duration)) {
+        if last_seq <= self.acked {
+            return;
+        }
+        let first = self.acked.max(last_seq.saturating_sub(RING as u32)) + 1;
+        for seq in first..=last_seq {
+            if let (s, Some(at)) = self.slots[seq as usize % RING] {
+                if s == seq {
+                    f(now.saturating_duration_since(at));
+                }
+            }
+        }
+        self.acked = last_seq;
+    }
+}
+
+/// What kind of error `e` is, for counting: short and stable.
+pub(crate) fn kind(e: &Error) -> String {
+    match e {
+        Error::Io(io) => format!("io:{:?}", io.kind()),
+        Error::Timeout(_) => "timeout".to_owned(),
+        Error::Server { code, .. } => code.name().to_owned(),
+        Error::UnknownServerError { code, .. } => format!("code_{code}"),
+        Error::Protocol(_) => "protocol".to_owned(),
+        Error::PeerClosed => "peer_closed".to_owned(),
+        Error::ConnectionLost => "connection_lost".to_owned(),
+        Error::Closed => "closed".to_owned(),
+        Error::Backpressure => "backpressure".to_owned(),
+        Error::TooLarge { .. } => "too_large".to_owned(),
+        Error::InvalidPayload => "invalid_payload".to_owned(),
+        Error::Config(_) => "config".to_owned(),
+        Error::AllFailed(_) => "all_failed".to_owned(),
+        _ => "other".to_owned(),
+    }
+}
+
+/// Runs bot `id` from `start` until `deadline`, reporting into `stats`.
+pub(crate) async fn run(
+    id: u32,
+    cfg: Arc<BotsConfig>,
+    stats: Arc<Stats>,
+    start: Instant,
+    deadline: Instant,
+) {
+    time::sleep_until(start).await;
+    if Instant::now() >= deadline {
+        return;
+    }
+    let config = Config::new(cfg.addr.clone())
+        .transport(match cfg.transport {
+            Transport::Tcp => rally_client::Transport::Tcp,
+            Transport::Ws => rally_client::Transport::WebSocket,
+        })
+        .client_name(format!("bot-{id}"));
+    let (client, events) = match time::timeout_at(deadline, Client::connect(config)).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => return stats.error(format!("connect:{}", kind(&e))),
+        Err(_) => return stats.error("connect:unfinished"),
+    };
+    match time::timeout_at(deadline, client.join(&cfg.room_kind)).await {
+        Ok(Ok(_room)) => {
+            Stats::add(&stats.connected, 1);
+            Stats::add(&stats.active, 1);
+            play(id, &cfg, &stats, &client, events, deadline).await;
+            stats
+                .active
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(Err(e)) => stats.error(format!("join:{}", kind(&e))),
+        Err(_) => stats.error("join:unfinished"),
+    }
+    if time::timeout(cfg.close_timeout, client.close())
+        .await
+        .is_err()
+    {
+        stats.error("close:timeout");
+    }
+}
+
+/// The steady state: an input every interval, states timed against them.
+async fn play(
+    id: u32,
+    cfg: &BotsConfig,
+    stats: &Stats,
+    client: &Client,
+    mut events: Events,
+    deadline: Instant,
+) {
+    let joined = Instant::now();
+    let warm = joined + cfg.warmup;
+    let mut ticker = time::interval(cfg.input_interval);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let mut times = SendTimes::new();
+    let mut payload = Vec::with_capacity(16);
+    let mut seq: u32 = 0;
+    let stop = time::sleep_until(deadline);
+    tokio::pin!(stop);
+    // Each bot wanders on its own circle: a heading that turns a little every input.
+    let phase = id as f32 * 0.618;
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = ticker.tick() => {
+                seq += 1;
+                let heading = phase + seq as f32 * 0.05;
+                payload.clear();
+                arena::encode_input(&mut payload, heading.cos(), heading.sin());
+                let now = Instant::now();
+                match client.send_input(seq, &payload) {
+                    Ok(()) => {
+                        Stats::add(&stats.inputs_sent, 1);
+                        times.sent(seq, (now >= warm).then_some(now));
+                    }
+                    // Refused while reconnecting: the disconnect is counted already.
+                    Err(Error::ConnectionLost) => times.sent(seq, None),
+                    Err(e) => {
+                        times.sent(seq, None);
+                        stats.error(format!("input:{}", kind(&e)));
+                    }
+                }
+            }
+            event = events.next() => match event {
+                Some(Event::State(state)) => {
+                    Stats::add(&stats.states_received, 1);
+                    times.acked(state.last_seq, Instant::now(), |d| stats.record(id, d));
+                }
+                Some(Event::Error(e)) => stats.error(format!("server:{}", kind(&e))),
+                Some(Event::Disconnected(_)) => stats.error("disconnect"),
+                Some(Event::ResumeFailed(e)) => {
+                    stats.error(format!("resume_failed:{}", kind(&e)));
+                    return;
+                }
+                Some(Event::RoomClosed { .. }) => {
+                    stats.error("room_closed");
+                    return;
+                }
+                Some(Event::Shutdown { .. }) => {
+                    stats.error("shutdown");
+                    return;
+                }
+                Some(Event::Closed(Some(e))) => {
+                    stats.error(format!("closed:{}", kind(&e)));
+                    return;
+                }
+                Some(Event::Closed(None)) | None => return,
+                Some(_) => {}
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_seq_is_measured_once_at_the_first_state_that_covers_it() {
+        let t0 = Instant::now();
+        let mut times = SendTimes::new();
+        for seq in 1..=3 {
+            times.sent(seq, Some(t0 + Duration::from_millis(u64::from(seq) * 10)));
+        }
+        let mut got = Vec::new();
+        times.acked(2, t0 + Duration::from_millis(50), |d| got.push(d));
+        assert_eq!(got, [Duration::from_millis(40), Duration::from_millis(30)]);
+        got.clear();
+        times.acked(2, t0 + Duration::from_millis(60), |d| got.push(d));
+        assert!(got.is_empty(), "already measured");
+        times.acked(3, t0 + Duration::from_millis(70), |d| got.push(d));
+        assert_eq!(got, [Duration::from_millis(40)]);
+    }
+
+    #[test]
+    fn overwritten_and_warmup_inputs_are_not_measured() {
+        let t0 = Instant::now();
+        let mut times = SendTimes::new();
+        times.sent(1, None);
+        for seq in 2..=(RING as u32 + 5) {
+            times.sent(seq, Some(t0));
+        }
+        let mut n = 0;
+        times.acked(RING as u32 + 5, t0, |_| n += 1);
+        assert_eq!(n, RING);
+    }
+}

@@ -1,0 +1,83 @@
+//! What a swarm run does: which server, how many bots, for how long.
+
+use std::fmt;
+use std::time::Duration;
+
+/// Which transport the bots use (the SDK's two).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Transport {
+    /// Raw TCP, to the server's `tcp` listener.
+    #[default]
+    Tcp,
+    /// WebSocket on `/ws`, to the server's `http` listener.
+    Ws,
+}
+
+impl Transport {
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Ws => "ws",
+        }
+    }
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One swarm run.
+#[derive(Debug, Clone)]
+pub struct BotsConfig {
+    /// The server, `host:port`: its TCP listener, or its HTTP listener for WebSocket.
+    pub addr: String,
+    /// The transport every bot uses.
+    pub transport: Transport,
+    /// How many bots to start.
+    pub bots: u32,
+    /// How long the run lasts from the first bot's start; then every bot closes.
+    pub duration: Duration,
+    /// Bots started per second, so that thousands of handshakes do not land at once.
+    pub ramp_per_sec: u32,
+    /// The room kind every bot joins; inputs are arena inputs.
+    pub room_kind: String,
+    /// How often each bot sends an input (50 ms: the scenario's 20 Hz).
+    pub input_interval: Duration,
+    /// Latencies of inputs sent this soon after a bot joined are not recorded: the first
+    /// moments include room creation and connection warm-up, not steady play.
+    pub warmup: Duration,
+    /// Bounds each bot's goodbye (leave, then close) at the end.
+    pub close_timeout: Duration,
+    /// Whether to draw a progress line on stderr once a second.
+    pub progress: bool,
+}
+
+impl BotsConfig {
+    /// A run against `addr` with the defaults of `rally bots`.
+    pub fn new(addr: impl Into<String>) -> BotsConfig {
+        BotsConfig {
+            addr: addr.into(),
+            transport: Transport::Tcp,
+            bots: DEFAULT_BOTS,
+            duration: Duration::from_secs(DEFAULT_DURATION_SECS),
+            ramp_per_sec: DEFAULT_RAMP,
+            room_kind: DEFAULT_ROOM_KIND.to_owned(),
+            input_interval: Duration::from_millis(50),
+            warmup: Duration::from_secs(2),
+            close_timeout: Duration::from_secs(5),
+            progress: false,
+        }
+    }
+}
+
+/// Default of `--bots`.
+pub(crate) const DEFAULT_BOTS: u32 = 100;
+/// Default of `--duration`.
+pub(crate) const DEFAULT_DURATION_SECS: u64 = 20;
+/// Default of `--ramp`.
+pub(crate) const DEFAULT_RAMP: u32 = 500;
+/// Default of `--room-kind`.
+pub(crate) const DEFAULT_ROOM_KIND: &str = "arena";

@@ -1,0 +1,30 @@
+//! `rally-bots`: a swarm of arena bots that play against a Rally server and measure
+//! input-to-state latency (SPEC.md section 7, "arena-16 @ 20 Hz").
+//!
+//! Every bot is one tokio task driving one [`rally_client::Client`]: it joins a room,
+//! sends an input every 50 ms, and times each input until the first state that shows it
+//! applied. Latencies go into a few shared HDR histograms; the end result is a
+//! [`Report`] that prints as a table, serialises as JSON and draws as an SVG chart.
+//!
+//! # Layout
+//!
+//! - `config`: [`BotsConfig`], what a run does, and its defaults.
+//! - `cli`: the `rally bots` flags ([`cli::command`]) and their handling ([`cli::run`]).
+//! - `bot`: one bot's life: connect, join, play, measure, close.
+//! - `stats`: counters and histograms every bot writes to while the run goes on.
+//! - `swarm`: [`run`]: ramps the bots up, shows progress, stops them, builds the report.
+//! - `report`: [`Report`]: the summary table and the JSON.
+//! - `chart`: the SVG latency chart.
+#![warn(missing_docs, unreachable_pub)]
+
+mod bot;
+mod chart;
+pub mod cli;
+mod config;
+mod report;
+mod stats;
+mod swarm;
+
+pub use config::{BotsConfig, Transport};
+pub use report::{Report, Second};
+pub use swarm::run;

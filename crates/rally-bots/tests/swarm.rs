@@ -1,0 +1,115 @@
+//! The swarm against a real server on 127.0.0.1 port 0, over both transports.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use rally_bots::{BotsConfig, Report, Transport};
+use rally_server::{Config, Games, Server};
+use tokio::sync::oneshot;
+
+const BOTS: u32 = 20;
+
+/// Starts a server, runs 20 bots for 3 s over `transport`, stops the server.
+async fn swarm(transport: Transport) -> Report {
+    let mut config = Config::default();
+    let local: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    config.tcp = local;
+    config.http = local;
+    config.admin = local;
+    config.reconnect_grace_ms = 0;
+    let mut games = Games::new();
+    games.register(arena::KIND, arena::MAX_PLAYERS, arena::Arena::new);
+    let server = Server::builder(config, games).bind().await.expect("bind");
+    let addr = match transport {
+        Transport::Tcp => server.tcp_addr(),
+        Transport::Ws => server.ws_addr(),
+    };
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(async move {
+        let _ = stopped.await;
+    }));
+
+    let mut cfg = BotsConfig::new(addr.to_string());
+    cfg.transport = transport;
+    cfg.bots = BOTS;
+    cfg.duration = Duration::from_secs(3);
+    // Shorter than the default so that a 3 s run still measures two seconds of play.
+    cfg.warmup = Duration::from_secs(1);
+    let report = rally_bots::run(cfg).await;
+
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("server drains")
+        .expect("server task");
+    report
+}
+
+fn check(report: &Report, transport: &str) {
+    let table = report.summary_table();
+    assert_eq!(report.errors, 0, "{table}");
+    assert_eq!(report.connected, u64::from(BOTS), "{table}");
+    let l = report.latency;
+    assert!(l.samples > 0, "{table}");
+    assert!(l.p50 > 0.0 && l.p50 < 60.0, "{table}");
+    assert!(
+        l.p50 <= l.p90 && l.p90 <= l.p99 && l.p99 <= l.max,
+        "{table}"
+    );
+    let expected = f64::from(BOTS) * 20.0;
+    assert!(
+        report.states_per_sec > expected * 0.5 && report.states_per_sec < expected * 1.5,
+        "{table}"
+    );
+    assert!(report.inputs_per_sec > expected * 0.5, "{table}");
+    assert!(!report.timeline.is_empty(), "{table}");
+
+    let dir = std::env::temp_dir().join(format!("rally-bots-{}-{transport}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json_path = dir.join("report.json");
+    report.write_json(&json_path).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    for key in [
+        "connected",
+        "errors",
+        "errors_by_kind",
+        "latency_ms",
+        "inputs_per_sec",
+        "states_per_sec",
+        "bots",
+        "duration_secs",
+        "transport",
+    ] {
+        assert!(json.get(key).is_some(), "missing {key}: {json}");
+    }
+    for key in ["p50", "p90", "p99", "max"] {
+        assert!(json["latency_ms"][key].is_number(), "missing {key}: {json}");
+    }
+    assert_eq!(json["transport"], transport);
+    assert_eq!(json["bots"], BOTS);
+
+    let chart_path = dir.join("chart.svg");
+    report.write_chart(&chart_path).unwrap();
+    let svg = std::fs::read_to_string(&chart_path).unwrap();
+    assert!(
+        svg.starts_with("<svg") || svg.starts_with("<?xml"),
+        "{}",
+        &svg[..svg.len().min(100)]
+    );
+    assert!(svg.trim_end().ends_with("</svg>"));
+    assert!(svg.contains("<polyline"), "the latency lines are drawn");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_bots_over_tcp_play_without_errors() {
+    let report = swarm(Transport::Tcp).await;
+    check(&report, "tcp");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_bots_over_websocket_play_without_errors() {
+    let report = swarm(Transport::Ws).await;
+    check(&report, "ws");
+}
