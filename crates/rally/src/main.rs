@@ -119,6 +119,18 @@ async fn signal() {
 async fn serve(m: &ArgMatches) -> anyhow::Result<ExitCode> {
     let config = sources(m)?.load()?;
     init_logs(&config.log_level, config.log_format)?;
+    // Each player is a file descriptor: take the soft limit up to the hard one, and say
+    // so when even that cannot hold `concurrency_limit` players (plus listeners and logs).
+    let wanted = u64::from(config.concurrency_limit) + 64;
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) if limit < wanted => tracing::warn!(
+            open_files = limit,
+            concurrency_limit = config.concurrency_limit,
+            "the open-file limit is below concurrency_limit; connections past it will fail to be accepted"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot read or raise the open-file limit"),
+    }
     let server = Server::builder(config, games()).bind().await?;
     let report = server
         .run(async {
