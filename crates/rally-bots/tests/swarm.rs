@@ -1,33 +1,24 @@
 //! The swarm against a real server on 127.0.0.1 port 0, over both transports.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use rally_bots::{BotsConfig, Report, Transport};
-use rally_server::{Config, Games, Server};
-use tokio::sync::oneshot;
+use rally_server::Config;
+use rally_testkit::TestServer;
 
 const BOTS: u32 = 20;
 
 /// Starts a server, runs 20 bots for 3 s over `transport`, stops the server.
 async fn swarm(transport: Transport) -> Report {
-    let mut config = Config::default();
-    let local: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    config.tcp = local;
-    config.http = local;
-    config.admin = local;
-    config.reconnect_grace_ms = 0;
-    let mut games = Games::new();
-    games.register(arena::KIND, arena::MAX_PLAYERS, arena::Arena::new);
-    let server = Server::builder(config, games).bind().await.expect("bind");
-    let addr = match transport {
-        Transport::Tcp => server.tcp_addr(),
-        Transport::Ws => server.ws_addr(),
+    let config = Config {
+        reconnect_grace_ms: 0,
+        ..rally_testkit::local_config()
     };
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(server.run(async move {
-        let _ = stopped.await;
-    }));
+    let server = TestServer::start(config).await;
+    let addr = match transport {
+        Transport::Tcp => server.tcp,
+        Transport::Ws => server.ws,
+    };
 
     let mut cfg = BotsConfig::new(addr.to_string());
     cfg.transport = transport;
@@ -37,11 +28,8 @@ async fn swarm(transport: Transport) -> Report {
     cfg.warmup = Duration::from_secs(1);
     let report = rally_bots::run(cfg).await;
 
-    let _ = stop.send(());
-    tokio::time::timeout(Duration::from_secs(10), task)
-        .await
-        .expect("server drains")
-        .expect("server task");
+    let drained = server.shutdown().await;
+    assert!(drained.drained, "{drained:?}");
     report
 }
 

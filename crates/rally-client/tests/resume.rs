@@ -15,7 +15,7 @@ use rally_client::{Client, ErrorCode, Event, Transport};
 
 async fn resumes_after_a_drop(transport: Transport) {
     let server = TestServer::start(server_config()).await;
-    let proxy = Proxy::start(server.addr(transport)).await;
+    let proxy = Proxy::start(common::addr(&server, transport)).await;
     let (client, mut events) = Client::connect(client_config(proxy.addr, transport))
         .await
         .expect("connect");

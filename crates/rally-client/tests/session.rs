@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 
 async fn play(transport: Transport) {
     let server = TestServer::start(server_config()).await;
-    let (client, mut events) = connect(server.addr(transport), transport).await;
+    let (client, mut events) = connect(common::addr(&server, transport), transport).await;
     let welcome = client.welcome();
     assert_eq!(welcome.version, 1);
     assert_eq!(welcome.tick_hz, 20);
@@ -96,7 +96,7 @@ async fn websocket_connect_join_inputs_states() {
 async fn chat_is_answered_and_heard() {
     let server = TestServer::start(server_config()).await;
     for transport in [Transport::Tcp, Transport::WebSocket] {
-        let (client, mut events) = connect(server.addr(transport), transport).await;
+        let (client, mut events) = connect(common::addr(&server, transport), transport).await;
         // Outside a room, chat is refused with the server's code, not retried.
         match client.chat("anyone?").await {
             Err(Error::Server { code, .. }) => assert_eq!(code, ErrorCode::NotInRoom),
@@ -166,9 +166,9 @@ async fn a_full_server_refuses_with_server_full_and_no_retry() {
     config.concurrency_limit = 1;
     let server = TestServer::start(config).await;
     for transport in [Transport::Tcp, Transport::WebSocket] {
-        let (first, _events) = connect(server.addr(transport), transport).await;
+        let (first, _events) = connect(common::addr(&server, transport), transport).await;
         // Through a proxy that counts the connections the client opens.
-        let proxy = Proxy::start(server.addr(transport)).await;
+        let proxy = Proxy::start(common::addr(&server, transport)).await;
         let refused = Client::connect(client_config(proxy.addr, transport)).await;
         match refused {
             Err(Error::Server { code, .. }) => assert_eq!(code, ErrorCode::ServerFull),

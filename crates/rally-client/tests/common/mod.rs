@@ -9,70 +9,27 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use rally_client::{Client, Config, Event, Events, Room, Transport};
-use rally_server::{Games, Server, ServerHandle, ShutdownReport};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// How long a test waits for any one thing before failing.
 pub const LIMIT: Duration = Duration::from_secs(10);
 
+// Each test binary uses its own subset of these.
+#[allow(unused_imports)]
+pub use rally_testkit::{eventually, TestServer};
+
+/// The default server config (seats held for the default reconnect grace) on 127.0.0.1.
 pub fn server_config() -> rally_server::Config {
-    let mut c = rally_server::Config::default();
-    let local: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    c.tcp = local;
-    c.http = local;
-    c.admin = local;
-    c
+    rally_testkit::local_config()
 }
 
-pub struct TestServer {
-    pub tcp: SocketAddr,
-    pub ws: SocketAddr,
-    pub handle: ServerHandle,
-    stop: Option<oneshot::Sender<()>>,
-    pub task: JoinHandle<ShutdownReport>,
-}
-
-impl TestServer {
-    pub async fn start(config: rally_server::Config) -> TestServer {
-        let mut games = Games::new();
-        games.register(arena::KIND, arena::MAX_PLAYERS, arena::Arena::new);
-        let server = Server::builder(config, games).bind().await.expect("bind");
-        let (tx, rx) = oneshot::channel::<()>();
-        let (tcp, ws, handle) = (server.tcp_addr(), server.ws_addr(), server.handle());
-        let task = tokio::spawn(server.run(async move {
-            let _ = rx.await;
-        }));
-        TestServer {
-            tcp,
-            ws,
-            handle,
-            stop: Some(tx),
-            task,
-        }
-    }
-
-    /// The address of `transport`'s listener.
-    pub fn addr(&self, transport: Transport) -> SocketAddr {
-        match transport {
-            Transport::Tcp => self.tcp,
-            Transport::WebSocket => self.ws,
-        }
-    }
-
-    pub fn begin_shutdown(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-    }
-
-    pub async fn shutdown(mut self) -> ShutdownReport {
-        self.begin_shutdown();
-        tokio::time::timeout(Duration::from_secs(30), self.task)
-            .await
-            .expect("shutdown in time")
-            .unwrap()
+/// The address of `transport`'s listener on `server`.
+pub fn addr(server: &TestServer, transport: Transport) -> SocketAddr {
+    match transport {
+        Transport::Tcp => server.tcp,
+        Transport::WebSocket => server.ws,
     }
 }
 
@@ -135,17 +92,6 @@ pub async fn join_arena(client: &Client) -> Room {
     assert!(room.player_id >= 1);
     assert_eq!(client.room(), Some(room.clone()));
     room
-}
-
-/// Waits (bounded) until `f` holds.
-pub async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    for _ in 0..1000 {
-        if f() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("timed out waiting until {what}");
 }
 
 /// A TCP proxy in front of `upstream` that can cut every connection it carries, and

@@ -8,87 +8,23 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use rally_server::protocol::{frame, ClientMessage, ErrorCode, ServerMessage, PROTOCOL_VERSION};
-use rally_server::{Config, Games, Server, ServerHandle, ShutdownReport};
+use rally_server::Config;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 
 /// How long a test waits for any one message before failing.
 pub const RECV_LIMIT: Duration = Duration::from_secs(10);
 
+// Each test binary uses its own subset of these.
+#[allow(unused_imports)]
+pub use rally_testkit::{eventually, games, TestServer};
+
 pub fn config() -> Config {
-    let mut c = Config::default();
-    let local: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    c.tcp = local;
-    c.http = local;
-    c.admin = local;
     // Seats are freed as soon as a connection drops, unless a test is about resuming.
-    c.reconnect_grace_ms = 0;
-    c
-}
-
-pub fn games() -> Games {
-    let mut g = Games::new();
-    g.register(arena::KIND, arena::MAX_PLAYERS, arena::Arena::new);
-    g.register(
-        tictactoe::KIND,
-        tictactoe::MAX_PLAYERS,
-        tictactoe::TicTacToe::new,
-    );
-    g
-}
-
-pub struct TestServer {
-    pub tcp: SocketAddr,
-    pub ws: SocketAddr,
-    pub admin: SocketAddr,
-    pub handle: ServerHandle,
-    stop: Option<oneshot::Sender<()>>,
-    pub task: JoinHandle<ShutdownReport>,
-}
-
-impl TestServer {
-    pub async fn start(config: Config) -> TestServer {
-        Self::start_with(Server::builder(config, games())).await
-    }
-
-    pub async fn start_with(builder: rally_server::ServerBuilder) -> TestServer {
-        let server = builder.bind().await.expect("bind");
-        let (tx, rx) = oneshot::channel::<()>();
-        let (tcp, ws, admin, handle) = (
-            server.tcp_addr(),
-            server.ws_addr(),
-            server.admin_addr(),
-            server.handle(),
-        );
-        let task = tokio::spawn(server.run(async move {
-            let _ = rx.await;
-        }));
-        TestServer {
-            tcp,
-            ws,
-            admin,
-            handle,
-            stop: Some(tx),
-            task,
-        }
-    }
-
-    /// Starts the shutdown; the task completes when the drain is over.
-    pub fn begin_shutdown(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-    }
-
-    pub async fn shutdown(mut self) -> ShutdownReport {
-        self.begin_shutdown();
-        tokio::time::timeout(Duration::from_secs(30), self.task)
-            .await
-            .expect("shutdown in time")
-            .unwrap()
+    Config {
+        reconnect_grace_ms: 0,
+        ..rally_testkit::local_config()
     }
 }
 
@@ -293,15 +229,4 @@ impl Client {
             }
         }
     }
-}
-
-/// Waits (bounded) until `f` holds, polling the server's live view.
-pub async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    for _ in 0..1000 {
-        if f() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("timed out waiting until {what}");
 }
