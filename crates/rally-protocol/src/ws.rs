@@ -285,18 +285,51 @@ pub fn apply_mask(payload: &mut [u8], mask: [u8; 4]) {
     }
 }
 
+/// Most bytes the header of an unmasked frame takes.
+pub const MAX_HEADER: usize = 10;
+
+/// The header of an unmasked, final frame with `len` payload bytes, and its length.
+fn header(opcode: Opcode, len: usize) -> ([u8; MAX_HEADER], usize) {
+    let mut h = [0u8; MAX_HEADER];
+    h[0] = 0x80 | opcode.bits();
+    let n = if len < 126 {
+        h[1] = len as u8;
+        2
+    } else if len <= usize::from(u16::MAX) {
+        h[1] = 126;
+        h[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+        4
+    } else {
+        h[1] = 127;
+        h[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+        10
+    };
+    (h, n)
+}
+
 /// Appends the header of an unmasked, final frame with `len` payload bytes (server side).
 pub fn write_header(out: &mut Vec<u8>, opcode: Opcode, len: usize) {
-    out.push(0x80 | opcode.bits());
-    if len < 126 {
-        out.push(len as u8);
-    } else if len <= usize::from(u16::MAX) {
-        out.push(126);
-        out.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        out.push(127);
-        out.extend_from_slice(&(len as u64).to_be_bytes());
-    }
+    let (h, n) = header(opcode, len);
+    out.extend_from_slice(&h[..n]);
+}
+
+/// Starts an unmasked frame in `out` whose payload length is not known yet: reserves room
+/// for the largest header and returns where it is. Append the payload, then call
+/// [`finish`] with the returned position.
+pub fn begin(out: &mut Vec<u8>) -> usize {
+    let at = out.len();
+    out.resize(at + MAX_HEADER, 0);
+    at
+}
+
+/// Writes the header of the frame started at `at` by [`begin`] and slides the payload
+/// back behind it (one small copy, no scratch buffer).
+pub fn finish(out: &mut Vec<u8>, at: usize, opcode: Opcode) {
+    let len = out.len() - at - MAX_HEADER;
+    let (h, n) = header(opcode, len);
+    out[at..at + n].copy_from_slice(&h[..n]);
+    out.copy_within(at + MAX_HEADER.., at + n);
+    out.truncate(at + n + len);
 }
 
 /// Appends one unmasked, final frame (server side).
@@ -388,6 +421,20 @@ mod tests {
         let mut rest = rest[n2..].to_vec();
         let (_, e3) = d.decode(&mut rest).unwrap().unwrap();
         assert_eq!(e3, Event::Binary(b"abcde"));
+    }
+
+    #[test]
+    fn begin_finish_matches_write_frame() {
+        for len in [0usize, 125, 126, 65535, 65536] {
+            let payload = vec![7u8; len];
+            let mut a = vec![1u8];
+            let at = begin(&mut a);
+            a.extend_from_slice(&payload);
+            finish(&mut a, at, Opcode::Binary);
+            let mut b = vec![1u8];
+            write_frame(&mut b, Opcode::Binary, &payload);
+            assert_eq!(a, b, "len {len}");
+        }
     }
 
     #[test]

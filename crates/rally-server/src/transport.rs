@@ -115,9 +115,6 @@ impl Decoder {
     }
 }
 
-/// Most bytes a WebSocket frame header takes (server frames are unmasked).
-const WS_MAX_HEADER: usize = 10;
-
 /// Appends one framed server message to `out`.
 pub(crate) fn encode(transport: Transport, msg: &ServerMessage, out: &mut Vec<u8>) {
     match transport {
@@ -127,18 +124,9 @@ pub(crate) fn encode(transport: Transport, msg: &ServerMessage, out: &mut Vec<u8
             frame::finish(out, at);
         }
         Transport::WebSocket => {
-            // Encode the body after room for the largest header, then slide it back
-            // behind the real header: no scratch buffer, one small copy.
-            let at = out.len();
-            out.resize(at + WS_MAX_HEADER, 0);
+            let at = ws::begin(out);
             msg.encode(out);
-            let len = out.len() - at - WS_MAX_HEADER;
-            let mut header = Vec::with_capacity(WS_MAX_HEADER);
-            ws::write_header(&mut header, ws::Opcode::Binary, len);
-            let h = header.len();
-            out[at..at + h].copy_from_slice(&header);
-            out.copy_within(at + WS_MAX_HEADER.., at + h);
-            out.truncate(at + h + len);
+            ws::finish(out, at, ws::Opcode::Binary);
         }
     }
 }
