@@ -47,6 +47,8 @@ fn cli() -> Command {
         .arg_required_else_help(true)
         .subcommand(serve)
         .subcommand(rally_bots::cli::command())
+        .subcommand(rally_bench::cli::command())
+        .subcommand(rally_bench::cli::worker_command())
 }
 
 /// The games `rally serve` offers.
@@ -167,6 +169,8 @@ fn main() -> ExitCode {
     let result = match matches.subcommand() {
         Some(("serve", m)) => runtime.block_on(serve(m)),
         Some(("bots", m)) => runtime.block_on(rally_bots::cli::run(m)),
+        Some(("bench", m)) => runtime.block_on(rally_bench::cli::run(m)),
+        Some(("bench-worker", m)) => runtime.block_on(rally_bench::cli::run_worker(m)),
         _ => Ok(ExitCode::FAILURE),
     };
     match result {

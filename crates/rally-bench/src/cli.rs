@@ -1,0 +1,327 @@
+//! `rally bench` (the suite) and `rally bench-worker` (the processes it starts: hidden).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{value_parser, Arg, ArgAction, ArgMatches, Command};
+
+use crate::child::Placement;
+use crate::procfs::Machine;
+use crate::report::{utc_now, Results};
+use crate::suite::{self, Options, Peer, ReqResp, Search};
+use crate::workers::{self, Target};
+
+/// Where the Colyseus peer's script is, relative to the repository's root.
+const COLYSEUS_SCRIPT: &str = "../shared/peers/colyseus/run.sh";
+
+/// The `bench` subcommand.
+pub fn command() -> Command {
+    Command::new("bench")
+        .about("Run the benchmark suite side by side (Rally, a minimal tokio server, an echo server, Colyseus) and write docs/BENCHMARKS.md and docs/benchmarks.json")
+        .arg(
+            Arg::new("out")
+                .long("out")
+                .value_name("DIR")
+                .default_value("docs")
+                .value_parser(value_parser!(PathBuf))
+                .help("Directory for BENCHMARKS.md and benchmarks.json"),
+        )
+        .arg(
+            Arg::new("quick")
+                .long("quick")
+                .action(ArgAction::SetTrue)
+                .help("A small, fast run that exercises every scenario (a smoke test, not a benchmark)"),
+        )
+        .arg(
+            Arg::new("no-pin")
+                .long("no-pin")
+                .action(ArgAction::SetTrue)
+                .help("Do not pin servers and load generators to separate CPUs"),
+        )
+        .arg(
+            Arg::new("colyseus")
+                .long("colyseus")
+                .value_name("SCRIPT")
+                .value_parser(value_parser!(PathBuf))
+                .help(format!("The Colyseus peer's run.sh [default: {COLYSEUS_SCRIPT} if it exists]")),
+        )
+        .arg(
+            Arg::new("no-colyseus")
+                .long("no-colyseus")
+                .action(ArgAction::SetTrue)
+                .help("Skip the Colyseus peer"),
+        )
+        .arg(
+            Arg::new("no-search")
+                .long("no-search")
+                .action(ArgAction::SetTrue)
+                .help("Skip the highest-count search"),
+        )
+        .arg(
+            Arg::new("no-reference")
+                .long("no-reference")
+                .action(ArgAction::SetTrue)
+                .help("Skip the minimal reference server (its arena runs and its search)"),
+        )
+}
+
+/// The hidden `bench-worker` subcommand: the processes `rally bench` starts.
+pub fn worker_command() -> Command {
+    let addr = |name: &'static str| {
+        Arg::new(name)
+            .long(name)
+            .value_name("HOST:PORT")
+            .required(true)
+            .value_parser(value_parser!(SocketAddr))
+    };
+    let count = |name: &'static str, help: &'static str| {
+        Arg::new(name)
+            .long(name)
+            .value_name("N")
+            .required(true)
+            .value_parser(value_parser!(u64).range(1..=100_000))
+            .help(help)
+    };
+    Command::new("bench-worker")
+        .about("A process of `rally bench`: reference servers and load generators")
+        .hide(true)
+        .subcommand_required(true)
+        .subcommand(
+            Command::new("minimal-arena")
+                .about("The minimal reference arena server")
+                .arg(addr("tcp"))
+                .arg(addr("ws")),
+        )
+        .subcommand(
+            Command::new("echo")
+                .about("A minimal tokio echo server")
+                .arg(addr("addr")),
+        )
+        .subcommand(
+            Command::new("reqresp")
+                .about("Request/response load: 64-byte messages, one in flight per connection")
+                .arg(addr("addr"))
+                .arg(
+                    Arg::new("target")
+                        .long("target")
+                        .required(true)
+                        .value_parser(["rally", "echo"]),
+                )
+                .arg(count("conns", "connections"))
+                .arg(count("warmup-secs", "seconds before counting"))
+                .arg(count("secs", "seconds counted")),
+        )
+        .subcommand(
+            Command::new("idle")
+                .about("Open connections past Rally's handshake and hold them idle")
+                .arg(addr("addr"))
+                .arg(count("conns", "connections"))
+                .arg(count("hold-secs", "seconds to hold them")),
+        )
+}
+
+/// Runs `rally bench-worker`.
+pub async fn run_worker(m: &ArgMatches) -> anyhow::Result<ExitCode> {
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let addr = |m: &ArgMatches, name: &str| -> anyhow::Result<SocketAddr> {
+        m.get_one::<SocketAddr>(name)
+            .copied()
+            .with_context(|| format!("--{name} is required"))
+    };
+    let num = |m: &ArgMatches, name: &str| m.get_one::<u64>(name).copied().unwrap_or(1);
+    match m.subcommand() {
+        Some(("minimal-arena", m)) => {
+            workers::minimal_arena(addr(m, "tcp")?, addr(m, "ws")?).await?
+        }
+        Some(("echo", m)) => workers::echo(addr(m, "addr")?).await?,
+        Some(("reqresp", m)) => {
+            let target = match m.get_one::<String>("target").map(String::as_str) {
+                Some("rally") => Target::Rally,
+                _ => Target::Echo,
+            };
+            workers::reqresp(
+                addr(m, "addr")?,
+                target,
+                num(m, "conns") as usize,
+                Duration::from_secs(num(m, "warmup-secs")),
+                Duration::from_secs(num(m, "secs")),
+            )
+            .await?;
+        }
+        Some(("idle", m)) => {
+            workers::idle(
+                addr(m, "addr")?,
+                num(m, "conns") as usize,
+                Duration::from_secs(num(m, "hold-secs")),
+            )
+            .await?;
+        }
+        _ => return Ok(ExitCode::FAILURE),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `rally bench`.
+pub async fn run(m: &ArgMatches) -> anyhow::Result<ExitCode> {
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let quick = m.get_flag("quick");
+    let out_dir = m
+        .get_one::<PathBuf>("out")
+        .cloned()
+        .unwrap_or_else(|| PathBuf::from("docs"));
+    std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let scratch = std::env::temp_dir().join(format!("rally-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch)?;
+    let colyseus = if m.get_flag("no-colyseus") || quick {
+        None
+    } else {
+        let script = m
+            .get_one::<PathBuf>("colyseus")
+            .cloned()
+            .unwrap_or_else(|| PathBuf::from(COLYSEUS_SCRIPT));
+        if script.is_file() && crate::child::which("node").is_some() {
+            Some((script, vec![500, 1000]))
+        } else {
+            eprintln!(
+                "bench: skipping Colyseus: {} not found or node not installed",
+                script.display()
+            );
+            None
+        }
+    };
+    let opts = Options {
+        exe: std::env::current_exe().context("finding this binary")?,
+        players: if quick { vec![40] } else { vec![1000, 5000] },
+        transports: vec!["tcp", "ws"],
+        ramp: if quick { 200 } else { 1000 },
+        settle: Duration::from_secs(if quick { 1 } else { 3 }),
+        window: Duration::from_secs(if quick { 3 } else { 15 }),
+        reference: !m.get_flag("no-reference"),
+        search: (!m.get_flag("no-search")).then_some({
+            if quick {
+                Search {
+                    transport: "ws",
+                    from: 48,
+                    step: 16,
+                    max: 64,
+                }
+            } else {
+                Search {
+                    transport: "ws",
+                    from: 5400,
+                    step: 400,
+                    max: 10_000,
+                }
+            }
+        }),
+        idle: Some(if quick { 200 } else { 10_000 }),
+        reqresp: Some(if quick {
+            ReqResp {
+                conns: 50,
+                secs: 2,
+                rounds: 1,
+            }
+        } else {
+            ReqResp {
+                conns: 1000,
+                secs: 10,
+                rounds: 3,
+            }
+        }),
+        colyseus,
+        placement: Placement::new(!m.get_flag("no-pin")),
+        p99_bound_ms: 60.0,
+        scratch: scratch.clone(),
+    };
+    eprintln!("bench: {}", opts.placement.describe());
+
+    let mut arena = Vec::new();
+    for &players in &opts.players {
+        for &transport in &opts.transports {
+            arena.push(suite::arena(&opts, Peer::Rally, transport, players).await);
+            if opts.reference {
+                arena.push(suite::arena(&opts, Peer::Minimal, transport, players).await);
+            }
+        }
+    }
+    let mut search = Vec::new();
+    if let Some(s) = &opts.search {
+        search.extend(suite::search(&opts, s, Peer::Rally).await);
+        if opts.reference {
+            search.extend(suite::search(&opts, s, Peer::Minimal).await);
+        }
+    }
+    let idle = match opts.idle {
+        Some(n) => Some(suite::idle(&opts, n).await),
+        None => None,
+    };
+    let reqresp = match &opts.reqresp {
+        Some(rr) => Some(suite::reqresp(&opts, rr).await),
+        None => None,
+    };
+    let (mut colyseus_rows, mut rally_at_colyseus) = (Vec::new(), Vec::new());
+    if let Some((script, counts)) = &opts.colyseus {
+        colyseus_rows = suite::colyseus(script, counts).await;
+        for &n in counts {
+            if !arena
+                .iter()
+                .any(|r| r.peer == "rally" && r.transport == "ws" && r.players == n)
+            {
+                rally_at_colyseus.push(suite::arena(&opts, Peer::Rally, "ws", n).await);
+            }
+        }
+    }
+
+    let results = Results {
+        command: command_line(),
+        date: utc_now(),
+        commit: git_commit(),
+        machine: Machine::read(),
+        placement: opts.placement.describe().to_owned(),
+        p99_bound_ms: opts.p99_bound_ms,
+        arena,
+        search,
+        idle,
+        reqresp,
+        colyseus: colyseus_rows,
+        rally_at_colyseus,
+    };
+    let md = out_dir.join("BENCHMARKS.md");
+    let json = out_dir.join("benchmarks.json");
+    std::fs::write(&md, results.markdown()).with_context(|| format!("writing {}", md.display()))?;
+    std::fs::write(&json, serde_json::to_string_pretty(&results.json())?)
+        .with_context(|| format!("writing {}", json.display()))?;
+    let _ = std::fs::remove_dir_all(&scratch);
+    eprintln!("bench: wrote {} and {}", md.display(), json.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// How this run was started, as a reader would type it.
+fn command_line() -> String {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    format!("cargo run --release -p rally -- {}", args.join(" "))
+}
+
+/// The commit of the working tree, if this runs in a git checkout.
+fn git_commit() -> String {
+    let out = std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output();
+    match out {
+        Ok(o) if o.status.success() => {
+            let mut c = String::from_utf8_lossy(&o.stdout).trim().to_owned();
+            let dirty = std::process::Command::new("git")
+                .args(["status", "--porcelain", "--untracked-files=no"])
+                .output()
+                .is_ok_and(|o| !o.stdout.is_empty());
+            if dirty {
+                c.push_str(" (with uncommitted changes)");
+            }
+            c
+        }
+        _ => "unknown".to_owned(),
+    }
+}

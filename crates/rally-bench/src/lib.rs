@@ -1,0 +1,23 @@
+//! `rally bench`: Rally's benchmark suite, run side by side with references in one
+//! invocation, writing `docs/BENCHMARKS.md` and `docs/benchmarks.json`.
+//!
+//! Every server and load generator is a separate process (a copy of the `rally` binary,
+//! or the Colyseus peer's script), so that its CPU time and memory can be read from
+//! `/proc` on its own; servers and load run on separate CPUs (`taskset`) when possible.
+//!
+//! # Layout
+//! - [`suite`]: the scenarios: arena-16 @ 20 Hz, the highest-count search, idle
+//!   connections, request/response, and the Colyseus peer.
+//! - [`minimal`]: the reference arena server; [`workers`]: the echo server and the load
+//!   generators, all run through the hidden `rally bench-worker` subcommand.
+//! - [`report`]: the markdown and JSON; [`procfs`]: `/proc`; [`child`]: processes.
+#![warn(missing_docs, unreachable_pub)]
+#![forbid(unsafe_code)]
+
+pub mod child;
+pub mod cli;
+pub mod minimal;
+pub mod procfs;
+pub mod report;
+pub mod suite;
+pub mod workers;
