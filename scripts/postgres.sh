@@ -13,18 +13,21 @@
 # stdout is only these lines:
 #
 #   export RALLY_TEST_POSTGRES_URL=postgres://rally_test:rally_test@127.0.0.1:54329/rally_test
-#   export RALLY_TEST_PG_CTL=/path/to/scripts/postgres.sh
+#   export RALLY_TEST_PG_CTL=env\ RALLY_PG_PORT=54329\ RALLY_PG_DIR=...\ /path/to/scripts/postgres.sh
 #
-# RALLY_TEST_PG_CTL is how a test stops and starts this server (the recovery test runs
-# `$RALLY_TEST_PG_CTL stop` and `$RALLY_TEST_PG_CTL start` with bash).
+# RALLY_TEST_PG_CTL is a command that stops and starts this very server (the recovery test
+# runs `bash -c "$RALLY_TEST_PG_CTL stop"`, then `... start`).
 #
 # Settings: RALLY_PG_PORT (default 54329), RALLY_PG_DIR (default <repo>/target/pg; if the
 # postgres user cannot reach it, a directory under /tmp is used instead).
 set -euo pipefail
 
+# runuser, useradd and friends live in sbin, which a non-login root shell may lack.
+PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SELF="$ROOT/scripts/postgres.sh"
 PORT=${RALLY_PG_PORT:-54329}
+REQUESTED_DIR=${RALLY_PG_DIR:-$ROOT/target/pg}
 DB=rally_test
 ROLE=rally_test
 PASSWORD=rally_test
@@ -75,7 +78,7 @@ else
 fi
 
 choose_dir() {
-  local dir=${RALLY_PG_DIR:-$ROOT/target/pg}
+  local dir=$REQUESTED_DIR
   mkdir -p "$dir"
   if [[ $(id -u) -eq 0 ]]; then
     chown postgres: "$dir"
@@ -134,7 +137,10 @@ SELECT 'CREATE DATABASE $DB OWNER $ROLE' WHERE NOT EXISTS (SELECT 1 FROM pg_data
 SQL
   log "ready: database $DB, user $ROLE"
   echo "export RALLY_TEST_POSTGRES_URL=postgres://$ROLE:$PASSWORD@127.0.0.1:$PORT/$DB"
-  echo "export RALLY_TEST_PG_CTL=$(printf %q "$SELF")"
+  # The command carries this instance's settings, so it stops and starts this one.
+  local ctl
+  ctl="env RALLY_PG_PORT=$(printf %q "$PORT") RALLY_PG_DIR=$(printf %q "$REQUESTED_DIR") $(printf %q "$SELF")"
+  echo "export RALLY_TEST_PG_CTL=$(printf %q "$ctl")"
 }
 
 stop() {

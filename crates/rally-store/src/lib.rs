@@ -61,7 +61,7 @@ mod store;
 mod validate;
 
 pub use backend::Backend;
-pub use config::{StoreConfig, DEFAULT_DATABASE_URL};
+pub use config::{redacted_url, StoreConfig, DEFAULT_DATABASE_URL};
 pub use error::StoreError;
 pub use matches::MAX_RECENT_MATCHES;
 pub use model::{Account, AccountId, KvEntry, MatchId, MatchRecord, Stats};

@@ -34,12 +34,11 @@ const MAX_IN_FLIGHT: u32 = 1 << 24;
 ///
 /// Cheap to clone; clones share one connection pool. Every call is bounded by
 /// [`StoreConfig::timeout`]; see [`StoreError`] for what a failure means.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Store {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
 struct Inner {
     pool: Pool,
     backend: Backend,
@@ -71,6 +70,22 @@ impl<'a> Probe<'a> {
 impl Drop for Probe<'_> {
     fn drop(&mut self) {
         self.0.store(false, Ordering::Release);
+    }
+}
+
+/// Shows the backend and the configuration (password hidden), not the pool's connect
+/// options, which hold the password in clear.
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.inner.backend)
+            .field("config", &self.inner.config)
+            .field("closing", &self.inner.closing.load(Ordering::Relaxed))
+            .field(
+                "unreachable",
+                &self.inner.unreachable.load(Ordering::Relaxed),
+            )
+            .finish()
     }
 }
 
