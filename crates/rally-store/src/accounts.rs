@@ -8,7 +8,7 @@
 //! read the winner's. (On PostgreSQL the losers' inserts wait for the winner's commit; on
 //! SQLite writers are serialized by the write lock.)
 
-use crate::backend::{on_pool, WritePool};
+use crate::backend::{on_pool, on_pool_write, WritePool};
 use crate::error::StoreError;
 use crate::model::{self, Account, AccountId};
 use crate::store::Store;
@@ -73,7 +73,7 @@ impl Store {
     pub async fn set_display_name(&self, id: AccountId, name: &str) -> Result<(), StoreError> {
         validate::display_name(name)?;
         self.call(async {
-            let done = on_pool!(self.pool(), |pool| {
+            let done = on_pool_write!(self, |pool| {
                 sqlx::query(UPDATE_NAME)
                     .bind(id.0)
                     .bind(name)
@@ -107,7 +107,7 @@ impl Store {
                 return model::account(row);
             }
             let now = model::now_ms();
-            let created: Option<i64> = on_pool!(self.pool(), |pool| {
+            let created: Option<i64> = on_pool_write!(self, |pool| {
                 let mut tx = pool.begin_write().await?;
                 let (id,): (i64,) = sqlx::query_as(INSERT_ACCOUNT)
                     .bind(now)

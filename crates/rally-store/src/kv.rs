@@ -14,7 +14,7 @@
 
 use sqlx::types::Json;
 
-use crate::backend::on_pool;
+use crate::backend::{on_pool, on_pool_write};
 use crate::error::StoreError;
 use crate::model::{self, AccountId, KvEntry};
 use crate::store::Store;
@@ -107,7 +107,7 @@ impl Store {
             let now = model::now_ms();
             match expected_version {
                 None => {
-                    let created = on_pool!(self.pool(), |pool| {
+                    let created = on_pool_write!(self, |pool| {
                         sqlx::query(INSERT)
                             .bind(owner.0)
                             .bind(key)
@@ -125,7 +125,7 @@ impl Store {
                 Some(expected) => {
                     // A version past i64::MAX cannot be stored, so cannot be current.
                     if let Ok(expected) = i64::try_from(expected) {
-                        let updated: Option<i64> = on_pool!(self.pool(), |pool| {
+                        let updated: Option<i64> = on_pool_write!(self, |pool| {
                             sqlx::query_scalar(UPDATE)
                                 .bind(owner.0)
                                 .bind(key)
@@ -158,7 +158,7 @@ impl Store {
         validate::key(key)?;
         self.call(async {
             if let Ok(expected) = i64::try_from(expected_version) {
-                let deleted = on_pool!(self.pool(), |pool| {
+                let deleted = on_pool_write!(self, |pool| {
                     sqlx::query(DELETE)
                         .bind(owner.0)
                         .bind(key)

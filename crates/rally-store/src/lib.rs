@@ -25,12 +25,19 @@
 //!   acquire timeout, PostgreSQL's `statement_timeout`, SQLite's busy timeout and a timer
 //!   around the whole call. An unreachable database is [`StoreError::Unavailable`], which
 //!   [`StoreError::is_transient`] tells the retry policy to retry.
-//! - **Self-healing.** Connections are checked before use and reopened as needed, so after a
-//!   database restart the next call succeeds without reopening the store.
+//! - **Self-healing, failing fast meanwhile.** Connections are checked before use and
+//!   reopened as needed, so after a database restart the next call succeeds without
+//!   reopening the store. While the database is unreachable, one call at a time waits for
+//!   it (up to the timeout) and the others fail at once.
 //! - **Atomic writes.** Versioned key-value writes are single conditional statements; logins
 //!   and match results are transactions.
 //! - **One schema history.** Versioned migrations are embedded and applied by
 //!   [`Store::open`] (or [`migrate`], for `rally migrate`).
+//!
+//! # Features
+//! - `tls`: TLS to PostgreSQL (`?sslmode=require` and stricter) with rustls (ring, webpki
+//!   roots). Off by default to keep the build small; without it a URL that requires TLS
+//!   fails with a clear, non-transient error.
 //!
 //! # Layout
 //! - [`config`]: [`StoreConfig`], what a store is opened with, and the defaults.

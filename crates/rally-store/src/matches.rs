@@ -9,7 +9,7 @@ use std::time::SystemTime;
 
 use sqlx::types::Json;
 
-use crate::backend::{on_pool, WritePool};
+use crate::backend::{on_pool, on_pool_write, WritePool};
 use crate::error::StoreError;
 use crate::model::{self, AccountId, MatchId, MatchRecord};
 use crate::stats::ADD_GAME;
@@ -72,7 +72,7 @@ impl Store {
         validate::json_size("result", result, self.config().max_result_bytes)?;
 
         self.call(async {
-            let id = on_pool!(self.pool(), |pool| {
+            let id = on_pool_write!(self, |pool| {
                 let mut tx = pool.begin_write().await?;
                 let (id,): (i64,) = sqlx::query_as(INSERT_MATCH)
                     .bind(kind)

@@ -4,7 +4,7 @@
 //! sessions of one player never lose an increment. The stats row is created with the
 //! account, so "no row" means "no account".
 
-use crate::backend::on_pool;
+use crate::backend::{on_pool, on_pool_write};
 use crate::error::StoreError;
 use crate::model::{self, AccountId, Stats};
 use crate::store::Store;
@@ -42,7 +42,7 @@ impl Store {
     pub async fn record_session(&self, id: AccountId, play_ms: u64) -> Result<(), StoreError> {
         let play_ms = model::to_i64("play_ms", play_ms)?;
         self.call(async {
-            let done = on_pool!(self.pool(), |pool| {
+            let done = on_pool_write!(self, |pool| {
                 sqlx::query(ADD_SESSION)
                     .bind(id.0)
                     .bind(play_ms)
@@ -59,7 +59,7 @@ impl Store {
     /// players' games itself, see [`Store::record_match`]).
     pub async fn record_game(&self, id: AccountId) -> Result<(), StoreError> {
         self.call(async {
-            let done = on_pool!(self.pool(), |pool| {
+            let done = on_pool_write!(self, |pool| {
                 sqlx::query(ADD_GAME)
                     .bind(id.0)
                     .execute(pool)

@@ -53,6 +53,8 @@ struct Inner {
     unreachable: AtomicBool,
     /// Held by the one call that may wait for an unreachable database.
     probing: AtomicBool,
+    /// SQLite's single writer, queued in this process: one permit.
+    sqlite_writer: Semaphore,
 }
 
 /// The right to be the call that checks whether an unreachable database is back; given
@@ -121,6 +123,7 @@ impl Store {
                 closing: AtomicBool::new(false),
                 unreachable: AtomicBool::new(false),
                 probing: AtomicBool::new(false),
+                sqlite_writer: Semaphore::new(1),
             }),
         })
     }
@@ -217,6 +220,15 @@ impl Store {
 
     pub(crate) fn pool(&self) -> &Pool {
         &self.inner.pool
+    }
+
+    /// Waits for this process's turn to write to SQLite. SQLite lets one writer in at a
+    /// time and makes the others poll (sleeping up to 100 ms between tries); queueing them
+    /// here, first come first served, keeps the polling for writers in other processes.
+    /// The wait is part of the call, so bounded by its timeout.
+    pub(crate) async fn sqlite_write_turn(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        // The semaphore is never closed, so this is always Some.
+        self.inner.sqlite_writer.acquire().await.ok()
     }
 }
 

@@ -788,3 +788,18 @@ async fn postgres_unreachable_is_unavailable_within_the_timeout() {
         started.elapsed()
     );
 }
+
+/// TLS the server cannot give (the test server has none) is a setup problem, reported at
+/// once and not retried, with or without the crate's `tls` feature.
+#[tokio::test]
+async fn postgres_tls_refusal_is_not_transient() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    let mut config = db.config();
+    config.database_url.push_str("&sslmode=require");
+    let err = Store::open_with(config).await.unwrap_err();
+    assert!(matches!(err, StoreError::Other { .. }), "{err:?}");
+    assert!(err.to_string().contains("TLS"), "{err}");
+    db.cleanup().await;
+}
