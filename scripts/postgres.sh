@@ -47,7 +47,7 @@ find_bindir() {
       return 0
     fi
   fi
-  for p in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V -r); do
+  for p in $(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V -r); do
     if [[ -x "$p/pg_ctl" && -x "$p/initdb" && -x "$p/postgres" ]]; then
       echo "$p"
       return 0
@@ -99,13 +99,30 @@ RUN="$DIR/run"
 LOGFILE="$DIR/postgres.log"
 
 pg() { as_owner "$BIN/pg_ctl" -D "$DATA" "$@"; }
-running() { [[ -f "$DATA/PG_VERSION" ]] && pg status >/dev/null 2>&1; }
+# The postmaster in postmaster.pid is a live process (a killed one can linger as a zombie
+# where nothing reaps it, which pg_ctl status still counts as running).
+postmaster_alive() {
+  local pid
+  pid=$(head -n 1 "$DATA/postmaster.pid" 2>/dev/null) || return 1
+  [[ -n "$pid" && -r "/proc/$pid/status" ]] && ! grep -q '^State:[[:space:]]*Z' "/proc/$pid/status"
+}
+running() { [[ -f "$DATA/PG_VERSION" ]] && pg status >/dev/null 2>&1 && postmaster_alive; }
+ready() { "$BIN/pg_isready" -q -h "$RUN" -p "$PORT" -U postgres -t 2; }
+# Any live process of this cluster (postgres processes run in the data directory).
+cluster_processes() {
+  local d
+  for d in /proc/[0-9]*; do
+    [[ $(readlink "$d/cwd" 2>/dev/null) == "$DATA" ]] || continue
+    grep -q '^State:[[:space:]]*Z' "$d/status" 2>/dev/null || return 0
+  done
+  return 1
+}
 
 start() {
   local version
   version=$("$BIN/pg_ctl" --version | sed -E 's/.* ([0-9]+)[.].*/\1/')
   if [[ -f "$DATA/PG_VERSION" && $(cat "$DATA/PG_VERSION") != "$version" ]]; then
-    running && pg -m fast stop >&2 || true
+    if running; then pg -m fast stop >&2; fi
     log "cluster in $DATA is from PostgreSQL $(cat "$DATA/PG_VERSION"), binaries are $version: recreating it"
     rm -rf "$DATA"
   fi
@@ -120,7 +137,23 @@ start() {
   as_owner mkdir -p "$RUN"
   if running; then
     log "already running on 127.0.0.1:$PORT ($DATA)"
+    local waited=0
+    until ready; do
+      ((waited++ < WAIT_SECONDS)) || die "running but not accepting connections after ${WAIT_SECONDS}s; see $LOGFILE"
+      sleep 1
+    done
   else
+    if [[ -f "$DATA/postmaster.pid" ]]; then
+      # A server that died (e.g. killed): its backends exit when they notice; only then
+      # are its lock files safe to remove.
+      local waited=0
+      while cluster_processes; do
+        ((waited++ < WAIT_SECONDS)) || die "processes of a dead server still run in $DATA"
+        sleep 1
+      done
+      log "removing the lock files of a server that died"
+      rm -f "$DATA/postmaster.pid" "$RUN/.s.PGSQL.$PORT.lock" "$RUN/.s.PGSQL.$PORT"
+    fi
     if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
       die "port $PORT is taken by another server; set RALLY_PG_PORT"
     fi
