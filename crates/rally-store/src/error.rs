@@ -119,21 +119,25 @@ fn from_database(e: &dyn sqlx::error::DatabaseError) -> StoreError {
         return StoreError::NotFound { what: "account" };
     }
     let code = e.code().map(|c| c.into_owned()).unwrap_or_default();
-    let transient = match code.parse::<i32>() {
-        // SQLite reports a numeric (extended) result code; its low byte is the primary code.
+    let transient = if e
+        .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+        .is_some()
+    {
+        // A SQLSTATE (often all digits, so told apart by type, not by shape).
+        // 08: connection exception; 53: insufficient resources; 57P01-03: shutting down or
+        // starting up; 57014: statement_timeout; 55P03: lock timeout; 40001/40P01:
+        // serialization failure or deadlock.
+        code.starts_with("08")
+            || code.starts_with("53")
+            || matches!(
+                code.as_str(),
+                "57P01" | "57P02" | "57P03" | "57014" | "55P03" | "40001" | "40P01"
+            )
+    } else {
+        // SQLite: a numeric (extended) result code whose low byte is the primary code.
         // BUSY, LOCKED, IOERR, FULL, CANTOPEN, PROTOCOL.
-        Ok(n) => matches!(n & 0xff, 5 | 6 | 10 | 13 | 14 | 15),
-        // PostgreSQL reports a SQLSTATE. 08: connection exception; 53: insufficient resources;
-        // 57P01-03: shutting down or starting up; 57014: statement_timeout; 55P03: lock
-        // timeout; 40001/40P01: serialization failure or deadlock.
-        Err(_) => {
-            code.starts_with("08")
-                || code.starts_with("53")
-                || matches!(
-                    code.as_str(),
-                    "57P01" | "57P02" | "57P03" | "57014" | "55P03" | "40001" | "40P01"
-                )
-        }
+        code.parse::<i32>()
+            .is_ok_and(|n| matches!(n & 0xff, 5 | 6 | 10 | 13 | 14 | 15))
     };
     let detail = if code.is_empty() {
         e.message().to_string()

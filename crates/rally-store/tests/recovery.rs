@@ -16,14 +16,19 @@ use serde_json::json;
 
 use common::TestDb;
 
-/// Runs `$RALLY_TEST_PG_CTL <action>`, failing the test if it fails.
+/// Runs `$RALLY_TEST_PG_CTL <action>`, failing the test (with its output) if it fails.
 fn pg_ctl(ctl: &str, action: &str) {
-    let status = Command::new("bash")
+    let out = Command::new("bash")
         .arg("-c")
-        .arg(format!("{ctl} {action} >/dev/null"))
-        .status()
+        .arg(format!("{ctl} {action}"))
+        .output()
         .unwrap_or_else(|e| panic!("running {ctl} {action}: {e}"));
-    assert!(status.success(), "{ctl} {action}: {status}");
+    assert!(
+        out.status.success(),
+        "{ctl} {action}: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Starts the server again however the test ends, so a failure here does not leave the

@@ -52,6 +52,7 @@ on_both_backends!(
     match_results,
     durable_without_close,
     close_waits_for_in_flight_writes,
+    blocked_write_is_unavailable_within_the_timeout,
 );
 
 fn conflict<T>(current: Option<u64>) -> Result<T, StoreError> {
@@ -587,41 +588,74 @@ mod cases {
     pub async fn close_waits_for_in_flight_writes(db: &TestDb) {
         let store = db.open().await;
         let me = store.device_login(&common::device_id()).await.unwrap();
-        let writers: Vec<_> = (0..40)
+        // Writes held in flight (waiting on another connection's lock) when close begins.
+        let blocker = db.block_kv_writes().await;
+        let writers: Vec<_> = (0..10)
             .map(|i| {
                 let store = store.clone();
                 tokio::spawn(async move {
-                    let key = format!("k{i}");
-                    (
-                        key.clone(),
-                        store.kv_put(me.id, &key, &json!(i), None, false).await,
-                    )
+                    store
+                        .kv_put(me.id, &format!("k{i}"), &json!(i), None, false)
+                        .await
                 })
             })
             .collect();
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        store.close().await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let closing = tokio::spawn({
+            let store = store.clone();
+            async move { store.close().await }
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            !closing.is_finished(),
+            "close waits for the writes in flight"
+        );
         assert!(
             matches!(store.ping().await, Err(StoreError::Other { .. })),
-            "a closed store refuses calls"
+            "a closing store takes no new call"
         );
-
-        let mut acknowledged = Vec::new();
+        blocker.release().await;
+        closing.await.unwrap();
         for w in writers {
-            let (key, result) = w.await.unwrap();
-            match result {
-                Ok(1) => acknowledged.push(key),
-                Err(StoreError::Other { detail }) => assert!(detail.contains("closed"), "{detail}"),
-                other => panic!("{key}: {other:?}"),
-            }
+            assert_eq!(w.await.unwrap(), Ok(1), "every write in flight completed");
         }
+
         let store = db.open().await;
-        for key in &acknowledged {
-            assert!(
-                store.kv_get(me.id, key).await.unwrap().is_some(),
-                "acknowledged write {key} is there"
-            );
-        }
+        assert_eq!(store.kv_list(me.id).await.unwrap().len(), 10);
+        store.close().await;
+    }
+
+    /// A write stuck behind another connection's lock fails as Unavailable within the
+    /// timeout instead of hanging, and for good: releasing the lock later does not let it
+    /// through. Reads go on meanwhile.
+    pub async fn blocked_write_is_unavailable_within_the_timeout(db: &TestDb) {
+        let mut config = db.config();
+        config.timeout = Duration::from_millis(400);
+        let store = Store::open_with(config).await.unwrap();
+        let me = store.device_login(&common::device_id()).await.unwrap();
+        let blocker = db.block_kv_writes().await;
+
+        let started = Instant::now();
+        let err = store
+            .kv_put(me.id, "k", &json!(1), None, false)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Unavailable { .. }), "{err:?}");
+        assert!(
+            started.elapsed() < Duration::from_millis(1_500),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(store.account(me.id).await.unwrap().id, me.id);
+
+        // Past the statement's own bound, the refused write is gone for good.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        blocker.release().await;
+        assert_eq!(store.kv_get(me.id, "k").await, Ok(None));
+        assert_eq!(
+            store.kv_put(me.id, "k", &json!(1), None, false).await,
+            Ok(1)
+        );
         store.close().await;
     }
 }
@@ -718,55 +752,6 @@ async fn sqlite_bad_paths_are_clear_errors_at_open() {
             "{url}"
         );
     }
-}
-
-/// A writer that holds SQLite's write lock past the timeout makes calls fail as
-/// Unavailable within the bound, not hang; reads go on (WAL).
-#[tokio::test]
-async fn sqlite_locked_database_is_unavailable_within_the_timeout() {
-    let db = TestDb::sqlite();
-    let mut config = db.config();
-    config.timeout = Duration::from_millis(300);
-    let store = Store::open_with(config).await.unwrap();
-    let me = store.device_login(&common::device_id()).await.unwrap();
-
-    let mut blocker = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(db.sqlite_path.as_ref().unwrap())
-        .connect()
-        .await
-        .unwrap();
-    sqlx::query("BEGIN IMMEDIATE")
-        .execute(&mut blocker)
-        .await
-        .unwrap();
-
-    let started = Instant::now();
-    let err = store
-        .kv_put(me.id, "k", &json!(1), None, false)
-        .await
-        .unwrap_err();
-    assert!(err.is_transient(), "{err:?}");
-    assert!(
-        started.elapsed() < Duration::from_millis(1_500),
-        "{:?}",
-        started.elapsed()
-    );
-    assert_eq!(
-        store.account(me.id).await.unwrap().id,
-        me.id,
-        "readers are not blocked"
-    );
-
-    // Past the statement's own bound, the refused write is gone for good: releasing the
-    // lock does not let it through late.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    sqlx::query("ROLLBACK").execute(&mut blocker).await.unwrap();
-    assert_eq!(store.kv_get(me.id, "k").await, Ok(None));
-    assert_eq!(
-        store.kv_put(me.id, "k", &json!(1), None, false).await,
-        Ok(1)
-    );
-    store.close().await;
 }
 
 /// Nothing listens on the port: opening fails as Unavailable within the timeout, whether

@@ -138,3 +138,64 @@ pub fn unique_name(prefix: &str) -> String {
 pub fn device_id() -> String {
     unique_name("device")
 }
+
+/// A transaction on its own connection that keeps every other writer of the `kv` table
+/// waiting until it is released: SQLite's write lock, or a PostgreSQL table lock.
+pub enum Blocker {
+    Sqlite(sqlx::SqliteConnection),
+    Postgres(sqlx::PgConnection),
+}
+
+impl TestDb {
+    /// Blocks writers of `kv` (the store must have been opened, so the schema exists).
+    pub async fn block_kv_writes(&self) -> Blocker {
+        if let Some(path) = &self.sqlite_path {
+            use sqlx::ConnectOptions;
+            let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(path)
+                .connect()
+                .await
+                .expect("blocker connection");
+            sqlx::query("BEGIN IMMEDIATE")
+                .execute(&mut conn)
+                .await
+                .expect("take the write lock");
+            Blocker::Sqlite(conn)
+        } else {
+            let mut conn = sqlx::PgConnection::connect(&self.url)
+                .await
+                .expect("blocker connection");
+            sqlx::query("BEGIN")
+                .execute(&mut conn)
+                .await
+                .expect("begin");
+            sqlx::query("LOCK TABLE kv IN EXCLUSIVE MODE")
+                .execute(&mut conn)
+                .await
+                .expect("lock kv");
+            Blocker::Postgres(conn)
+        }
+    }
+}
+
+impl Blocker {
+    /// Lets the waiting writers go.
+    pub async fn release(self) {
+        match self {
+            Blocker::Sqlite(mut c) => {
+                sqlx::query("ROLLBACK")
+                    .execute(&mut c)
+                    .await
+                    .expect("rollback");
+                c.close().await.expect("close");
+            }
+            Blocker::Postgres(mut c) => {
+                sqlx::query("ROLLBACK")
+                    .execute(&mut c)
+                    .await
+                    .expect("rollback");
+                c.close().await.expect("close");
+            }
+        }
+    }
+}
