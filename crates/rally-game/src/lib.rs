@@ -5,7 +5,7 @@
 //! this order: [`Game::join`] and [`Game::leave`] as players come and go, [`Game::input`]
 //! for each queued input at the start of a tick, then [`Game::tick`] once per tick, which
 //! advances the simulation and writes the state to send. When the room ends for any
-//! reason, [`Game::shutdown`] is called once.
+//! reason, [`Game::shutdown`] is called once, then [`Game::result`] for the match record.
 //!
 //! States and inputs are MessagePack values (see `docs/protocol.md`); [`msgpack`] reads
 //! and writes them without allocating.
@@ -20,6 +20,8 @@
 use std::time::Duration;
 
 pub use rally_protocol::msgpack;
+/// The JSON values [`Game::result`] returns, so a game needs no dependency of its own.
+pub use serde_json;
 
 /// A player's id inside one room. Ids start at 1 and are not reused within a room.
 pub type PlayerId = u32;
@@ -129,5 +131,14 @@ pub trait Game: Send + 'static {
     /// The room is ending; called once, after the last tick.
     fn shutdown(&mut self, reason: CloseReason) {
         let _ = reason;
+    }
+
+    /// The match's result, recorded with the match when the room ends (called once, after
+    /// [`Game::shutdown`]): any JSON value, e.g. `{"winner": 1}`, naming players by their
+    /// [`PlayerId`]s (the record maps those to accounts). `None`, the default, records the
+    /// match with a `null` result. Keep it small: the server refuses results over 64 KiB
+    /// of JSON.
+    fn result(&self) -> Option<serde_json::Value> {
+        None
     }
 }

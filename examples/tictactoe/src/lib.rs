@@ -8,11 +8,13 @@
 //! - input payload: a cell index `0..=8` (row-major).
 //! - state payload: a map `{"you": "X"|"O", "board": "X.O......", "turn": player_id (0 when
 //!   nobody is to move), "result": "waiting"|"playing"|"x_won"|"o_won"|"draw"|"forfeit"}`.
+//! - match result ([`Game::result`], recorded when the room ends): the outcome and the
+//!   winner's player id.
 #![warn(missing_docs, unreachable_pub)]
 #![forbid(unsafe_code)]
 
 use rally_game::msgpack::{self, Reader};
-use rally_game::{Game, PlayerId, Refusal, Tick};
+use rally_game::{serde_json, Game, PlayerId, Refusal, Tick};
 
 /// The room kind name tic-tac-toe is registered under.
 pub const KIND: &str = "tictactoe";
@@ -195,6 +197,22 @@ impl Game for TicTacToe {
             Outcome::Won(_) | Outcome::Draw | Outcome::Forfeit(_)
         )
     }
+
+    /// `{"outcome": "x_won"|"o_won"|"draw"|"forfeit"|..., "winner": player id or null,
+    /// "x": player id or null, "o": player id or null, "moves": cells played}`.
+    fn result(&self) -> Option<serde_json::Value> {
+        let winner = match self.outcome {
+            Outcome::Won(mark) | Outcome::Forfeit(mark) => self.seats[mark],
+            _ => None,
+        };
+        Some(serde_json::json!({
+            "outcome": self.result_name(),
+            "winner": winner,
+            "x": self.seats[0],
+            "o": self.seats[1],
+            "moves": self.board.iter().filter(|c| c.is_some()).count(),
+        }))
+    }
 }
 
 #[cfg(test)]
@@ -237,6 +255,11 @@ mod tests {
         assert!(g.is_over());
         let v = views(&mut g);
         assert!(v.iter().all(|(_, s)| s.windows(5).any(|w| w == b"x_won")));
+        let r = g.result().unwrap();
+        assert_eq!(
+            r,
+            serde_json::json!({"outcome": "x_won", "winner": 1, "x": 1, "o": 2, "moves": 5})
+        );
     }
 
     #[test]
@@ -247,5 +270,10 @@ mod tests {
         g.leave(1);
         assert!(g.is_over());
         assert!(g.join(3).is_err());
+        let r = g.result().unwrap();
+        assert_eq!(
+            (r["outcome"].as_str(), r["winner"].as_u64()),
+            (Some("forfeit"), Some(2))
+        );
     }
 }
