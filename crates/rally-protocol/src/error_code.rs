@@ -59,6 +59,11 @@ error_codes! {
     SlowConsumer = 12, true, "SLOW_CONSUMER";
     /// The server is shutting down and takes no new rooms or players.
     ServerShutdown = 13, true, "SERVER_SHUTDOWN";
+    /// An operator removed the player (admin API); its seat is freed, not held.
+    Kicked = 14, true, "KICKED";
+    /// The server is draining (admin API): it takes no new players (a `hello` without a
+    /// resume token) and no new joins; players already in rooms play on.
+    Draining = 15, true, "DRAINING";
     /// An input, `leave` or chat was sent while not in a room.
     NotInRoom = 20, false, "NOT_IN_ROOM";
     /// Every room of that kind is full and no new one may be opened.
@@ -78,6 +83,8 @@ error_codes! {
     /// The `hello` carried a resume token that is unknown or whose seat has expired;
     /// the session is a fresh one, in no room.
     ResumeFailed = 28, false, "RESUME_FAILED";
+    /// An operator closed the player's room (admin API); `room_closed` follows.
+    RoomClosed = 29, false, "ROOM_CLOSED";
     /// A bug or an unexpected failure inside the server.
     Internal = 30, false, "INTERNAL";
 }

@@ -29,8 +29,8 @@ pub const MAX_KIND_BYTES: usize = 64;
 /// A boxed, sendable future, as the check methods return.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// A command a client sent.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A command a client sent. Its `Debug` output leaves the resume token out: it is a secret.
+#[derive(Clone, PartialEq, Eq)]
 pub enum Command {
     /// Join a room of this kind, creating one if none has a free seat.
     Join {
@@ -49,6 +49,20 @@ pub enum Command {
         /// The earlier session's resume token.
         token: String,
     },
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Command::Join { kind } => f.debug_struct("Join").field("kind", kind).finish(),
+            Command::Leave => f.write_str("Leave"),
+            Command::Chat { text } => f.debug_struct("Chat").field("text", text).finish(),
+            Command::Resume { .. } => f
+                .debug_struct("Resume")
+                .field("token", &"<redacted>")
+                .finish(),
+        }
+    }
 }
 
 impl Command {

@@ -20,6 +20,28 @@ pub enum LogFormat {
     Json,
 }
 
+/// A secret value (the admin token): never shown by `Debug`, in logs or in messages.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret itself, for comparing; do not log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
 /// A validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -41,8 +63,10 @@ pub struct Config {
     pub tcp: SocketAddr,
     /// HTTP listener carrying the WebSocket endpoint `/ws`.
     pub http: SocketAddr,
-    /// Admin listener (health now; metrics and the admin API later).
+    /// Admin listener: health, readiness, metrics and the admin API.
     pub admin: SocketAddr,
+    /// Bearer token the admin API (`/admin/*`) requires; `None` turns the API off.
+    pub admin_token: Option<Secret>,
     /// Log filter, e.g. `info` or `rally_server=debug`.
     pub log_level: String,
     /// Log line format.
@@ -78,6 +102,12 @@ pub enum KeyKind {
         /// Default.
         default: &'static str,
     },
+    /// A secret: unset by default, at least `min_len` characters without whitespace when
+    /// set, and never repeated in messages.
+    Secret {
+        /// Shortest accepted secret.
+        min_len: usize,
+    },
 }
 
 /// One configuration key.
@@ -105,13 +135,22 @@ impl Key {
         format!("RALLY_{}", self.name.to_uppercase())
     }
 
-    /// The default, as text.
+    /// The default, as text for messages and `--help`.
     pub fn default_text(&self) -> String {
+        match self.kind {
+            KeyKind::Secret { .. } => "unset".to_owned(),
+            _ => self.default_value(),
+        }
+    }
+
+    /// The value a key takes when no source sets it.
+    fn default_value(&self) -> String {
         match self.kind {
             KeyKind::Int { default, .. } => default.to_string(),
             KeyKind::Addr { default }
             | KeyKind::Choice { default, .. }
             | KeyKind::Text { default } => default.to_owned(),
+            KeyKind::Secret { .. } => String::new(),
         }
     }
 
@@ -122,6 +161,9 @@ impl Key {
             KeyKind::Addr { .. } => "an address IP:PORT".to_owned(),
             KeyKind::Choice { options, .. } => format!("one of {}", options.join(", ")),
             KeyKind::Text { .. } => "text".to_owned(),
+            KeyKind::Secret { min_len } => {
+                format!("unset, or at least {min_len} characters without whitespace")
+            }
         }
     }
 }
@@ -185,7 +227,13 @@ pub const KEYS: &[Key] = &[
     Key {
         name: "admin",
         kind: KeyKind::Addr { default: "127.0.0.1:9100" },
-        help: "admin listener (/healthz)",
+        help: "admin listener (/healthz, /readyz, /metrics, /admin/*)",
+        env_aliases: &[],
+    },
+    Key {
+        name: "admin_token",
+        kind: KeyKind::Secret { min_len: 16 },
+        help: "bearer token for the admin API /admin/* (unset: the admin API is off); prefer the environment or the file to the flag",
         env_aliases: &[],
     },
     Key {
@@ -349,18 +397,25 @@ impl Sources {
             .or_else(|| self.env.get(k.name))
             .or_else(|| self.file.get(k.name))
             .cloned()
-            .unwrap_or_else(|| (k.default_text(), Source::Default))
+            .unwrap_or_else(|| (k.default_value(), Source::Default))
     }
 
     /// Combines the sources and validates every key.
     pub fn load(&self) -> Result<Config, ConfigError> {
         let mut ints = BTreeMap::new();
         let mut texts = BTreeMap::new();
+        let mut secrets = BTreeMap::new();
         for k in KEYS {
             let (value, source) = self.raw(k);
             let invalid = || ConfigError::Invalid {
                 key: k.name,
-                value: value.clone(),
+                value: match k.kind {
+                    // The message may end up in a log or a terminal: never repeat a secret.
+                    KeyKind::Secret { .. } => {
+                        format!("<hidden, {} characters>", value.chars().count())
+                    }
+                    _ => value.clone(),
+                },
                 from: source.clone(),
                 allowed: k.allowed(),
             };
@@ -388,6 +443,15 @@ impl Sources {
                     }
                     texts.insert(k.name, value.trim().to_owned());
                 }
+                KeyKind::Secret { min_len } => {
+                    if value.is_empty() {
+                        continue;
+                    }
+                    if value.chars().count() < min_len || value.chars().any(char::is_whitespace) {
+                        return Err(invalid());
+                    }
+                    secrets.insert(k.name, Secret(value.clone()));
+                }
             }
         }
         // Every key above was inserted or returned an error; KEYS names each field below.
@@ -404,6 +468,7 @@ impl Sources {
             tcp: addr("tcp"),
             http: addr("http"),
             admin: addr("admin"),
+            admin_token: secrets.remove("admin_token"),
             log_level: texts["log_level"].clone(),
             log_format: if texts["log_format"] == "json" {
                 LogFormat::Json
@@ -460,6 +525,29 @@ mod tests {
         assert_eq!(c.tcp.to_string(), "0.0.0.0:7000");
         assert_eq!(c.http.to_string(), "0.0.0.0:8080");
         assert_eq!(c.admin.to_string(), "127.0.0.1:9100");
+        assert_eq!(c.admin_token, None);
+    }
+
+    #[test]
+    fn admin_token_is_optional_and_never_shown() {
+        let c = Sources::new()
+            .env([("RALLY_ADMIN_TOKEN".into(), "0123456789abcdef-secret".into())])
+            .load()
+            .unwrap();
+        let token = c.admin_token.as_ref().map(Secret::expose);
+        assert_eq!(token, Some("0123456789abcdef-secret"));
+        assert!(!format!("{c:?}").contains("secret"), "{c:?}");
+        let c = Sources::new().flag("admin_token", "").load().unwrap();
+        assert_eq!(c.admin_token, None);
+        let err = Sources::new()
+            .flag("admin_token", "short secret")
+            .load()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("admin_token") && err.contains("at least 16") && !err.contains("short"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The directory of connected sessions: who is connected, over what, since when.
 //!
-//! Commands load a player's data from here; the admin API will list it. Entries are
+//! Commands load a player's data from here; the admin API lists it. Entries are
 //! added when a handshake completes and removed when the session ends.
 
 use std::collections::HashMap;
@@ -50,6 +50,11 @@ impl Directory {
     /// The record of a connected session.
     pub fn get(&self, session_id: u64) -> Option<Arc<SessionRecord>> {
         self.lock().get(&session_id).cloned()
+    }
+
+    /// Every connected session, in no particular order.
+    pub fn snapshot(&self) -> Vec<Arc<SessionRecord>> {
+        self.lock().values().cloned().collect()
     }
 
     /// How many sessions are connected and handshaken.

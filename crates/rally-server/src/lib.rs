@@ -17,7 +17,12 @@
 //! - `resume`: resume tokens, so a dropped player takes its seat back.
 //! - `games`: the registry of room kinds.
 //! - [`directory`]: connected sessions.
-//! - `admin`: the admin listener (`/healthz`, `/readyz`).
+//! - `admin`: the admin listener: `/healthz`, `/readyz`, `/metrics`, and the admin API
+//!   (`/admin/*`, bearer token) in `admin::api`.
+//! - `metrics`: the metrics registry, the hot-path counters, and the scrape.
+//! - `heartbeat`: event loop lag, runtime busy ratio, metrics upkeep.
+//! - `readiness`: what `/readyz` reports, and the [`Dependency`] hook.
+//! - [`logging`]: the pretty and JSON log formats.
 #![warn(missing_docs, unreachable_pub)]
 #![forbid(unsafe_code)]
 
@@ -26,8 +31,12 @@ pub mod command;
 pub mod config;
 pub mod directory;
 mod games;
+mod heartbeat;
 mod listener;
+pub mod logging;
 mod matchmaker;
+mod metrics;
+mod readiness;
 mod resume;
 mod room;
 mod server;
@@ -37,7 +46,9 @@ mod transport;
 pub use command::{BoxFuture, Command, CommandChecks, CommandContext, CommandError, PlayerData};
 pub use config::{Config, LogFormat, Sources};
 pub use games::Games;
+pub use metrics::DbCallMetric;
 pub use rally_game as game;
 pub use rally_protocol as protocol;
+pub use readiness::Dependency;
 pub use server::{BindError, Server, ServerBuilder, ServerHandle, ShutdownReport};
 pub use transport::Transport;

@@ -10,6 +10,7 @@ use std::time::Duration;
 use rally_protocol::{ErrorCode, ServerMessage};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::metrics::{ErrorKind, TaskKind};
 use crate::server::Shared;
 use crate::session;
 use crate::transport::{self, Transport};
@@ -22,6 +23,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(1);
 const REFUSE_LIMIT: Duration = Duration::from_secs(1);
 
 pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, transport: Transport) {
+    let task = shared.metrics.task(TaskKind::Listener);
     let mut backoff = BACKOFF_START;
     loop {
         let accepted = tokio::select! {
@@ -42,10 +44,11 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, tran
                             permit,
                         ));
                     }
-                    Err(_) => refuse_full(&shared, stream, transport),
+                    Err(_) => refuse_full(&shared, stream, peer, transport),
                 }
             }
             Err(e) => {
+                shared.stats.count_accept_error();
                 tracing::warn!(error = %e, transport = transport.name(), retry_in_ms = backoff.as_millis() as u64, "accept failed");
                 tokio::select! {
                     _ = shared.shutdown.cancelled() => break,
@@ -55,13 +58,24 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, tran
             }
         }
     }
+    tracing::debug!(
+        task_id = %format_args!("listener-{}", transport.name()),
+        async_model = "async_await",
+        duration_ms = task.elapsed_ms(),
+        "listener stopped"
+    );
 }
 
 /// Tells a connection the server is full, then closes it.
 ///
 /// Refusals run in their own tasks, at most a few at a time; past that the refusal is a
 /// best-effort write that never waits, so a flood at capacity cannot pile up tasks.
-fn refuse_full(shared: &Arc<Shared>, stream: TcpStream, transport: Transport) {
+fn refuse_full(
+    shared: &Arc<Shared>,
+    stream: TcpStream,
+    peer: std::net::SocketAddr,
+    transport: Transport,
+) {
     let _ = stream.set_nodelay(true);
     let mut frame = Vec::new();
     let msg = ServerMessage::Error {
@@ -72,15 +86,21 @@ fn refuse_full(shared: &Arc<Shared>, stream: TcpStream, transport: Transport) {
         ),
         req: 0,
     };
-    shared.stats.count_error(ErrorCode::ServerFull);
+    shared
+        .stats
+        .count_error(ErrorKind::Listener, ErrorCode::ServerFull);
+    // No session id yet: the peer address names the connection.
     tracing::debug!(
         code = ErrorCode::ServerFull.name(),
         transport = transport.name(),
+        %peer,
         "connection refused"
     );
     match shared.refusals.clone().try_acquire_owned() {
         Ok(permit) => {
+            let task = shared.metrics.task(TaskKind::Refusal);
             shared.tracker.spawn(async move {
+                let _task = task;
                 let _permit = permit;
                 if transport == Transport::WebSocket
                     && transport::accept_websocket(&stream, REFUSE_LIMIT)

@@ -86,6 +86,12 @@ impl Matchmaker {
                 "the server is shutting down",
             ));
         }
+        if shared.is_draining() {
+            return Err(CommandError::new(
+                ErrorCode::Draining,
+                "the server is draining and takes no new joins; connect to another server",
+            ));
+        }
         let open = inner.rooms.values_mut().find(|e| {
             &*e.handle.kind == kind
                 && e.seats < e.handle.max_players
@@ -145,5 +151,19 @@ impl Matchmaker {
     /// Open rooms now.
     pub(crate) fn room_count(&self) -> usize {
         self.lock().rooms.len()
+    }
+
+    /// Every open room, oldest first.
+    pub(crate) fn rooms(&self) -> Vec<RoomHandle> {
+        self.lock()
+            .rooms
+            .values()
+            .map(|e| e.handle.clone())
+            .collect()
+    }
+
+    /// An open room by id.
+    pub(crate) fn get(&self, room_id: u64) -> Option<RoomHandle> {
+        self.lock().rooms.get(&room_id).map(|e| e.handle.clone())
     }
 }

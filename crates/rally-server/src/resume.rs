@@ -25,11 +25,19 @@ pub(crate) fn new_token() -> Option<Arc<str>> {
     Some(Arc::from(hex))
 }
 
-/// Held seats by token.
-#[derive(Debug, Default)]
+/// Held seats by token. Its `Debug` shows how many, never the tokens.
+#[derive(Default)]
 pub(crate) struct ResumeTokens {
     /// Never held across `.await`: every critical section is one map operation.
     inner: Mutex<HashMap<Arc<str>, (RoomHandle, PlayerId)>>,
+}
+
+impl std::fmt::Debug for ResumeTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResumeTokens")
+            .field("held", &self.lock().len())
+            .finish()
+    }
 }
 
 impl ResumeTokens {

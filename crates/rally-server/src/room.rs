@@ -14,7 +14,7 @@
 //! A room ends when its last seat is released, when its game is over, when an operator
 //! closes it or when the server shuts down (its token is a child of the server's).
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::games::{GameObject, Kind};
 use crate::matchmaker::Reservation;
+use crate::metrics::{ErrorKind, TaskKind};
 use crate::server::Shared;
 use crate::session::{Outbound, SessionLink};
 
@@ -77,6 +78,43 @@ pub(crate) enum Control {
         text: String,
         reply: oneshot::Sender<()>,
     },
+    /// Describe the seats (admin API).
+    Inspect {
+        reply: oneshot::Sender<Vec<SeatView>>,
+    },
+}
+
+/// One seat as the admin API shows it.
+#[derive(Debug, Clone)]
+pub(crate) struct SeatView {
+    pub(crate) player_id: PlayerId,
+    /// The connected session; `None` while the player is away.
+    pub(crate) session_id: Option<u64>,
+    pub(crate) last_seq: u32,
+    /// How long the seat is still held for an away player.
+    pub(crate) away_for: Option<Duration>,
+}
+
+/// What anyone may read about a room without asking its task.
+#[derive(Debug)]
+pub(crate) struct RoomInfo {
+    pub(crate) opened: std::time::Instant,
+    /// The last tick run.
+    tick: AtomicU64,
+    /// Seats taken (players away included).
+    players: AtomicUsize,
+    /// The operator's words when the admin API closed the room.
+    pub(crate) close_note: OnceLock<String>,
+}
+
+impl RoomInfo {
+    pub(crate) fn tick(&self) -> u64 {
+        self.tick.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn players(&self) -> usize {
+        self.players.load(Ordering::Relaxed)
+    }
 }
 
 /// How sessions and the matchmaker reach a room.
@@ -91,6 +129,7 @@ pub(crate) struct RoomHandle {
     pub(crate) token: CancellationToken,
     /// Why the room was cancelled, set by whoever cancels it (unset: server shutdown).
     pub(crate) reason: Arc<OnceLock<CloseReason>>,
+    pub(crate) info: Arc<RoomInfo>,
 }
 
 impl RoomHandle {
@@ -146,6 +185,9 @@ struct Room {
     /// Seats whose session was found gone (closed or slow) while sending; marked away
     /// after the send loop.
     gone: Vec<PlayerId>,
+    /// `rally_tick_duration_seconds` for this room's kind, held so a tick records
+    /// without a lookup.
+    tick_duration: metrics::Histogram,
 }
 
 /// Starts a room task and returns its handle.
@@ -160,6 +202,12 @@ pub(crate) fn spawn(shared: &Arc<Shared>, id: u64, kind: &str, spec: &Kind) -> R
         inputs,
         token: shared.shutdown.child_token(),
         reason: Arc::new(OnceLock::new()),
+        info: Arc::new(RoomInfo {
+            opened: std::time::Instant::now(),
+            tick: AtomicU64::new(0),
+            players: AtomicUsize::new(0),
+            close_note: OnceLock::new(),
+        }),
     };
     let room = Room {
         shared: shared.clone(),
@@ -171,6 +219,7 @@ pub(crate) fn spawn(shared: &Arc<Shared>, id: u64, kind: &str, spec: &Kind) -> R
         room_buf: Vec::new(),
         views: Vec::new(),
         gone: Vec::new(),
+        tick_duration: shared.metrics.tick_histogram(kind),
     };
     shared.tracker.spawn(room.run(control_rx, inputs_rx));
     handle
@@ -191,6 +240,7 @@ impl Room {
         mut control: mpsc::Receiver<Control>,
         mut inputs: mpsc::Receiver<InputMsg>,
     ) {
+        let task = self.shared.metrics.task(TaskKind::Room);
         let started = Instant::now();
         let period = self.shared.config.tick_period();
         let mut interval = tokio::time::interval_at(started + period, period);
@@ -218,7 +268,9 @@ impl Room {
                     if missed > 0 {
                         self.shared.stats.missed_ticks.fetch_add(missed, Ordering::Relaxed);
                     }
+                    let took = std::time::Instant::now();
                     self.run_tick(&mut inputs, period.mul_f64(periods), now);
+                    self.tick_duration.record(took.elapsed());
                     if self.game.is_over() {
                         break CloseReason::GameOver;
                     }
@@ -226,7 +278,7 @@ impl Room {
             }
         };
         control.close();
-        self.finish(reason, started);
+        self.finish(reason, task.elapsed_ms());
     }
 
     fn seat(&mut self, player: PlayerId) -> Option<&mut Seat> {
@@ -268,6 +320,7 @@ impl Room {
                     away_until: None,
                     last_seq: 0,
                 });
+                self.count_players();
                 if reply.send(Ok(id)).is_err() {
                     // The join was abandoned (its command timed out): undo it and say so.
                     self.notify(
@@ -356,7 +409,29 @@ impl Room {
                 }
                 let _ = reply.send(());
             }
+            Control::Inspect { reply } => {
+                let now = Instant::now();
+                let seats = self
+                    .seats
+                    .iter()
+                    .map(|s| SeatView {
+                        player_id: s.id,
+                        session_id: s.link.as_ref().map(|l| l.session_id),
+                        last_seq: s.last_seq,
+                        away_for: s.away_until.map(|t| t.saturating_duration_since(now)),
+                    })
+                    .collect();
+                let _ = reply.send(seats);
+            }
         }
+    }
+
+    /// Publishes the seat count for the admin API and `/metrics`.
+    fn count_players(&self) {
+        self.handle
+            .info
+            .players
+            .store(self.seats.len(), Ordering::Relaxed);
     }
 
     fn joined(&self, req: u32, player: PlayerId) -> ServerMessage {
@@ -420,6 +495,7 @@ impl Room {
                 self.shared.resume.remove(&t);
             }
             self.game.leave(player);
+            self.count_players();
             self.shared.matchmaker.release(self.handle.id);
         }
     }
@@ -438,7 +514,18 @@ impl Room {
             match self.game.input(input.player, input.seq, &input.payload) {
                 Ok(()) => self.seats[at].last_seq = input.seq,
                 Err(refusal) => {
-                    self.shared.stats.count_error(ErrorCode::InputRejected);
+                    self.shared
+                        .stats
+                        .count_error(ErrorKind::Room, ErrorCode::InputRejected);
+                    if let Some(link) = &self.seats[at].link {
+                        tracing::debug!(
+                            session_id = link.session_id,
+                            code = ErrorCode::InputRejected.name(),
+                            room_id = self.handle.id,
+                            detail = %refusal.0,
+                            "error to client"
+                        );
+                    }
                     self.notify(
                         input.player,
                         ServerMessage::Error {
@@ -451,6 +538,7 @@ impl Room {
             }
         }
         self.tick += 1;
+        self.handle.info.tick.store(self.tick, Ordering::Relaxed);
         self.room_buf.clear();
         self.views.clear();
         self.game.tick(&mut Tick::new(
@@ -487,14 +575,37 @@ impl Room {
         self.mark_gone_away();
     }
 
-    fn finish(mut self, reason: CloseReason, started: Instant) {
+    fn finish(mut self, reason: CloseReason, duration_ms: u64) {
         self.game.shutdown(reason);
         let id = self.handle.id;
+        let note = self.handle.info.close_note.get();
         for seat in &self.seats {
             if let Some(t) = &seat.token {
                 self.shared.resume.remove(t);
             }
             if let Some(link) = &seat.link {
+                if reason == CloseReason::Closed {
+                    // An operator closed it: say so with a code a client can act on.
+                    let message = match note {
+                        Some(n) => format!("the room was closed by an operator: {n}"),
+                        None => "the room was closed by an operator".to_owned(),
+                    };
+                    self.shared
+                        .stats
+                        .count_error(ErrorKind::Room, ErrorCode::RoomClosed);
+                    tracing::info!(
+                        session_id = link.session_id,
+                        code = ErrorCode::RoomClosed.name(),
+                        room_id = id,
+                        detail = %message,
+                        "error to client"
+                    );
+                    link.send(Outbound::Msg(ServerMessage::Error {
+                        code: ErrorCode::RoomClosed,
+                        message,
+                        req: 0,
+                    }));
+                }
                 link.send(Outbound::Msg(ServerMessage::RoomClosed {
                     room_id: id,
                     reason: reason_text(reason).into(),
@@ -503,10 +614,11 @@ impl Room {
         }
         self.shared.matchmaker.remove(id);
         self.handle.close(reason);
+        self.handle.info.players.store(0, Ordering::Relaxed);
         tracing::info!(
             task_id = %format_args!("room-{id}"),
             async_model = "async_await",
-            duration_ms = started.elapsed().as_millis() as u64,
+            duration_ms,
             room_id = id,
             kind = &*self.handle.kind,
             ticks = self.tick,

@@ -13,7 +13,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,40 +28,17 @@ use crate::config::Config;
 use crate::directory::Directory;
 use crate::games::Games;
 use crate::matchmaker::Matchmaker;
+use crate::metrics::{DbCallMetric, Metrics, Stats};
+use crate::readiness::{Dependency, Readiness};
 use crate::resume::ResumeTokens;
 use crate::session::LiveSessions;
 use crate::transport::Transport;
-use crate::{admin, listener};
+use crate::{admin, heartbeat, listener};
 
 /// Connections being refused at once with `SERVER_FULL` in their own task.
 const MAX_REFUSALS: usize = 64;
 /// How long tasks get to stop after the grace period, once force-cancelled.
 const FORCE_LIMIT: Duration = Duration::from_secs(2);
-
-/// Counters kept for operators and tests.
-#[derive(Debug)]
-pub(crate) struct Stats {
-    pub(crate) missed_ticks: AtomicU64,
-    /// Errors sent to clients, indexed by code number (codes are below 64).
-    errors: [AtomicU64; 64],
-}
-
-impl Default for Stats {
-    fn default() -> Self {
-        Stats {
-            missed_ticks: AtomicU64::new(0),
-            errors: std::array::from_fn(|_| AtomicU64::new(0)),
-        }
-    }
-}
-
-impl Stats {
-    pub(crate) fn count_error(&self, code: rally_protocol::ErrorCode) {
-        if let Some(c) = self.errors.get(usize::from(code.as_u16())) {
-            c.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
 
 /// What every task of one server shares.
 pub(crate) struct Shared {
@@ -83,7 +60,14 @@ pub(crate) struct Shared {
     /// Bounds the tasks that refuse connections at capacity.
     pub(crate) refusals: Arc<Semaphore>,
     next_session: AtomicU64,
+    /// Hot-path counters (relaxed atomics), read when `/metrics` is scraped.
     pub(crate) stats: Stats,
+    /// The server's own metrics registry and the handles tasks record into.
+    pub(crate) metrics: Metrics,
+    /// Set by the admin API's drain: no new players or joins, rooms play on.
+    draining: AtomicBool,
+    /// Dependencies that reported themselves unhealthy.
+    pub(crate) readiness: Arc<Readiness>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -98,6 +82,31 @@ impl std::fmt::Debug for Shared {
 impl Shared {
     pub(crate) fn next_session_id(&self) -> u64 {
         self.next_session.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Whether the admin API asked the server to drain.
+    pub(crate) fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// Starts draining; returns false if it already was.
+    pub(crate) fn start_draining(&self) -> bool {
+        !self.draining.swap(true, Ordering::AcqRel)
+    }
+
+    /// Why the server is not ready, as `/readyz` lists it; empty when ready.
+    pub(crate) fn readiness_problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.shutdown.is_cancelled() {
+            problems.push("shutting down".to_owned());
+        }
+        if self.is_draining() {
+            problems.push("draining".to_owned());
+        }
+        for (name, reason) in self.readiness.problems() {
+            problems.push(format!("{name} unhealthy: {reason}"));
+        }
+        problems
     }
 }
 
@@ -161,6 +170,7 @@ impl ServerBuilder {
             None => default_checks,
         };
         let shutdown = CancellationToken::new();
+        let metrics = Metrics::new(&self.games.kinds());
         let shared = Arc::new(Shared {
             limit: Arc::new(Semaphore::new(self.config.concurrency_limit as usize)),
             refusals: Arc::new(Semaphore::new(MAX_REFUSALS)),
@@ -175,6 +185,9 @@ impl ServerBuilder {
             shutdown,
             next_session: AtomicU64::new(0),
             stats: Stats::default(),
+            metrics,
+            draining: AtomicBool::new(false),
+            readiness: Arc::default(),
         });
         Ok(Server {
             shared,
@@ -220,16 +233,31 @@ impl ServerHandle {
 
     /// Errors with `code` sent (or, for a client too slow to take it, meant) to clients since start.
     pub fn errors(&self, code: rally_protocol::ErrorCode) -> u64 {
-        self.shared
-            .stats
-            .errors
-            .get(usize::from(code.as_u16()))
-            .map_or(0, |c| c.load(Ordering::Relaxed))
+        self.shared.stats.errors(code)
     }
 
     /// Ticks skipped because a room fell behind, since start.
     pub fn missed_ticks(&self) -> u64 {
         self.shared.stats.missed_ticks.load(Ordering::Relaxed)
+    }
+
+    /// Whether the server is draining (admin API `POST /admin/drain`).
+    pub fn draining(&self) -> bool {
+        self.shared.is_draining()
+    }
+
+    /// The timer of one database operation, feeding
+    /// `rally_db_call_duration_seconds{operation}`. The storage layer takes one per
+    /// operation when it starts (this registers the series), keeps it, and times each
+    /// call with [`DbCallMetric::time`] or [`DbCallMetric::record`].
+    pub fn db_call_metric(&self, operation: &str) -> DbCallMetric {
+        self.shared.metrics.db_call(operation)
+    }
+
+    /// The readiness handle of a dependency such as `"database"`: while it reports
+    /// itself unhealthy, `/readyz` answers 503 and names it.
+    pub fn dependency(&self, name: &str) -> Dependency {
+        Dependency::new(name, self.shared.readiness.clone())
     }
 }
 
@@ -295,8 +323,11 @@ impl Server {
             Transport::WebSocket,
         ));
         let admin_addr = local(&self.admin);
+        // The admin listener and the heartbeat outlive the drain (metrics and readiness
+        // stay visible while it runs), so they are stopped last, apart from the tracker.
         let admin_stop = CancellationToken::new();
         let admin = tokio::spawn(admin::serve(self.admin, shared.clone(), admin_stop.clone()));
+        let heartbeat = tokio::spawn(heartbeat::run(shared.clone(), admin_stop.clone()));
         tracing::info!(
             %tcp, ws = %format_args!("ws://{ws}/ws"), admin = %admin_addr,
             games = ?shared.games.kinds(), tick_hz = shared.config.tick_hz,
@@ -340,6 +371,7 @@ impl Server {
         if tokio::time::timeout(FORCE_LIMIT, admin).await.is_err() {
             tracing::warn!("admin listener did not stop in time");
         }
+        let _ = heartbeat.await;
         let report = ShutdownReport {
             drained,
             forced,

@@ -34,6 +34,7 @@ use tokio::time::Instant;
 
 use crate::command::{self, Command, CommandContext, CommandError, Outcome};
 use crate::directory::SessionRecord;
+use crate::metrics::{ErrorKind, TaskKind};
 use crate::room::{Control, InputMsg, Membership};
 use crate::server::Shared;
 use crate::transport::{self, Decoder, Incoming, Transport};
@@ -236,15 +237,35 @@ impl LiveSessions {
             ctl.end(Ending::Forced);
         }
     }
+
+    /// Ends one session with `KICKED` (admin API); false if there is no such session.
+    pub(crate) fn kick(&self, id: u64, message: String) -> bool {
+        match self.lock().get(&id) {
+            Some(ctl) => {
+                ctl.end(Ending::fault(ErrorCode::Kicked, message));
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 /// What a room or a command holds to reach a session.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct SessionLink {
     pub(crate) session_id: u64,
-    /// This session's resume token, sent in `welcome`.
+    /// This session's resume token, sent in `welcome`. A secret: never logged.
     pub(crate) resume_token: Option<Arc<str>>,
     pub(crate) ctl: Arc<SessionCtl>,
+}
+
+impl std::fmt::Debug for SessionLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The resume token is left out: it lets whoever holds it act as the player.
+        f.debug_struct("SessionLink")
+            .field("session_id", &self.session_id)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SessionLink {
@@ -282,6 +303,9 @@ pub(crate) async fn run(
     transport: Transport,
     permit: OwnedSemaphorePermit,
 ) {
+    let task = shared.metrics.task(TaskKind::Session);
+    // Counted like the permit: until the player is gone, not while the socket lingers.
+    let connection = shared.metrics.connection(transport);
     let started = Instant::now();
     let _ = stream.set_nodelay(true);
     let timeout = shared.config.timeout();
@@ -294,7 +318,7 @@ pub(crate) async fn run(
         match accepted {
             Some(rest) => early = rest,
             None => {
-                drop(permit);
+                drop((permit, connection));
                 linger_close(&mut stream).await;
                 return;
             }
@@ -340,7 +364,7 @@ pub(crate) async fn run(
     shared.sessions.remove(session_id);
     let ending = ctl.ending();
     // The player is gone: its slot is free for the next one even while the socket lingers.
-    drop(permit);
+    drop((permit, connection));
     if !matches!(ending, Ending::PeerClosed) {
         linger_close(&mut stream).await;
     }
@@ -356,7 +380,7 @@ pub(crate) async fn run(
     tracing::debug!(
         task_id = %format_args!("session-{session_id}"),
         async_model = "async_await",
-        duration_ms = started.elapsed().as_millis() as u64,
+        duration_ms = task.elapsed_ms(),
         session_id,
         transport = transport.name(),
         %peer,
@@ -421,9 +445,14 @@ impl Reader {
         let mut pending: Option<CommandFuture> = None;
         if !self.rbuf.is_empty() {
             // Frames that arrived with the WebSocket upgrade request.
+            let bytes = self.rbuf.len();
             if let Err(e) = self.process_buffered() {
                 ctl.end(e);
             }
+            let shared = &self.core.shared;
+            shared
+                .stats
+                .received(self.core.transport, self.core.messages, bytes);
         }
         // The idle timer is moved only when it fires: messages just push the deadline
         // forward, so a busy session never touches the timer wheel.
@@ -508,7 +537,13 @@ impl Reader {
             self.rbuf.extend_from_slice(&chunk[..n]);
             self.process_buffered()?;
         }
-        if self.core.messages != handled {
+        let messages = self.core.messages.wrapping_sub(handled);
+        // One add per read call, not per message: cheap enough for the hot path.
+        self.core
+            .shared
+            .stats
+            .received(self.core.transport, messages, n);
+        if messages != 0 {
             self.core.deadline = Instant::now() + self.core.shared.config.timeout();
         }
         Ok(())
@@ -557,10 +592,10 @@ impl Reader {
 
 impl Core {
     /// Sends a non-fatal error (fatal ones are the writer's farewell).
-    fn error(&self, code: ErrorCode, message: impl Into<String>, req: u32) {
+    fn error(&self, kind: ErrorKind, code: ErrorCode, message: impl Into<String>, req: u32) {
         let message = message.into();
-        self.shared.stats.count_error(code);
-        tracing::debug!(session_id = self.link.session_id, code = code.name(), req, %message, "error to client");
+        self.shared.stats.count_error(kind, code);
+        tracing::debug!(session_id = self.link.session_id, code = code.name(), req, detail = %message, "error to client");
         self.link
             .send(Outbound::Msg(ServerMessage::Error { code, message, req }));
     }
@@ -624,6 +659,13 @@ impl Core {
                 format!("client name longer than {MAX_CLIENT_NAME} bytes"),
             ));
         }
+        if resume.is_none() && self.shared.is_draining() {
+            // A player coming back to its seat may; a new player goes elsewhere.
+            return Err(Ending::fault(
+                ErrorCode::Draining,
+                "the server is draining and takes no new players; connect to another server",
+            ));
+        }
         let c = &self.shared.config;
         let session_id = self.link.session_id;
         self.link.send(Outbound::Msg(ServerMessage::Welcome {
@@ -672,7 +714,12 @@ impl Core {
     fn on_input(&mut self, seq: u32, payload: &[u8]) {
         // No liveness check here: a closed room's input queue reports itself closed.
         let Some(m) = self.membership.as_ref() else {
-            self.error(ErrorCode::NotInRoom, "input sent while not in a room", 0);
+            self.error(
+                ErrorKind::Session,
+                ErrorCode::NotInRoom,
+                "input sent while not in a room",
+                0,
+            );
             return;
         };
         let input = InputMsg {
@@ -684,13 +731,19 @@ impl Core {
         match m.room.inputs.try_send(input) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => self.error(
+                ErrorKind::Session,
                 ErrorCode::RoomBusy,
                 "the room's input queue is full; input dropped",
                 0,
             ),
             Err(TrySendError::Closed(_)) => {
                 self.membership = None;
-                self.error(ErrorCode::NotInRoom, "the room has closed", 0);
+                self.error(
+                    ErrorKind::Session,
+                    ErrorCode::NotInRoom,
+                    "the room has closed",
+                    0,
+                );
             }
         }
     }
@@ -704,6 +757,7 @@ impl Core {
         }
         if self.queue.len() + usize::from(self.running) >= MAX_COMMANDS_IN_FLIGHT {
             self.error(
+                ErrorKind::Session,
                 ErrorCode::RateLimited,
                 format!("{MAX_COMMANDS_IN_FLIGHT} requests already wait for replies"),
                 req,
@@ -729,9 +783,11 @@ impl Core {
         let shared = self.shared.clone();
         let link = self.link.clone();
         let limit = shared.config.timeout();
+        let session_id = self.link.session_id;
         Some(Box::pin(async move {
+            let task = shared.metrics.task(TaskKind::Command);
             let name = cmd.name();
-            let run = command::run(shared, req, cmd, ctx, link, membership);
+            let run = command::run(shared.clone(), req, cmd, ctx, link, membership);
             let result = match tokio::time::timeout(limit, run).await {
                 Ok(r) => r,
                 Err(_) => Err(CommandError::new(
@@ -739,6 +795,17 @@ impl Core {
                     format!("{name} did not complete within timeout_ms"),
                 )),
             };
+            let elapsed = task.elapsed_ms();
+            shared.metrics.command(name, task.elapsed());
+            tracing::debug!(
+                task_id = %format_args!("command-{session_id}-{req}"),
+                async_model = "async_await",
+                duration_ms = elapsed,
+                session_id,
+                command = name,
+                code = result.as_ref().err().map(|e| e.code.name()),
+                "command ended"
+            );
             (req, result)
         }))
     }
@@ -756,7 +823,7 @@ impl Core {
             Ok(Outcome::Said) => {
                 self.link.send(Outbound::Msg(ServerMessage::Ok { req }));
             }
-            Err(e) => self.error(e.code, e.message, req),
+            Err(e) => self.error(ErrorKind::Command, e.code, e.message, req),
         }
     }
 
@@ -821,6 +888,7 @@ impl Writer<'_> {
             for out in &batch {
                 self.encode(out, &mut wbuf);
             }
+            let messages = batch.len();
             drop(batch);
             let written = tokio::select! {
                 biased;
@@ -828,7 +896,8 @@ impl Writer<'_> {
                 w = transport::write_all(stream, &wbuf, limit) => w,
             };
             match written {
-                Ok(true) => {}
+                // One add per write call, not per message.
+                Ok(true) => self.shared.stats.sent(self.transport, messages, wbuf.len()),
                 Ok(false) => {
                     self.ctl.end(Ending::fault(
                         ErrorCode::Timeout,
@@ -859,6 +928,7 @@ impl Writer<'_> {
             }
         );
         let mut close_code = None;
+        let mut messages = 0;
         match &ending {
             Ending::PeerClosed => return,
             Ending::Fault { code, message } => {
@@ -866,15 +936,17 @@ impl Writer<'_> {
                     for out in &left {
                         self.encode(out, &mut wbuf);
                     }
+                    messages = left.len();
                 }
-                self.shared.stats.count_error(*code);
-                tracing::debug!(session_id = self.session_id, code = code.name(), %message, "fatal error to client");
+                self.shared.stats.count_error(ErrorKind::Session, *code);
+                tracing::info!(session_id = self.session_id, code = code.name(), detail = %message, "fatal error to client");
                 let msg = ServerMessage::Error {
                     code: *code,
                     message: message.clone(),
                     req: 0,
                 };
                 transport::encode(self.transport, &msg, &mut wbuf);
+                messages += 1;
                 close_code = Some(*code);
             }
             Ending::ClientClosed => {}
@@ -885,8 +957,13 @@ impl Writer<'_> {
             transport::ws_close_code(close_code),
             &mut wbuf,
         );
-        if !wbuf.is_empty() {
-            let _ = transport::write_all(stream, &wbuf, FAREWELL.min(limit)).await;
+        if !wbuf.is_empty()
+            && matches!(
+                transport::write_all(stream, &wbuf, FAREWELL.min(limit)).await,
+                Ok(true)
+            )
+        {
+            self.shared.stats.sent(self.transport, messages, wbuf.len());
         }
     }
 

@@ -151,7 +151,7 @@ pub(crate) fn ws_close_code(code: Option<ErrorCode>) -> u16 {
         None => ws::close_code::NORMAL,
         Some(ErrorCode::ServerShutdown) => ws::close_code::GOING_AWAY,
         Some(ErrorCode::MessageTooLarge) => ws::close_code::TOO_BIG,
-        Some(ErrorCode::ServerFull) => ws::close_code::TRY_AGAIN_LATER,
+        Some(ErrorCode::ServerFull | ErrorCode::Draining) => ws::close_code::TRY_AGAIN_LATER,
         Some(_) => ws::close_code::POLICY_VIOLATION,
     }
 }

@@ -81,16 +81,24 @@ fn sources(m: &ArgMatches) -> anyhow::Result<Sources> {
     Ok(sources)
 }
 
+#[cfg(all(feature = "console", not(tokio_unstable)))]
+compile_error!("the `console` feature needs tokio's unstable instrumentation: build with RUSTFLAGS=\"--cfg tokio_unstable\"");
+
 fn init_logs(level: &str, format: LogFormat) -> anyhow::Result<()> {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::Layer as _;
     let filter = tracing_subscriber::EnvFilter::try_new(level)
         .with_context(|| format!("invalid log_level {level:?}"))?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Pretty => builder.init(),
-    }
+    let logs = rally_server::logging::layer(format, std::io::stderr).with_filter(filter);
+    let registry = tracing_subscriber::registry().with(logs);
+    // tokio-console attaches to this layer (port 6669 by default); it sees the runtime's
+    // task events whatever `log_level` says.
+    #[cfg(feature = "console")]
+    let registry = registry.with(console_subscriber::spawn());
+    registry
+        .try_init()
+        .context("cannot install the log subscriber")?;
     Ok(())
 }
 

@@ -238,7 +238,8 @@ async fn start() -> Served {
             let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
                 continue;
             };
-            let f = &v["fields"];
+            // JSON log lines are flat: the event's fields sit beside `message`.
+            let f = &v;
             if f["message"] == "rally is serving" {
                 let tcp = f["tcp"].as_str().unwrap().to_owned();
                 let ws = f["ws"]

@@ -230,3 +230,168 @@ impl Client {
         }
     }
 }
+
+/// An HTTP answer from the admin listener.
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    /// The head, lower-cased (status line and headers).
+    pub head: String,
+    pub body: String,
+}
+
+impl HttpResponse {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("a JSON body ({e}), got {:?}", self.body))
+    }
+}
+
+/// One HTTP/1.1 request (`Connection: close`) to the admin listener, bounded in time.
+pub async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> HttpResponse {
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if let Some(t) = token {
+        req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    let body = body.unwrap_or("");
+    if !body.is_empty() {
+        req.push_str("Content-Type: application/json\r\n");
+    }
+    req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    let raw = tokio::time::timeout(RECV_LIMIT, async {
+        let mut s = TcpStream::connect(addr).await.expect("connect to admin");
+        s.write_all(req.as_bytes()).await.expect("write request");
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).await.expect("read response");
+        raw
+    })
+    .await
+    .expect("an admin response in time");
+    let text = String::from_utf8(raw).expect("a UTF-8 response");
+    let (head, rest) = text.split_once("\r\n\r\n").expect("a response head");
+    let head = head.to_ascii_lowercase();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status code");
+    let body = if head.contains("transfer-encoding: chunked") {
+        dechunk(rest)
+    } else {
+        rest.to_owned()
+    };
+    HttpResponse { status, head, body }
+}
+
+fn dechunk(mut rest: &str) -> String {
+    let mut out = String::new();
+    loop {
+        let (size, after) = rest.split_once("\r\n").expect("a chunk size line");
+        let size = usize::from_str_radix(size.trim(), 16).expect("a hex chunk size");
+        if size == 0 {
+            return out;
+        }
+        out.push_str(&after[..size]);
+        rest = &after[size + 2..];
+    }
+}
+
+/// A config with the admin API on, with [`ADMIN_TOKEN`].
+pub fn admin_config() -> Config {
+    Config {
+        admin_token: Some(rally_server::config::Secret::new(ADMIN_TOKEN)),
+        ..config()
+    }
+}
+
+/// The admin token of [`admin_config`].
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+/// One sample line: name, sorted labels, value.
+type Sample = (String, Vec<(String, String)>, f64);
+
+/// Parsed Prometheus text.
+pub struct Scrape {
+    pub text: String,
+    samples: Vec<Sample>,
+}
+
+impl Scrape {
+    pub fn parse(text: String) -> Scrape {
+        let mut samples = Vec::new();
+        for line in text.lines() {
+            if line.starts_with('#') || line.trim().is_empty() {
+                continue;
+            }
+            let (series, value) = line.rsplit_once(' ').expect("name and value");
+            let value: f64 = value.parse().expect("a number");
+            let (name, labels) = match series.split_once('{') {
+                Some((n, l)) => {
+                    let l = l.trim_end_matches('}');
+                    let mut labels: Vec<(String, String)> = l
+                        .split(',')
+                        .filter(|kv| !kv.is_empty())
+                        .map(|kv| {
+                            let (k, v) = kv.split_once('=').expect("label=value");
+                            (k.to_owned(), v.trim_matches('"').to_owned())
+                        })
+                        .collect();
+                    labels.sort();
+                    (n.to_owned(), labels)
+                }
+                None => (series.to_owned(), Vec::new()),
+            };
+            samples.push((name, labels, value));
+        }
+        Scrape { text, samples }
+    }
+
+    /// The value of the sample named `name` whose labels include `labels`.
+    pub fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        self.samples
+            .iter()
+            .find(|(n, ls, _)| {
+                n == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| ls.iter().any(|(lk, lv)| lk == k && lv == v))
+            })
+            .map(|(_, _, v)| *v)
+    }
+
+    /// Like [`Scrape::get`], 0 when absent.
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.get(name, labels).unwrap_or(0.0)
+    }
+}
+
+/// Scrapes `/metrics`.
+pub async fn scrape(admin: SocketAddr) -> Scrape {
+    let r = http(admin, "GET", "/metrics", None, None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.head.contains("content-type: text/plain"), "{}", r.head);
+    Scrape::parse(r.body)
+}
+
+/// Scrapes until `f` holds (every 20 ms, up to 10 s); returns that scrape.
+pub async fn scrape_until(admin: SocketAddr, what: &str, f: impl Fn(&Scrape) -> bool) -> Scrape {
+    let mut last = None;
+    for _ in 0..500 {
+        let s = scrape(admin).await;
+        if f(&s) {
+            return s;
+        }
+        last = Some(s);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!(
+        "timed out waiting until {what}; last scrape:\n{}",
+        last.map(|s| s.text).unwrap_or_default()
+    );
+}
