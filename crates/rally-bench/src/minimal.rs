@@ -279,6 +279,7 @@ fn handle(
             queue_capacity: 100,
             resume_token: String::new(),
             reconnect_grace_ms: 0,
+            account_id: 0,
         },
         ClientMessage::Join { req, kind } => {
             let (room, room_id, player) = match lobby.lock() {
@@ -333,6 +334,23 @@ fn handle(
         },
         ClientMessage::Ping { nonce } => ServerMessage::Pong { nonce },
         ClientMessage::Chat { req, .. } => ServerMessage::Ok { req },
+        // Accounts cost a reference server nothing: any login is this session's account.
+        ClientMessage::Login { req, .. } => ServerMessage::Session {
+            req,
+            account_id: session,
+            token: String::new(),
+            expires_at_ms: u64::MAX,
+            display_name: format!("player-{session}"),
+        },
+        ClientMessage::GetData { req, .. }
+        | ClientMessage::PutData { req, .. }
+        | ClientMessage::DeleteData { req, .. }
+        | ClientMessage::GetProfile { req, .. }
+        | ClientMessage::SetName { req, .. } => ServerMessage::Error {
+            code: rally_protocol::ErrorCode::Unavailable,
+            message: "the minimal reference server keeps no player data".into(),
+            req,
+        },
     };
     put(out, is_ws, |o| reply.encode(o));
     true

@@ -126,6 +126,7 @@ async fn open(addr: SocketAddr, target: Target, name: &str) -> anyhow::Result<Tc
             version: PROTOCOL_VERSION,
             client: name,
             resume: None,
+            token: None,
         }
         .encode(&mut out);
         frame::finish(&mut out, at);

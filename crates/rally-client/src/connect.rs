@@ -111,6 +111,7 @@ async fn open(
                 version: PROTOCOL_VERSION,
                 client: &config.client_name,
                 resume,
+                token: None,
             },
             usize::MAX,
         )?;
@@ -126,6 +127,7 @@ async fn open(
                     queue_capacity,
                     resume_token,
                     reconnect_grace_ms,
+                    ..
                 })) => {
                     break Welcome {
                         version,

@@ -346,6 +346,11 @@ fn dispatch(
         }
         // A second welcome means nothing; ignore it rather than guess.
         ServerMessage::Welcome { .. } => {}
+        // Replies to login and player-data requests, which this SDK does not send yet.
+        ServerMessage::Session { .. }
+        | ServerMessage::Data { .. }
+        | ServerMessage::Written { .. }
+        | ServerMessage::Profile { .. } => {}
     }
     None
 }

@@ -87,6 +87,20 @@ error_codes! {
     RoomClosed = 29, false, "ROOM_CLOSED";
     /// A bug or an unexpected failure inside the server.
     Internal = 30, false, "INTERNAL";
+    /// A versioned write named a version that is not the entry's current one (someone
+    /// else wrote first, or the entry does or does not exist); the message says the
+    /// current version.
+    Conflict = 31, false, "CONFLICT";
+    /// The player may not do this to that data (e.g. read another player's private key).
+    Forbidden = 32, false, "FORBIDDEN";
+    /// The thing asked for does not exist (e.g. the profile of an unknown account).
+    NotFound = 33, false, "NOT_FOUND";
+    /// The database (or the auth webhook) cannot be reached just now; realtime play goes
+    /// on. Retry later.
+    Unavailable = 34, false, "UNAVAILABLE";
+    /// Not logged in, a session token that is forged, altered or expired, or a refused
+    /// login.
+    Unauthorized = 35, false, "UNAUTHORIZED";
 }
 
 impl std::fmt::Display for ErrorCode {

@@ -31,6 +31,18 @@ pub mod tag {
     pub const CHAT: u8 = 5;
     /// Client `ping`.
     pub const PING: u8 = 6;
+    /// Client `login`.
+    pub const LOGIN: u8 = 7;
+    /// Client `get_data`.
+    pub const GET_DATA: u8 = 8;
+    /// Client `put_data`.
+    pub const PUT_DATA: u8 = 9;
+    /// Client `delete_data`.
+    pub const DELETE_DATA: u8 = 10;
+    /// Client `get_profile`.
+    pub const GET_PROFILE: u8 = 11;
+    /// Client `set_name`.
+    pub const SET_NAME: u8 = 12;
     /// Server `welcome`.
     pub const WELCOME: u8 = 64;
     /// Server `joined`.
@@ -51,6 +63,14 @@ pub mod tag {
     pub const ROOM_CLOSED: u8 = 72;
     /// Server `shutdown`.
     pub const SHUTDOWN: u8 = 73;
+    /// Server `session` (the reply to `login`).
+    pub const SESSION: u8 = 74;
+    /// Server `data` (the reply to `get_data`).
+    pub const DATA: u8 = 75;
+    /// Server `written` (the reply to `put_data`).
+    pub const WRITTEN: u8 = 76;
+    /// Server `profile` (the reply to `get_profile`).
+    pub const PROFILE: u8 = 77;
 }
 
 /// Why a message body could not be decoded. The server answers all of these with
@@ -82,9 +102,12 @@ pub enum DecodeError {
 }
 
 /// A message from a client, borrowing strings and payloads from the received bytes.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// Its `Debug` output leaves secrets out: resume and session tokens, login credentials.
+#[derive(Clone, PartialEq)]
 pub enum ClientMessage<'a> {
-    /// `[1, version, client_name, resume_token?]`: the first message on every connection.
+    /// `[1, version, client_name, resume_token?, session_token?]`: the first message on
+    /// every connection.
     Hello {
         /// The protocol version the client speaks.
         version: u32,
@@ -92,6 +115,9 @@ pub enum ClientMessage<'a> {
         client: &'a str,
         /// The `resume_token` of an earlier session's `welcome`, to take its seat back.
         resume: Option<&'a str>,
+        /// The session token of an earlier `login`, to be that account again without
+        /// logging in.
+        token: Option<&'a str>,
     },
     /// `[2, req, kind]`: join a room of this kind, creating one if none has a free seat.
     Join {
@@ -124,13 +150,161 @@ pub enum ClientMessage<'a> {
         /// Any number, echoed back.
         nonce: u64,
     },
+    /// `[7, req, provider, credential]`: log in; answered by `session` or `error`.
+    Login {
+        /// Request id, echoed in the reply.
+        req: u32,
+        /// `"device"` (the credential is a device id the client chose) or `"custom"` (the
+        /// game's backend checks the credential).
+        provider: &'a str,
+        /// The device id, or what the game's backend checks. A secret.
+        credential: &'a str,
+    },
+    /// `[8, req, owner, key]`: read one key-value entry; answered by `data` or `error`.
+    GetData {
+        /// Request id, echoed in the reply.
+        req: u32,
+        /// Whose entry: an account id, or 0 for the sender's own.
+        owner: u64,
+        /// The key.
+        key: &'a str,
+    },
+    /// `[9, req, key, value, expected_version, public]`: write one of the sender's own
+    /// entries; answered by `written` or `error`.
+    PutData {
+        /// Request id, echoed in the reply.
+        req: u32,
+        /// The key.
+        key: &'a str,
+        /// The value, as JSON text.
+        value: &'a str,
+        /// The version the sender last saw; 0: the entry must not exist yet.
+        expected_version: u64,
+        /// Whether other players may read it.
+        public: bool,
+    },
+    /// `[10, req, key, expected_version]`: delete one of the sender's own entries;
+    /// answered by `ok` or `error`.
+    DeleteData {
+        /// Request id, echoed in the reply.
+        req: u32,
+        /// The key.
+        key: &'a str,
+        /// The entry's current version.
+        expected_version: u64,
+    },
+    /// `[11, req, account_id]`: a profile; answered by `profile` or `error`.
+    GetProfile {
+        /// Request id, echoed in the reply.
+        req: u32,
+        /// Whose: an account id, or 0 for the sender's own.
+        account_id: u64,
+    },
+    /// `[12, req, name]`: set the sender's display name; answered by `ok` or `error`.
+    SetName {
+        /// Request id, echoed in the reply.
+        req: u32,
+        /// The new name.
+        name: &'a str,
+    },
+}
+
+/// What a `Debug` line shows in place of a secret.
+const REDACTED: &str = "<redacted>";
+
+fn redacted<T>(secret: &Option<T>) -> Option<&'static str> {
+    secret.as_ref().map(|_| REDACTED)
+}
+
+impl std::fmt::Debug for ClientMessage<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientMessage::Hello {
+                version,
+                client,
+                resume,
+                token,
+            } => f
+                .debug_struct("Hello")
+                .field("version", version)
+                .field("client", client)
+                .field("resume", &redacted(resume))
+                .field("token", &redacted(token))
+                .finish(),
+            ClientMessage::Join { req, kind } => f
+                .debug_struct("Join")
+                .field("req", req)
+                .field("kind", kind)
+                .finish(),
+            ClientMessage::Leave { req } => f.debug_struct("Leave").field("req", req).finish(),
+            ClientMessage::Input { seq, payload } => f
+                .debug_struct("Input")
+                .field("seq", seq)
+                .field("payload", payload)
+                .finish(),
+            ClientMessage::Chat { req, text } => f
+                .debug_struct("Chat")
+                .field("req", req)
+                .field("text", text)
+                .finish(),
+            ClientMessage::Ping { nonce } => f.debug_struct("Ping").field("nonce", nonce).finish(),
+            ClientMessage::Login { req, provider, .. } => f
+                .debug_struct("Login")
+                .field("req", req)
+                .field("provider", provider)
+                .field("credential", &REDACTED)
+                .finish(),
+            ClientMessage::GetData { req, owner, key } => f
+                .debug_struct("GetData")
+                .field("req", req)
+                .field("owner", owner)
+                .field("key", key)
+                .finish(),
+            ClientMessage::PutData {
+                req,
+                key,
+                value,
+                expected_version,
+                public,
+            } => f
+                .debug_struct("PutData")
+                .field("req", req)
+                .field("key", key)
+                .field("value", value)
+                .field("expected_version", expected_version)
+                .field("public", public)
+                .finish(),
+            ClientMessage::DeleteData {
+                req,
+                key,
+                expected_version,
+            } => f
+                .debug_struct("DeleteData")
+                .field("req", req)
+                .field("key", key)
+                .field("expected_version", expected_version)
+                .finish(),
+            ClientMessage::GetProfile { req, account_id } => f
+                .debug_struct("GetProfile")
+                .field("req", req)
+                .field("account_id", account_id)
+                .finish(),
+            ClientMessage::SetName { req, name } => f
+                .debug_struct("SetName")
+                .field("req", req)
+                .field("name", name)
+                .finish(),
+        }
+    }
 }
 
 /// A message from the server.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// Its `Debug` output leaves the resume and session tokens out.
+#[derive(Clone, PartialEq)]
 pub enum ServerMessage {
     /// `[64, version, session_id, tick_hz, max_message_bytes, timeout_ms, queue_capacity,
-    /// resume_token, reconnect_grace_ms]`.
+    /// resume_token, reconnect_grace_ms, account_id]`.
     Welcome {
         /// The protocol version the server speaks.
         version: u32,
@@ -148,6 +322,9 @@ pub enum ServerMessage {
         resume_token: String,
         /// How long a dropped player's seat is kept for it.
         reconnect_grace_ms: u32,
+        /// The account the `hello`'s session token logged in as; 0 when it carried none or
+        /// an invalid one (an `UNAUTHORIZED` error then follows).
+        account_id: u64,
     },
     /// `[65, req, room_id, player_id, kind, max_players]`: the reply to `join`.
     Joined {
@@ -223,6 +400,202 @@ pub enum ServerMessage {
         /// How long to wait before reconnecting (to this or another server).
         reconnect_after_ms: u32,
     },
+    /// `[74, req, account_id, token, expires_at_ms, display_name]`: the reply to `login`.
+    Session {
+        /// The `login` request id.
+        req: u32,
+        /// The account logged in as.
+        account_id: u64,
+        /// The session token: send it in a later `hello` to skip the login. A secret.
+        token: String,
+        /// When the token stops working, in Unix milliseconds.
+        expires_at_ms: u64,
+        /// The account's display name.
+        display_name: String,
+    },
+    /// `[75, req, owner, key, value, version, public]`: the reply to `get_data`.
+    Data {
+        /// The `get_data` request id.
+        req: u32,
+        /// Whose entry (never 0: the sender's own account id when it asked for 0).
+        owner: u64,
+        /// The key.
+        key: String,
+        /// The value as JSON text; `None` when there is no such entry.
+        value: Option<String>,
+        /// The entry's version; 0 when there is no such entry.
+        version: u64,
+        /// Whether other players may read it.
+        public: bool,
+    },
+    /// `[76, req, key, version]`: the reply to `put_data`; the write is durable.
+    Written {
+        /// The `put_data` request id.
+        req: u32,
+        /// The key written.
+        key: String,
+        /// The entry's new version.
+        version: u64,
+    },
+    /// `[77, req, account_id, display_name, sessions, play_ms, games_played]`: the reply to
+    /// `get_profile`.
+    Profile {
+        /// The `get_profile` request id.
+        req: u32,
+        /// Whose profile.
+        account_id: u64,
+        /// The name other players see.
+        display_name: String,
+        /// Sessions the account has finished.
+        sessions: u64,
+        /// Play time over those sessions, in milliseconds.
+        play_ms: u64,
+        /// Games played: rooms the account played in until they ended.
+        games_played: u64,
+    },
+}
+
+impl std::fmt::Debug for ServerMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ServerMessage::Welcome {
+                version,
+                session_id,
+                tick_hz,
+                max_message_bytes,
+                timeout_ms,
+                queue_capacity,
+                resume_token: _,
+                reconnect_grace_ms,
+                account_id,
+            } => f
+                .debug_struct("Welcome")
+                .field("version", version)
+                .field("session_id", session_id)
+                .field("tick_hz", tick_hz)
+                .field("max_message_bytes", max_message_bytes)
+                .field("timeout_ms", timeout_ms)
+                .field("queue_capacity", queue_capacity)
+                .field("resume_token", &REDACTED)
+                .field("reconnect_grace_ms", reconnect_grace_ms)
+                .field("account_id", account_id)
+                .finish(),
+            ServerMessage::Session {
+                req,
+                account_id,
+                token: _,
+                expires_at_ms,
+                display_name,
+            } => f
+                .debug_struct("Session")
+                .field("req", req)
+                .field("account_id", account_id)
+                .field("token", &REDACTED)
+                .field("expires_at_ms", expires_at_ms)
+                .field("display_name", display_name)
+                .finish(),
+            ServerMessage::Joined {
+                req,
+                room_id,
+                player_id,
+                kind,
+                max_players,
+            } => f
+                .debug_struct("Joined")
+                .field("req", req)
+                .field("room_id", room_id)
+                .field("player_id", player_id)
+                .field("kind", kind)
+                .field("max_players", max_players)
+                .finish(),
+            ServerMessage::Left { req, room_id } => f
+                .debug_struct("Left")
+                .field("req", req)
+                .field("room_id", room_id)
+                .finish(),
+            ServerMessage::State {
+                tick,
+                last_seq,
+                payload,
+            } => f
+                .debug_struct("State")
+                .field("tick", tick)
+                .field("last_seq", last_seq)
+                .field("payload", payload)
+                .finish(),
+            ServerMessage::ChatLine {
+                room_id,
+                player_id,
+                name,
+                text,
+            } => f
+                .debug_struct("ChatLine")
+                .field("room_id", room_id)
+                .field("player_id", player_id)
+                .field("name", name)
+                .field("text", text)
+                .finish(),
+            ServerMessage::Pong { nonce } => f.debug_struct("Pong").field("nonce", nonce).finish(),
+            ServerMessage::Ok { req } => f.debug_struct("Ok").field("req", req).finish(),
+            ServerMessage::Error { code, message, req } => f
+                .debug_struct("Error")
+                .field("code", code)
+                .field("message", message)
+                .field("req", req)
+                .finish(),
+            ServerMessage::RoomClosed { room_id, reason } => f
+                .debug_struct("RoomClosed")
+                .field("room_id", room_id)
+                .field("reason", reason)
+                .finish(),
+            ServerMessage::Shutdown {
+                reason,
+                reconnect_after_ms,
+            } => f
+                .debug_struct("Shutdown")
+                .field("reason", reason)
+                .field("reconnect_after_ms", reconnect_after_ms)
+                .finish(),
+            ServerMessage::Data {
+                req,
+                owner,
+                key,
+                value,
+                version,
+                public,
+            } => f
+                .debug_struct("Data")
+                .field("req", req)
+                .field("owner", owner)
+                .field("key", key)
+                .field("value", value)
+                .field("version", version)
+                .field("public", public)
+                .finish(),
+            ServerMessage::Written { req, key, version } => f
+                .debug_struct("Written")
+                .field("req", req)
+                .field("key", key)
+                .field("version", version)
+                .finish(),
+            ServerMessage::Profile {
+                req,
+                account_id,
+                display_name,
+                sessions,
+                play_ms,
+                games_played,
+            } => f
+                .debug_struct("Profile")
+                .field("req", req)
+                .field("account_id", account_id)
+                .field("display_name", display_name)
+                .field("sessions", sessions)
+                .field("play_ms", play_ms)
+                .field("games_played", games_played)
+                .finish(),
+        }
+    }
 }
 
 fn expect(tag: u8, need: u32, got: u32) -> Result<(), DecodeError> {
@@ -266,18 +639,23 @@ impl<'a> ClientMessage<'a> {
             t if t == u64::from(tag::HELLO) => {
                 expect(tag::HELLO, 3, n)?;
                 let (version, client) = (r.read_u32()?, r.read_str()?);
-                let resume = if n >= 4 && !r.try_nil() {
-                    Some(r.read_str()?)
-                } else {
-                    None
+                let mut optional_str = |present: bool| -> Result<Option<&'a str>, ReadError> {
+                    Ok(if present && !r.try_nil() {
+                        Some(r.read_str()?)
+                    } else {
+                        None
+                    })
                 };
+                let resume = optional_str(n >= 4)?;
+                let token = optional_str(n >= 5)?;
                 (
                     ClientMessage::Hello {
                         version,
                         client,
                         resume,
+                        token,
                     },
-                    n.min(4),
+                    n.min(5),
                 )
             }
             t if t == u64::from(tag::JOIN) => {
@@ -323,6 +701,60 @@ impl<'a> ClientMessage<'a> {
                     2,
                 )
             }
+            t if t == u64::from(tag::LOGIN) => {
+                expect(tag::LOGIN, 4, n)?;
+                let m = ClientMessage::Login {
+                    req: r.read_u32()?,
+                    provider: r.read_str()?,
+                    credential: r.read_str()?,
+                };
+                (m, 4)
+            }
+            t if t == u64::from(tag::GET_DATA) => {
+                expect(tag::GET_DATA, 4, n)?;
+                let m = ClientMessage::GetData {
+                    req: r.read_u32()?,
+                    owner: r.read_u64()?,
+                    key: r.read_str()?,
+                };
+                (m, 4)
+            }
+            t if t == u64::from(tag::PUT_DATA) => {
+                expect(tag::PUT_DATA, 6, n)?;
+                let m = ClientMessage::PutData {
+                    req: r.read_u32()?,
+                    key: r.read_str()?,
+                    value: r.read_str()?,
+                    expected_version: r.read_u64()?,
+                    public: r.read_bool()?,
+                };
+                (m, 6)
+            }
+            t if t == u64::from(tag::DELETE_DATA) => {
+                expect(tag::DELETE_DATA, 4, n)?;
+                let m = ClientMessage::DeleteData {
+                    req: r.read_u32()?,
+                    key: r.read_str()?,
+                    expected_version: r.read_u64()?,
+                };
+                (m, 4)
+            }
+            t if t == u64::from(tag::GET_PROFILE) => {
+                expect(tag::GET_PROFILE, 3, n)?;
+                let m = ClientMessage::GetProfile {
+                    req: r.read_u32()?,
+                    account_id: r.read_u64()?,
+                };
+                (m, 3)
+            }
+            t if t == u64::from(tag::SET_NAME) => {
+                expect(tag::SET_NAME, 3, n)?;
+                let m = ClientMessage::SetName {
+                    req: r.read_u32()?,
+                    name: r.read_str()?,
+                };
+                (m, 3)
+            }
             other => return Err(DecodeError::UnknownType(other)),
         };
         close(&mut r, n, known)?;
@@ -336,13 +768,25 @@ impl<'a> ClientMessage<'a> {
                 version,
                 client,
                 resume,
+                token,
             } => {
-                msgpack::write_array_len(out, if resume.is_some() { 4 } else { 3 });
+                let len = match (resume, token) {
+                    (_, Some(_)) => 5,
+                    (Some(_), None) => 4,
+                    (None, None) => 3,
+                };
+                msgpack::write_array_len(out, len);
                 msgpack::write_uint(out, tag::HELLO.into());
                 msgpack::write_uint(out, (*version).into());
                 msgpack::write_str(out, client);
-                if let Some(token) = resume {
-                    msgpack::write_str(out, token);
+                if len >= 4 {
+                    match resume {
+                        Some(t) => msgpack::write_str(out, t),
+                        None => msgpack::write_nil(out),
+                    }
+                }
+                if let Some(t) = token {
+                    msgpack::write_str(out, t);
                 }
             }
             ClientMessage::Join { req, kind } => {
@@ -373,6 +817,62 @@ impl<'a> ClientMessage<'a> {
                 msgpack::write_uint(out, tag::PING.into());
                 msgpack::write_uint(out, *nonce);
             }
+            ClientMessage::Login {
+                req,
+                provider,
+                credential,
+            } => {
+                msgpack::write_array_len(out, 4);
+                msgpack::write_uint(out, tag::LOGIN.into());
+                msgpack::write_uint(out, (*req).into());
+                msgpack::write_str(out, provider);
+                msgpack::write_str(out, credential);
+            }
+            ClientMessage::GetData { req, owner, key } => {
+                msgpack::write_array_len(out, 4);
+                msgpack::write_uint(out, tag::GET_DATA.into());
+                msgpack::write_uint(out, (*req).into());
+                msgpack::write_uint(out, *owner);
+                msgpack::write_str(out, key);
+            }
+            ClientMessage::PutData {
+                req,
+                key,
+                value,
+                expected_version,
+                public,
+            } => {
+                msgpack::write_array_len(out, 6);
+                msgpack::write_uint(out, tag::PUT_DATA.into());
+                msgpack::write_uint(out, (*req).into());
+                msgpack::write_str(out, key);
+                msgpack::write_str(out, value);
+                msgpack::write_uint(out, *expected_version);
+                msgpack::write_bool(out, *public);
+            }
+            ClientMessage::DeleteData {
+                req,
+                key,
+                expected_version,
+            } => {
+                msgpack::write_array_len(out, 4);
+                msgpack::write_uint(out, tag::DELETE_DATA.into());
+                msgpack::write_uint(out, (*req).into());
+                msgpack::write_str(out, key);
+                msgpack::write_uint(out, *expected_version);
+            }
+            ClientMessage::GetProfile { req, account_id } => {
+                msgpack::write_array_len(out, 3);
+                msgpack::write_uint(out, tag::GET_PROFILE.into());
+                msgpack::write_uint(out, (*req).into());
+                msgpack::write_uint(out, *account_id);
+            }
+            ClientMessage::SetName { req, name } => {
+                msgpack::write_array_len(out, 3);
+                msgpack::write_uint(out, tag::SET_NAME.into());
+                msgpack::write_uint(out, (*req).into());
+                msgpack::write_str(out, name);
+            }
         }
     }
 }
@@ -401,8 +901,9 @@ impl ServerMessage {
                 queue_capacity,
                 resume_token,
                 reconnect_grace_ms,
+                account_id,
             } => {
-                arr(out, 9);
+                arr(out, 10);
                 u(out, tag::WELCOME.into());
                 u(out, (*version).into());
                 u(out, *session_id);
@@ -412,6 +913,7 @@ impl ServerMessage {
                 u(out, (*queue_capacity).into());
                 s(out, resume_token);
                 u(out, (*reconnect_grace_ms).into());
+                u(out, *account_id);
             }
             ServerMessage::Joined {
                 req,
@@ -484,6 +986,65 @@ impl ServerMessage {
                 s(out, reason);
                 u(out, (*reconnect_after_ms).into());
             }
+            ServerMessage::Session {
+                req,
+                account_id,
+                token,
+                expires_at_ms,
+                display_name,
+            } => {
+                arr(out, 6);
+                u(out, tag::SESSION.into());
+                u(out, (*req).into());
+                u(out, *account_id);
+                s(out, token);
+                u(out, *expires_at_ms);
+                s(out, display_name);
+            }
+            ServerMessage::Data {
+                req,
+                owner,
+                key,
+                value,
+                version,
+                public,
+            } => {
+                arr(out, 7);
+                u(out, tag::DATA.into());
+                u(out, (*req).into());
+                u(out, *owner);
+                s(out, key);
+                match value {
+                    Some(v) => s(out, v),
+                    None => msgpack::write_nil(out),
+                }
+                u(out, *version);
+                msgpack::write_bool(out, *public);
+            }
+            ServerMessage::Written { req, key, version } => {
+                arr(out, 4);
+                u(out, tag::WRITTEN.into());
+                u(out, (*req).into());
+                s(out, key);
+                u(out, *version);
+            }
+            ServerMessage::Profile {
+                req,
+                account_id,
+                display_name,
+                sessions,
+                play_ms,
+                games_played,
+            } => {
+                arr(out, 7);
+                u(out, tag::PROFILE.into());
+                u(out, (*req).into());
+                u(out, *account_id);
+                s(out, display_name);
+                u(out, *sessions);
+                u(out, *play_ms);
+                u(out, *games_played);
+            }
         }
     }
 
@@ -504,8 +1065,10 @@ impl ServerMessage {
                     queue_capacity: r.read_u32()?,
                     resume_token: r.read_str()?.to_owned(),
                     reconnect_grace_ms: r.read_u32()?,
+                    // Absent from servers older than accounts: not logged in.
+                    account_id: if n >= 10 { r.read_u64()? } else { 0 },
                 };
-                (9, m)
+                (n.min(10), m)
             }
             tag::JOINED => {
                 expect(t, 6, n)?;
@@ -587,6 +1150,58 @@ impl ServerMessage {
                 };
                 (3, m)
             }
+            tag::SESSION => {
+                expect(t, 6, n)?;
+                let m = ServerMessage::Session {
+                    req: r.read_u32()?,
+                    account_id: r.read_u64()?,
+                    token: r.read_str()?.to_owned(),
+                    expires_at_ms: r.read_u64()?,
+                    display_name: r.read_str()?.to_owned(),
+                };
+                (6, m)
+            }
+            tag::DATA => {
+                expect(t, 7, n)?;
+                let req = r.read_u32()?;
+                let owner = r.read_u64()?;
+                let key = r.read_str()?.to_owned();
+                let value = if r.try_nil() {
+                    None
+                } else {
+                    Some(r.read_str()?.to_owned())
+                };
+                let m = ServerMessage::Data {
+                    req,
+                    owner,
+                    key,
+                    value,
+                    version: r.read_u64()?,
+                    public: r.read_bool()?,
+                };
+                (7, m)
+            }
+            tag::WRITTEN => {
+                expect(t, 4, n)?;
+                let m = ServerMessage::Written {
+                    req: r.read_u32()?,
+                    key: r.read_str()?.to_owned(),
+                    version: r.read_u64()?,
+                };
+                (4, m)
+            }
+            tag::PROFILE => {
+                expect(t, 7, n)?;
+                let m = ServerMessage::Profile {
+                    req: r.read_u32()?,
+                    account_id: r.read_u64()?,
+                    display_name: r.read_str()?.to_owned(),
+                    sessions: r.read_u64()?,
+                    play_ms: r.read_u64()?,
+                    games_played: r.read_u64()?,
+                };
+                (7, m)
+            }
             other => return Err(DecodeError::UnknownType(other.into())),
         };
         close(&mut r, n, need)?;
@@ -622,7 +1237,7 @@ mod tests {
     }
 
     fn client_strategy() -> impl Strategy<Value = (u8, u64, String, Vec<u8>)> {
-        (1u8..=7, any::<u64>(), ".{0,70}", payload_strategy())
+        (1u8..=16, any::<u64>(), ".{0,70}", payload_strategy())
     }
 
     fn build<'a>(t: u8, n: u64, s: &'a str, p: &'a [u8]) -> ClientMessage<'a> {
@@ -631,11 +1246,55 @@ mod tests {
                 version: n as u32,
                 client: s,
                 resume: None,
+                token: None,
             },
             7 => ClientMessage::Hello {
                 version: n as u32,
                 client: s,
                 resume: Some(s),
+                token: None,
+            },
+            8 => ClientMessage::Hello {
+                version: n as u32,
+                client: s,
+                resume: None,
+                token: Some(s),
+            },
+            9 => ClientMessage::Hello {
+                version: n as u32,
+                client: s,
+                resume: Some(s),
+                token: Some(s),
+            },
+            10 => ClientMessage::Login {
+                req: n as u32,
+                provider: s,
+                credential: s,
+            },
+            11 => ClientMessage::GetData {
+                req: n as u32,
+                owner: n,
+                key: s,
+            },
+            12 => ClientMessage::PutData {
+                req: n as u32,
+                key: s,
+                value: s,
+                expected_version: n,
+                public: n.is_multiple_of(2),
+            },
+            13 => ClientMessage::DeleteData {
+                req: n as u32,
+                key: s,
+                expected_version: n,
+            },
+            14 => ClientMessage::GetProfile {
+                req: n as u32,
+                account_id: n,
+            },
+            15 => ClientMessage::SetName {
+                req: n as u32,
+                name: s,
             },
             2 => ClientMessage::Join {
                 req: n as u32,
@@ -666,7 +1325,7 @@ mod tests {
         #[test]
         fn server_messages_round_trip(n in any::<u64>(), s in ".{0,70}", p in payload_strategy(), c in 0usize..ErrorCode::ALL.len()) {
             let all = vec![
-                ServerMessage::Welcome { version: n as u32, session_id: n, tick_hz: 20, max_message_bytes: 4096, timeout_ms: n as u32, queue_capacity: 100, resume_token: s.clone(), reconnect_grace_ms: 10_000 },
+                ServerMessage::Welcome { version: n as u32, session_id: n, tick_hz: 20, max_message_bytes: 4096, timeout_ms: n as u32, queue_capacity: 100, resume_token: s.clone(), reconnect_grace_ms: 10_000, account_id: n },
                 ServerMessage::Joined { req: n as u32, room_id: n, player_id: n as u32, kind: s.clone(), max_players: 16 },
                 ServerMessage::Left { req: n as u32, room_id: n },
                 ServerMessage::State { tick: n, last_seq: n as u32, payload: Bytes::from(p.clone()) },
@@ -676,6 +1335,11 @@ mod tests {
                 ServerMessage::Error { code: ErrorCode::ALL[c], message: s.clone(), req: n as u32 },
                 ServerMessage::RoomClosed { room_id: n, reason: s.clone() },
                 ServerMessage::Shutdown { reason: s.clone(), reconnect_after_ms: n as u32 },
+                ServerMessage::Session { req: n as u32, account_id: n, token: s.clone(), expires_at_ms: n, display_name: s.clone() },
+                ServerMessage::Data { req: n as u32, owner: n, key: s.clone(), value: Some(s.clone()), version: n, public: true },
+                ServerMessage::Data { req: n as u32, owner: n, key: s.clone(), value: None, version: 0, public: false },
+                ServerMessage::Written { req: n as u32, key: s.clone(), version: n },
+                ServerMessage::Profile { req: n as u32, account_id: n, display_name: s.clone(), sessions: n, play_ms: n, games_played: n },
             ];
             for m in all {
                 let mut out = Vec::new();
@@ -704,6 +1368,64 @@ mod tests {
         );
         out.push(0xc0);
         assert_eq!(ClientMessage::decode(&out), Err(DecodeError::Trailing));
+    }
+
+    #[test]
+    fn a_hello_from_before_session_tokens_still_decodes() {
+        // [1, 1, "c", "resume"]: four elements, no token.
+        let mut out = Vec::new();
+        msgpack::write_array_len(&mut out, 4);
+        msgpack::write_uint(&mut out, tag::HELLO.into());
+        msgpack::write_uint(&mut out, 1);
+        msgpack::write_str(&mut out, "c");
+        msgpack::write_str(&mut out, "resume");
+        let m = ClientMessage::decode(&out).unwrap();
+        assert_eq!(
+            m,
+            ClientMessage::Hello {
+                version: 1,
+                client: "c",
+                resume: Some("resume"),
+                token: None
+            }
+        );
+        // A welcome without account_id (9 elements) means not logged in.
+        let mut out = Vec::new();
+        msgpack::write_array_len(&mut out, 9);
+        for v in [tag::WELCOME.into(), 1, 2, 20, 4096, 30000, 100] {
+            msgpack::write_uint(&mut out, v);
+        }
+        msgpack::write_str(&mut out, "ab");
+        msgpack::write_uint(&mut out, 10000);
+        assert!(matches!(
+            ServerMessage::decode(&out),
+            Ok(ServerMessage::Welcome { account_id: 0, .. })
+        ));
+    }
+
+    #[test]
+    fn debug_output_hides_tokens_and_credentials() {
+        let hello = ClientMessage::Hello {
+            version: 1,
+            client: "c",
+            resume: Some("resume-secret"),
+            token: Some("token-secret"),
+        };
+        let login = ClientMessage::Login {
+            req: 1,
+            provider: "device",
+            credential: "device-secret",
+        };
+        let session = ServerMessage::Session {
+            req: 1,
+            account_id: 7,
+            token: "token-secret".into(),
+            expires_at_ms: 1,
+            display_name: "Ada".into(),
+        };
+        let shown = format!("{hello:?} {login:?} {session:?}");
+        assert!(!shown.contains("secret"), "{shown}");
+        assert!(shown.contains("Ada") && shown.contains("device"), "{shown}");
     }
 
     #[test]
@@ -758,8 +1480,44 @@ mod documented_examples {
                 version: 1,
                 client: "demo",
                 resume: None,
+                token: None,
             },
             "93 01 01 a4 64 65 6d 6f",
+        );
+        client(
+            ClientMessage::Hello {
+                version: 1,
+                client: "demo",
+                resume: None,
+                token: Some("tk"),
+            },
+            "95 01 01 a4 64 65 6d 6f c0 a2 74 6b",
+        );
+        client(
+            ClientMessage::Login {
+                req: 2,
+                provider: "device",
+                credential: "dev-0001",
+            },
+            "94 07 02 a6 64 65 76 69 63 65 a8 64 65 76 2d 30 30 30 31",
+        );
+        client(
+            ClientMessage::PutData {
+                req: 3,
+                key: "save",
+                value: "{\"lv\":2}",
+                expected_version: 1,
+                public: false,
+            },
+            "96 09 03 a4 73 61 76 65 a8 7b 22 6c 76 22 3a 32 7d 01 c2",
+        );
+        client(
+            ClientMessage::GetData {
+                req: 4,
+                owner: 0,
+                key: "save",
+            },
+            "94 08 04 00 a4 73 61 76 65",
         );
         client(
             ClientMessage::Join {
@@ -786,8 +1544,57 @@ mod documented_examples {
                 queue_capacity: 100,
                 resume_token: "ab".into(),
                 reconnect_grace_ms: 10000,
+                account_id: 0,
             },
-            "99 40 01 01 14 cd 10 00 cd 75 30 64 a2 61 62 cd 27 10",
+            "9a 40 01 01 14 cd 10 00 cd 75 30 64 a2 61 62 cd 27 10 00",
+        );
+        server(
+            ServerMessage::Session {
+                req: 2,
+                account_id: 42,
+                token: "tk".into(),
+                expires_at_ms: 1_700_000_000_000,
+                display_name: "Ada".into(),
+            },
+            "96 4a 02 2a a2 74 6b cf 00 00 01 8b cf e5 68 00 a3 41 64 61",
+        );
+        server(
+            ServerMessage::Written {
+                req: 3,
+                key: "save".into(),
+                version: 2,
+            },
+            "94 4c 03 a4 73 61 76 65 02",
+        );
+        server(
+            ServerMessage::Data {
+                req: 4,
+                owner: 42,
+                key: "save".into(),
+                value: Some("{\"lv\":2}".into()),
+                version: 2,
+                public: false,
+            },
+            "97 4b 04 2a a4 73 61 76 65 a8 7b 22 6c 76 22 3a 32 7d 02 c2",
+        );
+        server(
+            ServerMessage::Data {
+                req: 4,
+                owner: 42,
+                key: "none".into(),
+                value: None,
+                version: 0,
+                public: false,
+            },
+            "97 4b 04 2a a4 6e 6f 6e 65 c0 00 c2",
+        );
+        server(
+            ServerMessage::Error {
+                code: ErrorCode::Conflict,
+                message: "current version 2".into(),
+                req: 3,
+            },
+            "94 47 1f b1 63 75 72 72 65 6e 74 20 76 65 72 73 69 6f 6e 20 32 03",
         );
         server(
             ServerMessage::Joined {

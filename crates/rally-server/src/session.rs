@@ -272,6 +272,18 @@ impl SessionLink {
     /// Queues a message without waiting. A full queue ends the session as a slow consumer
     /// rather than growing memory. Returns false when the session is gone or was ended.
     pub(crate) fn send(&self, msg: Outbound) -> bool {
+        self.push(msg, true)
+    }
+
+    /// [`send`](Self::send) from the session's own reader, which runs in the same task
+    /// just before the writer ([`read_then_write`]): the writer sees the message in the
+    /// same poll, so waking the task would only cost a second, empty poll and a trip to
+    /// the back of the run queue.
+    pub(crate) fn send_in_task(&self, msg: Outbound) -> bool {
+        self.push(msg, false)
+    }
+
+    fn push(&self, msg: Outbound, wake: bool) -> bool {
         {
             let mut outbox = self.ctl.outbox();
             if outbox.closed {
@@ -280,7 +292,9 @@ impl SessionLink {
             if outbox.queue.len() < outbox.capacity {
                 outbox.queue.push_back(msg);
                 drop(outbox);
-                self.ctl.waker.wake();
+                if wake {
+                    self.ctl.waker.wake();
+                }
                 return true;
             }
         }
@@ -360,7 +374,7 @@ pub(crate) async fn run(
         transport,
         session_id,
     };
-    tokio::join!(reader.run(&stream), writer.run(&stream));
+    read_then_write(reader.run(&stream), writer.run(&stream)).await;
     shared.sessions.remove(session_id);
     let ending = ctl.ending();
     // The player is gone: its slot is free for the next one even while the socket lingers.
@@ -388,6 +402,29 @@ pub(crate) async fn run(
         reason = message,
         "session ended"
     );
+}
+
+/// Runs the read and write loops of one session in its task, always polling the reader
+/// first: what it queues in reply (`pong`, `welcome`, replies) is then written in the
+/// same poll, without a wake-up (`tokio::join!` rotates which future goes first).
+async fn read_then_write(read: impl Future<Output = ()>, write: impl Future<Output = ()>) {
+    let mut read = std::pin::pin!(read);
+    let mut write = std::pin::pin!(write);
+    let (mut read_done, mut write_done) = (false, false);
+    std::future::poll_fn(|cx| {
+        if !read_done {
+            read_done = read.as_mut().poll(cx).is_ready();
+        }
+        if !write_done {
+            write_done = write.as_mut().poll(cx).is_ready();
+        }
+        if read_done && write_done {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await;
 }
 
 /// Half-closes, then reads and discards for a moment so the peer sees our last bytes
@@ -577,7 +614,7 @@ impl Reader {
                 Incoming::Ping(p) => {
                     self.core
                         .link
-                        .send(Outbound::WsPong(Bytes::copy_from_slice(p)));
+                        .send_in_task(Outbound::WsPong(Bytes::copy_from_slice(p)));
                 }
                 Incoming::Nothing => {}
                 Incoming::Close => return Err(Ending::ClientClosed),
@@ -597,7 +634,7 @@ impl Core {
         self.shared.stats.count_error(kind, code);
         tracing::debug!(session_id = self.link.session_id, code = code.name(), req, detail = %message, "error to client");
         self.link
-            .send(Outbound::Msg(ServerMessage::Error { code, message, req }));
+            .send_in_task(Outbound::Msg(ServerMessage::Error { code, message, req }));
     }
 
     fn on_message(&mut self, body: &[u8]) -> Result<(), Ending> {
@@ -612,7 +649,7 @@ impl Core {
                 Err(Ending::fault(ErrorCode::BadMessage, "hello sent twice"))
             }
             ClientMessage::Ping { nonce } => {
-                self.link.send(Outbound::Msg(ServerMessage::Pong { nonce }));
+                self.link.send_in_task(Outbound::Msg(ServerMessage::Pong { nonce }));
                 Ok(())
             }
             ClientMessage::Input { seq, payload } => {
@@ -632,6 +669,20 @@ impl Core {
                     text: text.to_owned(),
                 },
             ),
+            ClientMessage::Login { req, .. }
+            | ClientMessage::GetData { req, .. }
+            | ClientMessage::PutData { req, .. }
+            | ClientMessage::DeleteData { req, .. }
+            | ClientMessage::GetProfile { req, .. }
+            | ClientMessage::SetName { req, .. } => {
+                self.error(
+                    ErrorKind::Session,
+                    ErrorCode::Unavailable,
+                    "accounts are not available on this server yet",
+                    req,
+                );
+                Ok(())
+            }
         }
     }
 
@@ -640,6 +691,7 @@ impl Core {
             version,
             client,
             resume,
+            ..
         } = msg
         else {
             return Err(Ending::fault(
@@ -668,7 +720,7 @@ impl Core {
         }
         let c = &self.shared.config;
         let session_id = self.link.session_id;
-        self.link.send(Outbound::Msg(ServerMessage::Welcome {
+        self.link.send_in_task(Outbound::Msg(ServerMessage::Welcome {
             version: PROTOCOL_VERSION,
             session_id,
             tick_hz: c.tick_hz,
@@ -677,6 +729,7 @@ impl Core {
             queue_capacity: c.queue_capacity,
             resume_token: self.link.resume_token.as_deref().unwrap_or("").to_owned(),
             reconnect_grace_ms: c.reconnect_grace_ms as u32,
+            account_id: 0,
         }));
         if let Some(token) = resume {
             // Runs like a request with id 0: `joined` (req 0) or RESUME_FAILED follows.
@@ -818,10 +871,10 @@ impl Core {
             Ok(Outcome::Left { room_id }) => {
                 self.membership = None;
                 self.link
-                    .send(Outbound::Msg(ServerMessage::Left { req, room_id }));
+                    .send_in_task(Outbound::Msg(ServerMessage::Left { req, room_id }));
             }
             Ok(Outcome::Said) => {
-                self.link.send(Outbound::Msg(ServerMessage::Ok { req }));
+                self.link.send_in_task(Outbound::Msg(ServerMessage::Ok { req }));
             }
             Err(e) => self.error(ErrorKind::Command, e.code, e.message, req),
         }
@@ -829,7 +882,7 @@ impl Core {
 
     fn on_shutdown(&mut self) {
         self.draining = true;
-        self.link.send(Outbound::Msg(ServerMessage::Shutdown {
+        self.link.send_in_task(Outbound::Msg(ServerMessage::Shutdown {
             reason: "the server is shutting down".into(),
             reconnect_after_ms: RECONNECT_AFTER_MS,
         }));

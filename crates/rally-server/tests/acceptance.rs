@@ -24,6 +24,7 @@ async fn one_queued_message_gets_exactly_one_reply() {
         version: 1,
         client: "t",
         resume: None,
+        token: None,
     }
     .encode(&mut body);
     rally_server::protocol::frame::encode(&body, &mut bytes);

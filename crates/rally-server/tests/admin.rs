@@ -353,6 +353,7 @@ async fn drain_flips_readiness_and_refuses_new_players_and_joins() {
             version: rally_server::protocol::PROTOCOL_VERSION,
             client: "late",
             resume: None,
+            token: None,
         })
         .await;
         assert_eq!(c.expect_closed().await, Some(ErrorCode::Draining));

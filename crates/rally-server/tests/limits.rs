@@ -45,6 +45,7 @@ async fn at_capacity_new_connections_get_server_full_at_once() {
             version: 1,
             client: "again",
             resume: None,
+            token: None,
         })
         .await;
         match c.recv().await {
@@ -173,6 +174,7 @@ async fn malformed_messages_are_refused_with_bad_message() {
         version: 1,
         client: "again",
         resume: None,
+        token: None,
     })
     .await;
     assert_eq!(c.expect_closed().await, Some(ErrorCode::BadMessage));
@@ -182,6 +184,7 @@ async fn malformed_messages_are_refused_with_bad_message() {
         version: 2,
         client: "future",
         resume: None,
+        token: None,
     })
     .await;
     assert_eq!(c.expect_closed().await, Some(ErrorCode::UnsupportedVersion));
@@ -227,6 +230,7 @@ async fn websocket_requests_for_other_paths_are_refused() {
         version: 1,
         client: "raw",
         resume: None,
+        token: None,
     }
     .encode(&mut body);
     let mut wire = Vec::new();

@@ -153,6 +153,7 @@ impl Player {
             version: 1,
             client: if self.ws { "ws" } else { "tcp" },
             resume: None,
+            token: None,
         })
         .await;
         assert!(matches!(

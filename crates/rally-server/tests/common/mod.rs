@@ -170,6 +170,7 @@ impl Client {
             version: PROTOCOL_VERSION,
             client: "test",
             resume,
+            token: None,
         })
         .await;
         match self.recv().await {
@@ -187,6 +188,7 @@ impl Client {
             version: PROTOCOL_VERSION,
             client: "test",
             resume: None,
+            token: None,
         })
         .await;
         match self.recv().await {
