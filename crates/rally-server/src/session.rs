@@ -427,29 +427,6 @@ async fn read_then_write(read: impl Future<Output = ()>, write: impl Future<Outp
     .await;
 }
 
-/// Runs the read and write loops of one session in its task, always polling the reader
-/// first: what it queues in reply (`pong`, `welcome`, replies) is then written in the
-/// same poll, without a wake-up (`tokio::join!` rotates which future goes first).
-async fn read_then_write(read: impl Future<Output = ()>, write: impl Future<Output = ()>) {
-    let mut read = std::pin::pin!(read);
-    let mut write = std::pin::pin!(write);
-    let (mut read_done, mut write_done) = (false, false);
-    std::future::poll_fn(|cx| {
-        if !read_done {
-            read_done = read.as_mut().poll(cx).is_ready();
-        }
-        if !write_done {
-            write_done = write.as_mut().poll(cx).is_ready();
-        }
-        if read_done && write_done {
-            Poll::Ready(())
-        } else {
-            Poll::Pending
-        }
-    })
-    .await;
-}
-
 /// Half-closes, then reads and discards for a moment so the peer sees our last bytes
 /// before the kernel would answer its unread bytes with a reset.
 pub(crate) async fn linger_close(stream: &mut TcpStream) {
