@@ -52,6 +52,19 @@ def tag() -> str:
     return f"{os.getpid()}-{random.randrange(1 << 16):04x}"
 
 
+def device_id() -> str:
+    """A fresh device id (section 5a: 8 to 128 visible ASCII characters)."""
+    return f"py-device-{os.getpid()}-{random.getrandbits(64):016x}"
+
+
+def login(c: rc.RallyClient, name: str | None = None) -> dict:
+    """Device login with a new device id; sets the display name when given."""
+    session = c.device_login(device_id())
+    if name is not None:
+        c.set_name(name)
+    return session
+
+
 class Env:
     def __init__(self, tcp: tuple[str, int], ws: tuple[str, int]):
         self.tcp, self.ws = tcp, ws
@@ -105,6 +118,7 @@ def scenario_arena(env: Env, ck: Checker) -> None:
         for tr, c in cl.items():
             w = c.hello(names[tr])
             welcome[tr] = w
+            login(c, names[tr])
             ck.check(f"{tr}: hello -> welcome version 1 with sane limits",
                      w["version"] == 1 and w["tick_hz"] >= 1 and w["max_message_bytes"] >= 64
                      and w["timeout_ms"] >= 100 and w["queue_capacity"] >= 1, f"{w}")
@@ -271,6 +285,7 @@ def scenario_not_in_room(env: Env, ck: Checker, tr: str) -> None:
     c = env.connect(tr)
     try:
         c.hello(f"py-nir-{tr}")
+        login(c)
         c.send_input(1, [0.5, 0.5])
         m = c.wait_for(lambda m: m[0] == rc.ERROR, keep_others=False)
         ck.check(f"{tr}: input outside a room -> error NOT_IN_ROOM (20) with req 0",
@@ -288,6 +303,7 @@ def scenario_unknown_kind(env: Env, ck: Checker, tr: str) -> None:
     c = env.connect(tr)
     try:
         c.hello(f"py-uk-{tr}")
+        login(c)
         req = 424242
         try:
             c.join(f"no-such-kind-{tag()}", req=req)
@@ -298,6 +314,115 @@ def scenario_unknown_kind(env: Env, ck: Checker, tr: str) -> None:
         ck.check(f"{tr}: connection stays open after UNKNOWN_ROOM_KIND (ping answered)", expect_open(c))
     finally:
         c.close()
+
+
+# --------------------------------------------------------------------------
+# (h) accounts, session tokens and player data (sections 5a and 5b)
+
+
+def expect_error(ck: Checker, name: str, code: str, fn, *args, **kw) -> None:
+    try:
+        fn(*args, **kw)
+        ck.fail(name, f"expected {code}, the request succeeded")
+    except rc.RallyError as e:
+        ck.check(name, e.name == code and e.req != 0, str(e))
+
+
+def scenario_accounts(env: Env, ck: Checker) -> None:
+    a = env.connect("tcp")
+    b = env.connect("ws")
+    extra = []
+    try:
+        w = a.hello("py-acct-a")
+        ck.check("welcome without a token carries account_id 0", w["account_id"] == 0, f"{w}")
+        expect_error(ck, "join before login -> UNAUTHORIZED with our req", "UNAUTHORIZED", a.join, "arena")
+        expect_error(ck, "get_data before login -> UNAUTHORIZED", "UNAUTHORIZED", a.get_data, "save")
+        a.send_input(1, [0.0, 0.0])
+        m = a.wait_for(lambda m: m[0] == rc.ERROR, keep_others=False)
+        ck.check("input before login -> error UNAUTHORIZED with req 0",
+                 m[1] == rc.ERROR_NUMBERS["UNAUTHORIZED"] and m[3] == 0, f"{m}")
+        expect_error(ck, "login with an unknown provider -> INVALID_ARGUMENT", "INVALID_ARGUMENT",
+                     a.login, "carrier-pigeon", "x" * 16)
+        expect_error(ck, "device login with a too-short id -> INVALID_ARGUMENT", "INVALID_ARGUMENT",
+                     a.device_login, "short")
+
+        dev_a = device_id()
+        s1 = a.device_login(dev_a)
+        ck.check("device login -> session with an account id, a token and a future expiry",
+                 s1["account_id"] > 0 and isinstance(s1["token"], str) and len(s1["token"]) > 20
+                 and s1["expires_at_ms"] > time.time() * 1000, f"{s1}")
+        ck.check("a new account's display name is player-<id>",
+                 s1["display_name"] == f"player-{s1['account_id']}", f"{s1}")
+        name = f"Ada {random.randrange(1000)}"
+        a.set_name(name)
+        p = a.get_profile()
+        ck.check("get_profile 0 -> own profile with the name just set",
+                 p["account_id"] == s1["account_id"] and p["display_name"] == name
+                 and min(p["sessions"], p["play_ms"], p["games_played"]) >= 0, f"{p}")
+        expect_error(ck, "set_name with a control character -> INVALID_ARGUMENT", "INVALID_ARGUMENT",
+                     a.set_name, "bad\x07name")
+
+        absent = a.get_data("save")
+        ck.check("get_data of a missing key -> value nil, version 0",
+                 absent["value"] is None and absent["version"] == 0, f"{absent}")
+        v1 = a.put_data("save", {"level": 1, "items": ["sword"]})
+        ck.check("put_data with expected_version 0 creates version 1", v1 == 1, f"{v1}")
+        expect_error(ck, "put_data creating an existing key -> CONFLICT", "CONFLICT",
+                     a.put_data, "save", {"level": 9})
+        v2 = a.put_data("save", {"level": 2}, expected_version=v1)
+        ck.check("put_data with the current version -> version 2", v2 == 2, f"{v2}")
+        try:
+            a.put_data("save", {"level": 3}, expected_version=v1)
+            ck.fail("put_data with a stale version -> CONFLICT naming the current version", "succeeded")
+        except rc.RallyError as e:
+            ck.check("put_data with a stale version -> CONFLICT naming the current version",
+                     e.name == "CONFLICT" and "2" in e.message, str(e))
+        got = a.get_data("save")
+        ck.check("get_data returns the last value written, its version, private",
+                 got["value"] == {"level": 2} and got["version"] == 2 and got["public"] is False, f"{got}")
+        a.put_data("badge", "gold", public=True)
+        expect_error(ck, "put_data of text that is not JSON -> INVALID_ARGUMENT", "INVALID_ARGUMENT",
+                     a.request, [rc.PUT_DATA, a.new_req(), "junk", "{not json", 0, False], rc.WRITTEN)
+
+        b.hello("py-acct-b")
+        s2 = b.device_login(device_id())
+        ck.check("another device id -> another account", s2["account_id"] != s1["account_id"], f"{s2}")
+        expect_error(ck, "reading another player's private key -> FORBIDDEN", "FORBIDDEN",
+                     b.get_data, "save", owner=s1["account_id"])
+        pub = b.get_data("badge", owner=s1["account_id"])
+        ck.check("reading another player's public key works",
+                 pub["value"] == "gold" and pub["public"] is True and pub["owner"] == s1["account_id"], f"{pub}")
+        other = b.get_profile(s1["account_id"])
+        ck.check("another player's profile shows its display name",
+                 other["display_name"] == name and other["account_id"] == s1["account_id"], f"{other}")
+        expect_error(ck, "profile of an account that does not exist -> NOT_FOUND", "NOT_FOUND",
+                     b.get_profile, (1 << 62))
+
+        a.delete_data("save", 2)
+        ck.check("delete_data with the current version -> the key is gone",
+                 a.get_data("save")["version"] == 0)
+
+        # The token logs a new connection in without login.
+        c = env.connect("tcp")
+        extra.append(c)
+        w = c.hello("py-acct-again", token=s1["token"])
+        ck.check("hello with the session token -> welcome with that account id",
+                 w["account_id"] == s1["account_id"], f"{w}")
+        ck.check("... and data commands work at once",
+                 c.get_data("badge")["value"] == "gold")
+        d = env.connect("ws")
+        extra.append(d)
+        forged = s1["token"][:-4] + ("AAAA" if not s1["token"].endswith("AAAA") else "BBBB")
+        w = d.hello("py-acct-forged", token=forged)
+        ck.check("hello with a forged token -> welcome with account_id 0", w["account_id"] == 0, f"{w}")
+        m = d.wait_for(lambda m: m[0] == rc.ERROR, keep_others=False)
+        ck.check("... then error UNAUTHORIZED with req 0, not fatal",
+                 m[1] == rc.ERROR_NUMBERS["UNAUTHORIZED"] and m[3] == 0 and expect_open(d), f"{m}")
+        s3 = d.device_login(dev_a)
+        ck.check("the same device id logs into the same account", s3["account_id"] == s1["account_id"], f"{s3}")
+    finally:
+        for c in [a, b, *extra]:
+            c.close()
 
 
 # --------------------------------------------------------------------------
@@ -386,6 +511,7 @@ def main() -> int:
             run_scenario(ck, f"(d) unknown kind {tr}", scenario_unknown_kind, env, ck, tr)
             run_scenario(ck, f"(e) bad message {tr}", scenario_bad_message, env, ck, tr)
         run_scenario(ck, "ws transport details", scenario_ws_transport, env, ck)
+        run_scenario(ck, "(h) accounts and data", scenario_accounts, env, ck)
     except Watchdog:
         ck.fail("whole run", f"did not finish within {TOTAL_BUDGET_S} s")
     finally:

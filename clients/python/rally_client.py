@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import collections
 import hashlib
+import json
 import os
 import random
 import socket
@@ -26,24 +27,29 @@ MAX_SERVER_FRAME = 16 * 1024 * 1024  # our own sanity limit (section 2)
 
 # Client message types (section 5)
 HELLO, JOIN, LEAVE, INPUT, CHAT, PING = 1, 2, 3, 4, 5, 6
+LOGIN, GET_DATA, PUT_DATA, DELETE_DATA, GET_PROFILE, SET_NAME = 7, 8, 9, 10, 11, 12
 # Server message types (section 6)
 WELCOME, JOINED, LEFT, STATE, CHAT_LINE, PONG, OK, ERROR, ROOM_CLOSED, SHUTDOWN = range(64, 74)
+SESSION, DATA, WRITTEN, PROFILE = 74, 75, 76, 77
 
 MESSAGE_NAMES = {
     64: "welcome", 65: "joined", 66: "left", 67: "state", 68: "chat", 69: "pong",
-    70: "ok", 71: "error", 72: "room_closed", 73: "shutdown",
+    70: "ok", 71: "error", 72: "room_closed", 73: "shutdown", 74: "session", 75: "data",
+    76: "written", 77: "profile",
 }
 
 # Error codes (section 9)
 ERROR_CODES = {
     1: "BAD_MESSAGE", 2: "MESSAGE_TOO_LARGE", 3: "UNSUPPORTED_VERSION",
     10: "SERVER_FULL", 11: "TIMEOUT", 12: "SLOW_CONSUMER", 13: "SERVER_SHUTDOWN",
+    14: "KICKED", 15: "DRAINING",
     20: "NOT_IN_ROOM", 21: "ROOM_FULL", 22: "UNKNOWN_ROOM_KIND", 23: "ALREADY_IN_ROOM",
     24: "INVALID_ARGUMENT", 25: "INPUT_REJECTED", 26: "ROOM_BUSY", 27: "RATE_LIMITED",
-    30: "INTERNAL",
+    28: "RESUME_FAILED", 29: "ROOM_CLOSED", 30: "INTERNAL",
+    31: "CONFLICT", 32: "FORBIDDEN", 33: "NOT_FOUND", 34: "UNAVAILABLE", 35: "UNAUTHORIZED",
 }
 ERROR_NUMBERS = {v: k for k, v in ERROR_CODES.items()}
-FATAL_CODES = {1, 2, 3, 10, 11, 12}
+FATAL_CODES = {1, 2, 3, 10, 11, 12, 14, 15}
 
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -402,6 +408,8 @@ class RallyClient:
         self.closed = False
         self.last_body: bytes | None = None
         self.joined_msg: list | None = None
+        self.account_id = 0
+        self.token: str | None = None
 
     @property
     def transport_name(self) -> str:
@@ -479,16 +487,68 @@ class RallyClient:
         return reply
 
     # -- protocol operations
-    def hello(self, name: str = "rally-py", version: int = PROTOCOL_VERSION, timeout: float | None = None) -> dict:
-        self.send([HELLO, version, name])
+    def hello(self, name: str = "rally-py", version: int = PROTOCOL_VERSION, timeout: float | None = None,
+              token: str | None = None, resume_token: str | None = None) -> dict:
+        """Handshake. With a session `token`, `welcome["account_id"]` says whether it was
+        accepted (0: not; an `error` UNAUTHORIZED with req 0 follows, section 5a)."""
+        msg = [HELLO, version, name]
+        if resume_token is not None or token is not None:
+            msg.append(resume_token)  # nil: no resume
+        if token is not None:
+            msg.append(token)
+        self.send(msg)
         m = self.recv(timeout)
         if m[0] == ERROR:
             raise RallyError(m[1], m[2], m[3])
         if m[0] != WELCOME or len(m) < 7:
             raise ProtocolViolation(f"expected welcome, got {m!r}")
         self.welcome = dict(zip(
-            ["version", "session_id", "tick_hz", "max_message_bytes", "timeout_ms", "queue_capacity"], m[1:7]))
+            ["version", "session_id", "tick_hz", "max_message_bytes", "timeout_ms", "queue_capacity",
+             "resume_token", "reconnect_grace_ms", "account_id"], m[1:10]))
+        self.welcome.setdefault("account_id", 0)
+        self.account_id = self.welcome["account_id"]
         return self.welcome
+
+    def login(self, provider: str, credential: str, req: int | None = None, timeout: float | None = None) -> dict:
+        """`login`; returns the `session` reply as a dict and remembers the token."""
+        req = req or self.new_req()
+        m = self.request([LOGIN, req, provider, credential], SESSION, timeout)
+        session = dict(zip(["account_id", "token", "expires_at_ms", "display_name"], m[2:6]))
+        self.account_id, self.token = session["account_id"], session["token"]
+        return session
+
+    def device_login(self, device_id: str, **kw) -> dict:
+        return self.login("device", device_id, **kw)
+
+    def get_data(self, key: str, owner: int = 0, req: int | None = None, timeout: float | None = None) -> dict:
+        """`get_data`; `value` is the decoded JSON value, or None when the key is absent."""
+        req = req or self.new_req()
+        m = self.request([GET_DATA, req, owner, key], DATA, timeout)
+        entry = dict(zip(["owner", "key", "value", "version", "public"], m[2:7]))
+        entry["value"] = None if entry["value"] is None else json.loads(entry["value"])
+        return entry
+
+    def put_data(self, key: str, value, expected_version: int = 0, public: bool = False,
+                 req: int | None = None, timeout: float | None = None) -> int:
+        """`put_data` of any JSON-serializable value; returns the new version."""
+        req = req or self.new_req()
+        text = json.dumps(value, separators=(",", ":"))
+        m = self.request([PUT_DATA, req, key, text, expected_version, public], WRITTEN, timeout)
+        return m[3]
+
+    def delete_data(self, key: str, expected_version: int, req: int | None = None,
+                    timeout: float | None = None) -> None:
+        req = req or self.new_req()
+        self.request([DELETE_DATA, req, key, expected_version], OK, timeout)
+
+    def get_profile(self, account_id: int = 0, req: int | None = None, timeout: float | None = None) -> dict:
+        req = req or self.new_req()
+        m = self.request([GET_PROFILE, req, account_id], PROFILE, timeout)
+        return dict(zip(["account_id", "display_name", "sessions", "play_ms", "games_played"], m[2:7]))
+
+    def set_name(self, name: str, req: int | None = None, timeout: float | None = None) -> None:
+        req = req or self.new_req()
+        self.request([SET_NAME, req, name], OK, timeout)
 
     def join(self, kind: str, req: int | None = None, timeout: float | None = None) -> tuple[int, int]:
         req = req or self.new_req()

@@ -164,11 +164,18 @@ struct Server {
     tcp: SocketAddr,
     ws: SocketAddr,
     admin: Option<SocketAddr>,
+    /// Rally's database directory, removed with the value.
+    _data: Option<tempfile::TempDir>,
 }
 
 impl Server {
     async fn start(opts: &Options, peer: Peer, extra: &[&str]) -> anyhow::Result<Server> {
         let (tcp, ws, admin) = (free_addr()?, free_addr()?, free_addr()?);
+        // Rally keeps accounts in a database: a throwaway one per run, not ./rally.db.
+        let data = match peer {
+            Peer::Rally => Some(tempfile::tempdir()?),
+            Peer::Minimal => None,
+        };
         let mut args: Vec<String> = match peer {
             Peer::Rally => vec![
                 "serve".into(),
@@ -182,6 +189,17 @@ impl Server {
                 "10000".into(),
                 "--log-level".into(),
                 "warn".into(),
+                "--database-url".into(),
+                format!(
+                    "sqlite://{}",
+                    data.as_ref()
+                        .map(|d| d.path().join("rally.db"))
+                        .unwrap_or_default()
+                        .display()
+                ),
+                // The bots play without logging in (a development switch).
+                "--auth-required".into(),
+                "false".into(),
             ],
             Peer::Minimal => vec![
                 "bench-worker".into(),
@@ -204,6 +222,7 @@ impl Server {
             tcp,
             ws,
             admin: (peer == Peer::Rally).then_some(admin),
+            _data: data,
         })
     }
 

@@ -20,7 +20,8 @@ pub enum LogFormat {
     Json,
 }
 
-/// A secret value (the admin token): never shown by `Debug`, in logs or in messages.
+/// A secret value (the admin token, the auth secret): never shown by `Debug`, in logs or
+/// in messages.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
 
@@ -41,6 +42,51 @@ impl fmt::Debug for Secret {
         f.write_str("Secret(<redacted>)")
     }
 }
+
+/// The database URL: its `Debug` and `Display` hide the password a PostgreSQL URL may hold.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// Wraps a URL (`sqlite://...`, `postgres://...`).
+    pub fn new(url: impl Into<String>) -> Self {
+        DatabaseUrl(url.into())
+    }
+
+    /// The URL itself, password included, to connect with; do not log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DatabaseUrl({})", rally_store::redacted_url(&self.0))
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&rally_store::redacted_url(&self.0))
+    }
+}
+
+/// Whether the server runs for development or for players.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    /// The default: development switches (`auth_required = false`, the built-in
+    /// `auth_secret`) are allowed.
+    Development,
+    /// Refuses to start with the development auth secret, a short one, or without
+    /// required logins.
+    Production,
+}
+
+/// The `auth_secret` a server gets when none is configured. Anyone can read it here, so
+/// tokens signed with it prove nothing: `environment = "production"` refuses it.
+pub const DEVELOPMENT_AUTH_SECRET: &str = "rally-development-auth-secret-not-for-production";
+/// The shortest `auth_secret` production accepts, in bytes.
+pub const MIN_PRODUCTION_SECRET_BYTES: usize = 32;
 
 /// A validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +117,18 @@ pub struct Config {
     pub log_level: String,
     /// Log line format.
     pub log_format: LogFormat,
+    /// Where accounts and player data live: a SQLite file or a PostgreSQL server.
+    pub database_url: DatabaseUrl,
+    /// The key session tokens are signed with.
+    pub auth_secret: Secret,
+    /// Development or production; production refuses development switches.
+    pub environment: Environment,
+    /// How long a session token stays valid, in seconds.
+    pub session_ttl_secs: u64,
+    /// The game backend's login webhook (`http://...`); `None` turns custom login off.
+    pub auth_webhook_url: Option<String>,
+    /// Whether a session must log in before it may play (a development switch when false).
+    pub auth_required: bool,
 }
 
 /// What kind of value a key holds, with its range or choices and its default.
@@ -102,11 +160,25 @@ pub enum KeyKind {
         /// Default.
         default: &'static str,
     },
-    /// A secret: unset by default, at least `min_len` characters without whitespace when
-    /// set, and never repeated in messages.
+    /// A secret: at least `min_len` characters without whitespace when set, and never
+    /// repeated in messages.
     Secret {
         /// Shortest accepted secret.
         min_len: usize,
+        /// The value when no source sets it; empty: unset.
+        default: &'static str,
+    },
+    /// `true` or `false`.
+    Bool {
+        /// Default.
+        default: bool,
+    },
+    /// A URL starting with one of `schemes`; empty (unset) only if the default is.
+    Url {
+        /// Accepted prefixes, e.g. `sqlite:`.
+        schemes: &'static [&'static str],
+        /// Default; empty: unset.
+        default: &'static str,
     },
 }
 
@@ -138,7 +210,9 @@ impl Key {
     /// The default, as text for messages and `--help`.
     pub fn default_text(&self) -> String {
         match self.kind {
-            KeyKind::Secret { .. } => "unset".to_owned(),
+            KeyKind::Secret { default: "", .. } => "unset".to_owned(),
+            KeyKind::Secret { .. } => "a development-only secret".to_owned(),
+            KeyKind::Url { default: "", .. } => "unset".to_owned(),
             _ => self.default_value(),
         }
     }
@@ -149,8 +223,10 @@ impl Key {
             KeyKind::Int { default, .. } => default.to_string(),
             KeyKind::Addr { default }
             | KeyKind::Choice { default, .. }
-            | KeyKind::Text { default } => default.to_owned(),
-            KeyKind::Secret { .. } => String::new(),
+            | KeyKind::Text { default }
+            | KeyKind::Secret { default, .. }
+            | KeyKind::Url { default, .. } => default.to_owned(),
+            KeyKind::Bool { default } => default.to_string(),
         }
     }
 
@@ -161,8 +237,14 @@ impl Key {
             KeyKind::Addr { .. } => "an address IP:PORT".to_owned(),
             KeyKind::Choice { options, .. } => format!("one of {}", options.join(", ")),
             KeyKind::Text { .. } => "text".to_owned(),
-            KeyKind::Secret { min_len } => {
-                format!("unset, or at least {min_len} characters without whitespace")
+            KeyKind::Secret { min_len, default } => {
+                let unset = if default.is_empty() { "unset, or " } else { "" };
+                format!("{unset}at least {min_len} characters without whitespace")
+            }
+            KeyKind::Bool { .. } => "true or false".to_owned(),
+            KeyKind::Url { schemes, default } => {
+                let unset = if default.is_empty() { "empty (off), or " } else { "" };
+                format!("{unset}a URL starting with {}", schemes.join(" or "))
             }
         }
     }
@@ -232,7 +314,7 @@ pub const KEYS: &[Key] = &[
     },
     Key {
         name: "admin_token",
-        kind: KeyKind::Secret { min_len: 16 },
+        kind: KeyKind::Secret { min_len: 16, default: "" },
         help: "bearer token for the admin API /admin/* (unset: the admin API is off); prefer the environment or the file to the flag",
         env_aliases: &[],
     },
@@ -246,6 +328,45 @@ pub const KEYS: &[Key] = &[
         name: "log_format",
         kind: KeyKind::Choice { options: &["pretty", "json"], default: "pretty" },
         help: "log line format",
+        env_aliases: &[],
+    },
+    Key {
+        name: "database_url",
+        kind: KeyKind::Url {
+            schemes: &["sqlite:", "postgres://", "postgresql://"],
+            default: rally_store::DEFAULT_DATABASE_URL,
+        },
+        help: "accounts and player data: a SQLite file (created if missing) or a PostgreSQL server",
+        env_aliases: &[],
+    },
+    Key {
+        name: "auth_secret",
+        kind: KeyKind::Secret { min_len: 16, default: DEVELOPMENT_AUTH_SECRET },
+        help: "key that signs session tokens (production: 32+ bytes, not the default); prefer the environment or the file to the flag",
+        env_aliases: &[],
+    },
+    Key {
+        name: "environment",
+        kind: KeyKind::Choice { options: &["development", "production"], default: "development" },
+        help: "production refuses the default auth_secret, a short one, and auth_required = false",
+        env_aliases: &[],
+    },
+    Key {
+        name: "session_ttl_secs",
+        kind: KeyKind::Int { min: 60, max: 2_592_000, default: 86_400 },
+        help: "how long a session token stays valid",
+        env_aliases: &[],
+    },
+    Key {
+        name: "auth_webhook_url",
+        kind: KeyKind::Url { schemes: &["http://"], default: "" },
+        help: "custom login: the game backend's webhook, POSTed {\"credential\"} (empty: custom login off)",
+        env_aliases: &[],
+    },
+    Key {
+        name: "auth_required",
+        kind: KeyKind::Bool { default: true },
+        help: "sessions must log in before playing (false: a development switch production refuses)",
         env_aliases: &[],
     },
 ];
@@ -405,8 +526,11 @@ impl Sources {
         let mut ints = BTreeMap::new();
         let mut texts = BTreeMap::new();
         let mut secrets = BTreeMap::new();
+        let mut bools = BTreeMap::new();
+        let mut sources = BTreeMap::new();
         for k in KEYS {
             let (value, source) = self.raw(k);
+            sources.insert(k.name, source.clone());
             let invalid = || ConfigError::Invalid {
                 key: k.name,
                 value: match k.kind {
@@ -443,7 +567,7 @@ impl Sources {
                     }
                     texts.insert(k.name, value.trim().to_owned());
                 }
-                KeyKind::Secret { min_len } => {
+                KeyKind::Secret { min_len, .. } => {
                     if value.is_empty() {
                         continue;
                     }
@@ -452,12 +576,41 @@ impl Sources {
                     }
                     secrets.insert(k.name, Secret(value.clone()));
                 }
+                KeyKind::Bool { .. } => {
+                    let b = match value.trim() {
+                        "true" => true,
+                        "false" => false,
+                        _ => return Err(invalid()),
+                    };
+                    bools.insert(k.name, b);
+                }
+                KeyKind::Url { schemes, default } => {
+                    let url = value.trim();
+                    if url.is_empty() && default.is_empty() {
+                        texts.insert(k.name, String::new());
+                        continue;
+                    }
+                    if !schemes.iter().any(|s| url.starts_with(s)) {
+                        return Err(invalid());
+                    }
+                    if k.name == "auth_webhook_url" {
+                        rally_auth::Webhook::new(url, Duration::from_secs(1)).map_err(|e| {
+                            ConfigError::Invalid {
+                                key: k.name,
+                                value: value.clone(),
+                                from: source.clone(),
+                                allowed: e.reason,
+                            }
+                        })?;
+                    }
+                    texts.insert(k.name, url.to_owned());
+                }
             }
         }
         // Every key above was inserted or returned an error; KEYS names each field below.
         let int = |name: &str| ints[name];
         let addr = |name: &str| texts[name].parse::<SocketAddr>().expect("validated above");
-        Ok(Config {
+        Config {
             concurrency_limit: int("concurrency_limit") as u32,
             timeout_ms: int("timeout_ms"),
             tick_hz: int("tick_hz") as u32,
@@ -475,7 +628,59 @@ impl Sources {
             } else {
                 LogFormat::Pretty
             },
-        })
+            database_url: DatabaseUrl(texts["database_url"].clone()),
+            // auth_secret has a default, so it is always set.
+            auth_secret: secrets
+                .remove("auth_secret")
+                .unwrap_or_else(|| Secret::new(DEVELOPMENT_AUTH_SECRET)),
+            environment: if texts["environment"] == "production" {
+                Environment::Production
+            } else {
+                Environment::Development
+            },
+            session_ttl_secs: int("session_ttl_secs"),
+            auth_webhook_url: Some(texts["auth_webhook_url"].clone()).filter(|u| !u.is_empty()),
+            auth_required: bools["auth_required"],
+        }
+        .checked_for_production(&sources)
+    }
+}
+
+impl Config {
+    /// In production, refuses the development switches, naming the key that holds one.
+    fn checked_for_production(
+        self,
+        sources: &BTreeMap<&'static str, Source>,
+    ) -> Result<Config, ConfigError> {
+        if self.environment != Environment::Production {
+            return Ok(self);
+        }
+        let from = |key: &str| sources.get(key).cloned().unwrap_or(Source::Default);
+        let secret = self.auth_secret.expose();
+        if secret == DEVELOPMENT_AUTH_SECRET || secret.len() < MIN_PRODUCTION_SECRET_BYTES {
+            return Err(ConfigError::Invalid {
+                key: "auth_secret",
+                value: if secret == DEVELOPMENT_AUTH_SECRET {
+                    "<the development default>".to_owned()
+                } else {
+                    format!("<hidden, {} bytes>", secret.len())
+                },
+                from: from("auth_secret"),
+                allowed: format!(
+                    "with environment = production, a secret of at least {MIN_PRODUCTION_SECRET_BYTES} bytes other than the development default (e.g. openssl rand -hex 32)"
+                ),
+            });
+        }
+        if !self.auth_required {
+            return Err(ConfigError::Invalid {
+                key: "auth_required",
+                value: "false".to_owned(),
+                from: from("auth_required"),
+                allowed: "true with environment = production (false is a development switch)"
+                    .to_owned(),
+            });
+        }
+        Ok(self)
     }
 }
 
@@ -505,6 +710,11 @@ impl Config {
     /// One tick period.
     pub fn tick_period(&self) -> Duration {
         Duration::from_secs_f64(1.0 / f64::from(self.tick_hz))
+    }
+
+    /// [`Config::session_ttl_secs`] as a duration.
+    pub fn session_ttl(&self) -> Duration {
+        Duration::from_secs(self.session_ttl_secs)
     }
 }
 
@@ -536,7 +746,7 @@ mod tests {
             .unwrap();
         let token = c.admin_token.as_ref().map(Secret::expose);
         assert_eq!(token, Some("0123456789abcdef-secret"));
-        assert!(!format!("{c:?}").contains("secret"), "{c:?}");
+        assert!(!format!("{c:?}").contains("0123456789abcdef"), "{c:?}");
         let c = Sources::new().flag("admin_token", "").load().unwrap();
         assert_eq!(c.admin_token, None);
         let err = Sources::new()
@@ -548,6 +758,85 @@ mod tests {
             err.contains("admin_token") && err.contains("at least 16") && !err.contains("short"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn accounts_keys_have_development_defaults() {
+        let c = Config::default();
+        assert_eq!(c.database_url.expose(), "sqlite://rally.db");
+        assert_eq!(c.auth_secret.expose(), DEVELOPMENT_AUTH_SECRET);
+        assert_eq!(c.environment, Environment::Development);
+        assert_eq!(c.session_ttl_secs, 86_400);
+        assert_eq!(c.auth_webhook_url, None);
+        assert!(c.auth_required);
+        let c = Sources::new()
+            .toml(
+                "auth_required = false\nsession_ttl_secs = 60\nauth_webhook_url = \"http://127.0.0.1:9/auth\"",
+                "rally.toml",
+            )
+            .unwrap()
+            .load()
+            .unwrap();
+        assert!(!c.auth_required);
+        assert_eq!(c.session_ttl_secs, 60);
+        assert_eq!(c.auth_webhook_url.as_deref(), Some("http://127.0.0.1:9/auth"));
+        for (key, bad) in [
+            ("session_ttl_secs", "59"),
+            ("auth_required", "maybe"),
+            ("database_url", "mysql://x/y"),
+            ("auth_webhook_url", "https://auth.example/login"),
+            ("environment", "staging"),
+        ] {
+            let err = Sources::new().flag(key, bad).load().unwrap_err().to_string();
+            assert!(err.contains(key), "{err}");
+        }
+    }
+
+    #[test]
+    fn database_passwords_stay_out_of_debug_output() {
+        let c = Sources::new()
+            .env([(
+                "RALLY_DATABASE_URL".into(),
+                "postgres://rally:hunter2@db/rally".into(),
+            )])
+            .load()
+            .unwrap();
+        assert_eq!(c.database_url.expose(), "postgres://rally:hunter2@db/rally");
+        let shown = format!("{c:?} {}", c.database_url);
+        assert!(!shown.contains("hunter2"), "{shown}");
+    }
+
+    #[test]
+    fn production_refuses_development_switches_naming_the_key() {
+        let prod = || Sources::new().flag("environment", "production");
+        let err = prod().load().unwrap_err().to_string();
+        assert!(
+            err.contains("auth_secret") && err.contains("development default"),
+            "{err}"
+        );
+        let err = prod()
+            .env([("RALLY_AUTH_SECRET".into(), "0123456789abcdef-short".into())])
+            .load()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("auth_secret") && err.contains("32 bytes") && !err.contains("short"),
+            "{err}"
+        );
+        let strong = "0123456789abcdef0123456789abcdef";
+        let err = prod()
+            .env([("RALLY_AUTH_SECRET".into(), strong.into())])
+            .flag("auth_required", "false")
+            .load()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("auth_required") && err.contains("--auth-required"), "{err}");
+        let c = prod()
+            .env([("RALLY_AUTH_SECRET".into(), strong.into())])
+            .load()
+            .unwrap();
+        assert_eq!(c.environment, Environment::Production);
+        assert!(!format!("{c:?}").contains(strong));
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! The directory of connected sessions: who is connected, over what, since when.
 //!
-//! Commands load a player's data from here; the admin API lists it. Entries are
-//! added when a handshake completes and removed when the session ends.
+//! Commands load a player's data from here (it is the per-session cache of the player's
+//! account and display name: no command reads them from the database); the admin API
+//! lists it. Entries are added when a handshake completes, replaced when the session logs
+//! in or renames itself, and removed when the session ends.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -15,8 +17,10 @@ use crate::transport::Transport;
 pub struct SessionRecord {
     /// The session id sent in `welcome`.
     pub session_id: u64,
-    /// The client's name from `hello`, used as its display name.
+    /// The display name: the account's once logged in, else the client's name from `hello`.
     pub name: String,
+    /// The account the session is logged in as, if any.
+    pub account_id: Option<u64>,
     /// The transport it connected over.
     pub transport: Transport,
     /// Its address.
@@ -41,6 +45,17 @@ impl Directory {
 
     pub(crate) fn insert(&self, record: SessionRecord) {
         self.lock().insert(record.session_id, Arc::new(record));
+    }
+
+    /// Records a session's (new) account and display name.
+    pub(crate) fn set_account(&self, session_id: u64, account_id: Option<u64>, name: String) {
+        let mut sessions = self.lock();
+        if let Some(r) = sessions.get_mut(&session_id) {
+            let mut record = SessionRecord::clone(r);
+            record.account_id = account_id;
+            record.name = name;
+            *r = Arc::new(record);
+        }
     }
 
     pub(crate) fn remove(&self, session_id: u64) {

@@ -21,6 +21,7 @@ pub(crate) trait GameObject: Send {
     fn tick(&mut self, tick: &mut rally_game::Tick<'_>);
     fn is_over(&self) -> bool;
     fn shutdown(&mut self, reason: rally_game::CloseReason);
+    fn result(&self) -> Option<serde_json::Value>;
 }
 
 impl<G: Game> GameObject for G {
@@ -46,6 +47,9 @@ impl<G: Game> GameObject for G {
     }
     fn shutdown(&mut self, reason: rally_game::CloseReason) {
         Game::shutdown(self, reason)
+    }
+    fn result(&self) -> Option<serde_json::Value> {
+        Game::result(self)
     }
 }
 

@@ -23,9 +23,14 @@
 //! - `heartbeat`: event loop lag, runtime busy ratio, metrics upkeep.
 //! - `readiness`: what `/readyz` reports, and the [`Dependency`] hook.
 //! - [`logging`]: the pretty and JSON log formats.
+//! - `accounts`: logins (device, custom webhook), session tokens in `hello`, profiles.
+//! - `player_data`: the key-value requests (`get_data`, `put_data`, `delete_data`).
+//! - `storage`: the database: opening it, retried and timed calls, background writes
+//!   flushed at shutdown, the readiness probe.
 #![warn(missing_docs, unreachable_pub)]
 #![forbid(unsafe_code)]
 
+mod accounts;
 mod admin;
 pub mod command;
 pub mod config;
@@ -36,19 +41,23 @@ mod listener;
 pub mod logging;
 mod matchmaker;
 mod metrics;
+mod player_data;
 mod readiness;
 mod resume;
 mod room;
 mod server;
 mod session;
+mod storage;
 mod transport;
 
 pub use command::{BoxFuture, Command, CommandChecks, CommandContext, CommandError, PlayerData};
-pub use config::{Config, LogFormat, Sources};
+pub use config::{Config, DatabaseUrl, Environment, LogFormat, Sources};
 pub use games::Games;
 pub use metrics::DbCallMetric;
 pub use rally_game as game;
 pub use rally_protocol as protocol;
 pub use readiness::Dependency;
-pub use server::{BindError, Server, ServerBuilder, ServerHandle, ShutdownReport};
+pub use server::{BindError, Server, ServerBuilder, ServerHandle, ShutdownReport, StartError};
+pub use storage::{migrate, open_store, store_config};
+pub use rally_store as store;
 pub use transport::Transport;

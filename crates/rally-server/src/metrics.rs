@@ -97,16 +97,22 @@ pub(crate) enum TaskKind {
     Refusal,
     /// The heartbeat that measures event loop lag.
     Heartbeat,
+    /// A database write nobody waits for: a session's stats, a room's match record.
+    Write,
+    /// The probe that checks the database answers, for `/readyz`.
+    DbProbe,
 }
 
 impl TaskKind {
-    const ALL: [TaskKind; 6] = [
+    const ALL: [TaskKind; 8] = [
         TaskKind::Session,
         TaskKind::Room,
         TaskKind::Command,
         TaskKind::Listener,
         TaskKind::Refusal,
         TaskKind::Heartbeat,
+        TaskKind::Write,
+        TaskKind::DbProbe,
     ];
 
     fn name(self) -> &'static str {
@@ -117,6 +123,8 @@ impl TaskKind {
             TaskKind::Listener => "listener",
             TaskKind::Refusal => "refusal",
             TaskKind::Heartbeat => "heartbeat",
+            TaskKind::Write => "db_write",
+            TaskKind::DbProbe => "db_probe",
         }
     }
 }
@@ -244,6 +252,26 @@ pub(crate) struct TaskGuard {
     started: Instant,
 }
 
+/// One task kind's gauge and histogram, for code that starts tasks without holding the
+/// [`Metrics`] (the storage layer's background writes).
+#[derive(Debug, Clone)]
+pub(crate) struct TaskMeter {
+    active: Gauge,
+    duration: Histogram,
+}
+
+impl TaskMeter {
+    /// Counts a task from now until the guard is dropped.
+    pub(crate) fn start(&self) -> TaskGuard {
+        self.active.increment(1.0);
+        TaskGuard {
+            active: self.active.clone(),
+            duration: self.duration.clone(),
+            started: Instant::now(),
+        }
+    }
+}
+
 impl TaskGuard {
     /// How long the task has run.
     pub(crate) fn elapsed(&self) -> Duration {
@@ -326,7 +354,19 @@ mod name {
 }
 
 /// Commands with their own `command` label.
-const COMMANDS: [&str; 4] = ["join", "leave", "chat", "resume"];
+const COMMANDS: [&str; 11] = [
+    "join",
+    "leave",
+    "chat",
+    "resume",
+    "restore",
+    "login",
+    "get_data",
+    "put_data",
+    "delete_data",
+    "get_profile",
+    "set_name",
+];
 
 /// The server's registry and the handles the server records into.
 pub(crate) struct Metrics {
@@ -511,12 +551,15 @@ impl Metrics {
 
     /// Counts a task of `kind` as running until the guard is dropped.
     pub(crate) fn task(&self, kind: TaskKind) -> TaskGuard {
+        self.task_meter(kind).start()
+    }
+
+    /// The gauge and histogram of a task kind, to start tasks with later.
+    pub(crate) fn task_meter(&self, kind: TaskKind) -> TaskMeter {
         let i = kind as usize;
-        self.tasks_active[i].increment(1.0);
-        TaskGuard {
+        TaskMeter {
             active: self.tasks_active[i].clone(),
             duration: self.task_duration[i].clone(),
-            started: Instant::now(),
         }
     }
 

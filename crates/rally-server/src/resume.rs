@@ -25,11 +25,15 @@ pub(crate) fn new_token() -> Option<Arc<str>> {
     Some(Arc::from(hex))
 }
 
+/// A held seat: its room, its player id there, and the account that holds it (`None`: a
+/// guest, when logins are not required).
+pub(crate) type Seat = (RoomHandle, PlayerId, Option<u64>);
+
 /// Held seats by token. Its `Debug` shows how many, never the tokens.
 #[derive(Default)]
 pub(crate) struct ResumeTokens {
     /// Never held across `.await`: every critical section is one map operation.
-    inner: Mutex<HashMap<Arc<str>, (RoomHandle, PlayerId)>>,
+    inner: Mutex<HashMap<Arc<str>, Seat>>,
 }
 
 impl std::fmt::Debug for ResumeTokens {
@@ -41,22 +45,30 @@ impl std::fmt::Debug for ResumeTokens {
 }
 
 impl ResumeTokens {
-    fn lock(&self) -> MutexGuard<'_, HashMap<Arc<str>, (RoomHandle, PlayerId)>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<Arc<str>, Seat>> {
         // Single map operations cannot leave the map half-updated, so a poisoned lock
         // is still consistent.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub(crate) fn insert(&self, token: Arc<str>, room: RoomHandle, player: PlayerId) {
-        self.lock().insert(token, (room, player));
+    /// Registers the seat `token` takes back: `player` in `room`, held by `account` (the
+    /// seat's account; only a session of the same account may resume it).
+    pub(crate) fn insert(
+        &self,
+        token: Arc<str>,
+        room: RoomHandle,
+        player: PlayerId,
+        account: Option<u64>,
+    ) {
+        self.lock().insert(token, (room, player, account));
     }
 
     pub(crate) fn remove(&self, token: &str) {
         self.lock().remove(token);
     }
 
-    /// The seat a token holds, if any.
-    pub(crate) fn get(&self, token: &str) -> Option<(RoomHandle, PlayerId)> {
+    /// The seat a token holds, if any, with the seat's account.
+    pub(crate) fn get(&self, token: &str) -> Option<Seat> {
         self.lock().get(token).cloned()
     }
 }

@@ -16,11 +16,12 @@
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use rally_game::{CloseReason, PlayerId, Refusal, Tick};
 use rally_protocol::{ErrorCode, ServerMessage};
+use rally_store::AccountId;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
@@ -54,6 +55,8 @@ pub(crate) enum Control {
         link: SessionLink,
         req: u32,
         reservation: Reservation,
+        /// The player's account (`None`: a guest, when logins are not required).
+        account: Option<u64>,
         reply: oneshot::Sender<Result<PlayerId, Refusal>>,
     },
     /// Free a player's seat (if `session` still holds it).
@@ -163,6 +166,8 @@ struct Seat {
     /// When an away player's seat is given up.
     away_until: Option<Instant>,
     last_seq: u32,
+    /// The account that holds the seat; only it may resume the seat.
+    account: Option<u64>,
 }
 
 impl Seat {
@@ -188,6 +193,10 @@ struct Room {
     /// `rally_tick_duration_seconds` for this room's kind, held so a tick records
     /// without a lookup.
     tick_duration: metrics::Histogram,
+    /// Every account that took a seat, with its player id, for the match record.
+    players: Vec<(PlayerId, u64)>,
+    /// When the room opened: the match's start.
+    opened_at: SystemTime,
 }
 
 /// Starts a room task and returns its handle.
@@ -220,6 +229,8 @@ pub(crate) fn spawn(shared: &Arc<Shared>, id: u64, kind: &str, spec: &Kind) -> R
         views: Vec::new(),
         gone: Vec::new(),
         tick_duration: shared.metrics.tick_histogram(kind),
+        players: Vec::new(),
+        opened_at: SystemTime::now(),
     };
     shared.tracker.spawn(room.run(control_rx, inputs_rx));
     handle
@@ -292,6 +303,7 @@ impl Room {
                 link,
                 req,
                 reservation,
+                account,
                 reply,
             } => {
                 if self.seats.len() >= self.handle.max_players {
@@ -311,7 +323,7 @@ impl Room {
                 if let Some(t) = &token {
                     self.shared
                         .resume
-                        .insert(t.clone(), self.handle.clone(), id);
+                        .insert(t.clone(), self.handle.clone(), id, account);
                 }
                 self.seats.push(Seat {
                     id,
@@ -319,9 +331,14 @@ impl Room {
                     token,
                     away_until: None,
                     last_seq: 0,
+                    account,
                 });
                 self.count_players();
-                if reply.send(Ok(id)).is_err() {
+                if reply.send(Ok(id)).is_ok() {
+                    if let Some(a) = account {
+                        self.players.push((id, a));
+                    }
+                } else {
                     // The join was abandoned (its command timed out): undo it and say so.
                     self.notify(
                         id,
@@ -371,6 +388,7 @@ impl Room {
                     }));
                 }
                 let old_token = std::mem::replace(&mut seat.token, link.resume_token.clone());
+                let account = seat.account;
                 seat.away_until = None;
                 link.send(Outbound::Msg(joined));
                 let new_token = seat.token.clone();
@@ -379,7 +397,9 @@ impl Room {
                     self.shared.resume.remove(&t);
                 }
                 if let Some(t) = new_token {
-                    self.shared.resume.insert(t, self.handle.clone(), player);
+                    self.shared
+                        .resume
+                        .insert(t, self.handle.clone(), player, account);
                 }
                 if reply.send(Ok(())).is_err() {
                     self.set_away(player);
@@ -577,6 +597,7 @@ impl Room {
 
     fn finish(mut self, reason: CloseReason, duration_ms: u64) {
         self.game.shutdown(reason);
+        self.record_match(duration_ms);
         let id = self.handle.id;
         let note = self.handle.info.close_note.get();
         for seat in &self.seats {
@@ -625,6 +646,45 @@ impl Room {
             players = self.seats.len(),
             reason = ?reason,
             "room ended"
+        );
+    }
+}
+
+impl Room {
+    /// Hands the match record to the storage layer (which writes it in the background and
+    /// flushes it at shutdown): every account that played, the game's result, and which
+    /// player id each account had, as `{"players": {"<player id>": <account id>, ...},
+    /// "result": <Game::result, or null>}`. Rooms nobody logged in to play are not recorded.
+    fn record_match(&self, duration_ms: u64) {
+        let Some(storage) = &self.shared.storage else {
+            return;
+        };
+        if self.players.is_empty() {
+            return;
+        }
+        let mut accounts: Vec<AccountId> = Vec::with_capacity(self.players.len());
+        for (_, a) in &self.players {
+            if let Ok(id) = i64::try_from(*a) {
+                if !accounts.contains(&AccountId(id)) {
+                    accounts.push(AccountId(id));
+                }
+            }
+        }
+        let seats: serde_json::Map<String, serde_json::Value> = self
+            .players
+            .iter()
+            .map(|(p, a)| (p.to_string(), serde_json::Value::from(*a)))
+            .collect();
+        let result = serde_json::json!({
+            "players": seats,
+            "result": self.game.result().unwrap_or(serde_json::Value::Null),
+        });
+        storage.record_match(
+            self.handle.kind.to_string(),
+            accounts,
+            self.opened_at,
+            duration_ms,
+            result,
         );
     }
 }

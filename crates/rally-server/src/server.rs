@@ -10,6 +10,10 @@
 //! profiling showed it at 5% of the server's CPU.) Every task is in one tracker; when it
 //! is empty the drain was clean. If `shutdown_grace_ms` passes first, every session left
 //! is ended at once.
+//!
+//! Then the database: each session and room that ended queued its last writes (a
+//! session's stats, a room's match record); shutdown flushes them all, a few at a time,
+//! and only then closes the store and returns.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -23,6 +27,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use rally_store::{Store, StoreError};
+
+use crate::accounts::Auth;
 use crate::command::{CommandChecks, DefaultChecks};
 use crate::config::Config;
 use crate::directory::Directory;
@@ -32,6 +39,7 @@ use crate::metrics::{DbCallMetric, Metrics, Stats};
 use crate::readiness::{Dependency, Readiness};
 use crate::resume::ResumeTokens;
 use crate::session::LiveSessions;
+use crate::storage::{self, Storage};
 use crate::transport::Transport;
 use crate::{admin, heartbeat, listener};
 
@@ -68,6 +76,10 @@ pub(crate) struct Shared {
     draining: AtomicBool,
     /// Dependencies that reported themselves unhealthy.
     pub(crate) readiness: Arc<Readiness>,
+    /// Session tokens, the login webhook, whether logins are required.
+    pub(crate) auth: Auth,
+    /// The database; `None` for a server built without one (tests of the realtime path).
+    pub(crate) storage: Option<Arc<Storage>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -110,6 +122,33 @@ impl Shared {
     }
 }
 
+/// Why a server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listener could not be bound.
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    /// The database could not be opened or migrated.
+    #[error("cannot open the database {url} (database_url): {source}")]
+    Database {
+        /// The URL, password hidden.
+        url: String,
+        /// Why.
+        #[source]
+        source: StoreError,
+    },
+}
+
+/// Where a server's database comes from.
+enum StoreChoice {
+    /// Open `database_url` when binding (what `rally serve` does).
+    Open,
+    /// This store, already open.
+    Given(Store),
+    /// None: logins and player data are unavailable.
+    Without,
+}
+
 /// A listener that could not be bound.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot listen on {addr} ({what}): {source}")]
@@ -130,6 +169,7 @@ pub struct ServerBuilder {
     config: Config,
     games: Games,
     wrap_checks: Option<WrapChecks>,
+    store: StoreChoice,
 }
 
 impl std::fmt::Debug for ServerBuilder {
@@ -152,8 +192,35 @@ impl ServerBuilder {
         self
     }
 
-    /// Binds the TCP, WebSocket and admin listeners at the configured addresses.
-    pub async fn bind(self) -> Result<Server, BindError> {
+    /// Uses `store` (open and migrated, e.g. by [`storage::open_store`]) instead of
+    /// opening `database_url`. The server closes it at the end of its shutdown.
+    pub fn store(mut self, store: Store) -> Self {
+        self.store = StoreChoice::Given(store);
+        self
+    }
+
+    /// Runs without a database: logins and player-data requests get `UNAVAILABLE`, and
+    /// nothing is recorded. For tests and tools that exercise only the realtime path
+    /// (with `auth_required = false`).
+    pub fn without_store(mut self) -> Self {
+        self.store = StoreChoice::Without;
+        self
+    }
+
+    /// Whether [`bind`](Self::bind) will open `database_url` (neither
+    /// [`store`](Self::store) nor [`without_store`](Self::without_store) was chosen).
+    pub fn opens_database(&self) -> bool {
+        matches!(self.store, StoreChoice::Open)
+    }
+
+    /// The configuration the server will run with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Binds the TCP, WebSocket and admin listeners at the configured addresses and opens
+    /// (and migrates) the database.
+    pub async fn bind(self) -> Result<Server, StartError> {
         let bind = |what: &'static str, addr: SocketAddr| async move {
             TcpListener::bind(addr)
                 .await
@@ -162,16 +229,32 @@ impl ServerBuilder {
         let tcp = bind("tcp", self.config.tcp).await?;
         let ws = bind("http", self.config.http).await?;
         let admin = bind("admin", self.config.admin).await?;
+        let store = match self.store {
+            StoreChoice::Open => Some(storage::open_store(&self.config).await.map_err(|source| {
+                StartError::Database {
+                    url: self.config.database_url.to_string(),
+                    source,
+                }
+            })?),
+            StoreChoice::Given(store) => Some(store),
+            StoreChoice::Without => None,
+        };
         let directory = Arc::new(Directory::default());
-        let default_checks: Arc<dyn CommandChecks> =
-            Arc::new(DefaultChecks::new(self.games.clone(), directory.clone()));
+        let default_checks: Arc<dyn CommandChecks> = Arc::new(DefaultChecks::new(
+            self.games.clone(),
+            directory.clone(),
+            self.config.auth_required,
+        ));
         let checks = match self.wrap_checks {
             Some(wrap) => wrap(default_checks),
             None => default_checks,
         };
         let shutdown = CancellationToken::new();
         let metrics = Metrics::new(&self.games.kinds());
+        let storage = store.map(|s| Arc::new(Storage::new(s, &metrics)));
         let shared = Arc::new(Shared {
+            auth: Auth::new(&self.config),
+            storage,
             limit: Arc::new(Semaphore::new(self.config.concurrency_limit as usize)),
             refusals: Arc::new(Semaphore::new(MAX_REFUSALS)),
             config: self.config,
@@ -207,6 +290,9 @@ pub struct ShutdownReport {
     pub forced: usize,
     /// From the shutdown signal to the end.
     pub duration: Duration,
+    /// Database writes (session stats, match records) still pending when the flush gave
+    /// up; 0: everything was written.
+    pub unflushed_writes: usize,
 }
 
 /// A live view of a running server, for tests and embedding programs.
@@ -259,6 +345,14 @@ impl ServerHandle {
     pub fn dependency(&self, name: &str) -> Dependency {
         Dependency::new(name, self.shared.readiness.clone())
     }
+
+    /// Database writes nobody waits for (session stats, match records) queued or running.
+    pub fn pending_writes(&self) -> usize {
+        self.shared
+            .storage
+            .as_ref()
+            .map_or(0, |s| s.pending_writes())
+    }
 }
 
 /// A server with its listeners bound, ready to run.
@@ -283,6 +377,7 @@ impl Server {
             config,
             games,
             wrap_checks: None,
+            store: StoreChoice::Open,
         }
     }
 
@@ -328,10 +423,21 @@ impl Server {
         let admin_stop = CancellationToken::new();
         let admin = tokio::spawn(admin::serve(self.admin, shared.clone(), admin_stop.clone()));
         let heartbeat = tokio::spawn(heartbeat::run(shared.clone(), admin_stop.clone()));
+        // The probe stops before the store closes, after the drain.
+        let probe_stop = CancellationToken::new();
+        let probe = shared.storage.clone().map(|s| {
+            tokio::spawn(s.probe(
+                Dependency::new("database", shared.readiness.clone()),
+                probe_stop.clone(),
+            ))
+        });
         tracing::info!(
             %tcp, ws = %format_args!("ws://{ws}/ws"), admin = %admin_addr,
             games = ?shared.games.kinds(), tick_hz = shared.config.tick_hz,
             concurrency_limit = shared.config.concurrency_limit,
+            database = %shared.config.database_url,
+            auth_required = shared.config.auth_required,
+            environment = ?shared.config.environment,
             "rally is serving"
         );
 
@@ -366,6 +472,27 @@ impl Server {
                 );
             }
         }
+        probe_stop.cancel();
+        if let Some(p) = probe {
+            let _ = p.await;
+        }
+        let mut unflushed_writes = 0;
+        if let Some(storage) = &shared.storage {
+            // Every session and room has ended (or was forced to) and queued its writes.
+            let pending = storage.pending_writes();
+            let bound = shared.config.timeout() * 3 + grace;
+            unflushed_writes = storage.flush(bound).await;
+            if unflushed_writes > 0 {
+                tracing::error!(
+                    pending,
+                    unflushed = unflushed_writes,
+                    "database writes still pending after the flush bound; closing anyway"
+                );
+            } else {
+                tracing::info!(writes = pending, "database writes flushed");
+            }
+            storage.close().await;
+        }
         admin_stop.cancel();
         // An admin client holding its connection open must not hold the exit.
         if tokio::time::timeout(FORCE_LIMIT, admin).await.is_err() {
@@ -376,6 +503,7 @@ impl Server {
             drained,
             forced,
             duration: started.elapsed(),
+            unflushed_writes,
         };
         tracing::info!(
             drained,

@@ -32,6 +32,7 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
+use crate::accounts::{self, SessionAccount};
 use crate::command::{self, Command, CommandContext, CommandError, Outcome};
 use crate::directory::SessionRecord;
 use crate::metrics::{ErrorKind, TaskKind};
@@ -362,6 +363,7 @@ pub(crate) async fn run(
             handshaken: false,
             draining: false,
             membership: None,
+            account: None,
             queue: VecDeque::new(),
             running: false,
             deadline: started + timeout,
@@ -384,6 +386,9 @@ pub(crate) async fn run(
     }
     if reader.core.handshaken {
         shared.directory.remove(session_id);
+    }
+    if let Some(account) = reader.core.account.take() {
+        reader.core.end_account_session(account);
     }
     let (code, message) = match &ending {
         Ending::Fault { code, message } => (Some(code.name()), message.as_str()),
@@ -466,6 +471,8 @@ struct Core {
     handshaken: bool,
     draining: bool,
     membership: Option<Membership>,
+    /// The account the session is logged in as (its display name is in the directory).
+    account: Option<SessionAccount>,
     /// Commands waiting behind the running one, in order.
     queue: VecDeque<(u32, Command)>,
     /// Whether a command is running now.
@@ -669,19 +676,69 @@ impl Core {
                     text: text.to_owned(),
                 },
             ),
-            ClientMessage::Login { req, .. }
-            | ClientMessage::GetData { req, .. }
-            | ClientMessage::PutData { req, .. }
-            | ClientMessage::DeleteData { req, .. }
-            | ClientMessage::GetProfile { req, .. }
-            | ClientMessage::SetName { req, .. } => {
-                self.error(
-                    ErrorKind::Session,
-                    ErrorCode::Unavailable,
-                    "accounts are not available on this server yet",
-                    req,
-                );
-                Ok(())
+            ClientMessage::Login {
+                req,
+                provider,
+                credential,
+            } => self.enqueue(
+                req,
+                Command::Login {
+                    provider: provider.to_owned(),
+                    credential: credential.to_owned(),
+                },
+            ),
+            ClientMessage::GetData { req, owner, key } => self.enqueue(
+                req,
+                Command::GetData {
+                    owner,
+                    key: key.to_owned(),
+                },
+            ),
+            ClientMessage::PutData {
+                req,
+                key,
+                value,
+                expected_version,
+                public,
+            } => self.enqueue(
+                req,
+                Command::PutData {
+                    key: key.to_owned(),
+                    value: value.to_owned(),
+                    expected_version,
+                    public,
+                },
+            ),
+            ClientMessage::DeleteData {
+                req,
+                key,
+                expected_version,
+            } => self.enqueue(
+                req,
+                Command::DeleteData {
+                    key: key.to_owned(),
+                    expected_version,
+                },
+            ),
+            ClientMessage::GetProfile { req, account_id } => {
+                self.enqueue(req, Command::GetProfile { account_id })
+            }
+            ClientMessage::SetName { req, name } => self.enqueue(
+                req,
+                Command::SetName {
+                    name: name.to_owned(),
+                },
+            ),
+        }
+    }
+
+    /// The session stops being `account` (it ended, or logged in as another): its play
+    /// time and a session go to the account's stats, in the background.
+    fn end_account_session(&self, account: SessionAccount) {
+        if let Some(storage) = &self.shared.storage {
+            let play_ms = u64::try_from(account.since.elapsed().as_millis()).unwrap_or(u64::MAX);
+            if let Ok(id) = i64::try_from(account.id) {
+                storage.record_session(rally_store::AccountId(id), play_ms);
             }
         }
     }
@@ -691,7 +748,7 @@ impl Core {
             version,
             client,
             resume,
-            ..
+            token,
         } = msg
         else {
             return Err(Ending::fault(
@@ -718,6 +775,13 @@ impl Core {
                 "the server is draining and takes no new players; connect to another server",
             ));
         }
+        // The session token is checked here, without the database: a valid one logs the
+        // session in before anything else it sends is handled.
+        let verified = token.map(|t| self.shared.auth.verify(t));
+        let account = match verified {
+            Some(Ok(id)) => Some(id),
+            _ => None,
+        };
         let c = &self.shared.config;
         let session_id = self.link.session_id;
         self.link.send_in_task(Outbound::Msg(ServerMessage::Welcome {
@@ -729,8 +793,25 @@ impl Core {
             queue_capacity: c.queue_capacity,
             resume_token: self.link.resume_token.as_deref().unwrap_or("").to_owned(),
             reconnect_grace_ms: c.reconnect_grace_ms as u32,
-            account_id: 0,
+            account_id: account.unwrap_or(0),
         }));
+        if let Some(Err(e)) = verified {
+            // Not fatal: the client may log in instead.
+            self.error(
+                ErrorKind::Session,
+                ErrorCode::Unauthorized,
+                format!("{e}; log in again"),
+                0,
+            );
+        }
+        if let Some(id) = account {
+            self.account = Some(SessionAccount {
+                id,
+                since: std::time::Instant::now(),
+            });
+            // The display name, loaded ahead of the client's own requests.
+            self.queue.push_back((0, Command::Restore));
+        }
         if let Some(token) = resume {
             // Runs like a request with id 0: `joined` (req 0) or RESUME_FAILED follows.
             self.queue.push_back((
@@ -740,14 +821,15 @@ impl Core {
                 },
             ));
         }
-        let name = if client.trim().is_empty() {
-            format!("player-{session_id}")
-        } else {
-            client.to_owned()
+        let name = match account {
+            Some(id) => accounts::default_name(id),
+            None if client.trim().is_empty() => format!("player-{session_id}"),
+            None => client.to_owned(),
         };
         self.shared.directory.insert(SessionRecord {
             session_id,
             name,
+            account_id: account,
             transport: self.transport,
             peer: self.peer,
             since: std::time::Instant::now(),
@@ -765,6 +847,15 @@ impl Core {
     }
 
     fn on_input(&mut self, seq: u32, payload: &[u8]) {
+        if self.account.is_none() && self.shared.auth.required {
+            self.error(
+                ErrorKind::Session,
+                ErrorCode::Unauthorized,
+                "input sent while not logged in",
+                0,
+            );
+            return;
+        }
         // No liveness check here: a closed room's input queue reports itself closed.
         let Some(m) = self.membership.as_ref() else {
             self.error(
@@ -832,6 +923,7 @@ impl Core {
                 .as_ref()
                 .map(|m| (m.room.id, m.room.kind.to_string())),
             draining: self.draining,
+            account: self.account.map(|a| a.id),
         };
         let shared = self.shared.clone();
         let link = self.link.clone();
@@ -875,6 +967,52 @@ impl Core {
             }
             Ok(Outcome::Said) => {
                 self.link.send_in_task(Outbound::Msg(ServerMessage::Ok { req }));
+            }
+            Ok(Outcome::LoggedIn(login)) => {
+                let since = match self.account.take() {
+                    // The same account again: the session goes on.
+                    Some(prev) if prev.id == login.account_id => prev.since,
+                    Some(prev) => {
+                        self.end_account_session(prev);
+                        std::time::Instant::now()
+                    }
+                    None => std::time::Instant::now(),
+                };
+                self.account = Some(SessionAccount {
+                    id: login.account_id,
+                    since,
+                });
+                self.shared.directory.set_account(
+                    self.link.session_id,
+                    Some(login.account_id),
+                    login.display_name.clone(),
+                );
+                self.link
+                    .send_in_task(Outbound::Msg(ServerMessage::Session {
+                        req,
+                        account_id: login.account_id,
+                        token: login.token.token,
+                        expires_at_ms: login.token.expires_at_ms,
+                        display_name: login.display_name,
+                    }));
+            }
+            Ok(Outcome::Restored(name)) => {
+                if let (Some(name), Some(account)) = (name, self.account) {
+                    self.shared
+                        .directory
+                        .set_account(self.link.session_id, Some(account.id), name);
+                }
+            }
+            Ok(Outcome::Forgotten(e)) => {
+                // Not a session of that account after all; nothing to count for it.
+                self.account = None;
+                self.shared
+                    .directory
+                    .set_account(self.link.session_id, None, format!("player-{}", self.link.session_id));
+                self.error(ErrorKind::Command, e.code, e.message, req);
+            }
+            Ok(Outcome::Reply(msg)) => {
+                self.link.send_in_task(Outbound::Msg(msg));
             }
             Err(e) => self.error(ErrorKind::Command, e.code, e.message, req),
         }

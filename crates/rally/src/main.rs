@@ -2,7 +2,8 @@
 //!
 //! `rally serve` wires configuration (flags, `RALLY_*` environment, `rally.toml`) to the
 //! server library, registers the bundled games, and turns SIGINT/SIGTERM into a graceful
-//! shutdown; a second signal exits at once.
+//! shutdown; a second signal exits at once. `rally migrate` applies the database
+//! migrations (`database_url`) with the same configuration and exits.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,16 +16,15 @@ use rally_server::{Games, LogFormat, Server, Sources};
 /// Exit code when a second signal cuts the drain short (128 + SIGINT).
 const EXIT_INTERRUPTED: u8 = 130;
 
-fn cli() -> Command {
-    let mut serve = Command::new("serve")
-        .about("Run the game server: TCP, WebSocket (/ws) and admin listeners")
-        .arg(
-            Arg::new("config")
-                .long("config")
-                .value_name("FILE")
-                .value_parser(clap::value_parser!(PathBuf))
-                .help("TOML file with any of the keys below (default: ./rally.toml if it exists)"),
-        );
+/// `--config` and a flag per configuration key, as `serve` and `migrate` take them.
+fn with_config_args(mut command: Command) -> Command {
+    command = command.arg(
+        Arg::new("config")
+            .long("config")
+            .value_name("FILE")
+            .value_parser(clap::value_parser!(PathBuf))
+            .help("TOML file with any of the keys below (default: ./rally.toml if it exists)"),
+    );
     for key in KEYS {
         let help = format!(
             "{} [env {}] [default {}] [{}]",
@@ -33,19 +33,31 @@ fn cli() -> Command {
             key.default_text(),
             key.allowed()
         );
-        serve = serve.arg(
+        command = command.arg(
             Arg::new(key.name)
                 .long(key.flag())
                 .value_name("VALUE")
                 .help(help),
         );
     }
+    command
+}
+
+fn cli() -> Command {
+    let serve = with_config_args(
+        Command::new("serve")
+            .about("Run the game server: TCP, WebSocket (/ws) and admin listeners"),
+    );
+    let migrate = with_config_args(Command::new("migrate").about(
+        "Apply the database migrations (database_url) and exit, without serving",
+    ));
     Command::new("rally")
         .about("Rally: an authoritative real-time multiplayer game server")
         .version(env!("CARGO_PKG_VERSION"))
         .subcommand_required(true)
         .arg_required_else_help(true)
         .subcommand(serve)
+        .subcommand(migrate)
         .subcommand(rally_bots::cli::command())
         .subcommand(rally_bench::cli::command())
         .subcommand(rally_bench::cli::worker_command())
@@ -162,6 +174,17 @@ async fn serve(m: &ArgMatches) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `rally migrate`: brings the configured database's schema up to date.
+async fn migrate(m: &ArgMatches) -> anyhow::Result<ExitCode> {
+    let config = sources(m)?.load()?;
+    init_logs(&config.log_level, config.log_format)?;
+    rally_server::migrate(&config)
+        .await
+        .with_context(|| format!("migrating {} (database_url)", config.database_url))?;
+    eprintln!("rally: database {} is up to date", config.database_url);
+    Ok(ExitCode::SUCCESS)
+}
+
 fn main() -> ExitCode {
     let matches = cli().get_matches();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -176,6 +199,7 @@ fn main() -> ExitCode {
     };
     let result = match matches.subcommand() {
         Some(("serve", m)) => runtime.block_on(serve(m)),
+        Some(("migrate", m)) => runtime.block_on(migrate(m)),
         Some(("bots", m)) => runtime.block_on(rally_bots::cli::run(m)),
         Some(("bench", m)) => runtime.block_on(rally_bench::cli::run(m)),
         Some(("bench-worker", m)) => runtime.block_on(rally_bench::cli::run_worker(m)),

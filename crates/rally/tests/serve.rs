@@ -160,6 +160,18 @@ impl Player {
             self.recv().await,
             Some(ServerMessage::Welcome { .. })
         ));
+        // `rally serve` requires a login: a device id of our own.
+        let device = format!("serve-test-{}-{}", std::process::id(), self.ws);
+        self.send(ClientMessage::Login {
+            req: 7,
+            provider: "device",
+            credential: &device,
+        })
+        .await;
+        assert!(matches!(
+            self.recv().await,
+            Some(ServerMessage::Session { req: 7, .. })
+        ));
         self.send(ClientMessage::Join {
             req: 1,
             kind: "arena",
@@ -214,9 +226,12 @@ struct Served {
     child: Child,
     tcp: String,
     ws: String,
+    /// The server's database directory.
+    _data: tempfile::TempDir,
 }
 
 async fn start() -> Served {
+    let data = tempfile::tempdir().unwrap();
     let mut child = Command::new(RALLY)
         .args([
             "serve",
@@ -227,6 +242,8 @@ async fn start() -> Served {
             "--admin",
             "127.0.0.1:0",
         ])
+        .arg("--database-url")
+        .arg(format!("sqlite://{}", data.path().join("rally.db").display()))
         .args(["--log-format", "json", "--shutdown-grace-ms", "5000"])
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
@@ -258,7 +275,12 @@ async fn start() -> Served {
     .expect("rally starts in time");
     // Keep draining the logs so the child never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Served { child, tcp, ws }
+    Served {
+        child,
+        tcp,
+        ws,
+        _data: data,
+    }
 }
 
 #[tokio::test]

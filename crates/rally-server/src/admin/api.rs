@@ -128,6 +128,8 @@ pub(crate) struct PlayerSummary {
     /// The session id: what `POST /admin/players/{id}/kick` takes.
     id: u64,
     name: String,
+    /// The account the session is logged in as; `None` (null) before a login.
+    account_id: Option<u64>,
     transport: &'static str,
     peer: String,
     connected_ms: u64,
@@ -171,6 +173,7 @@ pub(crate) async fn players(
         .map(|r| PlayerSummary {
             id: r.session_id,
             name: r.name.clone(),
+            account_id: r.account_id,
             transport: r.transport.name(),
             peer: r.peer.to_string(),
             connected_ms: r.since.elapsed().as_millis() as u64,
