@@ -43,9 +43,9 @@ pub(crate) struct Auth {
 
 impl Auth {
     pub(crate) fn new(config: &Config) -> Auth {
-        // Half of timeout_ms: the account lookup after it gets the other half, all within
-        // the login request's own bound.
-        let webhook_bound = config.timeout() / 2;
+        // A quarter of timeout_ms: the account lookup after it gets the rest (at most
+        // three quarters, see `storage`), all within the login request's own bound.
+        let webhook_bound = config.timeout() / 4;
         let webhook = config.auth_webhook_url.as_deref().and_then(|url| {
             Webhook::new(url, webhook_bound)
                 .map_err(|e| tracing::error!(error = %e, "custom login is off"))
@@ -229,8 +229,8 @@ pub(crate) async fn profile(
     let storage = storage(shared)?;
     let wanted = if account == 0 { reader } else { account };
     let id = account_id(wanted)?;
-    let (account, stats) = tokio::try_join!(storage.account(id), storage.stats(id))
-        .map_err(storage::command_error)?;
+    let (account, stats) =
+        tokio::try_join!(storage.account(id), storage.stats(id)).map_err(storage::command_error)?;
     Ok(ServerMessage::Profile {
         req,
         account_id: wanted,

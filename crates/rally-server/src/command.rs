@@ -21,10 +21,10 @@ use tokio::sync::oneshot;
 use crate::accounts::{self, LoggedIn, CUSTOM, DEVICE, MAX_CREDENTIAL_BYTES};
 use crate::directory::Directory;
 use crate::games::Games;
+use crate::player_data;
 use crate::room::{Control, Membership};
 use crate::server::Shared;
 use crate::session::SessionLink;
-use crate::player_data;
 
 /// Longest chat line, in bytes.
 pub const MAX_CHAT_BYTES: usize = 256;
@@ -317,7 +317,9 @@ impl CommandChecks for DefaultChecks {
                     if provider != DEVICE && provider != CUSTOM {
                         return Err(CommandError::new(
                             ErrorCode::InvalidArgument,
-                            format!("unknown login provider {provider:?}; use \"device\" or \"custom\""),
+                            format!(
+                                "unknown login provider {provider:?}; use \"device\" or \"custom\""
+                            ),
                         ));
                     }
                     if credential.is_empty() || credential.len() > MAX_CREDENTIAL_BYTES {

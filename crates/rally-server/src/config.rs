@@ -243,7 +243,11 @@ impl Key {
             }
             KeyKind::Bool { .. } => "true or false".to_owned(),
             KeyKind::Url { schemes, default } => {
-                let unset = if default.is_empty() { "empty (off), or " } else { "" };
+                let unset = if default.is_empty() {
+                    "empty (off), or "
+                } else {
+                    ""
+                };
                 format!("{unset}a URL starting with {}", schemes.join(" or "))
             }
         }
@@ -779,7 +783,10 @@ mod tests {
             .unwrap();
         assert!(!c.auth_required);
         assert_eq!(c.session_ttl_secs, 60);
-        assert_eq!(c.auth_webhook_url.as_deref(), Some("http://127.0.0.1:9/auth"));
+        assert_eq!(
+            c.auth_webhook_url.as_deref(),
+            Some("http://127.0.0.1:9/auth")
+        );
         for (key, bad) in [
             ("session_ttl_secs", "59"),
             ("auth_required", "maybe"),
@@ -787,7 +794,11 @@ mod tests {
             ("auth_webhook_url", "https://auth.example/login"),
             ("environment", "staging"),
         ] {
-            let err = Sources::new().flag(key, bad).load().unwrap_err().to_string();
+            let err = Sources::new()
+                .flag(key, bad)
+                .load()
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(key), "{err}");
         }
     }
@@ -830,7 +841,10 @@ mod tests {
             .load()
             .unwrap_err()
             .to_string();
-        assert!(err.contains("auth_required") && err.contains("--auth-required"), "{err}");
+        assert!(
+            err.contains("auth_required") && err.contains("--auth-required"),
+            "{err}"
+        );
         let c = prod()
             .env([("RALLY_AUTH_SECRET".into(), strong.into())])
             .load()

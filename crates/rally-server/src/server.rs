@@ -230,12 +230,14 @@ impl ServerBuilder {
         let ws = bind("http", self.config.http).await?;
         let admin = bind("admin", self.config.admin).await?;
         let store = match self.store {
-            StoreChoice::Open => Some(storage::open_store(&self.config).await.map_err(|source| {
-                StartError::Database {
-                    url: self.config.database_url.to_string(),
-                    source,
-                }
-            })?),
+            StoreChoice::Open => {
+                Some(storage::open_store(&self.config).await.map_err(|source| {
+                    StartError::Database {
+                        url: self.config.database_url.to_string(),
+                        source,
+                    }
+                })?)
+            }
             StoreChoice::Given(store) => Some(store),
             StoreChoice::Without => None,
         };
@@ -251,7 +253,7 @@ impl ServerBuilder {
         };
         let shutdown = CancellationToken::new();
         let metrics = Metrics::new(&self.games.kinds());
-        let storage = store.map(|s| Arc::new(Storage::new(s, &metrics)));
+        let storage = store.map(|s| Arc::new(Storage::new(s, &metrics, &self.config)));
         let shared = Arc::new(Shared {
             auth: Auth::new(&self.config),
             storage,

@@ -656,7 +656,8 @@ impl Core {
                 Err(Ending::fault(ErrorCode::BadMessage, "hello sent twice"))
             }
             ClientMessage::Ping { nonce } => {
-                self.link.send_in_task(Outbound::Msg(ServerMessage::Pong { nonce }));
+                self.link
+                    .send_in_task(Outbound::Msg(ServerMessage::Pong { nonce }));
                 Ok(())
             }
             ClientMessage::Input { seq, payload } => {
@@ -784,17 +785,18 @@ impl Core {
         };
         let c = &self.shared.config;
         let session_id = self.link.session_id;
-        self.link.send_in_task(Outbound::Msg(ServerMessage::Welcome {
-            version: PROTOCOL_VERSION,
-            session_id,
-            tick_hz: c.tick_hz,
-            max_message_bytes: c.max_message_bytes,
-            timeout_ms: c.timeout_ms as u32,
-            queue_capacity: c.queue_capacity,
-            resume_token: self.link.resume_token.as_deref().unwrap_or("").to_owned(),
-            reconnect_grace_ms: c.reconnect_grace_ms as u32,
-            account_id: account.unwrap_or(0),
-        }));
+        self.link
+            .send_in_task(Outbound::Msg(ServerMessage::Welcome {
+                version: PROTOCOL_VERSION,
+                session_id,
+                tick_hz: c.tick_hz,
+                max_message_bytes: c.max_message_bytes,
+                timeout_ms: c.timeout_ms as u32,
+                queue_capacity: c.queue_capacity,
+                resume_token: self.link.resume_token.as_deref().unwrap_or("").to_owned(),
+                reconnect_grace_ms: c.reconnect_grace_ms as u32,
+                account_id: account.unwrap_or(0),
+            }));
         if let Some(Err(e)) = verified {
             // Not fatal: the client may log in instead.
             self.error(
@@ -966,7 +968,8 @@ impl Core {
                     .send_in_task(Outbound::Msg(ServerMessage::Left { req, room_id }));
             }
             Ok(Outcome::Said) => {
-                self.link.send_in_task(Outbound::Msg(ServerMessage::Ok { req }));
+                self.link
+                    .send_in_task(Outbound::Msg(ServerMessage::Ok { req }));
             }
             Ok(Outcome::LoggedIn(login)) => {
                 let since = match self.account.take() {
@@ -1006,9 +1009,11 @@ impl Core {
             Ok(Outcome::Forgotten(e)) => {
                 // Not a session of that account after all; nothing to count for it.
                 self.account = None;
-                self.shared
-                    .directory
-                    .set_account(self.link.session_id, None, format!("player-{}", self.link.session_id));
+                self.shared.directory.set_account(
+                    self.link.session_id,
+                    None,
+                    format!("player-{}", self.link.session_id),
+                );
                 self.error(ErrorKind::Command, e.code, e.message, req);
             }
             Ok(Outcome::Reply(msg)) => {
@@ -1020,10 +1025,11 @@ impl Core {
 
     fn on_shutdown(&mut self) {
         self.draining = true;
-        self.link.send_in_task(Outbound::Msg(ServerMessage::Shutdown {
-            reason: "the server is shutting down".into(),
-            reconnect_after_ms: RECONNECT_AFTER_MS,
-        }));
+        self.link
+            .send_in_task(Outbound::Msg(ServerMessage::Shutdown {
+                reason: "the server is shutting down".into(),
+                reconnect_after_ms: RECONNECT_AFTER_MS,
+            }));
     }
 
     /// The session is over: leave the room, or, when the connection merely dropped,

@@ -4,19 +4,26 @@
 //!
 //! - **Calls a player waits for** (logins, player data, profiles) run inside the request's
 //!   command, so they are bounded by `timeout_ms`, and the reply is sent only after the
-//!   store returned: an acknowledged write is committed. A call that finds the database
-//!   unreachable is retried (3 attempts, 100 ms then 200 ms apart); the store fails fast
-//!   meanwhile, so the player hears `UNAVAILABLE` within about half a second.
+//!   store returned: an acknowledged write is committed. Each store call is bounded by a
+//!   quarter of `timeout_ms`, and a call that finds the database unreachable is retried
+//!   (3 attempts, 100 ms then 200 ms apart) as long as the retry starts within that same
+//!   quarter: a refused or reset connection is tried again, a call that already waited its
+//!   whole bound is not. So the whole fits in the request's bound and the player hears
+//!   `UNAVAILABLE`, not `TIMEOUT`. Only the first call after the database goes away waits
+//!   that long: once the store knows the database is unreachable, calls fail at once
+//!   without touching it, and only the probe (below) checks whether it is back.
 //! - **Writes nobody waits for** (a session's stats when it ends, a room's match record)
 //!   are spawned here and tracked: at most [`WRITE_CONCURRENCY`] run at once, and
 //!   shutdown waits for every one of them ([`Storage::flush`]) before closing the store.
-//!   Retrying a counter increment whose answer was lost may count it twice; not retrying
-//!   would lose it more often, so they are retried.
+//!   While the database is down they wait for it (up to [`WRITE_PATIENCE`]) instead of
+//!   being dropped, unless the server is shutting down. Retrying a counter increment whose
+//!   answer was lost may count it twice; not retrying would lose it more often.
 //! - **The probe** pings the database every [`PROBE_EVERY`] and reports through the
 //!   readiness hook, so `/readyz` says 503 while the database is unreachable and 200 again
 //!   as soon as it answers; the store reconnects by itself.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -36,13 +43,21 @@ use crate::readiness::Dependency;
 pub(crate) const WRITE_CONCURRENCY: usize = 8;
 /// How often the readiness probe pings the database.
 pub(crate) const PROBE_EVERY: Duration = Duration::from_secs(1);
+/// How long a background write waits for an unreachable database to come back.
+pub(crate) const WRITE_PATIENCE: Duration = Duration::from_secs(300);
 
-/// The store configuration a server with `config` opens: its URL, and `timeout_ms` as the
-/// bound on every call.
+/// The store configuration a server with `config` opens: its URL, and a quarter of
+/// `timeout_ms` as the bound on every call (see the module docs).
 pub fn store_config(config: &Config) -> StoreConfig {
     let mut store = StoreConfig::new(config.database_url.expose());
-    store.timeout = config.timeout();
+    store.timeout = call_bound(config);
     store
+}
+
+/// The bound on one store call: a quarter of `timeout_ms`, so that retries fit in one
+/// request's bound.
+fn call_bound(config: &Config) -> Duration {
+    (config.timeout() / 4).max(Duration::from_millis(25))
 }
 
 /// Opens (creating a SQLite file if needed) and migrates the configured database.
@@ -78,7 +93,10 @@ pub(crate) fn command_error(e: StoreError) -> CommandError {
         }
         StoreError::Other { detail } => {
             tracing::warn!(%detail, "storage error");
-            CommandError::new(ErrorCode::Internal, "a storage error; see the server's logs")
+            CommandError::new(
+                ErrorCode::Internal,
+                "a storage error; see the server's logs",
+            )
         }
     }
 }
@@ -109,10 +127,20 @@ pub(crate) struct Storage {
     permits: Arc<Semaphore>,
     writes: TaskMeter,
     probes: TaskMeter,
+    /// No retry starts later than this after a call began: the call bound (a quarter of
+    /// `timeout_ms`).
+    retry_window: Duration,
+    /// Cancelled when the flush at shutdown begins: background writes stop waiting for an
+    /// unreachable database.
+    flushing: CancellationToken,
+    /// Set by the probe while its pings fail: the database is down, calls fail at once.
+    /// (The store has its own such flag, but it cannot always tell "unreachable" from
+    /// "busy" while another call is still trying to connect; the probe can.)
+    down: AtomicBool,
 }
 
 impl Storage {
-    pub(crate) fn new(store: Store, metrics: &Metrics) -> Storage {
+    pub(crate) fn new(store: Store, metrics: &Metrics, config: &Config) -> Storage {
         let op = |name: &str| metrics.db_call(name);
         Storage {
             store,
@@ -132,38 +160,105 @@ impl Storage {
             permits: Arc::new(Semaphore::new(WRITE_CONCURRENCY)),
             writes: metrics.task_meter(TaskKind::Write),
             probes: metrics.task_meter(TaskKind::DbProbe),
+            retry_window: call_bound(config),
+            flushing: CancellationToken::new(),
+            down: AtomicBool::new(false),
         }
     }
 
-    /// Runs one store call, timed, retried while the database is unavailable.
+    /// Runs one store call, timed, retried while the database is unavailable (no retry
+    /// starting past the retry window).
     async fn call<T, Fut>(
+        &self,
         metric: &DbCallMetric,
         mut op: impl FnMut() -> Fut,
     ) -> Result<T, StoreError>
     where
         Fut: Future<Output = Result<T, StoreError>>,
     {
+        let deadline = tokio::time::Instant::now() + self.retry_window;
         RetryPolicy::SPEC
-            .run(None, StoreError::is_transient, |_| metric.time(op()))
+            .run(Some(deadline), StoreError::is_transient, |_| {
+                // While the database is known to be down, fail at once: the probe, not a
+                // player's request, is what waits to see whether it is back.
+                let reachable = self.reachable();
+                let call = reachable.then(|| metric.time(op()));
+                async move {
+                    match call {
+                        Some(call) => call.await,
+                        None => Err(StoreError::Unavailable {
+                            detail: "the database is unreachable".into(),
+                        }),
+                    }
+                }
+            })
             .await
+    }
+
+    /// [`Storage::call`] for a background write: while the database is down, waits for it
+    /// to come back (up to [`WRITE_PATIENCE`], and not past the start of the flush at
+    /// shutdown) and tries again.
+    async fn call_patiently<T, Fut>(
+        &self,
+        metric: &DbCallMetric,
+        mut op: impl FnMut() -> Fut,
+    ) -> Result<T, StoreError>
+    where
+        Fut: Future<Output = Result<T, StoreError>>,
+    {
+        let give_up = tokio::time::Instant::now() + WRITE_PATIENCE;
+        loop {
+            match self.call(metric, &mut op).await {
+                Err(e)
+                    if e.is_transient()
+                        && tokio::time::Instant::now() < give_up
+                        && !self.flushing.is_cancelled() =>
+                {
+                    tokio::select! {
+                        _ = self.back_up() => {}
+                        _ = self.flushing.cancelled() => {}
+                        _ = tokio::time::sleep_until(give_up) => {}
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Whether calls may go to the database: neither the probe nor the store saw it down.
+    fn reachable(&self) -> bool {
+        !self.down.load(Ordering::Acquire) && self.store.is_reachable()
+    }
+
+    /// Completes once the database is believed reachable, at least a probe period from now.
+    async fn back_up(&self) {
+        loop {
+            tokio::time::sleep(PROBE_EVERY).await;
+            if self.reachable() {
+                return;
+            }
+        }
     }
 
     /// The account of a device id, created at its first login.
     pub(crate) async fn device_login(&self, device_id: &str) -> Result<Account, StoreError> {
-        Self::call(&self.ops.login, || self.store.device_login(device_id)).await
+        self.call(&self.ops.login, || self.store.device_login(device_id))
+            .await
     }
 
     /// The account of an id the game's backend vouched for, created at its first login.
     pub(crate) async fn custom_login(&self, external_id: &str) -> Result<Account, StoreError> {
-        Self::call(&self.ops.login, || self.store.custom_login(external_id)).await
+        self.call(&self.ops.login, || self.store.custom_login(external_id))
+            .await
     }
 
     pub(crate) async fn account(&self, id: AccountId) -> Result<Account, StoreError> {
-        Self::call(&self.ops.account, || self.store.account(id)).await
+        self.call(&self.ops.account, || self.store.account(id))
+            .await
     }
 
     pub(crate) async fn stats(&self, id: AccountId) -> Result<Stats, StoreError> {
-        Self::call(&self.ops.stats, || self.store.stats(id)).await
+        self.call(&self.ops.stats, || self.store.stats(id)).await
     }
 
     pub(crate) async fn set_display_name(
@@ -171,7 +266,8 @@ impl Storage {
         id: AccountId,
         name: &str,
     ) -> Result<(), StoreError> {
-        Self::call(&self.ops.set_name, || self.store.set_display_name(id, name)).await
+        self.call(&self.ops.set_name, || self.store.set_display_name(id, name))
+            .await
     }
 
     /// `owner`'s entry as `reader` may see it.
@@ -181,7 +277,10 @@ impl Storage {
         owner: AccountId,
         key: &str,
     ) -> Result<Option<KvEntry>, StoreError> {
-        Self::call(&self.ops.kv_get, || self.store.kv_get_as(reader, owner, key)).await
+        self.call(&self.ops.kv_get, || {
+            self.store.kv_get_as(reader, owner, key)
+        })
+        .await
     }
 
     /// A versioned write, retried while the database is unavailable. A retry that finds
@@ -196,17 +295,20 @@ impl Storage {
         public: bool,
     ) -> Result<u64, StoreError> {
         let mut attempts = 0;
-        let result = Self::call(&self.ops.kv_put, || {
-            attempts += 1;
-            self.store.kv_put(owner, key, value, expected, public)
-        })
-        .await;
+        let result = self
+            .call(&self.ops.kv_put, || {
+                attempts += 1;
+                self.store.kv_put(owner, key, value, expected, public)
+            })
+            .await;
         match result {
             Err(StoreError::Conflict { current: Some(v) })
                 if attempts > 1 && Some(v) == expected.map_or(Some(1), |e| e.checked_add(1)) =>
             {
                 match self.store.kv_get(owner, key).await {
-                    Ok(Some(e)) if e.version == v && e.value == *value && e.public_read == public => {
+                    Ok(Some(e))
+                        if e.version == v && e.value == *value && e.public_read == public =>
+                    {
                         Ok(v)
                     }
                     _ => Err(StoreError::Conflict { current: Some(v) }),
@@ -225,11 +327,12 @@ impl Storage {
         expected: u64,
     ) -> Result<(), StoreError> {
         let mut attempts = 0;
-        let result = Self::call(&self.ops.kv_delete, || {
-            attempts += 1;
-            self.store.kv_delete(owner, key, expected)
-        })
-        .await;
+        let result = self
+            .call(&self.ops.kv_delete, || {
+                attempts += 1;
+                self.store.kv_delete(owner, key, expected)
+            })
+            .await;
         match result {
             Err(StoreError::Conflict { current: None }) if attempts > 1 => Ok(()),
             other => other,
@@ -240,7 +343,7 @@ impl Storage {
     pub(crate) fn record_session(self: &Arc<Self>, account: AccountId, play_ms: u64) {
         let this = self.clone();
         self.spawn_write(async move {
-            let r = Self::call(&this.ops.record_session, || {
+            let r = this.call_patiently(&this.ops.record_session, || {
                 this.store.record_session(account, play_ms)
             })
             .await;
@@ -261,7 +364,7 @@ impl Storage {
     ) {
         let this = self.clone();
         self.spawn_write(async move {
-            let r = Self::call(&this.ops.record_match, || {
+            let r = this.call_patiently(&this.ops.record_match, || {
                 this.store
                     .record_match(&kind, &players, started_at, duration_ms, &result)
             })
@@ -292,6 +395,7 @@ impl Storage {
     /// Waits, up to `bound`, for every background write; returns how many were still
     /// running when it gave up (0: all flushed).
     pub(crate) async fn flush(&self, bound: Duration) -> usize {
+        self.flushing.cancel();
         self.background.close();
         let done = tokio::time::timeout(bound, self.background.wait()).await;
         // Writes spawned later (a session forced closed after the grace) still run.
@@ -326,11 +430,13 @@ impl Storage {
             match result {
                 Ok(()) if !healthy => {
                     healthy = true;
+                    self.down.store(false, Ordering::Release);
                     dependency.healthy();
                     tracing::info!("database reachable again; ready");
                 }
                 Err(e) if e.is_transient() && healthy => {
                     healthy = false;
+                    self.down.store(true, Ordering::Release);
                     dependency.unhealthy("unreachable");
                     tracing::warn!(error = %e, "database unreachable; not ready until it answers");
                 }

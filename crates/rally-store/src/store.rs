@@ -143,6 +143,13 @@ impl Store {
         &self.inner.config
     }
 
+    /// False from the moment a call found the database unreachable until a call gets an
+    /// answer again (see the module docs). A caller with its own probe (the server pings
+    /// every second) can use it to fail at once instead of making a call that would wait.
+    pub fn is_reachable(&self) -> bool {
+        !self.inner.unreachable.load(Ordering::Acquire)
+    }
+
     /// Checks that the database answers (for a readiness probe).
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.call(async {

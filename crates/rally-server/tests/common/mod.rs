@@ -397,3 +397,180 @@ pub async fn scrape_until(admin: SocketAddr, what: &str, f: impl Fn(&Scrape) -> 
         last.map(|s| s.text).unwrap_or_default()
     );
 }
+
+/// A reply to a request: the success message, or the error's code and message.
+pub type Reply = Result<ServerMessage, (ErrorCode, String)>;
+
+/// The request id of a request message (0 for the others).
+fn req_of(msg: &ClientMessage<'_>) -> u32 {
+    match msg {
+        ClientMessage::Join { req, .. }
+        | ClientMessage::Leave { req }
+        | ClientMessage::Chat { req, .. }
+        | ClientMessage::Login { req, .. }
+        | ClientMessage::GetData { req, .. }
+        | ClientMessage::PutData { req, .. }
+        | ClientMessage::DeleteData { req, .. }
+        | ClientMessage::GetProfile { req, .. }
+        | ClientMessage::SetName { req, .. } => *req,
+        _ => 0,
+    }
+}
+
+/// The request id a reply carries, if it is a reply.
+fn reply_req(msg: &ServerMessage) -> Option<u32> {
+    match msg {
+        ServerMessage::Joined { req, .. }
+        | ServerMessage::Left { req, .. }
+        | ServerMessage::Ok { req }
+        | ServerMessage::Session { req, .. }
+        | ServerMessage::Data { req, .. }
+        | ServerMessage::Written { req, .. }
+        | ServerMessage::Profile { req, .. } => Some(*req),
+        ServerMessage::Error { req, .. } if *req != 0 => Some(*req),
+        _ => None,
+    }
+}
+
+impl Client {
+    /// Sends a request and waits for its reply, skipping everything else.
+    pub async fn call(&mut self, msg: ClientMessage<'_>) -> Reply {
+        let req = req_of(&msg);
+        assert_ne!(req, 0, "{msg:?} is not a request");
+        self.send(&msg).await;
+        let reply = self
+            .expect("a reply", |m| {
+                (reply_req(m) == Some(req)).then(|| m.clone())
+            })
+            .await;
+        match reply {
+            ServerMessage::Error { code, message, .. } => Err((code, message)),
+            other => Ok(other),
+        }
+    }
+
+    /// `hello` with a session token; returns welcome's session id and account id.
+    pub async fn hello_token(&mut self, token: &str) -> (u64, u64) {
+        self.send(&ClientMessage::Hello {
+            version: PROTOCOL_VERSION,
+            client: "test",
+            resume: None,
+            token: Some(token),
+        })
+        .await;
+        match self.recv().await {
+            Some(ServerMessage::Welcome {
+                session_id,
+                account_id,
+                ..
+            }) => (session_id, account_id),
+            other => panic!("expected welcome, got {other:?}"),
+        }
+    }
+
+    /// Device login; returns the account id and the session token.
+    pub async fn login(&mut self, device_id: &str) -> (u64, String) {
+        match self
+            .call(ClientMessage::Login {
+                req: 70,
+                provider: "device",
+                credential: device_id,
+            })
+            .await
+        {
+            Ok(ServerMessage::Session {
+                account_id, token, ..
+            }) => (account_id, token),
+            other => panic!("login failed: {other:?}"),
+        }
+    }
+
+    /// `put_data`; the new version, or the error.
+    pub async fn put(
+        &mut self,
+        key: &str,
+        value: &str,
+        expected_version: u64,
+        public: bool,
+    ) -> Result<u64, (ErrorCode, String)> {
+        match self
+            .call(ClientMessage::PutData {
+                req: 71,
+                key,
+                value,
+                expected_version,
+                public,
+            })
+            .await?
+        {
+            ServerMessage::Written { version, .. } => Ok(version),
+            other => panic!("expected written, got {other:?}"),
+        }
+    }
+
+    /// `get_data`; `(value, version, public)`, or the error.
+    pub async fn get(
+        &mut self,
+        owner: u64,
+        key: &str,
+    ) -> Result<(Option<String>, u64, bool), (ErrorCode, String)> {
+        match self
+            .call(ClientMessage::GetData {
+                req: 72,
+                owner,
+                key,
+            })
+            .await?
+        {
+            ServerMessage::Data {
+                value,
+                version,
+                public,
+                ..
+            } => Ok((value, version, public)),
+            other => panic!("expected data, got {other:?}"),
+        }
+    }
+
+    /// `get_profile`; `(display_name, sessions, play_ms, games_played)`, or the error.
+    pub async fn profile(
+        &mut self,
+        account_id: u64,
+    ) -> Result<(String, u64, u64, u64), (ErrorCode, String)> {
+        match self
+            .call(ClientMessage::GetProfile {
+                req: 73,
+                account_id,
+            })
+            .await?
+        {
+            ServerMessage::Profile {
+                display_name,
+                sessions,
+                play_ms,
+                games_played,
+                ..
+            } => Ok((display_name, sessions, play_ms, games_played)),
+            other => panic!("expected profile, got {other:?}"),
+        }
+    }
+}
+
+/// A config requiring logins, on `db`.
+pub fn accounts_config(db: &rally_testkit::TestDb) -> Config {
+    db.config(Config {
+        auth_required: true,
+        ..config()
+    })
+}
+
+/// A server requiring logins with its own store on `db`.
+pub async fn start_with_db(config: Config, db: &rally_testkit::TestDb) -> TestServer {
+    let store = db.open(&config).await;
+    TestServer::start_with(rally_server::Server::builder(config, games()).store(store)).await
+}
+
+/// A device id no other test uses.
+pub fn device_id() -> String {
+    rally_testkit::unique_name("device")
+}
