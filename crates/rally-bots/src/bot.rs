@@ -1,11 +1,13 @@
 //! One bot's life: connect, join, send an arena input every interval, time each input
 //! until the first state that shows it applied, and close at the deadline.
+//!
+//! A bot is one task owning one [`Connection`]: no task, lock or channel besides, and
+//! states are read in place, so thousands of bots fit on one core.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
-use rally_client::{Client, Config, Error, Event, Events};
+use rally_client::{Config, Connection, Error, Message};
 use tokio::time::{self, Instant, MissedTickBehavior};
 
 use crate::config::{BotsConfig, Transport};
@@ -94,16 +96,17 @@ pub(crate) async fn run(
             Transport::Ws => rally_client::Transport::WebSocket,
         })
         .client_name(format!("bot-{id}"));
-    let (client, events) = match time::timeout_at(deadline, Client::connect(config)).await {
+    let mut conn = match time::timeout_at(deadline, Connection::connect(&config)).await {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => return stats.error(format!("connect:{}", kind(&e))),
         Err(_) => return stats.error("connect:unfinished"),
     };
-    match time::timeout_at(deadline, client.join(&cfg.room_kind)).await {
+    drop(config);
+    match time::timeout_at(deadline, conn.join(&cfg.room_kind)).await {
         Ok(Ok(_room)) => {
             Stats::add(&stats.connected, 1);
             Stats::add(&stats.active, 1);
-            play(id, &cfg, &stats, &client, events, deadline).await;
+            play(id, &cfg, &stats, &mut conn, deadline).await;
             stats
                 .active
                 .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
@@ -111,84 +114,90 @@ pub(crate) async fn run(
         Ok(Err(e)) => stats.error(format!("join:{}", kind(&e))),
         Err(_) => stats.error("join:unfinished"),
     }
-    if time::timeout(cfg.close_timeout, client.close())
-        .await
-        .is_err()
-    {
-        stats.error("close:timeout");
+    // A connection that is over already (counted) closes at once.
+    match time::timeout(cfg.close_timeout, conn.close()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(Error::Timeout(_))) | Err(_) => stats.error("close:timeout"),
+        Ok(Err(e)) => stats.error(format!("close:{}", kind(&e))),
     }
 }
 
-/// The steady state: an input every interval, states timed against them.
-async fn play(
-    id: u32,
-    cfg: &BotsConfig,
-    stats: &Stats,
-    client: &Client,
-    mut events: Events,
-    deadline: Instant,
-) {
+/// The steady state: an input every interval, states timed against them, until the
+/// deadline, or until the room or the connection ends. One `select!` serves both, in a
+/// random order each time, so neither a busy socket nor the ticker can starve the other.
+/// The ticker also keeps the deadline (the first tick at or past it ends the bot, at most
+/// one interval late): a timer of its own would be polled at every state for nothing.
+async fn play(id: u32, cfg: &BotsConfig, stats: &Stats, conn: &mut Connection, deadline: Instant) {
     let joined = Instant::now();
     let warm = joined + cfg.warmup;
-    let mut ticker = time::interval(cfg.input_interval);
+    // Bots that join together would send right after the same room tick, and each input
+    // would wait nearly a whole tick: each bot starts at its own point of the interval
+    // instead, as real players do, so the latency measured is the scenario's (about 25
+    // ms median), not an artifact of the ramp.
+    let first = joined + cfg.input_interval.mul_f64(spread(id));
+    let mut ticker = time::interval_at(first, cfg.input_interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut times = SendTimes::new();
     let mut payload = Vec::with_capacity(16);
     let mut seq: u32 = 0;
-    let stop = time::sleep_until(deadline);
-    tokio::pin!(stop);
     // Each bot wanders on its own circle: a heading that turns a little every input.
     let phase = id as f32 * 0.618;
     loop {
         tokio::select! {
-            _ = &mut stop => return,
-            _ = ticker.tick() => {
+            at = ticker.tick() => {
+                if at >= deadline {
+                    return;
+                }
                 seq += 1;
                 let heading = phase + seq as f32 * 0.05;
                 payload.clear();
                 arena::encode_input(&mut payload, heading.cos(), heading.sin());
                 let now = Instant::now();
-                match client.send_input(seq, &payload) {
+                match conn.send_input(seq, &payload) {
                     Ok(()) => {
                         Stats::add(&stats.inputs_sent, 1);
                         times.sent(seq, (now >= warm).then_some(now));
                     }
-                    // Refused while reconnecting: the disconnect is counted already.
-                    Err(Error::ConnectionLost) => times.sent(seq, None),
                     Err(e) => {
                         times.sent(seq, None);
                         stats.error(format!("input:{}", kind(&e)));
                     }
                 }
+                // Written now, without waiting; what the socket cannot take yet is
+                // written by `recv` as soon as it can.
+                if let Err(e) = conn.try_flush() {
+                    stats.error(format!("disconnect:{}", kind(&e)));
+                    return;
+                }
             }
-            event = events.next() => match event {
-                Some(Event::State(state)) => {
+            msg = conn.recv() => match msg {
+                Ok(Message::State(state)) => {
                     Stats::add(&stats.states_received, 1);
                     times.acked(state.last_seq, Instant::now(), |d| stats.record(id, d));
                 }
-                Some(Event::Error(e)) => stats.error(format!("server:{}", kind(&e))),
-                Some(Event::Disconnected(_)) => stats.error("disconnect"),
-                Some(Event::ResumeFailed(e)) => {
-                    stats.error(format!("resume_failed:{}", kind(&e)));
-                    return;
-                }
-                Some(Event::RoomClosed { .. }) => {
+                Ok(Message::Error(e)) => stats.error(format!("server:{}", kind(&e))),
+                Ok(Message::RoomClosed { .. }) => {
                     stats.error("room_closed");
                     return;
                 }
-                Some(Event::Shutdown { .. }) => {
+                Ok(Message::Shutdown { .. }) => {
                     stats.error("shutdown");
                     return;
                 }
-                Some(Event::Closed(Some(e))) => {
-                    stats.error(format!("closed:{}", kind(&e)));
+                Ok(_) => {}
+                Err(e) => {
+                    stats.error(format!("disconnect:{}", kind(&e)));
                     return;
                 }
-                Some(Event::Closed(None)) | None => return,
-                Some(_) => {}
             },
         }
     }
+}
+
+/// Bot `id`'s point in the input interval, in `0.0..1.0`: the golden-ratio sequence, so
+/// the 16 bots of a room (consecutive ids) fall far apart, whatever the count.
+fn spread(id: u32) -> f64 {
+    (f64::from(id) * 0.618_033_988_749_895).fract()
 }
 
 #[cfg(test)]
@@ -210,6 +219,19 @@ mod tests {
         assert!(got.is_empty(), "already measured");
         times.acked(3, t0 + Duration::from_millis(70), |d| got.push(d));
         assert_eq!(got, [Duration::from_millis(40)]);
+    }
+
+    #[test]
+    fn a_room_of_bots_spreads_over_the_interval() {
+        let mut points: Vec<f64> = (100..116).map(spread).collect();
+        assert!(points.iter().all(|p| (0.0..1.0).contains(p)));
+        points.sort_by(f64::total_cmp);
+        let widest_gap = points
+            .windows(2)
+            .map(|w| w[1] - w[0])
+            .chain([1.0 - points[15] + points[0]])
+            .fold(0.0, f64::max);
+        assert!(widest_gap < 0.15, "{points:?}");
     }
 
     #[test]

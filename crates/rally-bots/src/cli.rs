@@ -14,6 +14,7 @@ use clap::{value_parser, Arg, ArgMatches, Command};
 
 use crate::config::{
     BotsConfig, Transport, DEFAULT_BOTS, DEFAULT_DURATION_SECS, DEFAULT_RAMP, DEFAULT_ROOM_KIND,
+    DEFAULT_THREADS,
 };
 
 /// The `bots` subcommand and its flags.
@@ -61,6 +62,16 @@ pub fn command() -> Command {
                 .help("Bots started per second"),
         )
         .arg(
+            Arg::new("threads")
+                .long("threads")
+                .value_name("N")
+                .default_value(DEFAULT_THREADS.to_string())
+                .value_parser(value_parser!(u32).range(0..=256))
+                .help(
+                    "Threads the bots run on, each a single-threaded runtime (0: the main runtime)",
+                ),
+        )
+        .arg(
             Arg::new("room-kind")
                 .long("room-kind")
                 .value_name("KIND")
@@ -105,6 +116,7 @@ pub fn config(m: &ArgMatches) -> BotsConfig {
     cfg.duration = Duration::from_secs(*m.get_one::<u64>("duration").expect("defaulted"));
     cfg.ramp_per_sec = *m.get_one::<u32>("ramp").expect("defaulted");
     cfg.room_kind = m.get_one::<String>("room-kind").expect("defaulted").clone();
+    cfg.threads = *m.get_one::<u32>("threads").expect("defaulted") as usize;
     cfg.progress = true;
     cfg
 }

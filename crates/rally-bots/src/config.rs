@@ -51,6 +51,10 @@ pub struct BotsConfig {
     pub warmup: Duration,
     /// Bounds each bot's goodbye (leave, then close) at the end.
     pub close_timeout: Duration,
+    /// Threads the bots run on, each a single-threaded runtime (bots are dealt out
+    /// round-robin); 0 runs them on the caller's runtime. One thread keeps the bots to
+    /// one core, leaving the other cores to the server under test.
+    pub threads: usize,
     /// Whether to draw a progress line on stderr once a second.
     pub progress: bool,
 }
@@ -68,6 +72,7 @@ impl BotsConfig {
             input_interval: Duration::from_millis(50),
             warmup: Duration::from_secs(2),
             close_timeout: Duration::from_secs(5),
+            threads: DEFAULT_THREADS,
             progress: false,
         }
     }
@@ -79,5 +84,7 @@ pub(crate) const DEFAULT_BOTS: u32 = 100;
 pub(crate) const DEFAULT_DURATION_SECS: u64 = 20;
 /// Default of `--ramp`.
 pub(crate) const DEFAULT_RAMP: u32 = 500;
+/// Default of `--threads`.
+pub(crate) const DEFAULT_THREADS: usize = 1;
 /// Default of `--room-kind`.
 pub(crate) const DEFAULT_ROOM_KIND: &str = "arena";

@@ -1,7 +1,7 @@
 //! `rally-bots`: a swarm of arena bots that play against a Rally server and measure
 //! input-to-state latency (SPEC.md section 7, "arena-16 @ 20 Hz").
 //!
-//! Every bot is one tokio task driving one [`rally_client::Client`]: it joins a room,
+//! Every bot is one tokio task owning one [`rally_client::Connection`]: it joins a room,
 //! sends an input every 50 ms, and times each input until the first state that shows it
 //! applied. Latencies go into a few shared HDR histograms; the end result is a
 //! [`Report`] that prints as a table, serialises as JSON and draws as an SVG chart.

@@ -5,6 +5,8 @@ use std::io::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::runtime::Handle;
+use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 use tokio::time::{self, Instant, MissedTickBehavior};
 
@@ -27,10 +29,22 @@ pub async fn run(cfg: BotsConfig) -> Report {
     let begin = Instant::now();
     let deadline = begin + cfg.duration;
     let ramp = f64::from(cfg.ramp_per_sec.max(1));
+    let lanes = match Lanes::start(cfg.threads) {
+        Ok(lanes) => lanes,
+        Err(e) => {
+            // Not fatal: the caller's runtime can carry the bots, only less leanly.
+            stats.error(format!("threads:{:?}", e.kind()));
+            Lanes::default()
+        }
+    };
     let mut bots = JoinSet::new();
     for id in 0..cfg.bots {
         let start = begin + Duration::from_secs_f64(f64::from(id) / ramp);
-        bots.spawn(bot::run(id, cfg.clone(), stats.clone(), start, deadline));
+        let bot = bot::run(id, cfg.clone(), stats.clone(), start, deadline);
+        match lanes.pick(id) {
+            Some(lane) => bots.spawn_on(bot, lane),
+            None => bots.spawn(bot),
+        };
     }
 
     let mut timeline = Vec::new();
@@ -62,6 +76,7 @@ pub async fn run(cfg: BotsConfig) -> Report {
         stats.error(format!("stop:timeout ({} bots)", bots.len()));
         bots.shutdown().await;
     }
+    lanes.stop().await;
     if cfg.progress {
         eprintln!();
     }
@@ -81,6 +96,67 @@ pub async fn run(cfg: BotsConfig) -> Report {
         inputs_per_sec: inputs as f64 / secs,
         states_per_sec: states as f64 / secs,
         timeline,
+    }
+}
+
+/// The threads the bots run on, each a single-threaded runtime of its own: a bot's
+/// wake-ups, reads and writes then never cross threads (no work stealing, no cross-core
+/// hand-offs), which on a small box is most of a runtime's cost per message. Empty: the
+/// bots run on the caller's runtime.
+#[derive(Debug, Default)]
+struct Lanes {
+    lanes: Vec<Lane>,
+}
+
+#[derive(Debug)]
+struct Lane {
+    handle: Handle,
+    /// Dropped to let the thread's runtime finish.
+    stop: oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Lanes {
+    fn start(threads: usize) -> std::io::Result<Lanes> {
+        let mut lanes = Vec::with_capacity(threads);
+        for i in 0..threads {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let handle = runtime.handle().clone();
+            let (stop, stopped) = oneshot::channel::<()>();
+            let thread = std::thread::Builder::new()
+                .name(format!("rally-bots-{i}"))
+                .spawn(move || {
+                    // Runs the bots spawned onto it until told to stop; whatever is
+                    // left then is dropped with the runtime.
+                    runtime.block_on(async {
+                        let _ = stopped.await;
+                    });
+                })?;
+            lanes.push(Lane {
+                handle,
+                stop,
+                thread,
+            });
+        }
+        Ok(Lanes { lanes })
+    }
+
+    /// The runtime bot `id` runs on, or `None` for the caller's.
+    fn pick(&self, id: u32) -> Option<&Handle> {
+        let n = self.lanes.len();
+        (n > 0).then(|| &self.lanes[id as usize % n].handle)
+    }
+
+    /// Stops every thread and waits for it (the bots are done by then).
+    async fn stop(self) {
+        for lane in self.lanes {
+            drop(lane.stop);
+            // Joining blocks, so not on the runtime; a thread that panicked has
+            // nothing left to report.
+            let _ = tokio::task::spawn_blocking(move || lane.thread.join()).await;
+        }
     }
 }
 

@@ -36,6 +36,15 @@
 //! memory per client playing in an arena room (measured with 4,000 bots in one process),
 //! so a load generator can run thousands of them.
 //!
+//! # The low-level connection
+//!
+//! [`Connection`] is the same session without the machinery: the same handshake over
+//! the same transports, then no task, no lock, no channel and no reconnection. The task
+//! that owns it encodes inputs into its write buffer, flushes, and `recv`s the next
+//! server message, a state lent from the read buffer without a copy. It is what a bot
+//! swarm wants (`rally bots` runs one task per bot on it); keep-alive and resuming after
+//! a drop are then the caller's business.
+//!
 //! # Layout
 //! - [`config`]: what to connect to, over which transport, and every timeout.
 //! - [`error`]: the error type, and which errors are worth retrying.
@@ -43,6 +52,7 @@
 //! - `wire`: framing of outgoing messages and decoding of incoming ones, per transport.
 //! - `upgrade`: the client side of the WebSocket upgrade.
 //! - `connect`: opening one connection through `welcome`, and racing several addresses.
+//! - [`connection`]: the [`Connection`]: one session driven by the caller's task.
 //! - `shared`: the state the client handle and the connection task share.
 //! - [`client`]: the [`Client`] handle: join, inputs, chat, leave, ping, close.
 //! - `driver`: the connection task: reads, writes, keep-alive, replies, reconnection.
@@ -53,6 +63,7 @@
 pub mod client;
 pub mod config;
 mod connect;
+pub mod connection;
 mod driver;
 pub mod error;
 pub mod events;
@@ -63,6 +74,7 @@ mod wire;
 
 pub use client::{Client, Room, Welcome};
 pub use config::{Config, Transport};
+pub use connection::{Connection, Message, StateRef};
 pub use error::Error;
 pub use events::{ChatLine, Event, Events, State};
 pub use rally_protocol::ErrorCode;

@@ -67,7 +67,7 @@ where
 }
 
 /// A uniform draw in `0.0..1.0`; no jitter if the OS has no randomness to give.
-fn jitter_unit() -> f64 {
+pub(crate) fn jitter_unit() -> f64 {
     getrandom::u32().map_or(0.0, |r| f64::from(r) / (f64::from(u32::MAX) + 1.0))
 }
 

@@ -6,6 +6,7 @@
 //! outcomes into the SDK's.
 
 use bytes::{Buf, BytesMut};
+use rally_protocol::message::tag;
 use rally_protocol::msgpack::Reader;
 use rally_protocol::ws::{self, Opcode};
 use rally_protocol::{frame, ClientMessage, DecodeError, ServerMessage};
@@ -139,6 +140,55 @@ pub(crate) struct Inbound {
     ws: Option<ws::Decoder>,
     /// Largest server message accepted.
     max: usize,
+    /// Bytes of the unit [`Inbound::next_span`] handed out last, still at the start of
+    /// `buf` because its body is lent out; dropped at the next call.
+    lent: usize,
+    /// A WebSocket message that came in fragments, reassembled; empty (unallocated)
+    /// unless a server fragments, which Rally's never does.
+    assembled: Vec<u8>,
+}
+
+/// Where the body of a unit decoded by [`Inbound::next_span`] lies, valid until the next
+/// call: a range of `buf`, or the reassembled message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Span {
+    start: usize,
+    end: usize,
+    assembled: bool,
+}
+
+impl Span {
+    /// The last `len` bytes of a unit of `used` bytes: where a frame's body is.
+    fn tail(used: usize, len: usize) -> Span {
+        Span {
+            start: used - len,
+            end: used,
+            assembled: false,
+        }
+    }
+
+    /// The part `range` (relative to this span) of it.
+    pub(crate) fn sub(self, range: std::ops::Range<usize>) -> Span {
+        Span {
+            start: self.start + range.start,
+            end: self.start + range.end,
+            assembled: self.assembled,
+        }
+    }
+}
+
+/// One decoded unit, as places in the buffer rather than borrowed bytes, so the caller
+/// can act on the connection before it borrows the body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unit {
+    /// A message body.
+    Body(Span),
+    /// A WebSocket ping and its payload, to answer with a pong.
+    Ping(Span),
+    /// A WebSocket close frame.
+    Close,
+    /// A WebSocket fragment or pong: nothing to act on.
+    Nothing,
 }
 
 impl Inbound {
@@ -147,7 +197,74 @@ impl Inbound {
             buf: BytesMut::new(),
             ws: (transport == Transport::WebSocket).then(|| ws::Decoder::client(max)),
             max,
+            lent: 0,
+            assembled: Vec::new(),
         }
+    }
+
+    /// Like [`Inbound::next`], without copying or decoding the body: decodes the next
+    /// whole unit at the start of the buffer and says where its body is; the bytes stay
+    /// in place until the next call. `None` when more bytes are needed.
+    pub(crate) fn next_span(&mut self) -> Result<Option<Unit>, Error> {
+        if self.lent > 0 {
+            self.buf.advance(self.lent);
+            self.lent = 0;
+        }
+        let (used, unit) = match &mut self.ws {
+            None => match frame::decode(&self.buf, self.max) {
+                Ok(None) => return Ok(None),
+                Ok(Some((used, body))) => (used, Unit::Body(Span::tail(used, body.len()))),
+                Err(e) => return Err(Error::Protocol(format!("bad frame: {e}"))),
+            },
+            Some(decoder) => {
+                // A binary frame whole in itself has its payload at the frame's tail; the
+                // last frame of a fragmented message hands out the decoder's reassembly.
+                let continuation = self.buf.first().is_some_and(|b| b & 0x0f == 0);
+                match decoder.decode(&mut self.buf) {
+                    Ok(None) => return Ok(None),
+                    Ok(Some((used, event))) => (
+                        used,
+                        match event {
+                            ws::Event::Binary(body) if continuation => {
+                                self.assembled.clear();
+                                self.assembled.extend_from_slice(body);
+                                Unit::Body(Span {
+                                    start: 0,
+                                    end: body.len(),
+                                    assembled: true,
+                                })
+                            }
+                            ws::Event::Binary(body) => Unit::Body(Span::tail(used, body.len())),
+                            ws::Event::Text(_) => {
+                                return Err(Error::Protocol("a text WebSocket message".into()))
+                            }
+                            ws::Event::Ping(p) => Unit::Ping(Span::tail(used, p.len())),
+                            ws::Event::Close(_) => Unit::Close,
+                            ws::Event::Pong | ws::Event::Fragment => Unit::Nothing,
+                        },
+                    ),
+                    Err(e) => return Err(Error::Protocol(e.to_string())),
+                }
+            }
+        };
+        self.lent = used;
+        Ok(Some(unit))
+    }
+
+    /// Drops everything received, decoded or not.
+    pub(crate) fn discard(&mut self) {
+        self.buf.clear();
+        self.lent = 0;
+    }
+
+    /// The bytes at `span`, from the last [`Inbound::next_span`].
+    pub(crate) fn span(&self, span: Span) -> &[u8] {
+        let from = if span.assembled {
+            &self.assembled[..]
+        } else {
+            &self.buf[..]
+        };
+        &from[span.start..span.end]
     }
 
     /// Decodes the next whole unit at the start of the buffer, or `None` when more bytes
@@ -181,8 +298,30 @@ impl Inbound {
     }
 }
 
+/// A well-formed `state` body decoded in place: its tick, its last seq, and where its
+/// payload lies in `body`. `None` for anything else, which [`decode`] then decodes (or
+/// refuses with the exact reason). States are nearly all a client receives: this path
+/// allocates nothing.
+pub(crate) fn peek_state(body: &[u8]) -> Option<(u64, u32, std::ops::Range<usize>)> {
+    let mut r = Reader::new(body);
+    let n = r.read_array_len().ok()?;
+    if n < 4 || r.read_u64().ok()? != u64::from(tag::STATE) {
+        return None;
+    }
+    let tick = r.read_u64().ok()?;
+    let last_seq = r.read_u32().ok()?;
+    let start = r.position();
+    r.skip_value().ok()?;
+    let payload = start..r.position();
+    // Fields a later revision may append are skipped; bytes after the array are not.
+    for _ in 4..n {
+        r.skip_value().ok()?;
+    }
+    (r.remaining() == 0).then_some((tick, last_seq, payload))
+}
+
 /// Decodes one message body.
-fn decode(body: &[u8]) -> Result<Incoming, Error> {
+pub(crate) fn decode(body: &[u8]) -> Result<Incoming, Error> {
     match ServerMessage::decode(body) {
         Ok(m) => Ok(Incoming::Msg(m)),
         Err(DecodeError::UnknownType(_)) => Ok(Incoming::Nothing),
@@ -314,6 +453,101 @@ mod tests {
             ));
             assert!(small.is_empty(), "nothing of a refused message is left");
         }
+    }
+
+    #[test]
+    fn states_decode_in_place_exactly_as_the_full_decoder_does() {
+        let payload = [0x92, 0x01, 0xa2, b'h', b'i'];
+        let mut plain = Vec::new();
+        rally_protocol::message::encode_state(&mut plain, 300, 7, &payload);
+        // A later revision's extra field is skipped.
+        let mut extended = Vec::new();
+        msgpack::write_array_len(&mut extended, 5);
+        extended.extend_from_slice(&plain[1..]);
+        msgpack::write_uint(&mut extended, 1);
+        for body in [&plain, &extended] {
+            let (tick, last_seq, at) = peek_state(body).expect("a state");
+            assert_eq!((tick, last_seq, &body[at]), (300, 7, &payload[..]));
+            assert!(matches!(
+                decode(body),
+                Ok(Incoming::Msg(ServerMessage::State {
+                    tick: 300,
+                    last_seq: 7,
+                    ..
+                }))
+            ));
+        }
+        // Not states, or not well-formed ones: left to the full decoder.
+        let mut trailing = plain.clone();
+        trailing.push(0);
+        let mut pong = Vec::new();
+        ServerMessage::Pong { nonce: 1 }.encode(&mut pong);
+        for body in [
+            &trailing[..],
+            &pong,
+            &plain[..plain.len() - 1],
+            &[0x93, 0x43, 1, 1],
+        ] {
+            assert_eq!(peek_state(body), None, "{body:?}");
+        }
+        assert!(decode(&trailing).is_err());
+    }
+
+    #[test]
+    fn spans_find_the_same_bodies_as_copies_on_both_transports() {
+        let msgs = [
+            ServerMessage::Pong { nonce: 9 },
+            ServerMessage::State {
+                tick: 1,
+                last_seq: 2,
+                payload: bytes::Bytes::from_static(&[0x90]),
+            },
+        ];
+        for t in [Transport::Tcp, Transport::WebSocket] {
+            let mut bytes = server_bytes(t, &msgs);
+            if t == Transport::WebSocket {
+                ws::write_frame(&mut bytes, Opcode::Ping, b"p");
+            }
+            let mut inbound = Inbound::new(t, 1024);
+            let mut got = Vec::new();
+            for b in bytes {
+                inbound.buf.extend_from_slice(&[b]);
+                while let Some(unit) = inbound.next_span().unwrap() {
+                    got.push(match unit {
+                        Unit::Body(at) => ServerMessage::decode(inbound.span(at)).unwrap(),
+                        Unit::Ping(at) => {
+                            assert_eq!(inbound.span(at), b"p");
+                            continue;
+                        }
+                        other => panic!("{other:?}"),
+                    });
+                }
+            }
+            assert_eq!(got, msgs);
+            assert!(inbound.next_span().unwrap().is_none());
+            assert!(
+                inbound.buf.is_empty(),
+                "the last unit is dropped at the next call"
+            );
+        }
+    }
+
+    #[test]
+    fn a_fragmented_websocket_message_is_lent_reassembled() {
+        let mut body = Vec::new();
+        ServerMessage::Ok { req: 4 }.encode(&mut body);
+        let mut bytes = vec![0x02, 1, body[0]];
+        bytes.push(0x80);
+        bytes.push((body.len() - 1) as u8);
+        bytes.extend_from_slice(&body[1..]);
+        let mut inbound = Inbound::new(Transport::WebSocket, 1024);
+        inbound.buf.extend_from_slice(&bytes);
+        assert_eq!(inbound.next_span().unwrap(), Some(Unit::Nothing));
+        let Some(Unit::Body(at)) = inbound.next_span().unwrap() else {
+            panic!("the whole message");
+        };
+        assert_eq!(inbound.span(at), &body[..]);
+        assert!(inbound.next_span().unwrap().is_none());
     }
 
     #[test]
