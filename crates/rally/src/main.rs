@@ -48,9 +48,10 @@ fn cli() -> Command {
         Command::new("serve")
             .about("Run the game server: TCP, WebSocket (/ws) and admin listeners"),
     );
-    let migrate = with_config_args(Command::new("migrate").about(
-        "Apply the database migrations (database_url) and exit, without serving",
-    ));
+    let migrate = with_config_args(
+        Command::new("migrate")
+            .about("Apply the database migrations (database_url) and exit, without serving"),
+    );
     Command::new("rally")
         .about("Rally: an authoritative real-time multiplayer game server")
         .version(env!("CARGO_PKG_VERSION"))

@@ -243,7 +243,10 @@ async fn start() -> Served {
             "127.0.0.1:0",
         ])
         .arg("--database-url")
-        .arg(format!("sqlite://{}", data.path().join("rally.db").display()))
+        .arg(format!(
+            "sqlite://{}",
+            data.path().join("rally.db").display()
+        ))
         .args(["--log-format", "json", "--shutdown-grace-ms", "5000"])
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
