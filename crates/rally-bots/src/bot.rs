@@ -1,4 +1,5 @@
-//! One bot's life: connect, join, send an arena input every interval, time each input
+//! One bot's life: connect, join (logging in first if the server wants it), send an
+//! arena input every interval, time each input
 //! until the first state that shows it applied, and close at the deadline.
 //!
 //! A bot is one task owning one [`Connection`]: no task, lock or channel besides, and
@@ -7,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rally_client::{Config, Connection, Error, Message};
+use rally_client::{Config, Connection, Error, ErrorCode, Message};
 use tokio::time::{self, Instant, MissedTickBehavior};
 
 use crate::config::{BotsConfig, Transport};
@@ -102,8 +103,8 @@ pub(crate) async fn run(
         Err(_) => return stats.error("connect:unfinished"),
     };
     drop(config);
-    match time::timeout_at(deadline, conn.join(&cfg.room_kind)).await {
-        Ok(Ok(_room)) => {
+    match time::timeout_at(deadline, enter(&mut conn, id, &cfg.room_kind, &stats)).await {
+        Ok(Some(())) => {
             Stats::add(&stats.connected, 1);
             Stats::add(&stats.active, 1);
             play(id, &cfg, &stats, &mut conn, deadline).await;
@@ -111,7 +112,7 @@ pub(crate) async fn run(
                 .active
                 .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         }
-        Ok(Err(e)) => stats.error(format!("join:{}", kind(&e))),
+        Ok(None) => {}
         Err(_) => stats.error("join:unfinished"),
     }
     // A connection that is over already (counted) closes at once.
@@ -119,6 +120,31 @@ pub(crate) async fn run(
         Ok(Ok(())) => {}
         Ok(Err(Error::Timeout(_))) | Err(_) => stats.error("close:timeout"),
         Ok(Err(e)) => stats.error(format!("close:{}", kind(&e))),
+    }
+}
+
+/// Joins a room of `room_kind`, logging in first as the bot's own device when the server
+/// requires logins (as `rally serve` does by default); `None` after counting the error.
+async fn enter(conn: &mut Connection, id: u32, room_kind: &str, stats: &Stats) -> Option<()> {
+    match conn.join(room_kind).await {
+        Ok(_room) => return Some(()),
+        Err(e) if e.code() == Some(ErrorCode::Unauthorized) => {}
+        Err(e) => {
+            stats.error(format!("join:{}", kind(&e)));
+            return None;
+        }
+    }
+    // The same device id on every run: each bot is one account, created at its first run.
+    if let Err(e) = conn.login("device", &format!("rally-bot-{id:06}")).await {
+        stats.error(format!("login:{}", kind(&e)));
+        return None;
+    }
+    match conn.join(room_kind).await {
+        Ok(_room) => Some(()),
+        Err(e) => {
+            stats.error(format!("join:{}", kind(&e)));
+            None
+        }
     }
 }
 

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use rally_bots::{BotsConfig, Report, Transport};
-use rally_server::Config;
-use rally_testkit::TestServer;
+use rally_server::{Config, Server};
+use rally_testkit::{TestDb, TestServer};
 
 const BOTS: u32 = 20;
 
@@ -14,7 +14,11 @@ async fn swarm(transport: Transport) -> Report {
         reconnect_grace_ms: 0,
         ..rally_testkit::local_config()
     };
-    let server = TestServer::start(config).await;
+    swarm_on(TestServer::start(config).await, transport).await
+}
+
+/// Runs 20 bots for 3 s against `server` over `transport`, then stops the server.
+async fn swarm_on(server: TestServer, transport: Transport) -> Report {
     let addr = match transport {
         Transport::Tcp => server.tcp,
         Transport::Ws => server.ws,
@@ -100,4 +104,19 @@ async fn twenty_bots_over_tcp_play_without_errors() {
 async fn twenty_bots_over_websocket_play_without_errors() {
     let report = swarm(Transport::Ws).await;
     check(&report, "ws");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bots_log_in_when_the_server_requires_it() {
+    let db = TestDb::sqlite();
+    let config = Config {
+        reconnect_grace_ms: 0,
+        auth_required: true,
+        ..rally_testkit::local_config()
+    };
+    let store = db.open(&config).await;
+    let server =
+        TestServer::start_with(Server::builder(config, rally_testkit::games()).store(store)).await;
+    let report = swarm_on(server, Transport::Tcp).await;
+    check(&report, "tcp");
 }

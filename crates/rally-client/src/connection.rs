@@ -7,8 +7,8 @@
 //! by the policy) and then starts nothing: no task, no lock, no `Arc`, no channel. The
 //! task that owns it does everything through `&mut self`:
 //!
-//! - [`Connection::join`] and [`Connection::leave`] write their request and read until
-//!   its reply, retried by the policy on a timeout.
+//! - [`Connection::login`], [`Connection::join`] and [`Connection::leave`] write their
+//!   request and read until its reply, retried by the policy on a timeout.
 //! - [`Connection::send_input`] (and [`Connection::send_ping`]) only encode into the
 //!   write buffer. [`Connection::try_flush`] writes it without waiting,
 //!   [`Connection::flush`] waits until it is written, and [`Connection::recv`] writes
@@ -75,7 +75,6 @@ use crate::connect::{self, READ_CHUNK};
 use crate::error::Error;
 use crate::events::{ChatLine, State};
 use crate::retry::{jitter_unit, RetryPolicy};
-use crate::shared::Reply;
 use crate::wire::{decode, peek_state, Framing, Inbound, Incoming, Span, Unit};
 
 /// Bounds [`Connection::close`]: the `leave`, the goodbye, the wait for the server's close.
@@ -187,6 +186,40 @@ impl fmt::Debug for Connection {
     }
 }
 
+/// The server's `session`: the reply to [`Connection::login`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct Session {
+    /// The account logged in as.
+    pub account_id: u64,
+    /// Logs in again without a `login`, in a later `hello` (the high-level
+    /// [`Client`](crate::Client) does that). A secret: it is left out of `Debug` output.
+    pub token: String,
+    /// When the token stops working, in Unix milliseconds.
+    pub expires_at_ms: u64,
+    /// The account's display name.
+    pub display_name: String,
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("account_id", &self.account_id)
+            .field("token", &"<redacted>")
+            .field("expires_at_ms", &self.expires_at_ms)
+            .field("display_name", &self.display_name)
+            .finish()
+    }
+}
+
+/// A successful reply to one of the requests a [`Connection`] makes.
+#[derive(Debug)]
+enum Reply {
+    Joined(Room),
+    Left(u64),
+    Session(Session),
+    Ok,
+}
+
 /// What one buffered unit turned out to be, as owned values and places in the read
 /// buffer, so the connection can act on it before anything is lent out.
 enum Next {
@@ -276,6 +309,25 @@ impl Connection {
         match self.framing {
             Framing::Tcp => Transport::Tcp,
             Framing::Ws { .. } => Transport::WebSocket,
+        }
+    }
+
+    /// Logs in (`docs/protocol.md` section 5a): `provider` `"device"` with a device id
+    /// the client keeps (8 to 128 visible ASCII characters; whoever has it is that
+    /// player), or `"custom"` with what the game's backend checks. A server that requires
+    /// logins (its default) refuses joins and inputs with `UNAUTHORIZED` until then.
+    /// Requested like [`Connection::join`].
+    pub async fn login(&mut self, provider: &str, credential: &str) -> Result<Session, Error> {
+        match self
+            .request(|req| ClientMessage::Login {
+                req,
+                provider,
+                credential,
+            })
+            .await?
+        {
+            Reply::Session(session) => Ok(session),
+            other => Err(unexpected(other)),
         }
     }
 
@@ -686,9 +738,23 @@ impl Connection {
             }),
             // A second welcome means nothing; ignore it rather than guess.
             ServerMessage::Welcome { .. } => Next::Nothing,
-            // Replies to login and player-data requests, which this SDK does not send yet.
-            ServerMessage::Session { .. }
-            | ServerMessage::Data { .. }
+            ServerMessage::Session {
+                req,
+                account_id,
+                token,
+                expires_at_ms,
+                display_name,
+            } => Next::Reply {
+                req,
+                reply: Ok(Reply::Session(Session {
+                    account_id,
+                    token,
+                    expires_at_ms,
+                    display_name,
+                })),
+            },
+            // Replies to player-data requests, which a `Connection` does not make.
+            ServerMessage::Data { .. }
             | ServerMessage::Written { .. }
             | ServerMessage::Profile { .. } => Next::Nothing,
         };

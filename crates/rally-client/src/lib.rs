@@ -74,7 +74,7 @@ mod wire;
 
 pub use client::{Client, Room, Welcome};
 pub use config::{Config, Transport};
-pub use connection::{Connection, Message, StateRef};
+pub use connection::{Connection, Message, Session, StateRef};
 pub use error::Error;
 pub use events::{ChatLine, Event, Events, State};
 pub use rally_protocol::ErrorCode;

@@ -162,6 +162,41 @@ async fn server_errors_surface_and_the_connection_goes_on() {
 }
 
 #[tokio::test]
+async fn a_server_that_requires_logins_lets_a_device_in() {
+    let db = rally_testkit::TestDb::sqlite();
+    let config = rally_server::Config {
+        auth_required: true,
+        ..server_config()
+    };
+    let store = db.open(&config).await;
+    let server = TestServer::start_with(
+        rally_server::Server::builder(config, rally_testkit::games()).store(store),
+    )
+    .await;
+    for transport in BOTH {
+        let mut conn = connect(&server, transport).await;
+        match conn.join(arena::KIND).await {
+            Err(Error::Server { code, .. }) => assert_eq!(code, ErrorCode::Unauthorized),
+            other => panic!("{transport:?}: {other:?}"),
+        }
+        let session = conn
+            .login("device", "connection-test-device")
+            .await
+            .expect("login");
+        assert!(session.account_id > 0);
+        assert!(!session.token.is_empty());
+        assert!(
+            !format!("{session:?}").contains(&session.token),
+            "the token stays out of logs"
+        );
+        let room = conn.join(arena::KIND).await.expect("join once logged in");
+        applying(&mut conn, &room, 0).await;
+        conn.close().await.expect("a clean goodbye");
+    }
+    assert!(server.shutdown().await.drained);
+}
+
+#[tokio::test]
 async fn a_fatal_server_error_ends_the_connection() {
     // The server times out a connection that sends nothing for 100 ms.
     let config = rally_server::Config {
