@@ -197,9 +197,6 @@ impl Server {
                         .unwrap_or_default()
                         .display()
                 ),
-                // The bots play without logging in (a development switch).
-                "--auth-required".into(),
-                "false".into(),
             ],
             Peer::Minimal => vec![
                 "bench-worker".into(),
