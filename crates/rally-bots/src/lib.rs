@@ -3,7 +3,8 @@
 //!
 //! Every bot is one tokio task owning one [`rally_client::Connection`]: it joins a room,
 //! sends an input every 50 ms, and times each input until the first state that shows it
-//! applied. Latencies go into a few shared HDR histograms; the end result is a
+//! applied. The bots run on a single-threaded runtime of their own (`--threads`), so one
+//! swarm process keeps to one core and leaves the others to the server under test. Latencies go into a few shared HDR histograms; the end result is a
 //! [`Report`] that prints as a table, serialises as JSON and draws as an SVG chart.
 //!
 //! # Layout
@@ -12,7 +13,8 @@
 //! - `cli`: the `rally bots` flags ([`cli::command`]) and their handling ([`cli::run`]).
 //! - `bot`: one bot's life: connect, join, play, measure, close.
 //! - `stats`: counters and histograms every bot writes to while the run goes on.
-//! - `swarm`: [`run`]: ramps the bots up, shows progress, stops them, builds the report.
+//! - `swarm`: [`run`]: ramps the bots up on their own runtime thread(s), shows progress,
+//!   stops them, builds the report.
 //! - `report`: [`Report`]: the summary table and the JSON.
 //! - `chart`: the SVG latency chart.
 #![warn(missing_docs, unreachable_pub)]

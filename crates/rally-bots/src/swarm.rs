@@ -1,5 +1,6 @@
-//! [`run`]: starts the bots at the ramp rate, samples progress once a second, stops
-//! every bot at the end of the duration and builds the [`Report`].
+//! [`run`]: starts the bots at the ramp rate on their own runtime thread(s), samples
+//! progress once a second, stops every bot at the end of the duration and builds the
+//! [`Report`].
 
 use std::io::Write as _;
 use std::sync::Arc;
