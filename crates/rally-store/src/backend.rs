@@ -111,7 +111,9 @@ impl WritePool for SqlitePool {
         &self,
     ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>>
            + Send {
-        self.begin_with("BEGIN IMMEDIATE")
+        begin_to_completion(self.clone(), |pool| async move {
+            pool.begin_with("BEGIN IMMEDIATE").await
+        })
     }
 }
 
@@ -122,7 +124,34 @@ impl WritePool for PgPool {
         &self,
     ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>>
            + Send {
-        self.begin()
+        begin_to_completion(self.clone(), |pool| async move { pool.begin().await })
+    }
+}
+
+/// Runs a `BEGIN` in its own task, so that it always completes even when the caller is
+/// cancelled (a call cut off by the store's timeout). A `BEGIN` cancelled in flight would
+/// leave its connection inside a transaction that no `Transaction` value owns, and sqlx
+/// would hand it back to the pool that way: every later `BEGIN` on it fails ("non-zero
+/// transaction depth"), and on SQLite the orphaned `BEGIN IMMEDIATE` holds the write lock
+/// for good, so every other writer times out. Completed in its task, the transaction is
+/// then dropped if nobody waits for it, which rolls it back and frees the lock.
+async fn begin_to_completion<P, Db, F, Fut>(
+    pool: P,
+    begin: F,
+) -> Result<sqlx::Transaction<'static, Db>, sqlx::Error>
+where
+    P: Send + 'static,
+    Db: sqlx::Database,
+    F: FnOnce(P) -> Fut,
+    Fut: std::future::Future<Output = Result<sqlx::Transaction<'static, Db>, sqlx::Error>>
+        + Send
+        + 'static,
+{
+    match tokio::spawn(begin(pool)).await {
+        Ok(result) => result,
+        Err(e) => Err(sqlx::Error::Io(std::io::Error::other(format!(
+            "the task beginning a transaction failed: {e}"
+        )))),
     }
 }
 
