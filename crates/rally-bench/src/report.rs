@@ -321,9 +321,10 @@ impl Results {
              user+system time from `/proc/<pid>/stat` over the measured window, divided by its wall time (1.0 = one core). \
              RSS per player is (RSS at the end of the window - RSS of the empty server) / players joined. Latency is the \
              bots' input-to-state latency (send of seq k to the first state with last_seq >= k), from an HDR histogram \
-             over the whole run after each bot's warm-up. Rally is `rally serve` with its defaults (logins required: \
-             every bot logs in with its own device id, into a fresh SQLite database per run; metrics, limits and \
-             timeouts on); only the listeners, `concurrency_limit` 10000 and the database path are set. The machine is \
+             over the whole run after each bot's warm-up. Rally is `rally serve` with its defaults (metrics, limits, \
+             timeouts, a fresh SQLite database per run) except `auth_required=false`: the bots play without logging in, \
+             so the figures are the realtime engine's, not a burst of first logins; only the listeners, \
+             `concurrency_limit` 10000 and the database path are set besides. The machine is \
              shared and noisy: compare rows of one run, not runs of different days.\n"
         );
 

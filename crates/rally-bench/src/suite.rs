@@ -197,6 +197,12 @@ impl Server {
                         .unwrap_or_default()
                         .display()
                 ),
+                // The arena scenario measures the realtime engine; logins are left out:
+                // thousands of first logins a second are a write burst SQLite with
+                // synchronous=FULL cannot take (issue notes), which would time out
+                // bots' logins rather than measure play.
+                "--auth-required".into(),
+                "false".into(),
             ],
             Peer::Minimal => vec![
                 "bench-worker".into(),
