@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::config::Config;
+use crate::connection::Session;
 use crate::error::Error;
 use crate::events::Events;
 use crate::retry::retry;
@@ -42,6 +43,9 @@ pub struct Welcome {
     pub resume_token: String,
     /// How long the server keeps a dropped player's seat.
     pub reconnect_grace_ms: u32,
+    /// The account this session is logged in as (by the session token sent in `hello`);
+    /// 0 when not logged in.
+    pub account_id: u64,
 }
 
 impl fmt::Debug for Welcome {
@@ -55,6 +59,7 @@ impl fmt::Debug for Welcome {
             .field("queue_capacity", &self.queue_capacity)
             .field("resume_token", &"<redacted>")
             .field("reconnect_grace_ms", &self.reconnect_grace_ms)
+            .field("account_id", &self.account_id)
             .finish()
     }
 }
@@ -94,7 +99,7 @@ impl Client {
     pub async fn connect(config: Config) -> Result<(Client, Events), Error> {
         config.check().map_err(Error::Config)?;
         let config = Arc::new(config);
-        let (conn, welcome) = connect::open_any(&config, None).await?;
+        let (conn, welcome) = connect::open_any(&config, None, None).await?;
         let shared = Arc::new(Shared::new(
             welcome,
             config.transport,
@@ -116,6 +121,32 @@ impl Client {
     /// The current session's `welcome` (a new one after each reconnection).
     pub fn welcome(&self) -> Welcome {
         self.shared.lock().welcome.clone()
+    }
+
+    /// Logs in (`provider` `"device"` with a device id the application chose and keeps,
+    /// e.g. a UUID; or `"custom"` with what the game's backend checks) and returns the
+    /// session. A server that requires logins (its default) refuses joins, inputs and
+    /// data requests with `UNAUTHORIZED` until then. The session token is kept and sent
+    /// in the `hello` of every reconnection, so a resumed seat stays this account's; if
+    /// it expired by then, an [`Event::Error`](crate::Event::Error) with `UNAUTHORIZED`
+    /// says to log in again.
+    pub async fn login(&self, provider: &str, credential: &str) -> Result<Session, Error> {
+        match self
+            .request(|req| ClientMessage::Login {
+                req,
+                provider,
+                credential,
+            })
+            .await?
+        {
+            Reply::Session(session) => Ok(session),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// [`login`](Self::login) with a device id.
+    pub async fn login_device(&self, device_id: &str) -> Result<Session, Error> {
+        self.login("device", device_id).await
     }
 
     /// The room this client is in, if any.

@@ -33,15 +33,18 @@ pub(crate) struct Conn {
 pub(crate) async fn open_any(
     config: &Config,
     resume: Option<&str>,
+    session: Option<&str>,
 ) -> Result<(Conn, Welcome), Error> {
     if let [addr] = config.addrs.as_slice() {
-        return open_retried(config, 0, addr, resume).await;
+        return open_retried(config, 0, addr, resume, session).await;
     }
     let mut racing: FuturesUnordered<_> = config
         .addrs
         .iter()
         .enumerate()
-        .map(|(i, addr)| async move { (addr, open_retried(config, i, addr, resume).await) })
+        .map(
+            |(i, addr)| async move { (addr, open_retried(config, i, addr, resume, session).await) },
+        )
         .collect();
     let mut failures = Vec::new();
     while let Some((addr, result)) = racing.next().await {
@@ -59,14 +62,15 @@ pub(crate) async fn reopen(
     config: &Config,
     last: usize,
     resume: Option<&str>,
+    session: Option<&str>,
 ) -> Result<(Conn, Welcome), Error> {
     let Some(addr) = config.addrs.get(last) else {
-        return open_any(config, resume).await;
+        return open_any(config, resume, session).await;
     };
-    match open_retried(config, last, addr, resume).await {
+    match open_retried(config, last, addr, resume, session).await {
         Err(e) if config.addrs.len() > 1 => {
             tracing::debug!(%addr, error = %e, "reconnecting elsewhere");
-            open_any(config, resume).await
+            open_any(config, resume, session).await
         }
         done => done,
     }
@@ -77,9 +81,10 @@ async fn open_retried(
     index: usize,
     addr: &str,
     resume: Option<&str>,
+    session: Option<&str>,
 ) -> Result<(Conn, Welcome), Error> {
     retry(&config.retry, Error::is_retryable, || async {
-        let opened = open(config, index, addr, resume).await;
+        let opened = open(config, index, addr, resume, session).await;
         if let Err(e) = &opened {
             tracing::debug!(%addr, error = %e, "connection attempt failed");
         }
@@ -88,13 +93,14 @@ async fn open_retried(
     .await
 }
 
-/// One attempt: TCP connect, WebSocket upgrade if asked, `hello`, `welcome`, all within
-/// `connect_timeout`.
+/// One attempt: TCP connect, WebSocket upgrade if asked, `hello` (with the resume and
+/// session tokens, if any), `welcome`, all within `connect_timeout`.
 async fn open(
     config: &Config,
     index: usize,
     addr: &str,
     resume: Option<&str>,
+    session: Option<&str>,
 ) -> Result<(Conn, Welcome), Error> {
     tokio::time::timeout(config.connect_timeout, async {
         let mut stream = TcpStream::connect(addr).await?;
@@ -111,7 +117,7 @@ async fn open(
                 version: PROTOCOL_VERSION,
                 client: &config.client_name,
                 resume,
-                token: None,
+                token: session,
             },
             usize::MAX,
         )?;
@@ -127,7 +133,7 @@ async fn open(
                     queue_capacity,
                     resume_token,
                     reconnect_grace_ms,
-                    ..
+                    account_id,
                 })) => {
                     break Welcome {
                         version,
@@ -138,6 +144,7 @@ async fn open(
                         queue_capacity,
                         resume_token,
                         reconnect_grace_ms,
+                        account_id,
                     }
                 }
                 Some(Incoming::Msg(ServerMessage::Error { code, message, .. })) => {

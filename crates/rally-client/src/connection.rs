@@ -264,7 +264,7 @@ impl Connection {
     /// queues events.
     pub async fn connect(config: &Config) -> Result<Connection, Error> {
         config.check().map_err(Error::Config)?;
-        let (conn, welcome) = connect::open_any(config, None).await?;
+        let (conn, welcome) = connect::open_any(config, None, None).await?;
         Ok(Connection {
             stream: conn.stream,
             inbound: conn.inbound,

@@ -65,13 +65,15 @@ pub(crate) async fn run(shared: Arc<Shared>, config: Arc<Config>, mut conn: Conn
             // Only a seat is worth resuming: a token presented without one only earns
             // RESUME_FAILED.
             let token = &inner.welcome.resume_token;
-            (inner.room.is_some() && !token.is_empty()).then(|| token.clone())
+            let resume = (inner.room.is_some() && !token.is_empty()).then(|| token.clone());
+            (resume, inner.session_token.clone())
         };
+        let (token, session) = token;
         tracing::debug!(error = %cause, resume = token.is_some(), "connection lost; reconnecting");
         shared.emit(Event::Disconnected(cause));
         let reopened = tokio::select! {
             // Boxed: the rare path should not grow every idle connection task.
-            r = Box::pin(connect::reopen(&config, conn.addr, token.as_deref())) => r,
+            r = Box::pin(connect::reopen(&config, conn.addr, token.as_deref(), session.as_deref())) => r,
             () = closing(&shared) => break None,
         };
         match reopened {
@@ -347,8 +349,26 @@ fn dispatch(
         // A second welcome means nothing; ignore it rather than guess.
         ServerMessage::Welcome { .. } => {}
         // Replies to login and player-data requests, which this SDK does not send yet.
-        ServerMessage::Session { .. }
-        | ServerMessage::Data { .. }
+        ServerMessage::Session {
+            req,
+            account_id,
+            token,
+            expires_at_ms,
+            display_name,
+        } => {
+            let mut inner = shared.lock();
+            inner.session_token = Some(token.clone());
+            inner.resolve(
+                Key::Req(req),
+                Ok(Reply::Session(crate::Session {
+                    account_id,
+                    token,
+                    expires_at_ms,
+                    display_name,
+                })),
+            );
+        }
+        ServerMessage::Data { .. }
         | ServerMessage::Written { .. }
         | ServerMessage::Profile { .. } => {}
     }

@@ -223,6 +223,7 @@ mod tests {
             queue_capacity: 100,
             resume_token: String::new(),
             reconnect_grace_ms: 0,
+            account_id: 0,
         };
         let shared = Arc::new(Shared::new(welcome, Transport::Tcp, 8, 1024));
         let mut events = Events::new(shared.clone());

@@ -59,6 +59,7 @@ pub(crate) enum Reply {
     Left(u64),
     Ok,
     Pong,
+    Session(crate::Session),
 }
 
 /// A request waiting for its reply.
@@ -83,6 +84,8 @@ pub(crate) struct Inner {
     pub(crate) welcome: Welcome,
     /// The room this session is in, if any.
     pub(crate) room: Option<Room>,
+    /// The last `login`'s session token, sent in the `hello` of each reconnection.
+    pub(crate) session_token: Option<String>,
     next_req: u32,
     /// Nonce 0 is the task's keep-alive; the application's pings count from 1.
     next_nonce: u64,
@@ -104,6 +107,7 @@ impl Shared {
                 pending: Vec::new(),
                 welcome,
                 room: None,
+                session_token: None,
                 next_req: 0,
                 next_nonce: 0,
             }),

@@ -157,3 +157,62 @@ async fn an_idle_client_keeps_its_session_alive() {
     client.close().await;
     assert!(server.shutdown().await.drained);
 }
+
+/// With logins required: the client logs in, plays, loses its connection, and the
+/// reconnection's `hello` carries the session token, so the seat (bound to the account)
+/// comes back without another login.
+#[tokio::test]
+async fn a_logged_in_client_resumes_as_its_account() {
+    let db = rally_testkit::TestDb::sqlite();
+    let config = rally_server::Config {
+        auth_required: true,
+        ..server_config()
+    };
+    let store = db.open(&config).await;
+    let server = TestServer::start_with(
+        rally_server::Server::builder(config, rally_testkit::games()).store(store),
+    )
+    .await;
+    let proxy = Proxy::start(common::addr(&server, Transport::Tcp)).await;
+    let (client, mut events) = Client::connect(client_config(proxy.addr, Transport::Tcp))
+        .await
+        .expect("connect");
+    match client.join(arena::KIND).await {
+        Err(rally_client::Error::Server { code, .. }) => {
+            assert_eq!(code, ErrorCode::Unauthorized)
+        }
+        other => panic!("a join before logging in: {other:?}"),
+    }
+    let session = client
+        .login_device("sdk-resume-test-device")
+        .await
+        .expect("login");
+    assert!(session.account_id > 0);
+    let room = join_arena(&client).await;
+    client.send_input(1, &input(0.5, 0.5)).unwrap();
+    state_applying(&mut events, 1).await;
+
+    proxy.cut();
+    let second = next_matching(&mut events, "the reconnection", |e| match e {
+        Event::Reconnected(w) => Some(w.clone()),
+        Event::Closed(e) => panic!("gave up: {e:?}"),
+        _ => None,
+    })
+    .await;
+    assert_eq!(
+        second.account_id, session.account_id,
+        "logged in by the token"
+    );
+    let resumed = next_matching(&mut events, "the seat back", |e| match e {
+        Event::Resumed(room) => Some(room.clone()),
+        Event::ResumeFailed(e) => panic!("resume failed: {e}"),
+        Event::Error(e) => panic!("{e}"),
+        _ => None,
+    })
+    .await;
+    assert_eq!(resumed, room);
+    client.send_input(2, &input(0.0, 0.0)).unwrap();
+    state_applying(&mut events, 2).await;
+    client.close().await;
+    assert!(server.shutdown().await.drained);
+}
