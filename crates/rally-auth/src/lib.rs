@@ -9,8 +9,8 @@
 //! - [`token`]: session tokens, HMAC-SHA256 over (version, account id, expiry, nonce),
 //!   base64url, verified in constant time.
 //! - [`webhook`]: custom login, a JSON POST to `auth_webhook_url`, bounded and retried.
-//! - [`retry`]: SPEC.md section 2's policy (3 attempts, 100 ms then 200 ms, jitter),
-//!   with an optional deadline.
+//! - [`RetryPolicy`]: SPEC.md section 2's policy, re-exported from `rally-retry` (the
+//!   one implementation the client SDK uses too), with an optional deadline.
 //!
 //! # Retrying 5xx answers
 //!
@@ -22,10 +22,9 @@
 #![warn(missing_docs, unreachable_pub)]
 #![forbid(unsafe_code)]
 
-pub mod retry;
 pub mod token;
 pub mod webhook;
 
-pub use retry::RetryPolicy;
+pub use rally_retry::RetryPolicy;
 pub use token::{Claims, IssuedToken, TokenError, TokenSigner};
 pub use webhook::{Verified, Webhook, WebhookError, WebhookUrlError};

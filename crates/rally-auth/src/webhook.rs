@@ -27,7 +27,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::retry::RetryPolicy;
+use rally_retry::RetryPolicy;
 
 /// The largest answer body read from the backend.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;

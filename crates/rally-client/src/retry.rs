@@ -7,41 +7,8 @@
 //! are retried; any other error is returned at once.
 
 use std::future::Future;
-use std::time::Duration;
 
-/// How many times to try and how long to wait in between.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RetryPolicy {
-    /// Attempts in all, the first included (0 counts as 1).
-    pub max_attempts: u32,
-    /// The wait before the second attempt; each later wait doubles it.
-    pub base_delay: Duration,
-    /// The largest jitter added to a wait, as a fraction of it (0.25: up to +25%).
-    pub jitter: f64,
-}
-
-impl RetryPolicy {
-    /// SPEC.md section 2: 3 attempts, waits of 100 ms and 200 ms, each plus up to 25%.
-    pub const SPEC: RetryPolicy = RetryPolicy {
-        max_attempts: 3,
-        base_delay: Duration::from_millis(100),
-        jitter: 0.25,
-    };
-
-    /// The wait after failed attempt number `attempt` (from 1), for a jitter draw `unit`
-    /// in `0.0..1.0`: `base_delay * 2^(attempt - 1) * (1 + jitter * unit)`.
-    pub fn delay(&self, attempt: u32, unit: f64) -> Duration {
-        let doublings = attempt.saturating_sub(1).min(16);
-        let base = self.base_delay.saturating_mul(1 << doublings);
-        base + base.mul_f64((self.jitter * unit.clamp(0.0, 1.0)).max(0.0))
-    }
-}
-
-impl Default for RetryPolicy {
-    fn default() -> RetryPolicy {
-        RetryPolicy::SPEC
-    }
-}
+pub use rally_retry::{jitter_unit, RetryPolicy};
 
 /// Runs `op` until it succeeds, fails with an error `retryable` refuses, or has failed
 /// `policy.max_attempts` times; returns its last result. Sleeps [`RetryPolicy::delay`]
@@ -54,27 +21,14 @@ pub async fn retry<T, E, Fut>(
 where
     Fut: Future<Output = Result<T, E>>,
 {
-    let mut attempt = 1;
-    loop {
-        match op().await {
-            Err(e) if attempt < policy.max_attempts && retryable(&e) => {
-                tokio::time::sleep(policy.delay(attempt, jitter_unit())).await;
-                attempt += 1;
-            }
-            done => return done,
-        }
-    }
-}
-
-/// A uniform draw in `0.0..1.0`; no jitter if the OS has no randomness to give.
-pub(crate) fn jitter_unit() -> f64 {
-    getrandom::u32().map_or(0.0, |r| f64::from(r) / (f64::from(u32::MAX) + 1.0))
+    policy.run(None, retryable, |_| op()).await
 }
 
 #[cfg(test)]
 mod tests {
     use std::cell::RefCell;
     use std::io;
+    use std::time::Duration;
 
     use tokio::time::Instant;
 

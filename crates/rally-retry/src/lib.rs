@@ -1,11 +1,15 @@
-//! The retry policy of SPEC.md section 2 for the server's own outbound calls (the auth
-//! webhook, the database): at most 3 attempts, waits of 100 ms then 200 ms, each plus a
+//! The retry policy of SPEC.md section 2, one implementation for every caller: the
+//! client SDK's connects and requests, and the server's own outbound calls (the auth
+//! webhook, the database). At most 3 attempts, waits of 100 ms then 200 ms, each plus a
 //! random jitter of up to 25% so that many callers failing at once do not retry in
 //! lockstep. The caller says which errors are worth another attempt; any other error is
 //! returned at once.
 //!
 //! A call may also carry a deadline: no wait or attempt starts that would end past it, so
 //! the retries of one command fit inside that command's own bound.
+
+#![warn(missing_docs, unreachable_pub)]
+#![forbid(unsafe_code)]
 
 use std::future::Future;
 use std::time::Duration;
@@ -75,7 +79,7 @@ impl Default for RetryPolicy {
 }
 
 /// A uniform draw in `0.0..1.0`; no jitter if the OS has no randomness to give.
-fn jitter_unit() -> f64 {
+pub fn jitter_unit() -> f64 {
     getrandom::u32().map_or(0.0, |r| f64::from(r) / (f64::from(u32::MAX) + 1.0))
 }
 
