@@ -333,6 +333,24 @@ fn write_seeds() {
     ws::write_masked_frame(&mut seed, Opcode::Binary, &[0x91; 300], MASK);
     write("ws_decoder", "length-16".into(), &seed);
 
+    // Reassembly regressions: fragments that once made the buffer reserve past the
+    // limit (3,000 then 1,096 bytes reserved 6,000 for 4,096; 2 then 5 reserved Vec's
+    // minimum of 8 for 7).
+    for (name, limit, first, rest) in [
+        ("reassembly-4096", DEFAULT_LIMIT, 3000, 1096),
+        ("reassembly-7", 1, 2, 5),
+    ] {
+        let body: Vec<u8> = (0..first + rest).map(|i| i as u8).collect();
+        let mut seed = vec![params(limit, false, 7), 0];
+        let first_frame = seed.len();
+        ws::write_masked_frame(&mut seed, Opcode::Binary, &body[..first], MASK);
+        seed[first_frame] = 0x02; // binary, not final
+        let last = seed.len();
+        ws::write_masked_frame(&mut seed, Opcode::Binary, &body[first..], MASK);
+        seed[last] = 0x80; // the final continuation
+        write("ws_decoder", name.into(), &seed);
+    }
+
     // WebSocket, client side: each server message unmasked, as the server writes it.
     for (i, body) in servers.iter().enumerate() {
         let mut seed = vec![params(DEFAULT_LIMIT, true, (i % 8) as u8), i as u8];
