@@ -516,6 +516,7 @@ pub(crate) async fn run(
             room.control
                 .send(Control::Resume {
                     player: player_id,
+                    token,
                     link,
                     reply,
                 })

@@ -71,6 +71,9 @@ pub(crate) enum Control {
     /// with request id 0 itself.
     Resume {
         player: PlayerId,
+        /// The token presented: the seat is taken only while this is still its token, so
+        /// two connections presenting one token at once do not both get it.
+        token: String,
         link: SessionLink,
         reply: oneshot::Sender<Result<(), Refusal>>,
     },
@@ -372,6 +375,7 @@ impl Room {
             }
             Control::Resume {
                 player,
+                token,
                 link,
                 reply,
             } => {
@@ -380,6 +384,11 @@ impl Room {
                     let _ = reply.send(Err(Refusal::new("the seat is no longer held")));
                     return;
                 };
+                if seat.token.as_deref() != Some(token.as_str()) {
+                    // Used already: an earlier resume replaced it with its own token.
+                    let _ = reply.send(Err(Refusal::new("the resume token was already used")));
+                    return;
+                }
                 if let Some(old) = seat.link.take() {
                     // A half-open connection the server has not noticed yet loses the seat.
                     old.send(Outbound::Msg(ServerMessage::RoomClosed {

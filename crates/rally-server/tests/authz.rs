@@ -10,7 +10,9 @@
 //!   server.
 //! - Impersonation: forged and altered session tokens (in `hello` or used as a login
 //!   credential) grant no account; another account's resume token takes no seat, held or
-//!   connected, and none works after the grace; `set_name` names only the caller.
+//!   connected, and none works after the grace; a resume token takes a seat once, even
+//!   when two connections present it at the same moment; `set_name` names only the
+//!   caller.
 //! - The admin API: every `/admin/*` route needs the exact token, in the header only;
 //!   health, readiness and metrics need none.
 
@@ -777,6 +779,80 @@ async fn another_accounts_resume_token_takes_no_seat_held_or_connected() {
     input_refused(&mut late, 2, "after a failed resume").await;
     late.close().await;
     watcher.close().await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_resume_token_takes_the_seat_once() {
+    let server = TestServer::start(Config {
+        reconnect_grace_ms: 10_000,
+        ..config()
+    })
+    .await;
+    let mut a = Client::tcp(server.tcp).await;
+    let (_, token) = a.hello_with(None).await;
+    let (room, pa) = a.join("arena").await;
+    drop(a);
+    eventually("A's session is gone", || server.handle.sessions() == 0).await;
+    // Two connections present the same token at once: one gets the seat.
+    let mut first = Client::tcp(server.tcp).await;
+    let mut second = Client::tcp(server.tcp).await;
+    for c in [&mut first, &mut second] {
+        c.send(&ClientMessage::Hello {
+            version: 1,
+            client: "twin",
+            resume: Some(&token),
+            token: None,
+        })
+        .await;
+    }
+    let mut outcomes = Vec::new();
+    for c in [&mut first, &mut second] {
+        assert!(matches!(
+            c.recv().await,
+            Some(ServerMessage::Welcome { .. })
+        ));
+        let outcome = c
+            .expect("joined or RESUME_FAILED", |m| match m {
+                ServerMessage::Joined {
+                    req: 0,
+                    room_id,
+                    player_id,
+                    ..
+                } => Some(Ok((*room_id, *player_id))),
+                ServerMessage::Error { code, req: 0, .. } => Some(Err(*code)),
+                _ => None,
+            })
+            .await;
+        outcomes.push(outcome);
+    }
+    let winners = outcomes.iter().filter(|o| o.is_ok()).count();
+    assert_eq!(
+        winners, 1,
+        "exactly one connection took the seat: {outcomes:?}"
+    );
+    assert!(outcomes.contains(&Ok((room, pa))), "{outcomes:?}");
+    assert!(
+        outcomes.contains(&Err(ErrorCode::ResumeFailed)),
+        "{outcomes:?}"
+    );
+    // The winner plays on undisturbed.
+    let winner = if outcomes[0].is_ok() {
+        &mut first
+    } else {
+        &mut second
+    };
+    let seen = until_pong(winner, 1).await;
+    assert!(
+        !seen
+            .iter()
+            .any(|m| matches!(m, ServerMessage::RoomClosed { .. })),
+        "{seen:?}"
+    );
+    winner.input(1, 0.0, 0.0).await;
+    until_seq(winner, 1).await;
+    first.close().await;
+    second.close().await;
     server.shutdown().await;
 }
 
