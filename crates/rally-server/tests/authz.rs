@@ -11,8 +11,9 @@
 //! - Impersonation: forged and altered session tokens (in `hello` or used as a login
 //!   credential) grant no account; another account's resume token takes no seat, held or
 //!   connected, and none works after the grace; a resume token takes a seat once, even
-//!   when two connections present it at the same moment; `set_name` names only the
-//!   caller.
+//!   when two connections present it at the same moment; a connection whose seat was
+//!   resumed by a newer one can no longer chat or leave for it; `set_name` names only
+//!   the caller.
 //! - The admin API: every `/admin/*` route needs the exact token, in the header only;
 //!   health, readiness and metrics need none.
 
@@ -62,6 +63,21 @@ async fn arena_state_after(c: &mut Client, after: u64) -> (u64, Vec<arena::Playe
 async fn until_seq(c: &mut Client, seq: u32) {
     c.expect("my seq applied", |m| match m {
         ServerMessage::State { last_seq, .. } => (*last_seq >= seq).then_some(()),
+        _ => None,
+    })
+    .await
+}
+
+/// Waits for `joined` with request id 0 (a resumed seat): `(room, player)`.
+async fn resumed(c: &mut Client) -> (u64, u32) {
+    c.expect("joined req 0", |m| match m {
+        ServerMessage::Joined {
+            req: 0,
+            room_id,
+            player_id,
+            ..
+        } => Some((*room_id, *player_id)),
+        ServerMessage::Error { code, message, .. } => panic!("not resumed: {code} {message}"),
         _ => None,
     })
     .await
@@ -853,6 +869,73 @@ async fn a_resume_token_takes_the_seat_once() {
     until_seq(winner, 1).await;
     first.close().await;
     second.close().await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_connection_whose_seat_was_resumed_can_no_longer_act_for_it() {
+    let server = TestServer::start(Config {
+        reconnect_grace_ms: 10_000,
+        ..config()
+    })
+    .await;
+    let mut old = Client::tcp(server.tcp).await;
+    let (_, token) = old.hello_with(None).await;
+    let (room, p) = old.join("arena").await;
+    let (mut b, _) = Client::tcp_hello(server.tcp).await;
+    assert_eq!(b.join("arena").await.0, room);
+    // The player's new connection takes the seat while the old one is still open.
+    let mut new = Client::tcp(server.tcp).await;
+    let (_, new_token) = new.hello_with(Some(&token)).await;
+    assert_eq!(resumed(&mut new).await, (room, p));
+    old.expect("room_closed", |m| {
+        matches!(m, ServerMessage::RoomClosed { room_id, .. } if *room_id == room).then_some(())
+    })
+    .await;
+
+    // The old connection is in no room: it cannot chat as the player.
+    assert_refused(
+        old.call(ClientMessage::Chat {
+            req: 1,
+            text: "still me",
+        })
+        .await,
+        ErrorCode::NotInRoom,
+        "chat from the displaced connection",
+    );
+    let seen = until_pong(&mut b, 1).await;
+    assert!(
+        !seen
+            .iter()
+            .any(|m| matches!(m, ServerMessage::ChatLine { .. })),
+        "the room heard the displaced connection: {seen:?}"
+    );
+    // The new connection drops (the seat is held for it), then the old one leaves: the
+    // seat stays held for the new connection's token.
+    new.close().await;
+    eventually("the new connection is gone", || {
+        server.handle.sessions() == 2
+    })
+    .await;
+    assert_refused(
+        old.call(ClientMessage::Leave { req: 2 }).await,
+        ErrorCode::NotInRoom,
+        "leave from the displaced connection",
+    );
+    let mut back = Client::tcp(server.tcp).await;
+    back.hello_with(Some(&new_token)).await;
+    assert_eq!(
+        resumed(&mut back).await,
+        (room, p),
+        "the held seat survived"
+    );
+    // And the old connection, being in no room, may join as a new player.
+    let (room_again, p_again) = old.join("arena").await;
+    assert_eq!(room_again, room);
+    assert_ne!(p_again, p);
+    for cl in [old, b, back] {
+        cl.close().await;
+    }
     server.shutdown().await;
 }
 
