@@ -386,13 +386,14 @@ pub(crate) async fn run(
     read_then_write(reader.run(&stream), writer.run(&stream)).await;
     shared.sessions.remove(session_id);
     let ending = ctl.ending();
-    // The player is gone: its slot is free for the next one even while the socket lingers.
+    // The player is gone: its slot is free for the next one, and it is no longer listed
+    // (sessions(), /admin/players, rally_sessions), even while the socket lingers.
     drop((permit, connection));
-    if !matches!(ending, Ending::PeerClosed) {
-        linger_close(&mut stream).await;
-    }
     if reader.core.handshaken {
         shared.directory.remove(session_id);
+    }
+    if !matches!(ending, Ending::PeerClosed) {
+        linger_close(&mut stream).await;
     }
     if let Some(account) = reader.core.account.take() {
         reader.core.end_account_session(account);
