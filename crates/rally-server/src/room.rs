@@ -305,7 +305,10 @@ impl Room {
                 }
             }
         };
+        // Closed before the players hear `room_closed`: an input sent after it finds the
+        // queue closed (NOT_IN_ROOM) rather than being dropped unseen.
         control.close();
+        inputs.close();
         self.finish(reason, task.elapsed_ms());
     }
 
