@@ -96,6 +96,8 @@ pub(crate) struct SeatView {
     pub(crate) last_seq: u32,
     /// How long the seat is still held for an away player.
     pub(crate) away_for: Option<Duration>,
+    /// The account that holds the seat (`None`: a guest).
+    pub(crate) account: Option<u64>,
 }
 
 /// What anyone may read about a room without asking its task.
@@ -140,6 +142,19 @@ impl RoomHandle {
     pub(crate) fn close(&self, reason: CloseReason) {
         let _ = self.reason.set(reason);
         self.token.cancel();
+    }
+
+    /// Asks the room for its seats, bounded by `limit`; `None` if it did not answer (it
+    /// ended, or it is too busy).
+    pub(crate) async fn inspect(&self, limit: Duration) -> Option<Vec<SeatView>> {
+        tokio::time::timeout(limit, async {
+            let (reply, answer) = oneshot::channel();
+            self.control.send(Control::Inspect { reply }).await.ok()?;
+            answer.await.ok()
+        })
+        .await
+        .ok()
+        .flatten()
     }
 }
 
@@ -439,6 +454,7 @@ impl Room {
                         session_id: s.link.as_ref().map(|l| l.session_id),
                         last_seq: s.last_seq,
                         away_for: s.away_until.map(|t| t.saturating_duration_since(now)),
+                        account: s.account,
                     })
                     .collect();
                 let _ = reply.send(seats);
