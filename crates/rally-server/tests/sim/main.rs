@@ -56,6 +56,12 @@ const STEP: Duration = Duration::from_millis(5);
 const SHOWN: usize = 5;
 /// Seeds run by default: the whole run stays well under a minute on a small machine.
 const DEFAULT_SEEDS: u64 = 200;
+/// Seeds that found bugs, run with the default ones so the bugs stay fixed.
+/// - 3062, 3203: a player's connection broke while its resume was answered, so the
+///   `welcome` with the new resume token never arrived; its retry with the old token
+///   failed, and its fresh `join` landed in the room where its old seat was still held:
+///   one account, two seats in one room.
+const REGRESSION_SEEDS: [u64; 2] = [3062, 3203];
 
 /// The timings of a run, from the server's config.
 #[derive(Debug, Clone, Copy)]
@@ -304,7 +310,7 @@ fn seeds() -> Vec<u64> {
             }
             None => (1..=s.trim().parse().expect("RALLY_SIM_SEEDS is N or A..B")).collect(),
         },
-        Err(_) => (1..=DEFAULT_SEEDS).collect(),
+        Err(_) => (1..=DEFAULT_SEEDS).chain(REGRESSION_SEEDS).collect(),
     }
 }
 
