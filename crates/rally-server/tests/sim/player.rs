@@ -30,6 +30,9 @@ const CONNECT_LIMIT: Duration = Duration::from_millis(400);
 const WRITE_LIMIT: Duration = Duration::from_millis(300);
 /// How long a leaving player waits for `left`.
 const LEAVE_LIMIT: Duration = Duration::from_secs(1);
+/// How long an idle connection waits before it pings: well within `timeout_ms`, and
+/// well under the server's per-connection request rate.
+const IDLE_PING: Duration = Duration::from_millis(300);
 /// Inputs resent after a resume.
 const RESEND: u32 = 3;
 
@@ -46,6 +49,8 @@ struct Conn {
     hello_at: Duration,
     /// When the last message arrived.
     heard_at: Duration,
+    /// When the last message went out.
+    sent_at: Duration,
     /// When the last state of our seat arrived.
     state_at: Option<Duration>,
     /// The room and player id this connection plays, once `joined` said so.
@@ -60,6 +65,7 @@ struct Conn {
 
 impl Conn {
     async fn send(&mut self, msg: &ClientMessage<'_>) -> bool {
+        self.sent_at = now();
         let mut body = Vec::new();
         msg.encode(&mut body);
         let mut out = Vec::with_capacity(body.len() + 4);
@@ -242,6 +248,7 @@ impl Player {
             resuming,
             hello_at: now(),
             heard_at: now(),
+            sent_at: now(),
             state_at: None,
             seat: None,
             joining: None,
@@ -376,9 +383,11 @@ impl Player {
                 kind: tally::KIND,
             })
             .await
-        } else {
+        } else if now() - c.sent_at >= IDLE_PING {
             let nonce = now().as_millis() as u64;
             c.send(&ClientMessage::Ping { nonce }).await
+        } else {
+            true
         };
         if !ok {
             self.lost();
