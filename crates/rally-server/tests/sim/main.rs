@@ -38,6 +38,7 @@ use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
+use rally_server::protocol::ErrorCode;
 use rally_server::{Config, Games, Server, Transport};
 use tokio::sync::Notify;
 
@@ -54,8 +55,6 @@ const PORT: u16 = 7000;
 const STEP: Duration = Duration::from_millis(5);
 /// Problems printed per failed seed.
 const SHOWN: usize = 5;
-/// Seeds run by default: the whole run stays well under a minute on a small machine.
-const DEFAULT_SEEDS: u64 = 200;
 /// Seeds that found bugs, run with the default ones so the bugs stay fixed.
 /// - 3062, 3203: a player's connection broke while its resume was answered, so the
 ///   `welcome` with the new resume token never arrived; its retry with the old token
@@ -78,13 +77,48 @@ pub struct Params {
     max_life_ms: u64,
 }
 
-fn config() -> Config {
+/// The server's and the network's buffers and grace for a family of seeds.
+#[derive(Debug, Clone, Copy)]
+struct Profile {
+    /// The test that runs it, for the replay command.
+    test: &'static str,
+    reconnect_grace_ms: u64,
+    queue_capacity: u32,
+    /// TCP segments in flight per direction before a write waits (turmoil's window).
+    tcp_capacity: usize,
+    /// Seeds run by default, and seeds that found bugs (run too, so they stay fixed).
+    seeds: u64,
+    regressions: &'static [u64],
+}
+
+/// Roomy buffers: faults show up as drops, silences and resumes.
+const STANDARD: Profile = Profile {
+    test: "network_faults",
+    reconnect_grace_ms: 1500,
+    queue_capacity: 64,
+    tcp_capacity: 64,
+    seeds: 200,
+    regressions: &REGRESSION_SEEDS,
+};
+
+/// Small buffers and a short grace: a stalled link soon blocks the server's writes
+/// (`TIMEOUT`) or fills the player's queue (`SLOW_CONSUMER`), and seats are held briefly.
+const TIGHT: Profile = Profile {
+    test: "network_faults_tight_buffers",
+    reconnect_grace_ms: 800,
+    queue_capacity: 6,
+    tcp_capacity: 4,
+    seeds: 100,
+    regressions: &[],
+};
+
+fn config(profile: &Profile) -> Config {
     Config {
         tick_hz: 10,
         timeout_ms: 1000,
-        reconnect_grace_ms: 1500,
+        reconnect_grace_ms: profile.reconnect_grace_ms,
         shutdown_grace_ms: 2000,
-        queue_capacity: 64,
+        queue_capacity: profile.queue_capacity,
         auth_required: true,
         ..Config::default()
     }
@@ -119,8 +153,8 @@ struct Outcome {
     fingerprint: u64,
 }
 
-fn run_seed(seed: u64) -> Result<Outcome, String> {
-    let config = config();
+fn run_seed(seed: u64, profile: &Profile) -> Result<Outcome, String> {
+    let config = config(profile);
     let p = params(&config);
     let plan = Plan::new(seed, &p);
     let rec = Rc::new(RefCell::new(Record::new(
@@ -131,6 +165,7 @@ fn run_seed(seed: u64) -> Result<Outcome, String> {
     let mut sim = turmoil::Builder::new()
         .rng_seed(seed)
         .tick_duration(STEP)
+        .tcp_capacity(profile.tcp_capacity)
         .simulation_duration(Duration::from_secs(120))
         .min_message_latency(Duration::from_millis(1))
         .max_message_latency(plan.max_latency)
@@ -265,7 +300,12 @@ async fn control(
         }
         tokio::time::sleep(step).await;
     }
-    rec.borrow_mut().stopping = true;
+    {
+        let mut rec = rec.borrow_mut();
+        rec.stats.server_timeouts = handle.errors(ErrorCode::Timeout);
+        rec.stats.slow_consumers = handle.errors(ErrorCode::SlowConsumer);
+        rec.stopping = true;
+    }
     let started = turmoil::elapsed();
     stop.notify_one();
     let limit = p.shutdown_grace + Duration::from_secs(3);
@@ -296,8 +336,8 @@ impl tracing_subscriber::fmt::time::FormatTime for SimTime {
     }
 }
 
-/// The seeds to run: `RALLY_SIM_SEED`, else `RALLY_SIM_SEEDS`, else the default.
-fn seeds() -> Vec<u64> {
+/// The seeds to run: `RALLY_SIM_SEED`, else `RALLY_SIM_SEEDS`, else the profile's.
+fn seeds(profile: &Profile) -> Vec<u64> {
     if let Ok(s) = std::env::var("RALLY_SIM_SEED") {
         return vec![s.trim().parse().expect("RALLY_SIM_SEED is a number")];
     }
@@ -310,12 +350,23 @@ fn seeds() -> Vec<u64> {
             }
             None => (1..=s.trim().parse().expect("RALLY_SIM_SEEDS is N or A..B")).collect(),
         },
-        Err(_) => (1..=DEFAULT_SEEDS).chain(REGRESSION_SEEDS).collect(),
+        Err(_) => (1..=profile.seeds)
+            .chain(profile.regressions.iter().copied())
+            .collect(),
     }
 }
 
 #[test]
 fn network_faults() {
+    run_seeds(&STANDARD);
+}
+
+#[test]
+fn network_faults_tight_buffers() {
+    run_seeds(&TIGHT);
+}
+
+fn run_seeds(profile: &Profile) {
     if let Ok(filter) = std::env::var("RUST_LOG") {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(filter)
@@ -324,14 +375,14 @@ fn network_faults() {
             .with_test_writer()
             .try_init();
     }
-    let seeds = seeds();
+    let seeds = seeds(profile);
     let started = Instant::now();
     let mut failed = Vec::new();
     let mut total = Stats::default();
     let mut simulated = Duration::ZERO;
     for &seed in &seeds {
-        let outcome =
-            std::panic::catch_unwind(AssertUnwindSafe(|| run_seed(seed))).unwrap_or_else(|panic| {
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| run_seed(seed, profile)))
+            .unwrap_or_else(|panic| {
                 let what = panic
                     .downcast_ref::<String>()
                     .cloned()
@@ -355,13 +406,15 @@ fn network_faults() {
                 shown.push_str(&format!("; and {more} more"));
             }
             eprintln!(
-                "seed {seed} failed: {shown}; replay with RALLY_SIM_SEED={seed} cargo test -p rally-server --test sim"
+                "seed {seed} failed: {shown}; replay with RALLY_SIM_SEED={seed} cargo test -p rally-server --test sim {} -- --exact",
+                profile.test
             );
             failed.push(seed);
         }
     }
     eprintln!(
-        "{} seeds in {:.1} s ({:.0} s simulated): {total:?}",
+        "{}: {} seeds in {:.1} s ({:.0} s simulated): {total:?}",
+        profile.test,
         seeds.len(),
         started.elapsed().as_secs_f64(),
         simulated.as_secs_f64()
@@ -372,13 +425,16 @@ fn network_faults() {
 /// A seed replays: `RALLY_SIM_SEED=N` shows the very run that failed.
 #[test]
 fn a_seed_replays_exactly() {
-    for seed in [7, 8, 9] {
-        let a = run_seed(seed).expect("the run completes");
-        let b = run_seed(seed).expect("the run completes");
-        assert_eq!(
-            (a.fingerprint, a.simulated),
-            (b.fingerprint, b.simulated),
-            "seed {seed} ran differently twice"
-        );
+    for profile in [&STANDARD, &TIGHT] {
+        for seed in [7, 8] {
+            let a = run_seed(seed, profile).expect("the run completes");
+            let b = run_seed(seed, profile).expect("the run completes");
+            assert_eq!(
+                (a.fingerprint, a.simulated),
+                (b.fingerprint, b.simulated),
+                "seed {seed} of {} ran differently twice",
+                profile.test
+            );
+        }
     }
 }

@@ -53,6 +53,10 @@ pub struct Stats {
     pub inputs_resent: u64,
     pub faults: u64,
     pub seat_checks: u64,
+    /// Sessions the server ended as `TIMEOUT` (silent, or a write that would not drain).
+    pub server_timeouts: u64,
+    /// Sessions the server ended as `SLOW_CONSUMER`.
+    pub slow_consumers: u64,
 }
 
 impl Stats {
@@ -68,6 +72,8 @@ impl Stats {
         self.inputs_resent += o.inputs_resent;
         self.faults += o.faults;
         self.seat_checks += o.seat_checks;
+        self.server_timeouts += o.server_timeouts;
+        self.slow_consumers += o.slow_consumers;
     }
 }
 
