@@ -8,8 +8,9 @@
 //! Checked on every seed:
 //! - no account or session holds two seats in one room (the server's own seat lists,
 //!   looked at every 50 ms, and every state the players got);
-//! - no seat is kept past the grace: a seat away longer than `reconnect_grace_ms` (plus a
-//!   tick), or a seat of a player that left for good, past `timeout_ms` + the grace;
+//! - no seat is kept past the grace: no seat is still held two ticks after its
+//!   `reconnect_grace_ms` ran out, nor a seat of a player that left for good, past
+//!   `timeout_ms` + the grace;
 //!   a clean drop resumed within the grace gets the same seat back, one resumed past it
 //!   does not;
 //! - acknowledged commands apply once: a chat line reaches the sayer before its `ok`, and
@@ -17,15 +18,22 @@
 //!   an input reaches the game at most once (resent inputs after a resume are dropped),
 //!   and `last_seq` never goes back;
 //! - every room ends: once every player is gone, the server has no room and no session
-//!   within the bound, and shuts down drained.
+//!   within the bound, and shuts down drained; shut down in the middle of play instead,
+//!   it ends every room and session within `shutdown_grace_ms` plus the two seconds it
+//!   gives forced sessions, and drains (every player hears `shutdown` and closes) when
+//!   no link is down around it.
+//!
+//! Three families of seeds: `network_faults` (roomy buffers), `network_faults_tight_buffers`
+//! (a 6-message queue and a 4-segment TCP window: stalls end sessions as `TIMEOUT` or
+//! `SLOW_CONSUMER`), `shutdown_under_faults`.
 //!
 //! Not covered here: the WebSocket transport (the same session code with other framing,
 //! tested over real sockets elsewhere), the database (the server runs `without_store`;
 //! logins use session tokens, which need none), and the admin listener.
 //!
-//! `RALLY_SIM_SEEDS=N` runs seeds 1 to N (default 200), `RALLY_SIM_SEEDS=A..B` seeds A
-//! to B-1, `RALLY_SIM_SEED=N` replays one seed (`RUST_LOG=rally_server=debug` shows the
-//! server's side of it).
+//! `RALLY_SIM_SEEDS=N` runs seeds 1 to N of each family (default 200, 100 and 60),
+//! `RALLY_SIM_SEEDS=A..B` seeds A to B-1, `RALLY_SIM_SEED=N` replays one seed
+//! (`RUST_LOG=rally_server=debug,sim=debug` logs both sides in simulated time).
 
 mod net;
 mod plan;
@@ -86,6 +94,9 @@ struct Profile {
     queue_capacity: u32,
     /// TCP segments in flight per direction before a write waits (turmoil's window).
     tcp_capacity: usize,
+    /// Shut the server down while players play, at a time drawn from this range (ms);
+    /// `None`: once every player is gone.
+    shutdown_between: Option<(u64, u64)>,
     /// Seeds run by default, and seeds that found bugs (run too, so they stay fixed).
     seeds: u64,
     regressions: &'static [u64],
@@ -97,6 +108,7 @@ const STANDARD: Profile = Profile {
     reconnect_grace_ms: 1500,
     queue_capacity: 64,
     tcp_capacity: 64,
+    shutdown_between: None,
     seeds: 200,
     regressions: &REGRESSION_SEEDS,
 };
@@ -108,8 +120,20 @@ const TIGHT: Profile = Profile {
     reconnect_grace_ms: 800,
     queue_capacity: 6,
     tcp_capacity: 4,
+    shutdown_between: None,
     seeds: 100,
     regressions: &[],
+};
+
+/// The server shuts down in the middle of play, faults and all: every player is told,
+/// every room ends, and the shutdown completes within `shutdown_grace_ms` (plus the two
+/// seconds it gives forced sessions), drained or not (a partitioned player never closes).
+const SHUTDOWN: Profile = Profile {
+    test: "shutdown_under_faults",
+    shutdown_between: Some((1000, 2500)),
+    seeds: 60,
+    regressions: &[],
+    ..STANDARD
 };
 
 fn config(profile: &Profile) -> Config {
@@ -156,7 +180,18 @@ struct Outcome {
 fn run_seed(seed: u64, profile: &Profile) -> Result<Outcome, String> {
     let config = config(profile);
     let p = params(&config);
-    let plan = Plan::new(seed, &p);
+    let mut plan = Plan::new(seed, &p);
+    // Drawn apart from the plan, so the plan is the one the seed has elsewhere.
+    let mut shutdown_rng = plan::Rng::new(seed ^ 0x5348_5554);
+    let shutdown_at = profile
+        .shutdown_between
+        .map(|(lo, hi)| shutdown_rng.ms(lo, hi));
+    if let Some(at) = shutdown_at {
+        // Half the time every link is healthy around the shutdown, so it must drain.
+        if shutdown_rng.chance(50) {
+            plan.calm(drain_window(at, &p).0, drain_window(at, &p).1);
+        }
+    }
     let rec = Rc::new(RefCell::new(Record::new(
         plan.players.len(),
         plan.max_latency,
@@ -193,7 +228,14 @@ fn run_seed(seed: u64, profile: &Profile) -> Result<Outcome, String> {
     {
         let (rec, stop) = (rec.clone(), stop.clone());
         let players = plan.players.len();
-        sim.client("control", control(rec, stop, players, plan.last_end(), p));
+        match shutdown_at {
+            None => sim.client("control", control(rec, stop, players, plan.last_end(), p)),
+            Some(at) => {
+                let (from, to) = drain_window(at, &p);
+                let drains = !plan.link_down_between(from, to);
+                sim.client("control", shut_down_at(rec, stop, players, at, drains, p))
+            }
+        }
     }
 
     let mut faults = plan.faults.iter().peekable();
@@ -246,14 +288,17 @@ async fn serve(config: Config, rec: Rc<RefCell<Record>>, stop: Rc<Notify>) -> tu
     let handle = server.handle();
     rec.borrow_mut().handle = Some(handle.clone());
     let monitor = async {
-        while !rec.borrow().stopping {
+        while rec.borrow().report.is_none() {
             let seats = handle.seats().await;
             rec.borrow_mut().check_seats(&seats, turmoil::elapsed(), &p);
             tokio::time::sleep(p.monitor).await;
         }
     };
-    let (report, ()) = tokio::join!(server.run(stop.notified()), monitor);
-    rec.borrow_mut().report = Some(report);
+    let run = async {
+        let report = server.run(stop.notified()).await;
+        rec.borrow_mut().report = Some(report);
+    };
+    tokio::join!(run, monitor);
     Ok(())
 }
 
@@ -304,13 +349,14 @@ async fn control(
         let mut rec = rec.borrow_mut();
         rec.stats.server_timeouts = handle.errors(ErrorCode::Timeout);
         rec.stats.slow_consumers = handle.errors(ErrorCode::SlowConsumer);
-        rec.stopping = true;
     }
     let started = turmoil::elapsed();
     stop.notify_one();
     let limit = p.shutdown_grace + Duration::from_secs(3);
     loop {
-        if let Some(report) = rec.borrow().report.clone() {
+        // Bound first: a `RefCell` borrow in the `if let` would last through its block.
+        let report = rec.borrow().report.clone();
+        if let Some(report) = report {
             if !report.drained {
                 rec.borrow_mut()
                     .violation(format!("shutdown did not drain: {report:?}"));
@@ -322,6 +368,77 @@ async fn control(
                 .violation(format!("shutdown did not complete within {limit:?}"));
             break;
         }
+        tokio::time::sleep(step).await;
+    }
+    Ok(())
+}
+
+/// When a shutdown at `at` must drain if no link is down: a link that stalls or breaks
+/// in this window may keep a session (a player that never hears `shutdown`, or a
+/// connection only the server still believes in, until `timeout_ms` and the farewell
+/// end it) until the grace ends it; otherwise every player hears `shutdown`, closes, and
+/// the drain completes.
+fn drain_window(at: Duration, p: &Params) -> (Duration, Duration) {
+    (
+        at.saturating_sub(p.timeout + Duration::from_secs(2)),
+        at + p.shutdown_grace,
+    )
+}
+
+/// Shuts the server down at `at`, in the middle of play, and checks that it completes
+/// in time and leaves no room and no session; then waits for the players to finish.
+async fn shut_down_at(
+    rec: Rc<RefCell<Record>>,
+    stop: Rc<Notify>,
+    players: usize,
+    at: Duration,
+    drains: bool,
+    p: Params,
+) -> turmoil::Result {
+    let step = Duration::from_millis(20);
+    tokio::time::sleep(at).await;
+    let handle = rec
+        .borrow()
+        .handle
+        .clone()
+        .ok_or("the server never started")?;
+    stop.notify_one();
+    // The grace, then two seconds for what was forced to end, then a step.
+    let limit = p.shutdown_grace + Duration::from_secs(2) + p.tick;
+    loop {
+        let report = rec.borrow().report.clone();
+        if let Some(report) = report {
+            let mut r = rec.borrow_mut();
+            r.stats.drains_expected += u64::from(drains);
+            r.stats.drained += u64::from(report.drained);
+            drop(r);
+            let (rooms, sessions) = (handle.rooms(), handle.sessions());
+            if rooms > 0 || sessions > 0 || report.duration > limit {
+                rec.borrow_mut().violation(format!(
+                    "shutdown at {at:?} left {rooms} room(s) and {sessions} session(s), or took too long: {report:?}"
+                ));
+            }
+            if drains && !report.drained {
+                rec.borrow_mut().violation(format!(
+                    "shutdown at {at:?} did not drain, though every link was healthy: {report:?}"
+                ));
+            }
+            break;
+        }
+        if turmoil::elapsed() > at + limit + step {
+            rec.borrow_mut().violation(format!(
+                "shutdown at {at:?} did not complete within {limit:?}"
+            ));
+            break;
+        }
+        tokio::time::sleep(step).await;
+    }
+    {
+        let mut rec = rec.borrow_mut();
+        rec.stats.server_timeouts = handle.errors(ErrorCode::Timeout);
+        rec.stats.slow_consumers = handle.errors(ErrorCode::SlowConsumer);
+    }
+    while rec.borrow().done < players {
         tokio::time::sleep(step).await;
     }
     Ok(())
@@ -364,6 +481,11 @@ fn network_faults() {
 #[test]
 fn network_faults_tight_buffers() {
     run_seeds(&TIGHT);
+}
+
+#[test]
+fn shutdown_under_faults() {
+    run_seeds(&SHUTDOWN);
 }
 
 fn run_seeds(profile: &Profile) {

@@ -177,6 +177,55 @@ impl Plan {
         }
     }
 
+    /// Takes out every partition and hold that would be in force at some time in
+    /// `from..=to` (latency changes stay).
+    pub fn calm(&mut self, from: Duration, to: Duration) {
+        let mut keep = vec![true; self.faults.len()];
+        let mut down_since: Vec<Option<(usize, Duration)>> = vec![None; self.players.len()];
+        for (n, &(t, i, fault)) in self.faults.iter().enumerate() {
+            match fault {
+                Fault::Partition | Fault::Hold => down_since[i] = Some((n, t)),
+                Fault::Repair | Fault::Release => {
+                    if let Some((start, s)) = down_since[i].take() {
+                        if s <= to && t >= from {
+                            keep[start] = false;
+                            keep[n] = false;
+                        }
+                    }
+                }
+                Fault::Latency(_) => {}
+            }
+        }
+        for (start, s) in down_since.into_iter().flatten() {
+            if s <= to {
+                keep[start] = false;
+            }
+        }
+        let mut n = 0;
+        self.faults.retain(|_| {
+            n += 1;
+            keep[n - 1]
+        });
+    }
+
+    /// Whether some player's link is partitioned or held at some time in `from..=to`.
+    pub fn link_down_between(&self, from: Duration, to: Duration) -> bool {
+        let mut down_since: Vec<Option<Duration>> = vec![None; self.players.len()];
+        for &(t, i, fault) in &self.faults {
+            match fault {
+                Fault::Partition | Fault::Hold => down_since[i] = Some(t),
+                Fault::Repair | Fault::Release => {
+                    if down_since[i].take().is_some_and(|s| s <= to && t >= from) {
+                        return true;
+                    }
+                }
+                Fault::Latency(_) => {}
+            }
+        }
+        // Never repaired: down from then on.
+        down_since.iter().flatten().any(|s| *s <= to)
+    }
+
     /// When the last player's story ends.
     pub fn last_end(&self) -> Duration {
         self.players.iter().map(|p| p.end).max().unwrap_or_default()

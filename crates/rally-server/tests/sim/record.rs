@@ -57,6 +57,9 @@ pub struct Stats {
     pub server_timeouts: u64,
     /// Sessions the server ended as `SLOW_CONSUMER`.
     pub slow_consumers: u64,
+    /// Shutdowns in the middle of play on healthy links (which must drain), and drained ones.
+    pub drains_expected: u64,
+    pub drained: u64,
 }
 
 impl Stats {
@@ -74,6 +77,8 @@ impl Stats {
         self.seat_checks += o.seat_checks;
         self.server_timeouts += o.server_timeouts;
         self.slow_consumers += o.slow_consumers;
+        self.drains_expected += o.drains_expected;
+        self.drained += o.drained;
     }
 }
 
@@ -92,8 +97,7 @@ pub struct Record {
     pub max_latency: Duration,
     pub stats: Stats,
     pub handle: Option<ServerHandle>,
-    /// Set when the controller starts the shutdown: the monitor stops.
-    pub stopping: bool,
+    /// The server's shutdown report, once it has shut down (the monitor stops then).
     pub report: Option<ShutdownReport>,
     /// Seats seen away, with when their grace ends.
     away_until: HashMap<(u64, u32), Duration>,
