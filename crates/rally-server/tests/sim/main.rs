@@ -23,15 +23,15 @@
 //!   gives forced sessions, and drains (every player hears `shutdown` and closes) when
 //!   no link is down around it.
 //!
-//! Three families of seeds: `network_faults` (roomy buffers), `network_faults_tight_buffers`
-//! (a 6-message queue and a 4-segment TCP window: stalls end sessions as `TIMEOUT` or
-//! `SLOW_CONSUMER`), `shutdown_under_faults`.
+//! Four families of seeds: `network_faults` (roomy buffers, raw TCP),
+//! `network_faults_tight_buffers` (a 6-message queue and a 4-segment TCP window: stalls
+//! end sessions as `TIMEOUT` or `SLOW_CONSUMER`), `shutdown_under_faults`, and
+//! `network_faults_websocket` (half the players on WebSocket).
 //!
-//! Not covered here: the WebSocket transport (the same session code with other framing,
-//! tested over real sockets elsewhere), the database (the server runs `without_store`;
-//! logins use session tokens, which need none), and the admin listener.
+//! Not covered here: the database (the server runs `without_store`; logins use session
+//! tokens, which need none) and the admin listener.
 //!
-//! `RALLY_SIM_SEEDS=N` runs seeds 1 to N of each family (default 200, 100 and 60),
+//! `RALLY_SIM_SEEDS=N` runs seeds 1 to N of each family (default 200, 100, 60 and 60),
 //! `RALLY_SIM_SEEDS=A..B` seeds A to B-1, `RALLY_SIM_SEED=N` replays one seed
 //! (`RUST_LOG=rally_server=debug,sim=debug` logs both sides in simulated time).
 
@@ -57,6 +57,7 @@ use crate::record::{Record, Stats};
 
 const SERVER: &str = "server";
 const PORT: u16 = 7000;
+const WS_PORT: u16 = 8080;
 /// Simulated time per step of the simulation: what a message's latency is rounded up
 /// to. Small against the 100 ms tick and the latencies (up to 400 ms); larger steps run
 /// faster.
@@ -97,6 +98,8 @@ struct Profile {
     /// Shut the server down while players play, at a time drawn from this range (ms);
     /// `None`: once every player is gone.
     shutdown_between: Option<(u64, u64)>,
+    /// Share of players on the WebSocket transport, in percent (the rest use raw TCP).
+    websocket_percent: u64,
     /// Seeds run by default, and seeds that found bugs (run too, so they stay fixed).
     seeds: u64,
     regressions: &'static [u64],
@@ -109,6 +112,7 @@ const STANDARD: Profile = Profile {
     queue_capacity: 64,
     tcp_capacity: 64,
     shutdown_between: None,
+    websocket_percent: 0,
     seeds: 200,
     regressions: &REGRESSION_SEEDS,
 };
@@ -121,6 +125,7 @@ const TIGHT: Profile = Profile {
     queue_capacity: 6,
     tcp_capacity: 4,
     shutdown_between: None,
+    websocket_percent: 0,
     seeds: 100,
     regressions: &[],
 };
@@ -131,6 +136,16 @@ const TIGHT: Profile = Profile {
 const SHUTDOWN: Profile = Profile {
     test: "shutdown_under_faults",
     shutdown_between: Some((1000, 2500)),
+    seeds: 60,
+    regressions: &[],
+    ..STANDARD
+};
+
+/// Half the players on WebSocket: the same sessions over the other framing, the upgrade
+/// handshake included.
+const WEBSOCKET: Profile = Profile {
+    test: "network_faults_websocket",
+    websocket_percent: 50,
     seeds: 60,
     regressions: &[],
     ..STANDARD
@@ -222,7 +237,10 @@ fn run_seed(seed: u64, profile: &Profile) -> Result<Outcome, String> {
             .issue(pp.account, SystemTime::now())
             .map_err(|e| format!("cannot issue a session token: {e}"))?
             .token;
-        let player = Player::new(i, pp.clone(), p, rec.clone(), token);
+        // Drawn apart from the plan, so the plan is the one the seed has elsewhere.
+        let websocket =
+            plan::Rng::new(seed ^ 0x5753_0000 ^ (i as u64) << 32).chance(profile.websocket_percent);
+        let player = Player::new(i, websocket, pp.clone(), p, rec.clone(), token);
         sim.client(format!("p{}", pp.account), player.run());
     }
     {
@@ -280,10 +298,14 @@ fn run_seed(seed: u64, profile: &Profile) -> Result<Outcome, String> {
 /// at every room's seats until the shutdown starts.
 async fn serve(config: Config, rec: Rc<RefCell<Record>>, stop: Rc<Notify>) -> turmoil::Result {
     let p = params(&config);
-    let listener = turmoil::net::TcpListener::bind(("0.0.0.0", PORT)).await?;
+    let tcp = turmoil::net::TcpListener::bind(("0.0.0.0", PORT)).await?;
+    let ws = turmoil::net::TcpListener::bind(("0.0.0.0", WS_PORT)).await?;
     let server = Server::builder(config, games())
         .without_store()
-        .on_listeners([(SimListener(listener), Transport::Tcp)])
+        .on_listeners([
+            (SimListener(tcp), Transport::Tcp),
+            (SimListener(ws), Transport::WebSocket),
+        ])
         .await?;
     let handle = server.handle();
     rec.borrow_mut().handle = Some(handle.clone());
@@ -486,6 +508,11 @@ fn network_faults_tight_buffers() {
 #[test]
 fn shutdown_under_faults() {
     run_seeds(&SHUTDOWN);
+}
+
+#[test]
+fn network_faults_websocket() {
+    run_seeds(&WEBSOCKET);
 }
 
 fn run_seeds(profile: &Profile) {

@@ -12,14 +12,16 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use rally_server::protocol::{frame, ClientMessage, ErrorCode, ServerMessage, PROTOCOL_VERSION};
+use rally_server::protocol::{
+    frame, ws, ClientMessage, ErrorCode, ServerMessage, PROTOCOL_VERSION,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::timeout;
 use turmoil::net::TcpStream;
 
 use crate::plan::{Act, End, PlayerPlan};
 use crate::record::{Feed, Item, Record};
-use crate::{tally, Params, PORT, SERVER};
+use crate::{tally, Params, PORT, SERVER, WS_PORT};
 
 /// How long a client waits for any message before it gives the connection up. Shorter
 /// than the server's `timeout_ms`: the client notices first, as a real one would.
@@ -40,6 +42,8 @@ const RESEND: u32 = 3;
 struct Conn {
     stream: TcpStream,
     buf: Vec<u8>,
+    /// The WebSocket decoder, for a player on the WebSocket transport.
+    ws: Option<ws::Decoder>,
     /// Index of this connection's feed in the record.
     feed: usize,
     welcomed: bool,
@@ -63,32 +67,97 @@ struct Conn {
     chats: Vec<(u32, String)>,
 }
 
+/// What [`Conn::recv`] got.
+enum Recv {
+    Msg(ServerMessage),
+    /// The connection ended.
+    Closed,
+    /// The server sent something that is not the protocol.
+    Bad(String),
+}
+
+/// A fixed mask: a real client draws one per frame, but the server only unmasks.
+const MASK: [u8; 4] = [0x5a, 0x17, 0xc3, 0x08];
+
 impl Conn {
     async fn send(&mut self, msg: &ClientMessage<'_>) -> bool {
         self.sent_at = now();
         let mut body = Vec::new();
         msg.encode(&mut body);
-        let mut out = Vec::with_capacity(body.len() + 4);
-        frame::encode(&body, &mut out);
+        let mut out = Vec::with_capacity(body.len() + 8);
+        match self.ws {
+            Some(_) => ws::write_masked_frame(&mut out, ws::Opcode::Binary, &body, MASK),
+            None => frame::encode(&body, &mut out),
+        }
         matches!(
             timeout(WRITE_LIMIT, self.stream.write_all(&out)).await,
             Ok(Ok(()))
         )
     }
 
-    /// The next message; `None` when the connection ended. Cancel-safe: bytes read stay
-    /// in `buf`.
-    async fn recv(&mut self) -> Option<ServerMessage> {
+    /// The next message. Cancel-safe: bytes read stay in `buf`.
+    async fn recv(&mut self) -> Recv {
         loop {
-            if let Ok(Some((n, body))) = frame::decode(&self.buf, 1 << 24) {
-                let msg = ServerMessage::decode(body).ok();
-                self.buf.drain(..n);
-                return msg;
+            match self.decode() {
+                Ok(Some(msg)) => return Recv::Msg(msg),
+                Ok(None) => {}
+                Err(Some(bad)) => return Recv::Bad(bad),
+                Err(None) => return Recv::Closed,
             }
             match self.stream.read_buf(&mut self.buf).await {
-                Ok(0) | Err(_) => return None,
+                Ok(0) | Err(_) => return Recv::Closed,
                 Ok(_) => {}
             }
+        }
+    }
+
+    /// The next whole message in `buf`: `Ok(None)` to read more, `Err(None)` for a
+    /// WebSocket close, `Err(Some(why))` for bytes that are not the protocol.
+    fn decode(&mut self) -> Result<Option<ServerMessage>, Option<String>> {
+        let bad = |e: &dyn std::fmt::Display| Some(e.to_string());
+        loop {
+            let (n, body) = match self.ws.as_mut() {
+                None => match frame::decode(&self.buf, 1 << 24) {
+                    Ok(Some((n, body))) => (n, Some(body.to_vec())),
+                    Ok(None) => return Ok(None),
+                    Err(e) => return Err(bad(&e)),
+                },
+                Some(d) => match d.decode(&mut self.buf) {
+                    Ok(Some((n, ws::Event::Binary(body)))) => (n, Some(body.to_vec())),
+                    Ok(Some((_, ws::Event::Close(_)))) => return Err(None),
+                    Ok(Some((_, ws::Event::Text(_)))) => return Err(bad(&"a text message")),
+                    // The server never pings or fragments; nothing to act on anyway.
+                    Ok(Some((n, _))) => (n, None),
+                    Ok(None) => return Ok(None),
+                    Err(e) => return Err(bad(&e)),
+                },
+            };
+            self.buf.drain(..n);
+            if let Some(body) = body {
+                return ServerMessage::decode(&body).map(Some).map_err(|e| bad(&e));
+            }
+        }
+    }
+}
+
+/// Sends the WebSocket upgrade request and reads the answer; what follows the answer's
+/// head stays in `buf`.
+async fn upgrade(stream: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
+    let request = "GET /ws HTTP/1.1\r\nHost: server\r\nUpgrade: websocket\r\n\
+                   Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+                   Sec-WebSocket-Version: 13\r\n\r\n";
+    if stream.write_all(request.as_bytes()).await.is_err() {
+        return false;
+    }
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let switched = buf.starts_with(b"HTTP/1.1 101");
+            buf.drain(..end + 4);
+            return switched;
+        }
+        match stream.read_buf(buf).await {
+            Ok(0) | Err(_) => return false,
+            Ok(_) => {}
         }
     }
 }
@@ -105,6 +174,8 @@ struct Expect {
 
 pub struct Player {
     index: usize,
+    /// Plays over WebSocket rather than raw TCP.
+    websocket: bool,
     plan: PlayerPlan,
     params: Params,
     rec: Rc<RefCell<Record>>,
@@ -134,6 +205,7 @@ fn now() -> Duration {
 impl Player {
     pub fn new(
         index: usize,
+        websocket: bool,
         plan: PlayerPlan,
         params: Params,
         rec: Rc<RefCell<Record>>,
@@ -141,6 +213,7 @@ impl Player {
     ) -> Self {
         Player {
             index,
+            websocket,
             plan,
             params,
             rec,
@@ -211,8 +284,12 @@ impl Player {
                 }
             };
             match received {
-                Some(Some(msg)) => self.on_message(msg),
-                Some(None) => self.lost(),
+                Some(Recv::Msg(msg)) => self.on_message(msg),
+                Some(Recv::Closed) => self.lost(),
+                Some(Recv::Bad(why)) => {
+                    self.violation(format!("the server sent what is not the protocol: {why}"));
+                    self.lost();
+                }
                 None => {}
             }
             if now() >= next_beat {
@@ -225,7 +302,19 @@ impl Player {
     }
 
     async fn connect(&mut self) {
-        let attempt = timeout(CONNECT_LIMIT, TcpStream::connect((SERVER, PORT))).await;
+        let websocket = self.websocket;
+        let mut buf = Vec::new();
+        let attempt = timeout(CONNECT_LIMIT, async {
+            if !websocket {
+                return TcpStream::connect((SERVER, PORT)).await;
+            }
+            let mut stream = TcpStream::connect((SERVER, WS_PORT)).await?;
+            match upgrade(&mut stream, &mut buf).await {
+                true => Ok(stream),
+                false => Err(std::io::ErrorKind::ConnectionRefused.into()),
+            }
+        })
+        .await;
         tracing::debug!(target: "sim", account = self.plan.account, ok = matches!(attempt, Ok(Ok(_))), resume = self.resume.is_some(), "connect");
         let Ok(Ok(stream)) = attempt else {
             self.reconnect_at = now() + self.plan.rng.ms(50, 250);
@@ -242,7 +331,8 @@ impl Player {
         let resuming = self.resume.is_some();
         let mut conn = Conn {
             stream,
-            buf: Vec::new(),
+            buf,
+            ws: websocket.then(|| ws::Decoder::client(1 << 24)),
             feed,
             welcomed: false,
             resuming,
@@ -578,8 +668,14 @@ impl Player {
                             _ = sleep_until(deadline) => break,
                         };
                         match m {
-                            Some(m) => self.on_message(m),
-                            None => break,
+                            Recv::Msg(m) => self.on_message(m),
+                            Recv::Closed => break,
+                            Recv::Bad(why) => {
+                                self.violation(format!(
+                                    "the server sent what is not the protocol: {why}"
+                                ));
+                                break;
+                            }
                         }
                     }
                 }
