@@ -10,6 +10,8 @@
 //! - `server`: shared state, start-up, and graceful shutdown (the cancellation tree).
 //! - `listener`: accept loops, the connection limit, accept-error backoff.
 //! - `transport`: raw TCP and WebSocket framing over one socket type.
+//! - [`connection`]: what a session needs of a socket and an accept loop of a listener;
+//!   tokio's TCP implements both, a network simulator's can too.
 //! - `session`: one connection's read and write loops and their bounds.
 //! - [`command`]: the command pipeline and its three concurrent checks.
 //! - `matchmaker`: join-or-create by room kind, seat counts.
@@ -34,6 +36,7 @@ mod accounts;
 mod admin;
 pub mod command;
 pub mod config;
+pub mod connection;
 pub mod directory;
 mod games;
 mod heartbeat;
@@ -59,6 +62,8 @@ pub use rally_game as game;
 pub use rally_protocol as protocol;
 pub use rally_store as store;
 pub use readiness::Dependency;
-pub use server::{BindError, Server, ServerBuilder, ServerHandle, ShutdownReport, StartError};
+pub use server::{
+    BindError, SeatInfo, Server, ServerBuilder, ServerHandle, ShutdownReport, StartError,
+};
 pub use storage::{migrate, open_store, store_config};
 pub use transport::Transport;

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rally_protocol::{ErrorCode, ServerMessage};
-use tokio::net::{TcpListener, TcpStream};
 
+use crate::connection::{Connection, Listener};
 use crate::limits::AddressRefusal;
 use crate::metrics::{ErrorKind, Limit, TaskKind};
 use crate::server::Shared;
@@ -24,7 +24,11 @@ const BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// Bound on the time spent refusing one connection (WebSocket upgrade included).
 const REFUSE_LIMIT: Duration = Duration::from_secs(1);
 
-pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, transport: Transport) {
+pub(crate) async fn accept_loop<L: Listener>(
+    shared: Arc<Shared>,
+    listener: L,
+    transport: Transport,
+) {
     let task = shared.metrics.task(TaskKind::Listener);
     let mut backoff = BACKOFF_START;
     loop {
@@ -104,9 +108,9 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, tran
 ///
 /// Refusals run in their own tasks, at most a few at a time; past that the refusal is a
 /// best-effort write that never waits, so a flood cannot pile up tasks.
-fn refuse(
+fn refuse<C: Connection>(
     shared: &Arc<Shared>,
-    stream: TcpStream,
+    stream: C,
     peer: std::net::SocketAddr,
     transport: Transport,
     code: ErrorCode,

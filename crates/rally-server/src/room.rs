@@ -9,7 +9,8 @@
 //! A player whose connection drops keeps its seat for `reconnect_grace_ms` ("away"):
 //! the game keeps it, no state is sent to it, and a new connection presenting the
 //! session's resume token takes the seat back with the same player id. After the grace
-//! the seat is freed like a leave.
+//! the seat is freed like a leave. An account never holds two seats in one room: its
+//! join into a room where it already sits takes that seat over the same way.
 //!
 //! A room ends when its last seat is released, when its game is over, when an operator
 //! closes it or when the server shuts down (its token is a child of the server's).
@@ -105,6 +106,8 @@ pub(crate) struct SeatView {
     pub(crate) last_seq: u32,
     /// How long the seat is still held for an away player.
     pub(crate) away_for: Option<Duration>,
+    /// The account that holds the seat (`None`: a guest).
+    pub(crate) account: Option<u64>,
 }
 
 /// What anyone may read about a room without asking its task.
@@ -149,6 +152,19 @@ impl RoomHandle {
     pub(crate) fn close(&self, reason: CloseReason) {
         let _ = self.reason.set(reason);
         self.token.cancel();
+    }
+
+    /// Asks the room for its seats, bounded by `limit`; `None` if it did not answer (it
+    /// ended, or it is too busy).
+    pub(crate) async fn inspect(&self, limit: Duration) -> Option<Vec<SeatView>> {
+        tokio::time::timeout(limit, async {
+            let (reply, answer) = oneshot::channel();
+            self.control.send(Control::Inspect { reply }).await.ok()?;
+            answer.await.ok()
+        })
+        .await
+        .ok()
+        .flatten()
     }
 }
 
@@ -327,6 +343,28 @@ impl Room {
                 held,
                 reply,
             } => {
+                // An account never holds two seats in one room: a join that lands where
+                // the account already sits (a connection it lost and could not resume, say
+                // because the `welcome` with its new resume token never arrived; or another
+                // device) takes that seat over, as a resume would.
+                let sitting = account
+                    .and_then(|a| self.seats.iter().find(|s| s.account == Some(a)))
+                    .map(|s| s.id);
+                if let Some(player) = sitting {
+                    // The seat is counted already: the one reserved for the join goes back.
+                    drop(reservation);
+                    self.take_over(
+                        player,
+                        link,
+                        held,
+                        req,
+                        "the seat was taken by a new connection of the same account",
+                    );
+                    if reply.send(Ok(player)).is_err() {
+                        self.set_away(player);
+                    }
+                    return;
+                }
                 if self.seats.len() >= self.handle.max_players {
                     let _ = reply.send(Err(Refusal::new("the room is full")));
                     return;
@@ -400,7 +438,6 @@ impl Room {
                 held,
                 reply,
             } => {
-                let (room_id, joined) = (self.handle.id, self.joined(0, player));
                 let Some(seat) = self.seat(player) else {
                     let _ = reply.send(Err(Refusal::new("the seat is no longer held")));
                     return;
@@ -410,30 +447,13 @@ impl Room {
                     let _ = reply.send(Err(Refusal::new("the resume token was already used")));
                     return;
                 }
-                if let Some(old) = seat.link.take() {
-                    // A half-open connection the server has not noticed yet loses the seat.
-                    old.send(Outbound::Msg(ServerMessage::RoomClosed {
-                        room_id,
-                        reason: "the seat was resumed by a new connection".into(),
-                    }));
-                }
-                // The displaced session is in no room from now on.
-                std::mem::replace(&mut seat.held, held).cancel();
-                seat.session = link.session_id;
-                let old_token = std::mem::replace(&mut seat.token, link.resume_token.clone());
-                let account = seat.account;
-                seat.away_until = None;
-                link.send(Outbound::Msg(joined));
-                let new_token = seat.token.clone();
-                seat.link = Some(link);
-                if let Some(t) = old_token {
-                    self.shared.resume.remove(&t);
-                }
-                if let Some(t) = new_token {
-                    self.shared
-                        .resume
-                        .insert(t, self.handle.clone(), player, account);
-                }
+                self.take_over(
+                    player,
+                    link,
+                    held,
+                    0,
+                    "the seat was resumed by a new connection",
+                );
                 if reply.send(Ok(())).is_err() {
                     self.set_away(player);
                 }
@@ -474,10 +494,52 @@ impl Room {
                         session_id: s.link.as_ref().map(|l| l.session_id),
                         last_seq: s.last_seq,
                         away_for: s.away_until.map(|t| t.saturating_duration_since(now)),
+                        account: s.account,
                     })
                     .collect();
                 let _ = reply.send(seats);
             }
+        }
+    }
+
+    /// A new connection takes `player`'s seat, and gets `joined` with `req`: the
+    /// connection that held it, if any (a half-open one the server has not noticed yet,
+    /// or another of the account's), is told the room closed for it, `why`; the seat's
+    /// resume token becomes the new connection's.
+    fn take_over(
+        &mut self,
+        player: PlayerId,
+        link: SessionLink,
+        held: CancellationToken,
+        req: u32,
+        why: &str,
+    ) {
+        let (room_id, joined) = (self.handle.id, self.joined(req, player));
+        let Some(seat) = self.seat(player) else {
+            return;
+        };
+        if let Some(old) = seat.link.take() {
+            old.send(Outbound::Msg(ServerMessage::RoomClosed {
+                room_id,
+                reason: why.into(),
+            }));
+        }
+        // The displaced session is in no room from now on.
+        std::mem::replace(&mut seat.held, held).cancel();
+        seat.session = link.session_id;
+        let old_token = std::mem::replace(&mut seat.token, link.resume_token.clone());
+        let account = seat.account;
+        seat.away_until = None;
+        link.send(Outbound::Msg(joined));
+        let new_token = seat.token.clone();
+        seat.link = Some(link);
+        if let Some(t) = old_token {
+            self.shared.resume.remove(&t);
+        }
+        if let Some(t) = new_token {
+            self.shared
+                .resume
+                .insert(t, self.handle.clone(), player, account);
         }
     }
 

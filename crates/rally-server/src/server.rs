@@ -32,6 +32,7 @@ use rally_store::{Store, StoreError};
 use crate::accounts::Auth;
 use crate::command::{CommandChecks, DefaultChecks};
 use crate::config::Config;
+use crate::connection::Listener;
 use crate::directory::Directory;
 use crate::games::Games;
 use crate::limits::AddressLimits;
@@ -230,6 +231,32 @@ impl ServerBuilder {
         let tcp = bind("tcp", self.config.tcp).await?;
         let ws = bind("http", self.config.http).await?;
         let admin = bind("admin", self.config.admin).await?;
+        self.build(
+            vec![(tcp, Transport::Tcp), (ws, Transport::WebSocket)],
+            Some(admin),
+        )
+        .await
+    }
+
+    /// Serves players on listeners the caller made instead of binding the configured
+    /// addresses, each speaking the transport it is paired with, and opens the database
+    /// as [`bind`](Self::bind) does. There is no admin listener (`/metrics`, `/readyz`
+    /// and the admin API are off); [`Server::handle`] still gives a live view.
+    ///
+    /// For embedding on sockets of one's own, and for the network simulation tests,
+    /// which run the very same sessions over simulated TCP.
+    pub async fn on_listeners<L: Listener>(
+        self,
+        listeners: impl IntoIterator<Item = (L, Transport)>,
+    ) -> Result<Server<L>, StartError> {
+        self.build(listeners.into_iter().collect(), None).await
+    }
+
+    async fn build<L: Listener>(
+        self,
+        listeners: Vec<(L, Transport)>,
+        admin: Option<TcpListener>,
+    ) -> Result<Server<L>, StartError> {
         let store = match self.store {
             StoreChoice::Open => {
                 Some(storage::open_store(&self.config).await.map_err(|source| {
@@ -278,8 +305,7 @@ impl ServerBuilder {
         });
         Ok(Server {
             shared,
-            tcp,
-            ws,
+            listeners,
             admin,
         })
     }
@@ -377,22 +403,74 @@ impl ServerHandle {
             .as_ref()
             .map_or(0, |s| s.pending_writes())
     }
+
+    /// Every seat of every open room now, as the rooms themselves report them (each
+    /// room answers for itself, so the list is consistent per room, not across rooms).
+    /// A room that does not answer within `timeout_ms` (it is ending) is left out.
+    pub async fn seats(&self) -> Vec<SeatInfo> {
+        let limit = self.shared.config.timeout();
+        let mut all = Vec::new();
+        for room in self.shared.matchmaker.rooms() {
+            let Some(seats) = room.inspect(limit).await else {
+                continue;
+            };
+            all.extend(seats.into_iter().map(|s| SeatInfo {
+                room_id: room.id,
+                player_id: s.player_id,
+                session_id: s.session_id,
+                account_id: s.account,
+                away_for: s.away_for,
+            }));
+        }
+        all
+    }
 }
 
-/// A server with its listeners bound, ready to run.
-#[derive(Debug)]
-pub struct Server {
+/// One seat in a room, as [`ServerHandle::seats`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeatInfo {
+    /// The room.
+    pub room_id: u64,
+    /// The player's id in that room.
+    pub player_id: u32,
+    /// The session playing it; `None` while the player is away (its connection dropped
+    /// and the seat is held for it to resume).
+    pub session_id: Option<u64>,
+    /// The account holding the seat; `None` for a guest.
+    pub account_id: Option<u64>,
+    /// How much longer an away player's seat is held.
+    pub away_for: Option<Duration>,
+}
+
+/// A server with its listeners bound, ready to run: tokio TCP listeners from
+/// [`ServerBuilder::bind`], or any [`Listener`] from [`ServerBuilder::on_listeners`].
+pub struct Server<L: Listener = TcpListener> {
     shared: Arc<Shared>,
-    tcp: TcpListener,
-    ws: TcpListener,
-    admin: TcpListener,
+    /// The game listeners, each with the transport it speaks.
+    listeners: Vec<(L, Transport)>,
+    /// `None` when the server was given its listeners: no admin endpoints.
+    admin: Option<TcpListener>,
 }
 
-fn local(l: &TcpListener) -> SocketAddr {
-    // A bound listener always has a local address; the fallback only satisfies the type.
-    l.local_addr()
-        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+impl<L: Listener> std::fmt::Debug for Server<L> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("shared", &self.shared)
+            .field("tcp", &self.listener_addr(Transport::Tcp))
+            .field("ws", &self.listener_addr(Transport::WebSocket))
+            .field("admin", &self.admin.as_ref().map(local))
+            .finish()
+    }
 }
+
+fn local<L: Listener>(l: &L) -> SocketAddr {
+    // A bound listener always has a local address; the fallback only satisfies the type.
+    l.local_addr().unwrap_or(NO_ADDR)
+}
+
+/// Stands in for the address of a listener the server does not have.
+const NO_ADDR: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
 
 impl Server {
     /// Starts configuring a server with these games.
@@ -404,20 +482,31 @@ impl Server {
             store: StoreChoice::Open,
         }
     }
+}
 
-    /// Where raw TCP clients connect.
+impl<L: Listener> Server<L> {
+    /// Where the first listener of `transport` is, if the server has one.
+    pub fn listener_addr(&self, transport: Transport) -> Option<SocketAddr> {
+        self.listeners
+            .iter()
+            .find(|(_, t)| *t == transport)
+            .map(|(l, _)| local(l))
+    }
+
+    /// Where raw TCP clients connect (`0.0.0.0:0` if the server has no TCP listener).
     pub fn tcp_addr(&self) -> SocketAddr {
-        local(&self.tcp)
+        self.listener_addr(Transport::Tcp).unwrap_or(NO_ADDR)
     }
 
-    /// Where WebSocket clients connect (path `/ws`).
+    /// Where WebSocket clients connect (path `/ws`; `0.0.0.0:0` if the server has no
+    /// WebSocket listener).
     pub fn ws_addr(&self) -> SocketAddr {
-        local(&self.ws)
+        self.listener_addr(Transport::WebSocket).unwrap_or(NO_ADDR)
     }
 
-    /// Where the admin endpoints are.
+    /// Where the admin endpoints are (`0.0.0.0:0` if the server has none).
     pub fn admin_addr(&self) -> SocketAddr {
-        local(&self.admin)
+        self.admin.as_ref().map_or(NO_ADDR, local)
     }
 
     /// A live view of the server.
@@ -429,23 +518,26 @@ impl Server {
 
     /// Serves until `shutdown` completes, then drains (see the module docs).
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> ShutdownReport {
+        let shown = |addr: Option<SocketAddr>, f: fn(SocketAddr) -> String| {
+            addr.map_or_else(|| "none".to_owned(), f)
+        };
+        let tcp = shown(self.listener_addr(Transport::Tcp), |a| a.to_string());
+        let ws = shown(self.listener_addr(Transport::WebSocket), |a| {
+            format!("ws://{a}/ws")
+        });
+        let admin_addr = shown(self.admin.as_ref().map(local), |a| a.to_string());
         let shared = self.shared;
-        let (tcp, ws) = (local(&self.tcp), local(&self.ws));
-        shared.tracker.spawn(listener::accept_loop(
-            shared.clone(),
-            self.tcp,
-            Transport::Tcp,
-        ));
-        shared.tracker.spawn(listener::accept_loop(
-            shared.clone(),
-            self.ws,
-            Transport::WebSocket,
-        ));
-        let admin_addr = local(&self.admin);
+        for (l, transport) in self.listeners {
+            shared
+                .tracker
+                .spawn(listener::accept_loop(shared.clone(), l, transport));
+        }
         // The admin listener and the heartbeat outlive the drain (metrics and readiness
         // stay visible while it runs), so they are stopped last, apart from the tracker.
         let admin_stop = CancellationToken::new();
-        let admin = tokio::spawn(admin::serve(self.admin, shared.clone(), admin_stop.clone()));
+        let admin = self
+            .admin
+            .map(|l| tokio::spawn(admin::serve(l, shared.clone(), admin_stop.clone())));
         let heartbeat = tokio::spawn(heartbeat::run(shared.clone(), admin_stop.clone()));
         // The probe stops before the store closes, after the drain.
         let probe_stop = CancellationToken::new();
@@ -456,7 +548,7 @@ impl Server {
             ))
         });
         tracing::info!(
-            %tcp, ws = %format_args!("ws://{ws}/ws"), admin = %admin_addr,
+            %tcp, %ws, admin = %admin_addr,
             games = ?shared.games.kinds(), tick_hz = shared.config.tick_hz,
             concurrency_limit = shared.config.concurrency_limit,
             database = %shared.config.database_url,
@@ -519,8 +611,10 @@ impl Server {
         }
         admin_stop.cancel();
         // An admin client holding its connection open must not hold the exit.
-        if tokio::time::timeout(FORCE_LIMIT, admin).await.is_err() {
-            tracing::warn!("admin listener did not stop in time");
+        if let Some(admin) = admin {
+            if tokio::time::timeout(FORCE_LIMIT, admin).await.is_err() {
+                tracing::warn!("admin listener did not stop in time");
+            }
         }
         let _ = heartbeat.await;
         let report = ShutdownReport {

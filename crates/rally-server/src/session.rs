@@ -1,9 +1,9 @@
 //! One connection: a read loop and a write loop, joined by a bounded outbound queue.
 //!
 //! Both loops run in the connection's one task (joined, not spawned), sharing the
-//! `TcpStream` by reference: reads use `readable` + `try_read` into a stack buffer, so an
-//! idle connection holds no read buffer; writes drain the queue in batches and send each
-//! batch with one write.
+//! socket (a `TcpStream`, or any [`Connection`]) by reference: reads use `readable` +
+//! `try_read` into a stack buffer, so an idle connection holds no read buffer; writes
+//! drain the queue in batches and send each batch with one write.
 //!
 //! Bounds: the first message must be a `hello` within `timeout_ms`; after that a complete
 //! message must arrive at least every `timeout_ms` (bytes alone do not count, so a
@@ -25,15 +25,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::task::AtomicWaker;
 use rally_protocol::{ClientMessage, ErrorCode, ServerMessage, PROTOCOL_VERSION};
-use tokio::io::AsyncWriteExt;
-use tokio::io::Interest;
-use tokio::net::TcpStream;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
 use crate::accounts::{self, SessionAccount};
 use crate::command::{self, Command, CommandContext, CommandError, Outcome};
+use crate::connection::Connection;
 use crate::directory::SessionRecord;
 use crate::limits::{AddressSlot, Budget, MessageLimits, Verdict};
 use crate::metrics::{ErrorKind, Limit, TaskKind};
@@ -316,9 +314,9 @@ pub(crate) type Admission = (OwnedSemaphorePermit, AddressSlot);
 
 /// Runs one accepted connection to its end. Holds `permit` (its connection slots) until
 /// the player is gone.
-pub(crate) async fn run(
+pub(crate) async fn run<C: Connection>(
     shared: Arc<Shared>,
-    mut stream: TcpStream,
+    mut stream: C,
     peer: SocketAddr,
     transport: Transport,
     permit: Admission,
@@ -442,7 +440,7 @@ async fn read_then_write(read: impl Future<Output = ()>, write: impl Future<Outp
 
 /// Half-closes, then reads and discards for a moment so the peer sees our last bytes
 /// before the kernel would answer its unread bytes with a reset.
-pub(crate) async fn linger_close(stream: &mut TcpStream) {
+pub(crate) async fn linger_close<C: Connection>(stream: &mut C) {
     let _ = tokio::time::timeout(FAREWELL, async {
         let _ = stream.shutdown().await;
         let mut discarded = 0;
@@ -494,7 +492,7 @@ struct Core {
 }
 
 impl Reader {
-    async fn run(&mut self, stream: &TcpStream) {
+    async fn run<C: Connection>(&mut self, stream: &C) {
         let ctl = self.core.link.ctl.clone();
         let mut pending: Option<CommandFuture> = None;
         if !self.rbuf.is_empty() {
@@ -566,7 +564,7 @@ impl Reader {
     }
 
     /// Reads what the socket has and handles every complete frame in it.
-    fn on_readable(&mut self, stream: &TcpStream) -> Result<(), Ending> {
+    fn on_readable<C: Connection>(&mut self, stream: &C) -> Result<(), Ending> {
         let mut chunk = [0u8; transport::READ_CHUNK];
         let n = match stream.try_read(&mut chunk) {
             Ok(0) => return Err(Ending::PeerClosed),
@@ -578,9 +576,7 @@ impl Reader {
             // A short read emptied the socket. Clear tokio's readiness now, without the
             // extra read that would only return EAGAIN: a third of all read calls under
             // load. Safe: readiness is only cleared if no new event arrived since.
-            let _ = stream.try_io(Interest::READABLE, || {
-                Err::<(), _>(std::io::ErrorKind::WouldBlock.into())
-            });
+            stream.clear_read_ready();
         }
         let handled = self.core.messages;
         if self.rbuf.is_empty() {
@@ -1146,7 +1142,7 @@ struct Writer<'a> {
 }
 
 impl Writer<'_> {
-    async fn run(&self, stream: &TcpStream) {
+    async fn run<C: Connection>(&self, stream: &C) {
         let limit = self.shared.config.timeout();
         let mut wbuf = Vec::new();
         loop {

@@ -1,14 +1,16 @@
 //! The two game transports, raw TCP and WebSocket, behind one interface: decode client
 //! frames from bytes read, encode server messages into the write buffer.
 //!
-//! Both run over a plain `TcpStream`, so a session's read and write loops, buffers,
-//! limits and timeouts are the same code for both; only the framing differs.
+//! Both run over a plain byte stream (a `TcpStream`, or any [`Connection`]), so a
+//! session's read and write loops, buffers, limits and timeouts are the same code for
+//! both; only the framing differs.
 
 use std::time::Duration;
 
 use rally_protocol::handshake::{self, HandshakeError};
 use rally_protocol::{frame, ws, ErrorCode, ServerMessage};
-use tokio::net::TcpStream;
+
+use crate::connection::Connection;
 
 /// Which transport a listener speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -158,8 +160,8 @@ pub(crate) fn ws_close_code(code: Option<ErrorCode>) -> u16 {
 
 /// Writes all of `buf`, waiting for the socket to drain at most `limit`.
 /// Returns `Ok(false)` on timeout.
-pub(crate) async fn write_all(
-    stream: &TcpStream,
+pub(crate) async fn write_all<C: Connection>(
+    stream: &C,
     buf: &[u8],
     limit: Duration,
 ) -> std::io::Result<bool> {
@@ -185,7 +187,7 @@ pub(crate) async fn write_all(
 ///
 /// The chunk buffer lives on this function's stack, not in the caller's future, so an
 /// idle connection waiting to read holds no read buffer at all.
-pub(crate) fn read_append(stream: &TcpStream, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+pub(crate) fn read_append<C: Connection>(stream: &C, buf: &mut Vec<u8>) -> std::io::Result<usize> {
     let mut chunk = [0u8; READ_CHUNK];
     let n = stream.try_read(&mut chunk)?;
     buf.extend_from_slice(&chunk[..n]);
@@ -199,7 +201,10 @@ pub(crate) const READ_CHUNK: usize = 8192;
 ///
 /// Returns any bytes the client sent after the request head (its first frames), or `None`
 /// when the request was refused or did not arrive in time; the refusal has been answered.
-pub(crate) async fn accept_websocket(stream: &TcpStream, limit: Duration) -> Option<Vec<u8>> {
+pub(crate) async fn accept_websocket<C: Connection>(
+    stream: &C,
+    limit: Duration,
+) -> Option<Vec<u8>> {
     let deadline = tokio::time::Instant::now() + limit;
     let mut buf = Vec::new();
     loop {
@@ -232,7 +237,7 @@ pub(crate) async fn accept_websocket(stream: &TcpStream, limit: Duration) -> Opt
     }
 }
 
-async fn refuse(stream: &TcpStream, err: &HandshakeError, limit: Duration) {
+async fn refuse<C: Connection>(stream: &C, err: &HandshakeError, limit: Duration) {
     let mut out = Vec::new();
     handshake::write_refusal(&mut out, err);
     let _ = write_all(stream, &out, limit).await;

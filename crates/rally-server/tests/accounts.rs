@@ -706,3 +706,53 @@ async fn realtime_play_without_a_database_when_logins_are_off() {
     c.close().await;
     server.shutdown().await;
 }
+
+/// An account never holds two seats in one room: a join that lands where the account
+/// already sits (here a second connection of the same account; in the network
+/// simulation, a player whose `welcome` with its new resume token was lost) takes that
+/// seat over instead of adding one. Found by `tests/sim` (seeds 3062 and 3203).
+#[tokio::test]
+async fn a_join_where_the_account_sits_takes_that_seat_over() {
+    let db = TestDb::sqlite();
+    let config = Config {
+        reconnect_grace_ms: 10_000,
+        ..accounts_config(&db)
+    };
+    let server = start_with_db(config, &db).await;
+    let mut a = Client::tcp(server.tcp).await;
+    a.hello_with(None).await;
+    let (account, token) = a.login(&device_id()).await;
+    let (room, player) = a.join("arena").await;
+
+    let mut b = Client::tcp(server.tcp).await;
+    assert_eq!(b.hello_token(&token).await.1, account);
+    assert_eq!(
+        b.join("arena").await,
+        (room, player),
+        "the same seat, not a second one"
+    );
+    let closed = a
+        .expect("room_closed", |m| match m {
+            ServerMessage::RoomClosed { room_id, .. } => Some(*room_id),
+            _ => None,
+        })
+        .await;
+    assert_eq!(closed, room, "the connection that held the seat is told");
+    // Every state lists the account once.
+    let players = b
+        .expect("a state", |m| match m {
+            ServerMessage::State { payload, .. } => {
+                let mut r = msgpack::Reader::new(payload);
+                Some(r.read_array_len().unwrap())
+            }
+            _ => None,
+        })
+        .await;
+    assert_eq!(players, 1);
+    let seats = server.handle.seats().await;
+    assert_eq!(seats.len(), 1, "{seats:?}");
+    assert_eq!(seats[0].account_id, Some(account));
+    a.close().await;
+    b.close().await;
+    server.shutdown().await;
+}

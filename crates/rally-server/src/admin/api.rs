@@ -8,7 +8,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -17,10 +16,9 @@ use axum::Json;
 use futures_util::future::join_all;
 use rally_game::CloseReason;
 use serde::{Deserialize, Serialize};
-use tokio::sync::oneshot;
 
 use super::{ApiError, Operator};
-use crate::room::{Control, RoomHandle, SeatView};
+use crate::room::RoomHandle;
 use crate::server::Shared;
 
 /// Longest operator reason accepted (sent to players in the error message).
@@ -87,7 +85,7 @@ pub(crate) async fn room(
     Path(id): Path<String>,
 ) -> Result<Json<RoomDetail>, ApiError> {
     let room = find_room(&shared, &id)?;
-    let Some(seats) = inspect(&room, shared.config.timeout()).await else {
+    let Some(seats) = room.inspect(shared.config.timeout()).await else {
         return Err(if room.token.is_cancelled() {
             no_room(room.id)
         } else {
@@ -144,7 +142,7 @@ pub(crate) async fn players(
     // Rooms own their seats: ask each, all at once, each bounded.
     let rooms = shared.matchmaker.rooms();
     let limit = shared.config.timeout();
-    let answers = join_all(rooms.iter().map(|r| inspect(r, limit))).await;
+    let answers = join_all(rooms.iter().map(|r| r.inspect(limit))).await;
     let mut seated: HashMap<u64, PlayerRoom> = HashMap::new();
     for (room, seats) in rooms.iter().zip(answers) {
         let seats = match seats {
@@ -323,17 +321,4 @@ fn not_answering(room_id: u64) -> ApiError {
         "unavailable",
         format!("room {room_id} did not answer within timeout_ms"),
     )
-}
-
-/// Asks a room for its seats, bounded by `limit`; `None` if it did not answer (it ended,
-/// or it is too busy).
-async fn inspect(room: &RoomHandle, limit: Duration) -> Option<Vec<SeatView>> {
-    tokio::time::timeout(limit, async {
-        let (reply, answer) = oneshot::channel();
-        room.control.send(Control::Inspect { reply }).await.ok()?;
-        answer.await.ok()
-    })
-    .await
-    .ok()
-    .flatten()
 }
