@@ -8,6 +8,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{value_parser, Arg, ArgAction, ArgMatches, Command};
 
+use rally_bots::source::{SourceIps, HONEST_BASE};
+
 use crate::child::Placement;
 use crate::procfs::Machine;
 use crate::report::{utc_now, Results};
@@ -85,6 +87,19 @@ pub fn worker_command() -> Command {
             .value_parser(value_parser!(u64).range(1..=100_000))
             .help(help)
     };
+    let sources = || {
+        Arg::new("source-ips")
+            .long("source-ips")
+            .value_name("N|auto")
+            .default_value("auto")
+            .value_parser(|s: &str| -> Result<Option<u32>, String> {
+                if s == "auto" {
+                    return Ok(None);
+                }
+                s.parse().map(Some).map_err(|_| "expected a number or auto".to_owned())
+            })
+            .help("Connect from N addresses of 127.0.0.0/8 from 127.1.0.1 (0: the system's choice; auto: at most 32 connections each, on a loopback server)")
+    };
     Command::new("bench-worker")
         .about("A process of `rally bench`: reference servers and load generators")
         .hide(true)
@@ -112,14 +127,16 @@ pub fn worker_command() -> Command {
                 )
                 .arg(count("conns", "connections"))
                 .arg(count("warmup-secs", "seconds before counting"))
-                .arg(count("secs", "seconds counted")),
+                .arg(count("secs", "seconds counted"))
+                .arg(sources()),
         )
         .subcommand(
             Command::new("idle")
                 .about("Open connections past Rally's handshake and hold them idle")
                 .arg(addr("addr"))
                 .arg(count("conns", "connections"))
-                .arg(count("hold-secs", "seconds to hold them")),
+                .arg(count("hold-secs", "seconds to hold them"))
+                .arg(sources()),
         )
 }
 
@@ -132,6 +149,24 @@ pub async fn run_worker(m: &ArgMatches) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("--{name} is required"))
     };
     let num = |m: &ArgMatches, name: &str| m.get_one::<u64>(name).copied().unwrap_or(1);
+    // `--source-ips`: the count asked for, or enough for the connections (`conns_arg`)
+    // when the server is on loopback.
+    let sources = |m: &ArgMatches, conns_arg: &str| -> anyhow::Result<Option<SourceIps>> {
+        // IPv4 loopback only: an IPv6 server cannot be reached from 127.0.0.0/8.
+        let loopback =
+            matches!(addr(m, "addr")?.ip(), std::net::IpAddr::V4(ip) if ip.is_loopback());
+        let count = match m.get_one::<Option<u32>>("source-ips").copied().flatten() {
+            Some(n) => n,
+            None if loopback => SourceIps::needed(num(m, conns_arg), 0),
+            None => 0,
+        };
+        if count == 0 {
+            return Ok(None);
+        }
+        SourceIps::new(HONEST_BASE, count)
+            .map(Some)
+            .map_err(|e| anyhow::anyhow!("--source-ips: {e}"))
+    };
     match m.subcommand() {
         Some(("minimal-arena", m)) => {
             workers::minimal_arena(addr(m, "tcp")?, addr(m, "ws")?).await?
@@ -144,6 +179,7 @@ pub async fn run_worker(m: &ArgMatches) -> anyhow::Result<ExitCode> {
             };
             workers::reqresp(
                 addr(m, "addr")?,
+                sources(m, "conns")?,
                 target,
                 num(m, "conns") as usize,
                 Duration::from_secs(num(m, "warmup-secs")),
@@ -154,6 +190,7 @@ pub async fn run_worker(m: &ArgMatches) -> anyhow::Result<ExitCode> {
         Some(("idle", m)) => {
             workers::idle(
                 addr(m, "addr")?,
+                sources(m, "conns")?,
                 num(m, "conns") as usize,
                 Duration::from_secs(num(m, "hold-secs")),
             )

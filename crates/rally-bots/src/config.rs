@@ -98,6 +98,6 @@ pub(crate) const DEFAULT_RAMP: u32 = 500;
 pub(crate) const DEFAULT_THREADS: usize = 1;
 /// Default of `--source-base`: a range of its own, apart from the one
 /// `rally abuse` uses, so honest bots never share an address with an attacker.
-pub(crate) const DEFAULT_SOURCE_BASE: std::net::Ipv4Addr = std::net::Ipv4Addr::new(127, 1, 0, 1);
+pub(crate) const DEFAULT_SOURCE_BASE: std::net::Ipv4Addr = crate::source::HONEST_BASE;
 /// Default of `--room-kind`.
 pub(crate) const DEFAULT_ROOM_KIND: &str = "arena";

@@ -8,7 +8,13 @@
 //! address of a range there, which is how many hosts would look. It also lifts the
 //! ceiling of about 28,000 ephemeral ports that one source address has.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use tokio::net::{TcpSocket, TcpStream};
+
+/// The first address of honest load (`rally bots`, `rally bench`'s load workers), so
+/// that it never shares an address with an attacker of `rally abuse` (127.2.0.0 up).
+pub const HONEST_BASE: Ipv4Addr = Ipv4Addr::new(127, 1, 0, 1);
 
 /// Connections one address carries at most, by default: half the server's default
 /// `max_connections_per_ip` (64), so an honest load stays clear of the limit.
@@ -82,6 +88,20 @@ pub fn is_loopback_target(addr: &str) -> bool {
         || host.parse::<Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
 }
 
+/// Opens a TCP connection to `addr` from `source` (any port), or from the system's
+/// choice of address when `None`.
+pub async fn connect_from(addr: SocketAddr, source: Option<IpAddr>) -> std::io::Result<TcpStream> {
+    let Some(source) = source else {
+        return TcpStream::connect(addr).await;
+    };
+    let socket = match source {
+        IpAddr::V4(_) => TcpSocket::new_v4()?,
+        IpAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    socket.bind(SocketAddr::new(source, 0))?;
+    socket.connect(addr).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,6 +139,21 @@ mod tests {
         assert_eq!(SourceIps::needed(10, 1), 1);
         assert_eq!(SourceIps::needed(100, 1000), 63);
         assert_eq!(SourceIps::needed(0, 0), 1);
+    }
+
+    #[tokio::test]
+    async fn a_connection_comes_from_its_source_address() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let source = IpAddr::V4(Ipv4Addr::new(127, 0, 5, 9));
+        let _client = connect_from(addr, Some(source)).await.expect("connect");
+        let (_, peer) = listener.accept().await.expect("accept");
+        assert_eq!(peer.ip(), source);
+        let _client = connect_from(addr, None).await.expect("connect");
+        let (_, peer) = listener.accept().await.expect("accept");
+        assert_eq!(peer.ip(), IpAddr::V4(Ipv4Addr::LOCALHOST));
     }
 
     #[test]
