@@ -10,6 +10,7 @@ use clap::{value_parser, Arg, ArgAction, ArgMatches, Command};
 
 use rally_bots::source::{SourceIps, HONEST_BASE};
 
+use crate::abuse::suite::Abuse;
 use crate::child::Placement;
 use crate::procfs::Machine;
 use crate::report::{utc_now, Results};
@@ -61,6 +62,34 @@ pub fn command() -> Command {
                 .long("no-search")
                 .action(ArgAction::SetTrue)
                 .help("Skip the highest-count search"),
+        )
+        .arg(
+            Arg::new("abuse")
+                .long("abuse")
+                .action(ArgAction::SetTrue)
+                .help("Run the abuse scenario (flood, slowloris, garbage beside honest bots); on by default, except with --quick"),
+        )
+        .arg(
+            Arg::new("no-abuse")
+                .long("no-abuse")
+                .action(ArgAction::SetTrue)
+                .conflicts_with("abuse")
+                .help("Skip the abuse scenario"),
+        )
+        .arg(
+            Arg::new("abuse-only")
+                .long("abuse-only")
+                .action(ArgAction::SetTrue)
+                .conflicts_with("no-abuse")
+                .help("Run the abuse scenario and nothing else"),
+        )
+        .arg(
+            Arg::new("server-arg")
+                .long("server-arg")
+                .value_name("FLAG")
+                .action(ArgAction::Append)
+                .allow_hyphen_values(true)
+                .help("A flag for every `rally serve` the suite starts, e.g. --server-arg=--input-rate=40 (repeat for more)"),
         )
         .arg(
             Arg::new("no-reference")
@@ -212,7 +241,8 @@ pub async fn run(m: &ArgMatches) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let scratch = std::env::temp_dir().join(format!("rally-bench-{}", std::process::id()));
     std::fs::create_dir_all(&scratch)?;
-    let colyseus = if m.get_flag("no-colyseus") || quick {
+    let only_abuse = m.get_flag("abuse-only");
+    let colyseus = if m.get_flag("no-colyseus") || quick || only_abuse {
         None
     } else {
         let script = m
@@ -272,6 +302,30 @@ pub async fn run(m: &ArgMatches) -> anyhow::Result<ExitCode> {
         placement: Placement::new(!m.get_flag("no-pin")),
         p99_bound_ms: 60.0,
         scratch: scratch.clone(),
+        server_args: m
+            .get_many::<String>("server-arg")
+            .map(|v| v.cloned().collect())
+            .unwrap_or_default(),
+        abuse: (only_abuse || m.get_flag("abuse") || !(quick || m.get_flag("no-abuse"))).then(
+            || {
+                if quick {
+                    Abuse::quick()
+                } else {
+                    Abuse::full()
+                }
+            },
+        ),
+    };
+    let opts = if only_abuse {
+        Options {
+            players: Vec::new(),
+            search: None,
+            idle: None,
+            reqresp: None,
+            ..opts
+        }
+    } else {
+        opts
     };
     eprintln!("bench: {}", opts.placement.describe());
 
@@ -312,6 +366,11 @@ pub async fn run(m: &ArgMatches) -> anyhow::Result<ExitCode> {
         }
     }
 
+    let abuse = match &opts.abuse {
+        Some(a) => crate::abuse::suite::run(&opts, a).await,
+        None => Vec::new(),
+    };
+
     let results = Results {
         command: command_line(),
         date: utc_now(),
@@ -325,6 +384,7 @@ pub async fn run(m: &ArgMatches) -> anyhow::Result<ExitCode> {
         reqresp,
         colyseus: colyseus_rows,
         rally_at_colyseus,
+        abuse: opts.abuse.clone().map(|a| (a, abuse)),
     };
     let md = out_dir.join("BENCHMARKS.md");
     let json = out_dir.join("benchmarks.json");
