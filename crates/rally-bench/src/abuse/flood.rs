@@ -157,12 +157,9 @@ async fn establish(
             return None;
         }
     };
-    let mut seen = BTreeMap::new();
     let name = format!("flood-{i}-{round}");
-    let welcomed = conn
-        .handshake(&name, limit, |s| *seen.entry(said_key(s)).or_insert(0) += 1)
-        .await;
-    for (k, n) in seen {
+    let welcomed = conn.handshake(&name, limit).await;
+    for (k, n) in std::mem::take(&mut conn.heard) {
         tally.add(format!("received:{k}"), n);
     }
     match welcomed {
@@ -194,16 +191,15 @@ async fn join(conn: &mut Conn, kind: &str, tally: &Tally) -> bool {
         return false;
     }
     let outcome = conn
-        .read_until(
-            STEP_LIMIT,
-            |_| {},
-            |s| match s {
-                Said::Msg(ServerMessage::Joined { req: 1, .. }) => Some(Ok(())),
-                Said::Msg(ServerMessage::Error { req: 1, code, .. }) => Some(Err(*code)),
-                _ => None,
-            },
-        )
+        .read_until(STEP_LIMIT, |s| match s {
+            Said::Msg(ServerMessage::Joined { req: 1, .. }) => Some(Ok(())),
+            Said::Msg(ServerMessage::Error { req: 1, code, .. }) => Some(Err(*code)),
+            _ => None,
+        })
         .await;
+    for (k, n) in std::mem::take(&mut conn.heard) {
+        tally.add(format!("received:{k}"), n);
+    }
     match outcome {
         Ok(Some(Ok(()))) => {
             tally.one("joined");
@@ -236,6 +232,7 @@ async fn flood(conn: Conn, opts: &Options, tally: &Tally, begin: Instant, deadli
         transport,
         inbox,
         verdict,
+        ..
     } = conn;
     let (mut rd, mut wr) = stream.into_split();
     let started = Instant::now();

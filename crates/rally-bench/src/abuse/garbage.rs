@@ -24,8 +24,7 @@ use tokio::time::{sleep, timeout, Instant};
 
 use super::tally::Tally;
 use super::wire::{
-    hello_body, io_kind, push_body, said_key, upgrade_request, Conn, Inbox, Rng, Said, Target,
-    Transport, Verdict, MASK,
+    hello_body, io_kind, push_body, upgrade_request, Conn, Rng, Said, Target, Transport, MASK,
 };
 
 /// Bounds the connect and the handshake of the cases that need one.
@@ -198,22 +197,17 @@ async fn cases(i: u32, opts: &Options, tally: &Tally, deadline: Instant) {
             }
         };
         let _ = stream.set_nodelay(true);
-        let mut conn = Conn {
-            stream,
-            transport,
-            inbox: Inbox::new(transport),
-            verdict: Verdict::default(),
-        };
-        let ending = match run_case(&mut conn, case, addr, &mut rng, opts.hold_limit).await {
-            Ok(ending) => ending,
+        let mut conn = Conn::new(stream, transport);
+        // Past the deadline, a case that has not ended is cut short, not held.
+        let left = deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(1);
+        let hold = opts.hold_limit.min(left);
+        let ending = match run_case(&mut conn, case, addr, &mut rng, hold).await {
+            Ok(Some(ending)) => ending,
+            Ok(None) if hold < opts.hold_limit => "unfinished".to_owned(),
+            Ok(None) => "held".to_owned(),
             Err(e) => format!("write:{}", io_kind(&e)),
         };
-        let mut seen = BTreeMap::new();
-        // What was said before the case's own reading (the handshake, for example).
-        while let Some(said) = conn.inbox.next() {
-            *seen.entry(said_key(&said)).or_insert(0u64) += 1;
-        }
-        for (k, n) in seen {
+        for (k, n) in std::mem::take(&mut conn.heard) {
             tally.add(format!("received:{k}"), n);
         }
         tally.one(format!("case:{}:{ending}", case.name()));
@@ -221,14 +215,15 @@ async fn cases(i: u32, opts: &Options, tally: &Tally, deadline: Instant) {
     }
 }
 
-/// Sends `case` on `conn` and reads until the server closes; returns how it ended.
+/// Sends `case` on `conn` and reads until the server closes; returns how it ended, or
+/// `None` if the server held the connection open for `hold_limit`.
 async fn run_case(
     conn: &mut Conn,
     case: Case,
     addr: std::net::SocketAddr,
     rng: &mut Rng,
     hold_limit: Duration,
-) -> std::io::Result<String> {
+) -> std::io::Result<Option<String>> {
     let t = conn.transport;
     let mut out = Vec::new();
     let upgraded = t == Transport::Ws
@@ -263,10 +258,10 @@ async fn run_case(
         Case::GarbageAfterHello => {
             conn.stream.write_all(&out).await?;
             out.clear();
-            match conn.handshake("garbage", STEP_LIMIT, |_| {}).await {
+            match conn.handshake("garbage", STEP_LIMIT).await {
                 Ok(true) => {}
-                Ok(false) => return Ok(format!("handshake:{}", conn.verdict.ending(&Ok(0)))),
-                Err(e) => return Ok(format!("handshake:{}", io_kind(&e))),
+                Ok(false) => return Ok(Some(format!("handshake:{}", conn.verdict.ending(&Ok(0))))),
+                Err(e) => return Ok(Some(format!("handshake:{}", io_kind(&e)))),
             }
             // An input whose payload is no MessagePack at all (0xc1 is never used).
             let mut body = vec![0x93, 0x04, 0x01];
@@ -303,16 +298,16 @@ async fn run_case(
     if let Err(e) = conn.stream.write_all(&out).await {
         // The server may have cut the connection mid-write: its last words still count.
         let verdict = read_to_close(conn, Duration::from_secs(1)).await;
-        return Ok(verdict.unwrap_or_else(|| format!("write:{}", io_kind(&e))));
+        return Ok(Some(
+            verdict.unwrap_or_else(|| format!("write:{}", io_kind(&e))),
+        ));
     }
-    Ok(read_to_close(conn, hold_limit)
-        .await
-        .unwrap_or_else(|| "held".to_owned()))
+    Ok(read_to_close(conn, hold_limit).await)
 }
 
 /// Reads until the server closes: how it ended, or `None` if it did not within `limit`.
 async fn read_to_close(conn: &mut Conn, limit: Duration) -> Option<String> {
-    match conn.read_until(limit, |_| {}, |_: &Said| None::<()>).await {
+    match conn.read_until(limit, |_: &Said| None::<()>).await {
         Ok(_) => Some(conn.verdict.ending(&Ok(0))),
         Err(Some(e)) => Some(conn.verdict.ending(&Err(e))),
         Err(None) => None,

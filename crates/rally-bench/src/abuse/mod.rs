@@ -47,7 +47,7 @@ pub async fn probe(
         let mut conn = wire::Conn::open(transport, addr, source)
             .await
             .map_err(|e| format!("connect:{}", wire::io_kind(&e)))?;
-        match conn.handshake("probe", limit, |_| {}).await {
+        match conn.handshake("probe", limit).await {
             Ok(true) => Ok(start.elapsed()),
             Ok(false) => Err(conn.verdict.ending(&Ok(0))),
             Err(e) => Err(format!("handshake:{}", wire::io_kind(&e))),

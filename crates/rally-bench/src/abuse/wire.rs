@@ -2,6 +2,7 @@
 //! WebSocket upgrade), writing client messages in either framing, and reading back what
 //! the server said, decoded just enough to count it.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -323,6 +324,8 @@ pub(crate) struct Conn {
     pub(crate) transport: Transport,
     pub(crate) inbox: Inbox,
     pub(crate) verdict: Verdict,
+    /// Everything [`Conn::read_until`] read, counted by [`said_key`].
+    pub(crate) heard: BTreeMap<String, u64>,
 }
 
 impl Conn {
@@ -338,28 +341,33 @@ impl Conn {
         if transport == Transport::Ws {
             stream.write_all(&upgrade_request(addr)).await?;
         }
-        Ok(Conn {
+        Ok(Conn::new(stream, transport))
+    }
+
+    /// A connection over `stream`, nothing read yet.
+    pub(crate) fn new(stream: TcpStream, transport: Transport) -> Conn {
+        Conn {
             stream,
             transport,
             inbox: Inbox::new(transport),
             verdict: Verdict::default(),
-        })
+            heard: BTreeMap::new(),
+        }
     }
 
     /// Reads until `stop` picks something the server said (`Ok(Some(t))`), the server
     /// closes (`Ok(None)`, or the read error), or `limit` passes (`Err(None)`). Every
-    /// thing said is passed to `seen` and noted in the verdict.
+    /// thing said is counted in `heard` and noted in the verdict.
     pub(crate) async fn read_until<T>(
         &mut self,
         limit: Duration,
-        mut seen: impl FnMut(&Said),
         mut stop: impl FnMut(&Said) -> Option<T>,
     ) -> Result<Option<T>, Option<std::io::Error>> {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             while let Some(said) = self.inbox.next() {
                 self.verdict.note(&said);
-                seen(&said);
+                *self.heard.entry(said_key(&said)).or_insert(0) += 1;
                 if let Some(t) = stop(&said) {
                     return Ok(Some(t));
                 }
@@ -375,17 +383,12 @@ impl Conn {
 
     /// Sends `hello` and reads until `welcome` (true) or anything that ends the
     /// connection (false; the verdict says what), within `limit`.
-    pub(crate) async fn handshake(
-        &mut self,
-        name: &str,
-        limit: Duration,
-        seen: impl FnMut(&Said),
-    ) -> std::io::Result<bool> {
+    pub(crate) async fn handshake(&mut self, name: &str, limit: Duration) -> std::io::Result<bool> {
         let mut out = Vec::new();
         push_body(self.transport, &hello_body(name), &mut out);
         self.stream.write_all(&out).await?;
         match self
-            .read_until(limit, seen, |s| match s {
+            .read_until(limit, |s| match s {
                 Said::Msg(ServerMessage::Welcome { .. }) => Some(true),
                 Said::Http(s) if *s != 101 => Some(false),
                 Said::Msg(ServerMessage::Error { req: 0, .. }) => Some(false),
