@@ -152,6 +152,7 @@ async fn establish(
             tally.one(format!("ending:connect:{}", io_kind(&e)));
             return None;
         }
+        Err(_) if Instant::now() >= deadline => return None,
         Err(_) => {
             tally.one("ending:connect:timeout");
             return None;
@@ -171,6 +172,8 @@ async fn establish(
             tally.one(format!("ending:{}", conn.verdict.ending(&Ok(0))));
             None
         }
+        // Cut short by the end of the attack, not by the server.
+        Err(_) if Instant::now() >= deadline => None,
         Err(e) => {
             tally.one(format!("ending:handshake:{}", io_kind(&e)));
             None

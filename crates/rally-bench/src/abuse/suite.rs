@@ -447,6 +447,9 @@ async fn case_into(
 /// One line on what an attacker saw, for people.
 pub fn attacker_summary(a: &Value) -> String {
     let top = |m: &Value| -> String {
+        if m.as_object().is_none_or(|o| o.is_empty()) {
+            return "none".to_owned();
+        }
         let mut v: Vec<(String, u64)> = m
             .as_object()
             .map(|o| {
