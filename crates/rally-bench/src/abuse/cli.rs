@@ -142,6 +142,14 @@ pub fn command() -> Command {
                     .help("The pause between two bytes"),
             )
             .arg(
+                Arg::new("reopen-ms")
+                    .long("reopen-ms")
+                    .value_name("MS")
+                    .default_value("1000")
+                    .value_parser(value_parser!(u64).range(0..=600_000))
+                    .help("Reopen a socket the server closed after MS"),
+            )
+            .arg(
                 Arg::new("no-reconnect")
                     .long("no-reconnect")
                     .action(ArgAction::SetTrue)
@@ -242,7 +250,9 @@ pub async fn run(m: &ArgMatches) -> anyhow::Result<ExitCode> {
                     _ => slowloris::Mode::Drip,
                 },
                 drip: Duration::from_millis(*m.get_one::<u64>("drip-ms").expect("defaulted")),
-                reconnect: !m.get_flag("no-reconnect"),
+                reconnect: (!m.get_flag("no-reconnect")).then(|| {
+                    Duration::from_millis(*m.get_one::<u64>("reopen-ms").expect("defaulted"))
+                }),
             };
             (slowloris::run(opts).await, m)
         }

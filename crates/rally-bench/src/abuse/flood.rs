@@ -35,7 +35,7 @@ const STEP_LIMIT: Duration = Duration::from_secs(5);
 /// After a write fails, how long to keep reading for the server's last words.
 const LAST_WORDS: Duration = Duration::from_secs(2);
 /// Pause after a connection that went nowhere, so a refusing server is not spun on.
-const RETRY_PAUSE: Duration = Duration::from_millis(20);
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
 
 /// Which flood.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,7 +5,7 @@
 //! drips its opening bytes, one every `drip` (`drip`): over TCP the `hello` frame, over
 //! WebSocket the HTTP upgrade request and then the `hello` frame, as the classic
 //! slowloris does with HTTP headers. A server with a handshake timeout closes them; the
-//! attacker reconnects at once (by default) to keep the pressure on.
+//! attacker reopens each a moment later (by default a second) to keep the pressure on.
 //!
 //! Counted: how each socket ended (`ending:*`), how long the server let it hang
 //! (`held`), how many were open at once (sampled every 100 ms), and how many got as far
@@ -67,8 +67,10 @@ pub struct Options {
     pub mode: Mode,
     /// The pause between two bytes (drip mode).
     pub drip: Duration,
-    /// Whether a socket the server closed is opened again at once.
-    pub reconnect: bool,
+    /// Whether a socket the server closed is opened again, and after how long (the
+    /// classic tool reopens dead sockets on its next round; reopening a refused one in a
+    /// tight loop would be a connection flood, another attack).
+    pub reconnect: Option<Duration>,
 }
 
 /// Runs the attack and returns what it saw, as JSON.
@@ -106,7 +108,7 @@ pub async fn run(opts: Options) -> Value {
         "conns": opts.conns,
         "source_ips": opts.sources.map_or(0, |s| s.count()),
         "drip_ms": opts.drip.as_millis() as u64,
-        "reconnect": opts.reconnect,
+        "reconnect_ms": opts.reconnect.map(|d| d.as_millis() as u64),
         "duration_secs": secs,
         "attempts": tally.get("attempts"),
         "established": tally.get("established"),
@@ -198,8 +200,9 @@ async fn socket(i: u32, opts: &Options, tally: &Tally, open: &AtomicU64, deadlin
                 tally.time("held", since.elapsed());
             }
         }
-        if !opts.reconnect {
-            return;
+        match opts.reconnect {
+            Some(pause) => sleep(pause).await,
+            None => return,
         }
     }
 }

@@ -574,7 +574,7 @@ pub fn markdown(out: &mut String, abuse: &Abuse, rows: &[AbuseRow]) {
            socket takes them, reconnecting when cut off; beside them, {} tasks from another address that connect, \
            say `hello`, read the answer and reset, as fast as they can.\n\
          - **slowloris**: {} sockets opened at once over {} addresses, each dripping its handshake (the upgrade \
-           request, then `hello`) a byte a second, reopened as soon as the server closes one.\n\
+           request, then `hello`) a byte a second, each reopened a second after the server closes it.\n\
          - **garbage**: {} connections from one address sending a malformed case each (random bytes, length prefixes \
            claiming up to 4 GiB, empty frames, corrupted and misshapen MessagePack before and after `hello`, garbage \
            and oversized HTTP heads, unmasked frames, reserved opcodes, 2^62-byte WebSocket lengths, text frames), \
