@@ -181,6 +181,15 @@ pub fn bound(clean: f64) -> f64 {
     (2.0 * clean).max(clean + FLOOR_MS)
 }
 
+/// `x <= limit`, and false when either is NaN (a figure that was not measured passes
+/// nothing).
+fn within(x: f64, limit: f64) -> bool {
+    matches!(
+        x.partial_cmp(&limit),
+        Some(std::cmp::Ordering::Less | std::cmp::Ordering::Equal)
+    )
+}
+
 /// Whether `row` (an attack case) meets the criteria against `clean`; and why not.
 pub fn verdict(row: &AbuseRow, clean: &AbuseRow) -> (bool, Vec<String>) {
     let mut why = Vec::new();
@@ -199,14 +208,14 @@ pub fn verdict(row: &AbuseRow, clean: &AbuseRow) -> (bool, Vec<String>) {
     if row.errors != 0 {
         why.push(format!("{} honest errors", row.errors));
     }
-    if !(row.p99_ms <= bound(clean.p99_ms)) {
+    if !within(row.p99_ms, bound(clean.p99_ms)) {
         why.push(format!(
             "honest p99 {:.1} ms > {:.1} ms",
             row.p99_ms,
             bound(clean.p99_ms)
         ));
     }
-    if row.case == Case::Slowloris.name() && !(row.join_p99_ms <= bound(clean.join_p99_ms)) {
+    if row.case == Case::Slowloris.name() && !within(row.join_p99_ms, bound(clean.join_p99_ms)) {
         why.push(format!(
             "join p99 {:.1} ms > {:.1} ms",
             row.join_p99_ms,

@@ -53,10 +53,10 @@ impl Target {
     /// given. `None` when neither is.
     pub fn pick(&self, i: u64) -> Option<(Transport, SocketAddr)> {
         match (self.tcp, self.ws) {
-            (Some(t), Some(w)) => Some(if i % 2 == 0 {
-                (Transport::Tcp, t)
-            } else {
+            (Some(t), Some(w)) => Some(if i % 2 == 1 {
                 (Transport::Ws, w)
+            } else {
+                (Transport::Tcp, t)
             }),
             (Some(t), None) => Some((Transport::Tcp, t)),
             (None, Some(w)) => Some((Transport::Ws, w)),
