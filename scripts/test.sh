@@ -41,8 +41,11 @@ for s in socks:
 PY
 )
 DATA=$(mktemp -d)
+# The interop suite sends its requests back to back, past the default command_rate of
+# 10 a second; the rate limits have their own tests (crates/rally-server/tests/rate_limits.rs).
 ./target/debug/rally serve --tcp "127.0.0.1:$TCP_PORT" --http "127.0.0.1:$HTTP_PORT" \
   --admin "127.0.0.1:$ADMIN_PORT" --log-level warn --shutdown-grace-ms 3000 \
+  --command-rate 1000 \
   --database-url "sqlite://$DATA/rally.db" &
 SERVER=$!
 trap 'kill -9 $SERVER 2>/dev/null || true; rm -rf "$DATA"' EXIT

@@ -9,6 +9,8 @@
 //! - [`frame`]: length-prefixed framing for raw TCP.
 //! - [`ws`]: WebSocket framing (RFC 6455) for the `/ws` endpoint.
 //! - [`handshake`]: the HTTP/1.1 upgrade request that opens a WebSocket.
+//! - `fuzzing` (hidden): the checks the fuzz targets in `fuzz/` and the corpus replay test
+//!   share; not part of the API.
 //!
 //! The protocol itself is specified in `docs/protocol.md`.
 #![warn(missing_docs, unreachable_pub)]
@@ -16,6 +18,8 @@
 
 pub mod error_code;
 pub mod frame;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod handshake;
 pub mod message;
 pub mod msgpack;

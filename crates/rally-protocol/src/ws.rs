@@ -243,7 +243,7 @@ impl Decoder {
                     }
                 } else {
                     self.partial_opcode = Some(opcode);
-                    self.partial.extend_from_slice(payload);
+                    self.reassemble(payload);
                     Event::Fragment
                 }
             }
@@ -251,7 +251,7 @@ impl Decoder {
                 let Some(first) = self.partial_opcode else {
                     return Err(WsError::Protocol("continuation without a first frame"));
                 };
-                self.partial.extend_from_slice(payload);
+                self.reassemble(payload);
                 if fin {
                     self.partial_opcode = None;
                     // Handed out by reference; the next call frees the buffer.
@@ -269,6 +269,28 @@ impl Decoder {
             }
         };
         Ok(Some((total, event)))
+    }
+
+    /// Appends a fragment to the message being reassembled.
+    ///
+    /// The buffer grows by doubling, as a `Vec` does, but its capacity is capped at
+    /// `max_message`: plain `extend_from_slice` could double a 3,000-byte buffer to 6,000
+    /// bytes for a 4,096-byte limit, so a peer could make the decoder hold twice the limit.
+    /// The caller has checked that the whole message fits the limit.
+    fn reassemble(&mut self, fragment: &[u8]) {
+        let need = self.partial.len() + fragment.len();
+        if need > self.partial.capacity() {
+            let target = need
+                .max(self.partial.capacity().saturating_mul(2))
+                .min(self.max_message.max(need));
+            self.partial.reserve_exact(target - self.partial.len());
+        }
+        self.partial.extend_from_slice(fragment);
+    }
+
+    /// Bytes the reassembly buffer holds allocated, for the fuzzing checks.
+    pub(crate) fn reassembly_capacity(&self) -> usize {
+        self.partial.capacity()
     }
 }
 

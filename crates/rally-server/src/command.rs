@@ -461,12 +461,15 @@ pub(crate) async fn run(
         Command::Join { kind } => {
             let (room, reservation) = shared.matchmaker.reserve(&shared, &kind)?;
             let (reply, answer) = oneshot::channel();
+            // The membership's token: the room cancels it when the seat is no longer ours.
+            let held = room.token.child_token();
             room.control
                 .send(Control::Join {
                     link,
                     req,
                     reservation,
                     account: ctx.account,
+                    held: held.clone(),
                     reply,
                 })
                 .await
@@ -474,7 +477,11 @@ pub(crate) async fn run(
                     CommandError::new(ErrorCode::RoomFull, "the room closed; try again")
                 })?;
             match answer.await {
-                Ok(Ok(player_id)) => Ok(Outcome::Joined(Membership { room, player_id })),
+                Ok(Ok(player_id)) => Ok(Outcome::Joined(Membership {
+                    room,
+                    player_id,
+                    held,
+                })),
                 Ok(Err(refusal)) => Err(CommandError::new(ErrorCode::RoomFull, refusal.0)),
                 Err(_) => Err(CommandError::new(
                     ErrorCode::RoomFull,
@@ -513,16 +520,23 @@ pub(crate) async fn run(
                 return Err(failed());
             }
             let (reply, answer) = oneshot::channel();
+            let held = room.token.child_token();
             room.control
                 .send(Control::Resume {
                     player: player_id,
+                    token,
                     link,
+                    held: held.clone(),
                     reply,
                 })
                 .await
                 .map_err(|_| failed())?;
             match answer.await {
-                Ok(Ok(())) => Ok(Outcome::Joined(Membership { room, player_id })),
+                Ok(Ok(())) => Ok(Outcome::Joined(Membership {
+                    room,
+                    player_id,
+                    held,
+                })),
                 _ => Err(failed()),
             }
         }
@@ -533,13 +547,17 @@ pub(crate) async fn run(
                 .control
                 .send(Control::Chat {
                     player: m.player_id,
+                    session: link.session_id,
                     name: player.display_name,
                     text,
                     reply,
                 })
                 .await
                 .map_err(|_| room_gone())?;
-            answer.await.map_err(|_| room_gone())?;
+            // Not said: the seat was resumed by another connection meanwhile.
+            if !answer.await.map_err(|_| room_gone())? {
+                return Err(CommandError::new(ErrorCode::NotInRoom, "not in a room"));
+            }
             Ok(Outcome::Said)
         }
         Command::Login {

@@ -97,6 +97,9 @@ pub struct Config {
     pub timeout_ms: u64,
     /// Room simulation and state rate.
     pub tick_hz: u32,
+    /// How long a new connection has to finish its handshake, in milliseconds (the
+    /// effective bound is [`Config::handshake_timeout`], capped by `timeout_ms`).
+    pub handshake_timeout_ms: u64,
     /// Largest message a client may send.
     pub max_message_bytes: u32,
     /// Outbound messages buffered per connection.
@@ -105,6 +108,15 @@ pub struct Config {
     pub shutdown_grace_ms: u64,
     /// How long a dropped player's seat is kept for it to resume, in milliseconds.
     pub reconnect_grace_ms: u64,
+    /// Inputs per second per connection; 0: twice `tick_hz` (see
+    /// [`Config::effective_input_rate`]).
+    pub input_rate: u32,
+    /// Every other message after `hello` (requests, pings), per second per connection.
+    pub command_rate: u32,
+    /// Connections open at once from one client address.
+    pub max_connections_per_ip: u32,
+    /// New connections per second from one client address.
+    pub connection_rate_per_ip: u32,
     /// Raw TCP game listener.
     pub tcp: SocketAddr,
     /// HTTP listener carrying the WebSocket endpoint `/ws`.
@@ -275,6 +287,12 @@ pub const KEYS: &[Key] = &[
         env_aliases: &[],
     },
     Key {
+        name: "handshake_timeout_ms",
+        kind: KeyKind::Int { min: 100, max: 60_000, default: 5000 },
+        help: "how long a new connection has to finish its handshake (WebSocket upgrade and hello); capped by timeout_ms",
+        env_aliases: &[],
+    },
+    Key {
         name: "max_message_bytes",
         kind: KeyKind::Int { min: 64, max: 1_048_576, default: 4096 },
         help: "largest message a client may send",
@@ -296,6 +314,30 @@ pub const KEYS: &[Key] = &[
         name: "reconnect_grace_ms",
         kind: KeyKind::Int { min: 0, max: 600_000, default: 10_000 },
         help: "how long a dropped player's seat is kept for it to resume (0: freed at once)",
+        env_aliases: &[],
+    },
+    Key {
+        name: "input_rate",
+        kind: KeyKind::Int { min: 0, max: 100_000, default: 0 },
+        help: "inputs per second per connection, burst of one second's worth (0: twice tick_hz)",
+        env_aliases: &[],
+    },
+    Key {
+        name: "command_rate",
+        kind: KeyKind::Int { min: 1, max: 100_000, default: 10 },
+        help: "requests and pings per second per connection, burst of one second's worth",
+        env_aliases: &[],
+    },
+    Key {
+        name: "max_connections_per_ip",
+        kind: KeyKind::Int { min: 1, max: 10_000, default: 64 },
+        help: "connections open at once from one client address (IPv6: one /64)",
+        env_aliases: &[],
+    },
+    Key {
+        name: "connection_rate_per_ip",
+        kind: KeyKind::Int { min: 1, max: 10_000, default: 32 },
+        help: "new connections per second from one client address, burst of one second's worth",
         env_aliases: &[],
     },
     Key {
@@ -618,10 +660,15 @@ impl Sources {
             concurrency_limit: int("concurrency_limit") as u32,
             timeout_ms: int("timeout_ms"),
             tick_hz: int("tick_hz") as u32,
+            handshake_timeout_ms: int("handshake_timeout_ms"),
             max_message_bytes: int("max_message_bytes") as u32,
             queue_capacity: int("queue_capacity") as u32,
             shutdown_grace_ms: int("shutdown_grace_ms"),
             reconnect_grace_ms: int("reconnect_grace_ms"),
+            input_rate: int("input_rate") as u32,
+            command_rate: int("command_rate") as u32,
+            max_connections_per_ip: int("max_connections_per_ip") as u32,
+            connection_rate_per_ip: int("connection_rate_per_ip") as u32,
             tcp: addr("tcp"),
             http: addr("http"),
             admin: addr("admin"),
@@ -701,6 +748,20 @@ impl Config {
         Duration::from_millis(self.timeout_ms)
     }
 
+    /// The handshake bound: `handshake_timeout_ms`, capped by `timeout_ms`.
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_millis(self.handshake_timeout_ms.min(self.timeout_ms))
+    }
+
+    /// Inputs per second per connection: `input_rate`, or twice `tick_hz` when it is 0.
+    pub fn effective_input_rate(&self) -> u32 {
+        if self.input_rate == 0 {
+            self.tick_hz.saturating_mul(2)
+        } else {
+            self.input_rate
+        }
+    }
+
     /// [`Config::shutdown_grace_ms`] as a duration.
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_millis(self.shutdown_grace_ms)
@@ -740,6 +801,32 @@ mod tests {
         assert_eq!(c.http.to_string(), "0.0.0.0:8080");
         assert_eq!(c.admin.to_string(), "127.0.0.1:9100");
         assert_eq!(c.admin_token, None);
+        assert_eq!(c.handshake_timeout(), Duration::from_millis(5000));
+        assert_eq!(c.effective_input_rate(), 40);
+        assert_eq!(c.command_rate, 10);
+        assert_eq!(c.max_connections_per_ip, 64);
+        assert_eq!(c.connection_rate_per_ip, 32);
+    }
+
+    #[test]
+    fn the_handshake_bound_is_capped_by_timeout_ms() {
+        let c = Sources::new().flag("timeout_ms", "1000").load().unwrap();
+        assert_eq!(c.handshake_timeout(), Duration::from_millis(1000));
+        let c = Sources::new()
+            .flag("timeout_ms", "1000")
+            .flag("handshake_timeout_ms", "200")
+            .load()
+            .unwrap();
+        assert_eq!(c.handshake_timeout(), Duration::from_millis(200));
+        let err = Sources::new()
+            .flag("handshake_timeout_ms", "50")
+            .load()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("handshake_timeout_ms") && err.contains("100..=60000"),
+            "{err}"
+        );
     }
 
     #[test]

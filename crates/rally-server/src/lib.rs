@@ -37,6 +37,7 @@ pub mod config;
 pub mod directory;
 mod games;
 mod heartbeat;
+mod limits;
 mod listener;
 pub mod logging;
 mod matchmaker;

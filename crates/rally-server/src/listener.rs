@@ -1,7 +1,8 @@
 //! Accept loops: one per game listener, sharing one connection limit.
 //!
 //! At capacity a new connection is told `SERVER_FULL` at once and closed; it never waits
-//! unseen. Accept errors (out of file descriptors, say) are logged and retried with a
+//! unseen. A connection past its address's limits (`max_connections_per_ip`,
+//! `connection_rate_per_ip`) is told `RATE_LIMITED` the same way. Accept errors (out of file descriptors, say) are logged and retried with a
 //! backoff that doubles up to a second; they never stop the server.
 
 use std::sync::Arc;
@@ -10,7 +11,8 @@ use std::time::Duration;
 use rally_protocol::{ErrorCode, ServerMessage};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::metrics::{ErrorKind, TaskKind};
+use crate::limits::AddressRefusal;
+use crate::metrics::{ErrorKind, Limit, TaskKind};
 use crate::server::Shared;
 use crate::session;
 use crate::transport::{self, Transport};
@@ -34,6 +36,24 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, tran
         match accepted {
             Ok((stream, peer)) => {
                 backoff = BACKOFF_START;
+                let slot = match shared.addresses.admit(peer.ip()) {
+                    Ok(slot) => slot,
+                    Err(refusal) => {
+                        shared.stats.count_rate_limited(match refusal {
+                            AddressRefusal::TooMany(_) => Limit::AddressConnections,
+                            AddressRefusal::TooFast(_) => Limit::AddressRate,
+                        });
+                        refuse(
+                            &shared,
+                            stream,
+                            peer,
+                            transport,
+                            ErrorCode::RateLimited,
+                            refusal.message(),
+                        );
+                        continue;
+                    }
+                };
                 match shared.limit.clone().try_acquire_owned() {
                     Ok(permit) => {
                         shared.tracker.spawn(session::run(
@@ -41,10 +61,23 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, tran
                             stream,
                             peer,
                             transport,
-                            permit,
+                            (permit, slot),
                         ));
                     }
-                    Err(_) => refuse_full(&shared, stream, peer, transport),
+                    Err(_) => {
+                        let message = format!(
+                            "the server is at its limit of {} connections",
+                            shared.config.concurrency_limit
+                        );
+                        refuse(
+                            &shared,
+                            stream,
+                            peer,
+                            transport,
+                            ErrorCode::ServerFull,
+                            message,
+                        );
+                    }
                 }
             }
             Err(e) => {
@@ -66,32 +99,30 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, tran
     );
 }
 
-/// Tells a connection the server is full, then closes it.
+/// Tells a connection why it is refused (`SERVER_FULL` at capacity, `RATE_LIMITED` past
+/// its address's limits), then closes it.
 ///
 /// Refusals run in their own tasks, at most a few at a time; past that the refusal is a
-/// best-effort write that never waits, so a flood at capacity cannot pile up tasks.
-fn refuse_full(
+/// best-effort write that never waits, so a flood cannot pile up tasks.
+fn refuse(
     shared: &Arc<Shared>,
     stream: TcpStream,
     peer: std::net::SocketAddr,
     transport: Transport,
+    code: ErrorCode,
+    message: String,
 ) {
     let _ = stream.set_nodelay(true);
     let mut frame = Vec::new();
     let msg = ServerMessage::Error {
-        code: ErrorCode::ServerFull,
-        message: format!(
-            "the server is at its limit of {} connections",
-            shared.config.concurrency_limit
-        ),
+        code,
+        message,
         req: 0,
     };
-    shared
-        .stats
-        .count_error(ErrorKind::Listener, ErrorCode::ServerFull);
+    shared.stats.count_error(ErrorKind::Listener, code);
     // No session id yet: the peer address names the connection.
     tracing::debug!(
-        code = ErrorCode::ServerFull.name(),
+        code = code.name(),
         transport = transport.name(),
         %peer,
         "connection refused"
@@ -112,7 +143,7 @@ fn refuse_full(
                 transport::encode(transport, &msg, &mut frame);
                 transport::encode_close(
                     transport,
-                    transport::ws_close_code(Some(ErrorCode::ServerFull)),
+                    transport::ws_close_code(Some(code)),
                     &mut frame,
                 );
                 let _ = transport::write_all(&stream, &frame, REFUSE_LIMIT).await;

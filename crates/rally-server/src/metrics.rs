@@ -172,6 +172,41 @@ fn transport_index(t: Transport) -> usize {
 
 const TRANSPORTS: [Transport; 2] = [Transport::Tcp, Transport::WebSocket];
 
+/// The rate limits, as labelled in `rally_rate_limited_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Limit {
+    /// An input past `input_rate`.
+    Input = 0,
+    /// A request or ping past `command_rate`.
+    Command = 1,
+    /// A connection closed for staying over its message limits.
+    Closed = 2,
+    /// A connection refused: `max_connections_per_ip` open from its address.
+    AddressConnections = 3,
+    /// A connection refused: past `connection_rate_per_ip`.
+    AddressRate = 4,
+}
+
+impl Limit {
+    const ALL: [Limit; 5] = [
+        Limit::Input,
+        Limit::Command,
+        Limit::Closed,
+        Limit::AddressConnections,
+        Limit::AddressRate,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Limit::Input => "input",
+            Limit::Command => "command",
+            Limit::Closed => "closed",
+            Limit::AddressConnections => "connections_per_ip",
+            Limit::AddressRate => "connection_rate_per_ip",
+        }
+    }
+}
+
 /// Counters the hot paths add to: relaxed atomics, read at scrape time.
 #[derive(Debug)]
 pub(crate) struct Stats {
@@ -181,6 +216,8 @@ pub(crate) struct Stats {
     errors: [[AtomicU64; CODES]; 4],
     /// Accept calls that failed (the server retries them).
     accept_errors: AtomicU64,
+    /// Messages and connections refused by a rate limit, by [`Limit`].
+    rate_limited: [AtomicU64; 5],
     traffic: Box<[TrafficShard; SHARDS]>,
 }
 
@@ -190,6 +227,7 @@ impl Default for Stats {
             missed_ticks: AtomicU64::new(0),
             errors: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0))),
             accept_errors: AtomicU64::new(0),
+            rate_limited: std::array::from_fn(|_| AtomicU64::new(0)),
             traffic: Box::default(),
         }
     }
@@ -211,6 +249,16 @@ impl Stats {
             .filter_map(|by_code| by_code.get(at))
             .map(|c| c.load(Ordering::Relaxed))
             .sum()
+    }
+
+    /// Counts one message or connection refused by `limit`.
+    pub(crate) fn count_rate_limited(&self, limit: Limit) {
+        self.rate_limited[limit as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Refusals by `limit` so far.
+    pub(crate) fn rate_limited(&self, limit: Limit) -> u64 {
+        self.rate_limited[limit as usize].load(Ordering::Relaxed)
     }
 
     pub(crate) fn count_accept_error(&self) {
@@ -343,6 +391,7 @@ mod name {
     pub(super) const BYTES_IN: &str = "rally_bytes_in_total";
     pub(super) const BYTES_OUT: &str = "rally_bytes_out_total";
     pub(super) const REJECTIONS: &str = "rally_rejections_total";
+    pub(super) const RATE_LIMITED: &str = "rally_rate_limited_total";
     pub(super) const COMMAND: &str = "rally_command_duration_seconds";
     pub(super) const DB_CALL: &str = "rally_db_call_duration_seconds";
     pub(super) const DRAINING: &str = "rally_draining";
@@ -458,6 +507,10 @@ impl Metrics {
             &[("kind", "accept".into()), ("code", "IO".into())],
         )
         .absolute(0);
+        for limit in Limit::ALL {
+            m.counter(name::RATE_LIMITED, &[("limit", limit.label().to_owned())])
+                .absolute(0);
+        }
         for code in ErrorCode::ALL {
             m.counter(name::REJECTIONS, &[("code", code.name().to_owned())])
                 .absolute(0);
@@ -475,6 +528,7 @@ impl Metrics {
             (name::BYTES_IN, "Bytes read from client connections (framing included), by transport"),
             (name::BYTES_OUT, "Bytes written to client connections (framing included), by transport"),
             (name::REJECTIONS, "Error messages sent to clients, by error code (every code a client receives counts)"),
+            (name::RATE_LIMITED, "Refused by a rate limit: inputs and requests/pings over their per-connection rate, connections closed for staying over, connections refused by their address's limits"),
         ];
         for (n, help) in counters {
             r.describe_counter(n.into(), None, help.into());
@@ -655,6 +709,13 @@ impl Metrics {
             &[("kind", "accept".into()), ("code", "IO".into())],
             stats.accept_errors.load(Ordering::Relaxed),
         );
+        for limit in Limit::ALL {
+            set_counter(
+                name::RATE_LIMITED,
+                &[("limit", limit.label().to_owned())],
+                stats.rate_limited(limit),
+            );
+        }
         set_counter(
             name::MISSED_TICKS,
             &[],

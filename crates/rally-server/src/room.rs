@@ -57,6 +57,8 @@ pub(crate) enum Control {
         reservation: Reservation,
         /// The player's account (`None`: a guest, when logins are not required).
         account: Option<u64>,
+        /// The membership's token, cancelled when the session no longer holds the seat.
+        held: CancellationToken,
         reply: oneshot::Sender<Result<PlayerId, Refusal>>,
     },
     /// Free a player's seat (if `session` still holds it).
@@ -71,15 +73,22 @@ pub(crate) enum Control {
     /// with request id 0 itself.
     Resume {
         player: PlayerId,
+        /// The token presented: the seat is taken only while this is still its token, so
+        /// two connections presenting one token at once do not both get it.
+        token: String,
         link: SessionLink,
+        /// The new membership's token; the displaced one's is cancelled.
+        held: CancellationToken,
         reply: oneshot::Sender<Result<(), Refusal>>,
     },
-    /// Say a line to everyone in the room.
+    /// Say a line to everyone in the room (if `session` still holds the seat).
     Chat {
         player: PlayerId,
+        session: u64,
         name: String,
         text: String,
-        reply: oneshot::Sender<()>,
+        /// Whether the line was said.
+        reply: oneshot::Sender<bool>,
     },
     /// Describe the seats (admin API).
     Inspect {
@@ -148,12 +157,15 @@ impl RoomHandle {
 pub(crate) struct Membership {
     pub(crate) room: RoomHandle,
     pub(crate) player_id: PlayerId,
+    /// Cancelled when this session stops holding the seat: another connection resumed
+    /// it, or it was freed. A child of the room's token, so the room's end cancels it too.
+    pub(crate) held: CancellationToken,
 }
 
 impl Membership {
-    /// Whether the room still runs.
+    /// Whether the room still runs and this session still holds the seat.
     pub(crate) fn is_live(&self) -> bool {
-        !self.room.token.is_cancelled()
+        !self.held.is_cancelled()
     }
 }
 
@@ -168,6 +180,11 @@ struct Seat {
     last_seq: u32,
     /// The account that holds the seat; only it may resume the seat.
     account: Option<u64>,
+    /// The session that last held the seat (connected or away): only it may free it.
+    session: u64,
+    /// The holding session's membership token; cancelled when the seat changes hands or
+    /// is freed, so a displaced session knows it is in no room.
+    held: CancellationToken,
 }
 
 impl Seat {
@@ -288,7 +305,10 @@ impl Room {
                 }
             }
         };
+        // Closed before the players hear `room_closed`: an input sent after it finds the
+        // queue closed (NOT_IN_ROOM) rather than being dropped unseen.
         control.close();
+        inputs.close();
         self.finish(reason, task.elapsed_ms());
     }
 
@@ -304,6 +324,7 @@ impl Room {
                 req,
                 reservation,
                 account,
+                held,
                 reply,
             } => {
                 if self.seats.len() >= self.handle.max_players {
@@ -325,6 +346,7 @@ impl Room {
                         .resume
                         .insert(t.clone(), self.handle.clone(), id, account);
                 }
+                let session = link.session_id;
                 self.seats.push(Seat {
                     id,
                     link: Some(link),
@@ -332,6 +354,8 @@ impl Room {
                     away_until: None,
                     last_seq: 0,
                     account,
+                    session,
+                    held,
                 });
                 self.count_players();
                 if reply.send(Ok(id)).is_ok() {
@@ -355,10 +379,9 @@ impl Room {
                 session,
                 reply,
             } => {
-                if self
-                    .seat(player)
-                    .is_some_and(|s| s.link.is_none() || s.held_by(session))
-                {
+                // Only the seat's own session frees it: a connection the seat was resumed
+                // away from does not free it for the one that took it.
+                if self.seat(player).is_some_and(|s| s.session == session) {
                     self.remove(player);
                 }
                 if let Some(r) = reply {
@@ -372,7 +395,9 @@ impl Room {
             }
             Control::Resume {
                 player,
+                token,
                 link,
+                held,
                 reply,
             } => {
                 let (room_id, joined) = (self.handle.id, self.joined(0, player));
@@ -380,6 +405,11 @@ impl Room {
                     let _ = reply.send(Err(Refusal::new("the seat is no longer held")));
                     return;
                 };
+                if seat.token.as_deref() != Some(token.as_str()) {
+                    // Used already: an earlier resume replaced it with its own token.
+                    let _ = reply.send(Err(Refusal::new("the resume token was already used")));
+                    return;
+                }
                 if let Some(old) = seat.link.take() {
                     // A half-open connection the server has not noticed yet loses the seat.
                     old.send(Outbound::Msg(ServerMessage::RoomClosed {
@@ -387,6 +417,9 @@ impl Room {
                         reason: "the seat was resumed by a new connection".into(),
                     }));
                 }
+                // The displaced session is in no room from now on.
+                std::mem::replace(&mut seat.held, held).cancel();
+                seat.session = link.session_id;
                 let old_token = std::mem::replace(&mut seat.token, link.resume_token.clone());
                 let account = seat.account;
                 seat.away_until = None;
@@ -407,11 +440,13 @@ impl Room {
             }
             Control::Chat {
                 player,
+                session,
                 name,
                 text,
                 reply,
             } => {
-                if self.seat(player).is_some() {
+                let said = self.seat(player).is_some_and(|s| s.held_by(session));
+                if said {
                     let line = ServerMessage::ChatLine {
                         room_id: self.handle.id,
                         player_id: player,
@@ -427,7 +462,7 @@ impl Room {
                     }
                     self.mark_gone_away();
                 }
-                let _ = reply.send(());
+                let _ = reply.send(said);
             }
             Control::Inspect { reply } => {
                 let now = Instant::now();
@@ -511,6 +546,7 @@ impl Room {
     fn remove(&mut self, player: PlayerId) {
         if let Ok(at) = self.seats.binary_search_by_key(&player, |s| s.id) {
             let seat = self.seats.remove(at);
+            seat.held.cancel();
             if let Some(t) = seat.token {
                 self.shared.resume.remove(&t);
             }

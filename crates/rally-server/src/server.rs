@@ -34,6 +34,7 @@ use crate::command::{CommandChecks, DefaultChecks};
 use crate::config::Config;
 use crate::directory::Directory;
 use crate::games::Games;
+use crate::limits::AddressLimits;
 use crate::matchmaker::Matchmaker;
 use crate::metrics::{DbCallMetric, Metrics, Stats};
 use crate::readiness::{Dependency, Readiness};
@@ -67,6 +68,8 @@ pub(crate) struct Shared {
     pub(crate) limit: Arc<Semaphore>,
     /// Bounds the tasks that refuse connections at capacity.
     pub(crate) refusals: Arc<Semaphore>,
+    /// Connections held and opened per second, per client address.
+    pub(crate) addresses: Arc<AddressLimits>,
     next_session: AtomicU64,
     /// Hot-path counters (relaxed atomics), read when `/metrics` is scraped.
     pub(crate) stats: Stats,
@@ -222,9 +225,7 @@ impl ServerBuilder {
     /// (and migrates) the database.
     pub async fn bind(self) -> Result<Server, StartError> {
         let bind = |what: &'static str, addr: SocketAddr| async move {
-            TcpListener::bind(addr)
-                .await
-                .map_err(|source| BindError { what, addr, source })
+            listen(addr).map_err(|source| BindError { what, addr, source })
         };
         let tcp = bind("tcp", self.config.tcp).await?;
         let ws = bind("http", self.config.http).await?;
@@ -259,6 +260,7 @@ impl ServerBuilder {
             storage,
             limit: Arc::new(Semaphore::new(self.config.concurrency_limit as usize)),
             refusals: Arc::new(Semaphore::new(MAX_REFUSALS)),
+            addresses: AddressLimits::new(&self.config),
             config: self.config,
             games: self.games,
             checks,
@@ -281,6 +283,26 @@ impl ServerBuilder {
             admin,
         })
     }
+}
+
+/// Pending connections the kernel queues for `accept` (capped by `net.core.somaxconn`).
+/// The default of 128 overflows when a burst of connections arrives at once (a crowd
+/// reconnecting after a restart, or a slowloris opening a thousand sockets): the
+/// kernel then drops the handshakes past it and honest players wait for a
+/// retransmission, a second or more.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds a listener with [`LISTEN_BACKLOG`] and `SO_REUSEADDR` (a restarted server can
+/// bind while old connections linger in TIME_WAIT).
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// How a shutdown went.

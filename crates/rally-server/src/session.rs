@@ -35,7 +35,8 @@ use tokio::time::Instant;
 use crate::accounts::{self, SessionAccount};
 use crate::command::{self, Command, CommandContext, CommandError, Outcome};
 use crate::directory::SessionRecord;
-use crate::metrics::{ErrorKind, TaskKind};
+use crate::limits::{AddressSlot, Budget, MessageLimits, Verdict};
+use crate::metrics::{ErrorKind, Limit, TaskKind};
 use crate::room::{Control, InputMsg, Membership};
 use crate::server::Shared;
 use crate::transport::{self, Decoder, Incoming, Transport};
@@ -309,25 +310,30 @@ impl SessionLink {
 
 type CommandFuture = Pin<Box<dyn Future<Output = (u32, Result<Outcome, CommandError>)> + Send>>;
 
-/// Runs one accepted connection to its end. Holds `permit` (a connection slot) until
+/// What admits a connection: a slot under `concurrency_limit` and one under its
+/// address's `max_connections_per_ip`.
+pub(crate) type Admission = (OwnedSemaphorePermit, AddressSlot);
+
+/// Runs one accepted connection to its end. Holds `permit` (its connection slots) until
 /// the player is gone.
 pub(crate) async fn run(
     shared: Arc<Shared>,
     mut stream: TcpStream,
     peer: SocketAddr,
     transport: Transport,
-    permit: OwnedSemaphorePermit,
+    permit: Admission,
 ) {
     let task = shared.metrics.task(TaskKind::Session);
     // Counted like the permit: until the player is gone, not while the socket lingers.
     let connection = shared.metrics.connection(transport);
     let started = Instant::now();
     let _ = stream.set_nodelay(true);
-    let timeout = shared.config.timeout();
+    // The WebSocket upgrade and the hello share one bound from the accept.
+    let handshake = shared.config.handshake_timeout();
     let mut early = Vec::new();
     if transport == Transport::WebSocket {
         let accepted = tokio::select! {
-            r = transport::accept_websocket(&stream, timeout) => r,
+            r = transport::accept_websocket(&stream, handshake) => r,
             _ = shared.shutdown.cancelled() => None,
         };
         match accepted {
@@ -366,8 +372,9 @@ pub(crate) async fn run(
             account: None,
             queue: VecDeque::new(),
             running: false,
-            deadline: started + timeout,
+            deadline: started + handshake,
             messages: 0,
+            limits: MessageLimits::new(&shared.config),
         },
     };
     let writer = Writer {
@@ -379,13 +386,14 @@ pub(crate) async fn run(
     read_then_write(reader.run(&stream), writer.run(&stream)).await;
     shared.sessions.remove(session_id);
     let ending = ctl.ending();
-    // The player is gone: its slot is free for the next one even while the socket lingers.
+    // The player is gone: its slot is free for the next one, and it is no longer listed
+    // (sessions(), /admin/players, rally_sessions), even while the socket lingers.
     drop((permit, connection));
-    if !matches!(ending, Ending::PeerClosed) {
-        linger_close(&mut stream).await;
-    }
     if reader.core.handshaken {
         shared.directory.remove(session_id);
+    }
+    if !matches!(ending, Ending::PeerClosed) {
+        linger_close(&mut stream).await;
     }
     if let Some(account) = reader.core.account.take() {
         reader.core.end_account_session(account);
@@ -481,6 +489,8 @@ struct Core {
     deadline: Instant,
     /// Complete messages received, to move the deadline once per read, not per message.
     messages: u64,
+    /// `input_rate` and `command_rate`.
+    limits: MessageLimits,
 }
 
 impl Reader {
@@ -533,7 +543,7 @@ impl Reader {
                             if self.core.handshaken {
                                 "no message received within timeout_ms"
                             } else {
-                                "no hello received within timeout_ms"
+                                "no hello received within handshake_timeout_ms"
                             },
                         ))
                     } else {
@@ -619,11 +629,17 @@ impl Reader {
             match incoming {
                 Incoming::Message(body) => self.core.on_message(body)?,
                 Incoming::Ping(p) => {
-                    self.core
-                        .link
-                        .send_in_task(Outbound::WsPong(Bytes::copy_from_slice(p)));
+                    if self.core.allow(Budget::Command, 0, "WebSocket ping")? {
+                        self.core
+                            .link
+                            .send_in_task(Outbound::WsPong(Bytes::copy_from_slice(p)));
+                    }
                 }
-                Incoming::Nothing => {}
+                // Pongs and fragments cost a decode each: they count like requests.
+                Incoming::Nothing => {
+                    self.core
+                        .allow(Budget::Command, 0, "WebSocket control frame")?;
+                }
                 Incoming::Close => return Err(Ending::ClientClosed),
             }
             if self.core.link.ctl.is_ended() {
@@ -650,6 +666,23 @@ impl Core {
         self.messages = self.messages.wrapping_add(1);
         if !self.handshaken {
             return self.on_hello(msg);
+        }
+        let (budget, req, what) = match &msg {
+            ClientMessage::Input { .. } => (Budget::Input, 0, "input"),
+            ClientMessage::Hello { .. } => (Budget::Command, 0, "hello"),
+            ClientMessage::Ping { .. } => (Budget::Command, 0, "ping"),
+            ClientMessage::Join { req, .. } => (Budget::Command, *req, "join"),
+            ClientMessage::Leave { req } => (Budget::Command, *req, "leave"),
+            ClientMessage::Chat { req, .. } => (Budget::Command, *req, "chat"),
+            ClientMessage::Login { req, .. } => (Budget::Command, *req, "login"),
+            ClientMessage::GetData { req, .. } => (Budget::Command, *req, "get_data"),
+            ClientMessage::PutData { req, .. } => (Budget::Command, *req, "put_data"),
+            ClientMessage::DeleteData { req, .. } => (Budget::Command, *req, "delete_data"),
+            ClientMessage::GetProfile { req, .. } => (Budget::Command, *req, "get_profile"),
+            ClientMessage::SetName { req, .. } => (Budget::Command, *req, "set_name"),
+        };
+        if !self.allow(budget, req, what)? {
+            return Ok(());
         }
         match msg {
             ClientMessage::Hello { .. } => {
@@ -730,6 +763,47 @@ impl Core {
                     name: name.to_owned(),
                 },
             ),
+        }
+    }
+
+    /// Counts one message against its rate limit: `Ok(true)` to handle it, `Ok(false)`
+    /// when it is refused (a request is answered `RATE_LIMITED`; an input or a ping is
+    /// dropped, and the client told so at most once a second), `Err` to close the
+    /// connection because it keeps going over.
+    fn allow(&mut self, budget: Budget, req: u32, what: &str) -> Result<bool, Ending> {
+        let verdict = self.limits.check(budget);
+        if verdict == Verdict::Allow {
+            return Ok(true);
+        }
+        let stats = &self.shared.stats;
+        stats.count_rate_limited(match budget {
+            Budget::Input => Limit::Input,
+            Budget::Command => Limit::Command,
+        });
+        let (rate, key) = match budget {
+            Budget::Input => (self.limits.rate(budget), "input_rate"),
+            Budget::Command => (self.limits.rate(budget), "command_rate"),
+        };
+        match verdict {
+            Verdict::Allow => Ok(true),
+            Verdict::Refuse { warn } => {
+                if req != 0 || warn {
+                    self.error(
+                        ErrorKind::Session,
+                        ErrorCode::RateLimited,
+                        format!("{what} refused: over {rate} per second ({key})"),
+                        req,
+                    );
+                }
+                Ok(false)
+            }
+            Verdict::Close => {
+                stats.count_rate_limited(Limit::Closed);
+                Err(Ending::fault(
+                    ErrorCode::RateLimited,
+                    format!("closed: kept sending past {rate} per second ({key})"),
+                ))
+            }
         }
     }
 

@@ -69,7 +69,9 @@ async fn acknowledged_writes_survive_sigkill_at_random_moments() {
     let mut total_kills = 0;
 
     for round in 0..ROUNDS {
-        let server = serve(&db.url, &[]).await;
+        // Writes stream as fast as the server acknowledges them: past the default
+        // command_rate, which is not what this test is about.
+        let server = serve(&db.url, &["--command-rate", "100000"]).await;
         let (mut p, _) = Player::connect(&server.tcp, None).await;
         let (id, _, _) = p.login(&device).await;
         assert!(

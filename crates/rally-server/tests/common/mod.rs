@@ -22,8 +22,11 @@ pub use rally_testkit::{eventually, games, TestServer};
 
 pub fn config() -> Config {
     // Seats are freed as soon as a connection drops, unless a test is about resuming.
+    // Tests send requests back to back, far past the default command_rate of 10 a
+    // second; the rate limits have their own tests (rate_limits.rs) at their defaults.
     Config {
         reconnect_grace_ms: 0,
+        command_rate: 10_000,
         ..rally_testkit::local_config()
     }
 }
@@ -36,6 +39,21 @@ pub enum Client {
 impl Client {
     pub async fn tcp(addr: SocketAddr) -> Client {
         let stream = TcpStream::connect(addr).await.expect("connect");
+        stream.set_nodelay(true).unwrap();
+        Client::Tcp {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Connects from `source`, another address on the loopback network (127.0.0.0/8), as a
+    /// player on another host would.
+    pub async fn tcp_from(addr: SocketAddr, source: std::net::IpAddr) -> Client {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind(SocketAddr::new(source, 0))
+            .expect("bind source");
+        let stream = socket.connect(addr).await.expect("connect");
         stream.set_nodelay(true).unwrap();
         Client::Tcp {
             stream,
