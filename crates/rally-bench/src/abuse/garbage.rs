@@ -27,6 +27,8 @@ use super::wire::{
     hello_body, io_kind, push_body, upgrade_request, Conn, Rng, Said, Target, Transport, MASK,
 };
 
+/// The pause after a connection refused at the door.
+const REFUSED_PAUSE: Duration = Duration::from_millis(100);
 /// Bounds the connect and the handshake of the cases that need one.
 const STEP_LIMIT: Duration = Duration::from_secs(5);
 
@@ -212,6 +214,11 @@ async fn cases(i: u32, opts: &Options, tally: &Tally, deadline: Instant) {
         }
         tally.one(format!("case:{}:{ending}", case.name()));
         tally.one(format!("ending:{ending}"));
+        if ending == "error:RATE_LIMITED" {
+            // Refused at the door: a moment before the next, so this stays a garbage
+            // attack rather than becoming a connection flood.
+            sleep(REFUSED_PAUSE).await;
+        }
     }
 }
 
@@ -260,7 +267,9 @@ async fn run_case(
             out.clear();
             match conn.handshake("garbage", STEP_LIMIT).await {
                 Ok(true) => {}
-                Ok(false) => return Ok(Some(format!("handshake:{}", conn.verdict.ending(&Ok(0))))),
+                // Refused before the garbage (RATE_LIMITED at the door, say): counted
+                // as any refusal is.
+                Ok(false) => return Ok(Some(conn.verdict.ending(&Ok(0)))),
                 Err(e) => return Ok(Some(format!("handshake:{}", io_kind(&e)))),
             }
             // An input whose payload is no MessagePack at all (0xc1 is never used).
