@@ -425,9 +425,11 @@ impl Results {
                 out,
                 "\n## Request/response\n\n{} TCP connections, each sending a 64-byte message and waiting for its reply before the next. \
                  Rally: a `ping` padded to 64 bytes with a trailing element (readers ignore elements past the fields they know), \
+                 with `command_rate` raised to {} a second (the default, 10 a second per connection, pings included, would cap the figure by design), \
                  through a real session, answered by `pong`. Reference: a minimal tokio echo server (`rally bench-worker echo`: \
                  one task per connection, read, write back). Runs alternate; medians are compared.\n",
-                rr.conns
+                rr.conns,
+                crate::suite::REQRESP_COMMAND_RATE
             );
             out.push_str("| server | replies/s (each run) | median replies/s | server CPU (median cores) |\n|---|---|---|---|\n");
             let list = |v: &[f64]| v.iter().map(|x| f(*x, 0)).collect::<Vec<_>>().join(", ");

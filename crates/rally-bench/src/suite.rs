@@ -17,6 +17,9 @@ use crate::procfs::{rss_bytes, CpuMeter};
 /// CPU for servers and for load generators, when pinned.
 pub(crate) const SERVER_CPU: usize = 0;
 pub(crate) const LOAD_CPU: usize = 1;
+/// `command_rate` of the request/response scenario's Rally: its maximum, so the limit
+/// never throttles what is being measured.
+pub(crate) const REQRESP_COMMAND_RATE: &str = "100000";
 /// How long a server gets to start listening.
 pub(crate) const START_LIMIT: Duration = Duration::from_secs(20);
 /// How long a server gets to stop after SIGTERM (Rally drains; nothing is connected by then).
@@ -592,7 +595,9 @@ pub async fn reqresp(opts: &Options, rr: &ReqResp) -> ReqRespRow {
 
 async fn reqresp_once(opts: &Options, rr: &ReqResp, target: &str) -> anyhow::Result<(f64, f64)> {
     let (server, addr) = if target == "rally" {
-        let s = Server::start(opts, Peer::Rally, &[]).await?;
+        // The scenario measures how fast the engine answers; the default command_rate
+        // (10 a second per connection, pings included) would cap it by design.
+        let s = Server::start(opts, Peer::Rally, &["--command-rate", REQRESP_COMMAND_RATE]).await?;
         let addr = s.tcp;
         (Some(s), addr)
     } else {
