@@ -150,9 +150,9 @@ async fn a_connection_flood_from_one_address_is_refused_past_its_rate() {
     ];
     let (flood, report) = tokio::join!(attack(&server, &args), honest(&server, 5));
     unhurt(&report);
-    let endings = counts(&flood["endings"]);
+    let refused = counts(&flood["refused_at_door"]);
     assert!(
-        endings.get("error:RATE_LIMITED").copied().unwrap_or(0) > 0,
+        refused.get("error:RATE_LIMITED").copied().unwrap_or(0) > 0,
         "connections past the per-address rate are refused with RATE_LIMITED: {flood}"
     );
     // One address opens at most connection_rate_per_ip (default 32) a second, and

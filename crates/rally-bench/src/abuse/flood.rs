@@ -9,9 +9,11 @@
 //!   (`welcome`, or a refusal), resets the connection and starts over, as fast as it can:
 //!   a connection-rate flood from one host.
 //!
-//! What the server did is counted by how each connection ended (`ending:*`), what it
-//! sent (`received:*`), and how long a flood lasted before the server cut it
-//! (`cut_after`) and before its first `RATE_LIMITED` (`first_rate_limited`).
+//! What the server did is counted by how each flooding session ended (`ending:*`), how
+//! connections that never got to flood were refused (`door:*`: at connect, `hello` or
+//! `join`), what the server sent (`received:*`), and how long a flood lasted before the
+//! server cut it (`cut_after`) and before its first `RATE_LIMITED`
+//! (`first_rate_limited`).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -108,7 +110,9 @@ pub async fn run(opts: Options) -> Value {
         "welcomed": tally.get("welcomed"),
         "messages_sent": tally.get("sent:messages"),
         "messages_per_sec": tally.get("sent:messages") as f64 / secs.max(1e-9),
+        "sessions_flooded": tally.get("flooded"),
         "endings": tally.with_prefix("ending:"),
+        "refused_at_door": tally.with_prefix("door:"),
         "received": tally.with_prefix("received:"),
         "tally": tally.to_json(),
     })
@@ -149,12 +153,12 @@ async fn establish(
     let mut conn = match timeout(limit, Conn::open(transport, addr, source)).await {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => {
-            tally.one(format!("ending:connect:{}", io_kind(&e)));
+            tally.one(format!("door:connect:{}", io_kind(&e)));
             return None;
         }
         Err(_) if Instant::now() >= deadline => return None,
         Err(_) => {
-            tally.one("ending:connect:timeout");
+            tally.one("door:connect:timeout");
             return None;
         }
     };
@@ -169,13 +173,13 @@ async fn establish(
             Some(conn)
         }
         Ok(false) => {
-            tally.one(format!("ending:{}", conn.verdict.ending(&Ok(0))));
+            tally.one(format!("door:{}", conn.verdict.ending(&Ok(0))));
             None
         }
         // Cut short by the end of the attack, not by the server.
         Err(_) if Instant::now() >= deadline => None,
         Err(e) => {
-            tally.one(format!("ending:handshake:{}", io_kind(&e)));
+            tally.one(format!("door:handshake:{}", io_kind(&e)));
             None
         }
     }
@@ -190,7 +194,7 @@ async fn join(conn: &mut Conn, kind: &str, tally: &Tally) -> bool {
         &mut out,
     );
     if let Err(e) = conn.stream.write_all(&out).await {
-        tally.one(format!("ending:join:{}", io_kind(&e)));
+        tally.one(format!("door:join:{}", io_kind(&e)));
         return false;
     }
     let outcome = conn
@@ -214,15 +218,15 @@ async fn join(conn: &mut Conn, kind: &str, tally: &Tally) -> bool {
             true
         }
         Ok(None) => {
-            tally.one(format!("ending:{}", conn.verdict.ending(&Ok(0))));
+            tally.one(format!("door:{}", conn.verdict.ending(&Ok(0))));
             false
         }
         Err(Some(e)) => {
-            tally.one(format!("ending:join:{}", io_kind(&e)));
+            tally.one(format!("door:join:{}", io_kind(&e)));
             false
         }
         Err(None) => {
-            tally.one("ending:join:timeout");
+            tally.one("door:join:timeout");
             false
         }
     }
@@ -276,6 +280,7 @@ async fn flood(conn: Conn, opts: &Options, tally: &Tally, begin: Instant, deadli
     let stop = tokio::time::sleep_until(deadline);
     tokio::pin!(stop);
     // Writes until the server closes (the reader ends), a write fails, or time is up.
+    tally.one("flooded");
     let ended = loop {
         batch.clear();
         for k in 0..opts.batch {

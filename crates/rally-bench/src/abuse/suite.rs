@@ -478,22 +478,24 @@ pub fn attacker_summary(a: &Value) -> String {
     let d = &a["tally"]["durations_secs"];
     match (a["attack"].as_str(), a["mode"].as_str()) {
         (Some("flood"), Some("messages")) => format!(
-            "message flood, {} sessions from {} address(es): {:.0} messages/s sent; RATE_LIMITED received {}; first RATE_LIMITED after {} (median); sessions ended: {}; cut after {} (median)",
+            "message flood, {} connections from {} address(es), {} sessions flooded: {:.0} messages/s written; RATE_LIMITED received {}, the first {} (median) into a session; sessions ended: {}, {} (median) into the flood; reconnections refused: {}",
             a["conns"],
             a["source_ips"],
+            a["sessions_flooded"],
             a["messages_per_sec"].as_f64().unwrap_or(0.0),
             a["received"]["error:RATE_LIMITED"].as_u64().unwrap_or(0),
             secs(&d["first_rate_limited"]["p50"]),
             top(&a["endings"]),
             secs(&d["cut_after"]["p50"]),
+            top(&a["refused_at_door"]),
         ),
         (Some("flood"), _) => format!(
-            "connection flood, {} tasks from {} address(es): {:.0} connections/s tried, {} welcomed; endings: {}",
+            "connection flood, {} tasks from {} address(es): {:.0} connections/s tried, {} welcomed; refused: {}",
             a["conns"],
             a["source_ips"],
             a["attempts_per_sec"].as_f64().unwrap_or(0.0),
             a["welcomed"],
-            top(&a["endings"]),
+            top(&a["refused_at_door"]),
         ),
         (Some("slowloris"), _) => format!(
             "slowloris ({}), {} sockets from {} addresses: at most {} open at once (mean {:.0}); {} connections, {} completed the handshake; held {} (median), {} (max); endings: {}",
@@ -734,5 +736,6 @@ mod tests {
         assert!(s.contains("RATE_LIMITED received 321"), "{s}");
         assert!(s.contains("error:RATE_LIMITED 48, held_to_end 2"), "{s}");
         assert!(s.contains("1.25 s"), "{s}");
+        assert!(s.contains("reconnections refused: none"), "{s}");
     }
 }
