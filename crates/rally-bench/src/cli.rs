@@ -422,3 +422,68 @@ fn git_commit() -> String {
         _ => "unknown".to_owned(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_flags_pass_through_and_abuse_flags_exclude_each_other() {
+        let m = command()
+            .try_get_matches_from([
+                "bench",
+                "--abuse-only",
+                "--server-arg=--input-rate=40",
+                "--server-arg",
+                "--command-rate=20",
+            ])
+            .expect("valid");
+        let args: Vec<&String> = m.get_many::<String>("server-arg").expect("given").collect();
+        assert_eq!(args, ["--input-rate=40", "--command-rate=20"]);
+        assert!(m.get_flag("abuse-only"));
+        for clash in [["--abuse", "--no-abuse"], ["--abuse-only", "--no-abuse"]] {
+            let e = command()
+                .try_get_matches_from(std::iter::once("bench").chain(clash))
+                .expect_err("conflicting");
+            assert_eq!(e.exit_code(), 2);
+        }
+    }
+
+    #[test]
+    fn workers_take_their_source_addresses() {
+        let m = worker_command()
+            .try_get_matches_from([
+                "bench-worker",
+                "idle",
+                "--addr",
+                "127.0.0.1:1",
+                "--conns",
+                "100",
+                "--hold-secs",
+                "1",
+                "--source-ips",
+                "5",
+            ])
+            .expect("valid");
+        let (_, idle) = m.subcommand().expect("idle");
+        assert_eq!(idle.get_one::<Option<u32>>("source-ips"), Some(&Some(5)));
+        let m = worker_command()
+            .try_get_matches_from([
+                "bench-worker",
+                "idle",
+                "--addr",
+                "127.0.0.1:1",
+                "--conns",
+                "100",
+                "--hold-secs",
+                "1",
+            ])
+            .expect("valid");
+        let (_, idle) = m.subcommand().expect("idle");
+        assert_eq!(
+            idle.get_one::<Option<u32>>("source-ips"),
+            Some(&None),
+            "auto"
+        );
+    }
+}
