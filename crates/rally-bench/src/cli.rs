@@ -8,6 +8,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{value_parser, Arg, ArgAction, ArgMatches, Command};
 
+use rally_bots::source::{SourceIps, HONEST_BASE};
+
+use crate::abuse::suite::Abuse;
 use crate::child::Placement;
 use crate::procfs::Machine;
 use crate::report::{utc_now, Results};
@@ -61,6 +64,34 @@ pub fn command() -> Command {
                 .help("Skip the highest-count search"),
         )
         .arg(
+            Arg::new("abuse")
+                .long("abuse")
+                .action(ArgAction::SetTrue)
+                .help("Run the abuse scenario (flood, slowloris, garbage beside honest bots); on by default, except with --quick"),
+        )
+        .arg(
+            Arg::new("no-abuse")
+                .long("no-abuse")
+                .action(ArgAction::SetTrue)
+                .conflicts_with("abuse")
+                .help("Skip the abuse scenario"),
+        )
+        .arg(
+            Arg::new("abuse-only")
+                .long("abuse-only")
+                .action(ArgAction::SetTrue)
+                .conflicts_with("no-abuse")
+                .help("Run the abuse scenario and nothing else"),
+        )
+        .arg(
+            Arg::new("server-arg")
+                .long("server-arg")
+                .value_name("FLAG")
+                .action(ArgAction::Append)
+                .allow_hyphen_values(true)
+                .help("A flag for every `rally serve` the suite starts, e.g. --server-arg=--input-rate=40 (repeat for more)"),
+        )
+        .arg(
             Arg::new("no-reference")
                 .long("no-reference")
                 .action(ArgAction::SetTrue)
@@ -84,6 +115,19 @@ pub fn worker_command() -> Command {
             .required(true)
             .value_parser(value_parser!(u64).range(1..=100_000))
             .help(help)
+    };
+    let sources = || {
+        Arg::new("source-ips")
+            .long("source-ips")
+            .value_name("N|auto")
+            .default_value("auto")
+            .value_parser(|s: &str| -> Result<Option<u32>, String> {
+                if s == "auto" {
+                    return Ok(None);
+                }
+                s.parse().map(Some).map_err(|_| "expected a number or auto".to_owned())
+            })
+            .help("Connect from N addresses of 127.0.0.0/8 from 127.1.0.1 (0: the system's choice; auto: at most 32 connections each, on a loopback server)")
     };
     Command::new("bench-worker")
         .about("A process of `rally bench`: reference servers and load generators")
@@ -112,14 +156,16 @@ pub fn worker_command() -> Command {
                 )
                 .arg(count("conns", "connections"))
                 .arg(count("warmup-secs", "seconds before counting"))
-                .arg(count("secs", "seconds counted")),
+                .arg(count("secs", "seconds counted"))
+                .arg(sources()),
         )
         .subcommand(
             Command::new("idle")
                 .about("Open connections past Rally's handshake and hold them idle")
                 .arg(addr("addr"))
                 .arg(count("conns", "connections"))
-                .arg(count("hold-secs", "seconds to hold them")),
+                .arg(count("hold-secs", "seconds to hold them"))
+                .arg(sources()),
         )
 }
 
@@ -132,6 +178,24 @@ pub async fn run_worker(m: &ArgMatches) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("--{name} is required"))
     };
     let num = |m: &ArgMatches, name: &str| m.get_one::<u64>(name).copied().unwrap_or(1);
+    // `--source-ips`: the count asked for, or enough for the connections (`conns_arg`)
+    // when the server is on loopback.
+    let sources = |m: &ArgMatches, conns_arg: &str| -> anyhow::Result<Option<SourceIps>> {
+        // IPv4 loopback only: an IPv6 server cannot be reached from 127.0.0.0/8.
+        let loopback =
+            matches!(addr(m, "addr")?.ip(), std::net::IpAddr::V4(ip) if ip.is_loopback());
+        let count = match m.get_one::<Option<u32>>("source-ips").copied().flatten() {
+            Some(n) => n,
+            None if loopback => SourceIps::needed(num(m, conns_arg), 0),
+            None => 0,
+        };
+        if count == 0 {
+            return Ok(None);
+        }
+        SourceIps::new(HONEST_BASE, count)
+            .map(Some)
+            .map_err(|e| anyhow::anyhow!("--source-ips: {e}"))
+    };
     match m.subcommand() {
         Some(("minimal-arena", m)) => {
             workers::minimal_arena(addr(m, "tcp")?, addr(m, "ws")?).await?
@@ -144,6 +208,7 @@ pub async fn run_worker(m: &ArgMatches) -> anyhow::Result<ExitCode> {
             };
             workers::reqresp(
                 addr(m, "addr")?,
+                sources(m, "conns")?,
                 target,
                 num(m, "conns") as usize,
                 Duration::from_secs(num(m, "warmup-secs")),
@@ -154,6 +219,7 @@ pub async fn run_worker(m: &ArgMatches) -> anyhow::Result<ExitCode> {
         Some(("idle", m)) => {
             workers::idle(
                 addr(m, "addr")?,
+                sources(m, "conns")?,
                 num(m, "conns") as usize,
                 Duration::from_secs(num(m, "hold-secs")),
             )
@@ -175,7 +241,8 @@ pub async fn run(m: &ArgMatches) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let scratch = std::env::temp_dir().join(format!("rally-bench-{}", std::process::id()));
     std::fs::create_dir_all(&scratch)?;
-    let colyseus = if m.get_flag("no-colyseus") || quick {
+    let only_abuse = m.get_flag("abuse-only");
+    let colyseus = if m.get_flag("no-colyseus") || quick || only_abuse {
         None
     } else {
         let script = m
@@ -235,6 +302,30 @@ pub async fn run(m: &ArgMatches) -> anyhow::Result<ExitCode> {
         placement: Placement::new(!m.get_flag("no-pin")),
         p99_bound_ms: 60.0,
         scratch: scratch.clone(),
+        server_args: m
+            .get_many::<String>("server-arg")
+            .map(|v| v.cloned().collect())
+            .unwrap_or_default(),
+        abuse: (only_abuse || m.get_flag("abuse") || !(quick || m.get_flag("no-abuse"))).then(
+            || {
+                if quick {
+                    Abuse::quick()
+                } else {
+                    Abuse::full()
+                }
+            },
+        ),
+    };
+    let opts = if only_abuse {
+        Options {
+            players: Vec::new(),
+            search: None,
+            idle: None,
+            reqresp: None,
+            ..opts
+        }
+    } else {
+        opts
     };
     eprintln!("bench: {}", opts.placement.describe());
 
@@ -275,6 +366,11 @@ pub async fn run(m: &ArgMatches) -> anyhow::Result<ExitCode> {
         }
     }
 
+    let abuse = match &opts.abuse {
+        Some(a) => crate::abuse::suite::run(&opts, a).await,
+        None => Vec::new(),
+    };
+
     let results = Results {
         command: command_line(),
         date: utc_now(),
@@ -288,6 +384,7 @@ pub async fn run(m: &ArgMatches) -> anyhow::Result<ExitCode> {
         reqresp,
         colyseus: colyseus_rows,
         rally_at_colyseus,
+        abuse: opts.abuse.clone().map(|a| (a, abuse)),
     };
     let md = out_dir.join("BENCHMARKS.md");
     let json = out_dir.join("benchmarks.json");
@@ -323,5 +420,70 @@ fn git_commit() -> String {
             c
         }
         _ => "unknown".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_flags_pass_through_and_abuse_flags_exclude_each_other() {
+        let m = command()
+            .try_get_matches_from([
+                "bench",
+                "--abuse-only",
+                "--server-arg=--input-rate=40",
+                "--server-arg",
+                "--command-rate=20",
+            ])
+            .expect("valid");
+        let args: Vec<&String> = m.get_many::<String>("server-arg").expect("given").collect();
+        assert_eq!(args, ["--input-rate=40", "--command-rate=20"]);
+        assert!(m.get_flag("abuse-only"));
+        for clash in [["--abuse", "--no-abuse"], ["--abuse-only", "--no-abuse"]] {
+            let e = command()
+                .try_get_matches_from(std::iter::once("bench").chain(clash))
+                .expect_err("conflicting");
+            assert_eq!(e.exit_code(), 2);
+        }
+    }
+
+    #[test]
+    fn workers_take_their_source_addresses() {
+        let m = worker_command()
+            .try_get_matches_from([
+                "bench-worker",
+                "idle",
+                "--addr",
+                "127.0.0.1:1",
+                "--conns",
+                "100",
+                "--hold-secs",
+                "1",
+                "--source-ips",
+                "5",
+            ])
+            .expect("valid");
+        let (_, idle) = m.subcommand().expect("idle");
+        assert_eq!(idle.get_one::<Option<u32>>("source-ips"), Some(&Some(5)));
+        let m = worker_command()
+            .try_get_matches_from([
+                "bench-worker",
+                "idle",
+                "--addr",
+                "127.0.0.1:1",
+                "--conns",
+                "100",
+                "--hold-secs",
+                "1",
+            ])
+            .expect("valid");
+        let (_, idle) = m.subcommand().expect("idle");
+        assert_eq!(
+            idle.get_one::<Option<u32>>("source-ips"),
+            Some(&None),
+            "auto"
+        );
     }
 }

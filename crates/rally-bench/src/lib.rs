@@ -10,10 +10,13 @@
 //!   connections, request/response, and the Colyseus peer.
 //! - [`minimal`]: the reference arena server; [`workers`]: the echo server and the load
 //!   generators, all run through the hidden `rally bench-worker` subcommand.
+//! - [`abuse`]: abusive clients (the hidden `rally abuse` subcommand) and the abuse
+//!   scenario: honest players' latency and join time under flood, slowloris and garbage.
 //! - [`report`]: the markdown and JSON; [`procfs`]: `/proc`; [`child`]: processes.
 #![warn(missing_docs, unreachable_pub)]
 #![forbid(unsafe_code)]
 
+pub mod abuse;
 pub mod child;
 pub mod cli;
 pub mod minimal;

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use serde_json::{json, Value};
 
+use crate::abuse::suite::{self as abuse, Abuse, AbuseRow};
 use crate::procfs::Machine;
 use crate::suite::{median, ArenaRow, IdleRow, ReqRespRow};
 
@@ -35,6 +36,8 @@ pub struct Results {
     pub colyseus: Vec<ArenaRow>,
     /// Rally at Colyseus's counts (WebSocket).
     pub rally_at_colyseus: Vec<ArenaRow>,
+    /// The abuse scenario, if it ran: its size and its cases.
+    pub abuse: Option<(Abuse, Vec<AbuseRow>)>,
 }
 
 fn f(x: f64, digits: usize) -> String {
@@ -288,6 +291,34 @@ impl Results {
                 met: Some(worst <= 0.6),
             });
         }
+        if let Some((_, rows)) = &self.abuse {
+            if let Some(clean) = rows.iter().find(|r| r.case == "clean") {
+                for r in rows.iter().filter(|r| r.case != "clean") {
+                    let (pass, why) = abuse::verdict(r, clean);
+                    t.push(Target {
+                        what: format!(
+                            "under {}: honest p99 within 2x of clean, honest errors = 0{}, server survives",
+                            r.case,
+                            if r.case == "slowloris" { ", join time within 2x" } else { "" }
+                        ),
+                        measured: if r.failure.is_some() {
+                            "run failed".to_owned()
+                        } else {
+                            format!(
+                                "p99 {} ms (clean {}), {} errors, join p99 {} ms (clean {}){}",
+                                f(r.p99_ms, 1),
+                                f(clean.p99_ms, 1),
+                                r.errors,
+                                f(r.join_p99_ms, 1),
+                                f(clean.join_p99_ms, 1),
+                                if pass { String::new() } else { format!(": {}", why.join("; ")) }
+                            )
+                        },
+                        met: Some(pass),
+                    });
+                }
+            }
+        }
         t
     }
 
@@ -338,10 +369,12 @@ impl Results {
             let _ = writeln!(out, "| {} | {} | {met} |", t.what, t.measured);
         }
 
-        out.push_str("\n## Arena-16 @ 20 Hz\n\nRooms of 16, an input from every player every 50 ms, one state to every player per tick. \
+        if !self.arena.is_empty() {
+            out.push_str("\n## Arena-16 @ 20 Hz\n\nRooms of 16, an input from every player every 50 ms, one state to every player per tick. \
             `minimal` is the reference: a hand-written tokio server speaking the same protocol with one task per connection and \
             one task per room and nothing else (`rally bench-worker minimal-arena`).\n\n");
-        arena_table(&mut out, &self.arena);
+            arena_table(&mut out, &self.arena);
+        }
 
         if !self.search.is_empty() {
             let bound = self.p99_bound_ms;
@@ -392,9 +425,11 @@ impl Results {
                 out,
                 "\n## Request/response\n\n{} TCP connections, each sending a 64-byte message and waiting for its reply before the next. \
                  Rally: a `ping` padded to 64 bytes with a trailing element (readers ignore elements past the fields they know), \
+                 with `command_rate` raised to {} a second (the default, 10 a second per connection, pings included, would cap the figure by design), \
                  through a real session, answered by `pong`. Reference: a minimal tokio echo server (`rally bench-worker echo`: \
                  one task per connection, read, write back). Runs alternate; medians are compared.\n",
-                rr.conns
+                rr.conns,
+                crate::suite::REQRESP_COMMAND_RATE
             );
             out.push_str("| server | replies/s (each run) | median replies/s | server CPU (median cores) |\n|---|---|---|---|\n");
             let list = |v: &[f64]| v.iter().map(|x| f(*x, 0)).collect::<Vec<_>>().join(", ");
@@ -434,6 +469,10 @@ impl Results {
             }
             arena_table(&mut out, &rows);
         }
+
+        if let Some((size, rows)) = &self.abuse {
+            abuse::markdown(&mut out, size, rows);
+        }
         out
     }
 
@@ -469,6 +508,7 @@ impl Results {
             })),
             "colyseus": self.colyseus.iter().map(row_json).collect::<Vec<_>>(),
             "rally_at_colyseus_counts": self.rally_at_colyseus.iter().map(row_json).collect::<Vec<_>>(),
+            "abuse": self.abuse.as_ref().map(|(_, rows)| abuse::json(rows)),
             "targets": self.targets().iter().map(|t| json!({"target": t.what, "measured": t.measured, "met": t.met})).collect::<Vec<_>>(),
         })
     }

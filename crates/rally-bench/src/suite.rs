@@ -15,12 +15,15 @@ use crate::child::{free_addr, Placement, Proc};
 use crate::procfs::{rss_bytes, CpuMeter};
 
 /// CPU for servers and for load generators, when pinned.
-const SERVER_CPU: usize = 0;
-const LOAD_CPU: usize = 1;
+pub(crate) const SERVER_CPU: usize = 0;
+pub(crate) const LOAD_CPU: usize = 1;
+/// `command_rate` of the request/response scenario's Rally: its maximum, so the limit
+/// never throttles what is being measured.
+pub(crate) const REQRESP_COMMAND_RATE: &str = "100000";
 /// How long a server gets to start listening.
-const START_LIMIT: Duration = Duration::from_secs(20);
+pub(crate) const START_LIMIT: Duration = Duration::from_secs(20);
 /// How long a server gets to stop after SIGTERM (Rally drains; nothing is connected by then).
-const STOP_LIMIT: Duration = Duration::from_secs(40);
+pub(crate) const STOP_LIMIT: Duration = Duration::from_secs(40);
 
 /// What the suite runs.
 #[derive(Debug, Clone)]
@@ -53,6 +56,11 @@ pub struct Options {
     pub p99_bound_ms: f64,
     /// Where load generators write their files.
     pub scratch: PathBuf,
+    /// Flags given to every `rally serve` after the suite's own (`--server-arg`), e.g.
+    /// `--input-rate=40`: a run that changes a default says so in its command line.
+    pub server_args: Vec<String>,
+    /// The abuse scenario, if it runs.
+    pub abuse: Option<crate::abuse::suite::Abuse>,
 }
 
 /// The highest-count search.
@@ -158,18 +166,23 @@ impl ArenaRow {
 }
 
 /// A server process and its addresses.
-struct Server {
+pub(crate) struct Server {
     peer: Peer,
-    proc: Proc,
-    tcp: SocketAddr,
-    ws: SocketAddr,
-    admin: Option<SocketAddr>,
+    pub(crate) proc: Proc,
+    pub(crate) tcp: SocketAddr,
+    pub(crate) ws: SocketAddr,
+    pub(crate) admin: Option<SocketAddr>,
     /// Rally's database directory, removed with the value.
     _data: Option<tempfile::TempDir>,
 }
 
 impl Server {
-    async fn start(opts: &Options, peer: Peer, extra: &[&str]) -> anyhow::Result<Server> {
+    /// Starts `peer`; Rally gets `opts.server_args` after its own flags, then `extra`.
+    pub(crate) async fn start(
+        opts: &Options,
+        peer: Peer,
+        extra: &[&str],
+    ) -> anyhow::Result<Server> {
         let (tcp, ws, admin) = (free_addr()?, free_addr()?, free_addr()?);
         // Rally keeps accounts in a database: a throwaway one per run, not ./rally.db.
         let data = match peer {
@@ -213,6 +226,9 @@ impl Server {
                 ws.to_string(),
             ],
         };
+        if peer == Peer::Rally {
+            args.extend(opts.server_args.iter().cloned());
+        }
         args.extend(extra.iter().map(|s| (*s).to_owned()));
         let mut cmd = opts.placement.command(SERVER_CPU, &opts.exe, &args);
         cmd.stdout(Stdio::null()).stderr(Stdio::inherit());
@@ -229,7 +245,7 @@ impl Server {
         })
     }
 
-    async fn stop(mut self) -> anyhow::Result<()> {
+    pub(crate) async fn stop(mut self) -> anyhow::Result<()> {
         let status = self.proc.terminate(STOP_LIMIT).await?;
         // Rally drains and exits 0; the reference has no graceful shutdown and dies of
         // the signal, which is expected.
@@ -345,10 +361,21 @@ async fn arena_into(
 
 /// Reads `rally_missed_ticks_total` from Rally's `/metrics`.
 pub async fn missed_ticks(admin: SocketAddr) -> anyhow::Result<u64> {
+    metric(admin, "rally_missed_ticks_total")
+        .await
+        .map(|v| v as u64)
+}
+
+/// Reads the metric `name` from Rally's `/metrics`: the sum over its label sets.
+pub async fn metric(admin: SocketAddr, name: &str) -> anyhow::Result<f64> {
     let text = http_get(admin, "/metrics").await?;
     let mut found = None;
     for line in text.lines() {
-        if let Some(rest) = line.strip_prefix("rally_missed_ticks_total") {
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        // The name itself, not a longer one it is the start of.
+        if rest.starts_with([' ', '{']) {
             // `name value` or `name{labels} value`: the value is the last field.
             if let Some(v) = rest
                 .split_whitespace()
@@ -359,13 +386,11 @@ pub async fn missed_ticks(admin: SocketAddr) -> anyhow::Result<u64> {
             }
         }
     }
-    found
-        .map(|v| v as u64)
-        .context("no rally_missed_ticks_total in /metrics")
+    found.with_context(|| format!("no {name} in /metrics"))
 }
 
 /// A plain HTTP/1.0 GET on loopback, returning the body.
-async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<String> {
+pub(crate) async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<String> {
     timeout(Duration::from_secs(5), async {
         let mut s = tokio::net::TcpStream::connect(addr).await?;
         s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
@@ -570,7 +595,9 @@ pub async fn reqresp(opts: &Options, rr: &ReqResp) -> ReqRespRow {
 
 async fn reqresp_once(opts: &Options, rr: &ReqResp, target: &str) -> anyhow::Result<(f64, f64)> {
     let (server, addr) = if target == "rally" {
-        let s = Server::start(opts, Peer::Rally, &[]).await?;
+        // The scenario measures how fast the engine answers; the default command_rate
+        // (10 a second per connection, pings included) would cap it by design.
+        let s = Server::start(opts, Peer::Rally, &["--command-rate", REQRESP_COMMAND_RATE]).await?;
         let addr = s.tcp;
         (Some(s), addr)
     } else {

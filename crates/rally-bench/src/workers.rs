@@ -8,14 +8,19 @@
 //!   64 bytes, answered by `pong`) or to the echo server.
 //! - `idle`: opens connections, completes Rally's handshake on each, and holds them idle.
 //!
+//! The loads open their connections from many addresses of `127.0.0.0/8` when the server
+//! is on loopback (`--source-ips`, [`rally_bots::source`]), as players on many hosts
+//! would, so Rally's per-address limits do not refuse them.
+//!
 //! Each load worker prints one JSON line on stdout per milestone.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
+use rally_bots::source::{connect_from, SourceIps};
 use rally_protocol::{frame, msgpack, ClientMessage, ServerMessage, PROTOCOL_VERSION};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -116,8 +121,13 @@ async fn read_reply(
 }
 
 /// Opens a connection; for Rally, completes the handshake.
-async fn open(addr: SocketAddr, target: Target, name: &str) -> anyhow::Result<TcpStream> {
-    let mut stream = TcpStream::connect(addr).await?;
+async fn open(
+    addr: SocketAddr,
+    source: Option<IpAddr>,
+    target: Target,
+    name: &str,
+) -> anyhow::Result<TcpStream> {
+    let mut stream = connect_from(addr, source).await?;
     stream.set_nodelay(true)?;
     if target == Target::Rally {
         let mut out = Vec::new();
@@ -150,15 +160,22 @@ async fn open(addr: SocketAddr, target: Target, name: &str) -> anyhow::Result<Tc
     Ok(stream)
 }
 
-/// Opens `n` connections, [`CONNECTING_AT_ONCE`] at a time.
-async fn open_all(addr: SocketAddr, target: Target, n: usize) -> anyhow::Result<Vec<TcpStream>> {
+/// Opens `n` connections, [`CONNECTING_AT_ONCE`] at a time, connection `i` from the
+/// `i`-th of `sources` (round-robin) if given.
+async fn open_all(
+    addr: SocketAddr,
+    sources: Option<SourceIps>,
+    target: Target,
+    n: usize,
+) -> anyhow::Result<Vec<TcpStream>> {
     let gate = Arc::new(Semaphore::new(CONNECTING_AT_ONCE));
     let mut tasks = Vec::with_capacity(n);
     for i in 0..n {
         let gate = gate.clone();
+        let source = sources.map(|s| s.nth(i as u64));
         tasks.push(tokio::spawn(async move {
             let _permit = gate.acquire_owned().await;
-            open(addr, target, &format!("bench-{i}")).await
+            open(addr, source, target, &format!("bench-{i}")).await
         }));
     }
     let mut streams = Vec::with_capacity(n);
@@ -172,12 +189,13 @@ async fn open_all(addr: SocketAddr, target: Target, n: usize) -> anyhow::Result<
 /// and its reply; counts replies over `secs` after a `warmup`. Prints one JSON line.
 pub async fn reqresp(
     addr: SocketAddr,
+    sources: Option<SourceIps>,
     target: Target,
     conns: usize,
     warmup: Duration,
     secs: Duration,
 ) -> anyhow::Result<()> {
-    let streams = open_all(addr, target, conns).await?;
+    let streams = open_all(addr, sources, target, conns).await?;
     let replies = Arc::new(AtomicU64::new(0));
     let failures = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
@@ -224,11 +242,16 @@ pub async fn reqresp(
     Ok(())
 }
 
-/// Opens `conns` Rally connections past the handshake, prints how long that took, then
-/// holds them idle for `hold` and closes them.
-pub async fn idle(addr: SocketAddr, conns: usize, hold: Duration) -> anyhow::Result<()> {
+/// Opens `conns` Rally connections past the handshake (from `sources`, if given), prints
+/// how long that took, then holds them idle for `hold` and closes them.
+pub async fn idle(
+    addr: SocketAddr,
+    sources: Option<SourceIps>,
+    conns: usize,
+    hold: Duration,
+) -> anyhow::Result<()> {
     let begin = Instant::now();
-    let streams = open_all(addr, Target::Rally, conns).await?;
+    let streams = open_all(addr, sources, Target::Rally, conns).await?;
     println!(
         "{}",
         json!({ "connected": streams.len(), "connect_secs": begin.elapsed().as_secs_f64() })

@@ -1,5 +1,6 @@
-//! One bot's life: connect, join (logging in first if the server wants it), send an
-//! arena input every interval, time each input
+//! One bot's life: connect (from its source address, if the run has them), join
+//! (logging in first if the server wants it; the time from the start of the connect to
+//! `joined` is its join time), send an arena input every interval, time each input
 //! until the first state that shows it applied, and close at the deadline.
 //!
 //! A bot is one task owning one [`Connection`]: no task, lock or channel besides, and
@@ -91,12 +92,16 @@ pub(crate) async fn run(
     if Instant::now() >= deadline {
         return;
     }
-    let config = Config::new(cfg.addr.clone())
+    let mut config = Config::new(cfg.addr.clone())
         .transport(match cfg.transport {
             Transport::Tcp => rally_client::Transport::Tcp,
             Transport::Ws => rally_client::Transport::WebSocket,
         })
         .client_name(format!("bot-{id}"));
+    if let Some(sources) = &cfg.sources {
+        config = config.source_ip(sources.nth(u64::from(id)));
+    }
+    let connecting = Instant::now();
     let mut conn = match time::timeout_at(deadline, Connection::connect(&config)).await {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => return stats.error(format!("connect:{}", kind(&e))),
@@ -105,6 +110,7 @@ pub(crate) async fn run(
     drop(config);
     match time::timeout_at(deadline, enter(&mut conn, id, &cfg.room_kind, &stats)).await {
         Ok(Some(())) => {
+            stats.record_join(connecting.elapsed());
             Stats::add(&stats.connected, 1);
             Stats::add(&stats.active, 1);
             play(id, &cfg, &stats, &mut conn, deadline).await;

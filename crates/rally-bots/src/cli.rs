@@ -14,8 +14,9 @@ use clap::{value_parser, Arg, ArgMatches, Command};
 
 use crate::config::{
     BotsConfig, Transport, DEFAULT_BOTS, DEFAULT_DURATION_SECS, DEFAULT_RAMP, DEFAULT_ROOM_KIND,
-    DEFAULT_THREADS,
+    DEFAULT_SOURCE_BASE, DEFAULT_THREADS,
 };
+use crate::source::{is_loopback_target, SourceIps};
 
 /// The `bots` subcommand and its flags.
 pub fn command() -> Command {
@@ -80,6 +81,42 @@ pub fn command() -> Command {
                 .help("The room kind to join (inputs are arena inputs)"),
         )
         .arg(
+            Arg::new("source-ips")
+                .long("source-ips")
+                .value_name("N|auto")
+                .default_value("auto")
+                .value_parser(source_ips)
+                .help(
+                    "Connect from N addresses of 127.0.0.0/8 from --source-base, round-robin, so a \
+                     server's per-address limits see many hosts (0: the system's choice). auto: \
+                     enough that each carries at most 32 bots and opens at most 16 a second, when \
+                     the server is on loopback; 0 otherwise",
+                ),
+        )
+        .arg(
+            Arg::new("source-base")
+                .long("source-base")
+                .value_name("IPV4")
+                .default_value(DEFAULT_SOURCE_BASE.to_string())
+                .value_parser(value_parser!(std::net::Ipv4Addr))
+                .help("The first source address (see --source-ips)"),
+        )
+        .arg(
+            Arg::new("report-every")
+                .long("report-every")
+                .value_name("SECS")
+                .value_parser(value_parser!(u64).range(1..=86_400))
+                .help("Print one JSON line per interval of SECS (latency, errors, traffic of that interval) to --report-file or stdout"),
+        )
+        .arg(
+            Arg::new("report-file")
+                .long("report-file")
+                .value_name("FILE")
+                .requires("report-every")
+                .value_parser(value_parser!(PathBuf))
+                .help("Append the --report-every lines to FILE instead of stdout"),
+        )
+        .arg(
             Arg::new("json")
                 .long("json")
                 .value_name("FILE")
@@ -103,8 +140,19 @@ fn host_port(s: &str) -> Result<String, String> {
     }
 }
 
-/// The run that matches of [`command`] describe (progress on).
-pub fn config(m: &ArgMatches) -> BotsConfig {
+/// `--source-ips`: a count, or `auto` (`None`).
+fn source_ips(s: &str) -> Result<Option<u32>, String> {
+    if s == "auto" {
+        return Ok(None);
+    }
+    s.parse::<u32>()
+        .map(Some)
+        .map_err(|_| "expected a number of addresses or auto".to_owned())
+}
+
+/// The run that matches of [`command`] describe (progress on). Fails when the source
+/// addresses asked for do not fit (see [`SourceIps::new`]).
+pub fn config(m: &ArgMatches) -> Result<BotsConfig, String> {
     // The unwraps below cannot fail: each of these flags is required or has a default,
     // and its value parser produced exactly this type.
     let mut cfg = BotsConfig::new(m.get_one::<String>("addr").expect("required").clone());
@@ -118,12 +166,60 @@ pub fn config(m: &ArgMatches) -> BotsConfig {
     cfg.room_kind = m.get_one::<String>("room-kind").expect("defaulted").clone();
     cfg.threads = *m.get_one::<u32>("threads").expect("defaulted") as usize;
     cfg.progress = true;
-    cfg
+    let count = match *m.get_one::<Option<u32>>("source-ips").expect("defaulted") {
+        Some(n) => n,
+        None if is_loopback_target(&cfg.addr) => {
+            SourceIps::needed(u64::from(cfg.bots), u64::from(cfg.ramp_per_sec))
+        }
+        None => 0,
+    };
+    if count > 0 {
+        let base = *m
+            .get_one::<std::net::Ipv4Addr>("source-base")
+            .expect("defaulted");
+        cfg.sources = Some(SourceIps::new(base, count).map_err(|e| format!("--source-ips: {e}"))?);
+    }
+    cfg.report_every = m
+        .get_one::<u64>("report-every")
+        .map(|s| Duration::from_secs(*s));
+    Ok(cfg)
 }
 
 /// Runs `rally bots`: the swarm, then the summary table on stdout and the files asked for.
 pub async fn run(m: &ArgMatches) -> anyhow::Result<ExitCode> {
-    let report = crate::run(config(m)).await;
+    let cfg = match config(m) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("rally bots: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let mut lines: Box<dyn std::io::Write + Send> = match m.get_one::<PathBuf>("report-file") {
+        Some(path) => Box::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("cannot open --report-file {}", path.display()))?,
+        ),
+        None => Box::new(std::io::stdout()),
+    };
+    let mut failed = None;
+    let report = crate::run_with(cfg, |interval| {
+        // One whole line per write, flushed at once, so a reader following the file
+        // (scripts/soak.sh) sees each interval as it ends.
+        let line = format!("{}\n", interval.to_json());
+        if let Err(e) = lines
+            .write_all(line.as_bytes())
+            .and_then(|()| lines.flush())
+        {
+            failed.get_or_insert(e);
+        }
+    })
+    .await;
+    if let Some(e) = failed {
+        eprintln!("rally bots: cannot write an interval report: {e}");
+    }
     print!("{}", report.summary_table());
     if let Some(path) = m.get_one::<PathBuf>("json") {
         report
@@ -148,13 +244,53 @@ mod tests {
 
     #[test]
     fn defaults_fill_the_config() {
-        let cfg = config(&parse(&["--addr", "127.0.0.1:1"]).unwrap());
+        let cfg = config(&parse(&["--addr", "127.0.0.1:1"]).unwrap()).unwrap();
         assert_eq!(cfg.transport, Transport::Tcp);
         assert_eq!((cfg.bots, cfg.ramp_per_sec), (100, 500));
         assert_eq!(cfg.duration, Duration::from_secs(20));
         assert_eq!(cfg.room_kind, "arena");
-        let cfg = config(&parse(&["--addr", "h:2", "--transport", "ws", "--bots", "7"]).unwrap());
+        let cfg = config(&parse(&["--addr", "h:2", "--transport", "ws", "--bots", "7"]).unwrap())
+            .unwrap();
         assert_eq!((cfg.transport, cfg.bots), (Transport::Ws, 7));
+        assert_eq!(cfg.report_every, None);
+    }
+
+    #[test]
+    fn source_addresses_are_automatic_on_loopback_only() {
+        // 100 bots at 500 a second: the rate needs 32 addresses.
+        let cfg = config(&parse(&["--addr", "127.0.0.1:1"]).unwrap()).unwrap();
+        let sources = cfg.sources.expect("on loopback");
+        assert_eq!((sources.base(), sources.count()), (DEFAULT_SOURCE_BASE, 32));
+        let cfg = config(&parse(&["--addr", "10.1.2.3:1"]).unwrap()).unwrap();
+        assert_eq!(cfg.sources, None);
+        let cfg = config(&parse(&["--addr", "127.0.0.1:1", "--source-ips", "0"]).unwrap()).unwrap();
+        assert_eq!(cfg.sources, None);
+        let m = parse(&[
+            "--addr",
+            "10.1.2.3:1",
+            "--source-ips",
+            "3",
+            "--source-base",
+            "10.9.0.1",
+        ])
+        .unwrap();
+        let sources = config(&m).unwrap().sources.expect("asked for");
+        assert_eq!(sources.count(), 3);
+        let m = parse(&[
+            "--addr",
+            "127.0.0.1:1",
+            "--source-ips",
+            "9",
+            "--source-base",
+            "127.255.255.250",
+        ])
+        .unwrap();
+        assert!(config(&m).unwrap_err().contains("--source-ips"));
+        let m = parse(&["--addr", "h:1", "--report-every", "60"]).unwrap();
+        assert_eq!(
+            config(&m).unwrap().report_every,
+            Some(Duration::from_secs(60))
+        );
     }
 
     #[test]
@@ -169,6 +305,22 @@ mod tests {
             (&["--addr", "nope"][..], "--addr"),
             (&["--addr", "h:99999"][..], "--addr"),
             (&["--addr", "h:1", "--room-kind", ""][..], "--room-kind"),
+            (
+                &["--addr", "h:1", "--source-ips", "many"][..],
+                "--source-ips",
+            ),
+            (
+                &["--addr", "h:1", "--source-base", "::1"][..],
+                "--source-base",
+            ),
+            (
+                &["--addr", "h:1", "--report-every", "0"][..],
+                "--report-every",
+            ),
+            (
+                &["--addr", "h:1", "--report-file", "f"][..],
+                "--report-every",
+            ),
         ] {
             let e = parse(args).expect_err(flag);
             let text = e.to_string();

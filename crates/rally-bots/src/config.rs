@@ -3,6 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::source::SourceIps;
+
 /// Which transport the bots use (the SDK's two).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Transport {
@@ -57,6 +59,12 @@ pub struct BotsConfig {
     pub threads: usize,
     /// Whether to draw a progress line on stderr once a second.
     pub progress: bool,
+    /// The local addresses bots connect from, bot `i` from the `i`-th (round-robin);
+    /// `None`: the system's choice. See [`crate::source`].
+    pub sources: Option<SourceIps>,
+    /// How often to report an interval (`rally bots --report-every`): latency, errors and
+    /// traffic of that interval alone, so a long run shows drift. `None`: no intervals.
+    pub report_every: Option<Duration>,
 }
 
 impl BotsConfig {
@@ -74,6 +82,8 @@ impl BotsConfig {
             close_timeout: Duration::from_secs(5),
             threads: DEFAULT_THREADS,
             progress: false,
+            sources: None,
+            report_every: None,
         }
     }
 }
@@ -86,5 +96,8 @@ pub(crate) const DEFAULT_DURATION_SECS: u64 = 20;
 pub(crate) const DEFAULT_RAMP: u32 = 500;
 /// Default of `--threads`.
 pub(crate) const DEFAULT_THREADS: usize = 1;
+/// Default of `--source-base`: a range of its own, apart from the one
+/// `rally abuse` uses, so honest bots never share an address with an attacker.
+pub(crate) const DEFAULT_SOURCE_BASE: std::net::Ipv4Addr = crate::source::HONEST_BASE;
 /// Default of `--room-kind`.
 pub(crate) const DEFAULT_ROOM_KIND: &str = "arena";

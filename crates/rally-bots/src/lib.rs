@@ -10,12 +10,15 @@
 //! # Layout
 //!
 //! - `config`: [`BotsConfig`], what a run does, and its defaults.
+//! - [`source`]: the local addresses bots connect from (`--source-ips`), so a server's
+//!   per-address limits see many hosts, as they would in production.
 //! - `cli`: the `rally bots` flags ([`cli::command`]) and their handling ([`cli::run`]).
 //! - `bot`: one bot's life: connect, join, play, measure, close.
 //! - `stats`: counters and histograms every bot writes to while the run goes on.
 //! - `swarm`: [`run`]: ramps the bots up on their own runtime thread(s), shows progress,
 //!   stops them, builds the report.
-//! - `report`: [`Report`]: the summary table and the JSON.
+//! - `report`: [`Report`]: the summary table and the JSON; [`Interval`]: one line of
+//!   `--report-every`.
 //! - `chart`: the SVG latency chart.
 #![warn(missing_docs, unreachable_pub)]
 
@@ -24,9 +27,11 @@ mod chart;
 pub mod cli;
 mod config;
 mod report;
+pub mod source;
 mod stats;
 mod swarm;
 
 pub use config::{BotsConfig, Transport};
-pub use report::{Report, Second};
-pub use swarm::run;
+pub use report::{Interval, Latency, Report, Second};
+pub use source::SourceIps;
+pub use swarm::{run, run_with};

@@ -53,6 +53,57 @@ pub struct Second {
     pub p99_so_far_ms: f64,
 }
 
+/// One interval of a run (`rally bots --report-every`): what happened in it alone, so a
+/// long run's drift shows. Printed as one JSON line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Interval {
+    /// Seconds since the start at the end of the interval.
+    pub elapsed_secs: f64,
+    /// The interval's length in seconds (the last one may be shorter).
+    pub secs: f64,
+    /// Bots in a room at its end.
+    pub active: u64,
+    /// Bots that joined a room since the start.
+    pub connected: u64,
+    /// Errors counted in the interval.
+    pub errors: u64,
+    /// Errors counted since the start.
+    pub errors_total: u64,
+    /// Inputs sent in the interval.
+    pub inputs: u64,
+    /// States received in the interval.
+    pub states: u64,
+    /// Latencies recorded in the interval.
+    pub latency: Latency,
+}
+
+impl Interval {
+    /// The interval as one JSON object.
+    pub fn to_json(&self) -> serde_json::Value {
+        json!({
+            "elapsed_secs": self.elapsed_secs,
+            "interval_secs": self.secs,
+            "active": self.active,
+            "connected": self.connected,
+            "errors": self.errors,
+            "errors_total": self.errors_total,
+            "inputs": self.inputs,
+            "states": self.states,
+            "latency_ms": latency_json(&self.latency),
+        })
+    }
+}
+
+fn latency_json(l: &Latency) -> serde_json::Value {
+    json!({
+        "samples": l.samples,
+        "p50": l.p50,
+        "p90": l.p90,
+        "p99": l.p99,
+        "max": l.max,
+    })
+}
+
 /// What one swarm run measured.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Report {
@@ -70,6 +121,11 @@ pub struct Report {
     pub errors_by_kind: BTreeMap<String, u64>,
     /// Input-to-state latency over the whole run, after each bot's warm-up.
     pub latency: Latency,
+    /// Join time: from the start of a bot's connect to `joined` (login included when
+    /// the server requires one), one sample per bot that joined.
+    pub join: Latency,
+    /// Source addresses the bots connected from (0: the system's choice).
+    pub source_ips: u32,
     /// Inputs sent.
     pub inputs_sent: u64,
     /// States received.
@@ -104,13 +160,9 @@ impl Report {
             "connected": self.connected,
             "errors": self.errors,
             "errors_by_kind": self.errors_by_kind,
-            "latency_ms": {
-                "samples": self.latency.samples,
-                "p50": self.latency.p50,
-                "p90": self.latency.p90,
-                "p99": self.latency.p99,
-                "max": self.latency.max,
-            },
+            "latency_ms": latency_json(&self.latency),
+            "join_ms": latency_json(&self.join),
+            "source_ips": self.source_ips,
             "inputs_sent": self.inputs_sent,
             "states_received": self.states_received,
             "inputs_per_sec": self.inputs_per_sec,
@@ -147,6 +199,9 @@ impl Report {
             ),
         );
         row("connected", self.connected.to_string());
+        if self.source_ips > 0 {
+            row("source ips", self.source_ips.to_string());
+        }
         row("errors", self.errors.to_string());
         for (kind, n) in &self.errors_by_kind {
             row(&format!("  {kind}"), n.to_string());
@@ -157,6 +212,10 @@ impl Report {
         row("latency p99", format!("{:.2} ms", l.p99));
         row("latency max", format!("{:.2} ms", l.max));
         row("samples", l.samples.to_string());
+        row(
+            "join p50/p99",
+            format!("{:.2} / {:.2} ms", self.join.p50, self.join.p99),
+        );
         row(
             "inputs/s",
             format!("{:.0} ({} sent)", self.inputs_per_sec, self.inputs_sent),

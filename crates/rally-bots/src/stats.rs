@@ -28,6 +28,8 @@ pub(crate) struct Stats {
     pub(crate) states_received: AtomicU64,
     errors: Mutex<BTreeMap<String, u64>>,
     shards: Vec<Mutex<Shard>>,
+    /// Join times (connect to `joined`), once per bot: one lock is enough.
+    joins: Mutex<Histogram<u64>>,
 }
 
 /// Latencies since the start, and since the last [`Stats::take_window`].
@@ -59,6 +61,7 @@ impl Stats {
                     })
                 })
                 .collect(),
+            joins: Mutex::new(histogram()),
         }
     }
 
@@ -75,11 +78,34 @@ impl Stats {
             .clone()
     }
 
+    /// Errors of every kind so far.
+    pub(crate) fn error_count(&self) -> u64 {
+        self.errors
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .sum()
+    }
+
+    /// Records how long one bot took from starting to connect until it was in a room.
+    pub(crate) fn record_join(&self, took: Duration) {
+        self.joins
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .saturating_record(micros(took));
+    }
+
+    /// Every join time recorded so far.
+    pub(crate) fn joins(&self) -> Histogram<u64> {
+        self.joins
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     /// Records one latency of bot `bot`.
     pub(crate) fn record(&self, bot: u32, latency: Duration) {
-        let us = u64::try_from(latency.as_micros())
-            .unwrap_or(MAX_LATENCY_US)
-            .clamp(1, MAX_LATENCY_US);
+        let us = micros(latency);
         let mut shard = self.shards[bot as usize % SHARDS]
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
@@ -111,6 +137,13 @@ impl Stats {
     }
 }
 
+/// `d` in whole microseconds, within the histograms' bounds.
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros())
+        .unwrap_or(MAX_LATENCY_US)
+        .clamp(1, MAX_LATENCY_US)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,6 +162,11 @@ mod tests {
         assert!(t.max() <= MAX_LATENCY_US + MAX_LATENCY_US / 1000);
         stats.error("disconnect");
         stats.error("disconnect");
+        stats.error("join:timeout");
         assert_eq!(stats.errors()["disconnect"], 2);
+        assert_eq!(stats.error_count(), 3);
+        stats.record_join(Duration::from_millis(4));
+        stats.record_join(Duration::from_millis(8));
+        assert_eq!(stats.joins().len(), 2);
     }
 }

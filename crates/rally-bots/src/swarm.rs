@@ -6,6 +6,7 @@ use std::io::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hdrhistogram::Histogram;
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
@@ -13,7 +14,7 @@ use tokio::time::{self, Instant, MissedTickBehavior};
 
 use crate::bot;
 use crate::config::BotsConfig;
-use crate::report::{Latency, Report, Second};
+use crate::report::{Interval, Latency, Report, Second};
 use crate::stats::Stats;
 
 /// Extra time, past each bot's own close bound, for the bots to finish at the end.
@@ -22,6 +23,12 @@ const STOP_SLACK: Duration = Duration::from_secs(5);
 /// Runs the swarm described by `cfg` and reports what it measured. Never fails: what
 /// goes wrong (connect failures, server errors, drops) is counted in the report.
 pub async fn run(cfg: BotsConfig) -> Report {
+    run_with(cfg, |_| {}).await
+}
+
+/// [`run`], calling `on_interval` at the end of each interval of `cfg.report_every`
+/// (and once more for the last, shorter one, if it is at least half an interval).
+pub async fn run_with(cfg: BotsConfig, mut on_interval: impl FnMut(&Interval)) -> Report {
     // Thousands of sockets need thousands of descriptors; raising the soft limit to
     // the hard one is all an unprivileged process can do, and failing is not fatal.
     let _ = rlimit::increase_nofile_limit(u64::MAX);
@@ -52,21 +59,37 @@ pub async fn run(cfg: BotsConfig) -> Report {
     let mut ticker = time::interval_at(begin + Duration::from_secs(1), Duration::from_secs(1));
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut last_states = 0;
+    let mut intervals = cfg
+        .report_every
+        .map(|every| Intervals::new(every, begin, &stats));
     while ticker.tick().await < deadline {
-        let second = sample(&stats, begin, &mut last_states);
+        let (second, window) = sample(&stats, begin, &mut last_states);
         if cfg.progress {
             progress(&second, Stats::load(&stats.active));
         }
         timeline.push(second);
+        if let Some(i) = &mut intervals {
+            i.add(&window);
+            if let Some(done) = i.due(&stats, false) {
+                on_interval(&done);
+            }
+        }
     }
     // The last partial second, if any, then the goodbyes.
     if Instant::now() < deadline {
         time::sleep_until(deadline).await;
     }
     let elapsed = begin.elapsed();
+    let (window, total) = stats.take_window();
+    if let Some(i) = &mut intervals {
+        i.add(&window);
+        if let Some(done) = i.due(&stats, true) {
+            on_interval(&done);
+        }
+    }
+    // Read after the last interval, so the intervals never add up to more.
     let inputs = Stats::load(&stats.inputs_sent);
     let states = Stats::load(&stats.states_received);
-    let (_, total) = stats.take_window();
     let stop_limit = cfg.close_timeout + STOP_SLACK;
     if time::timeout(stop_limit, async {
         while bots.join_next().await.is_some() {}
@@ -92,6 +115,8 @@ pub async fn run(cfg: BotsConfig) -> Report {
         errors: errors_by_kind.values().sum(),
         errors_by_kind,
         latency: Latency::of(&total),
+        join: Latency::of(&stats.joins()),
+        source_ips: cfg.sources.map_or(0, |s| s.count()),
         inputs_sent: inputs,
         states_received: states,
         inputs_per_sec: inputs as f64 / secs,
@@ -161,8 +186,74 @@ impl Lanes {
     }
 }
 
-/// One second of the timeline: the latencies recorded in it, states received in it.
-fn sample(stats: &Stats, begin: Instant, last_states: &mut u64) -> Second {
+/// The intervals of `--report-every`: the latencies of the seconds since the last one,
+/// and the counters as they were then.
+struct Intervals {
+    every: Duration,
+    begin: Instant,
+    /// When the interval in progress started.
+    since: Instant,
+    latencies: Histogram<u64>,
+    errors: u64,
+    inputs: u64,
+    states: u64,
+}
+
+impl Intervals {
+    fn new(every: Duration, begin: Instant, stats: &Stats) -> Intervals {
+        Intervals {
+            every,
+            begin,
+            since: begin,
+            latencies: crate::stats::histogram(),
+            errors: stats.error_count(),
+            inputs: Stats::load(&stats.inputs_sent),
+            states: Stats::load(&stats.states_received),
+        }
+    }
+
+    /// Adds one second's latencies to the interval in progress.
+    fn add(&mut self, window: &Histogram<u64>) {
+        // Cannot fail: every histogram has the same bounds.
+        self.latencies.add(window).expect("same bounds");
+    }
+
+    /// The interval in progress, if it is over (or, at the `end` of the run, if it is at
+    /// least half an interval long); the next one starts now.
+    fn due(&mut self, stats: &Stats, end: bool) -> Option<Interval> {
+        let now = Instant::now();
+        let length = now.saturating_duration_since(self.since);
+        // A tick may come a little early against the interval's own clock: allow 100 ms.
+        let over = length + Duration::from_millis(100) >= self.every;
+        if !(over || end && length * 2 >= self.every) {
+            return None;
+        }
+        let (errors, inputs, states) = (
+            stats.error_count(),
+            Stats::load(&stats.inputs_sent),
+            Stats::load(&stats.states_received),
+        );
+        let interval = Interval {
+            elapsed_secs: now.saturating_duration_since(self.begin).as_secs_f64(),
+            secs: length.as_secs_f64(),
+            active: Stats::load(&stats.active),
+            connected: Stats::load(&stats.connected),
+            errors: errors - self.errors,
+            errors_total: errors,
+            inputs: inputs - self.inputs,
+            states: states - self.states,
+            latency: Latency::of(&self.latencies),
+        };
+        (self.errors, self.inputs, self.states) = (errors, inputs, states);
+        self.latencies.reset();
+        self.since = now;
+        Some(interval)
+    }
+}
+
+/// One second of the timeline: the latencies recorded in it, states received in it; and
+/// the latencies themselves.
+fn sample(stats: &Stats, begin: Instant, last_states: &mut u64) -> (Second, Histogram<u64>) {
     let (window, total) = stats.take_window();
     let states = Stats::load(&stats.states_received);
     let second = Second {
@@ -172,7 +263,7 @@ fn sample(stats: &Stats, begin: Instant, last_states: &mut u64) -> Second {
         p99_so_far_ms: ms(total.value_at_quantile(0.99)),
     };
     *last_states = states;
-    second
+    (second, window)
 }
 
 /// Redraws the progress line on stderr.

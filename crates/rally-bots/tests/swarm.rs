@@ -1,8 +1,9 @@
-//! The swarm against a real server on 127.0.0.1 port 0, over both transports.
+//! The swarm against a real server on 127.0.0.1 port 0, over both transports, from the
+//! system's source address or spread over several of 127.0.0.0/8, with interval reports.
 
 use std::time::Duration;
 
-use rally_bots::{BotsConfig, Report, Transport};
+use rally_bots::{BotsConfig, Interval, Report, SourceIps, Transport};
 use rally_server::{Config, Server};
 use rally_testkit::{TestDb, TestServer};
 
@@ -30,11 +31,53 @@ async fn swarm_on(server: TestServer, transport: Transport) -> Report {
     cfg.duration = Duration::from_secs(3);
     // Shorter than the default so that a 3 s run still measures two seconds of play.
     cfg.warmup = Duration::from_secs(1);
-    let report = rally_bots::run(cfg).await;
+    // Over WebSocket, from four addresses of loopback (five bots each); over TCP, from
+    // the system's choice.
+    if transport == Transport::Ws {
+        cfg.sources = Some(SourceIps::new([127, 0, 4, 1].into(), 4).expect("valid range"));
+    }
+    cfg.report_every = Some(Duration::from_secs(1));
+    let mut intervals = Vec::new();
+    let report = rally_bots::run_with(cfg, |i| intervals.push(i.clone())).await;
+    check_intervals(&report, &intervals);
 
     let drained = server.shutdown().await;
     assert!(drained.drained, "{drained:?}");
     report
+}
+
+/// One interval a second, each with its own figures, adding up to the run's.
+fn check_intervals(report: &Report, intervals: &[Interval]) {
+    let table = report.summary_table();
+    assert!((2..=4).contains(&intervals.len()), "{intervals:?}\n{table}");
+    for w in intervals.windows(2) {
+        assert!(w[0].elapsed_secs < w[1].elapsed_secs, "{intervals:?}");
+    }
+    let states: u64 = intervals.iter().map(|i| i.states).sum();
+    assert!(
+        states <= report.states_received && states * 10 >= report.states_received * 7,
+        "{states} of {}: {intervals:?}",
+        report.states_received
+    );
+    let last = intervals.last().expect("some");
+    assert_eq!(last.connected, u64::from(BOTS), "{intervals:?}");
+    assert_eq!(last.errors_total, report.errors, "{intervals:?}");
+    assert!(
+        intervals
+            .iter()
+            .any(|i| i.latency.samples > 0 && i.latency.p99 > 0.0),
+        "{intervals:?}"
+    );
+    let json = last.to_json();
+    for key in [
+        "elapsed_secs",
+        "interval_secs",
+        "active",
+        "errors",
+        "latency_ms",
+    ] {
+        assert!(json.get(key).is_some(), "missing {key}: {json}");
+    }
 }
 
 fn check(report: &Report, transport: &str) {
@@ -55,6 +98,14 @@ fn check(report: &Report, transport: &str) {
     );
     assert!(report.inputs_per_sec > expected * 0.5, "{table}");
     assert!(!report.timeline.is_empty(), "{table}");
+    // Every bot's join was timed, from the start of its connect.
+    assert_eq!(report.join.samples, u64::from(BOTS), "{table}");
+    assert!(
+        report.join.p50 > 0.0 && report.join.p50 <= report.join.max,
+        "{table}"
+    );
+    let sources = if transport == "ws" { 4 } else { 0 };
+    assert_eq!(report.source_ips, sources, "{table}");
 
     let dir = std::env::temp_dir().join(format!("rally-bots-{}-{transport}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -72,6 +123,8 @@ fn check(report: &Report, transport: &str) {
         "bots",
         "duration_secs",
         "transport",
+        "join_ms",
+        "source_ips",
     ] {
         assert!(json.get(key).is_some(), "missing {key}: {json}");
     }

@@ -1,5 +1,6 @@
 //! What a client connects to, over which transport, and how long it waits for anything.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use crate::retry::RetryPolicy;
@@ -50,6 +51,11 @@ pub struct Config {
     /// Largest server message accepted. The protocol puts no limit on server messages (a
     /// state may be large); this is the client's sanity bound.
     pub max_inbound_bytes: usize,
+    /// The local address every connection is made from (its port is left to the
+    /// system); `None` lets the system choose. Load generators on one host spread their
+    /// connections over many addresses of `127.0.0.0/8` with it, as players on many hosts
+    /// would be, so a server's per-address limits see each as a separate host.
+    pub source_ip: Option<IpAddr>,
 }
 
 impl Config {
@@ -66,6 +72,7 @@ impl Config {
             event_capacity: 256,
             max_outbound_bytes: 64 * 1024,
             max_inbound_bytes: 16 << 20,
+            source_ip: None,
         }
     }
 
@@ -84,6 +91,12 @@ impl Config {
     /// The same, with `name` as the client name.
     pub fn client_name(mut self, name: impl Into<String>) -> Config {
         self.client_name = name.into();
+        self
+    }
+
+    /// The same, connecting from `ip` (see [`Config::source_ip`]).
+    pub fn source_ip(mut self, ip: IpAddr) -> Config {
+        self.source_ip = Some(ip);
         self
     }
 

@@ -3,8 +3,10 @@
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use rally_protocol::{ClientMessage, ServerMessage, PROTOCOL_VERSION};
+use std::net::{IpAddr, SocketAddr};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+
+use tokio::net::{TcpSocket, TcpStream};
 
 use crate::client::Welcome;
 use crate::config::{Config, Transport};
@@ -103,7 +105,7 @@ async fn open(
     session: Option<&str>,
 ) -> Result<(Conn, Welcome), Error> {
     tokio::time::timeout(config.connect_timeout, async {
-        let mut stream = TcpStream::connect(addr).await?;
+        let mut stream = dial(addr, config.source_ip).await?;
         // Inputs are small and latency matters more than packet count.
         stream.set_nodelay(true)?;
         let mut inbound = Inbound::new(config.transport, config.max_inbound_bytes);
@@ -177,4 +179,29 @@ async fn open(
     })
     .await
     .map_err(|_| Error::Timeout("connecting"))?
+}
+
+/// Opens a TCP connection to `addr` (`host:port`), from `source` when given: a socket
+/// bound to that address (port chosen by the system), connected to the first of the
+/// host's addresses of the same family.
+async fn dial(addr: &str, source: Option<IpAddr>) -> Result<TcpStream, Error> {
+    let Some(source) = source else {
+        return Ok(TcpStream::connect(addr).await?);
+    };
+    let target = tokio::net::lookup_host(addr)
+        .await?
+        .find(|a| a.is_ipv4() == source.is_ipv4())
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::AddrNotAvailable,
+                format!("{addr} has no address of the family of the source address {source}"),
+            )
+        })?;
+    let socket = if source.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.bind(SocketAddr::new(source, 0))?;
+    Ok(socket.connect(target).await?)
 }

@@ -282,6 +282,12 @@ impl Connection {
         })
     }
 
+    /// This end's address: the [`Config::source_ip`] it was made from, if one was set,
+    /// and the port the system chose.
+    pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.stream.local_addr()
+    }
+
     /// The session's `welcome`: its id and the limits to respect.
     pub fn welcome(&self) -> &Welcome {
         &self.welcome

@@ -232,6 +232,29 @@ async fn a_fatal_server_error_ends_the_connection() {
 }
 
 #[tokio::test]
+async fn a_source_ip_is_the_address_the_server_sees() {
+    let server = TestServer::start(server_config()).await;
+    for (transport, last) in [(Transport::Tcp, 42), (Transport::WebSocket, 43)] {
+        let source = std::net::Ipv4Addr::new(127, 0, 3, last);
+        let config =
+            client_config(common::addr(&server, transport), transport).source_ip(source.into());
+        let mut conn = Connection::connect(&config).await.expect("connect");
+        assert_eq!(conn.local_addr().expect("local address").ip(), source);
+        // A real session from there: the server answers a join.
+        conn.join(arena::KIND).await.expect("join");
+        conn.close().await.expect("a clean goodbye");
+    }
+    // An address family the target does not have is refused, not silently ignored.
+    let config =
+        client_config(server.tcp, Transport::Tcp).source_ip(std::net::Ipv6Addr::LOCALHOST.into());
+    match Connection::connect(&config).await {
+        Err(Error::Io(e)) => assert_eq!(e.kind(), std::io::ErrorKind::AddrNotAvailable),
+        other => panic!("{other:?}"),
+    }
+    assert!(server.shutdown().await.drained);
+}
+
+#[tokio::test]
 async fn a_full_server_refuses_the_connection() {
     let config = rally_server::Config {
         concurrency_limit: 1,

@@ -62,6 +62,7 @@ fn cli() -> Command {
         .subcommand(rally_bots::cli::command())
         .subcommand(rally_bench::cli::command())
         .subcommand(rally_bench::cli::worker_command())
+        .subcommand(rally_bench::abuse::cli::command())
 }
 
 /// The games `rally serve` offers.
@@ -204,6 +205,7 @@ fn main() -> ExitCode {
         Some(("bots", m)) => runtime.block_on(rally_bots::cli::run(m)),
         Some(("bench", m)) => runtime.block_on(rally_bench::cli::run(m)),
         Some(("bench-worker", m)) => runtime.block_on(rally_bench::cli::run_worker(m)),
+        Some(("abuse", m)) => runtime.block_on(rally_bench::abuse::cli::run(m)),
         _ => Ok(ExitCode::FAILURE),
     };
     match result {
