@@ -208,12 +208,15 @@ pub(crate) async fn accept_websocket<C: Connection>(
     let deadline = tokio::time::Instant::now() + limit;
     let mut buf = Vec::new();
     loop {
-        if tokio::time::timeout_at(deadline, stream.readable())
-            .await
-            .ok()?
-            .is_err()
-        {
-            return None;
+        match tokio::time::timeout_at(deadline, stream.readable()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return None,
+            Err(_) => {
+                // The upgrade did not finish within the handshake bound: say so, without
+                // waiting on a peer that may not read.
+                let _ = stream.try_write(REQUEST_TIMEOUT);
+                return None;
+            }
         }
         match read_append(stream, &mut buf) {
             Ok(0) => return None,
@@ -236,6 +239,9 @@ pub(crate) async fn accept_websocket<C: Connection>(
         }
     }
 }
+
+/// The answer to an upgrade request that did not arrive within the handshake bound.
+const REQUEST_TIMEOUT: &[u8] = b"HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain\r\nContent-Length: 50\r\nConnection: close\r\n\r\nno WebSocket upgrade within handshake_timeout_ms\r\n";
 
 async fn refuse<C: Connection>(stream: &C, err: &HandshakeError, limit: Duration) {
     let mut out = Vec::new();

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use common::{config, eventually, Client, TestServer};
 use rally_server::protocol::{ClientMessage, ErrorCode, ServerMessage, PROTOCOL_VERSION};
 use rally_server::Config;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn source(last: u8) -> IpAddr {
     IpAddr::from([127, 0, 0, last])
@@ -265,11 +266,21 @@ async fn the_handshake_bound_is_handshake_timeout_ms_not_timeout_ms() {
     // A partial hello does not count.
     let mut partial = Client::tcp(server.tcp).await;
     partial.send_bytes(&[0, 0, 0, 12, 0x94, 0x01]).await;
+    // An upgrade request that never finishes is answered 408 when the bound runs out.
+    let mut upgrade = tokio::net::TcpStream::connect(server.ws).await.unwrap();
+    upgrade
+        .write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
     // A player who says hello in time is not held to the bound afterwards.
     let (mut player, _) = Client::tcp_hello(server.tcp).await;
     assert_eq!(silent.expect_closed().await, Some(ErrorCode::Timeout));
     assert_eq!(silent_ws.expect_closed().await, Some(ErrorCode::Timeout));
     assert_eq!(partial.expect_closed().await, Some(ErrorCode::Timeout));
+    let mut answer = Vec::new();
+    upgrade.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
     let waited = started.elapsed();
     assert!(
         waited >= Duration::from_millis(500) && waited < Duration::from_secs(2),
@@ -353,7 +364,6 @@ async fn a_thousand_silent_sockets_do_not_hold_up_players_and_are_reaped() {
     // After the handshake bound every silent socket is closed by the server.
     let reaped = Instant::now();
     for mut s in silent {
-        use tokio::io::AsyncReadExt;
         let mut sink = Vec::new();
         let r = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut sink)).await;
         assert!(
