@@ -216,9 +216,11 @@ impl Inbox {
                             ws::Event::Close(code) => Said::Close(code),
                             ws::Event::Text(_) => Said::Junk,
                             // The server sends neither pings nor fragments; a pong
-                            // answers a ping an attacker sent.
+                            // answers a ping an attacker sent. Consumed like any frame:
+                            // returning before the drain below decoded the same frame
+                            // again forever (an attacker spinning at 100% CPU).
                             ws::Event::Ping(_) | ws::Event::Pong | ws::Event::Fragment => {
-                                return Some(Said::Junk)
+                                Said::Junk
                             }
                         },
                     ),
@@ -499,6 +501,24 @@ mod tests {
         let mut v = Verdict::default();
         v.note(&refused.next().expect("status"));
         assert_eq!(v.ending(&Ok(0)), "http:431");
+    }
+
+    #[test]
+    fn a_pong_is_consumed_once() {
+        // A pong (answering a ping in an attacker's random frames) used to be decoded
+        // again and again without being consumed: the attacker spun forever.
+        let mut ws_in = Inbox::new(Transport::Ws);
+        let mut bytes = b"HTTP/1.1 101 Switching Protocols\r\n\r\n".to_vec();
+        ws::write_frame(&mut bytes, Opcode::Pong, b"p");
+        ws::write_close(&mut bytes, 1002);
+        ws_in.extend(&bytes);
+        let mut keys = Vec::new();
+        while let Some(said) = ws_in.next() {
+            keys.push(said_key(&said));
+            assert!(keys.len() < 10, "the same frame decoded again: {keys:?}");
+        }
+        assert_eq!(keys.len(), 3, "{keys:?}");
+        assert_eq!(keys[2], "ws_close:1002");
     }
 
     #[test]
