@@ -132,11 +132,17 @@ async fn players_keep_playing_through_a_database_outage_and_it_recovers() {
     seq = play(&mut a, seq, 5).await;
     play(&mut b, 0, 5).await;
 
-    // A session token logs in without the database, and that player plays too.
+    // A session token logs in without the database, and that player plays too. It is
+    // a's account, so its join takes over a's seat (an account holds one seat in a room:
+    // docs/protocol.md section 11a), and a is told so; c plays on from a's last input.
     let mut c = Client::tcp(server.tcp).await;
     assert_eq!(c.hello_token(&token).await.1, ida);
     c.join("arena").await;
-    play(&mut c, 0, 3).await;
+    a.expect("room_closed for the seat taken over", |m| {
+        matches!(m, ServerMessage::RoomClosed { .. }).then_some(())
+    })
+    .await;
+    seq = play(&mut c, seq, 3).await;
 
     // The database comes back: nothing to do, the server recovers by itself.
     pg_ctl(&ctl, "start");
@@ -167,7 +173,7 @@ async fn players_keep_playing_through_a_database_outage_and_it_recovers() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(ready, "/readyz is 200 again");
-    play(&mut a, seq, 2).await;
+    play(&mut c, seq, 2).await;
 
     for cl in [a, b, c] {
         cl.close().await;
