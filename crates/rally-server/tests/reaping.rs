@@ -236,6 +236,8 @@ struct Seen {
     messages: Vec<ServerMessage>,
     /// The WebSocket close frame's status, if one came.
     ws_close: Option<u16>,
+    /// An HTTP answer, for a WebSocket upgrade that never finished.
+    http: String,
     /// When the server closed the connection.
     at: Instant,
 }
@@ -285,9 +287,12 @@ async fn run_until_closed(
     let mut seen = Seen {
         messages: Vec::new(),
         ws_close: None,
+        http: String::new(),
         at,
     };
-    if websocket {
+    if raw.starts_with(b"HTTP/") {
+        seen.http = String::from_utf8_lossy(&raw).into_owned();
+    } else if websocket {
         let mut decoder = ws::Decoder::client(16 << 20);
         let mut at = 0;
         while let Some((n, event)) = decoder.decode(&mut raw[at..]).expect("valid frames") {
@@ -482,8 +487,10 @@ async fn before_hello_silence_and_trickles_are_closed_after_the_handshake_bound(
             // A Rally connection is told why.
             assert_eq!(seen.errors(), [ErrorCode::Timeout], "{what}: {seen:?}");
         } else {
-            // Before the upgrade there is no Rally connection to speak on.
+            // Before the upgrade there is no Rally connection to speak on: the upgrade
+            // request is answered 408.
             assert!(seen.messages.is_empty(), "{what}: {seen:?}");
+            assert!(seen.http.starts_with("HTTP/1.1 408 "), "{what}: {seen:?}");
         }
         if upgraded {
             assert_eq!(seen.ws_close, Some(1008), "{what}");
