@@ -336,23 +336,12 @@ async fn arena_into(
     if !status.success() {
         bail!("bots exited with {status}");
     }
-    let report: Value = serde_json::from_slice(
-        &std::fs::read(&json).with_context(|| format!("reading {}", json.display()))?,
-    )
-    .context("parsing the bots' JSON")?;
-    row.connected = report["connected"].as_u64().unwrap_or(0);
-    row.errors = report["errors"].as_u64().unwrap_or(0);
-    row.errors_by_kind = report["errors_by_kind"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| format!("{k}: {v}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        })
-        .unwrap_or_default();
-    row.p50_ms = report["latency_ms"]["p50"].as_f64().unwrap_or(f64::NAN);
-    row.p99_ms = report["latency_ms"]["p99"].as_f64().unwrap_or(f64::NAN);
+    let report = BotsReport::read(&json)?;
+    row.connected = report.connected;
+    row.errors = report.errors;
+    row.errors_by_kind = report.errors_by_kind;
+    row.p50_ms = report.p50_ms;
+    row.p99_ms = report.p99_ms;
     if let Some(admin) = server.admin {
         row.missed_ticks = missed_ticks(admin).await.ok();
     }
@@ -730,4 +719,44 @@ async fn colyseus_rows(script: &Path, counts: &[u32]) -> anyhow::Result<Vec<Aren
         bail!("the Colyseus script printed no result");
     }
     Ok(rows)
+}
+
+/// What a bench reads from a `rally bots --json` report.
+pub(crate) struct BotsReport {
+    pub(crate) connected: u64,
+    pub(crate) errors: u64,
+    /// `kind: count` pairs, comma-separated.
+    pub(crate) errors_by_kind: String,
+    pub(crate) p50_ms: f64,
+    pub(crate) p99_ms: f64,
+    pub(crate) join_p50_ms: f64,
+    pub(crate) join_p99_ms: f64,
+}
+
+impl BotsReport {
+    /// Reads the report the bots wrote to `path`; missing figures read as 0 or NaN.
+    pub(crate) fn read(path: &std::path::Path) -> anyhow::Result<BotsReport> {
+        let report: Value = serde_json::from_slice(
+            &std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
+        )
+        .with_context(|| format!("parsing the bots' JSON in {}", path.display()))?;
+        let ms = |section: &str, q: &str| report[section][q].as_f64().unwrap_or(f64::NAN);
+        Ok(BotsReport {
+            connected: report["connected"].as_u64().unwrap_or(0),
+            errors: report["errors"].as_u64().unwrap_or(0),
+            errors_by_kind: report["errors_by_kind"]
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| format!("{k}: {v}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .unwrap_or_default(),
+            p50_ms: ms("latency_ms", "p50"),
+            p99_ms: ms("latency_ms", "p99"),
+            join_p50_ms: ms("join_ms", "p50"),
+            join_p99_ms: ms("join_ms", "p99"),
+        })
+    }
 }

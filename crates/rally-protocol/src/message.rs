@@ -631,6 +631,43 @@ fn close(r: &mut Reader<'_>, n: u32, known: u32) -> Result<(), DecodeError> {
 }
 
 impl<'a> ClientMessage<'a> {
+    /// The request id of a request (section 7 of docs/protocol.md); `None` for `hello`,
+    /// `ping` and `input`, which are not requests.
+    pub fn req(&self) -> Option<u32> {
+        match self {
+            ClientMessage::Hello { .. }
+            | ClientMessage::Ping { .. }
+            | ClientMessage::Input { .. } => None,
+            ClientMessage::Join { req, .. }
+            | ClientMessage::Leave { req }
+            | ClientMessage::Chat { req, .. }
+            | ClientMessage::Login { req, .. }
+            | ClientMessage::GetData { req, .. }
+            | ClientMessage::PutData { req, .. }
+            | ClientMessage::DeleteData { req, .. }
+            | ClientMessage::GetProfile { req, .. }
+            | ClientMessage::SetName { req, .. } => Some(*req),
+        }
+    }
+
+    /// The message's name in docs/protocol.md, e.g. `put_data`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ClientMessage::Hello { .. } => "hello",
+            ClientMessage::Ping { .. } => "ping",
+            ClientMessage::Input { .. } => "input",
+            ClientMessage::Join { .. } => "join",
+            ClientMessage::Leave { .. } => "leave",
+            ClientMessage::Chat { .. } => "chat",
+            ClientMessage::Login { .. } => "login",
+            ClientMessage::GetData { .. } => "get_data",
+            ClientMessage::PutData { .. } => "put_data",
+            ClientMessage::DeleteData { .. } => "delete_data",
+            ClientMessage::GetProfile { .. } => "get_profile",
+            ClientMessage::SetName { .. } => "set_name",
+        }
+    }
+
     /// Decodes one message body.
     pub fn decode(body: &'a [u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(body);
@@ -1213,6 +1250,30 @@ impl ServerMessage {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn requests_carry_their_id_and_others_none() {
+        let join = ClientMessage::Join {
+            req: 7,
+            kind: "arena",
+        };
+        assert_eq!((join.req(), join.name()), (Some(7), "join"));
+        let put = ClientMessage::PutData {
+            req: 9,
+            key: "k",
+            value: "1",
+            expected_version: 0,
+            public: false,
+        };
+        assert_eq!((put.req(), put.name()), (Some(9), "put_data"));
+        let ping = ClientMessage::Ping { nonce: 3 };
+        assert_eq!((ping.req(), ping.name()), (None, "ping"));
+        let input = ClientMessage::Input {
+            seq: 1,
+            payload: &[0x90],
+        };
+        assert_eq!((input.req(), input.name()), (None, "input"));
+    }
 
     fn payload_strategy() -> impl Strategy<Value = Vec<u8>> {
         prop_oneof![

@@ -663,21 +663,11 @@ impl Core {
         if !self.handshaken {
             return self.on_hello(msg);
         }
-        let (budget, req, what) = match &msg {
-            ClientMessage::Input { .. } => (Budget::Input, 0, "input"),
-            ClientMessage::Hello { .. } => (Budget::Command, 0, "hello"),
-            ClientMessage::Ping { .. } => (Budget::Command, 0, "ping"),
-            ClientMessage::Join { req, .. } => (Budget::Command, *req, "join"),
-            ClientMessage::Leave { req } => (Budget::Command, *req, "leave"),
-            ClientMessage::Chat { req, .. } => (Budget::Command, *req, "chat"),
-            ClientMessage::Login { req, .. } => (Budget::Command, *req, "login"),
-            ClientMessage::GetData { req, .. } => (Budget::Command, *req, "get_data"),
-            ClientMessage::PutData { req, .. } => (Budget::Command, *req, "put_data"),
-            ClientMessage::DeleteData { req, .. } => (Budget::Command, *req, "delete_data"),
-            ClientMessage::GetProfile { req, .. } => (Budget::Command, *req, "get_profile"),
-            ClientMessage::SetName { req, .. } => (Budget::Command, *req, "set_name"),
+        let budget = match &msg {
+            ClientMessage::Input { .. } => Budget::Input,
+            _ => Budget::Command,
         };
-        if !self.allow(budget, req, what)? {
+        if !self.allow(budget, msg.req().unwrap_or(0), msg.name())? {
             return Ok(());
         }
         match msg {
@@ -772,14 +762,12 @@ impl Core {
             return Ok(true);
         }
         let stats = &self.shared.stats;
-        stats.count_rate_limited(match budget {
-            Budget::Input => Limit::Input,
-            Budget::Command => Limit::Command,
-        });
-        let (rate, key) = match budget {
-            Budget::Input => (self.limits.rate(budget), "input_rate"),
-            Budget::Command => (self.limits.rate(budget), "command_rate"),
+        let (limit, key) = match budget {
+            Budget::Input => (Limit::Input, "input_rate"),
+            Budget::Command => (Limit::Command, "command_rate"),
         };
+        stats.count_rate_limited(limit);
+        let rate = self.limits.rate(budget);
         match verdict {
             Verdict::Allow => Ok(true),
             Verdict::Refuse { warn } => {

@@ -24,7 +24,7 @@ use tokio::time::sleep;
 
 use crate::child::{which, Proc};
 use crate::procfs::{rss_bytes, CpuMeter};
-use crate::suite::{metric, missed_ticks, Options, Peer, Server, LOAD_CPU};
+use crate::suite::{metric, missed_ticks, BotsReport, Options, Peer, Server, LOAD_CPU};
 
 use super::cli::{FLOOD_BASE, GARBAGE_BASE, SLOWLORIS_BASE};
 use super::{probe, Transport};
@@ -396,25 +396,14 @@ async fn case_into(
     if !status.success() {
         bail!("the honest bots exited with {status}");
     }
-    let report: Value = serde_json::from_slice(
-        &std::fs::read(&json).with_context(|| format!("reading {}", json.display()))?,
-    )
-    .context("parsing the honest bots' JSON")?;
-    row.connected = report["connected"].as_u64().unwrap_or(0);
-    row.errors = report["errors"].as_u64().unwrap_or(0);
-    row.errors_by_kind = report["errors_by_kind"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| format!("{k}: {v}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        })
-        .unwrap_or_default();
-    row.p50_ms = report["latency_ms"]["p50"].as_f64().unwrap_or(f64::NAN);
-    row.p99_ms = report["latency_ms"]["p99"].as_f64().unwrap_or(f64::NAN);
-    row.join_p50_ms = report["join_ms"]["p50"].as_f64().unwrap_or(f64::NAN);
-    row.join_p99_ms = report["join_ms"]["p99"].as_f64().unwrap_or(f64::NAN);
+    let report = BotsReport::read(&json)?;
+    row.connected = report.connected;
+    row.errors = report.errors;
+    row.errors_by_kind = report.errors_by_kind;
+    row.p50_ms = report.p50_ms;
+    row.p99_ms = report.p99_ms;
+    row.join_p50_ms = report.join_p50_ms;
+    row.join_p99_ms = report.join_p99_ms;
 
     for (mut p, mut stdout) in procs {
         let mut out = String::new();

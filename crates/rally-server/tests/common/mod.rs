@@ -421,18 +421,7 @@ pub type Reply = Result<ServerMessage, (ErrorCode, String)>;
 
 /// The request id of a request message (0 for the others).
 fn req_of(msg: &ClientMessage<'_>) -> u32 {
-    match msg {
-        ClientMessage::Join { req, .. }
-        | ClientMessage::Leave { req }
-        | ClientMessage::Chat { req, .. }
-        | ClientMessage::Login { req, .. }
-        | ClientMessage::GetData { req, .. }
-        | ClientMessage::PutData { req, .. }
-        | ClientMessage::DeleteData { req, .. }
-        | ClientMessage::GetProfile { req, .. }
-        | ClientMessage::SetName { req, .. } => *req,
-        _ => 0,
-    }
+    msg.req().unwrap_or(0)
 }
 
 /// The request id a reply carries, if it is a reply.
