@@ -1,4 +1,4 @@
-//! Accounts on the server: logging a session in (by device id, or through the game
+//! Accounts on the server (commands floor): logging a session in (by device id, or through the game
 //! backend's webhook), session tokens in `hello`, profiles and display names.
 //!
 //! A session's account is cached twice, both per session and both without the database:
@@ -19,9 +19,9 @@ use rally_auth::{IssuedToken, TokenError, TokenSigner, Webhook, WebhookError};
 use rally_protocol::{ErrorCode, ServerMessage};
 use rally_store::{Account, AccountId, StoreError};
 
-use crate::command::CommandError;
 use crate::config::Config;
-use crate::server::Shared;
+use crate::directory::Directory;
+use crate::error::CommandError;
 use crate::storage::{self, Storage};
 
 /// Login providers, as `login` names them.
@@ -90,8 +90,8 @@ fn no_database() -> CommandError {
 }
 
 /// The server's storage, or the error a request needing it gets.
-pub(crate) fn storage(shared: &Shared) -> Result<&Storage, CommandError> {
-    shared.storage.as_deref().ok_or_else(no_database)
+pub(crate) fn storage(storage: Option<&Storage>) -> Result<&Storage, CommandError> {
+    storage.ok_or_else(no_database)
 }
 
 /// A protocol account id as the store's; ids past `i64::MAX` name no account.
@@ -113,17 +113,18 @@ pub(crate) fn default_name(id: u64) -> String {
 
 /// Logs in with `provider` and `credential` (validated already) and issues a token.
 pub(crate) async fn login(
-    shared: &Shared,
+    auth: &Auth,
+    storage: Option<&Storage>,
     provider: &str,
     credential: &str,
 ) -> Result<LoggedIn, CommandError> {
-    let storage = storage(shared)?;
+    let storage = self::storage(storage)?;
     let account = match provider {
         DEVICE => storage
             .device_login(credential)
             .await
             .map_err(storage::command_error)?,
-        CUSTOM => custom_login(shared, storage, credential).await?,
+        CUSTOM => custom_login(auth, storage, credential).await?,
         other => {
             return Err(CommandError::new(
                 ErrorCode::InvalidArgument,
@@ -132,8 +133,7 @@ pub(crate) async fn login(
         }
     };
     let account_id = wire_id(account.id);
-    let token = shared
-        .auth
+    let token = auth
         .signer
         .issue(account_id, SystemTime::now())
         .map_err(|e| CommandError::new(ErrorCode::Internal, e.to_string()))?;
@@ -148,11 +148,11 @@ pub(crate) async fn login(
 /// Asks the game's backend who the credential belongs to, then finds or creates that
 /// account. A name the backend gives names a new account (one still on its default name).
 async fn custom_login(
-    shared: &Shared,
+    auth: &Auth,
     storage: &Storage,
     credential: &str,
 ) -> Result<Account, CommandError> {
-    let hook = shared.auth.webhook.as_ref().ok_or_else(|| {
+    let hook = auth.webhook.as_ref().ok_or_else(|| {
         CommandError::new(
             ErrorCode::Unauthorized,
             "custom login is not configured on this server",
@@ -202,8 +202,11 @@ async fn custom_login(
 /// The display name of the account a `hello` token logged in as: `Ok(Some)` loaded,
 /// `Ok(None)` when the database cannot say now (the session keeps `player-<id>`), an
 /// error when the account does not exist.
-pub(crate) async fn restore(shared: &Shared, account: u64) -> Result<Option<String>, CommandError> {
-    let Some(storage) = shared.storage.as_deref() else {
+pub(crate) async fn restore(
+    storage: Option<&Storage>,
+    account: u64,
+) -> Result<Option<String>, CommandError> {
+    let Some(storage) = storage else {
         return Ok(None);
     };
     match storage.account(account_id(account)?).await {
@@ -221,12 +224,12 @@ pub(crate) async fn restore(shared: &Shared, account: u64) -> Result<Option<Stri
 
 /// `profile` for `account_id` (0: the reader's own).
 pub(crate) async fn profile(
-    shared: &Shared,
+    storage: Option<&Storage>,
     req: u32,
     reader: u64,
     account: u64,
 ) -> Result<ServerMessage, CommandError> {
-    let storage = storage(shared)?;
+    let storage = self::storage(storage)?;
     let wanted = if account == 0 { reader } else { account };
     let id = account_id(wanted)?;
     let (account, stats) =
@@ -243,18 +246,17 @@ pub(crate) async fn profile(
 
 /// Sets the account's display name, then the session's cached copy.
 pub(crate) async fn set_name(
-    shared: &Shared,
+    storage: Option<&Storage>,
+    directory: &Directory,
     session_id: u64,
     account: u64,
     name: &str,
 ) -> Result<(), CommandError> {
-    let storage = storage(shared)?;
+    let storage = self::storage(storage)?;
     storage
         .set_display_name(account_id(account)?, name)
         .await
         .map_err(storage::command_error)?;
-    shared
-        .directory
-        .set_account(session_id, Some(account), name.to_owned());
+    directory.set_account(session_id, Some(account), name.to_owned());
     Ok(())
 }

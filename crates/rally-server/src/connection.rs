@@ -12,6 +12,9 @@
 //! `try_read` / `try_write`, which fail with `WouldBlock` when the readiness was spurious.
 //! A session shares one connection by reference between its read and write loops (they
 //! run in one task), so everything but `shutdown` takes `&self`.
+//!
+//! Wire floor (the socket side of the edge, at the bottom: sessions, listeners and the
+//! transport use it): imports nothing of the crate.
 
 use std::future::Future;
 use std::io;

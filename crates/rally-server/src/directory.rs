@@ -4,6 +4,8 @@
 //! account and display name: no command reads them from the database); the admin API
 //! lists it. Entries are added when a handshake completes, replaced when the session logs
 //! in or renames itself, and removed when the session ends.
+//!
+//! Infra floor: imports the wire's `Transport` enum only.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

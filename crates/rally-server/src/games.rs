@@ -1,57 +1,14 @@
-//! The registry of room kinds: which game a kind runs, and how many seats its rooms have.
+//! The registry of room kinds: which game a kind runs, and how many seats its rooms have
+//! (play floor; imports nothing of the crate).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use rally_game::Game;
 
-/// Makes a fresh game value for each new room of one kind.
-pub(crate) type Factory = Arc<dyn Fn() -> Box<dyn GameObject> + Send + Sync>;
-
-/// A [`Game`] behind a pointer, so rooms of every kind share one room task implementation.
-pub(crate) trait GameObject: Send {
-    fn join(&mut self, player: rally_game::PlayerId) -> Result<(), rally_game::Refusal>;
-    fn leave(&mut self, player: rally_game::PlayerId);
-    fn input(
-        &mut self,
-        player: rally_game::PlayerId,
-        seq: u32,
-        payload: &[u8],
-    ) -> Result<(), rally_game::Refusal>;
-    fn tick(&mut self, tick: &mut rally_game::Tick<'_>);
-    fn is_over(&self) -> bool;
-    fn shutdown(&mut self, reason: rally_game::CloseReason);
-    fn result(&self) -> Option<serde_json::Value>;
-}
-
-impl<G: Game> GameObject for G {
-    fn join(&mut self, player: rally_game::PlayerId) -> Result<(), rally_game::Refusal> {
-        Game::join(self, player)
-    }
-    fn leave(&mut self, player: rally_game::PlayerId) {
-        Game::leave(self, player)
-    }
-    fn input(
-        &mut self,
-        player: rally_game::PlayerId,
-        seq: u32,
-        payload: &[u8],
-    ) -> Result<(), rally_game::Refusal> {
-        Game::input(self, player, seq, payload)
-    }
-    fn tick(&mut self, tick: &mut rally_game::Tick<'_>) {
-        Game::tick(self, tick)
-    }
-    fn is_over(&self) -> bool {
-        Game::is_over(self)
-    }
-    fn shutdown(&mut self, reason: rally_game::CloseReason) {
-        Game::shutdown(self, reason)
-    }
-    fn result(&self) -> Option<serde_json::Value> {
-        Game::result(self)
-    }
-}
+/// Makes a fresh game value for each new room of one kind. Rooms of every kind share
+/// one room task implementation through `Box<dyn Game>` (the trait is object-safe).
+pub(crate) type Factory = Arc<dyn Fn() -> Box<dyn Game> + Send + Sync>;
 
 /// One registered room kind.
 #[derive(Clone)]
@@ -70,6 +27,7 @@ pub struct Games {
 
 impl std::fmt::Debug for Games {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not derived: a kind's factory is a closure; the kind names say enough.
         f.debug_list().entries(self.kinds.keys()).finish()
     }
 }
@@ -87,7 +45,7 @@ impl Games {
         G: Game,
         F: Fn() -> G + Send + Sync + 'static,
     {
-        let factory: Factory = Arc::new(move || Box::new(make()) as Box<dyn GameObject>);
+        let factory: Factory = Arc::new(move || Box::new(make()) as Box<dyn Game>);
         self.kinds.insert(
             kind.to_owned(),
             Kind {

@@ -1,4 +1,4 @@
-//! The heartbeat: a task that wakes every 100 ms and measures how late it woke
+//! The heartbeat (infra floor, beside the metrics it feeds): a task that wakes every 100 ms and measures how late it woke
 //! (`event_loop_lag_ms`), the tokio runtime's busy ratio, and the metrics upkeep.
 //!
 //! A late wake-up means the runtime's workers were busy with other tasks (or blocked):
@@ -11,8 +11,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::{BusySampler, TaskKind};
-use crate::server::Shared;
+use crate::metrics::{BusySampler, Metrics, TaskKind};
 
 /// How often the heartbeat wakes.
 const PERIOD: Duration = Duration::from_millis(100);
@@ -20,8 +19,8 @@ const PERIOD: Duration = Duration::from_millis(100);
 const SAMPLE_EVERY: u32 = 10;
 
 /// Runs until `stop` is cancelled.
-pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken) {
-    let task = shared.metrics.task(TaskKind::Heartbeat);
+pub(crate) async fn run(metrics: Arc<Metrics>, stop: CancellationToken) {
+    let task = metrics.task(TaskKind::Heartbeat);
     let mut busy = BusySampler::new();
     let mut beats: u32 = 0;
     loop {
@@ -30,13 +29,11 @@ pub(crate) async fn run(shared: Arc<Shared>, stop: CancellationToken) {
             _ = stop.cancelled() => break,
             _ = tokio::time::sleep_until(due) => {}
         }
-        shared
-            .metrics
-            .set_lag(Instant::now().saturating_duration_since(due));
+        metrics.set_lag(Instant::now().saturating_duration_since(due));
         beats = beats.wrapping_add(1);
         if beats.is_multiple_of(SAMPLE_EVERY) {
-            shared.metrics.set_busy_ratio(busy.sample());
-            shared.metrics.upkeep();
+            metrics.set_busy_ratio(busy.sample());
+            metrics.upkeep();
         }
     }
     tracing::debug!(

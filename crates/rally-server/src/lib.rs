@@ -6,29 +6,55 @@
 //! queue -> session write loop -> socket.
 //!
 //! # Layout
-//! - [`config`]: parameters, ranges, defaults; file, environment and flags.
-//! - `server`: shared state, start-up, and graceful shutdown (the cancellation tree).
+//! Floors, top to bottom. A module imports only its own floor and those below it; within a
+//! floor, imports run down the list. (`import_loops.py` finds no cycle.)
+//!
+//! **Server**
+//! - `server`: the builder, start-up, and graceful shutdown (the cancellation tree); it
+//!   makes the handles and gives each task only its own.
+//!
+//! **Edge** (accepting)
+//! - `admin`: the admin listener: `/healthz`, `/readyz`, `/metrics`, and the admin API
+//!   (`/admin/*`, bearer token) in `admin::api`.
 //! - `listener`: accept loops, the connection limit, accept-error backoff.
+//!
+//! **Session**
+//! - `session`: one connection's task: read and write loops, hello, message dispatch and
+//!   limits, the request queue (`session::env`: what each session is given).
+//!
+//! **Commands**
+//! - [`command`]: the command pipeline and its three concurrent checks, a file per room
+//!   command (`command::env`: what commands are given).
+//! - `player_data`: the key-value requests (`get_data`, `put_data`, `delete_data`).
+//! - `accounts`: logins (device, custom webhook), session tokens in `hello`, profiles.
+//!
+//! **Play**
+//! - `room`: the room task that owns a game and ticks it, a method per control message
+//!   (`room::env`: what each room is given).
+//! - `resume`: resume tokens, so a dropped player takes its seat back.
+//! - `matchmaker`: join-or-create by room kind, seat counts, the drain switch.
+//! - `room_handle`: how others reach a room: its handle and messages, a membership, a
+//!   seat reservation.
+//! - `games`: the registry of room kinds (`Box<dyn Game>` factories).
+//!
+//! **Infra**
+//! - `outbox`: a session's bounded outbound queue, end reason and drain signal, the link
+//!   rooms and commands hold to reach it, and the live-session registry.
+//! - `heartbeat`: event loop lag, runtime busy ratio, metrics upkeep.
+//! - `storage`: the database: opening it, retried and timed calls, background writes
+//!   flushed at shutdown, the readiness probe.
+//! - `metrics`: the hot-path counters, task meters, the registry and the scrape.
+//! - [`directory`]: connected sessions.
+//! - `readiness`: what `/readyz` reports, and the [`Dependency`] hook.
+//! - `limits`: rate limits per connection and per client address.
+//! - [`logging`]: the pretty and JSON log formats.
+//! - `error`: the one `{code, message}` error a client is told ([`ClientError`]).
+//! - [`config`]: parameters, ranges, defaults; file, environment and flags.
+//!
+//! **Wire** (the socket side of the edge, below everything that reads or writes one)
 //! - `transport`: raw TCP and WebSocket framing over one socket type.
 //! - [`connection`]: what a session needs of a socket and an accept loop of a listener;
 //!   tokio's TCP implements both, a network simulator's can too.
-//! - `session`: one connection's read and write loops and their bounds.
-//! - [`command`]: the command pipeline and its three concurrent checks.
-//! - `matchmaker`: join-or-create by room kind, seat counts.
-//! - `room`: the room task that owns a game and ticks it.
-//! - `resume`: resume tokens, so a dropped player takes its seat back.
-//! - `games`: the registry of room kinds.
-//! - [`directory`]: connected sessions.
-//! - `admin`: the admin listener: `/healthz`, `/readyz`, `/metrics`, and the admin API
-//!   (`/admin/*`, bearer token) in `admin::api`.
-//! - `metrics`: the metrics registry, the hot-path counters, and the scrape.
-//! - `heartbeat`: event loop lag, runtime busy ratio, metrics upkeep.
-//! - `readiness`: what `/readyz` reports, and the [`Dependency`] hook.
-//! - [`logging`]: the pretty and JSON log formats.
-//! - `accounts`: logins (device, custom webhook), session tokens in `hello`, profiles.
-//! - `player_data`: the key-value requests (`get_data`, `put_data`, `delete_data`).
-//! - `storage`: the database: opening it, retried and timed calls, background writes
-//!   flushed at shutdown, the readiness probe.
 #![warn(missing_docs, unreachable_pub)]
 #![forbid(unsafe_code)]
 
@@ -38,6 +64,7 @@ pub mod command;
 pub mod config;
 pub mod connection;
 pub mod directory;
+mod error;
 mod games;
 mod heartbeat;
 mod limits;
@@ -45,10 +72,12 @@ mod listener;
 pub mod logging;
 mod matchmaker;
 mod metrics;
+mod outbox;
 mod player_data;
 mod readiness;
 mod resume;
 mod room;
+mod room_handle;
 mod server;
 mod session;
 mod storage;
@@ -56,6 +85,7 @@ mod transport;
 
 pub use command::{BoxFuture, Command, CommandChecks, CommandContext, CommandError, PlayerData};
 pub use config::{Config, DatabaseUrl, Environment, LogFormat, Sources};
+pub use error::ClientError;
 pub use games::Games;
 pub use metrics::DbCallMetric;
 pub use rally_game as game;

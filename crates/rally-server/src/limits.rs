@@ -16,6 +16,8 @@
 //!   time, and `connection_rate_per_ip` new ones per second (burst: one second's worth).
 //!   IPv6 clients are counted by their /64 prefix, which is what one host usually gets.
 //!   A connection past either limit is told `RATE_LIMITED` and closed at once.
+//!
+//! Infra floor: imports only the config.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};

@@ -1,4 +1,4 @@
-//! Accept loops: one per game listener, sharing one connection limit.
+//! Accept loops (edge floor): one per game listener, sharing one connection limit.
 //!
 //! At capacity a new connection is told `SERVER_FULL` at once and closed; it never waits
 //! unseen. A connection past its address's limits (`max_connections_per_ip`,
@@ -8,13 +8,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rally_protocol::{ErrorCode, ServerMessage};
+use rally_protocol::ErrorCode;
+use tokio::sync::Semaphore;
+use tokio_util::task::TaskTracker;
 
 use crate::connection::{Connection, Listener};
-use crate::limits::AddressRefusal;
+use crate::error::ClientError;
+use crate::limits::{AddressLimits, AddressRefusal};
 use crate::metrics::{ErrorKind, Limit, TaskKind};
-use crate::server::Shared;
-use crate::session;
+use crate::session::{self, SessionEnv};
 use crate::transport::{self, Transport};
 
 /// First wait after an accept error.
@@ -24,31 +26,49 @@ const BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// Bound on the time spent refusing one connection (WebSocket upgrade included).
 const REFUSE_LIMIT: Duration = Duration::from_secs(1);
 
+/// What the accept loops are given: the gates a connection passes, and what its
+/// session then runs with.
+#[derive(Debug)]
+pub(crate) struct AcceptEnv {
+    /// What each session is given (its metrics, config and shutdown token too).
+    pub(crate) session: Arc<SessionEnv>,
+    /// Connections held and opened per second, per client address.
+    pub(crate) addresses: Arc<AddressLimits>,
+    /// One permit per player connection (`concurrency_limit`).
+    pub(crate) limit: Arc<Semaphore>,
+    /// Bounds the tasks that refuse connections at capacity.
+    pub(crate) refusals: Arc<Semaphore>,
+    /// Sessions and refusals run in the server's tracker.
+    pub(crate) tracker: TaskTracker,
+}
+
+/// Accepts connections on `listener` until shutdown, starting a session for each one
+/// admitted and refusing the rest.
 pub(crate) async fn accept_loop<L: Listener>(
-    shared: Arc<Shared>,
+    env: Arc<AcceptEnv>,
     listener: L,
     transport: Transport,
 ) {
-    let task = shared.metrics.task(TaskKind::Listener);
+    let task = env.session.metrics.task(TaskKind::Listener);
     let mut backoff = BACKOFF_START;
     loop {
         let accepted = tokio::select! {
             biased;
-            _ = shared.shutdown.cancelled() => break,
+            _ = env.session.shutdown.cancelled() => break,
             r = listener.accept() => r,
         };
         match accepted {
             Ok((stream, peer)) => {
                 backoff = BACKOFF_START;
-                let slot = match shared.addresses.admit(peer.ip()) {
+                let slot = match env.addresses.admit(peer.ip()) {
                     Ok(slot) => slot,
                     Err(refusal) => {
-                        shared.stats.count_rate_limited(match refusal {
+                        env.session.metrics.stats.count_rate_limited(match refusal {
                             AddressRefusal::TooMany(_) => Limit::AddressConnections,
                             AddressRefusal::TooFast(_) => Limit::AddressRate,
                         });
                         refuse(
-                            &shared,
+                            &env,
                             stream,
                             peer,
                             transport,
@@ -58,10 +78,10 @@ pub(crate) async fn accept_loop<L: Listener>(
                         continue;
                     }
                 };
-                match shared.limit.clone().try_acquire_owned() {
+                match env.limit.clone().try_acquire_owned() {
                     Ok(permit) => {
-                        shared.tracker.spawn(session::run(
-                            shared.clone(),
+                        env.tracker.spawn(session::run(
+                            env.session.clone(),
                             stream,
                             peer,
                             transport,
@@ -71,10 +91,10 @@ pub(crate) async fn accept_loop<L: Listener>(
                     Err(_) => {
                         let message = format!(
                             "the server is at its limit of {} connections",
-                            shared.config.concurrency_limit
+                            env.session.config.concurrency_limit
                         );
                         refuse(
-                            &shared,
+                            &env,
                             stream,
                             peer,
                             transport,
@@ -85,10 +105,10 @@ pub(crate) async fn accept_loop<L: Listener>(
                 }
             }
             Err(e) => {
-                shared.stats.count_accept_error();
+                env.session.metrics.stats.count_accept_error();
                 tracing::warn!(error = %e, transport = transport.name(), retry_in_ms = backoff.as_millis() as u64, "accept failed");
                 tokio::select! {
-                    _ = shared.shutdown.cancelled() => break,
+                    _ = env.session.shutdown.cancelled() => break,
                     _ = tokio::time::sleep(backoff) => {}
                 }
                 backoff = (backoff * 2).min(BACKOFF_MAX);
@@ -109,7 +129,7 @@ pub(crate) async fn accept_loop<L: Listener>(
 /// Refusals run in their own tasks, at most a few at a time; past that the refusal is a
 /// best-effort write that never waits, so a flood cannot pile up tasks.
 fn refuse<C: Connection>(
-    shared: &Arc<Shared>,
+    env: &AcceptEnv,
     stream: C,
     peer: std::net::SocketAddr,
     transport: Transport,
@@ -118,12 +138,11 @@ fn refuse<C: Connection>(
 ) {
     let _ = stream.set_nodelay(true);
     let mut frame = Vec::new();
-    let msg = ServerMessage::Error {
-        code,
-        message,
-        req: 0,
-    };
-    shared.stats.count_error(ErrorKind::Listener, code);
+    let msg = ClientError::new(code, message).into_message(0);
+    env.session
+        .metrics
+        .stats
+        .count_error(ErrorKind::Listener, code);
     // No session id yet: the peer address names the connection.
     tracing::debug!(
         code = code.name(),
@@ -131,10 +150,10 @@ fn refuse<C: Connection>(
         %peer,
         "connection refused"
     );
-    match shared.refusals.clone().try_acquire_owned() {
+    match env.refusals.clone().try_acquire_owned() {
         Ok(permit) => {
-            let task = shared.metrics.task(TaskKind::Refusal);
-            shared.tracker.spawn(async move {
+            let task = env.session.metrics.task(TaskKind::Refusal);
+            env.tracker.spawn(async move {
                 let _task = task;
                 let _permit = permit;
                 if transport == Transport::WebSocket

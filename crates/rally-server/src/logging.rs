@@ -7,6 +7,8 @@
 //!
 //! What Rally logs never includes a secret: resume tokens and the admin token are
 //! left out of every event and every `Debug` output that could reach one.
+//!
+//! Infra floor: imports only the config.
 
 use tracing::Subscriber;
 use tracing_subscriber::fmt::MakeWriter;

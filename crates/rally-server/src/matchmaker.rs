@@ -5,16 +5,19 @@
 //! kind with a free seat, or in a new room. The seat count only drops when a seat is
 //! released, and the room is removed and told to end in the same critical section that
 //! drops it to zero, so a join can never land in a room that is closing.
+//!
+//! Play floor: it imports the room handle and knows nothing of the room task; whoever
+//! reserves hands it the function that opens a room.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rally_game::CloseReason;
 use rally_protocol::ErrorCode;
 
-use crate::command::CommandError;
-use crate::room::{self, RoomHandle};
-use crate::server::Shared;
+use crate::error::CommandError;
+use crate::room_handle::{Reservation, RoomHandle, SeatRelease};
 
 #[derive(Debug)]
 struct Entry {
@@ -37,29 +40,13 @@ struct Inner {
 pub(crate) struct Matchmaker {
     /// Never held across `.await`: every critical section is a few map operations.
     inner: Mutex<Inner>,
+    /// Set by the admin API's drain: no new players or joins, rooms play on.
+    draining: AtomicBool,
 }
 
-/// A seat held in a room until the room seats the player ([`Reservation::keep`]);
-/// dropped unused, it frees the seat.
-#[derive(Debug)]
-pub(crate) struct Reservation {
-    shared: Arc<Shared>,
-    room_id: u64,
-    armed: bool,
-}
-
-impl Reservation {
-    /// The player was seated: the seat now belongs to them and is freed when they leave.
-    pub(crate) fn keep(mut self) {
-        self.armed = false;
-    }
-}
-
-impl Drop for Reservation {
-    fn drop(&mut self) {
-        if self.armed {
-            self.shared.matchmaker.release(self.room_id);
-        }
+impl SeatRelease for Matchmaker {
+    fn release(&self, room_id: u64) {
+        Matchmaker::release(self, room_id);
     }
 }
 
@@ -70,15 +57,23 @@ impl Matchmaker {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Reserves a seat in a room of `kind`, opening a room if every one is full.
+    /// Whether the admin API asked the server to drain.
+    pub(crate) fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// Starts draining; returns false if it already was.
+    pub(crate) fn start_draining(&self) -> bool {
+        !self.draining.swap(true, Ordering::AcqRel)
+    }
+
+    /// Reserves a seat in a room of `kind`, calling `open_room` (with the new room's id) to
+    /// start a room if every one is full.
     pub(crate) fn reserve(
-        &self,
-        shared: &Arc<Shared>,
+        self: &Arc<Self>,
         kind: &str,
+        open_room: impl FnOnce(u64) -> RoomHandle,
     ) -> Result<(RoomHandle, Reservation), CommandError> {
-        let spec = shared.games.get(kind).ok_or_else(|| {
-            CommandError::new(ErrorCode::UnknownRoomKind, format!("no room kind {kind:?}"))
-        })?;
         let mut inner = self.lock();
         if inner.closed {
             return Err(CommandError::new(
@@ -86,7 +81,7 @@ impl Matchmaker {
                 "the server is shutting down",
             ));
         }
-        if shared.is_draining() {
+        if self.is_draining() {
             return Err(CommandError::new(
                 ErrorCode::Draining,
                 "the server is draining and takes no new joins; connect to another server",
@@ -105,7 +100,7 @@ impl Matchmaker {
             None => {
                 inner.next_id += 1;
                 let id = inner.next_id;
-                let handle = room::spawn(shared, id, kind, spec);
+                let handle = open_room(id);
                 inner.rooms.insert(
                     id,
                     Entry {
@@ -116,11 +111,8 @@ impl Matchmaker {
                 handle
             }
         };
-        let reservation = Reservation {
-            shared: shared.clone(),
-            room_id: handle.id,
-            armed: true,
-        };
+        let seats: Arc<dyn SeatRelease> = self.clone();
+        let reservation = Reservation::new(seats, handle.id);
         Ok((handle, reservation))
     }
 

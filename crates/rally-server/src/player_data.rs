@@ -1,4 +1,4 @@
-//! The player-data requests: `get_data`, `put_data`, `delete_data` on the per-player
+//! The player-data requests (commands floor): `get_data`, `put_data`, `delete_data` on the per-player
 //! key-value store.
 //!
 //! A player writes only its own entries (the owner is always the sender) and reads its
@@ -10,19 +10,18 @@
 use rally_protocol::{ErrorCode, ServerMessage};
 
 use crate::accounts::{self, account_id};
-use crate::command::CommandError;
-use crate::server::Shared;
-use crate::storage;
+use crate::error::CommandError;
+use crate::storage::{self, Storage};
 
 /// `data` for `owner`'s entry under `key` (owner 0: the reader's own).
 pub(crate) async fn get(
-    shared: &Shared,
+    storage: Option<&Storage>,
     req: u32,
     reader: u64,
     owner: u64,
     key: String,
 ) -> Result<ServerMessage, CommandError> {
-    let store = accounts::storage(shared)?;
+    let store = accounts::storage(storage)?;
     let owner = if owner == 0 { reader } else { owner };
     let entry = store
         .kv_get_as(account_id(reader)?, account_id(owner)?, &key)
@@ -50,7 +49,7 @@ pub(crate) async fn get(
 
 /// Writes one of the sender's entries; `written` with the new version.
 pub(crate) async fn put(
-    shared: &Shared,
+    storage: Option<&Storage>,
     req: u32,
     owner: u64,
     key: String,
@@ -58,7 +57,7 @@ pub(crate) async fn put(
     expected_version: u64,
     public: bool,
 ) -> Result<ServerMessage, CommandError> {
-    let store = accounts::storage(shared)?;
+    let store = accounts::storage(storage)?;
     let value: serde_json::Value = serde_json::from_str(value).map_err(|e| {
         CommandError::new(
             ErrorCode::InvalidArgument,
@@ -75,13 +74,13 @@ pub(crate) async fn put(
 
 /// Deletes one of the sender's entries; `ok`.
 pub(crate) async fn delete(
-    shared: &Shared,
+    storage: Option<&Storage>,
     req: u32,
     owner: u64,
     key: &str,
     expected_version: u64,
 ) -> Result<ServerMessage, CommandError> {
-    let store = accounts::storage(shared)?;
+    let store = accounts::storage(storage)?;
     store
         .kv_delete(account_id(owner)?, key, expected_version)
         .await

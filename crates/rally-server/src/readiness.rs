@@ -4,6 +4,8 @@
 //! reports itself unhealthy. Dependencies (the database, once the storage layer is wired
 //! in) report through a [`Dependency`] handle taken from
 //! [`ServerHandle::dependency`](crate::ServerHandle::dependency).
+//!
+//! Infra floor: imports nothing of the crate.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -22,6 +24,21 @@ impl Readiness {
     }
 
     /// `(dependency, reason)` for each unhealthy dependency, sorted by name.
+    /// Why the server is not ready, as `/readyz` lists it; empty when ready.
+    pub(crate) fn report(&self, shutting_down: bool, draining: bool) -> Vec<String> {
+        let mut problems = Vec::new();
+        if shutting_down {
+            problems.push("shutting down".to_owned());
+        }
+        if draining {
+            problems.push("draining".to_owned());
+        }
+        for (name, reason) in self.problems() {
+            problems.push(format!("{name} unhealthy: {reason}"));
+        }
+        problems
+    }
+
     pub(crate) fn problems(&self) -> Vec<(String, String)> {
         self.lock()
             .iter()

@@ -5,13 +5,15 @@
 //! seat, the room registers the token here; when the seat is freed (leave, grace over,
 //! room ended) or taken back by a new connection (which brings its own token), the room
 //! removes it. A token is therefore only ever good for one seat, for as long as it is held.
+//!
+//! Play floor: imports the room handle only.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rally_game::PlayerId;
 
-use crate::room::RoomHandle;
+use crate::room_handle::RoomHandle;
 
 /// Bytes of randomness in a token.
 const TOKEN_BYTES: usize = 16;

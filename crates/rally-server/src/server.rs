@@ -1,4 +1,8 @@
-//! The server: what every task shares, how it starts, and how it shuts down.
+//! The server (top floor): how it is built, how it starts, and how it shuts down.
+//!
+//! Building makes the handles each kind of task uses (rooms, commands, sessions, accept
+//! loops, the admin listener) and gives each only its own; nothing holds them all but
+//! the [`Server`] itself while it runs.
 //!
 //! Shutdown (SPEC.md section 4) is a cancellation tree rooted at the server's
 //! `shutdown` token. Cancelling it stops the accept loops and ends every room (room
@@ -17,7 +21,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,101 +34,29 @@ use tokio_util::task::TaskTracker;
 use rally_store::{Store, StoreError};
 
 use crate::accounts::Auth;
-use crate::command::{CommandChecks, DefaultChecks};
+use crate::admin::{self, AdminEnv};
+use crate::command::{CommandChecks, CommandEnv, DefaultChecks};
 use crate::config::Config;
 use crate::connection::Listener;
 use crate::directory::Directory;
 use crate::games::Games;
+use crate::heartbeat;
 use crate::limits::AddressLimits;
+use crate::listener::{self, AcceptEnv};
 use crate::matchmaker::Matchmaker;
-use crate::metrics::{DbCallMetric, Metrics, Stats};
+use crate::metrics::{DbCallMetric, Metrics};
+use crate::outbox::LiveSessions;
 use crate::readiness::{Dependency, Readiness};
 use crate::resume::ResumeTokens;
-use crate::session::LiveSessions;
+use crate::room::RoomEnv;
+use crate::session::SessionEnv;
 use crate::storage::{self, Storage};
 use crate::transport::Transport;
-use crate::{admin, heartbeat, listener};
 
 /// Connections being refused at once with `SERVER_FULL` in their own task.
 const MAX_REFUSALS: usize = 64;
 /// How long tasks get to stop after the grace period, once force-cancelled.
 const FORCE_LIMIT: Duration = Duration::from_secs(2);
-
-/// What every task of one server shares.
-pub(crate) struct Shared {
-    pub(crate) config: Config,
-    pub(crate) games: Games,
-    pub(crate) checks: Arc<dyn CommandChecks>,
-    pub(crate) matchmaker: Matchmaker,
-    pub(crate) directory: Arc<Directory>,
-    /// Every task the server spawns, so none is lost and shutdown can wait for all.
-    pub(crate) tracker: TaskTracker,
-    /// Cancelled when shutdown begins.
-    pub(crate) shutdown: CancellationToken,
-    /// Every running session, so shutdown reaches each one.
-    pub(crate) sessions: LiveSessions,
-    /// Seats held for players who may come back, by resume token.
-    pub(crate) resume: ResumeTokens,
-    /// One permit per player connection (`concurrency_limit`).
-    pub(crate) limit: Arc<Semaphore>,
-    /// Bounds the tasks that refuse connections at capacity.
-    pub(crate) refusals: Arc<Semaphore>,
-    /// Connections held and opened per second, per client address.
-    pub(crate) addresses: Arc<AddressLimits>,
-    next_session: AtomicU64,
-    /// Hot-path counters (relaxed atomics), read when `/metrics` is scraped.
-    pub(crate) stats: Stats,
-    /// The server's own metrics registry and the handles tasks record into.
-    pub(crate) metrics: Metrics,
-    /// Set by the admin API's drain: no new players or joins, rooms play on.
-    draining: AtomicBool,
-    /// Dependencies that reported themselves unhealthy.
-    pub(crate) readiness: Arc<Readiness>,
-    /// Session tokens, the login webhook, whether logins are required.
-    pub(crate) auth: Auth,
-    /// The database; `None` for a server built without one (tests of the realtime path).
-    pub(crate) storage: Option<Arc<Storage>>,
-}
-
-impl std::fmt::Debug for Shared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared")
-            .field("config", &self.config)
-            .field("games", &self.games)
-            .finish()
-    }
-}
-
-impl Shared {
-    pub(crate) fn next_session_id(&self) -> u64 {
-        self.next_session.fetch_add(1, Ordering::Relaxed) + 1
-    }
-
-    /// Whether the admin API asked the server to drain.
-    pub(crate) fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::Acquire)
-    }
-
-    /// Starts draining; returns false if it already was.
-    pub(crate) fn start_draining(&self) -> bool {
-        !self.draining.swap(true, Ordering::AcqRel)
-    }
-
-    /// Why the server is not ready, as `/readyz` lists it; empty when ready.
-    pub(crate) fn readiness_problems(&self) -> Vec<String> {
-        let mut problems = Vec::new();
-        if self.shutdown.is_cancelled() {
-            problems.push("shutting down".to_owned());
-        }
-        if self.is_draining() {
-            problems.push("draining".to_owned());
-        }
-        for (name, reason) in self.readiness.problems() {
-            problems.push(format!("{name} unhealthy: {reason}"));
-        }
-        problems
-    }
-}
 
 /// Why a server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -178,6 +110,7 @@ pub struct ServerBuilder {
 
 impl std::fmt::Debug for ServerBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not derived: the checks wrapper is a closure.
         f.debug_struct("ServerBuilder")
             .field("config", &self.config)
             .field("games", &self.games)
@@ -279,32 +212,25 @@ impl ServerBuilder {
             Some(wrap) => wrap(default_checks),
             None => default_checks,
         };
-        let shutdown = CancellationToken::new();
-        let metrics = Metrics::new(&self.games.kinds());
-        let storage = store.map(|s| Arc::new(Storage::new(s, &metrics, &self.config)));
-        let shared = Arc::new(Shared {
-            auth: Auth::new(&self.config),
-            storage,
-            limit: Arc::new(Semaphore::new(self.config.concurrency_limit as usize)),
-            refusals: Arc::new(Semaphore::new(MAX_REFUSALS)),
-            addresses: AddressLimits::new(&self.config),
-            config: self.config,
+        let config = Arc::new(self.config);
+        let metrics = Arc::new(Metrics::new(&self.games.kinds()));
+        let storage = store.map(|s| Arc::new(Storage::new(s, &metrics, &config)));
+        let handle = ServerHandle {
+            config: config.clone(),
             games: self.games,
-            checks,
-            matchmaker: Matchmaker::default(),
+            matchmaker: Arc::default(),
             directory,
             tracker: TaskTracker::new(),
-            sessions: LiveSessions::default(),
-            resume: ResumeTokens::default(),
-            shutdown,
-            next_session: AtomicU64::new(0),
-            stats: Stats::default(),
+            shutdown: CancellationToken::new(),
+            sessions: Arc::default(),
             metrics,
-            draining: AtomicBool::new(false),
             readiness: Arc::default(),
-        });
+            storage,
+        };
+        let accept = handle.accept_env(checks);
         Ok(Server {
-            shared,
+            handle,
+            accept,
             listeners,
             admin,
         })
@@ -345,41 +271,115 @@ pub struct ShutdownReport {
     pub unflushed_writes: usize,
 }
 
-/// A live view of a running server, for tests and embedding programs.
+/// A live view of a running server, for tests and embedding programs. It also holds the
+/// server's handles, from which [`Server`] gives each task the ones it uses.
 #[derive(Debug, Clone)]
 pub struct ServerHandle {
-    shared: Arc<Shared>,
+    config: Arc<Config>,
+    games: Games,
+    matchmaker: Arc<Matchmaker>,
+    directory: Arc<Directory>,
+    /// Every task the server spawns, so none is lost and shutdown can wait for all.
+    tracker: TaskTracker,
+    /// Cancelled when shutdown begins.
+    shutdown: CancellationToken,
+    /// Every running session, so shutdown reaches each one.
+    sessions: Arc<LiveSessions>,
+    metrics: Arc<Metrics>,
+    /// Dependencies that reported themselves unhealthy.
+    readiness: Arc<Readiness>,
+    /// The database; `None` for a server built without one (tests of the realtime path).
+    storage: Option<Arc<Storage>>,
 }
 
 impl ServerHandle {
+    /// What rooms run with.
+    fn room_env(&self) -> RoomEnv {
+        RoomEnv {
+            games: self.games.clone(),
+            matchmaker: self.matchmaker.clone(),
+            resume: Arc::new(ResumeTokens::default()),
+            metrics: self.metrics.clone(),
+            storage: self.storage.clone(),
+            tracker: self.tracker.clone(),
+            shutdown: self.shutdown.clone(),
+            tick_period: self.config.tick_period(),
+            reconnect_grace: self.config.reconnect_grace(),
+        }
+    }
+
+    /// What the accept loops run with, and through them sessions and commands.
+    fn accept_env(&self, checks: Arc<dyn CommandChecks>) -> Arc<AcceptEnv> {
+        let auth = Arc::new(Auth::new(&self.config));
+        let commands = Arc::new(CommandEnv {
+            checks,
+            rooms: Arc::new(self.room_env()),
+            auth: auth.clone(),
+            storage: self.storage.clone(),
+            directory: self.directory.clone(),
+        });
+        let session = Arc::new(SessionEnv {
+            config: self.config.clone(),
+            metrics: self.metrics.clone(),
+            sessions: self.sessions.clone(),
+            directory: self.directory.clone(),
+            auth,
+            storage: self.storage.clone(),
+            matchmaker: self.matchmaker.clone(),
+            shutdown: self.shutdown.clone(),
+            commands,
+            next_session: AtomicU64::new(0),
+        });
+        Arc::new(AcceptEnv {
+            session,
+            addresses: AddressLimits::new(&self.config),
+            limit: Arc::new(Semaphore::new(self.config.concurrency_limit as usize)),
+            refusals: Arc::new(Semaphore::new(MAX_REFUSALS)),
+            tracker: self.tracker.clone(),
+        })
+    }
+
+    /// What the admin listener runs with.
+    fn admin_env(&self) -> AdminEnv {
+        AdminEnv {
+            config: self.config.clone(),
+            matchmaker: self.matchmaker.clone(),
+            directory: self.directory.clone(),
+            sessions: self.sessions.clone(),
+            metrics: self.metrics.clone(),
+            readiness: self.readiness.clone(),
+            shutdown: self.shutdown.clone(),
+        }
+    }
+
     /// Handshaken sessions now.
     pub fn sessions(&self) -> usize {
-        self.shared.directory.len()
+        self.directory.len()
     }
 
     /// Open rooms now.
     pub fn rooms(&self) -> usize {
-        self.shared.matchmaker.room_count()
+        self.matchmaker.room_count()
     }
 
     /// Tracked tasks now (sessions, rooms, accept loops, refusals).
     pub fn tasks(&self) -> usize {
-        self.shared.tracker.len()
+        self.tracker.len()
     }
 
     /// Errors with `code` sent (or, for a client too slow to take it, meant) to clients since start.
     pub fn errors(&self, code: rally_protocol::ErrorCode) -> u64 {
-        self.shared.stats.errors(code)
+        self.metrics.stats.errors(code)
     }
 
     /// Ticks skipped because a room fell behind, since start.
     pub fn missed_ticks(&self) -> u64 {
-        self.shared.stats.missed_ticks.load(Ordering::Relaxed)
+        self.metrics.stats.missed_ticks.load(Ordering::Relaxed)
     }
 
     /// Whether the server is draining (admin API `POST /admin/drain`).
     pub fn draining(&self) -> bool {
-        self.shared.is_draining()
+        self.matchmaker.is_draining()
     }
 
     /// The timer of one database operation, feeding
@@ -387,30 +387,27 @@ impl ServerHandle {
     /// operation when it starts (this registers the series), keeps it, and times each
     /// call with [`DbCallMetric::time`] or [`DbCallMetric::record`].
     pub fn db_call_metric(&self, operation: &str) -> DbCallMetric {
-        self.shared.metrics.db_call(operation)
+        self.metrics.db_call(operation)
     }
 
     /// The readiness handle of a dependency such as `"database"`: while it reports
     /// itself unhealthy, `/readyz` answers 503 and names it.
     pub fn dependency(&self, name: &str) -> Dependency {
-        Dependency::new(name, self.shared.readiness.clone())
+        Dependency::new(name, self.readiness.clone())
     }
 
     /// Database writes nobody waits for (session stats, match records) queued or running.
     pub fn pending_writes(&self) -> usize {
-        self.shared
-            .storage
-            .as_ref()
-            .map_or(0, |s| s.pending_writes())
+        self.storage.as_ref().map_or(0, |s| s.pending_writes())
     }
 
     /// Every seat of every open room now, as the rooms themselves report them (each
     /// room answers for itself, so the list is consistent per room, not across rooms).
     /// A room that does not answer within `timeout_ms` (it is ending) is left out.
     pub async fn seats(&self) -> Vec<SeatInfo> {
-        let limit = self.shared.config.timeout();
+        let limit = self.config.timeout();
         let mut all = Vec::new();
-        for room in self.shared.matchmaker.rooms() {
+        for room in self.matchmaker.rooms() {
             let Some(seats) = room.inspect(limit).await else {
                 continue;
             };
@@ -445,7 +442,10 @@ pub struct SeatInfo {
 /// A server with its listeners bound, ready to run: tokio TCP listeners from
 /// [`ServerBuilder::bind`], or any [`Listener`] from [`ServerBuilder::on_listeners`].
 pub struct Server<L: Listener = TcpListener> {
-    shared: Arc<Shared>,
+    /// The server's handles (a [`ServerHandle`] is a clone).
+    handle: ServerHandle,
+    /// What the accept loops (and through them sessions and commands) run with.
+    accept: Arc<AcceptEnv>,
     /// The game listeners, each with the transport it speaks.
     listeners: Vec<(L, Transport)>,
     /// `None` when the server was given its listeners: no admin endpoints.
@@ -455,7 +455,8 @@ pub struct Server<L: Listener = TcpListener> {
 impl<L: Listener> std::fmt::Debug for Server<L> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Server")
-            .field("shared", &self.shared)
+            .field("config", &self.handle.config)
+            .field("games", &self.handle.games)
             .field("tcp", &self.listener_addr(Transport::Tcp))
             .field("ws", &self.listener_addr(Transport::WebSocket))
             .field("admin", &self.admin.as_ref().map(local))
@@ -511,9 +512,7 @@ impl<L: Listener> Server<L> {
 
     /// A live view of the server.
     pub fn handle(&self) -> ServerHandle {
-        ServerHandle {
-            shared: self.shared.clone(),
-        }
+        self.handle.clone()
     }
 
     /// Serves until `shutdown` completes, then drains (see the module docs).
@@ -526,19 +525,20 @@ impl<L: Listener> Server<L> {
             format!("ws://{a}/ws")
         });
         let admin_addr = shown(self.admin.as_ref().map(local), |a| a.to_string());
-        let shared = self.shared;
+        let shared = self.handle;
         for (l, transport) in self.listeners {
             shared
                 .tracker
-                .spawn(listener::accept_loop(shared.clone(), l, transport));
+                .spawn(listener::accept_loop(self.accept.clone(), l, transport));
         }
         // The admin listener and the heartbeat outlive the drain (metrics and readiness
         // stay visible while it runs), so they are stopped last, apart from the tracker.
         let admin_stop = CancellationToken::new();
+        let admin_env = Arc::new(shared.admin_env());
         let admin = self
             .admin
-            .map(|l| tokio::spawn(admin::serve(l, shared.clone(), admin_stop.clone())));
-        let heartbeat = tokio::spawn(heartbeat::run(shared.clone(), admin_stop.clone()));
+            .map(|l| tokio::spawn(admin::serve(l, admin_env, admin_stop.clone())));
+        let heartbeat = tokio::spawn(heartbeat::run(shared.metrics.clone(), admin_stop.clone()));
         // The probe stops before the store closes, after the drain.
         let probe_stop = CancellationToken::new();
         let probe = shared.storage.clone().map(|s| {
@@ -559,6 +559,41 @@ impl<L: Listener> Server<L> {
 
         shutdown.await;
         let started = Instant::now();
+        let (drained, forced) = shared.drain().await;
+        probe_stop.cancel();
+        if let Some(p) = probe {
+            let _ = p.await;
+        }
+        let unflushed_writes = shared.flush().await;
+        admin_stop.cancel();
+        // An admin client holding its connection open must not hold the exit.
+        if let Some(admin) = admin {
+            if tokio::time::timeout(FORCE_LIMIT, admin).await.is_err() {
+                tracing::warn!("admin listener did not stop in time");
+            }
+        }
+        let _ = heartbeat.await;
+        let report = ShutdownReport {
+            drained,
+            forced,
+            duration: started.elapsed(),
+            unflushed_writes,
+        };
+        tracing::info!(
+            drained,
+            forced,
+            duration_ms = report.duration.as_millis() as u64,
+            "shutdown complete"
+        );
+        report
+    }
+}
+
+impl ServerHandle {
+    /// Tells players, ends rooms, and waits for every task within `shutdown_grace_ms`,
+    /// then ends what is left: whether the drain was clean, and how many tasks it forced.
+    async fn drain(&self) -> (bool, usize) {
+        let shared = self;
         let grace = shared.config.shutdown_grace();
         tracing::info!(
             sessions = shared.directory.len(),
@@ -588,10 +623,14 @@ impl<L: Listener> Server<L> {
                 );
             }
         }
-        probe_stop.cancel();
-        if let Some(p) = probe {
-            let _ = p.await;
-        }
+        (drained, forced)
+    }
+
+    /// Writes what the ended sessions and rooms queued, then closes the store: the
+    /// writes still pending when the flush gave up.
+    async fn flush(&self) -> usize {
+        let shared = self;
+        let grace = shared.config.shutdown_grace();
         let mut unflushed_writes = 0;
         if let Some(storage) = &shared.storage {
             // Every session and room has ended (or was forced to) and queued its writes.
@@ -609,26 +648,6 @@ impl<L: Listener> Server<L> {
             }
             storage.close().await;
         }
-        admin_stop.cancel();
-        // An admin client holding its connection open must not hold the exit.
-        if let Some(admin) = admin {
-            if tokio::time::timeout(FORCE_LIMIT, admin).await.is_err() {
-                tracing::warn!("admin listener did not stop in time");
-            }
-        }
-        let _ = heartbeat.await;
-        let report = ShutdownReport {
-            drained,
-            forced,
-            duration: started.elapsed(),
-            unflushed_writes,
-        };
-        tracing::info!(
-            drained,
-            forced,
-            duration_ms = report.duration.as_millis() as u64,
-            "shutdown complete"
-        );
-        report
+        unflushed_writes
     }
 }

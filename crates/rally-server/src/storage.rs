@@ -21,6 +21,8 @@
 //! - **The probe** pings the database every [`PROBE_EVERY`] and reports through the
 //!   readiness hook, so `/readyz` says 503 while the database is unreachable and 200 again
 //!   as soon as it answers; the store reconnects by itself.
+//!
+//! Infra floor: imports the config, the metrics, readiness and the error type.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,8 +36,8 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::command::CommandError;
 use crate::config::Config;
+use crate::error::CommandError;
 use crate::metrics::{DbCallMetric, Metrics, TaskKind, TaskMeter};
 use crate::readiness::Dependency;
 

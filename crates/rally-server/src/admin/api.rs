@@ -1,4 +1,4 @@
-//! The admin API: list rooms and players, close a room, kick a player, drain.
+//! The admin API (edge floor): list rooms and players, close a room, kick a player, drain.
 //!
 //! Every handler takes an [`Operator`], so none runs without the admin token. A player's
 //! id here is its session id (the `session_id` of its `welcome`): unique in the server
@@ -17,9 +17,8 @@ use futures_util::future::join_all;
 use rally_game::CloseReason;
 use serde::{Deserialize, Serialize};
 
-use super::{ApiError, Operator};
-use crate::room::RoomHandle;
-use crate::server::Shared;
+use super::{AdminEnv, ApiError, Operator};
+use crate::room_handle::RoomHandle;
 
 /// Longest operator reason accepted (sent to players in the error message).
 const MAX_REASON: usize = 256;
@@ -52,7 +51,7 @@ fn summary(room: &RoomHandle) -> RoomSummary {
 /// `GET /admin/rooms`: every open room, oldest first.
 pub(crate) async fn rooms(
     _: Operator,
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<AdminEnv>>,
 ) -> Json<serde_json::Value> {
     let rooms: Vec<RoomSummary> = shared.matchmaker.rooms().iter().map(summary).collect();
     Json(serde_json::json!({ "rooms": rooms }))
@@ -81,7 +80,7 @@ pub(crate) struct RoomDetail {
 
 pub(crate) async fn room(
     _: Operator,
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<AdminEnv>>,
     Path(id): Path<String>,
 ) -> Result<Json<RoomDetail>, ApiError> {
     let room = find_room(&shared, &id)?;
@@ -137,7 +136,7 @@ pub(crate) struct PlayerSummary {
 /// `GET /admin/players`: every handshaken session, by id, with its room if it sits in one.
 pub(crate) async fn players(
     _: Operator,
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<AdminEnv>>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     // Rooms own their seats: ask each, all at once, each bounded.
     let rooms = shared.matchmaker.rooms();
@@ -217,7 +216,7 @@ fn reason(body: &Bytes) -> Result<Option<String>, ApiError> {
 /// `room_closed`.
 pub(crate) async fn close_room(
     op: Operator,
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<AdminEnv>>,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -241,7 +240,7 @@ pub(crate) async fn close_room(
 /// `POST /admin/players/{id}/kick`: ends the session with `KICKED`; its seat is freed.
 pub(crate) async fn kick(
     op: Operator,
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<AdminEnv>>,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -271,9 +270,9 @@ pub(crate) async fn kick(
 /// answers 503. There is no undo: restart the server to take players again.
 pub(crate) async fn drain(
     op: Operator,
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<AdminEnv>>,
 ) -> Json<serde_json::Value> {
-    let started = shared.start_draining();
+    let started = shared.matchmaker.start_draining();
     let rooms = shared.matchmaker.rooms();
     let players: usize = rooms.iter().map(|r| r.info.players()).sum();
     if started {
@@ -302,7 +301,7 @@ fn parse_id(id: &str, what: &str) -> Result<u64, ApiError> {
     })
 }
 
-fn find_room(shared: &Shared, id: &str) -> Result<RoomHandle, ApiError> {
+fn find_room(shared: &AdminEnv, id: &str) -> Result<RoomHandle, ApiError> {
     let id = parse_id(id, "room")?;
     shared.matchmaker.get(id).ok_or_else(|| no_room(id))
 }

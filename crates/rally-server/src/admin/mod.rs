@@ -1,4 +1,4 @@
-//! The admin listener: health, readiness and metrics for anyone who can reach it, and
+//! The admin listener (edge floor): health, readiness and metrics for anyone who can reach it, and
 //! the admin API (`/admin/*`) for operators holding the bearer token.
 //!
 //! - `GET /healthz`: 200 while the process serves.
@@ -14,6 +14,7 @@
 
 mod api;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -29,12 +30,61 @@ use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::server::Shared;
+use crate::config::Config;
+use crate::directory::Directory;
+use crate::matchmaker::Matchmaker;
+use crate::metrics::{Gauges, Metrics};
+use crate::outbox::LiveSessions;
+use crate::readiness::Readiness;
 
 /// Largest request body the admin API reads (a JSON object with a reason).
 const MAX_BODY: usize = 4096;
 
-pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: CancellationToken) {
+/// What the admin listener reads and acts on.
+#[derive(Debug)]
+pub(crate) struct AdminEnv {
+    /// `admin_token` and `timeout_ms` (the bound on asking a room for its seats).
+    pub(crate) config: Arc<Config>,
+    /// Open rooms, and the drain switch.
+    pub(crate) matchmaker: Arc<Matchmaker>,
+    /// Handshaken sessions.
+    pub(crate) directory: Arc<Directory>,
+    /// Every running session, for kicks.
+    pub(crate) sessions: Arc<LiveSessions>,
+    /// What `/metrics` renders.
+    pub(crate) metrics: Arc<Metrics>,
+    /// Dependencies that reported themselves unhealthy.
+    pub(crate) readiness: Arc<Readiness>,
+    /// Cancelled when shutdown begins.
+    pub(crate) shutdown: CancellationToken,
+}
+
+impl AdminEnv {
+    /// Why the server is not ready, as `/readyz` lists it; empty when ready.
+    pub(crate) fn readiness_problems(&self) -> Vec<String> {
+        self.readiness
+            .report(self.shutdown.is_cancelled(), self.matchmaker.is_draining())
+    }
+
+    /// What `/metrics` reads of rooms, sessions and readiness now.
+    fn gauges(&self) -> Gauges {
+        let mut rooms_by_kind: HashMap<String, usize> = HashMap::new();
+        let mut players = 0;
+        for room in &self.matchmaker.rooms() {
+            *rooms_by_kind.entry(room.kind.to_string()).or_default() += 1;
+            players += room.info.players();
+        }
+        Gauges {
+            rooms_by_kind,
+            players,
+            sessions: self.directory.len(),
+            draining: self.matchmaker.is_draining() || self.shutdown.is_cancelled(),
+            ready: self.readiness_problems().is_empty(),
+        }
+    }
+}
+
+pub(crate) async fn serve(listener: TcpListener, shared: Arc<AdminEnv>, stop: CancellationToken) {
     let app = Router::new()
         .route("/healthz", get(health))
         .route("/readyz", get(ready))
@@ -70,7 +120,7 @@ async fn health() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
-async fn ready(State(shared): State<Arc<Shared>>) -> (StatusCode, Json<serde_json::Value>) {
+async fn ready(State(shared): State<Arc<AdminEnv>>) -> (StatusCode, Json<serde_json::Value>) {
     let problems = shared.readiness_problems();
     if problems.is_empty() {
         (StatusCode::OK, Json(json!({ "ready": true })))
@@ -82,8 +132,8 @@ async fn ready(State(shared): State<Arc<Shared>>) -> (StatusCode, Json<serde_jso
     }
 }
 
-async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
-    let text = shared.metrics.render(&shared);
+async fn metrics(State(shared): State<Arc<AdminEnv>>) -> Response {
+    let text = shared.metrics.render(&shared.gauges());
     (
         [(
             header::CONTENT_TYPE,
@@ -134,12 +184,12 @@ pub(crate) struct Operator {
     pub(crate) peer: String,
 }
 
-impl FromRequestParts<Arc<Shared>> for Operator {
+impl FromRequestParts<Arc<AdminEnv>> for Operator {
     type Rejection = ApiError;
 
     async fn from_request_parts(
         parts: &mut Parts,
-        shared: &Arc<Shared>,
+        shared: &Arc<AdminEnv>,
     ) -> Result<Self, Self::Rejection> {
         let peer = parts
             .extensions

@@ -1,4 +1,5 @@
-//! Metrics: the figures `/metrics` shows, and the cheap counters the hot paths feed.
+//! Metrics (infra floor): the figures `/metrics` shows, and the cheap counters the hot
+//! paths feed.
 //!
 //! Figures come in three kinds, by how often they change:
 //! - **Per message** (messages and bytes in and out) and **per error**: relaxed atomic
@@ -15,12 +16,19 @@
 //! The recorder is the server's own (built with `PrometheusBuilder::build_recorder`, not
 //! installed globally), so several servers in one process keep separate figures.
 //! `docs/admin.md` lists every metric with its type and labels.
+//!
+//! # Layout
+//! - `stats`: the hot-path counters ([`Stats`]).
+//! - `tasks`: task guards, the database call timer, the runtime busy sampler.
+//! - this file: the registry, and the render of a scrape from the counters and a
+//!   [`Gauges`] snapshot the caller takes of the server.
 
-use std::cell::Cell;
+mod stats;
+mod tasks;
+
 use std::collections::HashMap;
-use std::future::Future;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use metrics::{Counter, Gauge, Histogram, Key, Label, Level, Metadata, Recorder, Unit};
 use metrics_exporter_prometheus::{
@@ -28,8 +36,12 @@ use metrics_exporter_prometheus::{
 };
 use rally_protocol::ErrorCode;
 
-use crate::server::Shared;
 use crate::transport::Transport;
+use stats::{transport_index, Flow, TRANSPORTS};
+
+pub(crate) use stats::{ErrorKind, Limit, Stats};
+pub use tasks::DbCallMetric;
+pub(crate) use tasks::{BusySampler, GaugeGuard, TaskGuard, TaskKind, TaskMeter};
 
 /// Buckets for durations that may be short or very long (tasks: a command to a session).
 const TASK_BUCKETS: &[f64] = &[
@@ -44,335 +56,6 @@ const CALL_BUCKETS: &[f64] = &[
     0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
     30.0, 60.0,
 ];
-
-/// Shards of the traffic counters; a thread always uses the same one.
-const SHARDS: usize = 16;
-/// Highest error code number plus one (codes are below 64).
-const CODES: usize = 64;
-
-/// Where an error sent to a client came from: the `kind` label of `async_errors_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ErrorKind {
-    /// Refused by an accept loop before any session started (`SERVER_FULL`).
-    Listener,
-    /// The connection: protocol faults, timeouts, slow consumers, inputs, kicks.
-    Session,
-    /// A request's checks or execution.
-    Command,
-    /// A room: inputs the game refused, an operator closing it.
-    Room,
-}
-
-impl ErrorKind {
-    const ALL: [ErrorKind; 4] = [
-        ErrorKind::Listener,
-        ErrorKind::Session,
-        ErrorKind::Command,
-        ErrorKind::Room,
-    ];
-
-    fn name(self) -> &'static str {
-        match self {
-            ErrorKind::Listener => "listener",
-            ErrorKind::Session => "session",
-            ErrorKind::Command => "command",
-            ErrorKind::Room => "room",
-        }
-    }
-}
-
-/// Kinds of tracked tasks: the `kind` label of `async_tasks_active` and
-/// `async_task_duration_seconds`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum TaskKind {
-    /// One player connection (both its loops).
-    Session,
-    /// One room.
-    Room,
-    /// One request (join, leave, chat, resume), run inside its session's task.
-    Command,
-    /// An accept loop.
-    Listener,
-    /// Telling one connection `SERVER_FULL`.
-    Refusal,
-    /// The heartbeat that measures event loop lag.
-    Heartbeat,
-    /// A database write nobody waits for: a session's stats, a room's match record.
-    Write,
-    /// The probe that checks the database answers, for `/readyz`.
-    DbProbe,
-}
-
-impl TaskKind {
-    const ALL: [TaskKind; 8] = [
-        TaskKind::Session,
-        TaskKind::Room,
-        TaskKind::Command,
-        TaskKind::Listener,
-        TaskKind::Refusal,
-        TaskKind::Heartbeat,
-        TaskKind::Write,
-        TaskKind::DbProbe,
-    ];
-
-    fn name(self) -> &'static str {
-        match self {
-            TaskKind::Session => "session",
-            TaskKind::Room => "room",
-            TaskKind::Command => "command",
-            TaskKind::Listener => "listener",
-            TaskKind::Refusal => "refusal",
-            TaskKind::Heartbeat => "heartbeat",
-            TaskKind::Write => "db_write",
-            TaskKind::DbProbe => "db_probe",
-        }
-    }
-}
-
-/// Which traffic counter.
-#[derive(Debug, Clone, Copy)]
-enum Flow {
-    MessagesIn = 0,
-    BytesIn = 1,
-    MessagesOut = 2,
-    BytesOut = 3,
-}
-
-/// One shard of the traffic counters, alone on its cache lines.
-#[derive(Debug, Default)]
-#[repr(align(128))]
-struct TrafficShard {
-    /// `[transport][flow]`.
-    counts: [[AtomicU64; 4]; 2],
-}
-
-thread_local! {
-    /// This thread's traffic shard (`usize::MAX` until first used).
-    static SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
-}
-static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
-
-fn shard_index() -> usize {
-    SHARD.with(|s| {
-        let mut i = s.get();
-        if i == usize::MAX {
-            i = NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % SHARDS;
-            s.set(i);
-        }
-        i
-    })
-}
-
-fn transport_index(t: Transport) -> usize {
-    match t {
-        Transport::Tcp => 0,
-        Transport::WebSocket => 1,
-    }
-}
-
-const TRANSPORTS: [Transport; 2] = [Transport::Tcp, Transport::WebSocket];
-
-/// The rate limits, as labelled in `rally_rate_limited_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Limit {
-    /// An input past `input_rate`.
-    Input = 0,
-    /// A request or ping past `command_rate`.
-    Command = 1,
-    /// A connection closed for staying over its message limits.
-    Closed = 2,
-    /// A connection refused: `max_connections_per_ip` open from its address.
-    AddressConnections = 3,
-    /// A connection refused: past `connection_rate_per_ip`.
-    AddressRate = 4,
-}
-
-impl Limit {
-    const ALL: [Limit; 5] = [
-        Limit::Input,
-        Limit::Command,
-        Limit::Closed,
-        Limit::AddressConnections,
-        Limit::AddressRate,
-    ];
-
-    fn label(self) -> &'static str {
-        match self {
-            Limit::Input => "input",
-            Limit::Command => "command",
-            Limit::Closed => "closed",
-            Limit::AddressConnections => "connections_per_ip",
-            Limit::AddressRate => "connection_rate_per_ip",
-        }
-    }
-}
-
-/// Counters the hot paths add to: relaxed atomics, read at scrape time.
-#[derive(Debug)]
-pub(crate) struct Stats {
-    /// Ticks rooms skipped because they fell behind.
-    pub(crate) missed_ticks: AtomicU64,
-    /// Errors sent to clients, by where they came from and code number.
-    errors: [[AtomicU64; CODES]; 4],
-    /// Accept calls that failed (the server retries them).
-    accept_errors: AtomicU64,
-    /// Messages and connections refused by a rate limit, by [`Limit`].
-    rate_limited: [AtomicU64; 5],
-    traffic: Box<[TrafficShard; SHARDS]>,
-}
-
-impl Default for Stats {
-    fn default() -> Self {
-        Stats {
-            missed_ticks: AtomicU64::new(0),
-            errors: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0))),
-            accept_errors: AtomicU64::new(0),
-            rate_limited: std::array::from_fn(|_| AtomicU64::new(0)),
-            traffic: Box::default(),
-        }
-    }
-}
-
-impl Stats {
-    /// Counts an error sent (or meant) to a client.
-    pub(crate) fn count_error(&self, kind: ErrorKind, code: ErrorCode) {
-        if let Some(c) = self.errors[kind as usize].get(usize::from(code.as_u16())) {
-            c.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    /// Errors with `code` sent to clients, from anywhere.
-    pub(crate) fn errors(&self, code: ErrorCode) -> u64 {
-        let at = usize::from(code.as_u16());
-        self.errors
-            .iter()
-            .filter_map(|by_code| by_code.get(at))
-            .map(|c| c.load(Ordering::Relaxed))
-            .sum()
-    }
-
-    /// Counts one message or connection refused by `limit`.
-    pub(crate) fn count_rate_limited(&self, limit: Limit) {
-        self.rate_limited[limit as usize].fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Refusals by `limit` so far.
-    pub(crate) fn rate_limited(&self, limit: Limit) -> u64 {
-        self.rate_limited[limit as usize].load(Ordering::Relaxed)
-    }
-
-    pub(crate) fn count_accept_error(&self) {
-        self.accept_errors.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn add(&self, transport: Transport, flow: Flow, n: u64) {
-        self.traffic[shard_index()].counts[transport_index(transport)][flow as usize]
-            .fetch_add(n, Ordering::Relaxed);
-    }
-
-    /// Messages and bytes read in one read call.
-    pub(crate) fn received(&self, transport: Transport, messages: u64, bytes: usize) {
-        if messages > 0 {
-            self.add(transport, Flow::MessagesIn, messages);
-        }
-        self.add(transport, Flow::BytesIn, bytes as u64);
-    }
-
-    /// Messages and bytes sent in one write call.
-    pub(crate) fn sent(&self, transport: Transport, messages: usize, bytes: usize) {
-        self.add(transport, Flow::MessagesOut, messages as u64);
-        self.add(transport, Flow::BytesOut, bytes as u64);
-    }
-
-    fn traffic(&self, transport: Transport, flow: Flow) -> u64 {
-        self.traffic
-            .iter()
-            .map(|s| s.counts[transport_index(transport)][flow as usize].load(Ordering::Relaxed))
-            .sum()
-    }
-}
-
-/// Counts a task as active while it lives and records how long it ran when dropped.
-#[derive(Debug)]
-pub(crate) struct TaskGuard {
-    active: Gauge,
-    duration: Histogram,
-    started: Instant,
-}
-
-/// One task kind's gauge and histogram, for code that starts tasks without holding the
-/// [`Metrics`] (the storage layer's background writes).
-#[derive(Debug, Clone)]
-pub(crate) struct TaskMeter {
-    active: Gauge,
-    duration: Histogram,
-}
-
-impl TaskMeter {
-    /// Counts a task from now until the guard is dropped.
-    pub(crate) fn start(&self) -> TaskGuard {
-        self.active.increment(1.0);
-        TaskGuard {
-            active: self.active.clone(),
-            duration: self.duration.clone(),
-            started: Instant::now(),
-        }
-    }
-}
-
-impl TaskGuard {
-    /// How long the task has run.
-    pub(crate) fn elapsed(&self) -> Duration {
-        self.started.elapsed()
-    }
-
-    /// How long the task has run, in whole milliseconds (the `duration_ms` of task logs).
-    pub(crate) fn elapsed_ms(&self) -> u64 {
-        self.started.elapsed().as_millis() as u64
-    }
-}
-
-impl Drop for TaskGuard {
-    fn drop(&mut self) {
-        self.active.decrement(1.0);
-        self.duration.record(self.started.elapsed());
-    }
-}
-
-/// Decrements a gauge when dropped (an open connection).
-#[derive(Debug)]
-pub(crate) struct GaugeGuard(Gauge);
-
-impl Drop for GaugeGuard {
-    fn drop(&mut self) {
-        self.0.decrement(1.0);
-    }
-}
-
-/// Times calls of one database operation into `rally_db_call_duration_seconds`.
-///
-/// The storage layer gets one per operation from
-/// [`ServerHandle::db_call_metric`](crate::ServerHandle::db_call_metric) when it starts,
-/// keeps it, and times every call with it: recording is an atomic push, no lookup.
-#[derive(Debug, Clone)]
-pub struct DbCallMetric {
-    histogram: Histogram,
-}
-
-impl DbCallMetric {
-    /// Records one call that took `duration` (successful or not).
-    pub fn record(&self, duration: Duration) {
-        self.histogram.record(duration);
-    }
-
-    /// Runs `call` and records how long it took.
-    pub async fn time<F: Future>(&self, call: F) -> F::Output {
-        let started = Instant::now();
-        let out = call.await;
-        self.record(started.elapsed());
-        out
-    }
-}
 
 /// Metric names, written once.
 mod name {
@@ -417,8 +100,27 @@ const COMMANDS: [&str; 11] = [
     "set_name",
 ];
 
-/// The server's registry and the handles the server records into.
+/// What `/metrics` reads from the rest of the server at scrape time, taken by the caller
+/// (the admin listener) so the registry needs no view of rooms, sessions or readiness.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Gauges {
+    /// Open rooms by kind.
+    pub(crate) rooms_by_kind: HashMap<String, usize>,
+    /// Players seated in rooms (away ones included).
+    pub(crate) players: usize,
+    /// Handshaken sessions.
+    pub(crate) sessions: usize,
+    /// Draining (admin API) or shutting down.
+    pub(crate) draining: bool,
+    /// Whether `/readyz` would answer ready.
+    pub(crate) ready: bool,
+}
+
+/// The server's registry, the handles the server records into, and the hot-path
+/// counters ([`Stats`]).
 pub(crate) struct Metrics {
+    /// The hot-path counters.
+    pub(crate) stats: Stats,
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
     tasks_active: [Gauge; TaskKind::ALL.len()],
@@ -433,6 +135,7 @@ pub(crate) struct Metrics {
 
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not derived: the recorder's `Debug` would dump every series it holds.
         f.debug_struct("Metrics").finish_non_exhaustive()
     }
 }
@@ -467,6 +170,7 @@ impl Metrics {
         let recorder = builder.build_recorder();
         let handle = recorder.handle();
         let mut m = Metrics {
+            stats: Stats::default(),
             tasks_active: std::array::from_fn(|_| Gauge::noop()),
             task_duration: std::array::from_fn(|_| Histogram::noop()),
             connections: std::array::from_fn(|_| Gauge::noop()),
@@ -663,13 +367,17 @@ impl Metrics {
     }
 
     /// Brings the scrape-time figures up to date and renders everything.
-    pub(crate) fn render(&self, shared: &Shared) -> String {
-        let stats = &shared.stats;
+    pub(crate) fn render(&self, gauges: &Gauges) -> String {
+        self.copy_counters();
+        self.set_gauges(gauges);
+        self.handle.render()
+    }
+
+    /// Copies the hot-path counters into the registry.
+    fn copy_counters(&self) {
+        let stats = &self.stats;
         let set_counter = |n, labels: &[(&'static str, String)], v: u64| {
             self.counter(n, labels).absolute(v);
-        };
-        let set_gauge = |n, labels: &[(&'static str, String)], v: f64| {
-            self.gauge(n, labels).set(v);
         };
         for t in TRANSPORTS {
             let labels = [("transport", t.name().to_owned())];
@@ -721,112 +429,24 @@ impl Metrics {
             &[],
             stats.missed_ticks.load(Ordering::Relaxed),
         );
+    }
 
-        let rooms = shared.matchmaker.rooms();
-        let mut by_kind: HashMap<&str, usize> = HashMap::new();
-        let mut players = 0;
-        for room in &rooms {
-            *by_kind.entry(&room.kind).or_default() += 1;
-            players += room.info.players();
-        }
+    /// Sets the gauges read at scrape time: the caller's snapshot and the runtime's own.
+    fn set_gauges(&self, gauges: &Gauges) {
+        let set_gauge = |n, labels: &[(&'static str, String)], v: f64| {
+            self.gauge(n, labels).set(v);
+        };
         for (kind, gauge) in &self.rooms {
-            gauge.set(by_kind.get(kind.as_str()).copied().unwrap_or(0) as f64);
+            gauge.set(gauges.rooms_by_kind.get(kind).copied().unwrap_or(0) as f64);
         }
-        set_gauge(name::PLAYERS, &[], players as f64);
-        set_gauge(name::SESSIONS, &[], shared.directory.len() as f64);
-        let draining = shared.is_draining() || shared.shutdown.is_cancelled();
-        set_gauge(name::DRAINING, &[], f64::from(u8::from(draining)));
-        set_gauge(
-            name::READY,
-            &[],
-            f64::from(u8::from(shared.readiness_problems().is_empty())),
-        );
+        set_gauge(name::PLAYERS, &[], gauges.players as f64);
+        set_gauge(name::SESSIONS, &[], gauges.sessions as f64);
+        set_gauge(name::DRAINING, &[], f64::from(u8::from(gauges.draining)));
+        set_gauge(name::READY, &[], f64::from(u8::from(gauges.ready)));
 
         let rt = tokio::runtime::Handle::current().metrics();
         set_gauge(name::WORKERS, &[], rt.num_workers() as f64);
         set_gauge(name::ALIVE_TASKS, &[], rt.num_alive_tasks() as f64);
         set_gauge(name::GLOBAL_QUEUE, &[], rt.global_queue_depth() as f64);
-        self.handle.render()
-    }
-}
-
-/// Measures the share of time the runtime's workers are busy, between two samples.
-#[derive(Debug)]
-pub(crate) struct BusySampler {
-    last_busy: Duration,
-    last_at: Instant,
-}
-
-impl BusySampler {
-    pub(crate) fn new() -> Self {
-        BusySampler {
-            last_busy: total_busy(),
-            last_at: Instant::now(),
-        }
-    }
-
-    /// The busy ratio since the previous sample (0 to 1).
-    pub(crate) fn sample(&mut self) -> f64 {
-        let workers = tokio::runtime::Handle::current().metrics().num_workers();
-        let (busy, now) = (total_busy(), Instant::now());
-        let spent = busy.saturating_sub(self.last_busy).as_secs_f64();
-        let wall = now.duration_since(self.last_at).as_secs_f64() * workers.max(1) as f64;
-        self.last_busy = busy;
-        self.last_at = now;
-        if wall > 0.0 {
-            (spent / wall).clamp(0.0, 1.0)
-        } else {
-            0.0
-        }
-    }
-}
-
-fn total_busy() -> Duration {
-    let rt = tokio::runtime::Handle::current().metrics();
-    (0..rt.num_workers())
-        .map(|w| rt.worker_total_busy_duration(w))
-        .sum()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn traffic_from_many_threads_adds_up() {
-        let stats = Stats::default();
-        std::thread::scope(|s| {
-            for _ in 0..8 {
-                s.spawn(|| {
-                    for _ in 0..1000 {
-                        stats.received(Transport::Tcp, 2, 10);
-                        stats.sent(Transport::WebSocket, 3, 7);
-                    }
-                });
-            }
-        });
-        assert_eq!(stats.traffic(Transport::Tcp, Flow::MessagesIn), 16_000);
-        assert_eq!(stats.traffic(Transport::Tcp, Flow::BytesIn), 80_000);
-        assert_eq!(
-            stats.traffic(Transport::WebSocket, Flow::MessagesOut),
-            24_000
-        );
-        assert_eq!(stats.traffic(Transport::WebSocket, Flow::BytesOut), 56_000);
-        assert_eq!(stats.traffic(Transport::WebSocket, Flow::MessagesIn), 0);
-    }
-
-    #[test]
-    fn errors_are_counted_by_kind_and_summed_by_code() {
-        let stats = Stats::default();
-        stats.count_error(ErrorKind::Session, ErrorCode::NotInRoom);
-        stats.count_error(ErrorKind::Command, ErrorCode::NotInRoom);
-        stats.count_error(ErrorKind::Listener, ErrorCode::ServerFull);
-        assert_eq!(stats.errors(ErrorCode::NotInRoom), 2);
-        assert_eq!(stats.errors(ErrorCode::ServerFull), 1);
-        assert_eq!(stats.errors(ErrorCode::Kicked), 0);
-        // Every code fits the table.
-        assert!(ErrorCode::ALL
-            .iter()
-            .all(|c| usize::from(c.as_u16()) < CODES));
     }
 }

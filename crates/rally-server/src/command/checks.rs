@@ -1,0 +1,174 @@
+//! The checks `rally serve` runs before every command (commands floor).
+
+use std::sync::Arc;
+
+use rally_protocol::ErrorCode;
+
+use super::{BoxFuture, Command, CommandChecks, CommandContext, CommandError, PlayerData};
+use super::{MAX_CHAT_BYTES, MAX_KIND_BYTES};
+use crate::accounts::{CUSTOM, DEVICE, MAX_CREDENTIAL_BYTES};
+use crate::directory::Directory;
+use crate::games::Games;
+
+/// The checks `rally serve` runs.
+#[derive(Debug, Clone)]
+pub struct DefaultChecks {
+    games: Games,
+    directory: Arc<Directory>,
+    /// `auth_required`: playing needs a login.
+    auth_required: bool,
+}
+
+impl DefaultChecks {
+    pub(crate) fn new(games: Games, directory: Arc<Directory>, auth_required: bool) -> Self {
+        DefaultChecks {
+            games,
+            directory,
+            auth_required,
+        }
+    }
+}
+
+impl CommandChecks for DefaultChecks {
+    fn validate<'a>(
+        &'a self,
+        cmd: &'a Command,
+        _ctx: &'a CommandContext,
+    ) -> BoxFuture<'a, Result<(), CommandError>> {
+        Box::pin(async move {
+            match cmd {
+                Command::Join { kind } => {
+                    if kind.is_empty() || kind.len() > MAX_KIND_BYTES {
+                        return Err(CommandError::new(
+                            ErrorCode::InvalidArgument,
+                            format!("room kind must be 1 to {MAX_KIND_BYTES} bytes"),
+                        ));
+                    }
+                    if self.games.get(kind).is_none() {
+                        return Err(CommandError::new(
+                            ErrorCode::UnknownRoomKind,
+                            format!(
+                                "no room kind {kind:?}; this server offers {}",
+                                self.games.kinds().join(", ")
+                            ),
+                        ));
+                    }
+                }
+                Command::Chat { text } => {
+                    if text.trim().is_empty() || text.len() > MAX_CHAT_BYTES {
+                        return Err(CommandError::new(
+                            ErrorCode::InvalidArgument,
+                            format!("chat text must be 1 to {MAX_CHAT_BYTES} bytes and not blank"),
+                        ));
+                    }
+                    if text.chars().any(char::is_control) {
+                        return Err(CommandError::new(
+                            ErrorCode::InvalidArgument,
+                            "chat text must not contain control characters",
+                        ));
+                    }
+                }
+                Command::Login {
+                    provider,
+                    credential,
+                } => {
+                    if provider != DEVICE && provider != CUSTOM {
+                        return Err(CommandError::new(
+                            ErrorCode::InvalidArgument,
+                            format!(
+                                "unknown login provider {provider:?}; use \"device\" or \"custom\""
+                            ),
+                        ));
+                    }
+                    if credential.is_empty() || credential.len() > MAX_CREDENTIAL_BYTES {
+                        return Err(CommandError::new(
+                            ErrorCode::InvalidArgument,
+                            format!("a credential is 1 to {MAX_CREDENTIAL_BYTES} bytes"),
+                        ));
+                    }
+                }
+                // Keys, names and versions are checked by the store before it touches the
+                // database, with one set of rules for both backends.
+                Command::Leave
+                | Command::Restore
+                | Command::GetData { .. }
+                | Command::PutData { .. }
+                | Command::DeleteData { .. }
+                | Command::GetProfile { .. }
+                | Command::SetName { .. } => {}
+                Command::Resume { token } => {
+                    if token.is_empty() || token.len() > 64 {
+                        return Err(CommandError::new(
+                            ErrorCode::ResumeFailed,
+                            "a resume token is 1 to 64 bytes",
+                        ));
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn load_player<'a>(
+        &'a self,
+        ctx: &'a CommandContext,
+    ) -> BoxFuture<'a, Result<PlayerData, CommandError>> {
+        Box::pin(async move {
+            self.directory
+                .get(ctx.session_id)
+                .map(|p| PlayerData {
+                    display_name: p.name.clone(),
+                    account_id: p.account_id,
+                })
+                .ok_or_else(|| CommandError::new(ErrorCode::Internal, "session is not registered"))
+        })
+    }
+
+    fn authorize<'a>(
+        &'a self,
+        cmd: &'a Command,
+        ctx: &'a CommandContext,
+    ) -> BoxFuture<'a, Result<(), CommandError>> {
+        Box::pin(async move {
+            if cmd.needs_account(self.auth_required) && ctx.account.is_none() {
+                return Err(CommandError::new(
+                    ErrorCode::Unauthorized,
+                    "not logged in: send login first (or hello with a session token)",
+                ));
+            }
+            match cmd {
+                Command::Join { .. } | Command::Resume { .. } if ctx.draining => Err(
+                    CommandError::new(ErrorCode::ServerShutdown, "the server is shutting down"),
+                ),
+                Command::Join { .. } | Command::Resume { .. } => match &ctx.room {
+                    Some((id, _)) => Err(CommandError::new(
+                        ErrorCode::AlreadyInRoom,
+                        format!("already in room {id}; leave it first"),
+                    )),
+                    None => Ok(()),
+                },
+                Command::Leave | Command::Chat { .. } => match ctx.room {
+                    Some(_) => Ok(()),
+                    None => Err(CommandError::new(ErrorCode::NotInRoom, "not in a room")),
+                },
+                // A seat belongs to the account that took it: switching accounts in a
+                // room would hand it to another player.
+                Command::Login { .. } => match &ctx.room {
+                    Some((id, _)) => Err(CommandError::new(
+                        ErrorCode::AlreadyInRoom,
+                        format!("in room {id}: leave it before logging in"),
+                    )),
+                    None => Ok(()),
+                },
+                // Own data only: the owner of a write is always the sender, and reads of
+                // others' entries are checked against the entry's public flag by the store.
+                Command::Restore
+                | Command::GetData { .. }
+                | Command::PutData { .. }
+                | Command::DeleteData { .. }
+                | Command::GetProfile { .. }
+                | Command::SetName { .. } => Ok(()),
+            }
+        })
+    }
+}

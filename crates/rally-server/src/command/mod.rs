@@ -1,0 +1,345 @@
+//! Commands (commands floor): client actions that need checks before they run (join, leave, chat, login,
+//! the player-data and profile requests).
+//!
+//! Every command goes through the same pipeline (SPEC.md section 4): its three checks,
+//! validation, loading the player's data and the permission check, run concurrently;
+//! the first to fail cancels the others and becomes the error the client gets. Then the
+//! command executes. The whole command, checks and execution, is bounded by `timeout_ms`.
+//!
+//! The checks are a trait so that a deployment (and the tests) can wrap or replace them;
+//! [`DefaultChecks`] is what `rally serve` uses. Loading the player reads the session's
+//! cached account and display name, never the database; the requests that need the
+//! database (login, player data, profiles) reach it only when they execute.
+//!
+//! # Layout
+//! - `checks`: [`DefaultChecks`].
+//! - `env`: what the commands are given ([`CommandEnv`]).
+//! - `join`, `resume`, `leave`, `chat`: one file per room command. The account and data
+//!   commands are the `accounts` and `player_data` modules' functions.
+//! - this file: the command type, the check trait, and [`run`]: the checks, then one
+//!   call per command.
+
+mod chat;
+mod checks;
+mod env;
+mod join;
+mod leave;
+mod resume;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use rally_protocol::{ErrorCode, ServerMessage};
+
+use crate::accounts::{self, LoggedIn};
+use crate::outbox::SessionLink;
+use crate::player_data;
+use crate::room_handle::Membership;
+
+pub use crate::error::CommandError;
+pub use checks::DefaultChecks;
+pub(crate) use env::CommandEnv;
+
+/// Longest chat line, in bytes.
+pub const MAX_CHAT_BYTES: usize = 256;
+/// Longest room kind name, in bytes.
+pub const MAX_KIND_BYTES: usize = 64;
+
+/// A boxed, sendable future, as the check methods return.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A command a client sent. Its `Debug` output leaves the resume token and login
+/// credentials out: they are secrets.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Join a room of this kind, creating one if none has a free seat.
+    Join {
+        /// The room kind.
+        kind: String,
+    },
+    /// Leave the current room.
+    Leave,
+    /// Say something to everyone in the current room.
+    Chat {
+        /// The line.
+        text: String,
+    },
+    /// Take back the seat an earlier, dropped connection held (sent as part of `hello`).
+    Resume {
+        /// The earlier session's resume token.
+        token: String,
+    },
+    /// Log in (or switch accounts).
+    Login {
+        /// `device` or `custom`.
+        provider: String,
+        /// The device id, or what the game's backend checks.
+        credential: String,
+    },
+    /// Load the display name of the account a `hello`'s session token logged in as
+    /// (queued by the session itself, ahead of the client's requests).
+    Restore,
+    /// Read one key-value entry.
+    GetData {
+        /// Whose (0: the sender's).
+        owner: u64,
+        /// The key.
+        key: String,
+    },
+    /// Write one of the sender's entries.
+    PutData {
+        /// The key.
+        key: String,
+        /// The value, JSON text.
+        value: String,
+        /// The version last seen; 0: must not exist yet.
+        expected_version: u64,
+        /// Whether others may read it.
+        public: bool,
+    },
+    /// Delete one of the sender's entries.
+    DeleteData {
+        /// The key.
+        key: String,
+        /// Its current version.
+        expected_version: u64,
+    },
+    /// Read a profile.
+    GetProfile {
+        /// Whose (0: the sender's).
+        account_id: u64,
+    },
+    /// Set the sender's display name.
+    SetName {
+        /// The new name.
+        name: String,
+    },
+}
+
+impl Command {
+    /// Whether the sender must be logged in: always for account data, and for playing
+    /// when the server requires logins.
+    pub(crate) fn needs_account(&self, auth_required: bool) -> bool {
+        match self {
+            Command::Login { .. } | Command::Restore | Command::Resume { .. } => false,
+            Command::GetData { .. }
+            | Command::PutData { .. }
+            | Command::DeleteData { .. }
+            | Command::GetProfile { .. }
+            | Command::SetName { .. } => true,
+            Command::Join { .. } | Command::Leave | Command::Chat { .. } => auth_required,
+        }
+    }
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Command::Join { kind } => f.debug_struct("Join").field("kind", kind).finish(),
+            Command::Leave => f.write_str("Leave"),
+            Command::Chat { text } => f.debug_struct("Chat").field("text", text).finish(),
+            Command::Resume { .. } => f
+                .debug_struct("Resume")
+                .field("token", &"<redacted>")
+                .finish(),
+            Command::Login { provider, .. } => f
+                .debug_struct("Login")
+                .field("provider", provider)
+                .field("credential", &"<redacted>")
+                .finish(),
+            Command::Restore => f.write_str("Restore"),
+            Command::GetData { owner, key } => f
+                .debug_struct("GetData")
+                .field("owner", owner)
+                .field("key", key)
+                .finish(),
+            Command::PutData {
+                key,
+                value,
+                expected_version,
+                public,
+            } => f
+                .debug_struct("PutData")
+                .field("key", key)
+                .field("value_bytes", &value.len())
+                .field("expected_version", expected_version)
+                .field("public", public)
+                .finish(),
+            Command::DeleteData {
+                key,
+                expected_version,
+            } => f
+                .debug_struct("DeleteData")
+                .field("key", key)
+                .field("expected_version", expected_version)
+                .finish(),
+            Command::GetProfile { account_id } => f
+                .debug_struct("GetProfile")
+                .field("account_id", account_id)
+                .finish(),
+            Command::SetName { name } => f.debug_struct("SetName").field("name", name).finish(),
+        }
+    }
+}
+
+impl Command {
+    /// The command's name for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Join { .. } => "join",
+            Command::Leave => "leave",
+            Command::Chat { .. } => "chat",
+            Command::Resume { .. } => "resume",
+            Command::Login { .. } => "login",
+            Command::Restore => "restore",
+            Command::GetData { .. } => "get_data",
+            Command::PutData { .. } => "put_data",
+            Command::DeleteData { .. } => "delete_data",
+            Command::GetProfile { .. } => "get_profile",
+            Command::SetName { .. } => "set_name",
+        }
+    }
+}
+
+/// What the checks know about the session that sent a command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandContext {
+    /// The sender's session.
+    pub session_id: u64,
+    /// The room the sender is in, if any: `(room id, kind)`.
+    pub room: Option<(u64, String)>,
+    /// Whether the server is shutting down.
+    pub draining: bool,
+    /// The account the sender is logged in as, if any.
+    pub account: Option<u64>,
+}
+
+/// The player data a command may need, loaded by [`CommandChecks::load_player`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlayerData {
+    /// The name other players see.
+    pub display_name: String,
+    /// The player's account, if logged in.
+    pub account_id: Option<u64>,
+}
+
+/// The three checks every command passes before it runs. They run concurrently.
+pub trait CommandChecks: Send + Sync + 'static {
+    /// Is the command well-formed (lengths, names, known kinds)?
+    fn validate<'a>(
+        &'a self,
+        cmd: &'a Command,
+        ctx: &'a CommandContext,
+    ) -> BoxFuture<'a, Result<(), CommandError>>;
+
+    /// Load the sender's player data.
+    fn load_player<'a>(
+        &'a self,
+        ctx: &'a CommandContext,
+    ) -> BoxFuture<'a, Result<PlayerData, CommandError>>;
+
+    /// May the sender do this now?
+    fn authorize<'a>(
+        &'a self,
+        cmd: &'a Command,
+        ctx: &'a CommandContext,
+    ) -> BoxFuture<'a, Result<(), CommandError>>;
+}
+
+/// What a successful command did, for the session to apply.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    Joined(Membership),
+    Left {
+        room_id: u64,
+    },
+    Said,
+    LoggedIn(LoggedIn),
+    /// The display name of a `hello` token's account; `None`: not loaded (database down).
+    Restored(Option<String>),
+    /// The `hello` token's account does not exist: the session is not logged in after all.
+    Forgotten(CommandError),
+    /// A reply to send as it is.
+    Reply(ServerMessage),
+}
+
+fn logged_in(ctx: &CommandContext) -> Result<u64, CommandError> {
+    // `authorize` already refused these commands without an account.
+    ctx.account
+        .ok_or_else(|| CommandError::new(ErrorCode::Unauthorized, "not logged in"))
+}
+
+fn room_gone() -> CommandError {
+    CommandError::new(ErrorCode::NotInRoom, "the room has closed")
+}
+
+/// Runs one command through the checks and executes it. The caller bounds it by `timeout_ms`.
+pub(crate) async fn run(
+    env: &CommandEnv,
+    req: u32,
+    cmd: Command,
+    ctx: CommandContext,
+    link: SessionLink,
+    membership: Option<Membership>,
+) -> Result<Outcome, CommandError> {
+    let checks = &*env.checks;
+    let ((), player, ()) = tokio::try_join!(
+        checks.validate(&cmd, &ctx),
+        checks.load_player(&ctx),
+        checks.authorize(&cmd, &ctx)
+    )?;
+    let storage = env.storage.as_deref();
+    match cmd {
+        Command::Join { kind } => join::join(&env.rooms, req, &kind, &ctx, link).await,
+        Command::Leave => leave::leave(membership, &link).await,
+        Command::Resume { token } => resume::resume(&env.rooms, token, &ctx, link).await,
+        Command::Chat { text } => chat::chat(membership, &link, player.display_name, text).await,
+        Command::Login {
+            provider,
+            credential,
+        } => accounts::login(&env.auth, storage, &provider, &credential)
+            .await
+            .map(Outcome::LoggedIn),
+        Command::Restore => match accounts::restore(storage, logged_in(&ctx)?).await {
+            Ok(name) => Ok(Outcome::Restored(name)),
+            Err(e) => Ok(Outcome::Forgotten(e)),
+        },
+        Command::GetData { owner, key } => {
+            player_data::get(storage, req, logged_in(&ctx)?, owner, key)
+                .await
+                .map(Outcome::Reply)
+        }
+        Command::PutData {
+            key,
+            value,
+            expected_version,
+            public,
+        } => player_data::put(
+            storage,
+            req,
+            logged_in(&ctx)?,
+            key,
+            &value,
+            expected_version,
+            public,
+        )
+        .await
+        .map(Outcome::Reply),
+        Command::DeleteData {
+            key,
+            expected_version,
+        } => player_data::delete(storage, req, logged_in(&ctx)?, &key, expected_version)
+            .await
+            .map(Outcome::Reply),
+        Command::GetProfile { account_id } => {
+            accounts::profile(storage, req, logged_in(&ctx)?, account_id)
+                .await
+                .map(Outcome::Reply)
+        }
+        Command::SetName { name } => {
+            let (session, account) = (ctx.session_id, logged_in(&ctx)?);
+            accounts::set_name(storage, &env.directory, session, account, &name).await?;
+            Ok(Outcome::Reply(ServerMessage::Ok { req }))
+        }
+    }
+}

@@ -1,0 +1,53 @@
+//! `resume` (sent inside `hello`): take back the seat a dropped connection held.
+//!
+//! Commands floor.
+
+use rally_protocol::ErrorCode;
+use tokio::sync::oneshot;
+
+use super::{CommandContext, CommandError, Outcome};
+use crate::outbox::SessionLink;
+use crate::room::RoomEnv;
+use crate::room_handle::{Control, Membership};
+
+/// Finds the seat the token holds and asks its room to hand it over; the room sends
+/// `joined` with request id 0.
+pub(super) async fn resume(
+    rooms: &RoomEnv,
+    token: String,
+    ctx: &CommandContext,
+    link: SessionLink,
+) -> Result<Outcome, CommandError> {
+    let failed = || {
+        CommandError::new(
+            ErrorCode::ResumeFailed,
+            "the resume token is unknown or its seat has expired; this is a new session",
+        )
+    };
+    let (room, player_id, account) = rooms.resume.get(&token).ok_or_else(failed)?;
+    // The seat is its account's: another account (or a session whose login did not
+    // hold) cannot take it, whoever holds the token.
+    if account != ctx.account {
+        return Err(failed());
+    }
+    let (reply, answer) = oneshot::channel();
+    let held = room.token.child_token();
+    room.control
+        .send(Control::Resume {
+            player: player_id,
+            token,
+            link,
+            held: held.clone(),
+            reply,
+        })
+        .await
+        .map_err(|_| failed())?;
+    match answer.await {
+        Ok(Ok(())) => Ok(Outcome::Joined(Membership {
+            room,
+            player_id,
+            held,
+        })),
+        _ => Err(failed()),
+    }
+}

@@ -1,0 +1,40 @@
+//! The one `{code, message}` error a client is told (infra floor).
+//!
+//! A command's failure, a session's fatal fault, a refusal at the door and a room's
+//! complaint are all this pair; each becomes a protocol `error` message with
+//! [`ClientError::into_message`].
+
+use rally_protocol::{ErrorCode, ServerMessage};
+
+/// An error for a client: the code it acts on and the explanation it shows.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct ClientError {
+    /// The error code sent to the client.
+    pub code: ErrorCode,
+    /// The human-readable explanation sent with it.
+    pub message: String,
+}
+
+/// The name commands (and the command-check API) use for a [`ClientError`].
+pub type CommandError = ClientError;
+
+impl ClientError {
+    /// An error with a code and a message.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ClientError {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The protocol `error` message that tells the client, answering request `req` (0:
+    /// no request).
+    pub fn into_message(self, req: u32) -> ServerMessage {
+        ServerMessage::Error {
+            code: self.code,
+            message: self.message,
+            req,
+        }
+    }
+}

@@ -1,0 +1,270 @@
+//! The outbox (infra floor): how anything reaches a session — its bounded outbound
+//! queue, its end reason and drain signal ([`SessionCtl`]), the [`SessionLink`] a room or
+//! a command holds, and the registry of live sessions shutdown and the admin API reach.
+//!
+//! It sits below both the session (which drains the queue into its socket) and the room
+//! (which fills it every tick), so neither imports the other.
+
+use std::collections::HashMap;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::task::Poll;
+
+use bytes::Bytes;
+use futures_util::task::AtomicWaker;
+use rally_protocol::{ErrorCode, ServerMessage};
+
+use crate::error::ClientError;
+
+/// Something for the writer to send.
+#[derive(Debug)]
+pub(crate) enum Outbound {
+    Msg(ServerMessage),
+    /// A WebSocket pong answering a client's ping.
+    WsPong(Bytes),
+}
+
+/// Why a session ended.
+#[derive(Debug, Clone)]
+pub(crate) enum Ending {
+    /// The client closed the socket (or it broke).
+    PeerClosed,
+    /// The client sent a WebSocket close frame; it gets one back.
+    ClientClosed,
+    /// A fatal error the client is told about.
+    Fault(ClientError),
+    /// The shutdown grace period ran out.
+    Forced,
+}
+
+impl Ending {
+    pub(crate) fn fault(code: ErrorCode, message: impl Into<String>) -> Self {
+        Ending::Fault(ClientError::new(code, message))
+    }
+}
+
+/// How a session is ended or told to drain from anywhere (its loops, its room, the
+/// server): the first end reason wins.
+///
+/// Deliberately not a `CancellationToken`: the session's loops check it on every wake-up,
+/// and here that check is two atomic loads and no lock.
+#[derive(Debug)]
+pub(crate) struct SessionCtl {
+    ending: OnceLock<Ending>,
+    draining: AtomicBool,
+    /// The session task's waker. The read and write loops run in the same task, so the
+    /// one slot wakes both.
+    waker: AtomicWaker,
+    /// Messages waiting for the writer.
+    outbox: Mutex<Outbox>,
+}
+
+/// The outbound queue: bounded by `queue_capacity`, and allocated only while it holds
+/// something, so an idle connection costs no queue memory. (A channel would keep a
+/// fixed block of slots per connection whether used or not.)
+#[derive(Debug)]
+struct Outbox {
+    queue: VecDeque<Outbound>,
+    capacity: usize,
+    /// Set when the session is over: senders learn the player is gone.
+    closed: bool,
+}
+
+/// What [`SessionCtl::signal`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Signal {
+    Ended,
+    Drain,
+}
+
+impl SessionCtl {
+    pub(crate) fn new(queue_capacity: usize) -> Self {
+        SessionCtl {
+            ending: OnceLock::new(),
+            draining: AtomicBool::new(false),
+            waker: AtomicWaker::new(),
+            outbox: Mutex::new(Outbox {
+                queue: VecDeque::new(),
+                capacity: queue_capacity,
+                closed: false,
+            }),
+        }
+    }
+
+    fn outbox(&self) -> MutexGuard<'_, Outbox> {
+        // Every critical section is a push or a take: a poisoned lock is still consistent.
+        self.outbox.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes everything queued, waiting until there is something.
+    pub(crate) fn next_batch(&self) -> impl Future<Output = VecDeque<Outbound>> + '_ {
+        std::future::poll_fn(move |cx| {
+            let mut outbox = self.outbox();
+            if outbox.queue.is_empty() {
+                // Registered under the lock: a push after this sees the new waker.
+                self.waker.register(cx.waker());
+                Poll::Pending
+            } else {
+                Poll::Ready(std::mem::take(&mut outbox.queue))
+            }
+        })
+    }
+
+    /// Closes the queue and returns what was left in it.
+    pub(crate) fn close_outbox(&self) -> VecDeque<Outbound> {
+        let mut outbox = self.outbox();
+        outbox.closed = true;
+        std::mem::take(&mut outbox.queue)
+    }
+
+    pub(crate) fn end(&self, ending: Ending) {
+        let _ = self.ending.set(ending);
+        self.waker.wake();
+    }
+
+    /// The server is shutting down: tell the client, keep serving until it closes.
+    pub(crate) fn drain(&self) {
+        self.draining.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
+    /// Whether an end was recorded.
+    pub(crate) fn is_ended(&self) -> bool {
+        self.ending.get().is_some()
+    }
+
+    pub(crate) fn ending(&self) -> Ending {
+        self.ending.get().cloned().unwrap_or(Ending::PeerClosed)
+    }
+
+    /// Completes when the session ends, or (if `drain` is asked for) when draining starts.
+    pub(crate) fn signal(&self, drain: bool) -> impl Future<Output = Signal> + '_ {
+        std::future::poll_fn(move |cx| {
+            let check = || {
+                if self.is_ended() {
+                    Some(Signal::Ended)
+                } else if drain && self.draining.load(Ordering::Acquire) {
+                    Some(Signal::Drain)
+                } else {
+                    None
+                }
+            };
+            if let Some(s) = check() {
+                return Poll::Ready(s);
+            }
+            self.waker.register(cx.waker());
+            // Checked again: a signal between the first check and the registration
+            // found no waker to wake.
+            match check() {
+                Some(s) => Poll::Ready(s),
+                None => Poll::Pending,
+            }
+        })
+    }
+}
+
+/// Every running session, so shutdown can reach each one.
+#[derive(Debug, Default)]
+pub(crate) struct LiveSessions {
+    /// Never held across `.await`.
+    inner: Mutex<HashMap<u64, Arc<SessionCtl>>>,
+}
+
+impl LiveSessions {
+    fn lock(&self) -> MutexGuard<'_, HashMap<u64, Arc<SessionCtl>>> {
+        // Each critical section is one map operation or a loop of atomic stores, so a
+        // poisoned lock still holds a consistent map.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn insert(&self, id: u64, ctl: Arc<SessionCtl>) {
+        self.lock().insert(id, ctl);
+    }
+
+    pub(crate) fn remove(&self, id: u64) {
+        self.lock().remove(&id);
+    }
+
+    /// Tells every session the server is shutting down.
+    pub(crate) fn drain_all(&self) {
+        for ctl in self.lock().values() {
+            ctl.drain();
+        }
+    }
+
+    /// Ends every session now.
+    pub(crate) fn end_all(&self) {
+        for ctl in self.lock().values() {
+            ctl.end(Ending::Forced);
+        }
+    }
+
+    /// Ends one session with `KICKED` (admin API); false if there is no such session.
+    pub(crate) fn kick(&self, id: u64, message: String) -> bool {
+        match self.lock().get(&id) {
+            Some(ctl) => {
+                ctl.end(Ending::fault(ErrorCode::Kicked, message));
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// What a room or a command holds to reach a session.
+#[derive(Clone)]
+pub(crate) struct SessionLink {
+    pub(crate) session_id: u64,
+    /// This session's resume token, sent in `welcome`. A secret: never logged.
+    pub(crate) resume_token: Option<Arc<str>>,
+    pub(crate) ctl: Arc<SessionCtl>,
+}
+
+impl std::fmt::Debug for SessionLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The resume token is left out: it lets whoever holds it act as the player.
+        f.debug_struct("SessionLink")
+            .field("session_id", &self.session_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SessionLink {
+    /// Queues a message without waiting. A full queue ends the session as a slow consumer
+    /// rather than growing memory. Returns false when the session is gone or was ended.
+    pub(crate) fn send(&self, msg: Outbound) -> bool {
+        self.push(msg, true)
+    }
+
+    /// [`send`](Self::send) from the session's own reader, which runs in the same task
+    /// just before the writer (the session polls its reader first): the writer sees the message in the
+    /// same poll, so waking the task would only cost a second, empty poll and a trip to
+    /// the back of the run queue.
+    pub(crate) fn send_in_task(&self, msg: Outbound) -> bool {
+        self.push(msg, false)
+    }
+
+    fn push(&self, msg: Outbound, wake: bool) -> bool {
+        {
+            let mut outbox = self.ctl.outbox();
+            if outbox.closed {
+                return false;
+            }
+            if outbox.queue.len() < outbox.capacity {
+                outbox.queue.push_back(msg);
+                drop(outbox);
+                if wake {
+                    self.ctl.waker.wake();
+                }
+                return true;
+            }
+        }
+        self.ctl.end(Ending::fault(
+            ErrorCode::SlowConsumer,
+            "outbound queue full: the client is not reading fast enough",
+        ));
+        false
+    }
+}

@@ -1,0 +1,264 @@
+//! The room's control messages (play floor): one method per [`Control`] message, handled
+//! as it arrives, between ticks.
+
+use rally_game::{PlayerId, Refusal};
+use rally_protocol::ServerMessage;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::{Room, Seat};
+use crate::outbox::{Outbound, SessionLink};
+use crate::room_handle::{Control, Reservation, SeatView};
+
+impl Room {
+    pub(super) fn on_control(&mut self, c: Control) {
+        match c {
+            Control::Join {
+                link,
+                req,
+                reservation,
+                account,
+                held,
+                reply,
+            } => self.on_join(link, req, reservation, account, held, reply),
+            Control::Leave {
+                player,
+                session,
+                reply,
+            } => self.on_leave(player, session, reply),
+            Control::Detach { player, session } => self.on_detach(player, session),
+            Control::Resume {
+                player,
+                token,
+                link,
+                held,
+                reply,
+            } => self.on_resume(player, &token, link, held, reply),
+            Control::Chat {
+                player,
+                session,
+                name,
+                text,
+                reply,
+            } => self.on_chat(player, session, name, text, reply),
+            Control::Inspect { reply } => self.on_inspect(reply),
+        }
+    }
+
+    /// Seats a player, or hands it the seat its account already holds here.
+    fn on_join(
+        &mut self,
+        link: SessionLink,
+        req: u32,
+        reservation: Reservation,
+        account: Option<u64>,
+        held: CancellationToken,
+        reply: oneshot::Sender<Result<PlayerId, Refusal>>,
+    ) {
+        // An account never holds two seats in one room: a join that lands where
+        // the account already sits (a connection it lost and could not resume, say
+        // because the `welcome` with its new resume token never arrived; or another
+        // device) takes that seat over, as a resume would.
+        let sitting = account
+            .and_then(|a| self.seats.iter().find(|s| s.account == Some(a)))
+            .map(|s| s.id);
+        if let Some(player) = sitting {
+            // The seat is counted already: the one reserved for the join goes back.
+            drop(reservation);
+            self.take_over(
+                player,
+                link,
+                held,
+                req,
+                "the seat was taken by a new connection of the same account",
+            );
+            if reply.send(Ok(player)).is_err() {
+                self.set_away(player);
+            }
+            return;
+        }
+        if self.seats.len() >= self.handle.max_players {
+            let _ = reply.send(Err(Refusal::new("the room is full")));
+            return;
+        }
+        let id = self.next_player;
+        if let Err(refusal) = self.game.join(id) {
+            // Dropping the reservation frees the seat it held.
+            let _ = reply.send(Err(refusal));
+            return;
+        }
+        self.next_player += 1;
+        reservation.keep();
+        link.send(Outbound::Msg(self.joined(req, id)));
+        let token = link.resume_token.clone();
+        if let Some(t) = &token {
+            self.env
+                .resume
+                .insert(t.clone(), self.handle.clone(), id, account);
+        }
+        let session = link.session_id;
+        self.seats.push(Seat {
+            id,
+            link: Some(link),
+            token,
+            away_until: None,
+            last_seq: 0,
+            account,
+            session,
+            held,
+        });
+        self.count_players();
+        if reply.send(Ok(id)).is_ok() {
+            if let Some(a) = account {
+                self.players.push((id, a));
+            }
+        } else {
+            // The join was abandoned (its command timed out): undo it and say so.
+            self.notify(
+                id,
+                ServerMessage::RoomClosed {
+                    room_id: self.handle.id,
+                    reason: "the join did not complete in time".into(),
+                },
+            );
+            self.remove(id);
+        }
+    }
+
+    /// Frees a player's seat if `session` still holds it.
+    fn on_leave(&mut self, player: PlayerId, session: u64, reply: Option<oneshot::Sender<()>>) {
+        // Only the seat's own session frees it: a connection the seat was resumed
+        // away from does not free it for the one that took it.
+        if self.seat(player).is_some_and(|s| s.session == session) {
+            self.remove(player);
+        }
+        if let Some(r) = reply {
+            let _ = r.send(());
+        }
+    }
+
+    /// The player's connection dropped: keep the seat for the reconnect grace.
+    fn on_detach(&mut self, player: PlayerId, session: u64) {
+        if self.seat(player).is_some_and(|s| s.held_by(session)) {
+            self.set_away(player);
+        }
+    }
+
+    /// A new connection presenting the seat's token takes it back.
+    fn on_resume(
+        &mut self,
+        player: PlayerId,
+        token: &str,
+        link: SessionLink,
+        held: CancellationToken,
+        reply: oneshot::Sender<Result<(), Refusal>>,
+    ) {
+        let Some(seat) = self.seat(player) else {
+            let _ = reply.send(Err(Refusal::new("the seat is no longer held")));
+            return;
+        };
+        if seat.token.as_deref() != Some(token) {
+            // Used already: an earlier resume replaced it with its own token.
+            let _ = reply.send(Err(Refusal::new("the resume token was already used")));
+            return;
+        }
+        self.take_over(
+            player,
+            link,
+            held,
+            0,
+            "the seat was resumed by a new connection",
+        );
+        if reply.send(Ok(())).is_err() {
+            self.set_away(player);
+        }
+    }
+
+    /// Says a line to everyone in the room if `session` still holds the seat.
+    fn on_chat(
+        &mut self,
+        player: PlayerId,
+        session: u64,
+        name: String,
+        text: String,
+        reply: oneshot::Sender<bool>,
+    ) {
+        let said = self.seat(player).is_some_and(|s| s.held_by(session));
+        if said {
+            let line = ServerMessage::ChatLine {
+                room_id: self.handle.id,
+                player_id: player,
+                name,
+                text,
+            };
+            for seat in &self.seats {
+                if let Some(link) = &seat.link {
+                    if !link.send(Outbound::Msg(line.clone())) {
+                        self.gone.push(seat.id);
+                    }
+                }
+            }
+            self.mark_gone_away();
+        }
+        let _ = reply.send(said);
+    }
+
+    /// Describes the seats for the admin API.
+    fn on_inspect(&mut self, reply: oneshot::Sender<Vec<SeatView>>) {
+        let now = Instant::now();
+        let seats = self
+            .seats
+            .iter()
+            .map(|s| SeatView {
+                player_id: s.id,
+                session_id: s.link.as_ref().map(|l| l.session_id),
+                last_seq: s.last_seq,
+                away_for: s.away_until.map(|t| t.saturating_duration_since(now)),
+                account: s.account,
+            })
+            .collect();
+        let _ = reply.send(seats);
+    }
+
+    /// A new connection takes `player`'s seat, and gets `joined` with `req`: the
+    /// connection that held it, if any (a half-open one the server has not noticed yet,
+    /// or another of the account's), is told the room closed for it, `why`; the seat's
+    /// resume token becomes the new connection's.
+    fn take_over(
+        &mut self,
+        player: PlayerId,
+        link: SessionLink,
+        held: CancellationToken,
+        req: u32,
+        why: &str,
+    ) {
+        let (room_id, joined) = (self.handle.id, self.joined(req, player));
+        let Some(seat) = self.seat(player) else {
+            return;
+        };
+        if let Some(old) = seat.link.take() {
+            old.send(Outbound::Msg(ServerMessage::RoomClosed {
+                room_id,
+                reason: why.into(),
+            }));
+        }
+        // The displaced session is in no room from now on.
+        std::mem::replace(&mut seat.held, held).cancel();
+        seat.session = link.session_id;
+        let old_token = std::mem::replace(&mut seat.token, link.resume_token.clone());
+        let account = seat.account;
+        seat.away_until = None;
+        link.send(Outbound::Msg(joined));
+        let new_token = seat.token.clone();
+        seat.link = Some(link);
+        if let Some(t) = old_token {
+            self.env.resume.remove(&t);
+        }
+        if let Some(t) = new_token {
+            self.env
+                .resume
+                .insert(t, self.handle.clone(), player, account);
+        }
+    }
+}

@@ -1,0 +1,389 @@
+//! A room (play floor, its top): one task that owns one game and ticks it.
+//!
+//! Data flows one way: sessions queue inputs into the room's bounded input queue; each
+//! tick the room applies every queued input, advances the game, and puts the state in
+//! each player's outbound queue. Joins, leaves and chat come through a separate control
+//! queue, handled as they arrive, so a join does not wait for a tick. Missed ticks are
+//! skipped, never burst: the next tick covers the time of the ones skipped.
+//!
+//! A player whose connection drops keeps its seat for `reconnect_grace_ms` ("away"):
+//! the game keeps it, no state is sent to it, and a new connection presenting the
+//! session's resume token takes the seat back with the same player id. After the grace
+//! the seat is freed like a leave. An account never holds two seats in one room: its
+//! join into a room where it already sits takes that seat over the same way.
+//!
+//! A room ends when its last seat is released, when its game is over, when an operator
+//! closes it or when the server shuts down (its token is a child of the server's).
+//!
+//! # Layout
+//! - `env`: what every room task is given ([`RoomEnv`]).
+//! - `control`: one method per control message.
+//! - `tick`: one tick: inputs, the game, the states sent.
+//! - this file: the task (start, run, finish, the match record) and the seat helpers.
+
+mod control;
+mod env;
+mod tick;
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::SystemTime;
+
+use rally_game::{CloseReason, Game, PlayerId};
+use rally_protocol::{ErrorCode, ServerMessage};
+use rally_store::AccountId;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{ClientError, CommandError};
+use crate::games::Kind;
+use crate::metrics::{ErrorKind, TaskKind};
+use crate::outbox::{Outbound, SessionLink};
+use crate::room_handle::{Control, InputMsg, Reservation, RoomHandle, RoomInfo};
+
+pub(crate) use env::RoomEnv;
+
+/// Control messages a room keeps for each seat: join, leave, chat, a few in flight each.
+const CONTROL_PER_SEAT: usize = 4;
+/// Inputs a room buffers per seat between two ticks.
+const INPUTS_PER_SEAT: usize = 16;
+
+struct Seat {
+    id: PlayerId,
+    /// The connected session; `None` while the player is away.
+    link: Option<SessionLink>,
+    /// The token the player's next connection presents to take the seat back.
+    token: Option<Arc<str>>,
+    /// When an away player's seat is given up.
+    away_until: Option<Instant>,
+    last_seq: u32,
+    /// The account that holds the seat; only it may resume the seat.
+    account: Option<u64>,
+    /// The session that last held the seat (connected or away): only it may free it.
+    session: u64,
+    /// The holding session's membership token; cancelled when the seat changes hands or
+    /// is freed, so a displaced session knows it is in no room.
+    held: CancellationToken,
+}
+
+impl Seat {
+    fn held_by(&self, session: u64) -> bool {
+        self.link.as_ref().is_some_and(|l| l.session_id == session)
+    }
+}
+
+struct Room {
+    env: Arc<RoomEnv>,
+    handle: RoomHandle,
+    game: Box<dyn Game>,
+    /// Sorted by id (ids only grow), so lookups are a binary search.
+    seats: Vec<Seat>,
+    next_player: PlayerId,
+    tick: u64,
+    /// Reused tick buffers: the room state and the per-player views.
+    room_buf: Vec<u8>,
+    views: Vec<(PlayerId, Vec<u8>)>,
+    /// Seats whose session was found gone (closed or slow) while sending; marked away
+    /// after the send loop.
+    gone: Vec<PlayerId>,
+    /// `rally_tick_duration_seconds` for this room's kind, held so a tick records
+    /// without a lookup.
+    tick_duration: metrics::Histogram,
+    /// Every account that took a seat, with its player id, for the match record.
+    players: Vec<(PlayerId, u64)>,
+    /// When the room opened: the match's start.
+    opened_at: SystemTime,
+}
+
+/// Starts a room task and returns its handle.
+/// Reserves a seat in a room of `kind`, opening a room when every one is full.
+pub(crate) fn reserve(
+    env: &Arc<RoomEnv>,
+    kind: &str,
+) -> Result<(RoomHandle, Reservation), CommandError> {
+    let spec = env.games.get(kind).ok_or_else(|| {
+        CommandError::new(ErrorCode::UnknownRoomKind, format!("no room kind {kind:?}"))
+    })?;
+    env.matchmaker
+        .reserve(kind, |id| spawn(env, id, kind, spec))
+}
+
+/// Starts a room task and returns its handle.
+fn spawn(env: &Arc<RoomEnv>, id: u64, kind: &str, spec: &Kind) -> RoomHandle {
+    let (control, control_rx) = mpsc::channel(spec.max_players * CONTROL_PER_SEAT);
+    let (inputs, inputs_rx) = mpsc::channel(spec.max_players * INPUTS_PER_SEAT);
+    let handle = RoomHandle {
+        id,
+        kind: Arc::from(kind),
+        max_players: spec.max_players,
+        control,
+        inputs,
+        token: env.shutdown.child_token(),
+        reason: Arc::new(OnceLock::new()),
+        info: Arc::new(RoomInfo {
+            opened: std::time::Instant::now(),
+            tick: AtomicU64::new(0),
+            players: AtomicUsize::new(0),
+            close_note: OnceLock::new(),
+        }),
+    };
+    let room = Room {
+        env: env.clone(),
+        handle: handle.clone(),
+        game: (spec.factory)(),
+        seats: Vec::with_capacity(spec.max_players.min(64)),
+        next_player: 1,
+        tick: 0,
+        room_buf: Vec::new(),
+        views: Vec::new(),
+        gone: Vec::new(),
+        tick_duration: env.metrics.tick_histogram(kind),
+        players: Vec::new(),
+        opened_at: SystemTime::now(),
+    };
+    env.tracker.spawn(room.run(control_rx, inputs_rx));
+    handle
+}
+
+fn reason_text(reason: CloseReason) -> &'static str {
+    match reason {
+        CloseReason::Empty => "the room is empty",
+        CloseReason::GameOver => "the game is over",
+        CloseReason::ServerShutdown => "the server is shutting down",
+        CloseReason::Closed => "the room was closed by an operator",
+    }
+}
+
+impl Room {
+    async fn run(
+        mut self,
+        mut control: mpsc::Receiver<Control>,
+        mut inputs: mpsc::Receiver<InputMsg>,
+    ) {
+        let task = self.env.metrics.task(TaskKind::Room);
+        let started = Instant::now();
+        let period = self.env.tick_period;
+        let mut interval = tokio::time::interval_at(started + period, period);
+        interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        let mut last = started;
+        tracing::debug!(
+            room_id = self.handle.id,
+            kind = &*self.handle.kind,
+            "room opened"
+        );
+        let token = self.handle.token.clone();
+        let cancelled = token.cancelled();
+        tokio::pin!(cancelled);
+        let reason = loop {
+            tokio::select! {
+                biased;
+                _ = &mut cancelled => {
+                    break self.handle.reason.get().copied().unwrap_or(CloseReason::ServerShutdown);
+                }
+                Some(c) = control.recv() => self.on_control(c),
+                now = interval.tick() => {
+                    let periods = (now.duration_since(last).as_secs_f64() / period.as_secs_f64()).round().max(1.0);
+                    last = now;
+                    let missed = periods as u64 - 1;
+                    if missed > 0 {
+                        self.env.metrics.stats.missed_ticks.fetch_add(missed, Ordering::Relaxed);
+                    }
+                    let took = std::time::Instant::now();
+                    self.run_tick(&mut inputs, period.mul_f64(periods), now);
+                    self.tick_duration.record(took.elapsed());
+                    if self.game.is_over() {
+                        break CloseReason::GameOver;
+                    }
+                }
+            }
+        };
+        // Closed before the players hear `room_closed`: an input sent after it finds the
+        // queue closed (NOT_IN_ROOM) rather than being dropped unseen.
+        control.close();
+        inputs.close();
+        self.finish(reason, task.elapsed_ms());
+    }
+
+    pub(super) fn seat(&mut self, player: PlayerId) -> Option<&mut Seat> {
+        let at = self.seats.binary_search_by_key(&player, |s| s.id).ok()?;
+        Some(&mut self.seats[at])
+    }
+
+    /// Publishes the seat count for the admin API and `/metrics`.
+    pub(super) fn count_players(&self) {
+        self.handle
+            .info
+            .players
+            .store(self.seats.len(), Ordering::Relaxed);
+    }
+
+    pub(super) fn joined(&self, req: u32, player: PlayerId) -> ServerMessage {
+        ServerMessage::Joined {
+            req,
+            room_id: self.handle.id,
+            player_id: player,
+            kind: self.handle.kind.to_string(),
+            max_players: self.handle.max_players as u32,
+        }
+    }
+
+    /// The player's connection is gone: hold the seat for the reconnect grace, or free it
+    /// at once when there is no grace (or no token to come back with).
+    pub(super) fn set_away(&mut self, player: PlayerId) {
+        let grace = self.env.reconnect_grace;
+        let Some(seat) = self.seat(player) else {
+            return;
+        };
+        seat.link = None;
+        if grace.is_zero() || seat.token.is_none() {
+            self.remove(player);
+        } else if seat.away_until.is_none() {
+            seat.away_until = Some(Instant::now() + grace);
+        }
+    }
+
+    pub(super) fn mark_gone_away(&mut self) {
+        while let Some(p) = self.gone.pop() {
+            self.set_away(p);
+        }
+    }
+
+    /// Frees the seats of players away for longer than the grace.
+    pub(super) fn expire_away(&mut self, now: Instant) {
+        let expired: Vec<PlayerId> = self
+            .seats
+            .iter()
+            .filter(|s| s.away_until.is_some_and(|t| t <= now))
+            .map(|s| s.id)
+            .collect();
+        for p in expired {
+            self.remove(p);
+        }
+    }
+
+    pub(super) fn notify(&mut self, player: PlayerId, msg: ServerMessage) {
+        if let Some(link) = self.seat(player).and_then(|s| s.link.as_ref()) {
+            if !link.send(Outbound::Msg(msg)) {
+                self.gone.push(player);
+            }
+        }
+    }
+
+    /// Frees a seat: the game forgets the player, its resume token stops working, and the
+    /// matchmaker gets the seat back.
+    pub(super) fn remove(&mut self, player: PlayerId) {
+        if let Ok(at) = self.seats.binary_search_by_key(&player, |s| s.id) {
+            let seat = self.seats.remove(at);
+            seat.held.cancel();
+            if let Some(t) = seat.token {
+                self.env.resume.remove(&t);
+            }
+            self.game.leave(player);
+            self.count_players();
+            self.env.matchmaker.release(self.handle.id);
+        }
+    }
+
+    fn finish(mut self, reason: CloseReason, duration_ms: u64) {
+        self.game.shutdown(reason);
+        self.record_match(duration_ms);
+        let id = self.handle.id;
+        let note = self.handle.info.close_note.get();
+        for seat in &self.seats {
+            if let Some(t) = &seat.token {
+                self.env.resume.remove(t);
+            }
+            if let Some(link) = &seat.link {
+                if reason == CloseReason::Closed {
+                    // An operator closed it: say so with a code a client can act on.
+                    let message = match note {
+                        Some(n) => format!("the room was closed by an operator: {n}"),
+                        None => "the room was closed by an operator".to_owned(),
+                    };
+                    self.env
+                        .metrics
+                        .stats
+                        .count_error(ErrorKind::Room, ErrorCode::RoomClosed);
+                    tracing::info!(
+                        session_id = link.session_id,
+                        code = ErrorCode::RoomClosed.name(),
+                        room_id = id,
+                        detail = %message,
+                        "error to client"
+                    );
+                    link.send(Outbound::Msg(
+                        ClientError::new(ErrorCode::RoomClosed, message).into_message(0),
+                    ));
+                }
+                link.send(Outbound::Msg(ServerMessage::RoomClosed {
+                    room_id: id,
+                    reason: reason_text(reason).into(),
+                }));
+            }
+        }
+        self.env.matchmaker.remove(id);
+        self.handle.close(reason);
+        self.handle.info.players.store(0, Ordering::Relaxed);
+        tracing::info!(
+            task_id = %format_args!("room-{id}"),
+            async_model = "async_await",
+            duration_ms,
+            room_id = id,
+            kind = &*self.handle.kind,
+            ticks = self.tick,
+            players = self.seats.len(),
+            reason = ?reason,
+            "room ended"
+        );
+    }
+}
+
+impl Room {
+    /// Hands the match record to the storage layer (which writes it in the background and
+    /// flushes it at shutdown): every account that played, the game's result, and which
+    /// player id each account had, as `{"players": {"<player id>": <account id>, ...},
+    /// "result": <Game::result, or null>}`. Rooms nobody logged in to play are not recorded.
+    fn record_match(&self, duration_ms: u64) {
+        let Some(storage) = &self.env.storage else {
+            return;
+        };
+        if self.players.is_empty() {
+            return;
+        }
+        let mut accounts: Vec<AccountId> = Vec::with_capacity(self.players.len());
+        for (_, a) in &self.players {
+            if let Ok(id) = i64::try_from(*a) {
+                if !accounts.contains(&AccountId(id)) {
+                    accounts.push(AccountId(id));
+                }
+            }
+        }
+        let seats: serde_json::Map<String, serde_json::Value> = self
+            .players
+            .iter()
+            .map(|(p, a)| (p.to_string(), serde_json::Value::from(*a)))
+            .collect();
+        let result = serde_json::json!({
+            "players": seats,
+            "result": self.game.result().unwrap_or(serde_json::Value::Null),
+        });
+        storage.record_match(
+            self.handle.kind.to_string(),
+            accounts,
+            self.opened_at,
+            duration_ms,
+            result,
+        );
+    }
+}
+
+impl std::fmt::Debug for Room {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not derived: the game is a trait object without `Debug`.
+        f.debug_struct("Room")
+            .field("id", &self.handle.id)
+            .field("seats", &self.seats.len())
+            .finish()
+    }
+}

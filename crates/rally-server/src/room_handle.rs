@@ -1,0 +1,204 @@
+//! How the rest of the server reaches a room (play floor, below the room task and the
+//! matchmaker): the [`RoomHandle`], the messages a room takes ([`InputMsg`], [`Control`]),
+//! a session's [`Membership`], and the seat [`Reservation`] a join carries.
+//!
+//! The room task, the matchmaker, resume tokens, commands and sessions all import this
+//! module; it imports only the outbox below it.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use rally_game::{CloseReason, PlayerId, Refusal};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::outbox::SessionLink;
+
+/// One input on its way to a room.
+#[derive(Debug)]
+pub(crate) struct InputMsg {
+    /// The sending session: inputs from a connection that lost its seat to a resumed
+    /// one are dropped.
+    pub(crate) session: u64,
+    pub(crate) player: PlayerId,
+    pub(crate) seq: u32,
+    pub(crate) payload: Bytes,
+}
+
+/// Requests a room handles as they arrive.
+pub(crate) enum Control {
+    /// Seat a player. The room sends `joined` itself, so it precedes the first state.
+    Join {
+        link: SessionLink,
+        req: u32,
+        reservation: Reservation,
+        /// The player's account (`None`: a guest, when logins are not required).
+        account: Option<u64>,
+        /// The membership's token, cancelled when the session no longer holds the seat.
+        held: CancellationToken,
+        reply: oneshot::Sender<Result<PlayerId, Refusal>>,
+    },
+    /// Free a player's seat (if `session` still holds it).
+    Leave {
+        player: PlayerId,
+        session: u64,
+        reply: Option<oneshot::Sender<()>>,
+    },
+    /// The player's connection dropped: keep the seat for the reconnect grace.
+    Detach { player: PlayerId, session: u64 },
+    /// A new connection takes an away (or half-open) seat back. The room sends `joined`
+    /// with request id 0 itself.
+    Resume {
+        player: PlayerId,
+        /// The token presented: the seat is taken only while this is still its token, so
+        /// two connections presenting one token at once do not both get it.
+        token: String,
+        link: SessionLink,
+        /// The new membership's token; the displaced one's is cancelled.
+        held: CancellationToken,
+        reply: oneshot::Sender<Result<(), Refusal>>,
+    },
+    /// Say a line to everyone in the room (if `session` still holds the seat).
+    Chat {
+        player: PlayerId,
+        session: u64,
+        name: String,
+        text: String,
+        /// Whether the line was said.
+        reply: oneshot::Sender<bool>,
+    },
+    /// Describe the seats (admin API).
+    Inspect {
+        reply: oneshot::Sender<Vec<SeatView>>,
+    },
+}
+
+/// One seat as the admin API shows it.
+#[derive(Debug, Clone)]
+pub(crate) struct SeatView {
+    pub(crate) player_id: PlayerId,
+    /// The connected session; `None` while the player is away.
+    pub(crate) session_id: Option<u64>,
+    pub(crate) last_seq: u32,
+    /// How long the seat is still held for an away player.
+    pub(crate) away_for: Option<Duration>,
+    /// The account that holds the seat (`None`: a guest).
+    pub(crate) account: Option<u64>,
+}
+
+/// What anyone may read about a room without asking its task.
+#[derive(Debug)]
+pub(crate) struct RoomInfo {
+    pub(crate) opened: std::time::Instant,
+    /// The last tick run.
+    pub(crate) tick: AtomicU64,
+    /// Seats taken (players away included).
+    pub(crate) players: AtomicUsize,
+    /// The operator's words when the admin API closed the room.
+    pub(crate) close_note: OnceLock<String>,
+}
+
+impl RoomInfo {
+    pub(crate) fn tick(&self) -> u64 {
+        self.tick.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn players(&self) -> usize {
+        self.players.load(Ordering::Relaxed)
+    }
+}
+
+/// How sessions and the matchmaker reach a room.
+#[derive(Debug, Clone)]
+pub(crate) struct RoomHandle {
+    pub(crate) id: u64,
+    pub(crate) kind: Arc<str>,
+    pub(crate) max_players: usize,
+    pub(crate) control: mpsc::Sender<Control>,
+    pub(crate) inputs: mpsc::Sender<InputMsg>,
+    /// Cancelled when the room ends; a child of the server's shutdown token.
+    pub(crate) token: CancellationToken,
+    /// Why the room was cancelled, set by whoever cancels it (unset: server shutdown).
+    pub(crate) reason: Arc<OnceLock<CloseReason>>,
+    pub(crate) info: Arc<RoomInfo>,
+}
+
+impl RoomHandle {
+    /// Ends the room for `reason` (the first reason given wins).
+    pub(crate) fn close(&self, reason: CloseReason) {
+        let _ = self.reason.set(reason);
+        self.token.cancel();
+    }
+
+    /// Asks the room for its seats, bounded by `limit`; `None` if it did not answer (it
+    /// ended, or it is too busy).
+    pub(crate) async fn inspect(&self, limit: Duration) -> Option<Vec<SeatView>> {
+        tokio::time::timeout(limit, async {
+            let (reply, answer) = oneshot::channel();
+            self.control.send(Control::Inspect { reply }).await.ok()?;
+            answer.await.ok()
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+}
+
+/// A session's seat in a room.
+#[derive(Debug, Clone)]
+pub(crate) struct Membership {
+    pub(crate) room: RoomHandle,
+    pub(crate) player_id: PlayerId,
+    /// Cancelled when this session stops holding the seat: another connection resumed
+    /// it, or it was freed. A child of the room's token, so the room's end cancels it too.
+    pub(crate) held: CancellationToken,
+}
+
+impl Membership {
+    /// Whether the room still runs and this session still holds the seat.
+    pub(crate) fn is_live(&self) -> bool {
+        !self.held.is_cancelled()
+    }
+}
+
+/// What takes a reserved seat back: the matchmaker. A trait so that a room's messages,
+/// which carry reservations, need not import the matchmaker, which imports them.
+pub(crate) trait SeatRelease: std::fmt::Debug + Send + Sync {
+    /// Gives one seat of `room_id` back.
+    fn release(&self, room_id: u64);
+}
+
+/// A seat held in a room until the room seats the player ([`Reservation::keep`]);
+/// dropped unused, it frees the seat.
+#[derive(Debug)]
+pub(crate) struct Reservation {
+    seats: Arc<dyn SeatRelease>,
+    room_id: u64,
+    armed: bool,
+}
+
+impl Reservation {
+    /// A seat just counted in `room_id` by `seats`.
+    pub(crate) fn new(seats: Arc<dyn SeatRelease>, room_id: u64) -> Self {
+        Reservation {
+            seats,
+            room_id,
+            armed: true,
+        }
+    }
+
+    /// The player was seated: the seat now belongs to them and is freed when they leave.
+    pub(crate) fn keep(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if self.armed {
+            self.seats.release(self.room_id);
+        }
+    }
+}

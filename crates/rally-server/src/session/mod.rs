@@ -1,0 +1,319 @@
+//! One connection (session floor): a read loop and a write loop, joined by a bounded
+//! outbound queue (the outbox).
+//!
+//! Both loops run in the connection's one task (joined, not spawned), sharing the
+//! socket (a `TcpStream`, or any [`Connection`]) by reference: reads use `readable` +
+//! `try_read` into a stack buffer, so an idle connection holds no read buffer; writes
+//! drain the queue in batches and send each batch with one write.
+//!
+//! Bounds: the first message must be a `hello` within `timeout_ms`; after that a complete
+//! message must arrive at least every `timeout_ms` (bytes alone do not count, so a
+//! trickle cannot hold a session); a write that cannot drain within `timeout_ms` ends the
+//! session; an outbound queue that fills (`queue_capacity`) ends it as a slow consumer.
+//! Every end is recorded once in [`SessionCtl`] and reported to the client when it still
+//!
+//! # Layout
+//! - `env`: what every session is given ([`SessionEnv`]).
+//! - `reader`: the read loop: socket reads, frames, the idle deadline.
+//! - `hello`: the handshake.
+//! - `dispatch`: one message: its rate limit, then its handling (inputs to the room,
+//!   requests to the queue).
+//! - `requests`: the request queue: running commands, applying their outcomes.
+//! - `writer`: the write loop and the farewell.
+//! - this file: the session task's run and lifecycle: start, end, leaving the room.
+
+mod dispatch;
+mod env;
+mod hello;
+mod reader;
+mod requests;
+mod writer;
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use rally_protocol::{ErrorCode, ServerMessage};
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Instant;
+
+use crate::accounts::SessionAccount;
+use crate::command::{Command, CommandError, Outcome};
+use crate::connection::Connection;
+use crate::error::ClientError;
+use crate::limits::{AddressSlot, MessageLimits};
+use crate::metrics::TaskKind;
+use crate::outbox::{Ending, Outbound, SessionCtl, SessionLink};
+use crate::room_handle::{Control, Membership};
+use crate::transport::{self, Decoder, Transport};
+use reader::Reader;
+use writer::Writer;
+
+pub(crate) use env::SessionEnv;
+
+/// Requests sent and not yet answered (running or queued) before more are refused.
+const MAX_COMMANDS_IN_FLIGHT: usize = 8;
+/// A write buffer grown past this is freed after use rather than kept.
+const MAX_KEPT_WRITE_BUFFER: usize = 64 * 1024;
+/// Longest client name accepted in `hello`.
+const MAX_CLIENT_NAME: usize = 64;
+/// Longest time spent saying goodbye: the last error, the close frame, the linger.
+const FAREWELL: Duration = Duration::from_secs(1);
+/// Most bytes read and discarded while lingering before close.
+const LINGER_BYTES: usize = 64 * 1024;
+/// The reconnect hint sent with `shutdown`.
+const RECONNECT_AFTER_MS: u32 = 1000;
+
+type CommandFuture = Pin<Box<dyn Future<Output = (u32, Result<Outcome, CommandError>)> + Send>>;
+
+/// What admits a connection: a slot under `concurrency_limit` and one under its
+/// address's `max_connections_per_ip`.
+pub(crate) type Admission = (OwnedSemaphorePermit, AddressSlot);
+
+/// Runs one accepted connection to its end. Holds `permit` (its connection slots) until
+/// the player is gone.
+pub(crate) async fn run<C: Connection>(
+    env: Arc<SessionEnv>,
+    mut stream: C,
+    peer: SocketAddr,
+    transport: Transport,
+    permit: Admission,
+) {
+    let task = env.metrics.task(TaskKind::Session);
+    // Counted like the permit: until the player is gone, not while the socket lingers.
+    let connection = env.metrics.connection(transport);
+    let started = Instant::now();
+    let _ = stream.set_nodelay(true);
+    // The WebSocket upgrade and the hello share one bound from the accept.
+    let handshake = env.config.handshake_timeout();
+    let mut early = Vec::new();
+    if transport == Transport::WebSocket {
+        let accepted = tokio::select! {
+            r = transport::accept_websocket(&stream, handshake) => r,
+            _ = env.shutdown.cancelled() => None,
+        };
+        match accepted {
+            Some(rest) => early = rest,
+            None => {
+                drop((permit, connection));
+                linger_close(&mut stream).await;
+                return;
+            }
+        }
+    }
+    let session_id = env.next_session_id();
+    let ctl = Arc::new(SessionCtl::new(env.config.queue_capacity as usize));
+    env.sessions.insert(session_id, ctl.clone());
+    // Registered first, then checked: a shutdown racing this start is seen either way.
+    if env.shutdown.is_cancelled() {
+        ctl.drain();
+    }
+
+    let link = SessionLink {
+        session_id,
+        resume_token: crate::resume::new_token(),
+        ctl: ctl.clone(),
+    };
+    let mut reader = Reader {
+        decoder: Decoder::new(transport, env.config.max_message_bytes as usize),
+        rbuf: early,
+        core: Core::new(env.clone(), link, peer, transport, started + handshake),
+    };
+    let writer = Writer {
+        env: &env,
+        ctl: &ctl,
+        transport,
+        session_id,
+    };
+    read_then_write(reader.run(&stream), writer.run(&stream)).await;
+    env.sessions.remove(session_id);
+    let ending = ctl.ending();
+    // The player is gone: its slot is free for the next one, and it is no longer listed
+    // (sessions(), /admin/players, rally_sessions), even while the socket lingers.
+    drop((permit, connection));
+    if reader.core.handshaken {
+        env.directory.remove(session_id);
+    }
+    if !matches!(ending, Ending::PeerClosed) {
+        linger_close(&mut stream).await;
+    }
+    if let Some(account) = reader.core.account.take() {
+        reader.core.end_account_session(account);
+    }
+    let (code, message) = match &ending {
+        Ending::Fault(e) => (Some(e.code.name()), e.message.as_str()),
+        Ending::PeerClosed => (None, "peer closed"),
+        Ending::ClientClosed => (None, "client sent close"),
+        Ending::Forced => (None, "shutdown grace expired"),
+    };
+    tracing::debug!(
+        task_id = %format_args!("session-{session_id}"),
+        async_model = "async_await",
+        duration_ms = task.elapsed_ms(),
+        session_id,
+        transport = transport.name(),
+        %peer,
+        code,
+        reason = message,
+        "session ended"
+    );
+}
+
+/// Runs the read and write loops of one session in its task, always polling the reader
+/// first: what it queues in reply (`pong`, `welcome`, replies) is then written in the
+/// same poll, without a wake-up (`tokio::join!` rotates which future goes first).
+async fn read_then_write(read: impl Future<Output = ()>, write: impl Future<Output = ()>) {
+    let mut read = std::pin::pin!(read);
+    let mut write = std::pin::pin!(write);
+    let (mut read_done, mut write_done) = (false, false);
+    std::future::poll_fn(|cx| {
+        if !read_done {
+            read_done = read.as_mut().poll(cx).is_ready();
+        }
+        if !write_done {
+            write_done = write.as_mut().poll(cx).is_ready();
+        }
+        if read_done && write_done {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await;
+}
+
+/// Half-closes, then reads and discards for a moment so the peer sees our last bytes
+/// before the kernel would answer its unread bytes with a reset.
+pub(crate) async fn linger_close<C: Connection>(stream: &mut C) {
+    let _ = tokio::time::timeout(FAREWELL, async {
+        let _ = stream.shutdown().await;
+        let mut discarded = 0;
+        while discarded < LINGER_BYTES {
+            if stream.readable().await.is_err() {
+                break;
+            }
+            let mut sink = Vec::new();
+            match transport::read_append(stream, &mut sink) {
+                Ok(0) => break,
+                Ok(n) => discarded += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => break,
+            }
+        }
+    })
+    .await;
+}
+
+/// The session state the read loop keeps (apart from the decoder, so a decoded frame
+/// borrowing the decoder can be handled with `&mut Core`).
+struct Core {
+    env: Arc<SessionEnv>,
+    link: SessionLink,
+    peer: SocketAddr,
+    transport: Transport,
+    handshaken: bool,
+    draining: bool,
+    membership: Option<Membership>,
+    /// The account the session is logged in as (its display name is in the directory).
+    account: Option<SessionAccount>,
+    /// Commands waiting behind the running one, in order.
+    queue: VecDeque<(u32, Command)>,
+    /// Whether a command is running now.
+    running: bool,
+    /// When the next complete message must have arrived.
+    deadline: Instant,
+    /// Complete messages received, to move the deadline once per read, not per message.
+    messages: u64,
+    /// `input_rate` and `command_rate`.
+    limits: MessageLimits,
+}
+
+impl Core {
+    /// A session not yet handshaken, whose `hello` is due by `deadline`.
+    fn new(
+        env: Arc<SessionEnv>,
+        link: SessionLink,
+        peer: SocketAddr,
+        transport: Transport,
+        deadline: Instant,
+    ) -> Self {
+        Core {
+            limits: MessageLimits::new(&env.config),
+            env,
+            link,
+            peer,
+            transport,
+            handshaken: false,
+            draining: false,
+            membership: None,
+            account: None,
+            queue: VecDeque::new(),
+            running: false,
+            deadline,
+            messages: 0,
+        }
+    }
+
+    /// The session stops being `account` (it ended, or logged in as another): its play
+    /// time and a session go to the account's stats, in the background.
+    fn end_account_session(&self, account: SessionAccount) {
+        if let Some(storage) = &self.env.storage {
+            let play_ms = u64::try_from(account.since.elapsed().as_millis()).unwrap_or(u64::MAX);
+            if let Ok(id) = i64::try_from(account.id) {
+                storage.record_session(rally_store::AccountId(id), play_ms);
+            }
+        }
+    }
+
+    /// The current membership, forgotten once its room has ended.
+    fn membership(&mut self) -> Option<&Membership> {
+        if self.membership.as_ref().is_some_and(|m| !m.is_live()) {
+            self.membership = None;
+        }
+        self.membership.as_ref()
+    }
+
+    fn on_shutdown(&mut self) {
+        self.draining = true;
+        self.link
+            .send_in_task(Outbound::Msg(ServerMessage::Shutdown {
+                reason: "the server is shutting down".into(),
+                reconnect_after_ms: RECONNECT_AFTER_MS,
+            }));
+    }
+
+    /// The session is over: leave the room, or, when the connection merely dropped,
+    /// keep the seat for the player to resume.
+    fn leave_room(&mut self, ending: &Ending) {
+        if let Some(m) = self.membership().cloned() {
+            let (player, session) = (m.player_id, self.link.session_id);
+            // A drop or a stall may be the network's fault; a close frame, a protocol
+            // violation or the end of a shutdown is not coming back.
+            let hold = matches!(
+                ending,
+                Ending::PeerClosed
+                    | Ending::Fault(ClientError {
+                        code: ErrorCode::Timeout | ErrorCode::SlowConsumer,
+                        ..
+                    })
+            );
+            let msg = if hold {
+                Control::Detach { player, session }
+            } else {
+                Control::Leave {
+                    player,
+                    session,
+                    reply: None,
+                }
+            };
+            // If the room's control queue is full, the room still finds this session's
+            // queue closed on its next send and holds the seat as for a drop.
+            let _ = m.room.control.try_send(msg);
+            self.membership = None;
+        }
+    }
+}

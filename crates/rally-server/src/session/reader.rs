@@ -1,0 +1,173 @@
+//! The read loop (session floor): reads what the socket has, decodes whole frames,
+//! hands each message to the dispatch, keeps the idle deadline, and runs one request at
+//! a time beside it.
+
+use bytes::Bytes;
+use rally_protocol::ErrorCode;
+use tokio::time::Instant;
+
+use super::{CommandFuture, Core};
+use crate::connection::Connection;
+use crate::limits::Budget;
+use crate::outbox::{Ending, Outbound, Signal};
+use crate::transport::{self, Decoder, Incoming};
+
+pub(super) struct Reader {
+    pub(super) decoder: Decoder,
+    /// Bytes of an incomplete frame, kept between reads; empty and unallocated otherwise.
+    pub(super) rbuf: Vec<u8>,
+    pub(super) core: Core,
+}
+
+impl Reader {
+    pub(super) async fn run<C: Connection>(&mut self, stream: &C) {
+        let ctl = self.core.link.ctl.clone();
+        let mut pending: Option<CommandFuture> = None;
+        if !self.rbuf.is_empty() {
+            // Frames that arrived with the WebSocket upgrade request.
+            let bytes = self.rbuf.len();
+            if let Err(e) = self.process_buffered() {
+                ctl.end(e);
+            }
+            let env = &self.core.env;
+            env.metrics
+                .stats
+                .received(self.core.transport, self.core.messages, bytes);
+        }
+        // The idle timer is moved only when it fires: messages just push the deadline
+        // forward, so a busy session never touches the timer wheel.
+        let idle = tokio::time::sleep_until(self.core.deadline);
+        tokio::pin!(idle);
+        loop {
+            if pending.is_none() {
+                pending = self.core.next_command();
+            }
+            let command = async {
+                match pending.as_mut() {
+                    Some(f) => f.await,
+                    None => std::future::pending().await,
+                }
+            };
+            let step = tokio::select! {
+                biased;
+                signal = ctl.signal(!self.core.draining) => match signal {
+                    Signal::Ended => break,
+                    Signal::Drain => {
+                        self.core.on_shutdown();
+                        Ok(())
+                    }
+                },
+                (req, result) = command => {
+                    pending = None;
+                    self.core.on_outcome(req, result);
+                    Ok(())
+                }
+                _ = &mut idle => {
+                    if Instant::now() >= self.core.deadline {
+                        Err(Ending::fault(
+                            ErrorCode::Timeout,
+                            if self.core.handshaken {
+                                "no message received within timeout_ms"
+                            } else {
+                                "no hello received within handshake_timeout_ms"
+                            },
+                        ))
+                    } else {
+                        idle.as_mut().reset(self.core.deadline);
+                        Ok(())
+                    }
+                }
+                r = stream.readable() => match r {
+                    Err(_) => Err(Ending::PeerClosed),
+                    Ok(()) => self.on_readable(stream),
+                },
+            };
+            if let Err(ending) = step {
+                ctl.end(ending);
+                break;
+            }
+        }
+        drop(pending);
+        self.core.leave_room(&ctl.ending());
+    }
+
+    /// Reads what the socket has and handles every complete frame in it.
+    fn on_readable<C: Connection>(&mut self, stream: &C) -> Result<(), Ending> {
+        let mut chunk = [0u8; transport::READ_CHUNK];
+        let n = match stream.try_read(&mut chunk) {
+            Ok(0) => return Err(Ending::PeerClosed),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+            Err(_) => return Err(Ending::PeerClosed),
+        };
+        if n < chunk.len() {
+            // A short read emptied the socket. Clear tokio's readiness now, without the
+            // extra read that would only return EAGAIN: a third of all read calls under
+            // load. Safe: readiness is only cleared if no new event arrived since.
+            stream.clear_read_ready();
+        }
+        let handled = self.core.messages;
+        if self.rbuf.is_empty() {
+            // The common case: whole frames, decoded straight from the stack buffer.
+            let used = self.process(&mut chunk[..n])?;
+            self.rbuf.extend_from_slice(&chunk[used..n]);
+        } else {
+            self.rbuf.extend_from_slice(&chunk[..n]);
+            self.process_buffered()?;
+        }
+        let messages = self.core.messages.wrapping_sub(handled);
+        // One add per read call, not per message: cheap enough for the hot path.
+        self.core
+            .env
+            .metrics
+            .stats
+            .received(self.core.transport, messages, n);
+        if messages != 0 {
+            self.core.deadline = Instant::now() + self.core.env.config.timeout();
+        }
+        Ok(())
+    }
+
+    fn process_buffered(&mut self) -> Result<(), Ending> {
+        let mut buf = std::mem::take(&mut self.rbuf);
+        let used = self.process(&mut buf)?;
+        if used < buf.len() {
+            buf.drain(..used);
+            self.rbuf = buf;
+        }
+        Ok(())
+    }
+
+    /// Handles every complete frame at the start of `buf`; returns the bytes they took.
+    fn process(&mut self, buf: &mut [u8]) -> Result<usize, Ending> {
+        let mut at = 0;
+        while at < buf.len() {
+            let decoded = self
+                .decoder
+                .decode(&mut buf[at..])
+                .map_err(|f| Ending::fault(f.code, f.message))?;
+            let Some((n, incoming)) = decoded else { break };
+            at += n;
+            match incoming {
+                Incoming::Message(body) => self.core.on_message(body)?,
+                Incoming::Ping(p) => {
+                    if self.core.allow(Budget::Command, 0, "WebSocket ping")? {
+                        self.core
+                            .link
+                            .send_in_task(Outbound::WsPong(Bytes::copy_from_slice(p)));
+                    }
+                }
+                // Pongs and fragments cost a decode each: they count like requests.
+                Incoming::Nothing => {
+                    self.core
+                        .allow(Budget::Command, 0, "WebSocket control frame")?;
+                }
+                Incoming::Close => return Err(Ending::ClientClosed),
+            }
+            if self.core.link.ctl.is_ended() {
+                break;
+            }
+        }
+        Ok(at)
+    }
+}

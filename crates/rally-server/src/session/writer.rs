@@ -1,0 +1,129 @@
+//! The write loop (session floor): drains the outbox in batches, one socket write per
+//! batch, and says goodbye when the session ends (what is left, the reason, a close frame).
+
+use std::time::Duration;
+
+use rally_protocol::ErrorCode;
+
+use super::{SessionEnv, FAREWELL, MAX_KEPT_WRITE_BUFFER};
+use crate::connection::Connection;
+use crate::error::ClientError;
+use crate::metrics::ErrorKind;
+use crate::outbox::{Ending, Outbound, SessionCtl};
+use crate::transport::{self, Transport};
+
+pub(super) struct Writer<'a> {
+    pub(super) env: &'a SessionEnv,
+    pub(super) ctl: &'a SessionCtl,
+    pub(super) transport: Transport,
+    pub(super) session_id: u64,
+}
+
+impl Writer<'_> {
+    pub(super) async fn run<C: Connection>(&self, stream: &C) {
+        let limit = self.env.config.timeout();
+        let mut wbuf = Vec::new();
+        loop {
+            let batch = tokio::select! {
+                biased;
+                _ = self.ctl.signal(false) => break,
+                b = self.ctl.next_batch() => b,
+            };
+            // Everything queued goes out in one write (at most queue_capacity messages).
+            for out in &batch {
+                self.encode(out, &mut wbuf);
+            }
+            let messages = batch.len();
+            drop(batch);
+            let written = tokio::select! {
+                biased;
+                _ = self.ctl.signal(false) => break,
+                w = transport::write_all(stream, &wbuf, limit) => w,
+            };
+            match written {
+                // One add per write call, not per message.
+                Ok(true) => self
+                    .env
+                    .metrics
+                    .stats
+                    .sent(self.transport, messages, wbuf.len()),
+                Ok(false) => {
+                    self.ctl.end(Ending::fault(
+                        ErrorCode::Timeout,
+                        "a write did not drain within timeout_ms",
+                    ));
+                    break;
+                }
+                Err(_) => {
+                    self.ctl.end(Ending::PeerClosed);
+                    break;
+                }
+            }
+            wbuf.clear();
+            if wbuf.capacity() > MAX_KEPT_WRITE_BUFFER {
+                wbuf = Vec::new();
+            }
+        }
+        self.farewell(stream, wbuf, limit).await;
+    }
+
+    /// Whatever was queued (unless the client is too slow to take it), then the reason,
+    /// then a WebSocket close frame.
+    async fn farewell<C: Connection>(&self, stream: &C, mut wbuf: Vec<u8>, limit: Duration) {
+        wbuf.clear();
+        let left = self.ctl.close_outbox();
+        let ending = self.ctl.ending();
+        let stuck = matches!(
+            &ending,
+            Ending::Fault(ClientError {
+                code: ErrorCode::SlowConsumer | ErrorCode::Timeout,
+                ..
+            })
+        );
+        let mut close_code = None;
+        let mut messages = 0;
+        match &ending {
+            Ending::PeerClosed => return,
+            Ending::Fault(fault) => {
+                if !stuck {
+                    for out in &left {
+                        self.encode(out, &mut wbuf);
+                    }
+                    messages = left.len();
+                }
+                let code = fault.code;
+                self.env.metrics.stats.count_error(ErrorKind::Session, code);
+                tracing::info!(session_id = self.session_id, code = code.name(), detail = %fault.message, "fatal error to client");
+                let msg = fault.clone().into_message(0);
+                transport::encode(self.transport, &msg, &mut wbuf);
+                messages += 1;
+                close_code = Some(code);
+            }
+            Ending::ClientClosed => {}
+            Ending::Forced => close_code = Some(ErrorCode::ServerShutdown),
+        }
+        transport::encode_close(
+            self.transport,
+            transport::ws_close_code(close_code),
+            &mut wbuf,
+        );
+        if !wbuf.is_empty()
+            && matches!(
+                transport::write_all(stream, &wbuf, FAREWELL.min(limit)).await,
+                Ok(true)
+            )
+        {
+            self.env
+                .metrics
+                .stats
+                .sent(self.transport, messages, wbuf.len());
+        }
+    }
+
+    fn encode(&self, out: &Outbound, wbuf: &mut Vec<u8>) {
+        match out {
+            Outbound::Msg(m) => transport::encode(self.transport, m, wbuf),
+            Outbound::WsPong(p) => transport::encode_pong(self.transport, p, wbuf),
+        }
+    }
+}
