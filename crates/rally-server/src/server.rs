@@ -593,32 +593,31 @@ impl ServerHandle {
     /// Tells players, ends rooms, and waits for every task within `shutdown_grace_ms`,
     /// then ends what is left: whether the drain was clean, and how many tasks it forced.
     async fn drain(&self) -> (bool, usize) {
-        let shared = self;
-        let grace = shared.config.shutdown_grace();
+        let grace = self.config.shutdown_grace();
         tracing::info!(
-            sessions = shared.directory.len(),
-            rooms = shared.matchmaker.room_count(),
+            sessions = self.directory.len(),
+            rooms = self.matchmaker.room_count(),
             grace_ms = grace.as_millis() as u64,
             "shutting down: telling players, ending rooms, draining connections"
         );
-        shared.matchmaker.close();
-        shared.shutdown.cancel();
-        shared.sessions.drain_all();
-        shared.tracker.close();
-        let drained = tokio::time::timeout(grace, shared.tracker.wait())
+        self.matchmaker.close();
+        self.shutdown.cancel();
+        self.sessions.drain_all();
+        self.tracker.close();
+        let drained = tokio::time::timeout(grace, self.tracker.wait())
             .await
             .is_ok();
         let mut forced = 0;
         if !drained {
-            forced = shared.tracker.len();
+            forced = self.tracker.len();
             tracing::warn!(tasks = forced, "grace period over: closing what is left");
-            shared.sessions.end_all();
-            if tokio::time::timeout(FORCE_LIMIT, shared.tracker.wait())
+            self.sessions.end_all();
+            if tokio::time::timeout(FORCE_LIMIT, self.tracker.wait())
                 .await
                 .is_err()
             {
                 tracing::error!(
-                    tasks = shared.tracker.len(),
+                    tasks = self.tracker.len(),
                     "tasks still running after force; exiting anyway"
                 );
             }
@@ -629,13 +628,12 @@ impl ServerHandle {
     /// Writes what the ended sessions and rooms queued, then closes the store: the
     /// writes still pending when the flush gave up.
     async fn flush(&self) -> usize {
-        let shared = self;
-        let grace = shared.config.shutdown_grace();
+        let grace = self.config.shutdown_grace();
         let mut unflushed_writes = 0;
-        if let Some(storage) = &shared.storage {
+        if let Some(storage) = &self.storage {
             // Every session and room has ended (or was forced to) and queued its writes.
             let pending = storage.pending_writes();
-            let bound = shared.config.timeout() * 3 + grace;
+            let bound = self.config.timeout() * 3 + grace;
             unflushed_writes = storage.flush(bound).await;
             if unflushed_writes > 0 {
                 tracing::error!(

@@ -13,10 +13,10 @@
 //!
 //! # Layout
 //! - `checks`: [`DefaultChecks`].
-//! - `env`: what the commands are given ([`CommandEnv`]).
+//! - `env`: what the commands are given (`CommandEnv`).
 //! - `join`, `resume`, `leave`, `chat`: one file per room command. The account and data
 //!   commands are the `accounts` and `player_data` modules' functions.
-//! - this file: the command type, the check trait, and [`run`]: the checks, then one
+//! - this file: the command type, the check trait, and `run`: the checks, then one
 //!   call per command.
 
 mod chat;
