@@ -10,8 +10,9 @@
 //! floor, imports run down the list. (`import_loops.py` finds no cycle.)
 //!
 //! **Server**
-//! - `server`: the builder, start-up, and graceful shutdown (the cancellation tree); it
-//!   makes the handles and gives each task only its own.
+//! - `server`: the builder, start-up, and graceful shutdown (the cancellation tree).
+//! - `handle`: the server's handles: the [`ServerHandle`] view, and what each kind of
+//!   task is given of them.
 //!
 //! **Edge** (accepting)
 //! - `admin`: the admin listener: `/healthz`, `/readyz`, `/metrics`, and the admin API
@@ -66,6 +67,7 @@ pub mod connection;
 pub mod directory;
 mod error;
 mod games;
+mod handle;
 mod heartbeat;
 mod limits;
 mod listener;
@@ -87,13 +89,12 @@ pub use command::{BoxFuture, Command, CommandChecks, CommandContext, CommandErro
 pub use config::{Config, DatabaseUrl, Environment, LogFormat, Sources};
 pub use error::ClientError;
 pub use games::Games;
+pub use handle::{SeatInfo, ServerHandle};
 pub use metrics::DbCallMetric;
 pub use rally_game as game;
 pub use rally_protocol as protocol;
 pub use rally_store as store;
 pub use readiness::Dependency;
-pub use server::{
-    BindError, SeatInfo, Server, ServerBuilder, ServerHandle, ShutdownReport, StartError,
-};
+pub use server::{BindError, Server, ServerBuilder, ShutdownReport, StartError};
 pub use storage::{migrate, open_store, store_config};
 pub use transport::Transport;

@@ -21,40 +21,30 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use rally_store::{Store, StoreError};
 
-use crate::accounts::Auth;
-use crate::admin::{self, AdminEnv};
-use crate::command::{CommandChecks, CommandEnv, DefaultChecks};
+use crate::admin;
+use crate::command::{CommandChecks, DefaultChecks};
 use crate::config::Config;
 use crate::connection::Listener;
 use crate::directory::Directory;
 use crate::games::Games;
+use crate::handle::ServerHandle;
 use crate::heartbeat;
-use crate::limits::AddressLimits;
 use crate::listener::{self, AcceptEnv};
-use crate::matchmaker::Matchmaker;
-use crate::metrics::{DbCallMetric, Metrics};
-use crate::outbox::LiveSessions;
-use crate::readiness::{Dependency, Readiness};
-use crate::resume::ResumeTokens;
-use crate::room::RoomEnv;
-use crate::session::SessionEnv;
+use crate::metrics::Metrics;
+use crate::readiness::Dependency;
 use crate::storage::{self, Storage};
 use crate::transport::Transport;
 
-/// Connections being refused at once with `SERVER_FULL` in their own task.
-const MAX_REFUSALS: usize = 64;
 /// How long tasks get to stop after the grace period, once force-cancelled.
 const FORCE_LIMIT: Duration = Duration::from_secs(2);
 
@@ -269,174 +259,6 @@ pub struct ShutdownReport {
     /// Database writes (session stats, match records) still pending when the flush gave
     /// up; 0: everything was written.
     pub unflushed_writes: usize,
-}
-
-/// A live view of a running server, for tests and embedding programs. It also holds the
-/// server's handles, from which [`Server`] gives each task the ones it uses.
-#[derive(Debug, Clone)]
-pub struct ServerHandle {
-    config: Arc<Config>,
-    games: Games,
-    matchmaker: Arc<Matchmaker>,
-    directory: Arc<Directory>,
-    /// Every task the server spawns, so none is lost and shutdown can wait for all.
-    tracker: TaskTracker,
-    /// Cancelled when shutdown begins.
-    shutdown: CancellationToken,
-    /// Every running session, so shutdown reaches each one.
-    sessions: Arc<LiveSessions>,
-    metrics: Arc<Metrics>,
-    /// Dependencies that reported themselves unhealthy.
-    readiness: Arc<Readiness>,
-    /// The database; `None` for a server built without one (tests of the realtime path).
-    storage: Option<Arc<Storage>>,
-}
-
-impl ServerHandle {
-    /// What rooms run with.
-    fn room_env(&self) -> RoomEnv {
-        RoomEnv {
-            games: self.games.clone(),
-            matchmaker: self.matchmaker.clone(),
-            resume: Arc::new(ResumeTokens::default()),
-            metrics: self.metrics.clone(),
-            storage: self.storage.clone(),
-            tracker: self.tracker.clone(),
-            shutdown: self.shutdown.clone(),
-            tick_period: self.config.tick_period(),
-            reconnect_grace: self.config.reconnect_grace(),
-        }
-    }
-
-    /// What the accept loops run with, and through them sessions and commands.
-    fn accept_env(&self, checks: Arc<dyn CommandChecks>) -> Arc<AcceptEnv> {
-        let auth = Arc::new(Auth::new(&self.config));
-        let commands = Arc::new(CommandEnv {
-            checks,
-            rooms: Arc::new(self.room_env()),
-            auth: auth.clone(),
-            storage: self.storage.clone(),
-            directory: self.directory.clone(),
-        });
-        let session = Arc::new(SessionEnv {
-            config: self.config.clone(),
-            metrics: self.metrics.clone(),
-            sessions: self.sessions.clone(),
-            directory: self.directory.clone(),
-            auth,
-            storage: self.storage.clone(),
-            matchmaker: self.matchmaker.clone(),
-            shutdown: self.shutdown.clone(),
-            commands,
-            next_session: AtomicU64::new(0),
-        });
-        Arc::new(AcceptEnv {
-            session,
-            addresses: AddressLimits::new(&self.config),
-            limit: Arc::new(Semaphore::new(self.config.concurrency_limit as usize)),
-            refusals: Arc::new(Semaphore::new(MAX_REFUSALS)),
-            tracker: self.tracker.clone(),
-        })
-    }
-
-    /// What the admin listener runs with.
-    fn admin_env(&self) -> AdminEnv {
-        AdminEnv {
-            config: self.config.clone(),
-            matchmaker: self.matchmaker.clone(),
-            directory: self.directory.clone(),
-            sessions: self.sessions.clone(),
-            metrics: self.metrics.clone(),
-            readiness: self.readiness.clone(),
-            shutdown: self.shutdown.clone(),
-        }
-    }
-
-    /// Handshaken sessions now.
-    pub fn sessions(&self) -> usize {
-        self.directory.len()
-    }
-
-    /// Open rooms now.
-    pub fn rooms(&self) -> usize {
-        self.matchmaker.room_count()
-    }
-
-    /// Tracked tasks now (sessions, rooms, accept loops, refusals).
-    pub fn tasks(&self) -> usize {
-        self.tracker.len()
-    }
-
-    /// Errors with `code` sent (or, for a client too slow to take it, meant) to clients since start.
-    pub fn errors(&self, code: rally_protocol::ErrorCode) -> u64 {
-        self.metrics.stats.errors(code)
-    }
-
-    /// Ticks skipped because a room fell behind, since start.
-    pub fn missed_ticks(&self) -> u64 {
-        self.metrics.stats.missed_ticks.load(Ordering::Relaxed)
-    }
-
-    /// Whether the server is draining (admin API `POST /admin/drain`).
-    pub fn draining(&self) -> bool {
-        self.matchmaker.is_draining()
-    }
-
-    /// The timer of one database operation, feeding
-    /// `rally_db_call_duration_seconds{operation}`. The storage layer takes one per
-    /// operation when it starts (this registers the series), keeps it, and times each
-    /// call with [`DbCallMetric::time`] or [`DbCallMetric::record`].
-    pub fn db_call_metric(&self, operation: &str) -> DbCallMetric {
-        self.metrics.db_call(operation)
-    }
-
-    /// The readiness handle of a dependency such as `"database"`: while it reports
-    /// itself unhealthy, `/readyz` answers 503 and names it.
-    pub fn dependency(&self, name: &str) -> Dependency {
-        Dependency::new(name, self.readiness.clone())
-    }
-
-    /// Database writes nobody waits for (session stats, match records) queued or running.
-    pub fn pending_writes(&self) -> usize {
-        self.storage.as_ref().map_or(0, |s| s.pending_writes())
-    }
-
-    /// Every seat of every open room now, as the rooms themselves report them (each
-    /// room answers for itself, so the list is consistent per room, not across rooms).
-    /// A room that does not answer within `timeout_ms` (it is ending) is left out.
-    pub async fn seats(&self) -> Vec<SeatInfo> {
-        let limit = self.config.timeout();
-        let mut all = Vec::new();
-        for room in self.matchmaker.rooms() {
-            let Some(seats) = room.inspect(limit).await else {
-                continue;
-            };
-            all.extend(seats.into_iter().map(|s| SeatInfo {
-                room_id: room.id,
-                player_id: s.player_id,
-                session_id: s.session_id,
-                account_id: s.account,
-                away_for: s.away_for,
-            }));
-        }
-        all
-    }
-}
-
-/// One seat in a room, as [`ServerHandle::seats`] reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SeatInfo {
-    /// The room.
-    pub room_id: u64,
-    /// The player's id in that room.
-    pub player_id: u32,
-    /// The session playing it; `None` while the player is away (its connection dropped
-    /// and the seat is held for it to resume).
-    pub session_id: Option<u64>,
-    /// The account holding the seat; `None` for a guest.
-    pub account_id: Option<u64>,
-    /// How much longer an away player's seat is held.
-    pub away_for: Option<Duration>,
 }
 
 /// A server with its listeners bound, ready to run: tokio TCP listeners from
