@@ -38,3 +38,25 @@ impl ClientError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_becomes_the_protocol_error_for_its_request() {
+        let e = ClientError::new(ErrorCode::NotInRoom, "not in a room");
+        assert_eq!(
+            e.to_string(),
+            format!("{}: not in a room", ErrorCode::NotInRoom)
+        );
+        assert_eq!(
+            e.into_message(7),
+            ServerMessage::Error {
+                code: ErrorCode::NotInRoom,
+                message: "not in a room".into(),
+                req: 7,
+            }
+        );
+    }
+}

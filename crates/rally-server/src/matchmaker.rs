@@ -159,3 +159,82 @@ impl Matchmaker {
         self.lock().rooms.get(&room_id).map(|e| e.handle.clone())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU64, AtomicUsize};
+    use std::sync::OnceLock;
+
+    use tokio::sync::mpsc;
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+    use crate::room_handle::RoomInfo;
+
+    /// A room handle with nobody behind it: the matchmaker only counts seats.
+    fn handle(id: u64, kind: &str, max_players: usize) -> RoomHandle {
+        RoomHandle {
+            id,
+            kind: Arc::from(kind),
+            max_players,
+            control: mpsc::channel(1).0,
+            inputs: mpsc::channel(1).0,
+            token: CancellationToken::new(),
+            reason: Arc::default(),
+            info: Arc::new(RoomInfo {
+                opened: std::time::Instant::now(),
+                tick: AtomicU64::new(0),
+                players: AtomicUsize::new(0),
+                close_note: OnceLock::new(),
+            }),
+        }
+    }
+
+    #[test]
+    fn seats_fill_the_oldest_room_then_open_another() {
+        let mm = Arc::new(Matchmaker::default());
+        let (a, ra) = mm.reserve("duel", |id| handle(id, "duel", 2)).unwrap();
+        let (b, rb) = mm
+            .reserve("duel", |_| unreachable!("room 1 has a seat"))
+            .unwrap();
+        assert_eq!(a.id, b.id);
+        let (c, rc) = mm.reserve("duel", |id| handle(id, "duel", 2)).unwrap();
+        assert_ne!(c.id, a.id);
+        assert_eq!(mm.room_count(), 2);
+        for r in [ra, rb, rc] {
+            r.keep();
+        }
+    }
+
+    #[test]
+    fn a_reservation_dropped_unused_gives_its_seat_back_and_empties_the_room() {
+        let mm = Arc::new(Matchmaker::default());
+        let (room, reservation) = mm.reserve("duel", |id| handle(id, "duel", 2)).unwrap();
+        drop(reservation);
+        assert_eq!(mm.room_count(), 0);
+        assert!(room.token.is_cancelled());
+        assert_eq!(room.reason.get(), Some(&CloseReason::Empty));
+    }
+
+    #[test]
+    fn a_kept_seat_stays_until_released() {
+        let mm = Arc::new(Matchmaker::default());
+        let (room, reservation) = mm.reserve("duel", |id| handle(id, "duel", 2)).unwrap();
+        reservation.keep();
+        assert_eq!(mm.room_count(), 1);
+        mm.release(room.id);
+        assert_eq!(mm.room_count(), 0);
+    }
+
+    #[test]
+    fn draining_and_closing_refuse_new_seats() {
+        let mm = Arc::new(Matchmaker::default());
+        assert!(mm.start_draining());
+        assert!(!mm.start_draining());
+        let e = mm.reserve("duel", |id| handle(id, "duel", 2)).unwrap_err();
+        assert_eq!(e.code, ErrorCode::Draining);
+        mm.close();
+        let e = mm.reserve("duel", |id| handle(id, "duel", 2)).unwrap_err();
+        assert_eq!(e.code, ErrorCode::ServerShutdown);
+    }
+}

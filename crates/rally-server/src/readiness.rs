@@ -84,3 +84,26 @@ impl Dependency {
             .insert(self.name.to_string(), reason.into());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_report_names_shutdown_draining_and_each_unhealthy_dependency() {
+        let readiness = Arc::new(Readiness::default());
+        assert!(readiness.report(false, false).is_empty());
+        let db = Dependency::new("database", readiness.clone());
+        db.unhealthy("connection refused");
+        assert_eq!(
+            readiness.report(true, true),
+            [
+                "shutting down",
+                "draining",
+                "database unhealthy: connection refused"
+            ]
+        );
+        db.healthy();
+        assert!(readiness.report(false, false).is_empty());
+    }
+}
