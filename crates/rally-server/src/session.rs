@@ -67,8 +67,13 @@ pub(crate) enum Ending {
     PeerClosed,
     /// The client sent a WebSocket close frame; it gets one back.
     ClientClosed,
-    /// A fatal error the client is told about.
-    Fault { code: ErrorCode, message: String },
+    /// A fatal error the client is told about; `ws_close` is the WebSocket close status
+    /// when the codec chose it (see `FrameFault`).
+    Fault {
+        code: ErrorCode,
+        message: String,
+        ws_close: Option<u16>,
+    },
     /// The shutdown grace period ran out.
     Forced,
 }
@@ -78,6 +83,7 @@ impl Ending {
         Ending::Fault {
             code,
             message: message.into(),
+            ws_close: None,
         }
     }
 }
@@ -397,7 +403,7 @@ pub(crate) async fn run<C: Connection>(
         reader.core.end_account_session(account);
     }
     let (code, message) = match &ending {
-        Ending::Fault { code, message } => (Some(code.name()), message.as_str()),
+        Ending::Fault { code, message, .. } => (Some(code.name()), message.as_str()),
         Ending::PeerClosed => (None, "peer closed"),
         Ending::ClientClosed => (None, "client sent close"),
         Ending::Forced => (None, "shutdown grace expired"),
@@ -619,6 +625,7 @@ impl Reader {
                 .map_err(|f| Ending::Fault {
                     code: f.code,
                     message: f.message,
+                    ws_close: f.ws_close,
                 })?;
             let Some((n, incoming)) = decoded else { break };
             at += n;
@@ -1183,10 +1190,16 @@ impl Writer<'_> {
             }
         );
         let mut close_code = None;
+        let mut ws_close = None;
         let mut messages = 0;
         match &ending {
             Ending::PeerClosed => return,
-            Ending::Fault { code, message } => {
+            Ending::Fault {
+                code,
+                message,
+                ws_close: chosen,
+            } => {
+                ws_close = *chosen;
                 if !stuck {
                     for out in &left {
                         self.encode(out, &mut wbuf);
@@ -1209,7 +1222,7 @@ impl Writer<'_> {
         }
         transport::encode_close(
             self.transport,
-            transport::ws_close_code(close_code),
+            ws_close.unwrap_or_else(|| transport::ws_close_code(close_code)),
             &mut wbuf,
         );
         if !wbuf.is_empty()
