@@ -6,15 +6,19 @@
 #   scripts/autobahn.sh            all cases (the 9.* performance cases take minutes)
 #   scripts/autobahn.sh --quick    everything but 9.* (what CI runs)
 #
+# AUTOBAHN_ECHO=path runs another echo server (listening on 127.0.0.1:$AUTOBAHN_PORT/ws,
+# default port 9001) instead of building ws_echo, to compare codecs; AUTOBAHN_OUT sets
+# the report directory (default target/autobahn/reports).
+#
 # Needs Python 2.7 (the suite has no Python 3 port): $AUTOBAHN_PYTHON, else pyenv's
-# 2.7.18, else python2.7 on PATH. Exit 0: no FAILED case; 1: a case FAILED; 2: no Python 2.7
-# or the suite could not be installed.
+# 2.7.18, else python2.7 on PATH. Exit 0: no FAILED case; 1: a case FAILED (or wstest
+# failed); 2: the suite could not be installed; 3: no Python 2.7 here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ROOT=target/autobahn
 VENV=$ROOT/venv
-OUT=$ROOT/reports
+OUT=${AUTOBAHN_OUT:-$ROOT/reports}
 PORT=${AUTOBAHN_PORT:-9001}
 
 find_python() {
@@ -41,7 +45,7 @@ install_suite() {
 
 PY=$(find_python) || {
   echo "autobahn: no Python 2.7 found (set AUTOBAHN_PYTHON, or install pyenv's 2.7.18); suite not run" >&2
-  exit 2
+  exit 3
 }
 if ! "$VENV/bin/wstest" --help >/dev/null 2>&1; then
   install_suite "$PY" || { echo "autobahn: could not install Autobahn|Testsuite" >&2; exit 2; }
@@ -53,19 +57,36 @@ if [ "${1:-}" = "--quick" ]; then
   EXCLUDE='["9.*"]'
 fi
 
-echo "== building the echo harness (rally-protocol, example ws_echo)"
-cargo build -q --release -p rally-protocol --example ws_echo
-ECHO=target/release/examples/ws_echo
+ECHO=${AUTOBAHN_ECHO:-}
+if [ -z "$ECHO" ]; then
+  echo "== building the echo harness (rally-protocol, example ws_echo)"
+  cargo build -q --release -p rally-protocol --example ws_echo
+  ECHO=target/release/examples/ws_echo
+fi
 
 rm -rf "$OUT"
 mkdir -p "$OUT"
 "$ECHO" "127.0.0.1:$PORT" >"$ROOT/ws_echo.log" 2>&1 &
 ECHO_PID=$!
 trap 'kill "$ECHO_PID" 2>/dev/null || true' EXIT
-for _ in $(seq 50); do
-  (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
+# Ready when ws_echo says it is listening (so a stranger on the port is never tested), or,
+# for another echo server, when the port accepts.
+ready=0
+for _ in $(seq 100); do
+  if ! kill -0 "$ECHO_PID" 2>/dev/null; then
+    break
+  elif grep -q "listening on" "$ROOT/ws_echo.log" ||
+    { [ -n "${AUTOBAHN_ECHO:-}" ] && (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; }; then
+    ready=1
+    break
+  fi
   sleep 0.1
 done
+if [ "$ready" -ne 1 ]; then
+  echo "autobahn: the echo server did not start; $ROOT/ws_echo.log:" >&2
+  cat "$ROOT/ws_echo.log" >&2
+  exit 1
+fi
 
 cat >"$ROOT/fuzzingclient.json" <<JSON
 {

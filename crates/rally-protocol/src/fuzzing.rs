@@ -142,7 +142,10 @@ impl Step for Ws {
                     }
                     ws::Event::Text(t) => {
                         assert!(t.len() <= max, "a message over the limit was accepted");
-                        assert!(std::str::from_utf8(t).is_ok(), "text that is not UTF-8 was accepted");
+                        assert!(
+                            std::str::from_utf8(t).is_ok(),
+                            "text that is not UTF-8 was accepted"
+                        );
                         Unit::Text(t.to_vec())
                     }
                     ws::Event::Ping(p) => {

@@ -391,7 +391,15 @@ impl Decoder {
             if let Some(mask) = mask {
                 // The mask repeats every 4 bytes from the payload's start.
                 let m = from % 4;
-                apply_mask(piece, [mask[m], mask[(m + 1) % 4], mask[(m + 2) % 4], mask[(m + 3) % 4]]);
+                apply_mask(
+                    piece,
+                    [
+                        mask[m],
+                        mask[(m + 1) % 4],
+                        mask[(m + 2) % 4],
+                        mask[(m + 3) % 4],
+                    ],
+                );
             }
             state.feed(piece)?;
             from += n;

@@ -57,9 +57,9 @@ fn run(stream: &[u8], chunk: usize) -> Run {
                 Ok(Some((n, event))) => {
                     at += n;
                     got.push(match event {
-                        Event::Text(t) => Got::Text(
-                            String::from_utf8(t.to_vec()).expect("text events are UTF-8"),
-                        ),
+                        Event::Text(t) => {
+                            Got::Text(String::from_utf8(t.to_vec()).expect("text events are UTF-8"))
+                        }
                         Event::Binary(b) => Got::Binary(b.to_vec()),
                         Event::Ping(p) => Got::Ping(p.to_vec()),
                         Event::Pong => Got::Pong,
@@ -90,7 +90,10 @@ fn chunkings(stream: &[u8]) -> impl Iterator<Item = usize> {
 fn fails(stream: &[u8], want: &WsError) -> Run {
     for chunk in chunkings(stream) {
         let r = run(stream, chunk);
-        let (e, _) = r.error.as_ref().unwrap_or_else(|| panic!("accepted: {r:?}"));
+        let (e, _) = r
+            .error
+            .as_ref()
+            .unwrap_or_else(|| panic!("accepted: {r:?}"));
         assert_eq!(e, want, "read size {chunk}");
     }
     run(stream, 1)
@@ -101,18 +104,18 @@ fn fails(stream: &[u8], want: &WsError) -> Run {
 /// Autobahn 6.3-6.21's invalid sequences (a sample from each group).
 const INVALID_UTF8: &[&[u8]] = &[
     b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80edited", // 6.3.1: a surrogate
-    b"\x80",                                                         // 6.6.x: lone continuation
-    b"\xc0\xaf",                                                     // 6.9.x: overlong '/'
-    b"\xe0\x80\xaf",                                                 // 6.9.2
-    b"\xf0\x80\x80\xaf",                                             // 6.9.3
-    b"\xf4\x90\x80\x80",                                             // 6.5.x: above U+10FFFF
-    b"\xf8\x88\x80\x80\x80",                                         // 6.8.1: 5-byte form
-    b"\xfe",                                                         // 6.12.x
+    b"\x80",                                                           // 6.6.x: lone continuation
+    b"\xc0\xaf",                                                       // 6.9.x: overlong '/'
+    b"\xe0\x80\xaf",                                                   // 6.9.2
+    b"\xf0\x80\x80\xaf",                                               // 6.9.3
+    b"\xf4\x90\x80\x80",                                               // 6.5.x: above U+10FFFF
+    b"\xf8\x88\x80\x80\x80",                                           // 6.8.1: 5-byte form
+    b"\xfe",                                                           // 6.12.x
     b"\xff",
-    b"\xce",                        // 6.6.x: cut short at the end
-    b"\xed\xa0\x80\xed\xb0\x80",   // 6.11.x: a surrogate pair
-    b"\xc0 ",                      // 6.14.x: start byte then a space
-    b"\xef\xbf",                   // 6.14.x: incomplete at the end
+    b"\xce",                     // 6.6.x: cut short at the end
+    b"\xed\xa0\x80\xed\xb0\x80", // 6.11.x: a surrogate pair
+    b"\xc0 ",                    // 6.14.x: start byte then a space
+    b"\xef\xbf",                 // 6.14.x: incomplete at the end
 ];
 
 #[test]
@@ -120,7 +123,10 @@ fn case_6_invalid_utf8_text_is_refused_with_1007() {
     for bytes in INVALID_UTF8 {
         let stream = frame(true, TEXT, bytes);
         fails(&stream, &WsError::InvalidUtf8);
-        assert_eq!(WsError::InvalidUtf8.close_code(), close_code::INVALID_PAYLOAD);
+        assert_eq!(
+            WsError::InvalidUtf8.close_code(),
+            close_code::INVALID_PAYLOAD
+        );
         assert_eq!(close_code::INVALID_PAYLOAD, 1007);
         // The same bytes split into fragments anywhere, one byte a frame included.
         for cut in 1..bytes.len() {
@@ -162,7 +168,12 @@ fn case_6_valid_utf8_is_echoed_whole_however_fragmented() {
     let r = run(&stream, 1);
     assert_eq!(
         r.got,
-        [Got::Text(String::new()), Got::Fragment, Got::Fragment, Got::Text(String::new())]
+        [
+            Got::Text(String::new()),
+            Got::Fragment,
+            Got::Fragment,
+            Got::Text(String::new())
+        ]
     );
 }
 
@@ -185,7 +196,11 @@ fn case_6_4_1_and_6_4_2_fail_fast_at_the_fragment_that_breaks_the_text() {
     assert_eq!(at, first.len() + (second.len() - part2.len()) + 2);
 
     // 6.4.2: the bad sequence cut across fragments: \xf4 ends PART1, \x90 starts PART2.
-    let mut stream = frame(false, TEXT, b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xf4");
+    let mut stream = frame(
+        false,
+        TEXT,
+        b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xf4",
+    );
     stream.extend(frame(false, CONTINUATION, b"\x90"));
     stream.extend(frame(true, CONTINUATION, b"\x80\x80edited"));
     let r = fails(&stream, &WsError::InvalidUtf8);
@@ -210,10 +225,16 @@ fn case_6_4_3_and_6_4_4_fail_fast_inside_a_frame_still_arriving() {
             at < stream.len() || chunk >= stream.len(),
             "reads of {chunk}: refused only when whole"
         );
-        assert!(at >= header + bad_at + 1, "refused before the bad byte came");
+        assert!(
+            at >= header + bad_at + 1,
+            "refused before the bad byte came"
+        );
     }
     // Bytewise, it fails on the very byte.
-    assert_eq!(run(&stream, 1).error.map(|(_, at)| at), Some(header + bad_at + 1));
+    assert_eq!(
+        run(&stream, 1).error.map(|(_, at)| at),
+        Some(header + bad_at + 1)
+    );
 
     // A continuation frame still arriving is checked against the message so far.
     let mut stream = frame(false, TEXT, b"ok \xe2");
@@ -230,7 +251,10 @@ fn case_6_4_3_and_6_4_4_fail_fast_inside_a_frame_still_arriving() {
 #[test]
 fn binary_is_not_checked_for_utf8() {
     let stream = frame(true, BINARY, b"\xff\xfe\xed\xa0\x80");
-    assert_eq!(run(&stream, 1).got, [Got::Binary(b"\xff\xfe\xed\xa0\x80".to_vec())]);
+    assert_eq!(
+        run(&stream, 1).got,
+        [Got::Binary(b"\xff\xfe\xed\xa0\x80".to_vec())]
+    );
 }
 
 // ---- 7.*: close frames -----------------------------------------------------------------
@@ -244,10 +268,16 @@ fn case_7_3_close_payloads() {
     // 7.3.1: empty close.
     assert_eq!(run(&close_frame(b""), 1).got, [Got::Close(None)]);
     // 7.3.2: a 1-byte payload is a protocol error (1002).
-    let r = fails(&close_frame(b"\x03"), &WsError::Protocol("close payload of one byte"));
+    let r = fails(
+        &close_frame(b"\x03"),
+        &WsError::Protocol("close payload of one byte"),
+    );
     assert!(r.got.is_empty());
     // 7.3.3-7.3.5: a code, with a reason up to 123 bytes.
-    assert_eq!(run(&close_frame(&1000u16.to_be_bytes()), 3).got, [Got::Close(Some(1000))]);
+    assert_eq!(
+        run(&close_frame(&1000u16.to_be_bytes()), 3).got,
+        [Got::Close(Some(1000))]
+    );
     let mut p = 1000u16.to_be_bytes().to_vec();
     p.extend_from_slice(b"Hello World!");
     assert_eq!(run(&close_frame(&p), 3).got, [Got::Close(Some(1000))]);
@@ -265,7 +295,9 @@ fn case_7_3_close_payloads() {
 #[test]
 fn case_7_5_1_a_close_reason_that_is_not_utf8_is_refused() {
     let mut p = 1000u16.to_be_bytes().to_vec();
-    p.extend_from_slice(b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80\x65\x64\x69\x74\x65\x64");
+    p.extend_from_slice(
+        b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80\x65\x64\x69\x74\x65\x64",
+    );
     fails(&close_frame(&p), &WsError::InvalidUtf8);
     assert_eq!(ws::parse_close(&p), Err(WsError::InvalidUtf8));
     // A valid one comes back whole from parse_close.
@@ -276,15 +308,24 @@ fn case_7_5_1_a_close_reason_that_is_not_utf8_is_refused() {
 
 #[test]
 fn case_7_7_valid_close_codes_are_accepted() {
-    for code in [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 3999, 4000, 4999] {
+    for code in [
+        1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 3999, 4000,
+        4999,
+    ] {
         assert!(ws::is_valid_close_code(code), "{code}");
-        assert_eq!(run(&close_frame(&code.to_be_bytes()), 1).got, [Got::Close(Some(code))], "{code}");
+        assert_eq!(
+            run(&close_frame(&code.to_be_bytes()), 1).got,
+            [Got::Close(Some(code))],
+            "{code}"
+        );
     }
 }
 
 #[test]
 fn case_7_9_invalid_close_codes_are_protocol_errors() {
-    for code in [0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535] {
+    for code in [
+        0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535,
+    ] {
         assert!(!ws::is_valid_close_code(code), "{code}");
         let r = fails(
             &close_frame(&code.to_be_bytes()),
@@ -315,7 +356,10 @@ fn protocol_errors_close_with_1002_and_too_big_with_1009() {
         ("4.2.1 reserved control opcode 11", frame(true, 0xB, b"")),
         ("5.1 fragmented ping", frame(false, PING, b"fragment1")),
         ("5.2 fragmented pong", frame(false, 0xA, b"fragment1")),
-        ("5.9 continuation with nothing to continue", frame(true, CONTINUATION, b"x")),
+        (
+            "5.9 continuation with nothing to continue",
+            frame(true, CONTINUATION, b"x"),
+        ),
         ("5.18 new message inside a fragmented one", {
             let mut f = frame(false, TEXT, b"fragment1");
             f.extend(frame(true, TEXT, b"fragment2"));
