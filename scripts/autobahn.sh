@@ -38,9 +38,11 @@ install_suite() {
   rm -rf "$VENV" "$ROOT/tool"
   mkdir -p "$ROOT"
   # virtualenv goes into a private directory, not into the interpreter's site-packages.
-  "$py" -m pip install --disable-pip-version-check -q --target "$ROOT/tool" 'virtualenv==20.15.1'
-  PYTHONPATH=$ROOT/tool "$py" -m virtualenv -q -p "$py" "$VENV"
-  "$VENV/bin/pip" install --disable-pip-version-check -q -c scripts/autobahn-constraints.txt autobahntestsuite
+  # (Chained with &&: errexit does not apply inside a function called from `||`.)
+  "$py" -m pip install --disable-pip-version-check -q --target "$ROOT/tool" 'virtualenv==20.15.1' &&
+    PYTHONPATH=$ROOT/tool "$py" -m virtualenv -q -p "$py" "$VENV" &&
+    "$VENV/bin/pip" install --disable-pip-version-check -q \
+      -c scripts/autobahn-constraints.txt autobahntestsuite
 }
 
 PY=$(find_python) || {
