@@ -142,6 +142,10 @@ impl Step for Ws {
                     }
                     ws::Event::Text(t) => {
                         assert!(t.len() <= max, "a message over the limit was accepted");
+                        assert!(
+                            std::str::from_utf8(t).is_ok(),
+                            "text that is not UTF-8 was accepted"
+                        );
                         Unit::Text(t.to_vec())
                     }
                     ws::Event::Ping(p) => {
@@ -150,7 +154,13 @@ impl Step for Ws {
                     }
                     ws::Event::Pong => Unit::Pong,
                     ws::Event::Fragment => Unit::Fragment,
-                    ws::Event::Close(code) => return Err(End::Closed(code)),
+                    ws::Event::Close(code) => {
+                        assert!(
+                            code.is_none_or(ws::is_valid_close_code),
+                            "a close code that may not be sent was accepted"
+                        );
+                        return Err(End::Closed(code));
+                    }
                 },
             ))),
             Ok(None) => Ok(None),
@@ -431,7 +441,7 @@ pub fn check_ws_stream(
                 split.delivered - header_end
             );
         }
-        End::Ws(WsError::Protocol(_)) | End::Closed(_) => {}
+        End::Ws(WsError::Protocol(_) | WsError::InvalidUtf8) | End::Closed(_) => {}
         End::Frame(_) => unreachable!("WebSocket has no TCP framing errors"),
     }
     one

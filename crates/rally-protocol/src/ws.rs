@@ -5,8 +5,19 @@
 //! messages up to a size limit, surfaces control frames, and writes the unmasked frames
 //! a server sends. It also writes masked frames, for clients and tests.
 //! No extensions are negotiated, so the RSV bits must be zero.
+//!
+//! Text messages and close reasons are checked for valid UTF-8 as they arrive: a bad byte
+//! fails the message in the frame that carries it, not when the message ends, and a frame
+//! still arriving is checked as far as it has come (RFC 6455, section 8.1, "fail fast").
+//! Close payloads are checked too (a lone byte, a code that may not be sent). Each
+//! [`WsError`] names the close status to answer it with, so every driver closes alike;
+//! Autobahn|Testsuite checks all of this (`scripts/autobahn.sh`, `docs/autobahn.md`).
 
 use thiserror::Error;
+
+use utf8::Utf8Validator;
+
+mod utf8;
 
 /// Frame opcodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,8 +73,11 @@ pub mod close_code {
     pub const GOING_AWAY: u16 = 1001;
     /// A protocol error in the WebSocket framing.
     pub const PROTOCOL_ERROR: u16 = 1002;
-    /// A data type the endpoint does not accept (a text message).
+    /// A data type the endpoint does not accept.
     pub const UNSUPPORTED_DATA: u16 = 1003;
+    /// Message data that does not match its type: a text message (or a close reason)
+    /// that is not UTF-8.
+    pub const INVALID_PAYLOAD: u16 = 1007;
     /// A message that violates the endpoint's policy (a bad Rally message, a timeout).
     pub const POLICY_VIOLATION: u16 = 1008;
     /// A message too big to process.
@@ -84,9 +98,53 @@ pub enum WsError {
         max: usize,
     },
     /// Anything else that breaks RFC 6455: reserved bits or opcodes, an unmasked client
-    /// frame, a fragmented or long control frame, a stray continuation.
+    /// frame, a fragmented or long control frame, a stray continuation, a close payload of
+    /// one byte or with a code that may not be sent.
     #[error("websocket protocol error: {0}")]
     Protocol(&'static str),
+    /// A text message or a close reason that is not valid UTF-8.
+    #[error("websocket text is not valid UTF-8")]
+    InvalidUtf8,
+}
+
+impl WsError {
+    /// The close status to answer this error with (RFC 6455, section 7.4.1): 1009 for a
+    /// message too big, 1007 for bad UTF-8, 1002 for any other protocol error.
+    pub fn close_code(&self) -> u16 {
+        match self {
+            WsError::TooLarge { .. } => close_code::TOO_BIG,
+            WsError::InvalidUtf8 => close_code::INVALID_PAYLOAD,
+            WsError::Protocol(_) => close_code::PROTOCOL_ERROR,
+        }
+    }
+}
+
+/// Whether a peer may send `code` in a close frame (RFC 6455, section 7.4, and the IANA
+/// registry it set up): 1000-1003, 1007-1014, and 3000-4999 for libraries and
+/// applications. 1004 is reserved, 1005, 1006 and 1015 only stand for "no code",
+/// "no close frame" and "TLS failed" in APIs and may never be sent; the rest below 5000
+/// is unassigned or reserved, and 5000 and above is undefined.
+pub fn is_valid_close_code(code: u16) -> bool {
+    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
+}
+
+/// Reads a close frame's payload: nothing, or a 2-byte status code then a UTF-8 reason.
+///
+/// Returns the code and the reason. A single byte, a code a peer may not send
+/// ([`is_valid_close_code`]) and a reason that is not UTF-8 are refused.
+pub fn parse_close(payload: &[u8]) -> Result<Option<(u16, &str)>, WsError> {
+    match payload {
+        [] => Ok(None),
+        [_] => Err(WsError::Protocol("close payload of one byte")),
+        [a, b, reason @ ..] => {
+            let code = u16::from_be_bytes([*a, *b]);
+            if !is_valid_close_code(code) {
+                return Err(WsError::Protocol("close code that may not be sent"));
+            }
+            let reason = std::str::from_utf8(reason).map_err(|_| WsError::InvalidUtf8)?;
+            Ok(Some((code, reason)))
+        }
+    }
 }
 
 /// What one call to [`Decoder::decode`] produced.
@@ -94,13 +152,14 @@ pub enum WsError {
 pub enum Event<'a> {
     /// A whole binary message.
     Binary(&'a [u8]),
-    /// A whole text message.
+    /// A whole text message, valid UTF-8 (checked).
     Text(&'a [u8]),
     /// A ping with its payload; answer with a pong.
     Ping(&'a [u8]),
     /// A pong (ignored by Rally).
     Pong,
-    /// The peer closes, with its status code if it gave one.
+    /// The peer closes, with its status code if it gave one. The payload has been checked
+    /// with [`parse_close`]; a bad one is an error instead.
     Close(Option<u16>),
     /// A fragment of a message was buffered; nothing to act on yet.
     Fragment,
@@ -118,6 +177,25 @@ pub struct Decoder {
     max_message: usize,
     /// Servers require masked frames; clients require unmasked ones.
     expect_masked: bool,
+    /// UTF-8 state of the text message in progress, carried across its fragments so a
+    /// character split between two frames is whole, and a bad byte fails at once.
+    utf8: Utf8Validator,
+    /// How far the payload of a text frame still arriving has been checked: a frame sent
+    /// in pieces fails at the piece that breaks it, before the rest arrives. Reset when
+    /// the frame is whole.
+    peeked: Option<Peeked>,
+}
+
+/// Where the look at a text frame still arriving stopped.
+#[derive(Debug, Clone, Copy)]
+struct Peeked {
+    /// The frame's payload length and mask: a different frame at the start of the
+    /// buffer (a caller that did not keep the bytes) starts the look over.
+    frame: (u64, Option<[u8; 4]>),
+    /// Payload bytes checked.
+    checked: usize,
+    /// The UTF-8 state after them.
+    state: Utf8Validator,
 }
 
 impl Decoder {
@@ -128,6 +206,8 @@ impl Decoder {
             partial_opcode: None,
             max_message,
             expect_masked: true,
+            utf8: Utf8Validator::new(),
+            peeked: None,
         }
     }
 
@@ -138,12 +218,16 @@ impl Decoder {
             partial_opcode: None,
             max_message,
             expect_masked: false,
+            utf8: Utf8Validator::new(),
+            peeked: None,
         }
     }
 
     /// Decodes one frame at the start of `buf`, unmasking its payload in place.
     ///
     /// Returns `Ok(None)` when more bytes are needed, or the bytes the frame took and the event.
+    /// After `Ok(None)`, call again with the same bytes at the start of `buf` and more after
+    /// them (the decoder remembers how much of a text frame it has already checked).
     pub fn decode<'a>(
         &'a mut self,
         buf: &'a mut [u8],
@@ -214,27 +298,46 @@ impl Decoder {
         } else {
             None
         };
+        // Framing errors that need no payload are reported before waiting for it.
+        match opcode {
+            Opcode::Binary | Opcode::Text if self.partial_opcode.is_some() => {
+                return Err(WsError::Protocol("new message inside a fragmented one"));
+            }
+            Opcode::Continuation if self.partial_opcode.is_none() => {
+                return Err(WsError::Protocol("continuation without a first frame"));
+            }
+            _ => {}
+        }
+        let text = opcode == Opcode::Text
+            || (opcode == Opcode::Continuation && self.partial_opcode == Some(Opcode::Text));
         // `len` is bounded by max_message (or 125) here, so it fits in usize.
         let total = at + len as usize;
         if buf.len() < total {
+            if text {
+                self.peek_text(&buf[at.min(buf.len())..], (len, mask))?;
+            }
             return Ok(None);
         }
+        self.peeked = None;
         let payload = &mut buf[at..total];
         if let Some(mask) = mask {
             apply_mask(payload, mask);
         }
         let payload: &'a [u8] = payload;
+        if text {
+            if opcode == Opcode::Text {
+                self.utf8 = Utf8Validator::new();
+            }
+            self.utf8.feed(payload)?;
+            if fin {
+                self.utf8.finish()?;
+            }
+        }
         let event = match opcode {
             Opcode::Ping => Event::Ping(payload),
             Opcode::Pong => Event::Pong,
-            Opcode::Close => Event::Close(match payload {
-                [a, b, ..] => Some(u16::from_be_bytes([*a, *b])),
-                _ => None,
-            }),
+            Opcode::Close => Event::Close(parse_close(payload)?.map(|(code, _)| code)),
             Opcode::Binary | Opcode::Text => {
-                if self.partial_opcode.is_some() {
-                    return Err(WsError::Protocol("new message inside a fragmented one"));
-                }
                 if fin {
                     if opcode == Opcode::Binary {
                         Event::Binary(payload)
@@ -248,9 +351,8 @@ impl Decoder {
                 }
             }
             Opcode::Continuation => {
-                let Some(first) = self.partial_opcode else {
-                    return Err(WsError::Protocol("continuation without a first frame"));
-                };
+                // Checked above: a continuation comes only inside a fragmented message.
+                let first = self.partial_opcode.unwrap_or(Opcode::Binary);
                 self.reassemble(payload);
                 if fin {
                     self.partial_opcode = None;
@@ -269,6 +371,55 @@ impl Decoder {
             }
         };
         Ok(Some((total, event)))
+    }
+
+    /// Checks the part of a text frame's payload that has arrived (`got`, still masked),
+    /// from where the last look stopped, so an invalid byte fails the message now rather
+    /// than when the frame is whole. Unmasks into a small stack buffer: the frame's bytes
+    /// stay as they are until it is decoded whole.
+    fn peek_text(&mut self, got: &[u8], frame: (u64, Option<[u8; 4]>)) -> Result<(), WsError> {
+        let (mut from, mut state) = match self.peeked {
+            Some(p) if p.frame == frame && p.checked <= got.len() => (p.checked, p.state),
+            _ => (0, self.utf8_at_frame_start()),
+        };
+        let mask = frame.1;
+        let mut chunk = [0u8; 256];
+        while from < got.len() {
+            let n = (got.len() - from).min(chunk.len());
+            let piece = &mut chunk[..n];
+            piece.copy_from_slice(&got[from..from + n]);
+            if let Some(mask) = mask {
+                // The mask repeats every 4 bytes from the payload's start.
+                let m = from % 4;
+                apply_mask(
+                    piece,
+                    [
+                        mask[m],
+                        mask[(m + 1) % 4],
+                        mask[(m + 2) % 4],
+                        mask[(m + 3) % 4],
+                    ],
+                );
+            }
+            state.feed(piece)?;
+            from += n;
+        }
+        self.peeked = Some(Peeked {
+            frame,
+            checked: from,
+            state,
+        });
+        Ok(())
+    }
+
+    /// The UTF-8 state a text frame starts from: fresh for a new message, the message's
+    /// state for a continuation.
+    fn utf8_at_frame_start(&self) -> Utf8Validator {
+        if self.partial_opcode.is_some() {
+            self.utf8
+        } else {
+            Utf8Validator::new()
+        }
     }
 
     /// Appends a fragment to the message being reassembled.

@@ -33,15 +33,23 @@ pub(crate) enum Ending {
     PeerClosed,
     /// The client sent a WebSocket close frame; it gets one back.
     ClientClosed,
-    /// A fatal error the client is told about.
-    Fault(ClientError),
+    /// A fatal error the client is told about; `ws_close` is the WebSocket close status
+    /// when the codec chose it (1002 protocol error, 1007 bad UTF-8, 1009 too big: see
+    /// `transport::FrameFault`), else the close follows the error's code.
+    Fault {
+        error: ClientError,
+        ws_close: Option<u16>,
+    },
     /// The shutdown grace period ran out.
     Forced,
 }
 
 impl Ending {
     pub(crate) fn fault(code: ErrorCode, message: impl Into<String>) -> Self {
-        Ending::Fault(ClientError::new(code, message))
+        Ending::Fault {
+            error: ClientError::new(code, message),
+            ws_close: None,
+        }
     }
 }
 

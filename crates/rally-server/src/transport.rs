@@ -49,6 +49,9 @@ pub(crate) enum Incoming<'a> {
 pub(crate) struct FrameFault {
     pub(crate) code: ErrorCode,
     pub(crate) message: String,
+    /// The WebSocket close status, when the codec's error names one (1002 for a protocol
+    /// error, 1007 for bad UTF-8, 1009 for too big) rather than [`ws_close_code`] of `code`.
+    pub(crate) ws_close: Option<u16>,
 }
 
 /// Per-connection decoding state.
@@ -80,10 +83,12 @@ impl Decoder {
                 Err(frame::FrameError::TooLarge { len, max }) => Err(FrameFault {
                     code: ErrorCode::MessageTooLarge,
                     message: format!("message of {len} bytes exceeds max_message_bytes {max}"),
+                    ws_close: None,
                 }),
                 Err(e @ frame::FrameError::Empty) => Err(FrameFault {
                     code: ErrorCode::BadMessage,
                     message: e.to_string(),
+                    ws_close: None,
                 }),
             },
             Decoder::Ws(d) => match d.decode(buf) {
@@ -91,11 +96,14 @@ impl Decoder {
                     n,
                     match ev {
                         ws::Event::Binary(body) => Incoming::Message(body),
+                        // Valid UTF-8 (the codec checked it), but Rally speaks binary:
+                        // a policy refusal, 1008, as for any bad Rally message.
                         ws::Event::Text(_) => {
                             return Err(FrameFault {
                                 code: ErrorCode::BadMessage,
                                 message: "text messages are not accepted; send binary MessagePack"
                                     .into(),
+                                ws_close: None,
                             })
                         }
                         ws::Event::Ping(p) => Incoming::Ping(p),
@@ -104,13 +112,15 @@ impl Decoder {
                     },
                 ))),
                 Ok(None) => Ok(None),
-                Err(ws::WsError::TooLarge { len, max }) => Err(FrameFault {
+                Err(e @ ws::WsError::TooLarge { len, max }) => Err(FrameFault {
                     code: ErrorCode::MessageTooLarge,
                     message: format!("message of {len} bytes exceeds max_message_bytes {max}"),
+                    ws_close: Some(e.close_code()),
                 }),
-                Err(e @ ws::WsError::Protocol(_)) => Err(FrameFault {
+                Err(e @ (ws::WsError::Protocol(_) | ws::WsError::InvalidUtf8)) => Err(FrameFault {
                     code: ErrorCode::BadMessage,
                     message: e.to_string(),
+                    ws_close: Some(e.close_code()),
                 }),
             },
         }
@@ -147,7 +157,8 @@ pub(crate) fn encode_close(transport: Transport, code: u16, out: &mut Vec<u8>) {
     }
 }
 
-/// The WebSocket close code matching a Rally error code.
+/// The WebSocket close code matching a Rally error code, for faults the codec did not
+/// name a status for (a bad Rally message, a timeout, ...: policy, 1008).
 pub(crate) fn ws_close_code(code: Option<ErrorCode>) -> u16 {
     match code {
         None => ws::close_code::NORMAL,

@@ -145,7 +145,7 @@ pub(crate) async fn run<C: Connection>(
         reader.core.end_account_session(account);
     }
     let (code, message) = match &ending {
-        Ending::Fault(e) => (Some(e.code.name()), e.message.as_str()),
+        Ending::Fault { error: e, .. } => (Some(e.code.name()), e.message.as_str()),
         Ending::PeerClosed => (None, "peer closed"),
         Ending::ClientClosed => (None, "client sent close"),
         Ending::Forced => (None, "shutdown grace expired"),
@@ -296,10 +296,13 @@ impl Core {
             let hold = matches!(
                 ending,
                 Ending::PeerClosed
-                    | Ending::Fault(ClientError {
-                        code: ErrorCode::Timeout | ErrorCode::SlowConsumer,
+                    | Ending::Fault {
+                        error: ClientError {
+                            code: ErrorCode::Timeout | ErrorCode::SlowConsumer,
+                            ..
+                        },
                         ..
-                    })
+                    }
             );
             let msg = if hold {
                 Control::Detach { player, session }

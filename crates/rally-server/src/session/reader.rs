@@ -8,6 +8,7 @@ use tokio::time::Instant;
 
 use super::{CommandFuture, Core};
 use crate::connection::Connection;
+use crate::error::ClientError;
 use crate::limits::Budget;
 use crate::outbox::{Ending, Outbound, Signal};
 use crate::transport::{self, Decoder, Incoming};
@@ -145,7 +146,10 @@ impl Reader {
             let decoded = self
                 .decoder
                 .decode(&mut buf[at..])
-                .map_err(|f| Ending::fault(f.code, f.message))?;
+                .map_err(|f| Ending::Fault {
+                    error: ClientError::new(f.code, f.message),
+                    ws_close: f.ws_close,
+                })?;
             let Some((n, incoming)) = decoded else { break };
             at += n;
             match incoming {

@@ -75,16 +75,24 @@ impl Writer<'_> {
         let ending = self.ctl.ending();
         let stuck = matches!(
             &ending,
-            Ending::Fault(ClientError {
-                code: ErrorCode::SlowConsumer | ErrorCode::Timeout,
+            Ending::Fault {
+                error: ClientError {
+                    code: ErrorCode::SlowConsumer | ErrorCode::Timeout,
+                    ..
+                },
                 ..
-            })
+            }
         );
         let mut close_code = None;
+        let mut ws_close = None;
         let mut messages = 0;
         match &ending {
             Ending::PeerClosed => return,
-            Ending::Fault(fault) => {
+            Ending::Fault {
+                error: fault,
+                ws_close: chosen,
+            } => {
+                ws_close = *chosen;
                 if !stuck {
                     for out in &left {
                         self.encode(out, &mut wbuf);
@@ -104,7 +112,7 @@ impl Writer<'_> {
         }
         transport::encode_close(
             self.transport,
-            transport::ws_close_code(close_code),
+            ws_close.unwrap_or_else(|| transport::ws_close_code(close_code)),
             &mut wbuf,
         );
         if !wbuf.is_empty()
