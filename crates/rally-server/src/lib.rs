@@ -29,6 +29,7 @@
 //! - `player_data`: the key-value requests (`get_data`, `put_data`, `delete_data`).
 //! - `storage`: the database: opening it, retried and timed calls, background writes
 //!   flushed at shutdown, the readiness probe.
+//! - `web`: the browser pages embedded in the binary (demo at `/`, dashboard files).
 #![warn(missing_docs, unreachable_pub)]
 #![forbid(unsafe_code)]
 
@@ -53,6 +54,7 @@ mod server;
 mod session;
 mod storage;
 mod transport;
+mod web;
 
 pub use command::{BoxFuture, Command, CommandChecks, CommandContext, CommandError, PlayerData};
 pub use config::{Config, DatabaseUrl, Environment, LogFormat, Sources};
