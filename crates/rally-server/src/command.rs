@@ -217,6 +217,8 @@ pub struct CommandError {
     pub code: ErrorCode,
     /// The human-readable explanation sent with it.
     pub message: String,
+    /// For `CONFLICT`: the entry's current version (0: none), sent as its own field.
+    pub current_version: Option<u64>,
 }
 
 impl CommandError {
@@ -225,6 +227,7 @@ impl CommandError {
         CommandError {
             code,
             message: message.into(),
+            current_version: None,
         }
     }
 }

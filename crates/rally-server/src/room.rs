@@ -116,6 +116,8 @@ pub(crate) struct RoomInfo {
     pub(crate) opened: std::time::Instant,
     /// The last tick run.
     tick: AtomicU64,
+    /// How long the last tick took, in microseconds (the admin API's `tick_ms`).
+    tick_micros: AtomicU64,
     /// Seats taken (players away included).
     players: AtomicUsize,
     /// The operator's words when the admin API closed the room.
@@ -129,6 +131,11 @@ impl RoomInfo {
 
     pub(crate) fn players(&self) -> usize {
         self.players.load(Ordering::Relaxed)
+    }
+
+    /// How long the last tick took.
+    pub(crate) fn tick_time(&self) -> std::time::Duration {
+        std::time::Duration::from_micros(self.tick_micros.load(Ordering::Relaxed))
     }
 }
 
@@ -249,6 +256,7 @@ pub(crate) fn spawn(shared: &Arc<Shared>, id: u64, kind: &str, spec: &Kind) -> R
             tick: AtomicU64::new(0),
             players: AtomicUsize::new(0),
             close_note: OnceLock::new(),
+            tick_micros: AtomicU64::new(0),
         }),
     };
     let room = Room {
@@ -314,7 +322,9 @@ impl Room {
                     }
                     let took = std::time::Instant::now();
                     self.run_tick(&mut inputs, period.mul_f64(periods), now);
-                    self.tick_duration.record(took.elapsed());
+                    let took = took.elapsed();
+                    self.tick_duration.record(took);
+                    self.handle.info.tick_micros.store(took.as_micros() as u64, Ordering::Relaxed);
                     if self.game.is_over() {
                         break CloseReason::GameOver;
                     }

@@ -1077,6 +1077,22 @@ impl Core {
             Ok(Outcome::Reply(msg)) => {
                 self.link.send_in_task(Outbound::Msg(msg));
             }
+            Err(CommandError {
+                current_version: Some(current_version),
+                message,
+                ..
+            }) => {
+                // CONFLICT carries the current version as a field (protocol section 9).
+                self.shared
+                    .stats
+                    .count_error(ErrorKind::Command, ErrorCode::Conflict);
+                self.link
+                    .send_in_task(Outbound::Msg(ServerMessage::Conflict {
+                        message,
+                        req,
+                        current_version,
+                    }));
+            }
             Err(e) => self.error(ErrorKind::Command, e.code, e.message, req),
         }
     }

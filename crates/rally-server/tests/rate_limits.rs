@@ -117,7 +117,12 @@ async fn requests_past_command_rate_are_answered_rate_limited_and_allowed_again_
         assert_eq!(reply.unwrap_err().0, ErrorCode::NotInRoom, "req {req}");
     }
     // The next, at once, is refused for its rate, with its request id.
-    let reply = c.call(ClientMessage::Chat { req: 16, text: "hi" }).await;
+    let reply = c
+        .call(ClientMessage::Chat {
+            req: 16,
+            text: "hi",
+        })
+        .await;
     let (code, message) = reply.unwrap_err();
     assert_eq!(code, ErrorCode::RateLimited);
     assert!(message.contains("command_rate"), "{message}");
@@ -134,7 +139,12 @@ async fn requests_past_command_rate_are_answered_rate_limited_and_allowed_again_
         _ => None,
     })
     .await;
-    let reply = c.call(ClientMessage::Chat { req: 17, text: "hi" }).await;
+    let reply = c
+        .call(ClientMessage::Chat {
+            req: 17,
+            text: "hi",
+        })
+        .await;
     assert_eq!(reply.unwrap_err().0, ErrorCode::NotInRoom);
     c.close().await;
     server.shutdown().await;
