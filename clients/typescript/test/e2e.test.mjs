@@ -185,3 +185,30 @@ test("the dashboard needs the token, lists the room, and a kick reaches the play
     await dash.context.close();
   }
 });
+
+// Last: a drain changes the server for every later test.
+test("the dashboard closes a room and drains the server", async () => {
+  const player = await tab(`http://127.0.0.1:${server.http}/`);
+  const dash = await tab(`http://127.0.0.1:${server.admin}/dashboard`);
+  try {
+    const d = await playing(player.page);
+    await dash.page.fill("#token", ADMIN_TOKEN);
+    await dash.page.click("#login button[type=submit]");
+    const row = `#rooms tr[data-room="${d.roomId}"]`;
+    await dash.page.waitForSelector(row, { timeout: 5000 });
+    await dash.page.click(`${row} button`);
+    await until(async () => /room closed/.test(await player.page.textContent("#status")), 5000, "the player to see its room close");
+    await dash.page.waitForSelector(row, { state: "detached", timeout: 5000 });
+    // Drain asks for confirmation first.
+    dash.page.once("dialog", (dialog) => dialog.accept());
+    await dash.page.click("#drain");
+    await until(async () => {
+      const r = await fetch(`http://127.0.0.1:${server.admin}/readyz`);
+      return r.status === 503;
+    }, 5000, "readyz to turn 503");
+    assert.deepEqual(dash.errors, []);
+  } finally {
+    await player.context.close();
+    await dash.context.close();
+  }
+});

@@ -414,12 +414,17 @@ async fn raw_call(c: &mut Client, req: u32, raw: &[u8]) -> Reply {
             {
                 Some(m.clone())
             }
-            ServerMessage::Error { req: r, .. } if *r == req => Some(m.clone()),
+            ServerMessage::Error { req: r, .. } | ServerMessage::Conflict { req: r, .. }
+                if *r == req =>
+            {
+                Some(m.clone())
+            }
             _ => None,
         })
         .await;
     match reply {
         ServerMessage::Error { code, message, .. } => Err((code, message)),
+        ServerMessage::Conflict { message, .. } => Err((ErrorCode::Conflict, message)),
         other => Ok(other),
     }
 }
