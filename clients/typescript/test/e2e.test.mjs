@@ -160,7 +160,7 @@ test("the dashboard needs the token, lists the room, and a kick reaches the play
     assert.equal(await dash.page.isVisible("#data"), false);
     await dash.page.fill("#token", ADMIN_TOKEN);
     await dash.page.click("#login button[type=submit]");
-    const row = `#rooms tr[data-room="${d.roomId}"]`;
+    const row = `#rooms tr[data-id="${d.roomId}"]`;
     await dash.page.waitForSelector(row, { timeout: 5000 });
     assert.match(await dash.page.textContent(row), /arena/);
     // Let the charts gather a few points before the screenshot.
@@ -175,7 +175,7 @@ test("the dashboard needs the token, lists the room, and a kick reaches the play
     })).json();
     const me = players.players.find((p) => p.room && p.room.id === session.roomId && p.room.player_id === session.myId);
     assert.ok(me, "the player is listed");
-    await dash.page.click(`#players tr[data-player="${me.id}"] button`);
+    await dash.page.click(`#players tr[data-id="${me.id}"] button`);
     await until(async () => (await demo(player.page)).kicked !== "", 5000, "the kick to reach the player");
     await until(async () => /disconnected/.test(await player.page.textContent("#status")), 5000, "the page to stop");
     assert.equal((await demo(player.page)).connected, false);
@@ -194,10 +194,13 @@ test("the dashboard closes a room and drains the server", async () => {
     const d = await playing(player.page);
     await dash.page.fill("#token", ADMIN_TOKEN);
     await dash.page.click("#login button[type=submit]");
-    const row = `#rooms tr[data-room="${d.roomId}"]`;
+    const row = `#rooms tr[data-id="${d.roomId}"]`;
     await dash.page.waitForSelector(row, { timeout: 5000 });
     await dash.page.click(`${row} button`);
     await until(async () => /room closed/.test(await player.page.textContent("#status")), 5000, "the player to see its room close");
+    // The page offers to join again, and does.
+    await player.page.click("#again");
+    await until(async () => (await demo(player.page)).roomId !== d.roomId, 5000, "another room");
     await dash.page.waitForSelector(row, { state: "detached", timeout: 5000 });
     // Drain asks for confirmation first.
     dash.page.once("dialog", (dialog) => dialog.accept());

@@ -8,7 +8,7 @@
  * two states that surround that moment, which costs one tick of display delay and shows
  * continuous motion even when a state arrives late.
  */
-import type { RallyClient, State } from "../src/index.js";
+import { ErrorCode, type RallyClient, type State } from "../src/index.js";
 import { connectAndLogin, setText, status } from "./common.js";
 
 type Entry = [number, number, number, number];
@@ -20,6 +20,7 @@ interface Snapshot {
 
 const FIELD = 1000;
 const canvas = document.getElementById("field") as HTMLCanvasElement;
+const again = document.getElementById("again") as HTMLButtonElement;
 const ctx = canvas.getContext("2d") as CanvasRenderingContext2D;
 const held = new Set<string>();
 const snapshots: Snapshot[] = [];
@@ -180,10 +181,18 @@ async function start(): Promise<void> {
   });
   c.on("error", (e) => {
     if (e.codeName === "KICKED") view.kicked = e.message;
+    // An input already on its way when the room closed is answered NOT_IN_ROOM: expected,
+    // and not worth hiding why the room closed.
+    if (e.code === ErrorCode.NOT_IN_ROOM && !c.room) return;
     status(e.message, true);
   });
   c.on("roomClosed", (r) => {
     status(`room closed: ${r.reason}`, true);
+    again.hidden = false;
+  });
+  again.addEventListener("click", () => {
+    again.hidden = true;
+    void join(c);
   });
   c.on("closed", (cl) => {
     view.connected = false;
@@ -207,6 +216,8 @@ async function start(): Promise<void> {
 async function join(c: RallyClient): Promise<void> {
   try {
     const room = await c.join("arena");
+    // Another room's states must not be interpolated into this one's.
+    snapshots.length = 0;
     myId = room.playerId;
     view.myId = room.playerId;
     view.roomId = room.roomId;

@@ -145,62 +145,105 @@ function age(ms: number): string {
   return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
 }
 
-function cell(row: HTMLTableRowElement, text: string): void {
-  const td = document.createElement("td");
-  td.textContent = text;
-  row.appendChild(td);
-}
-
-function action(row: HTMLTableRowElement, label: string, run: () => Promise<unknown>): void {
-  const td = document.createElement("td");
-  const b = document.createElement("button");
-  b.textContent = label;
-  b.className = "danger";
-  b.addEventListener("click", () => {
-    b.disabled = true;
-    run()
-      .then(() => poll())
-      .catch((e: Error) => setStatus(`${label} failed: ${e.message}`, true));
-  });
-  td.appendChild(b);
-  row.appendChild(td);
+/**
+ * Updates a table in place, one row per id: existing rows keep their elements (and so
+ * their buttons) and only change their text, so a click is never lost to a re-render
+ * between two polls; rows of ids no longer listed are removed.
+ */
+function sync<T>(
+  table: string,
+  items: T[],
+  id: (item: T) => string,
+  texts: (item: T) => string[],
+  button: (item: T) => { label: string; run: () => Promise<unknown> } | null,
+): void {
+  const body = $(table).querySelector("tbody") as HTMLTableSectionElement;
+  const keep = new Set<string>();
+  for (const item of items) {
+    const key = id(item);
+    keep.add(key);
+    let row = body.querySelector<HTMLTableRowElement>(`tr[data-id="${key}"]`);
+    const values = texts(item);
+    if (!row) {
+      row = document.createElement("tr");
+      row.dataset.id = key;
+      for (let i = 0; i < values.length + 1; i++) row.appendChild(document.createElement("td"));
+      body.appendChild(row);
+    }
+    values.forEach((v, i) => {
+      const td = row.children[i] as HTMLTableCellElement;
+      if (td.textContent !== v) td.textContent = v;
+    });
+    const last = row.children[values.length] as HTMLTableCellElement;
+    const want = button(item);
+    const have = last.querySelector("button");
+    if (!want) {
+      if (have || last.textContent === "") last.textContent = "closing";
+    } else if (!have) {
+      const b = document.createElement("button");
+      b.textContent = want.label;
+      b.className = "danger";
+      b.addEventListener("click", () => {
+        b.disabled = true;
+        want
+          .run()
+          .then(() => poll())
+          .catch((e: Error) => {
+            b.disabled = false;
+            setStatus(`${want.label} failed: ${e.message}`, true);
+          });
+      });
+      last.replaceChildren(b);
+    }
+  }
+  for (const row of Array.from(body.querySelectorAll<HTMLTableRowElement>("tr"))) {
+    if (!keep.has(row.dataset.id ?? "")) row.remove();
+  }
 }
 
 function renderRooms(rooms: RoomRow[]): void {
-  const body = $("rooms").querySelector("tbody") as HTMLTableSectionElement;
-  body.replaceChildren();
-  for (const r of rooms) {
-    const row = document.createElement("tr");
-    row.dataset.room = String(r.id);
-    cell(row, String(r.id));
-    cell(row, r.kind);
-    cell(row, `${r.player_count} / ${r.max_players}`);
-    cell(row, age(r.age_ms));
-    cell(row, String(r.tick));
-    cell(row, r.tick_ms == null ? "–" : `${r.tick_ms.toFixed(2)} ms`);
-    if (r.closing) cell(row, "closing");
-    else action(row, "Close", () => api(`/admin/rooms/${r.id}/close`, "POST", { reason: "closed from the dashboard" }));
-    body.appendChild(row);
-  }
+  sync(
+    "rooms",
+    rooms,
+    (r) => String(r.id),
+    (r) => [
+      String(r.id),
+      r.kind,
+      `${r.player_count} / ${r.max_players}`,
+      age(r.age_ms),
+      String(r.tick),
+      r.tick_ms == null ? "–" : `${r.tick_ms.toFixed(2)} ms`,
+    ],
+    (r) =>
+      r.closing
+        ? null
+        : {
+            label: "Close",
+            run: () => api(`/admin/rooms/${r.id}/close`, "POST", { reason: "closed from the dashboard" }),
+          },
+  );
   $("rooms-count").textContent = `(${rooms.length})`;
 }
 
 function renderPlayers(players: PlayerRow[]): void {
-  const body = $("players").querySelector("tbody") as HTMLTableSectionElement;
-  body.replaceChildren();
-  for (const p of players) {
-    const row = document.createElement("tr");
-    row.dataset.player = String(p.id);
-    cell(row, String(p.id));
-    cell(row, p.name);
-    cell(row, p.account_id == null ? "–" : String(p.account_id));
-    cell(row, p.transport);
-    cell(row, p.peer);
-    cell(row, age(p.connected_ms));
-    cell(row, p.room ? `${p.room.kind} ${p.room.id} (seat ${p.room.player_id})` : "–");
-    action(row, "Kick", () => api(`/admin/players/${p.id}/kick`, "POST", { reason: "kicked from the dashboard" }));
-    body.appendChild(row);
-  }
+  sync(
+    "players",
+    players,
+    (p) => String(p.id),
+    (p) => [
+      String(p.id),
+      p.name,
+      p.account_id == null ? "–" : String(p.account_id),
+      p.transport,
+      p.peer,
+      age(p.connected_ms),
+      p.room ? `${p.room.kind} ${p.room.id} (seat ${p.room.player_id})` : "–",
+    ],
+    (p) => ({
+      label: "Kick",
+      run: () => api(`/admin/players/${p.id}/kick`, "POST", { reason: "kicked from the dashboard" }),
+    }),
+  );
   $("players-count").textContent = `(${players.length})`;
 }
 
