@@ -4,7 +4,8 @@
 # missing, on 127.0.0.1:54329, data under target/pg; it is left running, and
 # `scripts/postgres.sh stop` stops it), runs the Rust workspace's tests on SQLite and
 # PostgreSQL, then runs the Python client (written from docs/protocol.md alone) against a
-# real `rally serve` over TCP and WebSocket.
+# real `rally serve` over TCP and WebSocket, and the TypeScript SDK, its pages and the
+# dashboard in Node and headless Chromium (clients/typescript).
 #
 # Without PostgreSQL (it cannot be installed or started here), the PostgreSQL halves of
 # the storage tests are skipped with a note, unless RALLY_REQUIRE_POSTGRES=1 (CI), which
@@ -63,3 +64,42 @@ else
 fi
 trap - EXIT
 rm -rf "$DATA"
+
+echo "== TypeScript SDK and pages: type check, committed bundle, Node tests, Chromium e2e"
+# Needs Node 20+ and npm (npm ci installs the pinned packages of package-lock.json into
+# clients/typescript/node_modules), and Chromium from Debian's packages (driven by
+# playwright-core with its executablePath: no browser download). What cannot be had is
+# skipped with a note, unless RALLY_REQUIRE_BROWSER=1 (CI), which makes it an error.
+browser_missing() {
+  if [[ "${RALLY_REQUIRE_BROWSER:-}" == 1 ]]; then
+    echo "$1 and RALLY_REQUIRE_BROWSER=1" >&2
+    exit 1
+  fi
+  echo "WARNING: $1: the TypeScript and browser tests are skipped" >&2
+}
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  browser_missing "no node/npm"
+else
+  if ! command -v chromium >/dev/null 2>&1; then
+    echo "== installing chromium (Debian package)"
+    (apt-get update && apt-get install -y --no-install-recommends chromium) >/dev/null \
+      || echo "could not install chromium" >&2
+  fi
+  (
+    cd clients/typescript
+    npm ci --no-audit --no-fund
+    npm run typecheck
+    npm run build
+    # The pages rally serve embeds are committed (crates/rally-server/web/); they must be
+    # what the TypeScript sources build.
+    node scripts/bundle.mjs --check
+    export RALLY_BIN="$PWD/../../target/debug/rally"
+    node --test test/sdk.test.mjs
+  )
+  if command -v chromium >/dev/null 2>&1; then
+    (cd clients/typescript && RALLY_BIN="$PWD/../../target/debug/rally" node --test test/e2e.test.mjs)
+    echo "screenshots: target/e2e/"
+  else
+    browser_missing "no chromium"
+  fi
+fi

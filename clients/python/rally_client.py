@@ -57,8 +57,10 @@ WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 class RallyError(Exception):
     """An `error` message from the server, raised as the reply to a request."""
 
-    def __init__(self, code: int, message: str, req: int):
+    def __init__(self, code: int, message: str, req: int, current_version: int | None = None):
         self.code = code
+        # CONFLICT's fifth element: the entry's current version (0: no such entry).
+        self.current_version = current_version
         self.name = ERROR_CODES.get(code, f"UNKNOWN_{code}")
         self.message = message
         self.req = req
@@ -483,7 +485,7 @@ class RallyClient:
             or (m[0] == ERROR and len(m) > 3 and m[3] == req),
             timeout)
         if reply[0] == ERROR:
-            raise RallyError(reply[1], reply[2], reply[3])
+            raise RallyError(reply[1], reply[2], reply[3], reply[4] if len(reply) > 4 else None)
         return reply
 
     # -- protocol operations
@@ -499,7 +501,7 @@ class RallyClient:
         self.send(msg)
         m = self.recv(timeout)
         if m[0] == ERROR:
-            raise RallyError(m[1], m[2], m[3])
+            raise RallyError(m[1], m[2], m[3], m[4] if len(m) > 4 else None)
         if m[0] != WELCOME or len(m) < 7:
             raise ProtocolViolation(f"expected welcome, got {m!r}")
         self.welcome = dict(zip(
@@ -572,7 +574,7 @@ class RallyClient:
             lambda m: seen.append(m) or (m[0] == OK and m[1] == req) or (m[0] == ERROR and m[3] == req),
             timeout)
         if reply[0] == ERROR:
-            raise RallyError(reply[1], reply[2], reply[3])
+            raise RallyError(reply[1], reply[2], reply[3], reply[4] if len(reply) > 4 else None)
         return seen
 
     def send_input(self, seq: int, payload) -> None:

@@ -708,6 +708,13 @@ impl Connection {
                 req,
                 reply: Ok(Reply::Ok),
             },
+            ServerMessage::Conflict { message, req, .. } => Next::Reply {
+                req,
+                reply: Err(Error::Server {
+                    code: ErrorCode::Conflict,
+                    message,
+                }),
+            },
             ServerMessage::Error { code, message, req } => {
                 let e = Error::Server { code, message };
                 if req != 0 {

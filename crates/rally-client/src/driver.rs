@@ -304,6 +304,13 @@ fn dispatch(
             inner.resolve(Key::Req(req), Ok(Reply::Left(room_id)));
         }
         ServerMessage::Ok { req } => shared.lock().resolve(Key::Req(req), Ok(Reply::Ok)),
+        ServerMessage::Conflict { message, req, .. } => {
+            let e = Error::Server {
+                code: ErrorCode::Conflict,
+                message,
+            };
+            shared.lock().resolve(Key::Req(req), Err(e));
+        }
         ServerMessage::Error { code, message, req } => {
             let e = Error::Server { code, message };
             if req != 0 {

@@ -385,6 +385,18 @@ pub enum ServerMessage {
         /// The request this answers, or 0 when it answers none.
         req: u32,
     },
+    /// `[71, 31, message, req, current_version]`: the `CONFLICT` error of a `put_data` or
+    /// `delete_data`, with the entry's current version (0: no such entry) as a field, so a
+    /// client need not parse it out of the message. A reader that knows only `Error`
+    /// ignores the fifth element (forward compatibility) and still sees a `CONFLICT`.
+    Conflict {
+        /// A human-readable explanation (it names the current version too).
+        message: String,
+        /// The request this answers.
+        req: u32,
+        /// The entry's current version; 0 when it does not exist.
+        current_version: u64,
+    },
     /// `[72, room_id, reason]`: the room ended; the player is no longer in it.
     RoomClosed {
         /// The room.
@@ -542,6 +554,16 @@ impl std::fmt::Debug for ServerMessage {
                 .field("code", code)
                 .field("message", message)
                 .field("req", req)
+                .finish(),
+            ServerMessage::Conflict {
+                message,
+                req,
+                current_version,
+            } => f
+                .debug_struct("Conflict")
+                .field("message", message)
+                .field("req", req)
+                .field("current_version", current_version)
                 .finish(),
             ServerMessage::RoomClosed { room_id, reason } => f
                 .debug_struct("RoomClosed")
@@ -1008,6 +1030,18 @@ impl ServerMessage {
                 s(out, message);
                 u(out, (*req).into());
             }
+            ServerMessage::Conflict {
+                message,
+                req,
+                current_version,
+            } => {
+                arr(out, 5);
+                u(out, tag::ERROR.into());
+                u(out, ErrorCode::Conflict.as_u16().into());
+                s(out, message);
+                u(out, (*req).into());
+                u(out, *current_version);
+            }
             ServerMessage::RoomClosed { room_id, reason } => {
                 arr(out, 3);
                 u(out, tag::ROOM_CLOSED.into());
@@ -1164,12 +1198,19 @@ impl ServerMessage {
                 expect(t, 4, n)?;
                 let raw = r.read_u16()?;
                 let code = ErrorCode::from_u16(raw).ok_or(DecodeError::UnknownCode(raw))?;
-                let m = ServerMessage::Error {
-                    code,
-                    message: r.read_str()?.to_owned(),
-                    req: r.read_u32()?,
-                };
-                (4, m)
+                let message = r.read_str()?.to_owned();
+                let req = r.read_u32()?;
+                if code == ErrorCode::Conflict && n >= 5 {
+                    let current_version = r.read_u64()?;
+                    let m = ServerMessage::Conflict {
+                        message,
+                        req,
+                        current_version,
+                    };
+                    (5, m)
+                } else {
+                    (4, ServerMessage::Error { code, message, req })
+                }
             }
             tag::ROOM_CLOSED => {
                 expect(t, 3, n)?;
@@ -1394,6 +1435,7 @@ mod tests {
                 ServerMessage::Pong { nonce: n },
                 ServerMessage::Ok { req: n as u32 },
                 ServerMessage::Error { code: ErrorCode::ALL[c], message: s.clone(), req: n as u32 },
+                ServerMessage::Conflict { message: s.clone(), req: n as u32, current_version: n },
                 ServerMessage::RoomClosed { room_id: n, reason: s.clone() },
                 ServerMessage::Shutdown { reason: s.clone(), reconnect_after_ms: n as u32 },
                 ServerMessage::Session { req: n as u32, account_id: n, token: s.clone(), expires_at_ms: n, display_name: s.clone() },
@@ -1650,12 +1692,12 @@ mod documented_examples {
             "97 4b 04 2a a4 6e 6f 6e 65 c0 00 c2",
         );
         server(
-            ServerMessage::Error {
-                code: ErrorCode::Conflict,
-                message: "current version 2".into(),
+            ServerMessage::Conflict {
+                message: "version conflict: the current version is 2".into(),
                 req: 3,
+                current_version: 2,
             },
-            "94 47 1f b1 63 75 72 72 65 6e 74 20 76 65 72 73 69 6f 6e 20 32 03",
+            "95 47 1f d9 2a 76 65 72 73 69 6f 6e 20 63 6f 6e 66 6c 69 63 74 3a 20 74 68 65 20 63 75 72 72 65 6e 74 20 76 65 72 73 69 6f 6e 20 69 73 20 32 03 02",
         );
         server(
             ServerMessage::Joined {

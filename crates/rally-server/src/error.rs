@@ -14,6 +14,9 @@ pub struct ClientError {
     pub code: ErrorCode,
     /// The human-readable explanation sent with it.
     pub message: String,
+    /// For `CONFLICT`: the entry's current version (0: none), sent as its own field
+    /// (protocol section 9), so a client need not parse it out of the message.
+    pub current_version: Option<u64>,
 }
 
 /// The name commands (and the command-check API) use for a [`ClientError`].
@@ -25,16 +28,24 @@ impl ClientError {
         ClientError {
             code,
             message: message.into(),
+            current_version: None,
         }
     }
 
     /// The protocol `error` message that tells the client, answering request `req` (0:
     /// no request).
     pub fn into_message(self, req: u32) -> ServerMessage {
-        ServerMessage::Error {
-            code: self.code,
-            message: self.message,
-            req,
+        match self.current_version {
+            Some(current_version) if self.code == ErrorCode::Conflict => ServerMessage::Conflict {
+                message: self.message,
+                req,
+                current_version,
+            },
+            _ => ServerMessage::Error {
+                code: self.code,
+                message: self.message,
+                req,
+            },
         }
     }
 }

@@ -56,6 +56,8 @@
 //! - `transport`: raw TCP and WebSocket framing over one socket type.
 //! - [`connection`]: what a session needs of a socket and an accept loop of a listener;
 //!   tokio's TCP implements both, a network simulator's can too.
+//! - `web`: the browser pages embedded in the binary (the demo at `/` and `/tictactoe` on
+//!   the HTTP listener, the dashboard's files on the admin listener).
 #![warn(missing_docs, unreachable_pub)]
 #![forbid(unsafe_code)]
 
@@ -84,6 +86,7 @@ mod server;
 mod session;
 mod storage;
 mod transport;
+mod web;
 
 pub use command::{BoxFuture, Command, CommandChecks, CommandContext, CommandError, PlayerData};
 pub use config::{Config, DatabaseUrl, Environment, LogFormat, Sources};

@@ -5,8 +5,12 @@
 //! tests and simulations see the same limits as a real server.
 //!
 //! - **Per connection.** Inputs may arrive at `input_rate` per second, everything else a
-//!   client sends after `hello` (requests, `ping`, WebSocket pings) at `command_rate`; each
-//!   with a burst of one second's worth. A message past its limit is refused: an input is
+//!   client sends after `hello` (requests, `ping`, WebSocket pings) at `command_rate`;
+//!   inputs with a burst of one second's worth, commands with a burst of
+//!   [`COMMAND_BURST_SECONDS`] seconds' worth, so that an ordinary client start (login, set
+//!   name, a profile read, a few writes and reads: 11 requests in 0.1 s, seen from an
+//!   independent client) is not refused; the sustained rate is unchanged, so a flood is
+//!   throttled and closed as before, only after a larger first burst. A message past its limit is refused: an input is
 //!   dropped, a request is answered `RATE_LIMITED`, a `ping` is not answered. Refusals are
 //!   themselves limited: a connection may have one second's worth of messages refused, and
 //!   that allowance refills at a fifth of the rate. A client slightly over its rate is only
@@ -58,9 +62,18 @@ const WARN_EVERY: Duration = Duration::from_secs(1);
 /// The keyed limiter forgets idle addresses every this many admissions.
 const RETAIN_EVERY: u32 = 1024;
 
+/// Seconds' worth of commands a connection may send at once (see the module docs).
+pub(crate) const COMMAND_BURST_SECONDS: u32 = 3;
+
 /// `rate` per second with a burst of one second's worth.
 fn per_second(rate: u32) -> Quota {
     Quota::per_second(NonZeroU32::new(rate.max(1)).unwrap_or(NonZeroU32::MIN))
+}
+
+/// `rate` per second with a burst of `seconds` seconds' worth.
+fn per_second_burst(rate: u32, seconds: u32) -> Quota {
+    let burst = rate.max(1).saturating_mul(seconds.max(1));
+    per_second(rate).allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN))
 }
 
 /// One second's worth of refusals, refilled at a fifth of `rate`.
@@ -102,10 +115,13 @@ struct Bucket {
 }
 
 impl Bucket {
-    fn new(rate: u32) -> Self {
+    fn new(rate: u32, burst_seconds: u32) -> Self {
         Bucket {
             rate,
-            limiter: RateLimiter::direct_with_clock(per_second(rate), TokioClock),
+            limiter: RateLimiter::direct_with_clock(
+                per_second_burst(rate, burst_seconds),
+                TokioClock,
+            ),
             strikes: RateLimiter::direct_with_clock(strikes(rate), TokioClock),
         }
     }
@@ -131,8 +147,8 @@ impl std::fmt::Debug for MessageLimits {
 impl MessageLimits {
     pub(crate) fn new(config: &Config) -> Self {
         MessageLimits {
-            input: Bucket::new(config.effective_input_rate()),
-            command: Bucket::new(config.command_rate),
+            input: Bucket::new(config.effective_input_rate(), 1),
+            command: Bucket::new(config.command_rate, COMMAND_BURST_SECONDS),
             warned: None,
         }
     }
@@ -331,8 +347,8 @@ mod tests {
     async fn a_burst_is_allowed_then_refused_then_closed_if_it_goes_on() {
         let c = config(&[("command_rate", "10")]);
         let mut limits = MessageLimits::new(&c);
-        // A burst of one second's worth passes at once.
-        for _ in 0..10 {
+        // A burst of COMMAND_BURST_SECONDS' worth passes at once (an ordinary start).
+        for _ in 0..30 {
             assert_eq!(limits.check(Budget::Command), Verdict::Allow);
         }
         // The next is refused; the client is told once, not for every refusal.

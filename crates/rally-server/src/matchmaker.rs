@@ -184,6 +184,7 @@ mod tests {
             info: Arc::new(RoomInfo {
                 opened: std::time::Instant::now(),
                 tick: AtomicU64::new(0),
+                tick_micros: AtomicU64::new(0),
                 players: AtomicUsize::new(0),
                 close_note: OnceLock::new(),
             }),

@@ -94,6 +94,8 @@ pub(crate) struct RoomInfo {
     pub(crate) opened: std::time::Instant,
     /// The last tick run.
     pub(crate) tick: AtomicU64,
+    /// How long the last tick took, in microseconds (the admin API's `tick_ms`).
+    pub(crate) tick_micros: AtomicU64,
     /// Seats taken (players away included).
     pub(crate) players: AtomicUsize,
     /// The operator's words when the admin API closed the room.
@@ -107,6 +109,11 @@ impl RoomInfo {
 
     pub(crate) fn players(&self) -> usize {
         self.players.load(Ordering::Relaxed)
+    }
+
+    /// How long the last tick took.
+    pub(crate) fn tick_time(&self) -> std::time::Duration {
+        std::time::Duration::from_micros(self.tick_micros.load(Ordering::Relaxed))
     }
 }
 

@@ -85,7 +85,10 @@ pub(crate) fn command_error(e: StoreError) -> CommandError {
                 "the database is unavailable; try again later",
             )
         }
-        e @ StoreError::Conflict { .. } => CommandError::new(ErrorCode::Conflict, e.to_string()),
+        e @ StoreError::Conflict { current } => CommandError {
+            current_version: Some(current.unwrap_or(0)),
+            ..CommandError::new(ErrorCode::Conflict, e.to_string())
+        },
         StoreError::NotFound { what } => {
             CommandError::new(ErrorCode::NotFound, format!("no such {what}"))
         }

@@ -244,7 +244,14 @@ pub(crate) async fn accept_websocket<C: Connection>(
                 return matches!(written, Ok(true)).then(|| buf.split_off(n));
             }
             Err(e) => {
-                refuse(stream, &e, limit).await;
+                // A plain GET of a page (not the `/ws` upgrade) gets the embedded file.
+                let page = matches!(e, HandshakeError::NotFound)
+                    .then(|| crate::web::respond(&buf))
+                    .flatten();
+                match page {
+                    Some(page) => drop(write_all(stream, &page, limit).await),
+                    None => refuse(stream, &e, limit).await,
+                }
                 return None;
             }
         }

@@ -231,16 +231,33 @@ async fn player_data_is_versioned_and_private_unless_public() {
         let (code, msg) = a.put("save", r#"{"level":3}"#, 1, false).await.unwrap_err();
         assert_eq!(code, ErrorCode::Conflict, "stale version: {msg}");
         assert!(msg.contains("current version is 2"), "{msg}");
+        // The current version is also a field of its own: [71, 31, message, req, version].
+        let delete = ClientMessage::DeleteData {
+            req: 91,
+            key: "nothing-here",
+            expected_version: 1,
+        };
+        a.send(&delete).await;
+        let current = a
+            .expect("the conflict", |m| match m {
+                ServerMessage::Conflict {
+                    req: 91,
+                    current_version,
+                    ..
+                } => Some(*current_version),
+                _ => None,
+            })
+            .await;
+        assert_eq!(current, 0, "no such entry: version 0");
         let (value, version, public) = a.get(0, "save").await.unwrap();
         assert_eq!((version, public), (2, false));
         let value: serde_json::Value = serde_json::from_str(&value.unwrap()).unwrap();
         assert_eq!(value, serde_json::json!({"level": 2}));
         assert_eq!(a.put("badge", r#""gold""#, 0, true).await, Ok(1));
 
-        // Another player: the private key is forbidden, the public one readable, a missing
-        // one is simply absent.
-        let (code, _) = b.get(ida, "save").await.unwrap_err();
-        assert_eq!(code, ErrorCode::Forbidden);
+        // Another player: the private key reads as absent (like a missing one, so its
+        // existence does not leak), the public one is readable.
+        assert_eq!(b.get(ida, "save").await, Ok((None, 0, false)));
         assert_eq!(
             b.get(ida, "badge").await,
             Ok((Some(r#""gold""#.into()), 1, true))

@@ -110,14 +110,19 @@ async fn requests_past_command_rate_are_answered_rate_limited_and_allowed_again_
     cfg.command_rate = 5;
     let server = TestServer::start(cfg).await;
     let (mut c, _) = Client::tcp_hello(server.tcp).await;
-    // A burst of one second's worth passes.
-    for req in 1..=5 {
+    // A burst of three seconds' worth (15 at 5/s) passes: an ordinary client start.
+    for req in 1..=15 {
         let reply = c.call(ClientMessage::Chat { req, text: "hi" }).await;
         // Not in a room: the request was handled (and refused for that reason).
         assert_eq!(reply.unwrap_err().0, ErrorCode::NotInRoom, "req {req}");
     }
-    // The sixth, at once, is refused for its rate, with its request id.
-    let reply = c.call(ClientMessage::Chat { req: 6, text: "hi" }).await;
+    // The next, at once, is refused for its rate, with its request id.
+    let reply = c
+        .call(ClientMessage::Chat {
+            req: 16,
+            text: "hi",
+        })
+        .await;
     let (code, message) = reply.unwrap_err();
     assert_eq!(code, ErrorCode::RateLimited);
     assert!(message.contains("command_rate"), "{message}");
@@ -134,7 +139,12 @@ async fn requests_past_command_rate_are_answered_rate_limited_and_allowed_again_
         _ => None,
     })
     .await;
-    let reply = c.call(ClientMessage::Chat { req: 7, text: "hi" }).await;
+    let reply = c
+        .call(ClientMessage::Chat {
+            req: 17,
+            text: "hi",
+        })
+        .await;
     assert_eq!(reply.unwrap_err().0, ErrorCode::NotInRoom);
     c.close().await;
     server.shutdown().await;

@@ -9,8 +9,8 @@
 //! caller's next attempt, not a promise).
 //!
 //! Permission: the owner reads and writes its own entries; others may only read entries
-//! written with `public_read`. Key names are not secret: reading a missing key of someone
-//! else is `Ok(None)`, a private one is [`StoreError::Forbidden`].
+//! written with `public_read`. Another account's private entry reads exactly like a missing
+//! one (`Ok(None)`): answering "forbidden" would tell a reader which private keys exist.
 
 use sqlx::types::Json;
 
@@ -54,8 +54,8 @@ impl Store {
     }
 
     /// `owner`'s entry under `key` as `reader` may see it: all of the reader's own entries,
-    /// others' only when public-read ([`StoreError::Forbidden`] otherwise). A missing entry
-    /// is `Ok(None)` whoever asks.
+    /// others' only when public-read. Another account's private entry is `Ok(None)`, the
+    /// same answer as a missing one, so that a reader cannot probe which keys exist.
     pub async fn kv_get_as(
         &self,
         reader: AccountId,
@@ -65,7 +65,7 @@ impl Store {
         validate::key(key)?;
         let entry = self.call(self.select_one(owner, key)).await?;
         match entry {
-            Some(e) if reader != owner && !e.public_read => Err(StoreError::Forbidden),
+            Some(e) if reader != owner && !e.public_read => Ok(None),
             other => Ok(other),
         }
     }

@@ -430,10 +430,8 @@ mod cases {
             .unwrap()
             .unwrap();
         assert_eq!(public.value, json!("ours"));
-        assert_eq!(
-            store.kv_get_as(other, owner, "private").await,
-            Err(StoreError::Forbidden)
-        );
+        // A private entry of someone else reads like a missing one: its existence stays private.
+        assert_eq!(store.kv_get_as(other, owner, "private").await, Ok(None));
         assert_eq!(store.kv_get_as(other, owner, "missing").await, Ok(None));
 
         // Making it private again takes effect at once.
@@ -441,10 +439,7 @@ mod cases {
             .kv_put(owner, "public", &json!("now mine"), Some(1), false)
             .await
             .unwrap();
-        assert_eq!(
-            store.kv_get_as(other, owner, "public").await,
-            Err(StoreError::Forbidden)
-        );
+        assert_eq!(store.kv_get_as(other, owner, "public").await, Ok(None));
         // Others' writes go to their own space, never to the owner's.
         store
             .kv_put(other, "private", &json!("theirs"), None, false)

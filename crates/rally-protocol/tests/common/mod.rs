@@ -277,7 +277,7 @@ pub fn client_variant(m: &ClientMessage<'_>) -> usize {
 }
 
 /// Server message variants [`server`] generates.
-pub const SERVER_VARIANTS: usize = 14;
+pub const SERVER_VARIANTS: usize = 15;
 
 /// Which variant a server message is; no wildcard, as for [`client_variant`].
 pub fn server_variant(m: &ServerMessage) -> usize {
@@ -296,6 +296,7 @@ pub fn server_variant(m: &ServerMessage) -> usize {
         ServerMessage::Data { .. } => 11,
         ServerMessage::Written { .. } => 12,
         ServerMessage::Profile { .. } => 13,
+        ServerMessage::Conflict { .. } => 14,
     }
 }
 
@@ -419,6 +420,13 @@ pub fn server() -> impl Strategy<Value = ServerMessage> {
                     }
                 },
             )
+            .boxed(),
+        (strf(), u32f(), u64f())
+            .prop_map(|(message, req, current_version)| ServerMessage::Conflict {
+                message,
+                req,
+                current_version,
+            })
             .boxed(),
     ])
 }

@@ -31,6 +31,8 @@ pub(crate) struct RoomSummary {
     player_count: usize,
     max_players: usize,
     tick: u64,
+    /// How long the room's last tick took, in milliseconds.
+    tick_ms: f64,
     age_ms: u64,
     /// An operator or the server asked it to close; it ends within a moment.
     closing: bool,
@@ -43,6 +45,7 @@ fn summary(room: &RoomHandle) -> RoomSummary {
         player_count: room.info.players(),
         max_players: room.max_players,
         tick: room.info.tick(),
+        tick_ms: room.info.tick_time().as_secs_f64() * 1000.0,
         age_ms: room.info.opened.elapsed().as_millis() as u64,
         closing: room.token.is_cancelled(),
     }

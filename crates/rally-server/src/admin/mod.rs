@@ -5,6 +5,9 @@
 //! - `GET /readyz`: 200 when this server should get new players; 503 while it drains or
 //!   shuts down, or while a dependency (the database) reports itself unhealthy.
 //! - `GET /metrics`: Prometheus text (see the `metrics` module).
+//! - `GET /dashboard` (module `dashboard`): the operator's page; it holds no data and no
+//!   secret, and reads everything through `/admin/*` and `/metrics` with the token the
+//!   operator types in.
 //! - `/admin/*` (module `api`): rooms, players, kick, close, drain; refused with 401
 //!   without the right `Authorization: Bearer <admin_token>`, and with 403 when no
 //!   `admin_token` is configured.
@@ -13,6 +16,7 @@
 //! `docs/admin.md` documents every endpoint.
 
 mod api;
+mod dashboard;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -95,6 +99,8 @@ pub(crate) async fn serve(listener: TcpListener, shared: Arc<AdminEnv>, stop: Ca
         .route("/admin/players", get(api::players))
         .route("/admin/players/{id}/kick", post(api::kick))
         .route("/admin/drain", post(api::drain))
+        .route("/dashboard", get(dashboard::page))
+        .route("/dashboard/{file}", get(dashboard::asset))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
         })

@@ -124,6 +124,7 @@ fn spawn(env: &Arc<RoomEnv>, id: u64, kind: &str, spec: &Kind) -> RoomHandle {
         info: Arc::new(RoomInfo {
             opened: std::time::Instant::now(),
             tick: AtomicU64::new(0),
+            tick_micros: AtomicU64::new(0),
             players: AtomicUsize::new(0),
             close_note: OnceLock::new(),
         }),
@@ -191,7 +192,12 @@ impl Room {
                     }
                     let took = std::time::Instant::now();
                     self.run_tick(&mut inputs, period.mul_f64(periods), now);
-                    self.tick_duration.record(took.elapsed());
+                    let took = took.elapsed();
+                    self.tick_duration.record(took);
+                    self.handle
+                        .info
+                        .tick_micros
+                        .store(took.as_micros() as u64, Ordering::Relaxed);
                     if self.game.is_over() {
                         break CloseReason::GameOver;
                     }

@@ -23,12 +23,15 @@ impl Core {
         message: impl Into<String>,
         req: u32,
     ) {
-        let message = message.into();
-        self.env.metrics.stats.count_error(kind, code);
-        tracing::debug!(session_id = self.link.session_id, code = code.name(), req, detail = %message, "error to client");
-        self.link.send_in_task(Outbound::Msg(
-            ClientError::new(code, message).into_message(req),
-        ));
+        self.client_error(kind, ClientError::new(code, message), req);
+    }
+
+    /// Counts and logs an error, then tells the client (with its fields: a `CONFLICT`
+    /// carries the current version).
+    pub(super) fn client_error(&self, kind: ErrorKind, e: ClientError, req: u32) {
+        self.env.metrics.stats.count_error(kind, e.code);
+        tracing::debug!(session_id = self.link.session_id, code = e.code.name(), req, detail = %e.message, "error to client");
+        self.link.send_in_task(Outbound::Msg(e.into_message(req)));
     }
 
     pub(super) fn on_message(&mut self, body: &[u8]) -> Result<(), Ending> {

@@ -110,12 +110,12 @@ impl Core {
                     None,
                     format!("player-{}", self.link.session_id),
                 );
-                self.error(ErrorKind::Command, e.code, e.message, req);
+                self.client_error(ErrorKind::Command, e, req);
             }
             Ok(Outcome::Reply(msg)) => {
                 self.link.send_in_task(Outbound::Msg(msg));
             }
-            Err(e) => self.error(ErrorKind::Command, e.code, e.message, req),
+            Err(e) => self.client_error(ErrorKind::Command, e, req),
         }
     }
 }

@@ -435,6 +435,7 @@ fn reply_req(msg: &ServerMessage) -> Option<u32> {
         | ServerMessage::Written { req, .. }
         | ServerMessage::Profile { req, .. } => Some(*req),
         ServerMessage::Error { req, .. } if *req != 0 => Some(*req),
+        ServerMessage::Conflict { req, .. } => Some(*req),
         _ => None,
     }
 }
@@ -452,6 +453,7 @@ impl Client {
             .await;
         match reply {
             ServerMessage::Error { code, message, .. } => Err((code, message)),
+            ServerMessage::Conflict { message, .. } => Err((ErrorCode::Conflict, message)),
             other => Ok(other),
         }
     }

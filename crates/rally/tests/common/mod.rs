@@ -166,12 +166,15 @@ impl Player {
                 | ServerMessage::Profile { req: r, .. }
                 | ServerMessage::Ok { req: r }
                 | ServerMessage::Joined { req: r, .. } => *r == req,
-                ServerMessage::Error { req: r, .. } => *r == req,
+                ServerMessage::Error { req: r, .. } | ServerMessage::Conflict { req: r, .. } => {
+                    *r == req
+                }
                 _ => false,
             };
             if answers {
                 return Some(match m {
                     ServerMessage::Error { code, message, .. } => Err((code, message)),
+                    ServerMessage::Conflict { message, .. } => Err((ErrorCode::Conflict, message)),
                     other => Ok(other),
                 });
             }
