@@ -9,8 +9,8 @@
 //! - [`frame`]: length-prefixed framing for raw TCP.
 //! - [`ws`]: WebSocket framing (RFC 6455) for the `/ws` endpoint.
 //! - [`handshake`]: the HTTP/1.1 upgrade request that opens a WebSocket.
-//! - `fuzzing` (hidden): the checks the fuzz targets in `fuzz/` and the corpus replay test
-//!   share; not part of the API.
+//! - `fuzzing` (hidden, feature `fuzzing`): the checks the fuzz targets in `fuzz/` and the
+//!   corpus replay test share; not part of the API, and not built into the server.
 //!
 //! The protocol itself is specified in `docs/protocol.md`.
 #![warn(missing_docs, unreachable_pub)]
@@ -18,6 +18,7 @@
 
 pub mod error_code;
 pub mod frame;
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod handshake;
