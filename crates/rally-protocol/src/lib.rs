@@ -4,7 +4,8 @@
 //!
 //! # Layout
 //! - [`msgpack`]: a small, allocation-free MessagePack reader and writer (the body encoding).
-//! - [`message`]: every client and server message, with its encoder and decoder.
+//! - [`message`]: every client (`message/client.rs`) and server (`message/server.rs`)
+//!   message, with its encoder and decoder.
 //! - [`error_code`]: the error codes a server sends, with their numbers and names.
 //! - [`frame`]: length-prefixed framing for raw TCP.
 //! - [`ws`]: WebSocket framing (RFC 6455) for the `/ws` endpoint.
