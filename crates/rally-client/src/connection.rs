@@ -65,7 +65,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rally_protocol::ws::{close_code, Opcode};
-use rally_protocol::{msgpack, ClientMessage, ErrorCode, ServerMessage};
+use rally_protocol::{msgpack, ClientMessage, ErrorCode, Redacted, ServerMessage};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -187,28 +187,17 @@ impl fmt::Debug for Connection {
 }
 
 /// The server's `session`: the reply to [`Connection::login`].
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
     /// The account logged in as.
     pub account_id: u64,
     /// Logs in again without a `login`, in a later `hello` (the high-level
     /// [`Client`](crate::Client) does that). A secret: it is left out of `Debug` output.
-    pub token: String,
+    pub token: Redacted<String>,
     /// When the token stops working, in Unix milliseconds.
     pub expires_at_ms: u64,
     /// The account's display name.
     pub display_name: String,
-}
-
-impl fmt::Debug for Session {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Session")
-            .field("account_id", &self.account_id)
-            .field("token", &"<redacted>")
-            .field("expires_at_ms", &self.expires_at_ms)
-            .field("display_name", &self.display_name)
-            .finish()
-    }
 }
 
 /// A successful reply to one of the requests a [`Connection`] makes.
@@ -754,7 +743,7 @@ impl Connection {
                 req,
                 reply: Ok(Reply::Session(Session {
                     account_id,
-                    token,
+                    token: token.into(),
                     expires_at_ms,
                     display_name,
                 })),

@@ -64,7 +64,7 @@ pub(crate) async fn run(shared: Arc<Shared>, config: Arc<Config>, mut conn: Conn
             inner.fail_pending(&Error::ConnectionLost);
             // Only a seat is worth resuming: a token presented without one only earns
             // RESUME_FAILED.
-            let token = &inner.welcome.resume_token;
+            let token = inner.welcome.resume_token.expose();
             let resume = (inner.room.is_some() && !token.is_empty()).then(|| token.clone());
             (resume, inner.session_token.clone())
         };
@@ -362,7 +362,7 @@ fn dispatch(
                 Key::Req(req),
                 Ok(Reply::Session(crate::Session {
                     account_id,
-                    token,
+                    token: token.into(),
                     expires_at_ms,
                     display_name,
                 })),

@@ -77,5 +77,5 @@ pub use config::{Config, Transport};
 pub use connection::{Connection, Message, Session, StateRef};
 pub use error::Error;
 pub use events::{ChatLine, Event, Events, State};
-pub use rally_protocol::ErrorCode;
+pub use rally_protocol::{ErrorCode, Redacted};
 pub use retry::{retry, RetryPolicy};

@@ -184,9 +184,9 @@ async fn a_server_that_requires_logins_lets_a_device_in() {
             .await
             .expect("login");
         assert!(session.account_id > 0);
-        assert!(!session.token.is_empty());
+        assert!(!session.token.expose().is_empty());
         assert!(
-            !format!("{session:?}").contains(&session.token),
+            !format!("{session:?}").contains(session.token.expose().as_str()),
             "the token stays out of logs"
         );
         let room = conn.join(arena::KIND).await.expect("join once logged in");
@@ -356,7 +356,7 @@ async fn scripted_ws_server(listener: TcpListener, state: Vec<u8>) {
         max_message_bytes: 4096,
         timeout_ms: 30_000,
         queue_capacity: 100,
-        resume_token: "t".into(),
+        resume_token: String::from("t").into(),
         reconnect_grace_ms: 0,
         account_id: 0,
     }

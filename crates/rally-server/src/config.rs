@@ -11,6 +11,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use rally_protocol::Redacted;
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -22,24 +24,18 @@ pub enum LogFormat {
 
 /// A secret value (the admin token, the auth secret): never shown by `Debug`, in logs or
 /// in messages.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Secret(Redacted<String>);
 
 impl Secret {
     /// Wraps a secret.
     pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
+        Secret(Redacted::new(value.into()))
     }
 
     /// The secret itself, for comparing; do not log it.
     pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
+        self.0.expose()
     }
 }
 
@@ -620,7 +616,7 @@ impl Sources {
                     if value.chars().count() < min_len || value.chars().any(char::is_whitespace) {
                         return Err(invalid());
                     }
-                    secrets.insert(k.name, Secret(value.clone()));
+                    secrets.insert(k.name, Secret::new(value.clone()));
                 }
                 KeyKind::Bool { .. } => {
                     let b = match value.trim() {
