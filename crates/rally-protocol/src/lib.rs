@@ -9,6 +9,7 @@
 //! - [`error_code`]: the error codes a server sends, with their numbers and names.
 //! - [`frame`]: length-prefixed framing for raw TCP.
 //! - [`ws`]: WebSocket framing (RFC 6455) for the `/ws` endpoint.
+//! - [`transport`]: [`Transport`], TCP or WebSocket, for every side.
 //! - [`redact`]: [`Redacted`], the wrapper that keeps a secret out of `Debug` output.
 //! - [`handshake`]: the HTTP/1.1 upgrade request that opens a WebSocket.
 //! - `fuzzing` (hidden, feature `fuzzing`): the checks the fuzz targets in `fuzz/` and the
@@ -27,8 +28,10 @@ pub mod handshake;
 pub mod message;
 pub mod msgpack;
 pub mod redact;
+pub mod transport;
 pub mod ws;
 
 pub use error_code::ErrorCode;
 pub use message::{ClientMessage, DecodeError, ServerMessage, PROTOCOL_VERSION};
 pub use redact::Redacted;
+pub use transport::Transport;

@@ -12,24 +12,9 @@ use rally_protocol::{frame, ws, ErrorCode, ServerMessage};
 
 use crate::connection::Connection;
 
-/// Which transport a listener speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Transport {
-    /// Length-prefixed frames on raw TCP.
-    Tcp,
-    /// WebSocket binary messages at `/ws`.
-    WebSocket,
-}
-
-impl Transport {
-    /// A short lower-case name for logs and metrics.
-    pub fn name(self) -> &'static str {
-        match self {
-            Transport::Tcp => "tcp",
-            Transport::WebSocket => "ws",
-        }
-    }
-}
+/// Which transport a listener speaks: the protocol crate's, re-exported as
+/// `rally_server::Transport`.
+pub use rally_protocol::Transport;
 
 /// A frame decoded from a client.
 #[derive(Debug)]

@@ -19,24 +19,9 @@ pub(crate) const MASK: [u8; 4] = [0x3c, 0x5a, 0xa5, 0xc3];
 /// this unread in the inbox is junk, dropped.
 const INBOX_LIMIT: usize = 1 << 20;
 
-/// Which listener an attacker connects to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Transport {
-    /// Raw TCP, length-prefixed frames.
-    Tcp,
-    /// WebSocket on `/ws` (masked binary frames).
-    Ws,
-}
-
-impl Transport {
-    /// Its name in reports.
-    pub fn name(self) -> &'static str {
-        match self {
-            Transport::Tcp => "tcp",
-            Transport::Ws => "ws",
-        }
-    }
-}
+/// Which listener an attacker connects to: the protocol crate's, re-exported as
+/// `rally_bench::abuse::Transport`.
+pub use rally_protocol::Transport;
 
 /// The server's listeners an attack goes to; connections alternate between the two
 /// when both are given.
@@ -54,12 +39,12 @@ impl Target {
     pub fn pick(&self, i: u64) -> Option<(Transport, SocketAddr)> {
         match (self.tcp, self.ws) {
             (Some(t), Some(w)) => Some(if i % 2 == 1 {
-                (Transport::Ws, w)
+                (Transport::WebSocket, w)
             } else {
                 (Transport::Tcp, t)
             }),
             (Some(t), None) => Some((Transport::Tcp, t)),
-            (None, Some(w)) => Some((Transport::Ws, w)),
+            (None, Some(w)) => Some((Transport::WebSocket, w)),
             (None, None) => None,
         }
     }
@@ -71,7 +56,7 @@ impl Target {
             t.push(Transport::Tcp);
         }
         if self.ws.is_some() {
-            t.push(Transport::Ws);
+            t.push(Transport::WebSocket);
         }
         t
     }
@@ -91,7 +76,7 @@ pub(crate) fn upgrade_request(addr: SocketAddr) -> Vec<u8> {
 pub(crate) fn push_body(transport: Transport, body: &[u8], out: &mut Vec<u8>) {
     match transport {
         Transport::Tcp => frame::encode(body, out),
-        Transport::Ws => ws::write_masked_frame(out, Opcode::Binary, body, MASK),
+        Transport::WebSocket => ws::write_masked_frame(out, Opcode::Binary, body, MASK),
     }
 }
 
@@ -103,7 +88,7 @@ pub(crate) fn push(transport: Transport, msg: &ClientMessage<'_>, out: &mut Vec<
             msg.encode(out);
             frame::finish(out, at);
         }
-        Transport::Ws => {
+        Transport::WebSocket => {
             let mut body = Vec::with_capacity(32);
             msg.encode(&mut body);
             ws::write_masked_frame(out, Opcode::Binary, &body, MASK);
@@ -149,7 +134,7 @@ impl Inbox {
     pub(crate) fn new(transport: Transport) -> Inbox {
         Inbox {
             buf: Vec::new(),
-            ws: (transport == Transport::Ws).then_some(None),
+            ws: (transport == Transport::WebSocket).then_some(None),
         }
     }
 
@@ -340,7 +325,7 @@ impl Conn {
     ) -> std::io::Result<Conn> {
         let mut stream = connect_from(addr, source).await?;
         stream.set_nodelay(true)?;
-        if transport == Transport::Ws {
+        if transport == Transport::WebSocket {
             stream.write_all(&upgrade_request(addr)).await?;
         }
         Ok(Conn::new(stream, transport))
@@ -454,7 +439,7 @@ mod tests {
         msg.encode(&mut body);
         match transport {
             Transport::Tcp => frame::encode(&body, out),
-            Transport::Ws => ws::write_frame(out, Opcode::Binary, &body),
+            Transport::WebSocket => ws::write_frame(out, Opcode::Binary, &body),
         }
     }
 
@@ -482,9 +467,9 @@ mod tests {
         v.note(&said);
         assert_eq!(v.ending(&Ok(0)), "error:RATE_LIMITED");
 
-        let mut ws_in = Inbox::new(Transport::Ws);
+        let mut ws_in = Inbox::new(Transport::WebSocket);
         let mut bytes = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n".to_vec();
-        server_frame(Transport::Ws, &error, &mut bytes);
+        server_frame(Transport::WebSocket, &error, &mut bytes);
         ws::write_close(&mut bytes, 1008);
         ws_in.extend(&bytes);
         let mut v = Verdict::default();
@@ -496,7 +481,7 @@ mod tests {
         assert_eq!(keys, ["http:101", "error:RATE_LIMITED", "ws_close:1008"]);
         assert_eq!(v.ending(&Ok(0)), "error:RATE_LIMITED");
 
-        let mut refused = Inbox::new(Transport::Ws);
+        let mut refused = Inbox::new(Transport::WebSocket);
         refused.extend(b"HTTP/1.1 431 Request Header Fields Too Large\r\n\r\n");
         let mut v = Verdict::default();
         v.note(&refused.next().expect("status"));
@@ -507,7 +492,7 @@ mod tests {
     fn a_pong_is_consumed_once() {
         // A pong (answering a ping in an attacker's random frames) used to be decoded
         // again and again without being consumed: the attacker spun forever.
-        let mut ws_in = Inbox::new(Transport::Ws);
+        let mut ws_in = Inbox::new(Transport::WebSocket);
         let mut bytes = b"HTTP/1.1 101 Switching Protocols\r\n\r\n".to_vec();
         ws::write_frame(&mut bytes, Opcode::Pong, b"p");
         ws::write_close(&mut bytes, 1002);
@@ -541,7 +526,7 @@ mod tests {
             ws: Some(w),
         };
         assert_eq!(both.pick(0), Some((Transport::Tcp, t)));
-        assert_eq!(both.pick(3), Some((Transport::Ws, w)));
+        assert_eq!(both.pick(3), Some((Transport::WebSocket, w)));
         let none = Target {
             tcp: None,
             ws: None,
