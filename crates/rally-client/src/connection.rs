@@ -301,10 +301,7 @@ impl Connection {
 
     /// The transport this connection speaks.
     pub fn transport(&self) -> Transport {
-        match self.framing {
-            Framing::Tcp => Transport::Tcp,
-            Framing::Ws { .. } => Transport::WebSocket,
-        }
+        self.framing.transport()
     }
 
     /// Logs in (`docs/protocol.md` section 5a): `provider` `"device"` with a device id

@@ -11,6 +11,8 @@
 //! - [`ws`]: WebSocket framing (RFC 6455) for the `/ws` endpoint.
 //! - [`transport`]: [`Transport`], TCP or WebSocket, for every side.
 //! - [`redact`]: [`Redacted`], the wrapper that keeps a secret out of `Debug` output.
+//! - [`framing`]: one framer and one deframer per role (server, client) over either
+//!   transport, on top of `frame` and `ws`.
 //! - [`handshake`]: the HTTP/1.1 upgrade request that opens a WebSocket.
 //! - `fuzzing` (hidden, feature `fuzzing`): the checks the fuzz targets in `fuzz/` and the
 //!   corpus replay test share; not part of the API, and not built into the server.
@@ -21,6 +23,7 @@
 
 pub mod error_code;
 pub mod frame;
+pub mod framing;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;

@@ -3,12 +3,14 @@
 //!
 //! Both run over a plain byte stream (a `TcpStream`, or any [`Connection`]), so a
 //! session's read and write loops, buffers, limits and timeouts are the same code for
-//! both; only the framing differs.
+//! both; only the framing differs, and that is `rally_protocol::framing`'s server role
+//! (this file keeps the session's names for it).
 
 use std::time::Duration;
 
+use rally_protocol::framing::{self, Deframer, ServerFramer};
 use rally_protocol::handshake::{self, HandshakeError};
-use rally_protocol::{frame, ws, ErrorCode, ServerMessage};
+use rally_protocol::{ws, ErrorCode, ServerMessage};
 
 use crate::connection::Connection;
 
@@ -16,7 +18,8 @@ use crate::connection::Connection;
 /// `rally_server::Transport`.
 pub use rally_protocol::Transport;
 
-/// A frame decoded from a client.
+/// A frame decoded from a client (the protocol's [`framing::Incoming`], with the close
+/// code the session does not use left out).
 #[derive(Debug)]
 pub(crate) enum Incoming<'a> {
     /// One message body.
@@ -29,28 +32,17 @@ pub(crate) enum Incoming<'a> {
     Close,
 }
 
-/// Why the stream of frames was refused.
-#[derive(Debug)]
-pub(crate) struct FrameFault {
-    pub(crate) code: ErrorCode,
-    pub(crate) message: String,
-}
+/// Why the stream of frames was refused: `{code, message}`, from the protocol's deframer.
+pub(crate) use rally_protocol::framing::FrameFault;
 
-/// Per-connection decoding state.
+/// Per-connection decoding state: the protocol's server-role deframer (length prefixes,
+/// or WebSocket frames unmasked in place).
 #[derive(Debug)]
-pub(crate) enum Decoder {
-    Tcp { max: usize },
-    Ws(ws::Decoder),
-}
+pub(crate) struct Decoder(Deframer);
 
 impl Decoder {
     pub(crate) fn new(transport: Transport, max_message_bytes: usize) -> Self {
-        match transport {
-            Transport::Tcp => Decoder::Tcp {
-                max: max_message_bytes,
-            },
-            Transport::WebSocket => Decoder::Ws(ws::Decoder::server(max_message_bytes)),
-        }
+        Decoder(Deframer::server(transport, max_message_bytes))
     }
 
     /// Decodes one frame from the start of `buf`: `Ok(None)` means "read more".
@@ -58,78 +50,31 @@ impl Decoder {
         &'a mut self,
         buf: &'a mut [u8],
     ) -> Result<Option<(usize, Incoming<'a>)>, FrameFault> {
-        match self {
-            Decoder::Tcp { max } => match frame::decode(buf, *max) {
-                Ok(Some((n, body))) => Ok(Some((n, Incoming::Message(body)))),
-                Ok(None) => Ok(None),
-                Err(frame::FrameError::TooLarge { len, max }) => Err(FrameFault {
-                    code: ErrorCode::MessageTooLarge,
-                    message: format!("message of {len} bytes exceeds max_message_bytes {max}"),
-                }),
-                Err(e @ frame::FrameError::Empty) => Err(FrameFault {
-                    code: ErrorCode::BadMessage,
-                    message: e.to_string(),
-                }),
-            },
-            Decoder::Ws(d) => match d.decode(buf) {
-                Ok(Some((n, ev))) => Ok(Some((
-                    n,
-                    match ev {
-                        ws::Event::Binary(body) => Incoming::Message(body),
-                        ws::Event::Text(_) => {
-                            return Err(FrameFault {
-                                code: ErrorCode::BadMessage,
-                                message: "text messages are not accepted; send binary MessagePack"
-                                    .into(),
-                            })
-                        }
-                        ws::Event::Ping(p) => Incoming::Ping(p),
-                        ws::Event::Pong | ws::Event::Fragment => Incoming::Nothing,
-                        ws::Event::Close(_) => Incoming::Close,
-                    },
-                ))),
-                Ok(None) => Ok(None),
-                Err(ws::WsError::TooLarge { len, max }) => Err(FrameFault {
-                    code: ErrorCode::MessageTooLarge,
-                    message: format!("message of {len} bytes exceeds max_message_bytes {max}"),
-                }),
-                Err(e @ ws::WsError::Protocol(_)) => Err(FrameFault {
-                    code: ErrorCode::BadMessage,
-                    message: e.to_string(),
-                }),
-            },
-        }
+        Ok(self.0.decode(buf)?.map(|(n, incoming)| {
+            let incoming = match incoming {
+                framing::Incoming::Message(body) => Incoming::Message(body),
+                framing::Incoming::Ping(p) => Incoming::Ping(p),
+                framing::Incoming::Nothing => Incoming::Nothing,
+                framing::Incoming::Close(_) => Incoming::Close,
+            };
+            (n, incoming)
+        }))
     }
 }
 
 /// Appends one framed server message to `out`.
 pub(crate) fn encode(transport: Transport, msg: &ServerMessage, out: &mut Vec<u8>) {
-    match transport {
-        Transport::Tcp => {
-            let at = frame::begin(out);
-            msg.encode(out);
-            frame::finish(out, at);
-        }
-        Transport::WebSocket => {
-            let at = ws::begin(out);
-            msg.encode(out);
-            ws::finish(out, at, ws::Opcode::Binary);
-        }
-    }
+    ServerFramer(transport).message(msg, out);
 }
 
 /// Appends a WebSocket pong (nothing for TCP).
 pub(crate) fn encode_pong(transport: Transport, payload: &[u8], out: &mut Vec<u8>) {
-    if transport == Transport::WebSocket {
-        ws::write_frame(out, ws::Opcode::Pong, payload);
-    }
+    ServerFramer(transport).pong(payload, out);
 }
 
 /// Appends a WebSocket close frame (nothing for TCP, where closing the socket says it).
 pub(crate) fn encode_close(transport: Transport, code: u16, out: &mut Vec<u8>) {
-    if transport == Transport::WebSocket {
-        ws::write_close(out, code);
-    }
+    ServerFramer(transport).close(code, out);
 }
 
 /// The WebSocket close code matching a Rally error code.

@@ -7,8 +7,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use rally_bots::source::connect_from;
-use rally_protocol::ws::{self, Opcode};
-use rally_protocol::{frame, ClientMessage, ErrorCode, ServerMessage, PROTOCOL_VERSION};
+use rally_protocol::framing::{ClientFramer, Deframer, Incoming};
+use rally_protocol::{ClientMessage, ErrorCode, ServerMessage, PROTOCOL_VERSION};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -74,26 +74,13 @@ pub(crate) fn upgrade_request(addr: SocketAddr) -> Vec<u8> {
 /// Appends `body` as one client frame: a length prefix over TCP, a masked binary
 /// frame over WebSocket.
 pub(crate) fn push_body(transport: Transport, body: &[u8], out: &mut Vec<u8>) {
-    match transport {
-        Transport::Tcp => frame::encode(body, out),
-        Transport::WebSocket => ws::write_masked_frame(out, Opcode::Binary, body, MASK),
-    }
+    ClientFramer(transport).body(body, MASK, out);
 }
 
 /// Appends `msg` as one client frame.
 pub(crate) fn push(transport: Transport, msg: &ClientMessage<'_>, out: &mut Vec<u8>) {
-    match transport {
-        Transport::Tcp => {
-            let at = frame::begin(out);
-            msg.encode(out);
-            frame::finish(out, at);
-        }
-        Transport::WebSocket => {
-            let mut body = Vec::with_capacity(32);
-            msg.encode(&mut body);
-            ws::write_masked_frame(out, Opcode::Binary, &body, MASK);
-        }
-    }
+    // No size limit here (an attacker sends what it likes), so this cannot fail.
+    let _ = ClientFramer(transport).message(msg, usize::MAX, MASK, out);
 }
 
 /// A `hello` body, as a fresh client sends it.
@@ -125,16 +112,17 @@ pub(crate) enum Said {
 /// Bytes received from the server, decoded one [`Said`] at a time.
 pub(crate) struct Inbox {
     buf: Vec<u8>,
-    /// `None` over TCP. Over WebSocket: waiting for the HTTP answer (`None` inside), then
-    /// the frame decoder.
-    ws: Option<Option<ws::Decoder>>,
+    /// The protocol's client-role deframer; `None` while a WebSocket connection waits
+    /// for the HTTP answer to its upgrade.
+    deframer: Option<Deframer>,
 }
 
 impl Inbox {
     pub(crate) fn new(transport: Transport) -> Inbox {
         Inbox {
             buf: Vec::new(),
-            ws: (transport == Transport::WebSocket).then_some(None),
+            deframer: (transport == Transport::Tcp)
+                .then(|| Deframer::client(Transport::Tcp, INBOX_LIMIT)),
         }
     }
 
@@ -157,67 +145,48 @@ impl Inbox {
 
     /// The next thing the server said, if its bytes are all here.
     pub(crate) fn next(&mut self) -> Option<Said> {
-        match &mut self.ws {
-            None => match frame::decode(&self.buf, INBOX_LIMIT) {
-                Ok(None) => None,
-                Ok(Some((used, body))) => {
-                    let said = ServerMessage::decode(body).map_or(Said::Junk, Said::Msg);
-                    self.buf.drain(..used);
-                    Some(said)
+        let Some(deframer) = &mut self.deframer else {
+            let end = self.buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+            let status = std::str::from_utf8(&self.buf[..end])
+                .ok()
+                .and_then(|head| head.split_whitespace().nth(1))
+                .and_then(|s| s.parse::<u16>().ok());
+            self.buf.drain(..end);
+            return match status {
+                Some(101) => {
+                    self.deframer = Some(Deframer::client(Transport::WebSocket, INBOX_LIMIT));
+                    Some(Said::Http(101))
                 }
-                Err(_) => {
+                Some(s) => Some(Said::Http(s)),
+                None => {
                     self.buf.clear();
                     Some(Said::Junk)
                 }
-            },
-            Some(None) => {
-                let end = self.buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
-                let status = std::str::from_utf8(&self.buf[..end])
-                    .ok()
-                    .and_then(|head| head.split_whitespace().nth(1))
-                    .and_then(|s| s.parse::<u16>().ok());
-                self.buf.drain(..end);
-                match status {
-                    Some(101) => {
-                        self.ws = Some(Some(ws::Decoder::client(INBOX_LIMIT)));
-                        Some(Said::Http(101))
+            };
+        };
+        let (used, said) = match deframer.decode(&mut self.buf) {
+            Ok(None) => return None,
+            Ok(Some((used, incoming))) => (
+                used,
+                match incoming {
+                    Incoming::Message(body) => {
+                        ServerMessage::decode(body).map_or(Said::Junk, Said::Msg)
                     }
-                    Some(s) => Some(Said::Http(s)),
-                    None => {
-                        self.buf.clear();
-                        Some(Said::Junk)
-                    }
-                }
+                    Incoming::Close(code) => Said::Close(code),
+                    // The server sends neither pings nor fragments; a pong answers a ping
+                    // an attacker sent. Consumed like any frame: returning before the
+                    // drain below decoded the same frame again forever (an attacker
+                    // spinning at 100% CPU).
+                    Incoming::Ping(_) | Incoming::Nothing => Said::Junk,
+                },
+            ),
+            Err(_) => {
+                self.buf.clear();
+                return Some(Said::Junk);
             }
-            Some(Some(decoder)) => {
-                let (used, said) = match decoder.decode(&mut self.buf) {
-                    Ok(None) => return None,
-                    Ok(Some((used, event))) => (
-                        used,
-                        match event {
-                            ws::Event::Binary(body) => {
-                                ServerMessage::decode(body).map_or(Said::Junk, Said::Msg)
-                            }
-                            ws::Event::Close(code) => Said::Close(code),
-                            ws::Event::Text(_) => Said::Junk,
-                            // The server sends neither pings nor fragments; a pong
-                            // answers a ping an attacker sent. Consumed like any frame:
-                            // returning before the drain below decoded the same frame
-                            // again forever (an attacker spinning at 100% CPU).
-                            ws::Event::Ping(_) | ws::Event::Pong | ws::Event::Fragment => {
-                                Said::Junk
-                            }
-                        },
-                    ),
-                    Err(_) => {
-                        self.buf.clear();
-                        return Some(Said::Junk);
-                    }
-                };
-                self.buf.drain(..used);
-                Some(said)
-            }
-        }
+        };
+        self.buf.drain(..used);
+        Some(said)
     }
 }
 
@@ -433,14 +402,11 @@ pub(crate) fn clock_seed() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rally_protocol::framing::ServerFramer;
+    use rally_protocol::ws::{self, Opcode};
 
     fn server_frame(transport: Transport, msg: &ServerMessage, out: &mut Vec<u8>) {
-        let mut body = Vec::new();
-        msg.encode(&mut body);
-        match transport {
-            Transport::Tcp => frame::encode(&body, out),
-            Transport::WebSocket => ws::write_frame(out, Opcode::Binary, &body),
-        }
+        ServerFramer(transport).message(msg, out);
     }
 
     #[test]
