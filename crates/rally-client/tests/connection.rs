@@ -356,7 +356,7 @@ async fn scripted_ws_server(listener: TcpListener, state: Vec<u8>) {
         max_message_bytes: 4096,
         timeout_ms: 30_000,
         queue_capacity: 100,
-        resume_token: String::from("t").into(),
+        resume_token: "t".into(),
         reconnect_grace_ms: 0,
         account_id: 0,
     }

@@ -102,7 +102,7 @@ impl Deframer {
                 Ok(Some((n, body))) => Ok(Some((n, Incoming::Message(body)))),
                 Ok(None) => Ok(None),
                 Err(frame::FrameError::TooLarge { len, max }) => {
-                    Err(FrameFault::too_large(len.into(), max))
+                    Err(FrameFault::too_large(len, max))
                 }
                 Err(e @ frame::FrameError::Empty) => Err(FrameFault::bad(e.to_string())),
             },
