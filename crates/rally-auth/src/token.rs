@@ -23,6 +23,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
+use rally_protocol::Redacted;
 use sha2::Sha256;
 
 type HmacSha256 = Hmac<Sha256>;
@@ -86,20 +87,12 @@ impl fmt::Debug for IssuedToken {
 }
 
 /// Issues and verifies session tokens with one secret and one lifetime.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct TokenSigner {
     /// The MAC already keyed with the secret; cloned per use, so the key schedule runs once.
-    mac: HmacSha256,
+    /// Redacted: its state is as good as the secret.
+    mac: Redacted<HmacSha256>,
     ttl: Duration,
-}
-
-impl fmt::Debug for TokenSigner {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TokenSigner")
-            .field("secret", &"<redacted>")
-            .field("ttl", &self.ttl)
-            .finish()
-    }
 }
 
 /// Milliseconds since the Unix epoch (0 for a clock before 1970).
@@ -114,7 +107,9 @@ impl TokenSigner {
     pub fn new(secret: &[u8], ttl: Duration) -> TokenSigner {
         TokenSigner {
             // HMAC takes keys of any length, so this cannot fail.
-            mac: HmacSha256::new_from_slice(secret).expect("HMAC accepts keys of any length"),
+            mac: Redacted::new(
+                HmacSha256::new_from_slice(secret).expect("HMAC accepts keys of any length"),
+            ),
             ttl,
         }
     }
@@ -170,7 +165,7 @@ impl TokenSigner {
             return Err(TokenError::Malformed);
         }
         let (claims, tag) = raw[..RAW_LEN].split_at(CLAIMS_LEN);
-        let mut mac = self.mac.clone();
+        let mut mac = self.mac.expose().clone();
         mac.update(DOMAIN);
         mac.update(claims);
         // Constant time: how much of a forged tag matched is not observable.
@@ -198,7 +193,7 @@ impl TokenSigner {
     }
 
     fn tag(&self, claims: &[u8]) -> [u8; TAG_LEN] {
-        let mut mac = self.mac.clone();
+        let mut mac = self.mac.expose().clone();
         mac.update(DOMAIN);
         mac.update(claims);
         mac.finalize().into_bytes().into()

@@ -16,7 +16,6 @@
 //!
 //! Credentials are secrets: they are never logged.
 
-use std::fmt;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -27,6 +26,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use rally_protocol::Redacted;
 use rally_retry::RetryPolicy;
 
 /// The largest answer body read from the backend.
@@ -70,26 +70,17 @@ pub struct Verified {
 }
 
 /// A client for one webhook URL.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Webhook {
-    uri: Uri,
+    /// The URL may hold a token in its query: `Debug` shows only where it goes
+    /// (`authority`), never the URL.
+    uri: Redacted<Uri>,
     /// `host:port` to connect to.
     authority: String,
     /// The `Host` header.
     host_header: String,
     timeout: Duration,
     policy: RetryPolicy,
-}
-
-impl fmt::Debug for Webhook {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // The URL may hold a token in its query: show only where it goes.
-        f.debug_struct("Webhook")
-            .field("authority", &self.authority)
-            .field("path", &self.uri.path())
-            .field("timeout", &self.timeout)
-            .finish()
-    }
 }
 
 /// How one attempt failed.
@@ -132,7 +123,7 @@ impl Webhook {
         Ok(Webhook {
             authority: format!("{host}:{port}"),
             host_header,
-            uri,
+            uri: Redacted::new(uri),
             timeout,
             policy: RetryPolicy::SPEC,
         })
@@ -206,6 +197,7 @@ impl Webhook {
             .map_err(|e| hyper_failure(&e))?;
         let path = self
             .uri
+            .expose()
             .path_and_query()
             .map_or("/", |p| p.as_str())
             .to_owned();
@@ -311,7 +303,10 @@ mod tests {
     fn urls_must_be_plain_http_with_a_host() {
         let w = Webhook::new("http://127.0.0.1:8081/auth?k=v", Duration::from_secs(1)).unwrap();
         assert_eq!(w.authority, "127.0.0.1:8081");
-        assert_eq!(w.uri.path_and_query().unwrap().as_str(), "/auth?k=v");
+        assert_eq!(
+            w.uri.expose().path_and_query().unwrap().as_str(),
+            "/auth?k=v"
+        );
         let w = Webhook::new("http://auth.internal/login", Duration::from_secs(1)).unwrap();
         assert_eq!(
             (w.authority.as_str(), w.host_header.as_str()),

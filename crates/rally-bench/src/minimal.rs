@@ -13,10 +13,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use rally_protocol::framing::{Deframer, Incoming, ServerFramer};
 use rally_protocol::message::encode_state;
 use rally_protocol::msgpack::{self, Reader};
-use rally_protocol::ws::{self, Opcode};
-use rally_protocol::{frame, handshake, ClientMessage, ServerMessage, PROTOCOL_VERSION};
+use rally_protocol::{handshake, ClientMessage, ServerMessage, Transport, PROTOCOL_VERSION};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -145,14 +145,18 @@ async fn room(mut rx: mpsc::UnboundedReceiver<ToRoom>) {
 
 /// Appends one message, framed for the transport.
 fn put(out: &mut Vec<u8>, ws: bool, body: impl FnOnce(&mut Vec<u8>)) {
+    let framer = ServerFramer(transport(ws));
+    let at = framer.begin(out);
+    body(out);
+    framer.finish(out, at);
+}
+
+/// The transport of a connection that is (or is not) a WebSocket.
+fn transport(ws: bool) -> Transport {
     if ws {
-        let at = ws::begin(out);
-        body(out);
-        ws::finish(out, at, Opcode::Binary);
+        Transport::WebSocket
     } else {
-        let at = frame::begin(out);
-        body(out);
-        frame::finish(out, at);
+        Transport::Tcp
     }
 }
 
@@ -163,7 +167,8 @@ async fn connection(mut stream: TcpStream, is_ws: bool, session: u64, lobby: Arc
         return;
     }
     let (tx, mut rx) = mpsc::unbounded_channel::<Bytes>();
-    let mut decoder = ws::Decoder::server(MAX_MESSAGE);
+    let mut deframer = Deframer::server(transport(is_ws), MAX_MESSAGE);
+    let framer = ServerFramer(transport(is_ws));
     let mut seat: Option<Seat> = None;
     let mut out: Vec<u8> = Vec::new();
     let (mut rd, mut wr) = stream.split();
@@ -171,51 +176,39 @@ async fn connection(mut stream: TcpStream, is_ws: bool, session: u64, lobby: Arc
         // Handle every whole message read so far.
         let mut pos = 0;
         loop {
-            let body_range;
-            if is_ws {
-                // Where the body sits in `buf`, from its address: the decoder unmasks in
-                // place and lends the body out of `buf` itself.
-                let base = buf.as_ptr() as usize;
-                match decoder.decode(&mut buf[pos..]) {
-                    Ok(Some((used, ws::Event::Binary(body)))) => {
-                        // A reassembled (fragmented) message lives in the decoder, not
-                        // in `buf`: the reference does not take those.
-                        let Some(start) = (body.as_ptr() as usize).checked_sub(base) else {
-                            break 'conn;
-                        };
-                        if start + body.len() > pos + used {
-                            break 'conn;
-                        }
-                        body_range = (start, start + body.len());
-                        pos += used;
-                    }
-                    Ok(Some((used, ws::Event::Ping(p)))) => {
-                        let p = p.to_vec();
-                        ws::write_frame(&mut out, Opcode::Pong, &p);
-                        pos += used;
-                        continue;
-                    }
-                    Ok(Some((_, ws::Event::Close(_)))) | Err(_) => {
-                        ws::write_close(&mut out, 1000);
-                        let _ = wr.write_all(&out).await;
+            // Where the body sits in `buf`, from its address: the deframer unmasks in
+            // place and lends the body out of `buf` itself.
+            let base = buf.as_ptr() as usize;
+            let body_range = match deframer.decode(&mut buf[pos..]) {
+                Ok(Some((used, Incoming::Message(body)))) => {
+                    // A reassembled (fragmented) message lives in the deframer, not in
+                    // `buf`: the reference does not take those.
+                    let Some(start) = (body.as_ptr() as usize).checked_sub(base) else {
+                        break 'conn;
+                    };
+                    if start + body.len() > pos + used {
                         break 'conn;
                     }
-                    Ok(Some((used, _))) => {
-                        pos += used;
-                        continue;
-                    }
-                    Ok(None) => break,
+                    pos += used;
+                    (start, start + body.len())
                 }
-            } else {
-                match frame::decode(&buf[pos..], MAX_MESSAGE) {
-                    Ok(Some((used, body))) => {
-                        body_range = (pos + used - body.len(), pos + used);
-                        pos += used;
-                    }
-                    Ok(None) => break,
-                    Err(_) => break 'conn,
+                Ok(Some((used, Incoming::Ping(p)))) => {
+                    let p = p.to_vec();
+                    framer.pong(&p, &mut out);
+                    pos += used;
+                    continue;
                 }
-            }
+                Ok(Some((_, Incoming::Close(_)))) | Err(_) => {
+                    framer.close(1000, &mut out);
+                    let _ = wr.write_all(&out).await;
+                    break 'conn;
+                }
+                Ok(Some((used, Incoming::Nothing))) => {
+                    pos += used;
+                    continue;
+                }
+                Ok(None) => break,
+            };
             let body = &buf[body_range.0..body_range.1];
             if !handle(body, is_ws, session, &lobby, &tx, &mut seat, &mut out) {
                 let _ = wr.write_all(&out).await;

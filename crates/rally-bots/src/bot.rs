@@ -12,7 +12,7 @@ use std::time::Duration;
 use rally_client::{Config, Connection, Error, ErrorCode, Message};
 use tokio::time::{self, Instant, MissedTickBehavior};
 
-use crate::config::{BotsConfig, Transport};
+use crate::config::BotsConfig;
 use crate::stats::Stats;
 
 /// Inputs remembered per bot: at 20 Hz, 1.6 s of inputs in flight, far more than a
@@ -93,10 +93,7 @@ pub(crate) async fn run(
         return;
     }
     let mut config = Config::new(cfg.addr.clone())
-        .transport(match cfg.transport {
-            Transport::Tcp => rally_client::Transport::Tcp,
-            Transport::Ws => rally_client::Transport::WebSocket,
-        })
+        .transport(cfg.transport)
         .client_name(format!("bot-{id}"));
     if let Some(sources) = &cfg.sources {
         config = config.source_ip(sources.nth(u64::from(id)));

@@ -156,10 +156,10 @@ pub fn config(m: &ArgMatches) -> Result<BotsConfig, String> {
     // The unwraps below cannot fail: each of these flags is required or has a default,
     // and its value parser produced exactly this type.
     let mut cfg = BotsConfig::new(m.get_one::<String>("addr").expect("required").clone());
-    cfg.transport = match m.get_one::<String>("transport").map(String::as_str) {
-        Some("ws") => Transport::Ws,
-        _ => Transport::Tcp,
-    };
+    cfg.transport = m
+        .get_one::<String>("transport")
+        .and_then(|name| Transport::from_name(name))
+        .unwrap_or_default();
     cfg.bots = *m.get_one::<u32>("bots").expect("defaulted");
     cfg.duration = Duration::from_secs(*m.get_one::<u64>("duration").expect("defaulted"));
     cfg.ramp_per_sec = *m.get_one::<u32>("ramp").expect("defaulted");
@@ -251,7 +251,7 @@ mod tests {
         assert_eq!(cfg.room_kind, "arena");
         let cfg = config(&parse(&["--addr", "h:2", "--transport", "ws", "--bots", "7"]).unwrap())
             .unwrap();
-        assert_eq!((cfg.transport, cfg.bots), (Transport::Ws, 7));
+        assert_eq!((cfg.transport, cfg.bots), (Transport::WebSocket, 7));
         assert_eq!(cfg.report_every, None);
     }
 

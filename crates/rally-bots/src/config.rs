@@ -1,35 +1,12 @@
 //! What a swarm run does: which server, how many bots, for how long.
 
-use std::fmt;
 use std::time::Duration;
 
 use crate::source::SourceIps;
 
-/// Which transport the bots use (the SDK's two).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Transport {
-    /// Raw TCP, to the server's `tcp` listener.
-    #[default]
-    Tcp,
-    /// WebSocket on `/ws`, to the server's `http` listener.
-    Ws,
-}
-
-impl Transport {
-    /// The name used on the command line and in reports.
-    pub fn name(self) -> &'static str {
-        match self {
-            Transport::Tcp => "tcp",
-            Transport::Ws => "ws",
-        }
-    }
-}
-
-impl fmt::Display for Transport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
+/// Which transport the bots use: the protocol crate's (through the SDK), re-exported
+/// as `rally_bots::Transport`.
+pub use rally_client::Transport;
 
 /// One swarm run.
 #[derive(Debug, Clone)]

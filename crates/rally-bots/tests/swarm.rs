@@ -22,7 +22,7 @@ async fn swarm(transport: Transport) -> Report {
 async fn swarm_on(server: TestServer, transport: Transport) -> Report {
     let addr = match transport {
         Transport::Tcp => server.tcp,
-        Transport::Ws => server.ws,
+        Transport::WebSocket => server.ws,
     };
 
     let mut cfg = BotsConfig::new(addr.to_string());
@@ -33,7 +33,7 @@ async fn swarm_on(server: TestServer, transport: Transport) -> Report {
     cfg.warmup = Duration::from_secs(1);
     // Over WebSocket, from four addresses of loopback (five bots each); over TCP, from
     // the system's choice.
-    if transport == Transport::Ws {
+    if transport == Transport::WebSocket {
         cfg.sources = Some(SourceIps::new([127, 0, 4, 1].into(), 4).expect("valid range"));
     }
     cfg.report_every = Some(Duration::from_secs(1));
@@ -155,7 +155,7 @@ async fn twenty_bots_over_tcp_play_without_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_bots_over_websocket_play_without_errors() {
-    let report = swarm(Transport::Ws).await;
+    let report = swarm(Transport::WebSocket).await;
     check(&report, "ws");
 }
 

@@ -5,11 +5,10 @@
 //! lost connection. Inputs never wait on the network: they are encoded into the
 //! outgoing buffer and written by the connection task.
 
-use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rally_protocol::{msgpack, ClientMessage};
+use rally_protocol::{msgpack, ClientMessage, Redacted};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -23,7 +22,7 @@ use crate::shared::{Key, Phase, Reply, Shared};
 use crate::{connect, driver};
 
 /// The server's `welcome`: the session and the limits the client must respect.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Welcome {
     /// The protocol version the server speaks.
     pub version: u32,
@@ -40,28 +39,12 @@ pub struct Welcome {
     pub queue_capacity: u32,
     /// Takes this session's seat back after a drop (the SDK presents it itself). A
     /// secret: it is left out of `Debug` output.
-    pub resume_token: String,
+    pub resume_token: Redacted<String>,
     /// How long the server keeps a dropped player's seat.
     pub reconnect_grace_ms: u32,
     /// The account this session is logged in as (by the session token sent in `hello`);
     /// 0 when not logged in.
     pub account_id: u64,
-}
-
-impl fmt::Debug for Welcome {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Welcome")
-            .field("version", &self.version)
-            .field("session_id", &self.session_id)
-            .field("tick_hz", &self.tick_hz)
-            .field("max_message_bytes", &self.max_message_bytes)
-            .field("timeout_ms", &self.timeout_ms)
-            .field("queue_capacity", &self.queue_capacity)
-            .field("resume_token", &"<redacted>")
-            .field("reconnect_grace_ms", &self.reconnect_grace_ms)
-            .field("account_id", &self.account_id)
-            .finish()
-    }
 }
 
 /// The room this client is in, from `joined`.

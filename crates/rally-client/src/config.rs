@@ -5,15 +5,9 @@ use std::time::Duration;
 
 use crate::retry::RetryPolicy;
 
-/// Which transport carries the protocol. Both carry exactly the same messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Transport {
-    /// Raw TCP with 4-byte length-prefixed frames (the server's `tcp` listener).
-    #[default]
-    Tcp,
-    /// WebSocket binary messages on the path `/ws` (the server's `http` listener).
-    WebSocket,
-}
+/// Which transport carries the protocol: the protocol crate's, re-exported as
+/// `rally_client::Transport`.
+pub use rally_protocol::Transport;
 
 /// How a [`Client`](crate::Client) connects and how long it waits.
 ///

@@ -144,7 +144,7 @@ async fn open(
                         max_message_bytes,
                         timeout_ms,
                         queue_capacity,
-                        resume_token,
+                        resume_token: resume_token.into(),
                         reconnect_grace_ms,
                         account_id,
                     }

@@ -65,7 +65,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rally_protocol::ws::{close_code, Opcode};
-use rally_protocol::{msgpack, ClientMessage, ErrorCode, ServerMessage};
+use rally_protocol::{msgpack, ClientMessage, ErrorCode, Redacted};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -75,7 +75,9 @@ use crate::connect::{self, READ_CHUNK};
 use crate::error::Error;
 use crate::events::{ChatLine, State};
 use crate::retry::{jitter_unit, RetryPolicy};
-use crate::wire::{decode, peek_state, Framing, Inbound, Incoming, Span, Unit};
+use crate::said::{follow_room, said, Said};
+use crate::shared::Reply;
+use crate::wire::{decode, peek_state, Framing, Inbound, Span, Unit};
 
 /// Bounds [`Connection::close`]: the `leave`, the goodbye, the wait for the server's close.
 const CLOSE_LIMIT: Duration = Duration::from_secs(3);
@@ -187,37 +189,17 @@ impl fmt::Debug for Connection {
 }
 
 /// The server's `session`: the reply to [`Connection::login`].
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
     /// The account logged in as.
     pub account_id: u64,
     /// Logs in again without a `login`, in a later `hello` (the high-level
     /// [`Client`](crate::Client) does that). A secret: it is left out of `Debug` output.
-    pub token: String,
+    pub token: Redacted<String>,
     /// When the token stops working, in Unix milliseconds.
     pub expires_at_ms: u64,
     /// The account's display name.
     pub display_name: String,
-}
-
-impl fmt::Debug for Session {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Session")
-            .field("account_id", &self.account_id)
-            .field("token", &"<redacted>")
-            .field("expires_at_ms", &self.expires_at_ms)
-            .field("display_name", &self.display_name)
-            .finish()
-    }
-}
-
-/// A successful reply to one of the requests a [`Connection`] makes.
-#[derive(Debug)]
-enum Reply {
-    Joined(Room),
-    Left(u64),
-    Session(Session),
-    Ok,
 }
 
 /// What one buffered unit turned out to be, as owned values and places in the read
@@ -312,10 +294,7 @@ impl Connection {
 
     /// The transport this connection speaks.
     pub fn transport(&self) -> Transport {
-        match self.framing {
-            Framing::Tcp => Transport::Tcp,
-            Framing::Ws { .. } => Transport::WebSocket,
-        }
+        self.framing.transport()
     }
 
     /// Logs in (`docs/protocol.md` section 5a): `provider` `"device"` with a device id
@@ -655,129 +634,52 @@ impl Connection {
                 payload: body.sub(payload),
             })));
         }
-        let msg = match decode(self.inbound.span(body))? {
-            Incoming::Msg(msg) => msg,
-            Incoming::UnknownError { code, message, req } => {
-                let e = Error::UnknownServerError { code, message };
-                if req != 0 {
-                    return Ok(Some(Next::Reply { req, reply: Err(e) }));
-                }
+        let said = said(decode(self.inbound.span(body))?);
+        if said.is_message() {
+            self.unknown_error = None;
+        }
+        follow_room(&mut self.room, &said);
+        let next = match said {
+            // Well-formed states were decoded in place above; the full decoder accepts
+            // exactly the same ones.
+            Said::State(_) => return Err(Error::Protocol("a state decoded two ways".into())),
+            Said::Reply { req, reply } => Next::Reply { req, reply },
+            // A resume answers no request; a `Connection` does not resume, so it is a
+            // reply nobody waits for, as before.
+            Said::Resumed(room) => Next::Reply {
+                req: 0,
+                reply: Ok(Reply::Joined(room)),
+            },
+            Said::Pong(nonce) => Next::Found(Found::Pong(nonce)),
+            Said::Chat(line) => Next::Found(Found::Chat(line)),
+            Said::RoomClosed { room_id, reason } => {
+                Next::Found(Found::RoomClosed { room_id, reason })
+            }
+            Said::Shutdown {
+                reason,
+                reconnect_after,
+            } => Next::Found(Found::Shutdown {
+                reason,
+                reconnect_after,
+            }),
+            Said::Error(e) => Next::Found(Found::Error(e)),
+            Said::UnknownError(e) => {
                 self.unknown_error = Some(e.clone());
-                return Ok(Some(Next::Found(Found::Error(e))));
+                Next::Found(Found::Error(e))
+            }
+            // A `Connection` does not reconnect: a fatal code ends it (the server closes
+            // after it), the others are reported.
+            Said::ResumeFailed(e) | Said::Dropped(e) | Said::Fatal(e) => {
+                if matches!(&e, Error::Server { code, .. } if code.is_fatal()) {
+                    return Err(e);
+                }
+                Next::Found(Found::Error(e))
             }
             // A body decodes to a message, an unknown error or an unknown type (pings and
             // closes are WebSocket frames, handled above).
-            Incoming::Ping(_) | Incoming::Close | Incoming::Nothing => {
-                return Ok(Some(Next::Nothing))
-            }
-        };
-        self.unknown_error = None;
-        let next = match msg {
-            // Well-formed states were decoded in place above; the full decoder accepts
-            // exactly the same ones.
-            ServerMessage::State { .. } => {
-                return Err(Error::Protocol("a state decoded two ways".into()))
-            }
-            ServerMessage::Joined {
-                req,
-                room_id,
-                player_id,
-                kind,
-                max_players,
-            } => {
-                let room = Room {
-                    room_id,
-                    player_id,
-                    kind,
-                    max_players,
-                };
-                self.room = Some(room.clone());
-                Next::Reply {
-                    req,
-                    reply: Ok(Reply::Joined(room)),
-                }
-            }
-            ServerMessage::Left { req, room_id } => {
-                self.forget_room(room_id);
-                Next::Reply {
-                    req,
-                    reply: Ok(Reply::Left(room_id)),
-                }
-            }
-            ServerMessage::Ok { req } => Next::Reply {
-                req,
-                reply: Ok(Reply::Ok),
-            },
-            ServerMessage::Conflict { message, req, .. } => Next::Reply {
-                req,
-                reply: Err(Error::Server {
-                    code: ErrorCode::Conflict,
-                    message,
-                }),
-            },
-            ServerMessage::Error { code, message, req } => {
-                let e = Error::Server { code, message };
-                if req != 0 {
-                    Next::Reply { req, reply: Err(e) }
-                } else if code.is_fatal() {
-                    // The server closes the connection after it.
-                    return Err(e);
-                } else {
-                    Next::Found(Found::Error(e))
-                }
-            }
-            ServerMessage::Pong { nonce } => Next::Found(Found::Pong(nonce)),
-            ServerMessage::ChatLine {
-                room_id,
-                player_id,
-                name,
-                text,
-            } => Next::Found(Found::Chat(ChatLine {
-                room_id,
-                player_id,
-                name,
-                text,
-            })),
-            ServerMessage::RoomClosed { room_id, reason } => {
-                self.forget_room(room_id);
-                Next::Found(Found::RoomClosed { room_id, reason })
-            }
-            ServerMessage::Shutdown {
-                reason,
-                reconnect_after_ms,
-            } => Next::Found(Found::Shutdown {
-                reason,
-                reconnect_after: Duration::from_millis(reconnect_after_ms.into()),
-            }),
-            // A second welcome means nothing; ignore it rather than guess.
-            ServerMessage::Welcome { .. } => Next::Nothing,
-            ServerMessage::Session {
-                req,
-                account_id,
-                token,
-                expires_at_ms,
-                display_name,
-            } => Next::Reply {
-                req,
-                reply: Ok(Reply::Session(Session {
-                    account_id,
-                    token,
-                    expires_at_ms,
-                    display_name,
-                })),
-            },
-            // Replies to player-data requests, which a `Connection` does not make.
-            ServerMessage::Data { .. }
-            | ServerMessage::Written { .. }
-            | ServerMessage::Profile { .. } => Next::Nothing,
+            Said::Ping(_) | Said::Close | Said::Nothing | Said::Ignored => Next::Nothing,
         };
         Ok(Some(next))
-    }
-
-    fn forget_room(&mut self, room_id: u64) {
-        if self.room.as_ref().is_some_and(|r| r.room_id == room_id) {
-            self.room = None;
-        }
     }
 
     /// `found` as the caller sees it, its payload lent from the read buffer.

@@ -14,13 +14,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::time::Instant;
 
-use rally_protocol::{ErrorCode, ServerMessage};
-
-use crate::client::Room;
 use crate::config::Config;
 use crate::connect::{self, Conn, READ_CHUNK};
 use crate::error::Error;
-use crate::events::{ChatLine, Event, State};
+use crate::events::Event;
+use crate::said::{follow_room, said, Said};
 use crate::shared::{Key, Phase, Reply, Shared};
 use crate::wire::{Inbound, Incoming};
 
@@ -64,7 +62,7 @@ pub(crate) async fn run(shared: Arc<Shared>, config: Arc<Config>, mut conn: Conn
             inner.fail_pending(&Error::ConnectionLost);
             // Only a seat is worth resuming: a token presented without one only earns
             // RESUME_FAILED.
-            let token = &inner.welcome.resume_token;
+            let token = inner.welcome.resume_token.expose();
             let resume = (inner.room.is_some() && !token.is_empty()).then(|| token.clone());
             (resume, inner.session_token.clone())
         };
@@ -231,115 +229,29 @@ fn dispatch(
     incoming: Incoming,
     unknown_error: &mut Option<Error>,
 ) -> Option<Ended> {
-    let msg = match incoming {
-        Incoming::Msg(msg) => msg,
-        Incoming::UnknownError { code, message, req } => {
-            let e = Error::UnknownServerError { code, message };
-            if req != 0 {
-                shared.lock().resolve(Key::Req(req), Err(e));
-            } else {
-                *unknown_error = Some(e.clone());
-                shared.emit(Event::Error(e));
-            }
-            return None;
-        }
-        Incoming::Ping(payload) => {
-            shared.lock().push_pong(&payload);
-            return None;
-        }
-        Incoming::Close => return Some(peer_gone(shared, unknown_error.take(), Error::PeerClosed)),
-        Incoming::Nothing => return None,
-    };
-    *unknown_error = None;
-    match msg {
-        ServerMessage::State {
-            tick,
-            last_seq,
-            payload,
-        } => shared.emit(Event::State(State {
-            tick,
-            last_seq,
-            payload,
-        })),
-        ServerMessage::ChatLine {
-            room_id,
-            player_id,
-            name,
-            text,
-        } => shared.emit(Event::Chat(ChatLine {
-            room_id,
-            player_id,
-            name,
-            text,
-        })),
-        ServerMessage::Pong { nonce } => shared.lock().resolve(Key::Pong(nonce), Ok(Reply::Pong)),
-        ServerMessage::Joined {
-            req,
-            room_id,
-            player_id,
-            kind,
-            max_players,
-        } => {
-            let room = Room {
-                room_id,
-                player_id,
-                kind,
-                max_players,
-            };
+    let said = said(incoming);
+    if said.is_message() {
+        *unknown_error = None;
+    }
+    follow_room(&mut shared.lock().room, &said);
+    match said {
+        Said::Reply { req, reply } => {
             let mut inner = shared.lock();
-            inner.room = Some(room.clone());
-            if req == 0 {
-                // Only a resume answers a request nobody made.
-                drop(inner);
-                shared.emit(Event::Resumed(room));
-            } else {
-                inner.resolve(Key::Req(req), Ok(Reply::Joined(room)));
+            if let Ok(Reply::Session(session)) = &reply {
+                inner.session_token = Some(session.token.expose().clone());
             }
+            inner.resolve(Key::Req(req), reply);
         }
-        ServerMessage::Left { req, room_id } => {
-            let mut inner = shared.lock();
-            if inner.room.as_ref().is_some_and(|r| r.room_id == room_id) {
-                inner.room = None;
-            }
-            inner.resolve(Key::Req(req), Ok(Reply::Left(room_id)));
-        }
-        ServerMessage::Ok { req } => shared.lock().resolve(Key::Req(req), Ok(Reply::Ok)),
-        ServerMessage::Conflict { message, req, .. } => {
-            let e = Error::Server {
-                code: ErrorCode::Conflict,
-                message,
-            };
-            shared.lock().resolve(Key::Req(req), Err(e));
-        }
-        ServerMessage::Error { code, message, req } => {
-            let e = Error::Server { code, message };
-            if req != 0 {
-                shared.lock().resolve(Key::Req(req), Err(e));
-            } else if code == ErrorCode::ResumeFailed {
-                shared.lock().room = None;
-                shared.emit(Event::ResumeFailed(e));
-            } else if matches!(code, ErrorCode::Timeout | ErrorCode::SlowConsumer) {
-                // The server counts these as drops and holds the seat (section 11a):
-                // come back and take it.
-                return Some(Ended::Dropped(e));
-            } else if code.is_fatal() {
-                return Some(Ended::Fatal(e));
-            } else {
-                shared.emit(Event::Error(e));
-            }
-        }
-        ServerMessage::RoomClosed { room_id, reason } => {
-            {
-                let mut inner = shared.lock();
-                if inner.room.as_ref().is_some_and(|r| r.room_id == room_id) {
-                    inner.room = None;
-                }
-            }
+        Said::Resumed(room) => shared.emit(Event::Resumed(room)),
+        Said::Pong(nonce) => shared.lock().resolve(Key::Pong(nonce), Ok(Reply::Pong)),
+        Said::State(state) => shared.emit(Event::State(state)),
+        Said::Chat(line) => shared.emit(Event::Chat(line)),
+        Said::RoomClosed { room_id, reason } => {
             shared.emit(Event::RoomClosed { room_id, reason });
         }
-        ServerMessage::Shutdown {
+        Said::Shutdown {
             reason,
-            reconnect_after_ms,
+            reconnect_after,
         } => {
             {
                 // Close once what is queued is written (section 10: the client closes).
@@ -350,34 +262,24 @@ fn dispatch(
             }
             shared.emit(Event::Shutdown {
                 reason,
-                reconnect_after: Duration::from_millis(reconnect_after_ms.into()),
+                reconnect_after,
             });
         }
-        // A second welcome means nothing; ignore it rather than guess.
-        ServerMessage::Welcome { .. } => {}
-        // Replies to login and player-data requests, which this SDK does not send yet.
-        ServerMessage::Session {
-            req,
-            account_id,
-            token,
-            expires_at_ms,
-            display_name,
-        } => {
-            let mut inner = shared.lock();
-            inner.session_token = Some(token.clone());
-            inner.resolve(
-                Key::Req(req),
-                Ok(Reply::Session(crate::Session {
-                    account_id,
-                    token,
-                    expires_at_ms,
-                    display_name,
-                })),
-            );
+        Said::Error(e) => shared.emit(Event::Error(e)),
+        Said::UnknownError(e) => {
+            *unknown_error = Some(e.clone());
+            shared.emit(Event::Error(e));
         }
-        ServerMessage::Data { .. }
-        | ServerMessage::Written { .. }
-        | ServerMessage::Profile { .. } => {}
+        Said::ResumeFailed(e) => {
+            shared.lock().room = None;
+            shared.emit(Event::ResumeFailed(e));
+        }
+        // The server counts these as drops and holds the seat: come back and take it.
+        Said::Dropped(e) => return Some(Ended::Dropped(e)),
+        Said::Fatal(e) => return Some(Ended::Fatal(e)),
+        Said::Ping(payload) => shared.lock().push_pong(&payload),
+        Said::Close => return Some(peer_gone(shared, unknown_error.take(), Error::PeerClosed)),
+        Said::Nothing | Said::Ignored => {}
     }
     None
 }

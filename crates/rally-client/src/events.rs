@@ -221,7 +221,7 @@ mod tests {
             max_message_bytes: 4096,
             timeout_ms: 30_000,
             queue_capacity: 100,
-            resume_token: String::new(),
+            resume_token: String::new().into(),
             reconnect_grace_ms: 0,
             account_id: 0,
         };

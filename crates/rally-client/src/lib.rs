@@ -52,6 +52,7 @@
 //! - `wire`: framing of outgoing messages and decoding of incoming ones, per transport.
 //! - `upgrade`: the client side of the WebSocket upgrade.
 //! - `connect`: opening one connection through `welcome`, and racing several addresses.
+//! - `said`: what one server message means, classified once for both drivers below.
 //! - [`connection`]: the [`Connection`]: one session driven by the caller's task.
 //! - `shared`: the state the client handle and the connection task share.
 //! - [`client`]: the [`Client`] handle: join, inputs, chat, leave, ping, close.
@@ -68,6 +69,7 @@ mod driver;
 pub mod error;
 pub mod events;
 pub mod retry;
+mod said;
 mod shared;
 mod upgrade;
 mod wire;
@@ -77,5 +79,5 @@ pub use config::{Config, Transport};
 pub use connection::{Connection, Message, Session, StateRef};
 pub use error::Error;
 pub use events::{ChatLine, Event, Events, State};
-pub use rally_protocol::ErrorCode;
+pub use rally_protocol::{ErrorCode, Redacted};
 pub use retry::{retry, RetryPolicy};

@@ -1,43 +1,41 @@
 //! Messages on the wire, per transport, with no IO: framing outgoing messages into a
 //! buffer, and decoding incoming bytes into server messages.
 //!
-//! Everything is encoded and decoded by `rally-protocol`; this module only picks the
-//! framing (length prefix or masked WebSocket frame) and turns the protocol crate's
+//! Everything is encoded, framed and deframed by `rally-protocol` (its `framing` module's
+//! client role); this module draws the masking keys and turns the protocol crate's
 //! outcomes into the SDK's.
 
 use bytes::{Buf, BytesMut};
+use rally_protocol::framing::{self, ClientFramer, Deframer, FrameFault, TooLarge};
 use rally_protocol::message::tag;
 use rally_protocol::msgpack::Reader;
-use rally_protocol::ws::{self, Opcode};
-use rally_protocol::{frame, ClientMessage, DecodeError, ServerMessage};
+use rally_protocol::ws::Opcode;
+use rally_protocol::{ClientMessage, DecodeError, ServerMessage};
 
 use crate::config::Transport;
 use crate::error::Error;
 
-/// Frames outgoing messages for one transport.
+/// Frames outgoing messages for one transport: the protocol's client-role framer, with
+/// the masking keys it needs over WebSocket.
 #[derive(Debug)]
-pub(crate) enum Framing {
-    /// Length-prefixed frames, encoded in place.
-    Tcp,
-    /// Masked WebSocket binary frames.
-    Ws {
-        /// Where a body is encoded before it is masked into the output; kept to avoid
-        /// an allocation per message.
-        scratch: Vec<u8>,
-        /// Random masking keys, drawn from the OS in batches.
-        masks: MaskPool,
-    },
+pub(crate) struct Framing {
+    /// The protocol's client-role framer.
+    framer: ClientFramer,
+    /// Random masking keys, drawn from the OS in batches (unused over TCP).
+    masks: MaskPool,
 }
 
 impl Framing {
     pub(crate) fn new(transport: Transport) -> Framing {
-        match transport {
-            Transport::Tcp => Framing::Tcp,
-            Transport::WebSocket => Framing::Ws {
-                scratch: Vec::new(),
-                masks: MaskPool::new(),
-            },
+        Framing {
+            framer: ClientFramer(transport),
+            masks: MaskPool::new(),
         }
+    }
+
+    /// The transport this framing writes.
+    pub(crate) fn transport(&self) -> Transport {
+        self.framer.0
     }
 
     /// Appends `msg`, framed, to `out`, unless its body is longer than `max_body` (the
@@ -48,36 +46,23 @@ impl Framing {
         msg: &ClientMessage<'_>,
         max_body: usize,
     ) -> Result<(), Error> {
-        match self {
-            Framing::Tcp => {
-                let at = frame::begin(out);
-                msg.encode(out);
-                let len = out.len() - at - frame::HEADER_LEN;
-                if len > max_body {
-                    out.truncate(at);
-                    return Err(Error::TooLarge { len, max: max_body });
-                }
-                frame::finish(out, at);
-            }
-            Framing::Ws { scratch, masks } => {
-                scratch.clear();
-                msg.encode(scratch);
-                if scratch.len() > max_body {
-                    return Err(Error::TooLarge {
-                        len: scratch.len(),
-                        max: max_body,
-                    });
-                }
-                ws::write_masked_frame(out, Opcode::Binary, scratch, masks.next());
-            }
-        }
-        Ok(())
+        let mask = self.mask();
+        self.framer
+            .message(msg, max_body, mask, out)
+            .map_err(|TooLarge { len, max }| Error::TooLarge { len, max })
     }
 
     /// Appends a WebSocket control frame (a pong or a close); nothing over raw TCP.
     pub(crate) fn push_control(&mut self, out: &mut Vec<u8>, opcode: Opcode, payload: &[u8]) {
-        if let Framing::Ws { masks, .. } = self {
-            ws::write_masked_frame(out, opcode, payload, masks.next());
+        let mask = self.mask();
+        self.framer.control(opcode, payload, mask, out);
+    }
+
+    /// The next masking key; over TCP none is drawn (frames there are not masked).
+    fn mask(&mut self) -> [u8; 4] {
+        match self.framer.0 {
+            Transport::Tcp => [0; 4],
+            Transport::WebSocket => self.masks.next(),
         }
     }
 }
@@ -136,10 +121,8 @@ pub(crate) enum Incoming {
 pub(crate) struct Inbound {
     /// Received bytes; decoded units are advanced past.
     pub(crate) buf: BytesMut,
-    /// The WebSocket decoder, or `None` for raw TCP.
-    ws: Option<ws::Decoder>,
-    /// Largest server message accepted.
-    max: usize,
+    /// The protocol's client-role deframer for the transport.
+    deframer: Deframer,
     /// Bytes of the unit [`Inbound::next_span`] handed out last, still at the start of
     /// `buf` because its body is lent out; dropped at the next call.
     lent: usize,
@@ -195,8 +178,7 @@ impl Inbound {
     pub(crate) fn new(transport: Transport, max: usize) -> Inbound {
         Inbound {
             buf: BytesMut::new(),
-            ws: (transport == Transport::WebSocket).then(|| ws::Decoder::client(max)),
-            max,
+            deframer: Deframer::client(transport, max),
             lent: 0,
             assembled: Vec::new(),
         }
@@ -210,42 +192,31 @@ impl Inbound {
             self.buf.advance(self.lent);
             self.lent = 0;
         }
-        let (used, unit) = match &mut self.ws {
-            None => match frame::decode(&self.buf, self.max) {
-                Ok(None) => return Ok(None),
-                Ok(Some((used, body))) => (used, Unit::Body(Span::tail(used, body.len()))),
-                Err(e) => return Err(Error::Protocol(format!("bad frame: {e}"))),
-            },
-            Some(decoder) => {
-                // A binary frame whole in itself has its payload at the frame's tail; the
-                // last frame of a fragmented message hands out the decoder's reassembly.
-                let continuation = self.buf.first().is_some_and(|b| b & 0x0f == 0);
-                match decoder.decode(&mut self.buf) {
-                    Ok(None) => return Ok(None),
-                    Ok(Some((used, event))) => (
-                        used,
-                        match event {
-                            ws::Event::Binary(body) if continuation => {
-                                self.assembled.clear();
-                                self.assembled.extend_from_slice(body);
-                                Unit::Body(Span {
-                                    start: 0,
-                                    end: body.len(),
-                                    assembled: true,
-                                })
-                            }
-                            ws::Event::Binary(body) => Unit::Body(Span::tail(used, body.len())),
-                            ws::Event::Text(_) => {
-                                return Err(Error::Protocol("a text WebSocket message".into()))
-                            }
-                            ws::Event::Ping(p) => Unit::Ping(Span::tail(used, p.len())),
-                            ws::Event::Close(_) => Unit::Close,
-                            ws::Event::Pong | ws::Event::Fragment => Unit::Nothing,
-                        },
-                    ),
-                    Err(e) => return Err(Error::Protocol(e.to_string())),
-                }
-            }
+        // A binary frame whole in itself has its payload at the frame's tail; the last
+        // frame of a fragmented WebSocket message hands out the decoder's reassembly.
+        let continuation = matches!(self.deframer, Deframer::Ws(_))
+            && self.buf.first().is_some_and(|b| b & 0x0f == 0);
+        let (used, unit) = match self.deframer.decode(&mut self.buf) {
+            Ok(None) => return Ok(None),
+            Ok(Some((used, incoming))) => (
+                used,
+                match incoming {
+                    framing::Incoming::Message(body) if continuation => {
+                        self.assembled.clear();
+                        self.assembled.extend_from_slice(body);
+                        Unit::Body(Span {
+                            start: 0,
+                            end: body.len(),
+                            assembled: true,
+                        })
+                    }
+                    framing::Incoming::Message(body) => Unit::Body(Span::tail(used, body.len())),
+                    framing::Incoming::Ping(p) => Unit::Ping(Span::tail(used, p.len())),
+                    framing::Incoming::Close(_) => Unit::Close,
+                    framing::Incoming::Nothing => Unit::Nothing,
+                },
+            ),
+            Err(fault) => return Err(bad_frame(fault)),
         };
         self.lent = used;
         Ok(Some(unit))
@@ -270,32 +241,27 @@ impl Inbound {
     /// Decodes the next whole unit at the start of the buffer, or `None` when more bytes
     /// are needed.
     pub(crate) fn next(&mut self) -> Result<Option<Incoming>, Error> {
-        let (used, incoming) = match &mut self.ws {
-            None => match frame::decode(&self.buf, self.max) {
-                Ok(None) => return Ok(None),
-                Ok(Some((used, body))) => (used, decode(body)?),
-                Err(e) => return Err(Error::Protocol(format!("bad frame: {e}"))),
-            },
-            Some(decoder) => match decoder.decode(&mut self.buf) {
-                Ok(None) => return Ok(None),
-                Ok(Some((used, event))) => (
-                    used,
-                    match event {
-                        ws::Event::Binary(body) => decode(body)?,
-                        ws::Event::Text(_) => {
-                            return Err(Error::Protocol("a text WebSocket message".into()))
-                        }
-                        ws::Event::Ping(p) => Incoming::Ping(p.to_vec()),
-                        ws::Event::Close(_) => Incoming::Close,
-                        ws::Event::Pong | ws::Event::Fragment => Incoming::Nothing,
-                    },
-                ),
-                Err(e) => return Err(Error::Protocol(e.to_string())),
-            },
+        let (used, incoming) = match self.deframer.decode(&mut self.buf) {
+            Ok(None) => return Ok(None),
+            Ok(Some((used, incoming))) => (
+                used,
+                match incoming {
+                    framing::Incoming::Message(body) => decode(body)?,
+                    framing::Incoming::Ping(p) => Incoming::Ping(p.to_vec()),
+                    framing::Incoming::Close(_) => Incoming::Close,
+                    framing::Incoming::Nothing => Incoming::Nothing,
+                },
+            ),
+            Err(fault) => return Err(bad_frame(fault)),
         };
         self.buf.advance(used);
         Ok(Some(incoming))
     }
+}
+
+/// What a frame the protocol's deframer refused becomes.
+fn bad_frame(fault: FrameFault) -> Error {
+    Error::Protocol(format!("bad frame: {}", fault.message))
 }
 
 /// A well-formed `state` body decoded in place: its tick, its last seq, and where its
@@ -347,7 +313,7 @@ fn decode_unknown_error(body: &[u8]) -> Option<Incoming> {
 
 #[cfg(test)]
 mod tests {
-    use rally_protocol::{msgpack, ErrorCode};
+    use rally_protocol::{frame, msgpack, ws, ErrorCode};
 
     use super::*;
 

@@ -440,6 +440,7 @@ impl Decoder {
     }
 
     /// Bytes the reassembly buffer holds allocated, for the fuzzing checks.
+    #[cfg(feature = "fuzzing")]
     pub(crate) fn reassembly_capacity(&self) -> usize {
         self.partial.capacity()
     }

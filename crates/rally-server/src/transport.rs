@@ -3,35 +3,23 @@
 //!
 //! Both run over a plain byte stream (a `TcpStream`, or any [`Connection`]), so a
 //! session's read and write loops, buffers, limits and timeouts are the same code for
-//! both; only the framing differs.
+//! both; only the framing differs, and that is `rally_protocol::framing`'s server role
+//! (this file keeps the session's names for it).
 
 use std::time::Duration;
 
+use rally_protocol::framing::{self, Deframer, ServerFramer};
 use rally_protocol::handshake::{self, HandshakeError};
-use rally_protocol::{frame, ws, ErrorCode, ServerMessage};
+use rally_protocol::{ws, ErrorCode, ServerMessage};
 
 use crate::connection::Connection;
 
-/// Which transport a listener speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Transport {
-    /// Length-prefixed frames on raw TCP.
-    Tcp,
-    /// WebSocket binary messages at `/ws`.
-    WebSocket,
-}
+/// Which transport a listener speaks: the protocol crate's, re-exported as
+/// `rally_server::Transport`.
+pub use rally_protocol::Transport;
 
-impl Transport {
-    /// A short lower-case name for logs and metrics.
-    pub fn name(self) -> &'static str {
-        match self {
-            Transport::Tcp => "tcp",
-            Transport::WebSocket => "ws",
-        }
-    }
-}
-
-/// A frame decoded from a client.
+/// A frame decoded from a client (the protocol's [`framing::Incoming`], with the close
+/// code the session does not use left out).
 #[derive(Debug)]
 pub(crate) enum Incoming<'a> {
     /// One message body.
@@ -44,31 +32,17 @@ pub(crate) enum Incoming<'a> {
     Close,
 }
 
-/// Why the stream of frames was refused.
-#[derive(Debug)]
-pub(crate) struct FrameFault {
-    pub(crate) code: ErrorCode,
-    pub(crate) message: String,
-    /// The WebSocket close status, when the codec's error names one (1002 for a protocol
-    /// error, 1007 for bad UTF-8, 1009 for too big) rather than [`ws_close_code`] of `code`.
-    pub(crate) ws_close: Option<u16>,
-}
+/// Why the stream of frames was refused: `{code, message}`, from the protocol's deframer.
+pub(crate) use rally_protocol::framing::FrameFault;
 
-/// Per-connection decoding state.
+/// Per-connection decoding state: the protocol's server-role deframer (length prefixes,
+/// or WebSocket frames unmasked in place).
 #[derive(Debug)]
-pub(crate) enum Decoder {
-    Tcp { max: usize },
-    Ws(ws::Decoder),
-}
+pub(crate) struct Decoder(Deframer);
 
 impl Decoder {
     pub(crate) fn new(transport: Transport, max_message_bytes: usize) -> Self {
-        match transport {
-            Transport::Tcp => Decoder::Tcp {
-                max: max_message_bytes,
-            },
-            Transport::WebSocket => Decoder::Ws(ws::Decoder::server(max_message_bytes)),
-        }
+        Decoder(Deframer::server(transport, max_message_bytes))
     }
 
     /// Decodes one frame from the start of `buf`: `Ok(None)` means "read more".
@@ -76,85 +50,31 @@ impl Decoder {
         &'a mut self,
         buf: &'a mut [u8],
     ) -> Result<Option<(usize, Incoming<'a>)>, FrameFault> {
-        match self {
-            Decoder::Tcp { max } => match frame::decode(buf, *max) {
-                Ok(Some((n, body))) => Ok(Some((n, Incoming::Message(body)))),
-                Ok(None) => Ok(None),
-                Err(frame::FrameError::TooLarge { len, max }) => Err(FrameFault {
-                    code: ErrorCode::MessageTooLarge,
-                    message: format!("message of {len} bytes exceeds max_message_bytes {max}"),
-                    ws_close: None,
-                }),
-                Err(e @ frame::FrameError::Empty) => Err(FrameFault {
-                    code: ErrorCode::BadMessage,
-                    message: e.to_string(),
-                    ws_close: None,
-                }),
-            },
-            Decoder::Ws(d) => match d.decode(buf) {
-                Ok(Some((n, ev))) => Ok(Some((
-                    n,
-                    match ev {
-                        ws::Event::Binary(body) => Incoming::Message(body),
-                        // Valid UTF-8 (the codec checked it), but Rally speaks binary:
-                        // a policy refusal, 1008, as for any bad Rally message.
-                        ws::Event::Text(_) => {
-                            return Err(FrameFault {
-                                code: ErrorCode::BadMessage,
-                                message: "text messages are not accepted; send binary MessagePack"
-                                    .into(),
-                                ws_close: None,
-                            })
-                        }
-                        ws::Event::Ping(p) => Incoming::Ping(p),
-                        ws::Event::Pong | ws::Event::Fragment => Incoming::Nothing,
-                        ws::Event::Close(_) => Incoming::Close,
-                    },
-                ))),
-                Ok(None) => Ok(None),
-                Err(e @ ws::WsError::TooLarge { len, max }) => Err(FrameFault {
-                    code: ErrorCode::MessageTooLarge,
-                    message: format!("message of {len} bytes exceeds max_message_bytes {max}"),
-                    ws_close: Some(e.close_code()),
-                }),
-                Err(e @ (ws::WsError::Protocol(_) | ws::WsError::InvalidUtf8)) => Err(FrameFault {
-                    code: ErrorCode::BadMessage,
-                    message: e.to_string(),
-                    ws_close: Some(e.close_code()),
-                }),
-            },
-        }
+        Ok(self.0.decode(buf)?.map(|(n, incoming)| {
+            let incoming = match incoming {
+                framing::Incoming::Message(body) => Incoming::Message(body),
+                framing::Incoming::Ping(p) => Incoming::Ping(p),
+                framing::Incoming::Nothing => Incoming::Nothing,
+                framing::Incoming::Close(_) => Incoming::Close,
+            };
+            (n, incoming)
+        }))
     }
 }
 
 /// Appends one framed server message to `out`.
 pub(crate) fn encode(transport: Transport, msg: &ServerMessage, out: &mut Vec<u8>) {
-    match transport {
-        Transport::Tcp => {
-            let at = frame::begin(out);
-            msg.encode(out);
-            frame::finish(out, at);
-        }
-        Transport::WebSocket => {
-            let at = ws::begin(out);
-            msg.encode(out);
-            ws::finish(out, at, ws::Opcode::Binary);
-        }
-    }
+    ServerFramer(transport).message(msg, out);
 }
 
 /// Appends a WebSocket pong (nothing for TCP).
 pub(crate) fn encode_pong(transport: Transport, payload: &[u8], out: &mut Vec<u8>) {
-    if transport == Transport::WebSocket {
-        ws::write_frame(out, ws::Opcode::Pong, payload);
-    }
+    ServerFramer(transport).pong(payload, out);
 }
 
 /// Appends a WebSocket close frame (nothing for TCP, where closing the socket says it).
 pub(crate) fn encode_close(transport: Transport, code: u16, out: &mut Vec<u8>) {
-    if transport == Transport::WebSocket {
-        ws::write_close(out, code);
-    }
+    ServerFramer(transport).close(code, out);
 }
 
 /// The WebSocket close code matching a Rally error code, for faults the codec did not

@@ -3,7 +3,9 @@
 //! `rally serve` wires configuration (flags, `RALLY_*` environment, `rally.toml`) to the
 //! server library, registers the bundled games, and turns SIGINT/SIGTERM into a graceful
 //! shutdown; a second signal exits at once. `rally migrate` applies the database
-//! migrations (`database_url`) with the same configuration and exits.
+//! migrations (`database_url`) with the same configuration and exits. With the default
+//! `load-tools` feature it also carries the load tools (`bots`, `bench`, `bench-worker`,
+//! `abuse`); `--no-default-features` builds the server alone.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -44,6 +46,11 @@ fn with_config_args(mut command: Command) -> Command {
 }
 
 fn cli() -> Command {
+    let rally = Command::new("rally")
+        .about("Rally: an authoritative real-time multiplayer game server")
+        .version(env!("CARGO_PKG_VERSION"))
+        .subcommand_required(true)
+        .arg_required_else_help(true);
     let serve = with_config_args(
         Command::new("serve")
             .about("Run the game server: TCP, WebSocket (/ws) and admin listeners"),
@@ -52,17 +59,14 @@ fn cli() -> Command {
         Command::new("migrate")
             .about("Apply the database migrations (database_url) and exit, without serving"),
     );
-    Command::new("rally")
-        .about("Rally: an authoritative real-time multiplayer game server")
-        .version(env!("CARGO_PKG_VERSION"))
-        .subcommand_required(true)
-        .arg_required_else_help(true)
-        .subcommand(serve)
-        .subcommand(migrate)
+    let rally = rally.subcommand(serve).subcommand(migrate);
+    #[cfg(feature = "load-tools")]
+    let rally = rally
         .subcommand(rally_bots::cli::command())
         .subcommand(rally_bench::cli::command())
         .subcommand(rally_bench::cli::worker_command())
-        .subcommand(rally_bench::abuse::cli::command())
+        .subcommand(rally_bench::abuse::cli::command());
+    rally
 }
 
 /// The games `rally serve` offers.
@@ -202,9 +206,13 @@ fn main() -> ExitCode {
     let result = match matches.subcommand() {
         Some(("serve", m)) => runtime.block_on(serve(m)),
         Some(("migrate", m)) => runtime.block_on(migrate(m)),
+        #[cfg(feature = "load-tools")]
         Some(("bots", m)) => runtime.block_on(rally_bots::cli::run(m)),
+        #[cfg(feature = "load-tools")]
         Some(("bench", m)) => runtime.block_on(rally_bench::cli::run(m)),
+        #[cfg(feature = "load-tools")]
         Some(("bench-worker", m)) => runtime.block_on(rally_bench::cli::run_worker(m)),
+        #[cfg(feature = "load-tools")]
         Some(("abuse", m)) => runtime.block_on(rally_bench::abuse::cli::run(m)),
         _ => Ok(ExitCode::FAILURE),
     };

@@ -79,7 +79,10 @@ fn unhurt(report: &Report) {
 /// A fresh client gets in over both transports, and the server drains.
 async fn survives(server: TestServer) {
     let fresh = Some(IpAddr::V4(Ipv4Addr::new(127, 9, 0, 1)));
-    for (transport, addr) in [(Transport::Tcp, server.tcp), (Transport::Ws, server.ws)] {
+    for (transport, addr) in [
+        (Transport::Tcp, server.tcp),
+        (Transport::WebSocket, server.ws),
+    ] {
         let got = probe(transport, addr, fresh, Duration::from_secs(5)).await;
         assert!(got.is_ok(), "{transport:?} after the attack: {got:?}");
     }

@@ -111,7 +111,7 @@ impl Case {
     pub fn of(transport: Transport) -> &'static [Case] {
         match transport {
             Transport::Tcp => TCP_CASES,
-            Transport::Ws => WS_CASES,
+            Transport::WebSocket => WS_CASES,
         }
     }
 }
@@ -233,7 +233,7 @@ async fn run_case(
 ) -> std::io::Result<Option<String>> {
     let t = conn.transport;
     let mut out = Vec::new();
-    let upgraded = t == Transport::Ws
+    let upgraded = t == Transport::WebSocket
         && !matches!(
             case,
             Case::HttpGarbage | Case::HttpHugeHead | Case::RandomBytes
@@ -251,7 +251,7 @@ async fn run_case(
             let claim = claims[rng.below(claims.len() as u64) as usize];
             match t {
                 Transport::Tcp => out.extend_from_slice(&(claim as u32).to_be_bytes()),
-                Transport::Ws => {
+                Transport::WebSocket => {
                     out.extend_from_slice(&[0x82, 0x80 | 127]);
                     out.extend_from_slice(&claim.to_be_bytes());
                     out.extend_from_slice(&MASK);

@@ -130,7 +130,7 @@ async fn socket(i: u32, opts: &Options, tally: &Tally, open: &AtomicU64, deadlin
     let source = opts.sources.map(|s| s.nth(u64::from(i)));
     // What a real client would send at once, sent a byte at a time.
     let mut opening = Vec::new();
-    if transport == Transport::Ws {
+    if transport == Transport::WebSocket {
         opening.extend_from_slice(&upgrade_request(addr));
     }
     push_body(

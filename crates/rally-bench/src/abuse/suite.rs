@@ -428,7 +428,10 @@ async fn case_into(
     // The attack is over: a fresh client must get in, over either transport.
     sleep(Duration::from_secs(1)).await;
     let source = Some(std::net::IpAddr::from(PROBE_SOURCE));
-    for (transport, addr) in [(Transport::Tcp, server.tcp), (Transport::Ws, server.ws)] {
+    for (transport, addr) in [
+        (Transport::Tcp, server.tcp),
+        (Transport::WebSocket, server.ws),
+    ] {
         let r = probe(transport, addr, source, PROBE_LIMIT)
             .await
             .map(|d| d.as_secs_f64() * 1000.0);

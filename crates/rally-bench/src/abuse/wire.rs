@@ -7,8 +7,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use rally_bots::source::connect_from;
-use rally_protocol::ws::{self, Opcode};
-use rally_protocol::{frame, ClientMessage, ErrorCode, ServerMessage, PROTOCOL_VERSION};
+use rally_protocol::framing::{ClientFramer, Deframer, Incoming};
+use rally_protocol::{ClientMessage, ErrorCode, ServerMessage, PROTOCOL_VERSION};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -19,24 +19,9 @@ pub(crate) const MASK: [u8; 4] = [0x3c, 0x5a, 0xa5, 0xc3];
 /// this unread in the inbox is junk, dropped.
 const INBOX_LIMIT: usize = 1 << 20;
 
-/// Which listener an attacker connects to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Transport {
-    /// Raw TCP, length-prefixed frames.
-    Tcp,
-    /// WebSocket on `/ws` (masked binary frames).
-    Ws,
-}
-
-impl Transport {
-    /// Its name in reports.
-    pub fn name(self) -> &'static str {
-        match self {
-            Transport::Tcp => "tcp",
-            Transport::Ws => "ws",
-        }
-    }
-}
+/// Which listener an attacker connects to: the protocol crate's, re-exported as
+/// `rally_bench::abuse::Transport`.
+pub use rally_protocol::Transport;
 
 /// The server's listeners an attack goes to; connections alternate between the two
 /// when both are given.
@@ -54,12 +39,12 @@ impl Target {
     pub fn pick(&self, i: u64) -> Option<(Transport, SocketAddr)> {
         match (self.tcp, self.ws) {
             (Some(t), Some(w)) => Some(if i % 2 == 1 {
-                (Transport::Ws, w)
+                (Transport::WebSocket, w)
             } else {
                 (Transport::Tcp, t)
             }),
             (Some(t), None) => Some((Transport::Tcp, t)),
-            (None, Some(w)) => Some((Transport::Ws, w)),
+            (None, Some(w)) => Some((Transport::WebSocket, w)),
             (None, None) => None,
         }
     }
@@ -71,7 +56,7 @@ impl Target {
             t.push(Transport::Tcp);
         }
         if self.ws.is_some() {
-            t.push(Transport::Ws);
+            t.push(Transport::WebSocket);
         }
         t
     }
@@ -89,26 +74,13 @@ pub(crate) fn upgrade_request(addr: SocketAddr) -> Vec<u8> {
 /// Appends `body` as one client frame: a length prefix over TCP, a masked binary
 /// frame over WebSocket.
 pub(crate) fn push_body(transport: Transport, body: &[u8], out: &mut Vec<u8>) {
-    match transport {
-        Transport::Tcp => frame::encode(body, out),
-        Transport::Ws => ws::write_masked_frame(out, Opcode::Binary, body, MASK),
-    }
+    ClientFramer(transport).body(body, MASK, out);
 }
 
 /// Appends `msg` as one client frame.
 pub(crate) fn push(transport: Transport, msg: &ClientMessage<'_>, out: &mut Vec<u8>) {
-    match transport {
-        Transport::Tcp => {
-            let at = frame::begin(out);
-            msg.encode(out);
-            frame::finish(out, at);
-        }
-        Transport::Ws => {
-            let mut body = Vec::with_capacity(32);
-            msg.encode(&mut body);
-            ws::write_masked_frame(out, Opcode::Binary, &body, MASK);
-        }
-    }
+    // No size limit here (an attacker sends what it likes), so this cannot fail.
+    let _ = ClientFramer(transport).message(msg, usize::MAX, MASK, out);
 }
 
 /// A `hello` body, as a fresh client sends it.
@@ -140,16 +112,17 @@ pub(crate) enum Said {
 /// Bytes received from the server, decoded one [`Said`] at a time.
 pub(crate) struct Inbox {
     buf: Vec<u8>,
-    /// `None` over TCP. Over WebSocket: waiting for the HTTP answer (`None` inside), then
-    /// the frame decoder.
-    ws: Option<Option<ws::Decoder>>,
+    /// The protocol's client-role deframer; `None` while a WebSocket connection waits
+    /// for the HTTP answer to its upgrade.
+    deframer: Option<Deframer>,
 }
 
 impl Inbox {
     pub(crate) fn new(transport: Transport) -> Inbox {
         Inbox {
             buf: Vec::new(),
-            ws: (transport == Transport::Ws).then_some(None),
+            deframer: (transport == Transport::Tcp)
+                .then(|| Deframer::client(Transport::Tcp, INBOX_LIMIT)),
         }
     }
 
@@ -172,67 +145,48 @@ impl Inbox {
 
     /// The next thing the server said, if its bytes are all here.
     pub(crate) fn next(&mut self) -> Option<Said> {
-        match &mut self.ws {
-            None => match frame::decode(&self.buf, INBOX_LIMIT) {
-                Ok(None) => None,
-                Ok(Some((used, body))) => {
-                    let said = ServerMessage::decode(body).map_or(Said::Junk, Said::Msg);
-                    self.buf.drain(..used);
-                    Some(said)
+        let Some(deframer) = &mut self.deframer else {
+            let end = self.buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+            let status = std::str::from_utf8(&self.buf[..end])
+                .ok()
+                .and_then(|head| head.split_whitespace().nth(1))
+                .and_then(|s| s.parse::<u16>().ok());
+            self.buf.drain(..end);
+            return match status {
+                Some(101) => {
+                    self.deframer = Some(Deframer::client(Transport::WebSocket, INBOX_LIMIT));
+                    Some(Said::Http(101))
                 }
-                Err(_) => {
+                Some(s) => Some(Said::Http(s)),
+                None => {
                     self.buf.clear();
                     Some(Said::Junk)
                 }
-            },
-            Some(None) => {
-                let end = self.buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
-                let status = std::str::from_utf8(&self.buf[..end])
-                    .ok()
-                    .and_then(|head| head.split_whitespace().nth(1))
-                    .and_then(|s| s.parse::<u16>().ok());
-                self.buf.drain(..end);
-                match status {
-                    Some(101) => {
-                        self.ws = Some(Some(ws::Decoder::client(INBOX_LIMIT)));
-                        Some(Said::Http(101))
+            };
+        };
+        let (used, said) = match deframer.decode(&mut self.buf) {
+            Ok(None) => return None,
+            Ok(Some((used, incoming))) => (
+                used,
+                match incoming {
+                    Incoming::Message(body) => {
+                        ServerMessage::decode(body).map_or(Said::Junk, Said::Msg)
                     }
-                    Some(s) => Some(Said::Http(s)),
-                    None => {
-                        self.buf.clear();
-                        Some(Said::Junk)
-                    }
-                }
+                    Incoming::Close(code) => Said::Close(code),
+                    // The server sends neither pings nor fragments; a pong answers a ping
+                    // an attacker sent. Consumed like any frame: returning before the
+                    // drain below decoded the same frame again forever (an attacker
+                    // spinning at 100% CPU).
+                    Incoming::Ping(_) | Incoming::Nothing => Said::Junk,
+                },
+            ),
+            Err(_) => {
+                self.buf.clear();
+                return Some(Said::Junk);
             }
-            Some(Some(decoder)) => {
-                let (used, said) = match decoder.decode(&mut self.buf) {
-                    Ok(None) => return None,
-                    Ok(Some((used, event))) => (
-                        used,
-                        match event {
-                            ws::Event::Binary(body) => {
-                                ServerMessage::decode(body).map_or(Said::Junk, Said::Msg)
-                            }
-                            ws::Event::Close(code) => Said::Close(code),
-                            ws::Event::Text(_) => Said::Junk,
-                            // The server sends neither pings nor fragments; a pong
-                            // answers a ping an attacker sent. Consumed like any frame:
-                            // returning before the drain below decoded the same frame
-                            // again forever (an attacker spinning at 100% CPU).
-                            ws::Event::Ping(_) | ws::Event::Pong | ws::Event::Fragment => {
-                                Said::Junk
-                            }
-                        },
-                    ),
-                    Err(_) => {
-                        self.buf.clear();
-                        return Some(Said::Junk);
-                    }
-                };
-                self.buf.drain(..used);
-                Some(said)
-            }
-        }
+        };
+        self.buf.drain(..used);
+        Some(said)
     }
 }
 
@@ -340,7 +294,7 @@ impl Conn {
     ) -> std::io::Result<Conn> {
         let mut stream = connect_from(addr, source).await?;
         stream.set_nodelay(true)?;
-        if transport == Transport::Ws {
+        if transport == Transport::WebSocket {
             stream.write_all(&upgrade_request(addr)).await?;
         }
         Ok(Conn::new(stream, transport))
@@ -448,14 +402,11 @@ pub(crate) fn clock_seed() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rally_protocol::framing::ServerFramer;
+    use rally_protocol::ws::{self, Opcode};
 
     fn server_frame(transport: Transport, msg: &ServerMessage, out: &mut Vec<u8>) {
-        let mut body = Vec::new();
-        msg.encode(&mut body);
-        match transport {
-            Transport::Tcp => frame::encode(&body, out),
-            Transport::Ws => ws::write_frame(out, Opcode::Binary, &body),
-        }
+        ServerFramer(transport).message(msg, out);
     }
 
     #[test]
@@ -482,9 +433,9 @@ mod tests {
         v.note(&said);
         assert_eq!(v.ending(&Ok(0)), "error:RATE_LIMITED");
 
-        let mut ws_in = Inbox::new(Transport::Ws);
+        let mut ws_in = Inbox::new(Transport::WebSocket);
         let mut bytes = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n".to_vec();
-        server_frame(Transport::Ws, &error, &mut bytes);
+        server_frame(Transport::WebSocket, &error, &mut bytes);
         ws::write_close(&mut bytes, 1008);
         ws_in.extend(&bytes);
         let mut v = Verdict::default();
@@ -496,7 +447,7 @@ mod tests {
         assert_eq!(keys, ["http:101", "error:RATE_LIMITED", "ws_close:1008"]);
         assert_eq!(v.ending(&Ok(0)), "error:RATE_LIMITED");
 
-        let mut refused = Inbox::new(Transport::Ws);
+        let mut refused = Inbox::new(Transport::WebSocket);
         refused.extend(b"HTTP/1.1 431 Request Header Fields Too Large\r\n\r\n");
         let mut v = Verdict::default();
         v.note(&refused.next().expect("status"));
@@ -507,7 +458,7 @@ mod tests {
     fn a_pong_is_consumed_once() {
         // A pong (answering a ping in an attacker's random frames) used to be decoded
         // again and again without being consumed: the attacker spun forever.
-        let mut ws_in = Inbox::new(Transport::Ws);
+        let mut ws_in = Inbox::new(Transport::WebSocket);
         let mut bytes = b"HTTP/1.1 101 Switching Protocols\r\n\r\n".to_vec();
         ws::write_frame(&mut bytes, Opcode::Pong, b"p");
         ws::write_close(&mut bytes, 1002);
@@ -541,7 +492,7 @@ mod tests {
             ws: Some(w),
         };
         assert_eq!(both.pick(0), Some((Transport::Tcp, t)));
-        assert_eq!(both.pick(3), Some((Transport::Ws, w)));
+        assert_eq!(both.pick(3), Some((Transport::WebSocket, w)));
         let none = Target {
             tcp: None,
             ws: None,

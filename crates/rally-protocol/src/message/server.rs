@@ -1,0 +1,681 @@
+//! [`ServerMessage`]: what the server sends, decoded into owned values for clients, and
+//! [`encode_state`], the allocation-free `state` encoder of the server's hot path.
+
+use bytes::Bytes;
+
+use super::{close, expect, open, tag, DecodeError, REDACTED};
+use crate::error_code::ErrorCode;
+use crate::msgpack::{self, Reader};
+
+/// A message from the server.
+///
+/// Its `Debug` output leaves the resume and session tokens out.
+#[derive(Clone, PartialEq)]
+pub enum ServerMessage {
+    /// `[64, version, session_id, tick_hz, max_message_bytes, timeout_ms, queue_capacity,
+    /// resume_token, reconnect_grace_ms, account_id]`.
+    Welcome {
+        /// The protocol version the server speaks.
+        version: u32,
+        /// This connection's session id.
+        session_id: u64,
+        /// Room tick rate: states arrive this many times a second.
+        tick_hz: u32,
+        /// Largest message body the client may send.
+        max_message_bytes: u32,
+        /// The client must send something (a `ping` will do) at least this often.
+        timeout_ms: u32,
+        /// Outbound messages the server buffers for this client before dropping it.
+        queue_capacity: u32,
+        /// Present it in a later `hello` to take this session's seat back after a drop.
+        resume_token: String,
+        /// How long a dropped player's seat is kept for it.
+        reconnect_grace_ms: u32,
+        /// The account the `hello`'s session token logged in as; 0 when it carried none or
+        /// an invalid one (an `UNAUTHORIZED` error then follows).
+        account_id: u64,
+    },
+    /// `[65, req, room_id, player_id, kind, max_players]`: the reply to `join`.
+    Joined {
+        /// The `join` request id.
+        req: u32,
+        /// The room joined.
+        room_id: u64,
+        /// This player's id inside the room.
+        player_id: u32,
+        /// The room kind.
+        kind: String,
+        /// Seats in the room.
+        max_players: u32,
+    },
+    /// `[66, req, room_id]`: the reply to `leave`.
+    Left {
+        /// The `leave` request id.
+        req: u32,
+        /// The room left.
+        room_id: u64,
+    },
+    /// `[67, tick, last_seq, payload]`: the room's state after a tick.
+    State {
+        /// The room's tick number, from 1.
+        tick: u64,
+        /// The highest input seq of this player the room has processed (0: none yet).
+        last_seq: u32,
+        /// The game's state, one MessagePack value, as raw bytes.
+        payload: Bytes,
+    },
+    /// `[68, room_id, player_id, name, text]`: a chat line said in the room.
+    ChatLine {
+        /// The room.
+        room_id: u64,
+        /// Who said it.
+        player_id: u32,
+        /// Their display name.
+        name: String,
+        /// What they said.
+        text: String,
+    },
+    /// `[69, nonce]`: the reply to `ping`.
+    Pong {
+        /// The ping's nonce.
+        nonce: u64,
+    },
+    /// `[70, req]`: a request succeeded.
+    Ok {
+        /// The request id.
+        req: u32,
+    },
+    /// `[71, code, message, req]`: something went wrong.
+    Error {
+        /// What went wrong.
+        code: ErrorCode,
+        /// A human-readable explanation.
+        message: String,
+        /// The request this answers, or 0 when it answers none.
+        req: u32,
+    },
+    /// `[71, 31, message, req, current_version]`: the `CONFLICT` error of a `put_data` or
+    /// `delete_data`, with the entry's current version (0: no such entry) as a field, so a
+    /// client need not parse it out of the message. A reader that knows only `Error`
+    /// ignores the fifth element (forward compatibility) and still sees a `CONFLICT`.
+    Conflict {
+        /// A human-readable explanation (it names the current version too).
+        message: String,
+        /// The request this answers.
+        req: u32,
+        /// The entry's current version; 0 when it does not exist.
+        current_version: u64,
+    },
+    /// `[72, room_id, reason]`: the room ended; the player is no longer in it.
+    RoomClosed {
+        /// The room.
+        room_id: u64,
+        /// Why, for people.
+        reason: String,
+    },
+    /// `[73, reason, reconnect_after_ms]`: the server is going away; the connection
+    /// closes once the client has closed its side or the grace period ends.
+    Shutdown {
+        /// Why, for people.
+        reason: String,
+        /// How long to wait before reconnecting (to this or another server).
+        reconnect_after_ms: u32,
+    },
+    /// `[74, req, account_id, token, expires_at_ms, display_name]`: the reply to `login`.
+    Session {
+        /// The `login` request id.
+        req: u32,
+        /// The account logged in as.
+        account_id: u64,
+        /// The session token: send it in a later `hello` to skip the login. A secret.
+        token: String,
+        /// When the token stops working, in Unix milliseconds.
+        expires_at_ms: u64,
+        /// The account's display name.
+        display_name: String,
+    },
+    /// `[75, req, owner, key, value, version, public]`: the reply to `get_data`.
+    Data {
+        /// The `get_data` request id.
+        req: u32,
+        /// Whose entry (never 0: the sender's own account id when it asked for 0).
+        owner: u64,
+        /// The key.
+        key: String,
+        /// The value as JSON text; `None` when there is no such entry.
+        value: Option<String>,
+        /// The entry's version; 0 when there is no such entry.
+        version: u64,
+        /// Whether other players may read it.
+        public: bool,
+    },
+    /// `[76, req, key, version]`: the reply to `put_data`; the write is durable.
+    Written {
+        /// The `put_data` request id.
+        req: u32,
+        /// The key written.
+        key: String,
+        /// The entry's new version.
+        version: u64,
+    },
+    /// `[77, req, account_id, display_name, sessions, play_ms, games_played]`: the reply to
+    /// `get_profile`.
+    Profile {
+        /// The `get_profile` request id.
+        req: u32,
+        /// Whose profile.
+        account_id: u64,
+        /// The name other players see.
+        display_name: String,
+        /// Sessions the account has finished.
+        sessions: u64,
+        /// Play time over those sessions, in milliseconds.
+        play_ms: u64,
+        /// Games played: rooms the account played in until they ended.
+        games_played: u64,
+    },
+}
+
+impl std::fmt::Debug for ServerMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ServerMessage::Welcome {
+                version,
+                session_id,
+                tick_hz,
+                max_message_bytes,
+                timeout_ms,
+                queue_capacity,
+                resume_token: _,
+                reconnect_grace_ms,
+                account_id,
+            } => f
+                .debug_struct("Welcome")
+                .field("version", version)
+                .field("session_id", session_id)
+                .field("tick_hz", tick_hz)
+                .field("max_message_bytes", max_message_bytes)
+                .field("timeout_ms", timeout_ms)
+                .field("queue_capacity", queue_capacity)
+                .field("resume_token", &REDACTED)
+                .field("reconnect_grace_ms", reconnect_grace_ms)
+                .field("account_id", account_id)
+                .finish(),
+            ServerMessage::Session {
+                req,
+                account_id,
+                token: _,
+                expires_at_ms,
+                display_name,
+            } => f
+                .debug_struct("Session")
+                .field("req", req)
+                .field("account_id", account_id)
+                .field("token", &REDACTED)
+                .field("expires_at_ms", expires_at_ms)
+                .field("display_name", display_name)
+                .finish(),
+            ServerMessage::Joined {
+                req,
+                room_id,
+                player_id,
+                kind,
+                max_players,
+            } => f
+                .debug_struct("Joined")
+                .field("req", req)
+                .field("room_id", room_id)
+                .field("player_id", player_id)
+                .field("kind", kind)
+                .field("max_players", max_players)
+                .finish(),
+            ServerMessage::Left { req, room_id } => f
+                .debug_struct("Left")
+                .field("req", req)
+                .field("room_id", room_id)
+                .finish(),
+            ServerMessage::State {
+                tick,
+                last_seq,
+                payload,
+            } => f
+                .debug_struct("State")
+                .field("tick", tick)
+                .field("last_seq", last_seq)
+                .field("payload", payload)
+                .finish(),
+            ServerMessage::ChatLine {
+                room_id,
+                player_id,
+                name,
+                text,
+            } => f
+                .debug_struct("ChatLine")
+                .field("room_id", room_id)
+                .field("player_id", player_id)
+                .field("name", name)
+                .field("text", text)
+                .finish(),
+            ServerMessage::Pong { nonce } => f.debug_struct("Pong").field("nonce", nonce).finish(),
+            ServerMessage::Ok { req } => f.debug_struct("Ok").field("req", req).finish(),
+            ServerMessage::Error { code, message, req } => f
+                .debug_struct("Error")
+                .field("code", code)
+                .field("message", message)
+                .field("req", req)
+                .finish(),
+            ServerMessage::Conflict {
+                message,
+                req,
+                current_version,
+            } => f
+                .debug_struct("Conflict")
+                .field("message", message)
+                .field("req", req)
+                .field("current_version", current_version)
+                .finish(),
+            ServerMessage::RoomClosed { room_id, reason } => f
+                .debug_struct("RoomClosed")
+                .field("room_id", room_id)
+                .field("reason", reason)
+                .finish(),
+            ServerMessage::Shutdown {
+                reason,
+                reconnect_after_ms,
+            } => f
+                .debug_struct("Shutdown")
+                .field("reason", reason)
+                .field("reconnect_after_ms", reconnect_after_ms)
+                .finish(),
+            ServerMessage::Data {
+                req,
+                owner,
+                key,
+                value,
+                version,
+                public,
+            } => f
+                .debug_struct("Data")
+                .field("req", req)
+                .field("owner", owner)
+                .field("key", key)
+                .field("value", value)
+                .field("version", version)
+                .field("public", public)
+                .finish(),
+            ServerMessage::Written { req, key, version } => f
+                .debug_struct("Written")
+                .field("req", req)
+                .field("key", key)
+                .field("version", version)
+                .finish(),
+            ServerMessage::Profile {
+                req,
+                account_id,
+                display_name,
+                sessions,
+                play_ms,
+                games_played,
+            } => f
+                .debug_struct("Profile")
+                .field("req", req)
+                .field("account_id", account_id)
+                .field("display_name", display_name)
+                .field("sessions", sessions)
+                .field("play_ms", play_ms)
+                .field("games_played", games_played)
+                .finish(),
+        }
+    }
+}
+
+/// Appends a `state` body without building a [`ServerMessage`]: the server's hot path,
+/// called once per player per tick with a payload shared by the whole room.
+pub fn encode_state(out: &mut Vec<u8>, tick: u64, last_seq: u32, payload: &[u8]) {
+    msgpack::write_array_len(out, 4);
+    msgpack::write_uint(out, tag::STATE.into());
+    msgpack::write_uint(out, tick);
+    msgpack::write_uint(out, last_seq.into());
+    out.extend_from_slice(payload);
+}
+
+impl ServerMessage {
+    /// Appends the message body to `out`. `State` payloads must be one MessagePack value.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        use msgpack::{write_array_len as arr, write_str as s, write_uint as u};
+        match self {
+            ServerMessage::Welcome {
+                version,
+                session_id,
+                tick_hz,
+                max_message_bytes,
+                timeout_ms,
+                queue_capacity,
+                resume_token,
+                reconnect_grace_ms,
+                account_id,
+            } => {
+                arr(out, 10);
+                u(out, tag::WELCOME.into());
+                u(out, (*version).into());
+                u(out, *session_id);
+                u(out, (*tick_hz).into());
+                u(out, (*max_message_bytes).into());
+                u(out, (*timeout_ms).into());
+                u(out, (*queue_capacity).into());
+                s(out, resume_token);
+                u(out, (*reconnect_grace_ms).into());
+                u(out, *account_id);
+            }
+            ServerMessage::Joined {
+                req,
+                room_id,
+                player_id,
+                kind,
+                max_players,
+            } => {
+                arr(out, 6);
+                u(out, tag::JOINED.into());
+                u(out, (*req).into());
+                u(out, *room_id);
+                u(out, (*player_id).into());
+                s(out, kind);
+                u(out, (*max_players).into());
+            }
+            ServerMessage::Left { req, room_id } => {
+                arr(out, 3);
+                u(out, tag::LEFT.into());
+                u(out, (*req).into());
+                u(out, *room_id);
+            }
+            ServerMessage::State {
+                tick,
+                last_seq,
+                payload,
+            } => encode_state(out, *tick, *last_seq, payload),
+            ServerMessage::ChatLine {
+                room_id,
+                player_id,
+                name,
+                text,
+            } => {
+                arr(out, 5);
+                u(out, tag::CHAT_LINE.into());
+                u(out, *room_id);
+                u(out, (*player_id).into());
+                s(out, name);
+                s(out, text);
+            }
+            ServerMessage::Pong { nonce } => {
+                arr(out, 2);
+                u(out, tag::PONG.into());
+                u(out, *nonce);
+            }
+            ServerMessage::Ok { req } => {
+                arr(out, 2);
+                u(out, tag::OK.into());
+                u(out, (*req).into());
+            }
+            ServerMessage::Error { code, message, req } => {
+                arr(out, 4);
+                u(out, tag::ERROR.into());
+                u(out, code.as_u16().into());
+                s(out, message);
+                u(out, (*req).into());
+            }
+            ServerMessage::Conflict {
+                message,
+                req,
+                current_version,
+            } => {
+                arr(out, 5);
+                u(out, tag::ERROR.into());
+                u(out, ErrorCode::Conflict.as_u16().into());
+                s(out, message);
+                u(out, (*req).into());
+                u(out, *current_version);
+            }
+            ServerMessage::RoomClosed { room_id, reason } => {
+                arr(out, 3);
+                u(out, tag::ROOM_CLOSED.into());
+                u(out, *room_id);
+                s(out, reason);
+            }
+            ServerMessage::Shutdown {
+                reason,
+                reconnect_after_ms,
+            } => {
+                arr(out, 3);
+                u(out, tag::SHUTDOWN.into());
+                s(out, reason);
+                u(out, (*reconnect_after_ms).into());
+            }
+            ServerMessage::Session {
+                req,
+                account_id,
+                token,
+                expires_at_ms,
+                display_name,
+            } => {
+                arr(out, 6);
+                u(out, tag::SESSION.into());
+                u(out, (*req).into());
+                u(out, *account_id);
+                s(out, token);
+                u(out, *expires_at_ms);
+                s(out, display_name);
+            }
+            ServerMessage::Data {
+                req,
+                owner,
+                key,
+                value,
+                version,
+                public,
+            } => {
+                arr(out, 7);
+                u(out, tag::DATA.into());
+                u(out, (*req).into());
+                u(out, *owner);
+                s(out, key);
+                match value {
+                    Some(v) => s(out, v),
+                    None => msgpack::write_nil(out),
+                }
+                u(out, *version);
+                msgpack::write_bool(out, *public);
+            }
+            ServerMessage::Written { req, key, version } => {
+                arr(out, 4);
+                u(out, tag::WRITTEN.into());
+                u(out, (*req).into());
+                s(out, key);
+                u(out, *version);
+            }
+            ServerMessage::Profile {
+                req,
+                account_id,
+                display_name,
+                sessions,
+                play_ms,
+                games_played,
+            } => {
+                arr(out, 7);
+                u(out, tag::PROFILE.into());
+                u(out, (*req).into());
+                u(out, *account_id);
+                s(out, display_name);
+                u(out, *sessions);
+                u(out, *play_ms);
+                u(out, *games_played);
+            }
+        }
+    }
+
+    /// Decodes one message body (client side).
+    pub fn decode(body: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(body);
+        let (t, n) = open(&mut r)?;
+        let t = u8::try_from(t).map_err(|_| DecodeError::UnknownType(t))?;
+        let (need, msg) = match t {
+            tag::WELCOME => {
+                expect(t, 9, n)?;
+                let m = ServerMessage::Welcome {
+                    version: r.read_u32()?,
+                    session_id: r.read_u64()?,
+                    tick_hz: r.read_u32()?,
+                    max_message_bytes: r.read_u32()?,
+                    timeout_ms: r.read_u32()?,
+                    queue_capacity: r.read_u32()?,
+                    resume_token: r.read_str()?.to_owned(),
+                    reconnect_grace_ms: r.read_u32()?,
+                    // Absent from servers older than accounts: not logged in.
+                    account_id: if n >= 10 { r.read_u64()? } else { 0 },
+                };
+                (n.min(10), m)
+            }
+            tag::JOINED => {
+                expect(t, 6, n)?;
+                let m = ServerMessage::Joined {
+                    req: r.read_u32()?,
+                    room_id: r.read_u64()?,
+                    player_id: r.read_u32()?,
+                    kind: r.read_str()?.to_owned(),
+                    max_players: r.read_u32()?,
+                };
+                (6, m)
+            }
+            tag::LEFT => {
+                expect(t, 3, n)?;
+                (
+                    3,
+                    ServerMessage::Left {
+                        req: r.read_u32()?,
+                        room_id: r.read_u64()?,
+                    },
+                )
+            }
+            tag::STATE => {
+                expect(t, 4, n)?;
+                let m = ServerMessage::State {
+                    tick: r.read_u64()?,
+                    last_seq: r.read_u32()?,
+                    payload: Bytes::copy_from_slice(r.read_value_bytes()?),
+                };
+                (4, m)
+            }
+            tag::CHAT_LINE => {
+                expect(t, 5, n)?;
+                let m = ServerMessage::ChatLine {
+                    room_id: r.read_u64()?,
+                    player_id: r.read_u32()?,
+                    name: r.read_str()?.to_owned(),
+                    text: r.read_str()?.to_owned(),
+                };
+                (5, m)
+            }
+            tag::PONG => {
+                expect(t, 2, n)?;
+                (
+                    2,
+                    ServerMessage::Pong {
+                        nonce: r.read_u64()?,
+                    },
+                )
+            }
+            tag::OK => {
+                expect(t, 2, n)?;
+                (2, ServerMessage::Ok { req: r.read_u32()? })
+            }
+            tag::ERROR => {
+                expect(t, 4, n)?;
+                let raw = r.read_u16()?;
+                let code = ErrorCode::from_u16(raw).ok_or(DecodeError::UnknownCode(raw))?;
+                let message = r.read_str()?.to_owned();
+                let req = r.read_u32()?;
+                if code == ErrorCode::Conflict && n >= 5 {
+                    let current_version = r.read_u64()?;
+                    let m = ServerMessage::Conflict {
+                        message,
+                        req,
+                        current_version,
+                    };
+                    (5, m)
+                } else {
+                    (4, ServerMessage::Error { code, message, req })
+                }
+            }
+            tag::ROOM_CLOSED => {
+                expect(t, 3, n)?;
+                let m = ServerMessage::RoomClosed {
+                    room_id: r.read_u64()?,
+                    reason: r.read_str()?.to_owned(),
+                };
+                (3, m)
+            }
+            tag::SHUTDOWN => {
+                expect(t, 3, n)?;
+                let m = ServerMessage::Shutdown {
+                    reason: r.read_str()?.to_owned(),
+                    reconnect_after_ms: r.read_u32()?,
+                };
+                (3, m)
+            }
+            tag::SESSION => {
+                expect(t, 6, n)?;
+                let m = ServerMessage::Session {
+                    req: r.read_u32()?,
+                    account_id: r.read_u64()?,
+                    token: r.read_str()?.to_owned(),
+                    expires_at_ms: r.read_u64()?,
+                    display_name: r.read_str()?.to_owned(),
+                };
+                (6, m)
+            }
+            tag::DATA => {
+                expect(t, 7, n)?;
+                let req = r.read_u32()?;
+                let owner = r.read_u64()?;
+                let key = r.read_str()?.to_owned();
+                let value = if r.try_nil() {
+                    None
+                } else {
+                    Some(r.read_str()?.to_owned())
+                };
+                let m = ServerMessage::Data {
+                    req,
+                    owner,
+                    key,
+                    value,
+                    version: r.read_u64()?,
+                    public: r.read_bool()?,
+                };
+                (7, m)
+            }
+            tag::WRITTEN => {
+                expect(t, 4, n)?;
+                let m = ServerMessage::Written {
+                    req: r.read_u32()?,
+                    key: r.read_str()?.to_owned(),
+                    version: r.read_u64()?,
+                };
+                (4, m)
+            }
+            tag::PROFILE => {
+                expect(t, 7, n)?;
+                let m = ServerMessage::Profile {
+                    req: r.read_u32()?,
+                    account_id: r.read_u64()?,
+                    display_name: r.read_str()?.to_owned(),
+                    sessions: r.read_u64()?,
+                    play_ms: r.read_u64()?,
+                    games_played: r.read_u64()?,
+                };
+                (7, m)
+            }
+            other => return Err(DecodeError::UnknownType(other.into())),
+        };
+        close(&mut r, n, need)?;
+        Ok(msg)
+    }
+}
