@@ -191,3 +191,84 @@ async fn shutdown_while_the_database_is_down_is_prompt_and_drops_pending_writes(
     store.close().await;
     db.cleanup().await;
 }
+
+/// Plays arena inputs until the room has applied `inputs` more; returns the last seq.
+async fn play(c: &mut Client, mut seq: u32, inputs: u32) -> u32 {
+    let target = seq + inputs;
+    while seq < target {
+        seq += 1;
+        c.input(seq, 0.3, -0.3).await;
+        c.expect("a state with the input applied", |m| match m {
+            rally_server::protocol::ServerMessage::State { last_seq, .. } if *last_seq >= seq => {
+                Some(())
+            }
+            _ => None,
+        })
+        .await;
+    }
+    seq
+}
+
+/// SQLite has no server to lose; what takes it away from Rally is another process holding
+/// its write lock (a backup tool, a migration run by hand, a stuck writer) past the busy
+/// timeout. Writes then get `UNAVAILABLE` within `timeout_ms`, reads and play go on, and
+/// once the lock is released everything works without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_held_by_another_process_is_unavailable_then_recovers() {
+    let db = TestDb::sqlite();
+    let config = Config {
+        timeout_ms: 2_000,
+        ..accounts_config(&db)
+    };
+    let server = common::start_with_db(config, &db).await;
+    let (mut a, _) = Client::tcp_hello(server.tcp).await;
+    let (id, _) = a.login(&device_id()).await;
+    assert_eq!(a.put("save", "1", 0, false).await, Ok(1));
+    a.join("arena").await;
+    let mut seq = play(&mut a, 0, 2).await;
+
+    // Another connection takes the file's write lock and keeps it. (Taking the file
+    // from readers too needs exclusive locking mode, which SQLite refuses while the
+    // server's connections have it open: readers share the WAL index.)
+    let holder = db.block_kv_writes().await;
+
+    let started = Instant::now();
+    let (code, message) = a.put("save", "2", 1, false).await.unwrap_err();
+    assert_eq!(
+        code,
+        rally_server::protocol::ErrorCode::Unavailable,
+        "{message}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(2_500),
+        "within timeout_ms: {:?}",
+        started.elapsed()
+    );
+    // Reads go on: WAL lets them past a writer.
+    assert_eq!(
+        a.get(id, "save").await.map(|(v, _, _)| v),
+        Ok(Some("1".into()))
+    );
+    // Play goes on.
+    seq = play(&mut a, seq, 3).await;
+    let ready = http(server.admin, "GET", "/readyz", None, None)
+        .await
+        .status;
+    eprintln!("/readyz while SQLite is held: {ready}");
+
+    // The file is free again: no restart needed.
+    holder.release().await;
+    let mut recovered = false;
+    for _ in 0..100 {
+        if a.put("save", "2", 1, false).await == Ok(2) {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(recovered, "writes work again once the file is free");
+    play(&mut a, seq, 1).await;
+    a.close().await;
+    assert_eq!(server.shutdown().await.unflushed_writes, 0);
+    db.cleanup().await;
+}
