@@ -254,3 +254,25 @@ async fn ipv6_end_to_end() {
     drop((p, q));
     assert!(served.terminate().await);
 }
+
+/// A signal the moment `rally serve` says it is serving still drains (exit 0): its
+/// handlers are installed before it binds, not when the drain's future is first polled
+/// (a signal in that gap used to kill the process with the default action). A few
+/// rounds, since it is a race.
+#[tokio::test]
+async fn a_signal_right_after_serving_drains() {
+    for (round, signal) in ["TERM", "INT", "TERM", "INT"].into_iter().enumerate() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let mut served = serve(&sqlite(&dir), &[]).await;
+        served.signal(signal);
+        let status = tokio::time::timeout(LIMIT, served.child.wait())
+            .await
+            .expect("rally exits after the signal")
+            .expect("wait for rally");
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "round {round}, SIG{signal}: {status}"
+        );
+    }
+}

@@ -148,23 +148,8 @@ impl Player {
     /// Connects and says `hello` (with a session token if given); returns the player and
     /// welcome's account id.
     pub async fn connect(addr: &str, token: Option<&str>) -> (Player, u64) {
-        let stream = TcpStream::connect(addr).await.expect("connect");
-        stream.set_nodelay(true).unwrap();
-        let mut p = Player {
-            stream,
-            buf: Vec::new(),
-            next_req: 1,
-            resume_token: String::new(),
-        };
-        p.send(ClientMessage::Hello {
-            version: 1,
-            client: "e2e",
-            resume: None,
-            token,
-        })
-        .await
-        .expect("send hello");
-        match p.recv().await {
+        let (mut p, reply) = Player::hello(addr, token).await;
+        match reply {
             Some(ServerMessage::Welcome {
                 account_id,
                 resume_token,
@@ -180,7 +165,13 @@ impl Player {
     /// Connects and says `hello` with `token`; returns the first reply (`welcome`, or the
     /// error a refused token gets), without judging it.
     pub async fn try_connect(addr: &str, token: &str) -> Option<ServerMessage> {
-        let stream = TcpStream::connect(addr).await.ok()?;
+        Player::hello(addr, Some(token)).await.1
+    }
+
+    /// Connects, says `hello`, and reads the first reply (`None`: closed first).
+    async fn hello(addr: &str, token: Option<&str>) -> (Player, Option<ServerMessage>) {
+        let stream = TcpStream::connect(addr).await.expect("connect");
+        stream.set_nodelay(true).expect("TCP_NODELAY");
         let mut p = Player {
             stream,
             buf: Vec::new(),
@@ -191,11 +182,12 @@ impl Player {
             version: 1,
             client: "e2e",
             resume: None,
-            token: Some(token),
+            token,
         })
         .await
-        .ok()?;
-        p.recv().await
+        .expect("send hello");
+        let reply = p.recv().await;
+        (p, reply)
     }
 
     pub async fn send(&mut self, msg: ClientMessage<'_>) -> std::io::Result<()> {
