@@ -82,6 +82,8 @@ fn check_intervals(report: &Report, intervals: &[Interval]) {
 
 fn check(report: &Report, transport: &str) {
     let table = report.summary_table();
+    // Shown with --nocapture: the margins of the bounds below on this machine.
+    eprintln!("{transport}:\n{table}");
     assert_eq!(report.errors, 0, "{table}");
     assert_eq!(report.connected, u64::from(BOTS), "{table}");
     let l = report.latency;

@@ -19,8 +19,6 @@ use thiserror::Error;
 use crate::msgpack::{ReadError, Reader};
 
 mod client;
-#[cfg(test)]
-mod documented_examples;
 mod server;
 #[cfg(test)]
 mod tests;

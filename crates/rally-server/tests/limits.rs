@@ -69,19 +69,50 @@ async fn idle_and_handshake_timeouts_close_with_timeout() {
     let server = TestServer::start(cfg).await;
     let (mut live, _) = Client::tcp_hello(server.tcp).await;
 
-    let (mut idle, _) = Client::tcp_hello(server.tcp).await;
-    let started = tokio::time::Instant::now();
-    let mut silent = Client::tcp(server.tcp).await;
-    let mut silent_ws = Client::ws(server.ws).await;
-    // The live client keeps talking; the others say nothing.
+    // Time is paused: the server's timers and these instants share one clock, which moves
+    // only when every task waits, so when a close happens is exact however loaded the
+    // machine is. Each quiet client's last activity lies between the two instants taken
+    // around its connect, and a watcher notes when the server closed it.
+    let watch = |c: Client, before: tokio::time::Instant| {
+        let after = tokio::time::Instant::now();
+        let task = tokio::spawn(async move {
+            let mut c = c;
+            let code = c.expect_closed().await;
+            (code, tokio::time::Instant::now())
+        });
+        (before, after, task)
+    };
+    let t = tokio::time::Instant::now();
+    let idle = watch(Client::tcp_hello(server.tcp).await.0, t);
+    let t = tokio::time::Instant::now();
+    let silent = watch(Client::tcp(server.tcp).await, t);
+    let t = tokio::time::Instant::now();
+    let silent_ws = watch(Client::ws(server.ws).await, t);
+    // The live client keeps talking past the bound and is not closed.
     for i in 0..4 {
         tokio::time::sleep(Duration::from_millis(400)).await;
         assert_still_serving(&mut live, i).await;
     }
-    assert_eq!(idle.expect_closed().await, Some(ErrorCode::Timeout));
-    assert_eq!(silent.expect_closed().await, Some(ErrorCode::Timeout));
-    assert_eq!(silent_ws.expect_closed().await, Some(ErrorCode::Timeout));
-    assert!(started.elapsed() >= Duration::from_millis(1000));
+    for (what, (before, after, task)) in [
+        ("idle", idle),
+        ("silent", silent),
+        ("silent websocket", silent_ws),
+    ] {
+        let (code, at) = task.await.expect("the watcher does not panic");
+        assert_eq!(code, Some(ErrorCode::Timeout), "{what}");
+        // Not early: no sooner than timeout_ms after its last activity.
+        let waited = at.saturating_duration_since(before);
+        assert!(
+            waited >= Duration::from_millis(1000),
+            "{what} closed {waited:?} after connecting, before timeout_ms"
+        );
+        // In time: at most a little past it (the close frame is written after the timer).
+        let late = at.saturating_duration_since(after);
+        assert!(
+            late <= Duration::from_millis(1100),
+            "{what} closed {late:?} after its last activity, well past timeout_ms"
+        );
+    }
     assert_still_serving(&mut live, 99).await;
 
     // Bytes that never complete a message do not hold a session open either.
@@ -268,15 +299,22 @@ async fn websocket_requests_for_other_paths_are_refused() {
     server.shutdown().await;
 }
 
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
+/// This process's resident set in KiB, from `/proc/self/status`. On Linux its absence
+/// fails the test (the bound would otherwise pass unchecked); elsewhere it is `None` and
+/// the memory half of the test is skipped with a note.
+fn rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status");
+    if cfg!(target_os = "linux") {
+        let status = status.expect("/proc/self/status is readable on Linux");
+        let kib = status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok());
+        Some(kib.expect("VmRSS in /proc/self/status"))
+    } else {
+        eprintln!("note: no /proc on this OS; the RSS bound is not checked");
+        None
+    }
 }
 
 #[tokio::test]
@@ -324,8 +362,15 @@ async fn a_client_that_stops_reading_is_dropped_and_memory_stays_bounded() {
         1,
         "dropped as a slow consumer"
     );
-    let grown = rss_kib().saturating_sub(rss_before);
-    assert!(grown < 64 * 1024, "RSS grew by {grown} KiB");
+    // What this bounds: the growth of this process, which is the server and this test's
+    // two clients. The flooding client holds only its batch (400 KB) and the kernel's
+    // socket buffers hold what it wrote, so growth here is the server's buffering of
+    // pings and pongs: 2 million pongs kept would be over 30 MiB, far past the bound.
+    if let (Some(before), Some(now)) = (rss_before, rss_kib()) {
+        let grown = now.saturating_sub(before);
+        eprintln!("RSS grew by {grown} KiB while flooding");
+        assert!(grown < 16 * 1024, "RSS grew by {grown} KiB");
+    }
     assert_still_serving(&mut bystander, 5).await;
     bystander.close().await;
     server.shutdown().await;

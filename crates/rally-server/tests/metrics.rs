@@ -251,7 +251,43 @@ async fn storage_hooks_feed_the_db_histogram_and_readiness() {
         Some(2.0)
     );
     promtool_check(&s.text);
+    server.shutdown().await;
+}
 
+/// The histogram is fed by the real storage layer, not only by hand: a device login on a
+/// server with a SQLite store lands one `login` call in it.
+#[tokio::test]
+async fn a_real_store_call_lands_in_the_db_histogram() {
+    let db = rally_testkit::TestDb::sqlite();
+    let server = common::start_with_db(common::accounts_config(&db), &db).await;
+    let count = |s: &common::Scrape| {
+        s.value(
+            "rally_db_call_duration_seconds_count",
+            &[("operation", "login")],
+        )
+    };
+    assert_eq!(count(&scrape(server.admin).await), 0.0);
+    let mut c = Client::tcp(server.tcp).await;
+    c.hello().await;
+    let (account, _token) = c.login(&common::device_id()).await;
+    assert!(account > 0);
+    let s = scrape(server.admin).await;
+    assert_eq!(count(&s), 1.0, "{}", s.text);
+    assert!(
+        s.value(
+            "rally_db_call_duration_seconds_sum",
+            &[("operation", "login")]
+        ) > 0.0,
+        "the call's time is recorded"
+    );
+    c.close().await;
+    server.shutdown().await;
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn readiness_follows_the_database_dependency() {
+    let server = TestServer::start(common::config()).await;
     let db = server.handle.dependency("database");
     assert_eq!(
         http(server.admin, "GET", "/readyz", None, None)

@@ -8,7 +8,7 @@ mod common;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use common::{config, eventually, Client, TestServer};
+use common::{config, eventually, scrape, Client, TestServer};
 use rally_server::protocol::{ClientMessage, ErrorCode, ServerMessage, PROTOCOL_VERSION};
 use rally_server::Config;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -176,6 +176,11 @@ async fn a_client_that_keeps_sending_requests_past_its_rate_is_closed() {
         }
     };
     assert_eq!(closed, Some(ErrorCode::RateLimited));
+    // Refused pings are counted as `command`, the close once as `closed`.
+    let s = scrape(server.admin).await;
+    let limited = |limit| s.value("rally_rate_limited_total", &[("limit", limit)]);
+    assert!(limited("command") >= 1.0, "{}", s.text);
+    assert_eq!(limited("closed"), 1.0, "{}", s.text);
     bystander.send(&ClientMessage::Ping { nonce: 9 }).await;
     bystander
         .expect("pong", |m| {
@@ -203,7 +208,18 @@ async fn an_address_is_limited_to_its_connections_and_others_are_not() {
     assert_eq!(code, ErrorCode::RateLimited);
     assert!(message.contains("max_connections_per_ip"), "{message}");
     assert_eq!(over.expect_closed().await, None);
-    // Over WebSocket as well (the refusal follows the upgrade).
+    // Over WebSocket as well: the same address's fourth connection is refused right
+    // after the upgrade, before any hello.
+    let mut over_ws = Client::ws_from(server.ws, source(21)).await;
+    let (code, message, _) = over_ws.expect_error().await;
+    assert_eq!(code, ErrorCode::RateLimited);
+    assert!(message.contains("max_connections_per_ip"), "{message}");
+    assert_eq!(over_ws.expect_closed().await, None);
+    // Both refusals are counted under their limit, and nothing else is.
+    let s = scrape(server.admin).await;
+    let limited = |limit| s.value("rally_rate_limited_total", &[("limit", limit)]);
+    assert_eq!(limited("connections_per_ip"), 2.0, "{}", s.text);
+    assert_eq!(limited("connection_rate_per_ip"), 0.0, "{}", s.text);
     // Another address is served.
     let mut other = Client::tcp_from(server.tcp, source(22)).await;
     other.hello().await;
@@ -228,6 +244,7 @@ async fn new_connections_per_second_are_limited_per_address() {
     let mut refused = 0;
     let mut accepted = Vec::new();
     // Ten connections at once from one address: four pass, the rest are refused.
+    let burst = Instant::now();
     for _ in 0..10 {
         let mut c = Client::tcp_from(server.tcp, source(31)).await;
         c.send(&ClientMessage::Hello {
@@ -247,13 +264,31 @@ async fn new_connections_per_second_are_limited_per_address() {
             other => panic!("unexpected {other:?}"),
         }
     }
-    // Timing is real: allow for the allowance refilling during the ten connects.
+    // The limiter's clock is real: the allowance refills by 4 a second while the ten
+    // connects run, which takes longer on a loaded machine; so the bound is the burst
+    // plus what refilled in the time they actually took (and one for rounding).
+    let took = burst.elapsed();
+    let allowed = 4 + (took.as_secs_f64() * 4.0).ceil() as usize + 1;
     assert!(
-        (4..=6).contains(&accepted.len()),
-        "{} accepted",
+        accepted.len() >= 4 && accepted.len() <= allowed.min(10),
+        "{} accepted in {took:?} (burst 4, refill 4/s: at most {allowed})",
         accepted.len()
     );
+    assert!(
+        took >= Duration::from_secs(1) || refused > 0,
+        "ten connects in {took:?}, none refused"
+    );
     assert_eq!(refused + accepted.len(), 10);
+    let s = scrape(server.admin).await;
+    assert_eq!(
+        s.value(
+            "rally_rate_limited_total",
+            &[("limit", "connection_rate_per_ip")]
+        ),
+        refused as f64,
+        "every refusal is counted once: {}",
+        s.text
+    );
     // Another address at the same moment is not affected.
     let mut other = Client::tcp_from(server.tcp, source(32)).await;
     other.hello().await;
@@ -366,10 +401,14 @@ async fn a_thousand_silent_sockets_do_not_hold_up_players_and_are_reaped() {
     clean.sort();
     loaded.sort();
     let (clean_p50, loaded_p50) = (clean[5], loaded[5]);
-    // Joins take milliseconds; the bound is generous for a shared CI machine.
+    // Joins take milliseconds. A join held up by the silent sockets (an accept loop or a
+    // handshake that waits on them) would take up to handshake_timeout_ms (4 s); the
+    // bound is far under that yet far over what load from other processes on a shared
+    // 2-core machine adds (the clean p50 was measured at another moment of that load).
+    let bound = (clean_p50 * 3).max(Duration::from_millis(500));
     assert!(
-        loaded_p50 < clean_p50 * 2 + Duration::from_millis(50),
-        "join p50 {loaded_p50:?} under 1,000 silent sockets vs {clean_p50:?} clean"
+        loaded_p50 < bound,
+        "join p50 {loaded_p50:?} under 1,000 silent sockets vs {clean_p50:?} clean (bound {bound:?})"
     );
     // After the handshake bound every silent socket is closed by the server.
     let reaped = Instant::now();

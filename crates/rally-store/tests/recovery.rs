@@ -6,15 +6,13 @@
 //! binaries one after another, so no other PostgreSQL test is running meanwhile. (Under
 //! cargo-nextest, which runs binaries side by side, run this one on its own.)
 
-mod common;
-
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rally_store::{Store, StoreError};
 use serde_json::json;
 
-use common::TestDb;
+use rally_testkit::db::{self as testkit, TestDb};
 
 /// Runs `$RALLY_TEST_PG_CTL <action>`, failing the test (with its output) if it fails.
 fn pg_ctl(ctl: &str, action: &str) {
@@ -46,16 +44,19 @@ async fn postgres_unavailable_then_recovers() {
     let Some(db) = TestDb::postgres().await else {
         return;
     };
-    let Some(ctl) = std::env::var(common::PG_CTL).ok().filter(|c| !c.is_empty()) else {
-        common::skip("the PostgreSQL recovery test (needs RALLY_TEST_PG_CTL too)");
+    let Some(ctl) = std::env::var(testkit::PG_CTL)
+        .ok()
+        .filter(|c| !c.is_empty())
+    else {
+        testkit::skip("the PostgreSQL recovery test (needs RALLY_TEST_PG_CTL too)");
         db.cleanup().await;
         return;
     };
     let timeout = Duration::from_secs(1);
-    let mut config = db.config();
+    let mut config = db.store_config();
     config.timeout = timeout;
     let store = Store::open_with(config).await.unwrap();
-    let me = store.device_login(&common::device_id()).await.unwrap();
+    let me = store.device_login(&testkit::device_id()).await.unwrap();
     assert_eq!(
         store.kv_put(me.id, "k", &json!(1), None, false).await,
         Ok(1)

@@ -1,16 +1,16 @@
 //! The storage suite: every case is written once (module `cases`) and run on both
 //! backends, `sqlite::<case>` always and `postgres::<case>` when `RALLY_TEST_POSTGRES_URL`
-//! is set (see `common`). Cases use the public API only; the SQLite-only file checks
+//! is set (see `rally_testkit::db`). Cases use the public API only; the SQLite-only file checks
 //! (journal mode, integrity) open the file itself.
-
-mod common;
 
 use std::time::{Duration, Instant, SystemTime};
 
 use rally_store::{AccountId, Store, StoreConfig, StoreError};
 use serde_json::json;
 
-use common::TestDb;
+use rally_testkit::db::{self as testkit, TestDb};
+use rally_testkit::eventually as testkit_wait;
+use std::future::Future as _;
 
 /// Runs each listed case as `sqlite::<case>` and `postgres::<case>`.
 macro_rules! on_both_backends {
@@ -19,7 +19,7 @@ macro_rules! on_both_backends {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
-                    let db = crate::common::TestDb::sqlite();
+                    let db = rally_testkit::TestDb::sqlite();
                     crate::cases::$case(&db).await;
                     db.cleanup().await;
                 }
@@ -29,7 +29,7 @@ macro_rules! on_both_backends {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
-                    let Some(db) = crate::common::TestDb::postgres().await else { return };
+                    let Some(db) = rally_testkit::TestDb::postgres().await else { return };
                     crate::cases::$case(&db).await;
                     db.cleanup().await;
                 }
@@ -70,12 +70,12 @@ mod cases {
     use super::*;
 
     pub async fn migrations_are_idempotent(db: &TestDb) {
-        let store = db.open().await;
-        let me = store.device_login(&common::device_id()).await.unwrap();
+        let store = db.open_store().await;
+        let me = store.device_login(&testkit::device_id()).await.unwrap();
         store.close().await;
 
         // Opening again runs the migrator over an up-to-date schema; so does `migrate`.
-        let store = db.open().await;
+        let store = db.open_store().await;
         rally_store::migrate(&db.url).await.unwrap();
         store.migrate().await.unwrap();
         assert_eq!(store.account(me.id).await.unwrap(), me);
@@ -83,14 +83,14 @@ mod cases {
     }
 
     pub async fn device_login_finds_or_creates(db: &TestDb) {
-        let store = db.open().await;
-        let device = common::device_id();
+        let store = db.open_store().await;
+        let device = testkit::device_id();
         let first = store.device_login(&device).await.unwrap();
         assert_eq!(first.display_name, format!("player-{}", first.id));
         let again = store.device_login(&device).await.unwrap();
         assert_eq!(again, first, "the same device finds the same account");
 
-        let other = store.device_login(&common::device_id()).await.unwrap();
+        let other = store.device_login(&testkit::device_id()).await.unwrap();
         assert_ne!(other.id, first.id);
 
         // Custom ids are their own space: the same string is another account.
@@ -107,9 +107,9 @@ mod cases {
     }
 
     pub async fn concurrent_first_logins_make_one_account(db: &TestDb) {
-        let store = db.open().await;
+        let store = db.open_store().await;
         for _ in 0..3 {
-            let device = common::device_id();
+            let device = testkit::device_id();
             let tasks: Vec<_> = (0..32)
                 .map(|_| {
                     let store = store.clone();
@@ -130,8 +130,8 @@ mod cases {
     }
 
     pub async fn invalid_arguments_are_refused(db: &TestDb) {
-        let store = db.open().await;
-        let me = store.device_login(&common::device_id()).await.unwrap();
+        let store = db.open_store().await;
+        let me = store.device_login(&testkit::device_id()).await.unwrap();
 
         assert_eq!(
             invalid_field(store.device_login("short").await),
@@ -212,14 +212,14 @@ mod cases {
     }
 
     pub async fn profile_display_name(db: &TestDb) {
-        let store = db.open().await;
-        let me = store.device_login(&common::device_id()).await.unwrap();
+        let store = db.open_store().await;
+        let me = store.device_login(&testkit::device_id()).await.unwrap();
         store.set_display_name(me.id, "Zoë 🦀").await.unwrap();
         let read = store.account(me.id).await.unwrap();
         assert_eq!(read.display_name, "Zoë 🦀");
         assert_eq!(read.created_at, me.created_at);
         // Login returns the profile too.
-        let device_again = store.device_login(&common::device_id()).await.unwrap();
+        let device_again = store.device_login(&testkit::device_id()).await.unwrap();
         assert_ne!(device_again.display_name, "Zoë 🦀");
 
         let nobody = AccountId(i64::MAX);
@@ -235,8 +235,8 @@ mod cases {
     }
 
     pub async fn stats_count_sessions_and_games(db: &TestDb) {
-        let store = db.open().await;
-        let me = store.device_login(&common::device_id()).await.unwrap();
+        let store = db.open_store().await;
+        let me = store.device_login(&testkit::device_id()).await.unwrap();
         store.record_session(me.id, 1_500).await.unwrap();
         store.record_session(me.id, 2_500).await.unwrap();
         store.record_game(me.id).await.unwrap();
@@ -273,8 +273,8 @@ mod cases {
     }
 
     pub async fn kv_versions(db: &TestDb) {
-        let store = db.open().await;
-        let me = store.device_login(&common::device_id()).await.unwrap();
+        let store = db.open_store().await;
+        let me = store.device_login(&testkit::device_id()).await.unwrap();
 
         assert_eq!(store.kv_get(me.id, "save").await.unwrap(), None);
         assert_eq!(
@@ -364,8 +364,8 @@ mod cases {
     }
 
     pub async fn kv_concurrent_writers_one_wins(db: &TestDb) {
-        let store = db.open().await;
-        let me = store.device_login(&common::device_id()).await.unwrap();
+        let store = db.open_store().await;
+        let me = store.device_login(&testkit::device_id()).await.unwrap();
         // Racing creators: one creates, the rest see version 1.
         let results = race(&store, me.id, None).await;
         assert_eq!(results.iter().filter(|r| **r == Ok(1)).count(), 1);
@@ -404,9 +404,9 @@ mod cases {
     }
 
     pub async fn kv_permissions(db: &TestDb) {
-        let store = db.open().await;
-        let owner = store.device_login(&common::device_id()).await.unwrap().id;
-        let other = store.device_login(&common::device_id()).await.unwrap().id;
+        let store = db.open_store().await;
+        let owner = store.device_login(&testkit::device_id()).await.unwrap().id;
+        let other = store.device_login(&testkit::device_id()).await.unwrap().id;
         store
             .kv_put(owner, "private", &json!("mine"), None, false)
             .await
@@ -461,10 +461,10 @@ mod cases {
     }
 
     pub async fn kv_values_and_limits(db: &TestDb) {
-        let mut config = db.config();
+        let mut config = db.store_config();
         config.max_value_bytes = 64;
         let store = Store::open_with(config).await.unwrap();
-        let me = store.device_login(&common::device_id()).await.unwrap();
+        let me = store.device_login(&testkit::device_id()).await.unwrap();
         let value =
             json!({"n": -1.5, "big": 9007199254740993_u64, "s": "é\u{1F980}\"", "l": [true, null]});
         store.kv_put(me.id, "v", &value, None, false).await.unwrap();
@@ -484,10 +484,10 @@ mod cases {
     }
 
     pub async fn match_results(db: &TestDb) {
-        let store = db.open().await;
-        let a = store.device_login(&common::device_id()).await.unwrap().id;
-        let b = store.device_login(&common::device_id()).await.unwrap().id;
-        let c = store.device_login(&common::device_id()).await.unwrap().id;
+        let store = db.open_store().await;
+        let a = store.device_login(&testkit::device_id()).await.unwrap().id;
+        let b = store.device_login(&testkit::device_id()).await.unwrap().id;
+        let c = store.device_login(&testkit::device_id()).await.unwrap().id;
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_000_000_000);
 
         let first = store
@@ -541,7 +541,7 @@ mod cases {
         assert_eq!(store.recent_matches(a, 10).await.unwrap().len(), 2);
 
         // Results are bounded like values.
-        let mut config = db.config();
+        let mut config = db.store_config();
         config.max_result_bytes = 10;
         let small = Store::open_with(config).await.unwrap();
         assert_eq!(
@@ -557,9 +557,9 @@ mod cases {
     }
 
     pub async fn durable_without_close(db: &TestDb) {
-        let device = common::device_id();
+        let device = testkit::device_id();
         let (me, version) = {
-            let store = db.open().await;
+            let store = db.open_store().await;
             let me = store.device_login(&device).await.unwrap();
             store.set_display_name(me.id, "Kept").await.unwrap();
             let v = store
@@ -570,7 +570,7 @@ mod cases {
             // Dropped without close: only what was committed counts.
             (me, v)
         };
-        let store = db.open().await;
+        let store = db.open_store().await;
         let again = store.device_login(&device).await.unwrap();
         assert_eq!(again.id, me.id);
         assert_eq!(again.display_name, "Kept");
@@ -581,21 +581,43 @@ mod cases {
     }
 
     pub async fn close_waits_for_in_flight_writes(db: &TestDb) {
-        let store = db.open().await;
-        let me = store.device_login(&common::device_id()).await.unwrap();
+        let store = db.open_store().await;
+        let me = store.device_login(&testkit::device_id()).await.unwrap();
         // Writes held in flight (waiting on another connection's lock) when close begins.
         let blocker = db.block_kv_writes().await;
+        // A write is in flight once its first poll has run: `Store::call` takes its
+        // in-flight permit there, before its first wait. Counting first polls (rather
+        // than sleeping and hoping) makes "in flight when close begins" hold on a loaded
+        // machine too.
+        let started = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let writers: Vec<_> = (0..10)
             .map(|i| {
                 let store = store.clone();
+                let started = started.clone();
                 tokio::spawn(async move {
-                    store
-                        .kv_put(me.id, &format!("k{i}"), &json!(i), None, false)
-                        .await
+                    let key = format!("k{i}");
+                    let value = json!(i);
+                    let mut put = std::pin::pin!(store.kv_put(me.id, &key, &value, None, false));
+                    let mut first = true;
+                    std::future::poll_fn(|cx| {
+                        let poll = put.as_mut().poll(cx);
+                        if std::mem::take(&mut first) {
+                            started.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        }
+                        poll
+                    })
+                    .await
                 })
             })
             .collect();
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        testkit_wait("the ten writes are in flight", || {
+            started.load(std::sync::atomic::Ordering::SeqCst) == 10
+        })
+        .await;
+        assert!(
+            writers.iter().all(|w| !w.is_finished()),
+            "the writes wait on the blocker"
+        );
         let closing = tokio::spawn({
             let store = store.clone();
             async move { store.close().await }
@@ -615,7 +637,7 @@ mod cases {
             assert_eq!(w.await.unwrap(), Ok(1), "every write in flight completed");
         }
 
-        let store = db.open().await;
+        let store = db.open_store().await;
         assert_eq!(store.kv_list(me.id).await.unwrap().len(), 10);
         store.close().await;
     }
@@ -624,10 +646,24 @@ mod cases {
     /// timeout instead of hanging, and for good: releasing the lock later does not let it
     /// through. Reads go on meanwhile.
     pub async fn blocked_write_is_unavailable_within_the_timeout(db: &TestDb) {
-        let mut config = db.config();
+        // Setup and the checks that are not about the bound use the default timeout: on a
+        // loaded machine a new connection alone can take longer than 400 ms.
+        let roomy = db.open_store().await;
+        let me = roomy.device_login(&testkit::device_id()).await.unwrap();
+        let mut config = db.store_config();
         config.timeout = Duration::from_millis(400);
-        let store = Store::open_with(config).await.unwrap();
-        let me = store.device_login(&common::device_id()).await.unwrap();
+        let store = Store::connect(config).await.unwrap();
+        // Warm its pool first: the bound is about the lock, and a connection made on a
+        // loaded machine may alone take longer than it.
+        let mut warm = false;
+        for _ in 0..40 {
+            if store.account(me.id).await.is_ok() {
+                warm = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(warm, "the 400 ms store never got a connection");
         let blocker = db.block_kv_writes().await;
 
         let started = Instant::now();
@@ -641,17 +677,18 @@ mod cases {
             "{:?}",
             started.elapsed()
         );
-        assert_eq!(store.account(me.id).await.unwrap().id, me.id);
+        assert_eq!(roomy.account(me.id).await.unwrap().id, me.id);
 
         // Past the statement's own bound, the refused write is gone for good.
         tokio::time::sleep(Duration::from_millis(400)).await;
         blocker.release().await;
-        assert_eq!(store.kv_get(me.id, "k").await, Ok(None));
+        assert_eq!(roomy.kv_get(me.id, "k").await, Ok(None));
         assert_eq!(
-            store.kv_put(me.id, "k", &json!(1), None, false).await,
+            roomy.kv_put(me.id, "k", &json!(1), None, false).await,
             Ok(1)
         );
         store.close().await;
+        roomy.close().await;
     }
 }
 
@@ -660,9 +697,9 @@ mod cases {
 #[tokio::test]
 async fn sqlite_file_is_wal_and_intact() {
     let db = TestDb::sqlite();
-    let store = db.open().await;
+    let store = db.open_store().await;
     assert_eq!(store.backend(), rally_store::Backend::Sqlite);
-    let me = store.device_login(&common::device_id()).await.unwrap();
+    let me = store.device_login(&testkit::device_id()).await.unwrap();
     for i in 0..50 {
         store
             .kv_put(me.id, &format!("k{i}"), &json!(i), None, i % 2 == 0)
@@ -776,7 +813,7 @@ async fn postgres_tls_refusal_is_not_transient() {
     let Some(db) = TestDb::postgres().await else {
         return;
     };
-    let mut config = db.config();
+    let mut config = db.store_config();
     config.database_url.push_str("&sslmode=require");
     let err = Store::open_with(config).await.unwrap_err();
     assert!(matches!(err, StoreError::Other { .. }), "{err:?}");

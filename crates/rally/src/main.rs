@@ -120,27 +120,57 @@ fn init_logs(level: &str, format: LogFormat) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Completes at the first SIGINT or SIGTERM.
-async fn signal() {
+/// SIGINT and SIGTERM, watched from when this is made. tokio installs its handler when a
+/// signal stream is created, not when it is first polled: made before the server binds,
+/// a signal that arrives once it says it is serving starts the drain instead of killing
+/// the process (the default action), and a second one is kept until it is read.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot watch SIGTERM; only SIGINT stops the server");
-                let _ = tokio::signal::ctrl_c().await;
+    int: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    term: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn watch() -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let watch = |kind, name: &str| {
+                signal(kind)
+                    .map_err(|e| tracing::warn!(error = %e, "cannot watch {name}"))
+                    .ok()
+            };
+            Signals {
+                int: watch(SignalKind::interrupt(), "SIGINT"),
+                term: watch(SignalKind::terminate(), "SIGTERM"),
             }
         }
+        #[cfg(not(unix))]
+        Signals {}
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+
+    /// Completes at the next SIGINT or SIGTERM.
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        {
+            async fn next(s: &mut Option<tokio::signal::unix::Signal>) {
+                match s {
+                    Some(s) => {
+                        let _ = s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            }
+            tokio::select! {
+                _ = next(&mut self.int) => {}
+                _ = next(&mut self.term) => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
@@ -159,13 +189,14 @@ async fn serve(m: &ArgMatches) -> anyhow::Result<ExitCode> {
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "cannot read or raise the open-file limit"),
     }
+    let mut signals = Signals::watch();
     let server = Server::builder(config, games()).bind().await?;
     let report = server
-        .run(async {
-            signal().await;
+        .run(async move {
+            signals.recv().await;
             tracing::info!("signal received; a second signal exits at once");
-            tokio::spawn(async {
-                signal().await;
+            tokio::spawn(async move {
+                signals.recv().await;
                 tracing::warn!("second signal: exiting without finishing the drain");
                 std::process::exit(i32::from(EXIT_INTERRUPTED));
             });

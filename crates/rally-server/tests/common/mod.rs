@@ -61,6 +61,22 @@ impl Client {
         }
     }
 
+    /// A WebSocket client connecting from `source` (see [`Client::tcp_from`]).
+    pub async fn ws_from(addr: SocketAddr, source: std::net::IpAddr) -> Client {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind(SocketAddr::new(source, 0))
+            .expect("bind source");
+        let stream = socket.connect(addr).await.expect("connect");
+        let (ws, _) = tokio_tungstenite::client_async(
+            format!("ws://{addr}/ws"),
+            tokio_tungstenite::MaybeTlsStream::Plain(stream),
+        )
+        .await
+        .expect("ws upgrade");
+        Client::Ws(Box::new(ws))
+    }
+
     pub async fn ws(addr: SocketAddr) -> Client {
         let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
             .await

@@ -107,7 +107,17 @@ struct Profile {
     /// Seeds run by default, and seeds that found bugs (run too, so they stay fixed).
     seeds: u64,
     regressions: &'static [u64],
+    /// What the default seeds must have made happen, summed over them: a family whose
+    /// faults stopped happening (a planner that plans nothing, a buffer that never fills)
+    /// would pass every seed while testing nothing. Each floor is well under what the
+    /// default seeds produce (about a quarter of the counts in the comments, measured on
+    /// 25bb49e), so a change in the stories a seed tells does not trip it; checked only on
+    /// the default seeds.
+    floors: &'static [Floor],
 }
+
+/// A floor: what it counts, how to read it from the summed [`Stats`], and its minimum.
+type Floor = (&'static str, fn(&Stats) -> u64, u64);
 
 /// Roomy buffers: faults show up as drops, silences and resumes.
 const STANDARD: Profile = Profile {
@@ -119,6 +129,14 @@ const STANDARD: Profile = Profile {
     websocket_percent: 0,
     seeds: 200,
     regressions: &REGRESSION_SEEDS,
+    floors: &[
+        ("faults", |s| s.faults, 750),                   // 3087
+        ("drops", |s| s.drops, 175),                     // 707
+        ("resumes", |s| s.resumed, 250),                 // 1042
+        ("failed resumes", |s| s.resume_failed, 35),     // 147
+        ("inputs resent", |s| s.inputs_resent, 750),     // 3075
+        ("TIMEOUT endings", |s| s.server_timeouts, 160), // 648
+    ],
 };
 
 /// Small buffers and a short grace: a stalled link soon blocks the server's writes
@@ -132,6 +150,13 @@ const TIGHT: Profile = Profile {
     websocket_percent: 0,
     seeds: 100,
     regressions: &[],
+    floors: &[
+        ("faults", |s| s.faults, 400),                       // 1608
+        ("drops", |s| s.drops, 90),                          // 377
+        ("resumes", |s| s.resumed, 130),                     // 521
+        ("TIMEOUT endings", |s| s.server_timeouts, 70),      // 287
+        ("SLOW_CONSUMER endings", |s| s.slow_consumers, 30), // 131
+    ],
 };
 
 /// The server shuts down in the middle of play, faults and all: every player is told,
@@ -142,6 +167,12 @@ const SHUTDOWN: Profile = Profile {
     shutdown_between: Some((1000, 2500)),
     seeds: 60,
     regressions: &[],
+    floors: &[
+        ("faults", |s| s.faults, 175),                             // 702
+        ("shutdowns that had to drain", |s| s.drains_expected, 6), // 24
+        ("drained shutdowns", |s| s.drained, 15),                  // 60
+        ("resumes", |s| s.resumed, 7),                             // 29
+    ],
     ..STANDARD
 };
 
@@ -152,6 +183,11 @@ const WEBSOCKET: Profile = Profile {
     websocket_percent: 50,
     seeds: 60,
     regressions: &[],
+    floors: &[
+        ("faults", |s| s.faults, 200),  // 871
+        ("drops", |s| s.drops, 50),     // 215
+        ("resumes", |s| s.resumed, 75), // 308
+    ],
     ..STANDARD
 };
 
@@ -573,6 +609,22 @@ fn run_seeds(profile: &Profile) {
         simulated.as_secs_f64()
     );
     assert!(failed.is_empty(), "seeds failed: {failed:?}");
+    if std::env::var_os("RALLY_SIM_SEED").is_none() && std::env::var_os("RALLY_SIM_SEEDS").is_none()
+    {
+        let short: Vec<String> = profile
+            .floors
+            .iter()
+            .filter_map(|(what, count, floor)| {
+                let n = count(&total);
+                (n < *floor).then(|| format!("{what}: {n} < {floor}"))
+            })
+            .collect();
+        assert!(
+            short.is_empty(),
+            "{}: the default seeds no longer exercise what this family is for: {short:?}",
+            profile.test
+        );
+    }
 }
 
 /// A seed replays: `RALLY_SIM_SEED=N` shows the very run that failed.

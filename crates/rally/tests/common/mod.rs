@@ -18,47 +18,99 @@ pub struct Served {
     pub child: Child,
     /// Its TCP game address.
     pub tcp: String,
+    /// Its WebSocket and admin listeners' addresses (`host:port`).
+    pub ws: String,
+    pub admin: String,
+    /// Every line it has logged so far (stderr), kept for tests that read the logs.
+    pub logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 /// Starts `rally serve` on ephemeral ports with `database_url` and extra flags; returns once
 /// it logs that it is serving.
 pub async fn serve(database_url: &str, extra: &[&str]) -> Served {
+    serve_on("127.0.0.1", database_url, extra).await
+}
+
+/// Like [`serve`], with every listener on `host` port 0 (`::1` for IPv6). A
+/// `--shutdown-grace-ms` in `extra` replaces the default of 2000.
+pub async fn serve_on(host: &str, database_url: &str, extra: &[&str]) -> Served {
+    let any = |h: &str| {
+        if h.contains(':') {
+            format!("[{h}]:0")
+        } else {
+            format!("{h}:0")
+        }
+    };
+    let grace: &[&str] = if extra.contains(&"--shutdown-grace-ms") {
+        &[]
+    } else {
+        &["--shutdown-grace-ms", "2000"]
+    };
     let mut child = Command::new(RALLY)
-        .args(["serve", "--tcp", "127.0.0.1:0", "--http", "127.0.0.1:0"])
-        .args(["--admin", "127.0.0.1:0", "--log-format", "json"])
-        .args([
-            "--shutdown-grace-ms",
-            "2000",
-            "--database-url",
-            database_url,
-        ])
+        .args(["serve", "--tcp", &any(host), "--http", &any(host)])
+        .args(["--admin", &any(host), "--log-format", "json"])
+        .args(grace)
+        .args(["--database-url", database_url])
         .args(extra)
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .kill_on_drop(true)
         .spawn()
         .expect("start rally serve");
+    let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = |line: &str| {
+        if let Ok(mut l) = logs.lock() {
+            l.push(line.to_owned());
+        }
+    };
     let mut lines = BufReader::new(child.stderr.take().expect("piped stderr")).lines();
-    let tcp = tokio::time::timeout(LIMIT, async {
+    let (tcp, ws, admin) = tokio::time::timeout(LIMIT, async {
         while let Some(line) = lines.next_line().await.expect("read the logs") {
+            keep(&line);
             let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
                 continue;
             };
             // JSON log lines are flat: the event's fields sit beside `message`.
             if v["message"] == "rally is serving" {
-                return v["tcp"].as_str().expect("tcp address").to_owned();
+                let field = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
+                let ws = field("ws");
+                let ws = ws.trim_start_matches("ws://").trim_end_matches("/ws");
+                return (field("tcp"), ws.to_owned(), field("admin"));
             }
         }
         panic!("rally serve exited before serving");
     })
     .await
     .expect("rally serve starts in time");
-    // Keep draining the logs so the child never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Served { child, tcp }
+    // Keep draining (and keeping) the logs so the child never blocks on a full pipe.
+    let kept = logs.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Ok(mut l) = kept.lock() {
+                l.push(line);
+            }
+        }
+    });
+    Served {
+        child,
+        tcp,
+        ws,
+        admin,
+        logs,
+    }
 }
 
 impl Served {
+    /// Sends `signal` (`INT`, `TERM`) to the process.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.id().expect("running");
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{signal} {pid}");
+    }
+
     /// SIGTERM, then waits for the drain; returns whether it exited 0.
     pub async fn terminate(mut self) -> bool {
         let pid = self.child.id().expect("running");
@@ -85,6 +137,8 @@ pub struct Player {
     stream: TcpStream,
     buf: Vec<u8>,
     next_req: u32,
+    /// The resume token of its `welcome`.
+    pub resume_token: String,
 }
 
 /// A reply: the success message, or the error's code and message.
@@ -94,12 +148,35 @@ impl Player {
     /// Connects and says `hello` (with a session token if given); returns the player and
     /// welcome's account id.
     pub async fn connect(addr: &str, token: Option<&str>) -> (Player, u64) {
+        let (mut p, reply) = Player::hello(addr, token).await;
+        match reply {
+            Some(ServerMessage::Welcome {
+                account_id,
+                resume_token,
+                ..
+            }) => {
+                p.resume_token = resume_token;
+                (p, account_id)
+            }
+            other => panic!("expected welcome, got {other:?}"),
+        }
+    }
+
+    /// Connects and says `hello` with `token`; returns the first reply (`welcome`, or the
+    /// error a refused token gets), without judging it.
+    pub async fn try_connect(addr: &str, token: &str) -> Option<ServerMessage> {
+        Player::hello(addr, Some(token)).await.1
+    }
+
+    /// Connects, says `hello`, and reads the first reply (`None`: closed first).
+    async fn hello(addr: &str, token: Option<&str>) -> (Player, Option<ServerMessage>) {
         let stream = TcpStream::connect(addr).await.expect("connect");
-        stream.set_nodelay(true).unwrap();
+        stream.set_nodelay(true).expect("TCP_NODELAY");
         let mut p = Player {
             stream,
             buf: Vec::new(),
             next_req: 1,
+            resume_token: String::new(),
         };
         p.send(ClientMessage::Hello {
             version: 1,
@@ -109,10 +186,8 @@ impl Player {
         })
         .await
         .expect("send hello");
-        match p.recv().await {
-            Some(ServerMessage::Welcome { account_id, .. }) => (p, account_id),
-            other => panic!("expected welcome, got {other:?}"),
-        }
+        let reply = p.recv().await;
+        (p, reply)
     }
 
     pub async fn send(&mut self, msg: ClientMessage<'_>) -> std::io::Result<()> {
