@@ -1,11 +1,9 @@
-//! Servers starting at once against one fresh PostgreSQL database all migrate it: every
-//! open succeeds, each migration is applied exactly once, and every store can then write
-//! and read the others' rows. This rests on sqlx's advisory lock.
-//!
-//! Not on SQLite: there sqlx takes no lock, and two stores opening one fresh file at once
-//! can both run the first migration ("table accounts already exists"; seen once in a few
-//! runs on a loaded machine). One server per SQLite file is the documented setup; a
-//! `rally migrate` racing a `rally serve` on one new file is the case that would hit it.
+//! Servers starting at once against one fresh database all migrate it: every open
+//! succeeds, each migration is applied exactly once, and every store can then write and
+//! read the others' rows. On PostgreSQL this rests on sqlx's advisory lock; on SQLite,
+//! where sqlx takes none, on the store's own lock file beside the database (without it,
+//! two stores opening one fresh file at once both ran the first migration: "table accounts
+//! already exists").
 
 use rally_store::Store;
 use serde_json::json;
@@ -77,11 +75,30 @@ async fn servers_migrating_at_once(db: &TestDb) {
 async fn applied_migrations(db: &TestDb) -> Vec<(i64, bool)> {
     const QUERY: &str = "SELECT version, success FROM _sqlx_migrations ORDER BY version";
     use sqlx::Connection as _;
+    if db.backend() == "sqlite" {
+        let mut conn = sqlx::SqliteConnection::connect(&db.url)
+            .await
+            .expect("connect");
+        return sqlx::query_as(QUERY)
+            .fetch_all(&mut conn)
+            .await
+            .expect("read _sqlx_migrations");
+    }
     let mut conn = sqlx::PgConnection::connect(&db.url).await.expect("connect");
     sqlx::query_as(QUERY)
         .fetch_all(&mut conn)
         .await
         .expect("read _sqlx_migrations")
+}
+
+/// The race is a narrow window, so it is run many times, each on a new file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_servers_migrating_one_new_file_at_once() {
+    for _ in 0..20 {
+        let db = TestDb::sqlite();
+        servers_migrating_at_once(&db).await;
+        db.cleanup().await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
