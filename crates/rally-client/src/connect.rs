@@ -159,7 +159,7 @@ async fn open(
                     return Err(Error::Protocol(format!("expected welcome, got {other:?}")))
                 }
                 Some(Incoming::Close) => return Err(Error::PeerClosed),
-                Some(Incoming::Ping(_) | Incoming::Nothing) => {}
+                Some(Incoming::Ping | Incoming::Nothing) => {}
                 None => {
                     inbound.buf.reserve(READ_CHUNK);
                     if stream.read_buf(&mut inbound.buf).await? == 0 {

@@ -52,15 +52,20 @@
 //! - `wire`: framing of outgoing messages and decoding of incoming ones, per transport.
 //! - `upgrade`: the client side of the WebSocket upgrade.
 //! - `connect`: opening one connection through `welcome`, and racing several addresses.
-//! - `said`: what one server message means, classified once for both drivers below.
-//! - [`connection`]: the [`Connection`]: one session driven by the caller's task.
+//! - `said`: what one server message means, classified once.
+//! - `ask`: the requests (login, join, leave, chat), each written once: its message and
+//!   the reply it wants.
+//! - [`connection`]: the [`Connection`]: one session driven by the caller's task; the
+//!   one place that reads the socket and dispatches what the server says.
 //! - `shared`: the state the client handle and the connection task share.
 //! - [`client`]: the [`Client`] handle: join, inputs, chat, leave, ping, close.
-//! - `driver`: the connection task: reads, writes, keep-alive, replies, reconnection.
+//! - `driver`: the connection task, owning a [`Connection`]: its results become replies
+//!   and events; keep-alive and reconnection.
 //! - [`events`]: the [`Events`] stream and what it yields.
 #![warn(missing_docs, unreachable_pub)]
 #![forbid(unsafe_code)]
 
+mod ask;
 pub mod client;
 pub mod config;
 mod connect;
