@@ -177,11 +177,17 @@ async fn session(shared: &Shared, conn: &mut Connection) -> Ended {
 /// the seat: `TIMEOUT`, `SLOW_CONSUMER`), or the end (a fatal server error, a broken
 /// protocol). A close under way makes every loss of the connection the expected end.
 fn ended_by(shared: &Shared, e: Error) -> Ended {
+    let closing = shared.lock().phase == Phase::Closing;
+    ending(closing, e)
+}
+
+/// [`ended_by`], told whether a close is under way.
+fn ending(closing: bool, e: Error) -> Ended {
     let lost = matches!(
         e,
         Error::Io(_) | Error::PeerClosed | Error::UnknownServerError { .. }
     );
-    if lost && shared.lock().phase == Phase::Closing {
+    if lost && closing {
         return Ended::Closed;
     }
     match e {
@@ -250,4 +256,49 @@ fn dispatch(shared: &Shared, conn: &Connection, next: Next) -> Option<Ended> {
     };
     shared.emit(event);
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(code: ErrorCode) -> Error {
+        Error::Server {
+            code,
+            message: "m".into(),
+        }
+    }
+
+    #[test]
+    fn drops_reconnect_and_fatal_errors_end() {
+        let reset = Error::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        for e in [
+            reset.clone(),
+            Error::PeerClosed,
+            server(ErrorCode::Timeout),
+            server(ErrorCode::SlowConsumer),
+        ] {
+            assert!(matches!(ending(false, e.clone()), Ended::Dropped(_)), "{e}");
+        }
+        let unknown = Error::UnknownServerError {
+            code: 999,
+            message: "?".into(),
+        };
+        for e in [
+            unknown.clone(),
+            server(ErrorCode::ServerFull),
+            server(ErrorCode::Kicked),
+            Error::Protocol("bad frame".into()),
+        ] {
+            assert!(matches!(ending(false, e.clone()), Ended::Fatal(_)), "{e}");
+        }
+        // While closing, the connection going away is the goodbye; a fatal error is not.
+        for e in [reset, Error::PeerClosed, unknown] {
+            assert!(matches!(ending(true, e.clone()), Ended::Closed), "{e}");
+        }
+        assert!(matches!(
+            ending(true, server(ErrorCode::BadMessage)),
+            Ended::Fatal(_)
+        ));
+    }
 }

@@ -281,5 +281,7 @@ mod tests {
         assert!(matches!(resumed, Said::Resumed(_)));
         follow_room(&mut room, &resumed);
         assert!(room.is_some());
+        follow_room(&mut room, &error(ErrorCode::ResumeFailed, 0));
+        assert!(room.is_none(), "a failed resume leaves the room asked back");
     }
 }
