@@ -15,6 +15,7 @@ use tokio::time::Instant;
 
 use crate::ask::{self, Ask};
 use crate::config::Config;
+use crate::connect::Tokens;
 use crate::connection::Session;
 use crate::error::Error;
 use crate::events::Events;
@@ -83,7 +84,7 @@ impl Client {
     pub async fn connect(config: Config) -> Result<(Client, Events), Error> {
         config.check().map_err(Error::Config)?;
         let config = Arc::new(config);
-        let (conn, welcome) = connect::open_any(&config, None, None).await?;
+        let (conn, welcome) = connect::open_any(&config, Tokens::default()).await?;
         let shared = Arc::new(Shared::new(
             welcome,
             config.transport,

@@ -73,7 +73,7 @@ use tokio::time::Instant;
 use crate::ask::{self, Ask};
 use crate::client::{Room, Welcome};
 use crate::config::{Config, Transport};
-use crate::connect::{self, Conn, READ_CHUNK};
+use crate::connect::{self, Conn, Tokens, READ_CHUNK};
 use crate::error::Error;
 use crate::events::{ChatLine, State};
 use crate::retry::{jitter_unit, RetryPolicy};
@@ -255,7 +255,7 @@ impl Connection {
     /// queues events.
     pub async fn connect(config: &Config) -> Result<Connection, Error> {
         config.check().map_err(Error::Config)?;
-        let (conn, welcome) = connect::open_any(config, None, None).await?;
+        let (conn, welcome) = connect::open_any(config, Tokens::default()).await?;
         Ok(Connection::new(conn, welcome, config))
     }
 

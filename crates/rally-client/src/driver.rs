@@ -16,7 +16,7 @@ use rally_protocol::{ClientMessage, ErrorCode};
 use tokio::time::Instant;
 
 use crate::config::Config;
-use crate::connect::{self, Conn};
+use crate::connect::{self, Conn, Tokens};
 use crate::connection::{Connection, Message, Next};
 use crate::error::Error;
 use crate::events::Event;
@@ -72,9 +72,13 @@ pub(crate) async fn run(shared: Arc<Shared>, config: Arc<Config>, conn: Conn) {
         let (token, session) = token;
         tracing::debug!(error = %cause, resume = token.is_some(), "connection lost; reconnecting");
         shared.emit(Event::Disconnected(cause));
+        let tokens = Tokens {
+            resume: token.as_deref(),
+            session: session.as_deref(),
+        };
         let reopened = tokio::select! {
             // Boxed: the rare path should not grow every idle connection task.
-            r = Box::pin(connect::reopen(&config, addr, token.as_deref(), session.as_deref())) => r,
+            r = Box::pin(connect::reopen(&config, addr, tokens)) => r,
             () = closing(&shared) => break None,
         };
         match reopened {
