@@ -13,7 +13,9 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::ask::{self, Ask};
 use crate::config::Config;
+use crate::connect::Tokens;
 use crate::connection::Session;
 use crate::error::Error;
 use crate::events::Events;
@@ -82,7 +84,7 @@ impl Client {
     pub async fn connect(config: Config) -> Result<(Client, Events), Error> {
         config.check().map_err(Error::Config)?;
         let config = Arc::new(config);
-        let (conn, welcome) = connect::open_any(&config, None, None).await?;
+        let (conn, welcome) = connect::open_any(&config, Tokens::default()).await?;
         let shared = Arc::new(Shared::new(
             welcome,
             config.transport,
@@ -114,17 +116,7 @@ impl Client {
     /// it expired by then, an [`Event::Error`](crate::Event::Error) with `UNAUTHORIZED`
     /// says to log in again.
     pub async fn login(&self, provider: &str, credential: &str) -> Result<Session, Error> {
-        match self
-            .request(|req| ClientMessage::Login {
-                req,
-                provider,
-                credential,
-            })
-            .await?
-        {
-            Reply::Session(session) => Ok(session),
-            other => Err(unexpected(other)),
-        }
+        self.ask(ask::login(provider, credential)).await
     }
 
     /// [`login`](Self::login) with a device id.
@@ -140,13 +132,7 @@ impl Client {
     /// Joins a room of `kind` (join-or-create) and returns it once the server says
     /// `joined`; states of the room follow on the events stream.
     pub async fn join(&self, kind: &str) -> Result<Room, Error> {
-        match self
-            .request(|req| ClientMessage::Join { req, kind })
-            .await?
-        {
-            Reply::Joined(room) => Ok(room),
-            other => Err(unexpected(other)),
-        }
+        self.ask(ask::join(kind)).await
     }
 
     /// Sends one input: `seq` must increase from one input to the next (the server
@@ -177,22 +163,13 @@ impl Client {
     /// Says `text` to everyone in the room; returns once the server says `ok` (the line
     /// itself comes back on the events stream first).
     pub async fn chat(&self, text: &str) -> Result<(), Error> {
-        match self
-            .request(|req| ClientMessage::Chat { req, text })
-            .await?
-        {
-            Reply::Ok => Ok(()),
-            other => Err(unexpected(other)),
-        }
+        self.ask(ask::chat(text)).await
     }
 
     /// Leaves the current room; returns its id once the server says `left`. No state of
     /// that room follows.
     pub async fn leave(&self) -> Result<u64, Error> {
-        match self.request(|req| ClientMessage::Leave { req }).await? {
-            Reply::Left(room_id) => Ok(room_id),
-            other => Err(unexpected(other)),
-        }
+        self.ask(ask::leave()).await
     }
 
     /// Sends a `ping` and returns the round-trip time once its `pong` arrives. Not
@@ -208,7 +185,7 @@ impl Client {
             .await?
         {
             Reply::Pong => Ok(sent.elapsed()),
-            other => Err(unexpected(other)),
+            other => Err(Error::Protocol(format!("unexpected reply {other:?}"))),
         }
     }
 
@@ -242,11 +219,12 @@ impl Client {
     }
 
     /// A request with the retry policy: each attempt has a fresh id and its own timeout.
-    async fn request<'m>(&self, msg: impl Fn(u32) -> ClientMessage<'m>) -> Result<Reply, Error> {
-        retry(&self.config.retry, Error::is_retryable, || {
-            self.request_once(|req, _| (Key::Req(req), msg(req)))
+    async fn ask<T>(&self, ask: Ask<'_, T>) -> Result<T, Error> {
+        let reply = retry(&self.config.retry, Error::is_retryable, || {
+            self.request_once(|req, _| (Key::Req(req), ask.message(req)))
         })
-        .await
+        .await?;
+        ask.answer(reply)
     }
 
     /// Queues one message built by `build` (from a fresh request id and the shared
@@ -303,8 +281,4 @@ impl Drop for Forget<'_> {
     fn drop(&mut self) {
         self.shared.lock().forget(self.key);
     }
-}
-
-fn unexpected(reply: Reply) -> Error {
-    Error::Protocol(format!("unexpected reply {reply:?}"))
 }

@@ -30,23 +30,30 @@ pub(crate) struct Conn {
     pub(crate) addr: usize,
 }
 
+/// What a `hello` presents besides the version: the tokens of the session before, if
+/// any (none on a first connection).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Tokens<'a> {
+    /// The last `welcome`'s resume token: takes the seat back after a drop.
+    pub(crate) resume: Option<&'a str>,
+    /// The last `login`'s session token: logs in again without a `login`.
+    pub(crate) session: Option<&'a str>,
+}
+
 /// Opens a session on one of `config.addrs`: each address with the retry policy, all at
 /// once; the first to reach `welcome` wins and the others are dropped (cancelled).
 pub(crate) async fn open_any(
     config: &Config,
-    resume: Option<&str>,
-    session: Option<&str>,
+    tokens: Tokens<'_>,
 ) -> Result<(Conn, Welcome), Error> {
     if let [addr] = config.addrs.as_slice() {
-        return open_retried(config, 0, addr, resume, session).await;
+        return open_retried(config, 0, addr, tokens).await;
     }
     let mut racing: FuturesUnordered<_> = config
         .addrs
         .iter()
         .enumerate()
-        .map(
-            |(i, addr)| async move { (addr, open_retried(config, i, addr, resume, session).await) },
-        )
+        .map(|(i, addr)| async move { (addr, open_retried(config, i, addr, tokens).await) })
         .collect();
     let mut failures = Vec::new();
     while let Some((addr, result)) = racing.next().await {
@@ -58,21 +65,20 @@ pub(crate) async fn open_any(
     Err(Error::AllFailed(failures))
 }
 
-/// Reopens a session after a drop, presenting `resume`: first on the address that held
-/// the seat (only it knows the token), then, if it cannot be reached, on any.
+/// Reopens a session after a drop, presenting the resume token: first on the address
+/// that held the seat (only it knows the token), then, if it cannot be reached, on any.
 pub(crate) async fn reopen(
     config: &Config,
     last: usize,
-    resume: Option<&str>,
-    session: Option<&str>,
+    tokens: Tokens<'_>,
 ) -> Result<(Conn, Welcome), Error> {
     let Some(addr) = config.addrs.get(last) else {
-        return open_any(config, resume, session).await;
+        return open_any(config, tokens).await;
     };
-    match open_retried(config, last, addr, resume, session).await {
+    match open_retried(config, last, addr, tokens).await {
         Err(e) if config.addrs.len() > 1 => {
             tracing::debug!(%addr, error = %e, "reconnecting elsewhere");
-            open_any(config, resume, session).await
+            open_any(config, tokens).await
         }
         done => done,
     }
@@ -82,11 +88,10 @@ async fn open_retried(
     config: &Config,
     index: usize,
     addr: &str,
-    resume: Option<&str>,
-    session: Option<&str>,
+    tokens: Tokens<'_>,
 ) -> Result<(Conn, Welcome), Error> {
     retry(&config.retry, Error::is_retryable, || async {
-        let opened = open(config, index, addr, resume, session).await;
+        let opened = open(config, index, addr, tokens).await;
         if let Err(e) = &opened {
             tracing::debug!(%addr, error = %e, "connection attempt failed");
         }
@@ -101,8 +106,7 @@ async fn open(
     config: &Config,
     index: usize,
     addr: &str,
-    resume: Option<&str>,
-    session: Option<&str>,
+    tokens: Tokens<'_>,
 ) -> Result<(Conn, Welcome), Error> {
     tokio::time::timeout(config.connect_timeout, async {
         let mut stream = dial(addr, config.source_ip).await?;
@@ -118,8 +122,8 @@ async fn open(
             &ClientMessage::Hello {
                 version: PROTOCOL_VERSION,
                 client: &config.client_name,
-                resume,
-                token: session,
+                resume: tokens.resume,
+                token: tokens.session,
             },
             usize::MAX,
         )?;
@@ -159,7 +163,7 @@ async fn open(
                     return Err(Error::Protocol(format!("expected welcome, got {other:?}")))
                 }
                 Some(Incoming::Close) => return Err(Error::PeerClosed),
-                Some(Incoming::Ping(_) | Incoming::Nothing) => {}
+                Some(Incoming::Ping | Incoming::Nothing) => {}
                 None => {
                     inbound.buf.reserve(READ_CHUNK);
                     if stream.read_buf(&mut inbound.buf).await? == 0 {

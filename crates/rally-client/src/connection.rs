@@ -68,10 +68,12 @@ use rally_protocol::ws::{close_code, Opcode};
 use rally_protocol::{msgpack, ClientMessage, ErrorCode, Redacted};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
+use crate::ask::{self, Ask};
 use crate::client::{Room, Welcome};
 use crate::config::{Config, Transport};
-use crate::connect::{self, READ_CHUNK};
+use crate::connect::{self, Conn, Tokens, READ_CHUNK};
 use crate::error::Error;
 use crate::events::{ChatLine, State};
 use crate::retry::{jitter_unit, RetryPolicy};
@@ -175,6 +177,10 @@ pub struct Connection {
     unknown_error: Option<Error>,
     /// An error ended the connection (it was returned once); every call fails since.
     over: bool,
+    /// When bytes last came in and last went out: the [`Client`](crate::Client)'s task
+    /// keeps the session alive and notices a silent server by them.
+    last_read: Instant,
+    last_write: Instant,
 }
 
 impl fmt::Debug for Connection {
@@ -204,7 +210,7 @@ pub struct Session {
 
 /// What one buffered unit turned out to be, as owned values and places in the read
 /// buffer, so the connection can act on it before anything is lent out.
-enum Next {
+pub(crate) enum Next {
     /// Something [`Connection::recv`] returns.
     Found(Found),
     /// The reply to a request (`req` is never 0).
@@ -212,13 +218,16 @@ enum Next {
         req: u32,
         reply: Result<Reply, Error>,
     },
+    /// A `joined` that answers no request: the server gave the seat back after a
+    /// reconnection that presented a resume token (only the `Client` does).
+    Resumed(Room),
     /// Nothing for the caller: a WebSocket ping (answered), a pong frame, a fragment, a
     /// message type from a newer protocol revision, a second `welcome`.
     Nothing,
 }
 
 /// A [`Message`] with a place in the read buffer instead of a borrowed payload.
-enum Found {
+pub(crate) enum Found {
     State {
         tick: u64,
         last_seq: u32,
@@ -246,8 +255,14 @@ impl Connection {
     /// queues events.
     pub async fn connect(config: &Config) -> Result<Connection, Error> {
         config.check().map_err(Error::Config)?;
-        let (conn, welcome) = connect::open_any(config, None, None).await?;
-        Ok(Connection {
+        let (conn, welcome) = connect::open_any(config, Tokens::default()).await?;
+        Ok(Connection::new(conn, welcome, config))
+    }
+
+    /// The session `conn` opened, which `welcome` began.
+    pub(crate) fn new(conn: Conn, welcome: Welcome, config: &Config) -> Connection {
+        let now = Instant::now();
+        Connection {
             stream: conn.stream,
             inbound: conn.inbound,
             framing: Framing::new(config.transport),
@@ -261,7 +276,9 @@ impl Connection {
             max_outbound: config.max_outbound_bytes,
             unknown_error: None,
             over: false,
-        })
+            last_read: now,
+            last_write: now,
+        }
     }
 
     /// This end's address: the [`Config::source_ip`] it was made from, if one was set,
@@ -303,17 +320,7 @@ impl Connection {
     /// logins (its default) refuses joins and inputs with `UNAUTHORIZED` until then.
     /// Requested like [`Connection::join`].
     pub async fn login(&mut self, provider: &str, credential: &str) -> Result<Session, Error> {
-        match self
-            .request(|req| ClientMessage::Login {
-                req,
-                provider,
-                credential,
-            })
-            .await?
-        {
-            Reply::Session(session) => Ok(session),
-            other => Err(unexpected(other)),
-        }
+        self.ask(ask::login(provider, credential)).await
     }
 
     /// Joins a room of `kind` (join-or-create) and returns it once the server says
@@ -323,23 +330,14 @@ impl Connection {
     /// unprompted errors) are skipped; a `shutdown` fails the request with
     /// `SERVER_SHUTDOWN`.
     pub async fn join(&mut self, kind: &str) -> Result<Room, Error> {
-        match self
-            .request(|req| ClientMessage::Join { req, kind })
-            .await?
-        {
-            Reply::Joined(room) => Ok(room),
-            other => Err(unexpected(other)),
-        }
+        self.ask(ask::join(kind)).await
     }
 
     /// Leaves the current room; returns its id once the server says `left`, after the
     /// room's last state. Like [`Connection::join`], it skips what arrives before the
     /// reply.
     pub async fn leave(&mut self) -> Result<u64, Error> {
-        match self.request(|req| ClientMessage::Leave { req }).await? {
-            Reply::Left(room_id) => Ok(room_id),
-            other => Err(unexpected(other)),
-        }
+        self.ask(ask::leave()).await
     }
 
     /// Encodes one input into the write buffer; nothing is written yet (see
@@ -371,7 +369,10 @@ impl Connection {
         while self.written < self.out.len() {
             match self.stream.try_write(&self.out[self.written..]) {
                 Ok(0) => return Err(self.end(Error::PeerClosed)),
-                Ok(n) => self.written += n,
+                Ok(n) => {
+                    self.written += n;
+                    self.last_write = Instant::now();
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) => return Err(self.end(e.into())),
             }
@@ -387,7 +388,10 @@ impl Connection {
         while self.written < self.out.len() {
             match self.stream.write(&self.out[self.written..]).await {
                 Ok(0) => return Err(self.end(Error::PeerClosed)),
-                Ok(n) => self.written += n,
+                Ok(n) => {
+                    self.written += n;
+                    self.last_write = Instant::now();
+                }
                 Err(e) => return Err(self.end(e.into())),
             }
         }
@@ -410,7 +414,7 @@ impl Connection {
         loop {
             match self.next()? {
                 Some(Next::Found(found)) => return Ok(self.lend(found)),
-                Some(Next::Reply { .. } | Next::Nothing) => {}
+                Some(Next::Reply { .. } | Next::Resumed(_) | Next::Nothing) => {}
                 None => self.fill().await?,
             }
         }
@@ -442,6 +446,13 @@ impl Connection {
             self.push(&ClientMessage::Leave { req })?;
             let _ = tokio::time::timeout(CLOSE_LEAVE_LIMIT, self.reply(since)).await;
         }
+        self.farewell().await
+    }
+
+    /// The end of every goodbye: the WebSocket close frame after what is buffered, the
+    /// FIN, then reads (discarded) until the server closes too. Unbounded: the caller
+    /// bounds it.
+    pub(crate) async fn farewell(&mut self) -> Result<(), Error> {
         self.framing.push_control(
             &mut self.out,
             Opcode::Close,
@@ -462,16 +473,13 @@ impl Connection {
     /// A request with the retry policy: each attempt has a fresh id and its own
     /// timeout, and a reply to any attempt of this call answers it (a late reply to a
     /// timed-out attempt is as good as the next one's).
-    async fn request<'m>(
-        &mut self,
-        msg: impl Fn(u32) -> ClientMessage<'m>,
-    ) -> Result<Reply, Error> {
+    async fn ask<T>(&mut self, ask: Ask<'_, T>) -> Result<T, Error> {
         self.check()?;
         let since = self.next_req;
         let mut attempt = 1;
         loop {
             let req = self.next_req();
-            self.push(&msg(req))?;
+            self.push(&ask.message(req))?;
             let outcome = tokio::time::timeout(self.request_timeout, self.reply(since))
                 .await
                 .unwrap_or(Err(Error::Timeout("waiting for a reply")));
@@ -485,7 +493,7 @@ impl Connection {
                     tokio::time::sleep(self.retry.delay(attempt, jitter_unit())).await;
                     attempt += 1;
                 }
-                done => return done,
+                done => return ask.answer(done?),
             }
         }
     }
@@ -510,6 +518,43 @@ impl Connection {
                 None => self.fill().await?,
             }
         }
+    }
+
+    /// One step for a task that also has other things to wait for (the `Client`'s): the
+    /// next buffered unit if there is one, else one read or write (`None` then, so the
+    /// caller looks at its other business before the next step). Cancel-safe, like
+    /// [`Connection::recv`]; every error ends the connection.
+    pub(crate) async fn step(&mut self) -> Result<Option<Next>, Error> {
+        self.check()?;
+        if let Some(next) = self.next()? {
+            return Ok(Some(next));
+        }
+        self.fill().await?;
+        Ok(None)
+    }
+
+    /// Takes `out`'s bytes to write, leaving an empty buffer there, once everything
+    /// before is written (the caller asks when [`Connection::unwritten`] is 0). A swap,
+    /// so two buffers alternate and neither is copied or reallocated.
+    pub(crate) fn refill(&mut self, out: &mut Vec<u8>) {
+        debug_assert_eq!(self.unwritten(), 0, "refilled over unwritten bytes");
+        self.written_all();
+        std::mem::swap(&mut self.out, out);
+    }
+
+    /// Sets the room this connection is in: a reconnection that asks its seat back.
+    pub(crate) fn set_room(&mut self, room: Option<Room>) {
+        self.room = room;
+    }
+
+    /// When bytes last came in (or the session began).
+    pub(crate) fn last_read(&self) -> Instant {
+        self.last_read
+    }
+
+    /// When bytes last went out (or the session began).
+    pub(crate) fn last_write(&self) -> Instant {
+        self.last_write
     }
 
     /// A fresh request id (never 0, which the protocol refuses).
@@ -573,6 +618,7 @@ impl Connection {
                         0 => return Err(Error::PeerClosed),
                         n => self.written += n,
                     }
+                    self.last_write = Instant::now();
                     if self.written == self.out.len() {
                         self.written_all();
                     }
@@ -585,6 +631,7 @@ impl Connection {
         if read == 0 {
             return Err(self.ended());
         }
+        self.last_read = Instant::now();
         Ok(())
     }
 
@@ -642,14 +689,9 @@ impl Connection {
         let next = match said {
             // Well-formed states were decoded in place above; the full decoder accepts
             // exactly the same ones.
-            Said::State(_) => return Err(Error::Protocol("a state decoded two ways".into())),
+            Said::State => return Err(Error::Protocol("a state decoded two ways".into())),
             Said::Reply { req, reply } => Next::Reply { req, reply },
-            // A resume answers no request; a `Connection` does not resume, so it is a
-            // reply nobody waits for, as before.
-            Said::Resumed(room) => Next::Reply {
-                req: 0,
-                reply: Ok(Reply::Joined(room)),
-            },
+            Said::Resumed(room) => Next::Resumed(room),
             Said::Pong(nonce) => Next::Found(Found::Pong(nonce)),
             Said::Chat(line) => Next::Found(Found::Chat(line)),
             Said::RoomClosed { room_id, reason } => {
@@ -675,15 +717,13 @@ impl Connection {
                 }
                 Next::Found(Found::Error(e))
             }
-            // A body decodes to a message, an unknown error or an unknown type (pings and
-            // closes are WebSocket frames, handled above).
-            Said::Ping(_) | Said::Close | Said::Nothing | Said::Ignored => Next::Nothing,
+            Said::Nothing | Said::Ignored => Next::Nothing,
         };
         Ok(Some(next))
     }
 
     /// `found` as the caller sees it, its payload lent from the read buffer.
-    fn lend(&self, found: Found) -> Message<'_> {
+    pub(crate) fn lend(&self, found: Found) -> Message<'_> {
         match found {
             Found::State {
                 tick,
@@ -707,8 +747,4 @@ impl Connection {
             },
         }
     }
-}
-
-fn unexpected(reply: Reply) -> Error {
-    Error::Protocol(format!("unexpected reply {reply:?}"))
 }

@@ -1,26 +1,26 @@
-//! The connection task: one per client, owning the socket.
+//! The connection task: one per client, owning a [`Connection`].
 //!
-//! It reads and dispatches server messages (replies to their waiting requests, the rest
-//! to the events stream), writes what the handle queued, pings when the client has been
-//! quiet for a third of the server's `timeout_ms`, and declares the connection dead when
-//! the server has been silent for all of it. When the connection drops unexpectedly it
-//! reconnects with the retry policy and presents the last resume token; it stops for
-//! good after `close()`, a `shutdown`, a fatal server error, or a failed reconnection.
+//! The connection reads, decodes and classifies what the server says (the one place
+//! that does, shared with callers of `Connection` itself); this task turns each of its
+//! results into a request's reply or an event, hands it what the handle queued to write,
+//! pings when the client has been quiet for a third of the server's `timeout_ms`, and
+//! declares the connection dead when the server has been silent for all of it. When the
+//! connection drops unexpectedly it reconnects with the retry policy and presents the
+//! last resume token; it stops for good after `close()`, a `shutdown`, a fatal server
+//! error, or a failed reconnection.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{ReadHalf, WriteHalf};
+use rally_protocol::{ClientMessage, ErrorCode};
 use tokio::time::Instant;
 
 use crate::config::Config;
-use crate::connect::{self, Conn, READ_CHUNK};
+use crate::connect::{self, Conn, Tokens};
+use crate::connection::{Connection, Message, Next};
 use crate::error::Error;
 use crate::events::Event;
-use crate::said::{follow_room, said, Said};
 use crate::shared::{Key, Phase, Reply, Shared};
-use crate::wire::{Inbound, Incoming};
 
 /// Bounds the goodbye: the close frame or FIN, and the wait for the server's own close.
 const GOODBYE_LIMIT: Duration = Duration::from_secs(2);
@@ -39,7 +39,10 @@ enum Ended {
 }
 
 /// Runs the client's connection, and its successors, until the end.
-pub(crate) async fn run(shared: Arc<Shared>, config: Arc<Config>, mut conn: Conn) {
+pub(crate) async fn run(shared: Arc<Shared>, config: Arc<Config>, conn: Conn) {
+    let mut addr = conn.addr;
+    let welcome = shared.lock().welcome.clone();
+    let mut conn = Connection::new(conn, welcome, &config);
     let end = loop {
         let cause = match session(&shared, &mut conn).await {
             Ended::Closed => break None,
@@ -69,19 +72,26 @@ pub(crate) async fn run(shared: Arc<Shared>, config: Arc<Config>, mut conn: Conn
         let (token, session) = token;
         tracing::debug!(error = %cause, resume = token.is_some(), "connection lost; reconnecting");
         shared.emit(Event::Disconnected(cause));
+        let tokens = Tokens {
+            resume: token.as_deref(),
+            session: session.as_deref(),
+        };
         let reopened = tokio::select! {
             // Boxed: the rare path should not grow every idle connection task.
-            r = Box::pin(connect::reopen(&config, conn.addr, token.as_deref(), session.as_deref())) => r,
+            r = Box::pin(connect::reopen(&config, addr, tokens)) => r,
             () = closing(&shared) => break None,
         };
         match reopened {
             Ok((new_conn, welcome)) => {
-                conn = new_conn;
+                addr = new_conn.addr;
+                conn = Connection::new(new_conn, welcome.clone(), &config);
                 {
                     let mut inner = shared.lock();
                     if token.is_none() {
                         inner.room = None;
                     }
+                    // The seat asked back: the connection follows it from here.
+                    conn.set_room(inner.room.clone());
                     inner.welcome = welcome.clone();
                     if inner.phase == Phase::Reconnecting {
                         inner.phase = Phase::Connected;
@@ -106,180 +116,193 @@ async fn closing(shared: &Shared) {
 }
 
 /// Runs one connection until it ends.
-async fn session(shared: &Shared, conn: &mut Conn) -> Ended {
+async fn session(shared: &Shared, conn: &mut Connection) -> Ended {
     let limit = {
         let timeout_ms = shared.lock().welcome.timeout_ms;
         Duration::from_millis(timeout_ms.into()).max(MIN_TIMEOUT)
     };
     let ping_every = limit / 3;
-    let Conn {
-        stream, inbound, ..
-    } = conn;
-    let (mut rd, mut wr) = stream.split();
-    // Double buffering: the handle fills `inner.out` while this writes `wbuf`.
-    let mut wbuf: Vec<u8> = Vec::new();
-    let mut wpos = 0;
-    let mut last_sent = Instant::now();
-    let mut last_recv = Instant::now();
-    // An `error` with a code this SDK does not know is fatal exactly when the server
-    // closes right after it (`docs/protocol.md` section 9).
-    let mut unknown_error: Option<Error> = None;
+    // The last keep-alive queued: it counts as sent, so the next waits a full period.
+    let mut pinged = Instant::now();
     // A lazy timer: it fires at the earliest deadline it was set to, then is set again
     // from the latest send and receive times, so traffic costs no timer updates.
     let timer = tokio::time::sleep(ping_every);
     tokio::pin!(timer);
     loop {
-        loop {
-            match inbound.next() {
-                Ok(Some(incoming)) => {
-                    if let Some(end) = dispatch(shared, incoming, &mut unknown_error) {
-                        return end;
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => return Ended::Fatal(e),
-            }
-        }
-        if wpos == wbuf.len() {
-            wbuf.clear();
-            wpos = 0;
-            let bye = {
+        if conn.unwritten() == 0 {
+            // Double buffering: the handle fills `inner.out` while the connection writes
+            // the other buffer.
+            let closing = {
                 let mut inner = shared.lock();
-                std::mem::swap(&mut inner.out, &mut wbuf);
-                (wbuf.is_empty() && inner.phase == Phase::Closing).then(|| inner.close_frame())
+                conn.refill(&mut inner.out);
+                conn.unwritten() == 0 && inner.phase == Phase::Closing
             };
-            if let Some(bye) = bye {
+            if closing {
                 // Boxed, like the reconnection: rare paths stay out of the task's size.
-                Box::pin(goodbye(&mut rd, &mut wr, inbound, &bye)).await;
+                let _ = tokio::time::timeout(GOODBYE_LIMIT, Box::pin(conn.farewell())).await;
                 return Ended::Closed;
             }
         }
-        if inbound.buf.capacity() - inbound.buf.len() < READ_CHUNK / 4 {
-            inbound.buf.reserve(READ_CHUNK);
-        }
         tokio::select! {
-            r = rd.read_buf(&mut inbound.buf) => match r {
-                Ok(0) => return peer_gone(shared, unknown_error, Error::PeerClosed),
-                Ok(_) => last_recv = Instant::now(),
-                Err(e) => return peer_gone(shared, unknown_error, e.into()),
-            },
-            r = wr.write(&wbuf[wpos..]), if wpos < wbuf.len() => match r {
-                Ok(0) => return Ended::Dropped(Error::PeerClosed),
-                Ok(n) => {
-                    wpos += n;
-                    last_sent = Instant::now();
+            r = conn.step() => match r {
+                Ok(Some(next)) => {
+                    if let Some(end) = dispatch(shared, conn, next) {
+                        return end;
+                    }
                 }
-                Err(e) => return peer_gone(shared, unknown_error, e.into()),
+                Ok(None) => {}
+                Err(e) => return ended_by(shared, e),
             },
-            () = shared.wake.notified(), if wpos == wbuf.len() => {}
+            () = shared.wake.notified(), if conn.unwritten() == 0 => {}
             () = &mut timer => {
                 let now = Instant::now();
-                if now >= last_recv + limit {
+                let last_sent = conn.last_write().max(pinged);
+                if now >= conn.last_read() + limit {
                     return Ended::Dropped(Error::Timeout("the server went silent"));
                 }
-                if wpos < wbuf.len() && now >= last_sent + limit {
+                if conn.unwritten() > 0 && now >= conn.last_write() + limit {
                     return Ended::Dropped(Error::Timeout("writing to the server"));
                 }
-                if wpos == wbuf.len() && now >= last_sent + ping_every {
+                if conn.unwritten() == 0 && now >= last_sent + ping_every {
                     // Keep-alive (nonce 0, whose pong nobody waits for); it also makes a
                     // live server answer, which is how a dead one is noticed.
-                    let _ = shared
-                        .lock()
-                        .push(&rally_protocol::ClientMessage::Ping { nonce: 0 });
-                    last_sent = now;
+                    let _ = shared.lock().push(&ClientMessage::Ping { nonce: 0 });
+                    pinged = now;
                 }
-                timer.as_mut().reset((last_sent + ping_every).min(last_recv + limit));
+                let last_sent = conn.last_write().max(pinged);
+                timer.as_mut().reset((last_sent + ping_every).min(conn.last_read() + limit));
             }
         }
     }
 }
 
-/// The connection closed or failed under us: a drop, unless a close was under way or
-/// an unknown error said it was coming.
-fn peer_gone(shared: &Shared, unknown_error: Option<Error>, cause: Error) -> Ended {
-    if shared.lock().phase == Phase::Closing {
+/// How an error from the connection ends it: a drop worth reconnecting after (the
+/// network failed, or the server closed the connection or counts it as dropped and holds
+/// the seat: `TIMEOUT`, `SLOW_CONSUMER`), or the end (a fatal server error, a broken
+/// protocol). A close under way makes every loss of the connection the expected end.
+fn ended_by(shared: &Shared, e: Error) -> Ended {
+    let closing = shared.lock().phase == Phase::Closing;
+    ending(closing, e)
+}
+
+/// [`ended_by`], told whether a close is under way.
+fn ending(closing: bool, e: Error) -> Ended {
+    let lost = matches!(
+        e,
+        Error::Io(_) | Error::PeerClosed | Error::UnknownServerError { .. }
+    );
+    if lost && closing {
         return Ended::Closed;
     }
-    match unknown_error {
-        Some(e) => Ended::Fatal(e),
-        None => Ended::Dropped(cause),
+    match e {
+        Error::Io(_) | Error::PeerClosed => Ended::Dropped(e),
+        Error::Server {
+            code: ErrorCode::Timeout | ErrorCode::SlowConsumer,
+            ..
+        } => Ended::Dropped(e),
+        // An unknown code the server closed after, a fatal code, a broken protocol.
+        _ => Ended::Fatal(e),
     }
 }
 
-/// Says goodbye: a close frame (WebSocket) and a FIN, then reads and discards until the
-/// server closes too, so it has seen everything sent before. Bounded; errors are moot.
-async fn goodbye(rd: &mut ReadHalf<'_>, wr: &mut WriteHalf<'_>, inbound: &mut Inbound, bye: &[u8]) {
-    let _ = tokio::time::timeout(GOODBYE_LIMIT, async {
-        wr.write_all(bye).await?;
-        wr.shutdown().await?;
-        loop {
-            inbound.buf.clear();
-            inbound.buf.reserve(READ_CHUNK);
-            if rd.read_buf(&mut inbound.buf).await? == 0 {
-                return Ok::<(), std::io::Error>(());
-            }
-        }
-    })
-    .await;
-}
-
-/// Acts on one decoded unit; returns how the connection ends if it does.
-fn dispatch(
-    shared: &Shared,
-    incoming: Incoming,
-    unknown_error: &mut Option<Error>,
-) -> Option<Ended> {
-    let said = said(incoming);
-    if said.is_message() {
-        *unknown_error = None;
-    }
-    follow_room(&mut shared.lock().room, &said);
-    match said {
-        Said::Reply { req, reply } => {
+/// Acts on one thing the connection read: a reply goes to the request waiting for it,
+/// the rest to the events stream. Returns how the connection ends if it does.
+fn dispatch(shared: &Shared, conn: &Connection, next: Next) -> Option<Ended> {
+    let event = match next {
+        Next::Reply { req, reply } => {
             let mut inner = shared.lock();
+            // The room first: a `join` that returns finds the client in its room.
+            inner.room = conn.room().cloned();
             if let Ok(Reply::Session(session)) = &reply {
                 inner.session_token = Some(session.token.expose().clone());
             }
             inner.resolve(Key::Req(req), reply);
+            return None;
         }
-        Said::Resumed(room) => shared.emit(Event::Resumed(room)),
-        Said::Pong(nonce) => shared.lock().resolve(Key::Pong(nonce), Ok(Reply::Pong)),
-        Said::State(state) => shared.emit(Event::State(state)),
-        Said::Chat(line) => shared.emit(Event::Chat(line)),
-        Said::RoomClosed { room_id, reason } => {
-            shared.emit(Event::RoomClosed { room_id, reason });
+        Next::Resumed(room) => {
+            shared.lock().room = Some(room.clone());
+            Event::Resumed(room)
         }
-        Said::Shutdown {
-            reason,
-            reconnect_after,
-        } => {
-            {
-                // Close once what is queued is written (section 10: the client closes).
-                let mut inner = shared.lock();
-                if inner.phase == Phase::Connected {
-                    inner.phase = Phase::Closing;
-                }
+        Next::Found(found) => match conn.lend(found) {
+            Message::State(state) => Event::State(state.to_state()),
+            Message::Chat(line) => Event::Chat(line),
+            Message::RoomClosed { room_id, reason } => {
+                shared.lock().room = conn.room().cloned();
+                Event::RoomClosed { room_id, reason }
             }
-            shared.emit(Event::Shutdown {
+            Message::Pong { nonce } => {
+                shared.lock().resolve(Key::Pong(nonce), Ok(Reply::Pong));
+                return None;
+            }
+            Message::Shutdown {
                 reason,
                 reconnect_after,
-            });
-        }
-        Said::Error(e) => shared.emit(Event::Error(e)),
-        Said::UnknownError(e) => {
-            *unknown_error = Some(e.clone());
-            shared.emit(Event::Error(e));
-        }
-        Said::ResumeFailed(e) => {
-            shared.lock().room = None;
-            shared.emit(Event::ResumeFailed(e));
-        }
-        // The server counts these as drops and holds the seat: come back and take it.
-        Said::Dropped(e) => return Some(Ended::Dropped(e)),
-        Said::Fatal(e) => return Some(Ended::Fatal(e)),
-        Said::Ping(payload) => shared.lock().push_pong(&payload),
-        Said::Close => return Some(peer_gone(shared, unknown_error.take(), Error::PeerClosed)),
-        Said::Nothing | Said::Ignored => {}
-    }
+            } => {
+                {
+                    // Close once what is queued is written (section 10: the client closes).
+                    let mut inner = shared.lock();
+                    if inner.phase == Phase::Connected {
+                        inner.phase = Phase::Closing;
+                    }
+                }
+                Event::Shutdown {
+                    reason,
+                    reconnect_after,
+                }
+            }
+            Message::Error(e) if e.code() == Some(ErrorCode::ResumeFailed) => {
+                shared.lock().room = None;
+                Event::ResumeFailed(e)
+            }
+            Message::Error(e) => Event::Error(e),
+        },
+        Next::Nothing => return None,
+    };
+    shared.emit(event);
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(code: ErrorCode) -> Error {
+        Error::Server {
+            code,
+            message: "m".into(),
+        }
+    }
+
+    #[test]
+    fn drops_reconnect_and_fatal_errors_end() {
+        let reset = Error::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        for e in [
+            reset.clone(),
+            Error::PeerClosed,
+            server(ErrorCode::Timeout),
+            server(ErrorCode::SlowConsumer),
+        ] {
+            assert!(matches!(ending(false, e.clone()), Ended::Dropped(_)), "{e}");
+        }
+        let unknown = Error::UnknownServerError {
+            code: 999,
+            message: "?".into(),
+        };
+        for e in [
+            unknown.clone(),
+            server(ErrorCode::ServerFull),
+            server(ErrorCode::Kicked),
+            Error::Protocol("bad frame".into()),
+        ] {
+            assert!(matches!(ending(false, e.clone()), Ended::Fatal(_)), "{e}");
+        }
+        // While closing, the connection going away is the goodbye; a fatal error is not.
+        for e in [reset, Error::PeerClosed, unknown] {
+            assert!(matches!(ending(true, e.clone()), Ended::Closed), "{e}");
+        }
+        assert!(matches!(
+            ending(true, server(ErrorCode::BadMessage)),
+            Ended::Fatal(_)
+        ));
+    }
 }

@@ -32,9 +32,10 @@
 //! events stream goes on across it and tells what happened ([`Event::Disconnected`],
 //! [`Event::Reconnected`], [`Event::Resumed`] or [`Event::ResumeFailed`]).
 //!
-//! One client is one tokio task, one shared state and two small buffers: about 4 KB of
-//! memory per client playing in an arena room (measured with 4,000 bots in one process),
-//! so a load generator can run thousands of them.
+//! One client is one tokio task (driving a [`Connection`], below), one shared state and
+//! two small buffers: about 4 KB of memory per client playing in an arena room (measured
+//! with 4,000 bots in one process, before the task ran on a `Connection`, which added
+//! about 350 bytes to it), so a load generator can run thousands of them.
 //!
 //! # The low-level connection
 //!
@@ -43,7 +44,9 @@
 //! that owns it encodes inputs into its write buffer, flushes, and `recv`s the next
 //! server message, a state lent from the read buffer without a copy. It is what a bot
 //! swarm wants (`rally bots` runs one task per bot on it); keep-alive and resuming after
-//! a drop are then the caller's business.
+//! a drop are then the caller's business. The [`Client`]'s task is such a caller: it
+//! reads every server message through its `Connection`, so both decode and dispatch
+//! what the server says in one place.
 //!
 //! # Layout
 //! - [`config`]: what to connect to, over which transport, and every timeout.
@@ -52,15 +55,20 @@
 //! - `wire`: framing of outgoing messages and decoding of incoming ones, per transport.
 //! - `upgrade`: the client side of the WebSocket upgrade.
 //! - `connect`: opening one connection through `welcome`, and racing several addresses.
-//! - `said`: what one server message means, classified once for both drivers below.
-//! - [`connection`]: the [`Connection`]: one session driven by the caller's task.
+//! - `said`: what one server message means, classified once.
+//! - `ask`: the requests (login, join, leave, chat), each written once: its message and
+//!   the reply it wants.
+//! - [`connection`]: the [`Connection`]: one session driven by the caller's task; the
+//!   one place that reads the socket and dispatches what the server says.
 //! - `shared`: the state the client handle and the connection task share.
 //! - [`client`]: the [`Client`] handle: join, inputs, chat, leave, ping, close.
-//! - `driver`: the connection task: reads, writes, keep-alive, replies, reconnection.
+//! - `driver`: the connection task, owning a [`Connection`]: its results become replies
+//!   and events; keep-alive and reconnection.
 //! - [`events`]: the [`Events`] stream and what it yields.
 #![warn(missing_docs, unreachable_pub)]
 #![forbid(unsafe_code)]
 
+mod ask;
 pub mod client;
 pub mod config;
 mod connect;

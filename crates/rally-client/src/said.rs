@@ -1,8 +1,8 @@
 //! What one thing the server sent means to a client: the single place that reads a
-//! decoded server message, shared by the [`Client`](crate::Client)'s connection task
-//! (`driver.rs`) and the lower-level [`Connection`](crate::Connection). Each of those then
-//! only decides what to do with a [`Said`] (resolve a waiting request, emit an event, or
-//! return it to the caller), and both follow the current room with [`follow_room`].
+//! decoded server message. The [`Connection`](crate::Connection) (which the
+//! [`Client`](crate::Client)'s task drives too) classifies each unit with [`said`] and
+//! follows the current room with [`follow_room`]; what to do with a [`Said`] (resolve a
+//! waiting request, emit an event, return it to the caller) is decided from there.
 
 use std::time::Duration;
 
@@ -10,7 +10,7 @@ use rally_protocol::{ErrorCode, ServerMessage};
 
 use crate::client::Room;
 use crate::error::Error;
-use crate::events::{ChatLine, State};
+use crate::events::ChatLine;
 use crate::shared::Reply;
 use crate::wire::Incoming;
 
@@ -28,8 +28,10 @@ pub(crate) enum Said {
     Resumed(Room),
     /// A `pong` for `nonce`.
     Pong(u64),
-    /// A room state.
-    State(State),
+    /// A room state that the fast path (`wire::peek_state`) did not take: the
+    /// connection lends well-formed states from its read buffer before classifying, so
+    /// this one was not, and is a broken protocol.
+    State,
     /// A chat line.
     Chat(ChatLine),
     /// The server closed the room.
@@ -58,11 +60,7 @@ pub(crate) enum Said {
     Dropped(Error),
     /// Any other fatal error: the server closes after it.
     Fatal(Error),
-    /// A WebSocket ping, to answer with a pong carrying this payload.
-    Ping(Vec<u8>),
-    /// A WebSocket close frame.
-    Close,
-    /// Nothing to act on: a pong frame, a fragment, a type from a newer revision.
+    /// Nothing to act on: a type from a newer revision.
     Nothing,
     /// A message understood and ignored: a second `welcome`, a player-data reply this
     /// SDK does not ask for.
@@ -73,14 +71,12 @@ impl Said {
     /// Whether this is a server message the client understood, which clears a pending
     /// unknown error (it was not followed by a close).
     pub(crate) fn is_message(&self) -> bool {
-        !matches!(
-            self,
-            Said::UnknownError(_) | Said::Ping(_) | Said::Close | Said::Nothing
-        )
+        !matches!(self, Said::UnknownError(_) | Said::Nothing)
     }
 }
 
-/// Classifies one decoded unit.
+/// Classifies one decoded message body. WebSocket control frames (pings, closes) are the
+/// connection's business and never reach here; were one passed, it would mean nothing.
 pub(crate) fn said(incoming: Incoming) -> Said {
     let msg = match incoming {
         Incoming::Msg(msg) => msg,
@@ -92,24 +88,14 @@ pub(crate) fn said(incoming: Incoming) -> Said {
                 Said::UnknownError(e)
             };
         }
-        Incoming::Ping(payload) => return Said::Ping(payload),
-        Incoming::Close => return Said::Close,
-        Incoming::Nothing => return Said::Nothing,
+        Incoming::Ping | Incoming::Close | Incoming::Nothing => return Said::Nothing,
     };
     let reply = |req, reply| Said::Reply {
         req,
         reply: Ok(reply),
     };
     match msg {
-        ServerMessage::State {
-            tick,
-            last_seq,
-            payload,
-        } => Said::State(State {
-            tick,
-            last_seq,
-            payload,
-        }),
+        ServerMessage::State { .. } => Said::State,
         ServerMessage::ChatLine {
             room_id,
             player_id,
@@ -198,7 +184,8 @@ pub(crate) fn said(incoming: Incoming) -> Said {
 }
 
 /// Keeps `room` (the room the client is in) in step with what the server said: a join or
-/// a resume enters one, a `left` or a `room_closed` for it leaves it.
+/// a resume enters one, a `left` or a `room_closed` for it leaves it, and a failed
+/// resume leaves whatever room was asked back.
 pub(crate) fn follow_room(room: &mut Option<Room>, said: &Said) {
     let gone = match said {
         Said::Reply {
@@ -214,6 +201,11 @@ pub(crate) fn follow_room(room: &mut Option<Room>, said: &Said) {
             ..
         }
         | Said::RoomClosed { room_id, .. } => *room_id,
+        // The seat asked back after a reconnection is gone, and the room with it.
+        Said::ResumeFailed(_) => {
+            *room = None;
+            return;
+        }
         _ => return,
     };
     if room.as_ref().is_some_and(|r| r.room_id == gone) {
@@ -289,5 +281,7 @@ mod tests {
         assert!(matches!(resumed, Said::Resumed(_)));
         follow_room(&mut room, &resumed);
         assert!(room.is_some());
+        follow_room(&mut room, &error(ErrorCode::ResumeFailed, 0));
+        assert!(room.is_none(), "a failed resume leaves the room asked back");
     }
 }

@@ -8,7 +8,6 @@
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use rally_protocol::ws::{close_code, Opcode};
 use rally_protocol::ClientMessage;
 use tokio::sync::{oneshot, Notify};
 
@@ -170,21 +169,6 @@ impl Inner {
             return Err(Error::Backpressure);
         }
         Ok(before == 0)
-    }
-
-    /// Queues a WebSocket pong (no-op over raw TCP).
-    pub(crate) fn push_pong(&mut self, payload: &[u8]) {
-        self.framing
-            .push_control(&mut self.out, Opcode::Pong, payload);
-    }
-
-    /// The bytes that end a connection on purpose: a WebSocket close frame (normal
-    /// closure), nothing over raw TCP (its FIN says it).
-    pub(crate) fn close_frame(&mut self) -> Vec<u8> {
-        let mut out = Vec::new();
-        self.framing
-            .push_control(&mut out, Opcode::Close, &close_code::NORMAL.to_be_bytes());
-        out
     }
 
     /// A fresh request id (never 0, which the protocol refuses).

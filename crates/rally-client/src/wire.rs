@@ -107,8 +107,10 @@ pub(crate) enum Incoming {
         message: String,
         req: u32,
     },
-    /// A WebSocket ping, to answer with a pong carrying this payload.
-    Ping(Vec<u8>),
+    /// A WebSocket ping. Only the handshake decodes whole units (an open connection
+    /// reads spans, and answers pings from there), and a server has no reason to ping
+    /// before its `welcome`: it is skipped.
+    Ping,
     /// A WebSocket close frame.
     Close,
     /// Nothing to act on: a WebSocket fragment or pong, or a message type from a newer
@@ -247,7 +249,7 @@ impl Inbound {
                 used,
                 match incoming {
                     framing::Incoming::Message(body) => decode(body)?,
-                    framing::Incoming::Ping(p) => Incoming::Ping(p.to_vec()),
+                    framing::Incoming::Ping(_) => Incoming::Ping,
                     framing::Incoming::Close(_) => Incoming::Close,
                     framing::Incoming::Nothing => Incoming::Nothing,
                 },

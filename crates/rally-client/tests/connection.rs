@@ -1,7 +1,9 @@
 //! The low-level [`Connection`] over real sockets: against a real server over raw TCP and
 //! WebSocket (join, inputs, states whose `last_seq` advances, ping, server errors, a
 //! fatal error, shutdown, a clean close, cancelled reads), and against a scripted
-//! WebSocket server for what Rally's server never does (pings, fragmented messages).
+//! WebSocket server for what Rally's server never does (pings, fragmented messages),
+//! which the [`Client`](rally_client::Client), whose task drives a `Connection`, passes
+//! too.
 
 mod common;
 
@@ -431,6 +433,39 @@ async fn websocket_pings_are_answered_and_fragments_reassembled() {
     assert_eq!((got.tick, got.last_seq), (5, 3));
     assert_eq!(&got.payload[..], &[0x92, 0x01, 0x02]);
     conn.close().await.expect("a clean goodbye");
+    tokio::time::timeout(LIMIT, server)
+        .await
+        .expect("the scripted server finishes")
+        .expect("the scripted server saw what it expected");
+}
+
+#[tokio::test]
+async fn the_clients_connection_answers_pings_and_reassembles_fragments() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut state = Vec::new();
+    rally_protocol::message::encode_state(&mut state, 5, 3, &[0x92, 0x01, 0x02]);
+    let server = tokio::spawn(scripted_ws_server(listener, state));
+
+    let (client, mut events) =
+        rally_client::Client::connect(client_config(addr, Transport::WebSocket))
+            .await
+            .expect("connect");
+    let got = tokio::time::timeout(LIMIT, async {
+        loop {
+            match futures_util::StreamExt::next(&mut events).await {
+                Some(rally_client::Event::State(s)) => break s,
+                Some(_) => {}
+                None => panic!("the events ended before the state"),
+            }
+        }
+    })
+    .await
+    .expect("the fragmented state, in time");
+    assert_eq!((got.tick, got.last_seq), (5, 3));
+    assert_eq!(&got.payload[..], &[0x92, 0x01, 0x02]);
+    // Not in a room: no `leave`, only the close frame the scripted server waits for.
+    client.close().await;
     tokio::time::timeout(LIMIT, server)
         .await
         .expect("the scripted server finishes")
