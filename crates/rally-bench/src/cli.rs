@@ -203,9 +203,7 @@ pub async fn run_worker(m: &ArgMatches) -> anyhow::Result<ExitCode> {
             .map_err(|e| anyhow::anyhow!("--source-ips: {e}"))
     };
     match m.subcommand() {
-        Some(("tasks-arena", m)) => {
-            workers::tasks_arena(addr(m, "tcp")?, addr(m, "ws")?).await?
-        }
+        Some(("tasks-arena", m)) => workers::tasks_arena(addr(m, "tcp")?, addr(m, "ws")?).await?,
         Some(("poll-arena", m)) => workers::poll_arena(addr(m, "tcp")?, addr(m, "ws")?).await?,
         Some(("echo", m)) => workers::echo(addr(m, "addr")?).await?,
         Some(("reqresp", m)) => {

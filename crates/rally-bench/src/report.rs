@@ -217,9 +217,20 @@ impl Results {
                     worst = worst.max(ratio);
                     let best = self
                         .best_reference(&r.transport, r.players)
-                        .map(|b| format!(", {}x {}", f(r.cores_per_1000() / b.cores_per_1000(), 2), b.peer))
+                        .map(|b| {
+                            format!(
+                                ", {}x {}",
+                                f(r.cores_per_1000() / b.cores_per_1000(), 2),
+                                b.peer
+                            )
+                        })
                         .unwrap_or_default();
-                    ratios.push(format!("{} {}: {}x{best}", r.transport, r.players, f(ratio, 2)));
+                    ratios.push(format!(
+                        "{} {}: {}x{best}",
+                        r.transport,
+                        r.players,
+                        f(ratio, 2)
+                    ));
                 }
             }
             if !ratios.is_empty() {

@@ -33,7 +33,11 @@ impl Writer<'_> {
             for out in &batch {
                 self.encode(out, &mut wbuf);
             }
-            let messages = batch.len();
+            // A torn frame's tail was counted when its head was written.
+            let messages = batch
+                .iter()
+                .filter(|o| !matches!(o, Outbound::Raw(_)))
+                .count();
             drop(batch);
             let written = tokio::select! {
                 biased;
@@ -42,11 +46,13 @@ impl Writer<'_> {
             };
             match written {
                 // One add per write call, not per message.
-                Ok(true) => self
-                    .env
-                    .metrics
-                    .stats
-                    .sent(self.transport, messages, wbuf.len()),
+                Ok(true) => {
+                    self.ctl.written();
+                    self.env
+                        .metrics
+                        .stats
+                        .sent(self.transport, messages, wbuf.len())
+                }
                 Ok(false) => {
                     self.ctl.end(Ending::fault(
                         ErrorCode::Timeout,
@@ -124,6 +130,7 @@ impl Writer<'_> {
         match out {
             Outbound::Msg(m) => transport::encode(self.transport, m, wbuf),
             Outbound::WsPong(p) => transport::encode_pong(self.transport, p, wbuf),
+            Outbound::Raw(b) => wbuf.extend_from_slice(b),
         }
     }
 }
