@@ -4,7 +4,9 @@
 //! Both loops run in the connection's one task (joined, not spawned), sharing the
 //! socket (a `TcpStream`, or any [`Connection`]) by reference: reads use `readable` +
 //! `try_read` into a stack buffer, so an idle connection holds no read buffer; writes
-//! drain the queue in batches and send each batch with one write.
+//! drain the queue in batches and send each batch with one write. A room writes its
+//! states to the socket itself while the queue is empty (`SessionLink::send_now`), so
+//! the write loop carries replies and whatever a full socket made wait.
 //!
 //! Bounds: the first message must be a `hello` within `timeout_ms`; after that a complete
 //! message must arrive at least every `timeout_ms` (bytes alone do not count, so a
@@ -57,8 +59,6 @@ pub(crate) use env::SessionEnv;
 
 /// Requests sent and not yet answered (running or queued) before more are refused.
 const MAX_COMMANDS_IN_FLIGHT: usize = 8;
-/// A write buffer grown past this is freed after use rather than kept.
-const MAX_KEPT_WRITE_BUFFER: usize = 64 * 1024;
 /// Longest client name accepted in `hello`.
 const MAX_CLIENT_NAME: usize = 64;
 /// Longest time spent saying goodbye: the last error, the close frame, the linger.

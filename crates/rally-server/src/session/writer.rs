@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use rally_protocol::ErrorCode;
 
-use super::{SessionEnv, FAREWELL, MAX_KEPT_WRITE_BUFFER};
+use super::{SessionEnv, FAREWELL};
 use crate::connection::Connection;
 use crate::error::ClientError;
 use crate::metrics::ErrorKind;
@@ -65,10 +65,9 @@ impl Writer<'_> {
                     break;
                 }
             }
-            wbuf.clear();
-            if wbuf.capacity() > MAX_KEPT_WRITE_BUFFER {
-                wbuf = Vec::new();
-            }
+            // Freed, not kept: states are written by the room, so batches here are rare
+            // (replies, or a socket that was full) and a quiet player holds no buffer.
+            wbuf = Vec::new();
         }
         self.farewell(stream, wbuf, limit).await;
     }
