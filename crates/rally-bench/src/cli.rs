@@ -92,6 +92,14 @@ pub fn command() -> Command {
                 .help("A flag for every `rally serve` the suite starts, e.g. --server-arg=--input-rate=40 (repeat for more)"),
         )
         .arg(
+            Arg::new("players")
+                .long("players")
+                .value_name("N,N,...")
+                .value_delimiter(',')
+                .value_parser(value_parser!(u32).range(1..=10_000))
+                .help("Player counts of the arena scenario [default: 1000,3000; 40 with --quick]"),
+        )
+        .arg(
             Arg::new("no-reference")
                 .long("no-reference")
                 .action(ArgAction::SetTrue)
@@ -266,7 +274,11 @@ pub async fn run(m: &ArgMatches) -> anyhow::Result<ExitCode> {
     };
     let opts = Options {
         exe: std::env::current_exe().context("finding this binary")?,
-        players: if quick { vec![40] } else { vec![1000, 5000] },
+        players: match m.get_many::<u32>("players") {
+            Some(counts) => counts.copied().collect(),
+            None if quick => vec![40],
+            None => vec![1000, 3000],
+        },
         transports: vec!["tcp", "ws"],
         ramp: if quick { 200 } else { 1000 },
         settle: Duration::from_secs(if quick { 1 } else { 3 }),
