@@ -8,6 +8,7 @@
 //! after it, the reader appends replies to the seat's pending bytes, which the room sends
 //! ahead of the next state, so the two never interleave on the socket.
 
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -47,6 +48,30 @@ struct Seat {
 }
 
 type Room = Arc<Mutex<Seats>>;
+
+thread_local! {
+    /// The readers' read buffer, one per thread: a connection waiting to read holds
+    /// none, and no read zeroes one.
+    static READ_BUF: RefCell<Box<[u8]>> = RefCell::new(vec![0; READ_CHUNK].into_boxed_slice());
+}
+
+/// One read of `stream`, appended to `carry`: the byte count, 0 at the end of the stream.
+fn read_some(stream: &TcpStream, carry: &mut Vec<u8>) -> std::io::Result<usize> {
+    READ_BUF.with(|cell| {
+        let mut own;
+        let mut shared = cell.try_borrow_mut();
+        let chunk: &mut [u8] = match &mut shared {
+            Ok(chunk) => chunk,
+            Err(_) => {
+                own = vec![0; READ_CHUNK];
+                &mut own
+            }
+        };
+        let n = stream.try_read(chunk)?;
+        carry.extend_from_slice(&chunk[..n]);
+        Ok(n)
+    })
+}
 
 fn lock(room: &Mutex<Seats>) -> MutexGuard<'_, Seats> {
     // Every critical section leaves the seats consistent: a poisoned lock is still usable.
@@ -218,7 +243,6 @@ async fn reader(stream: TcpStream, is_ws: bool, session: u64, lobby: Arc<Mutex<L
     let mut framer = Framer::new(is_ws);
     let mut place: Option<Place> = None;
     let mut out = Vec::new();
-    let mut chunk = [0u8; READ_CHUNK];
     loop {
         // Whole frames already buffered (the upgrade's leftovers, a split frame's rest).
         let mut acts = Vec::new();
@@ -237,13 +261,12 @@ async fn reader(stream: TcpStream, is_ws: bool, session: u64, lobby: Arc<Mutex<L
         if stream.readable().await.is_err() {
             break;
         }
-        let n = match stream.try_read(&mut chunk) {
+        match read_some(&stream, &mut carry) {
             Ok(0) => break,
-            Ok(n) => n,
+            Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
             Err(_) => break,
-        };
-        carry.extend_from_slice(&chunk[..n]);
+        }
         if carry.capacity() > 2 * READ_CHUNK && carry.len() < READ_CHUNK {
             carry.shrink_to(READ_CHUNK);
         }
