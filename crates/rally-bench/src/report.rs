@@ -358,7 +358,8 @@ impl Results {
         let _ = writeln!(
             out,
             "Written by `rally bench` from one real run; every figure below was measured in that run, side by side.\n\
-             Do not edit by hand: run the command again.\n"
+             Do not edit by hand: run the command again. Where the engine's cost goes (instruction counts, flame \
+             graphs of Rally and the reference designs, what each optimisation bought): `docs/flame/README.md`.\n"
         );
         let _ = writeln!(out, "- **Command:** `{}`", self.command);
         let _ = writeln!(out, "- **Date (UTC):** {}", self.date);
