@@ -1,6 +1,6 @@
 #!/bin/bash
-# usage: cg.sh NAME BIN KIND(rally|tasks|poll) TRANSPORT [BOTS] [WINDOW]
-# Runs the server under callgrind, 160 bots, zeroes the counters after the ramp, dumps after WINDOW s.
+# usage: callgrind.sh NAME BIN KIND(rally|tasks|poll) TRANSPORT [BOTS] [WINDOW]
+# Runs the server under callgrind with BOTS bots (default 160), zeroes the counters after the ramp, dumps after WINDOW s.
 set -u
 NAME=$1; BIN=$2; KIND=$3; TR=$4; BOTS=${5:-160}; WIN=${6:-20}
 D=${OUT:-/tmp/rally-prof}; mkdir -p $D; P1=$((20000 + RANDOM % 20000)); P2=$((P1+1)); P3=$((P1+2))

@@ -1,5 +1,5 @@
 #!/bin/bash
-# usage: fg.sh NAME BIN KIND TRANSPORT BOTS SECS -> $D/NAME.folded (perf cpu-clock, dwarf stacks)
+# usage: flamegraph.sh NAME BIN KIND TRANSPORT BOTS SECS -> $D/NAME.folded (perf cpu-clock, dwarf stacks)
 set -u
 NAME=$1; BIN=$2; KIND=$3; TR=$4; BOTS=${5:-1000}; SECS=${6:-10}
 D=${OUT:-/tmp/rally-prof}; mkdir -p $D; P1=$((20000 + RANDOM % 20000)); P2=$((P1+1)); P3=$((P1+2))
