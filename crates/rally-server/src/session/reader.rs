@@ -16,9 +16,9 @@ use crate::transport::{self, Decoder, Incoming};
 
 thread_local! {
     /// The read buffer of every session polled on this thread. An array on the stack
-    /// would be zeroed at every read: 8 KiB of `memset` per input, 59% of the server's
-    /// instructions at 160 players (callgrind, docs/flame/README.md). Held by no session
-    /// between reads, so an idle connection still holds no read buffer.
+    /// would be zeroed at every read: 8 KiB of stores per input, the largest item in
+    /// callgrind's count (docs/flame/README.md). Held by no session between reads, so an
+    /// idle connection still holds no read buffer.
     static READ_BUF: RefCell<Box<[u8]>> =
         RefCell::new(vec![0; transport::READ_CHUNK].into_boxed_slice());
 }
