@@ -23,7 +23,7 @@ const COLYSEUS_SCRIPT: &str = "../shared/peers/colyseus/run.sh";
 /// The `bench` subcommand.
 pub fn command() -> Command {
     Command::new("bench")
-        .about("Run the benchmark suite side by side (Rally, a minimal tokio server, an echo server, Colyseus) and write docs/BENCHMARKS.md and docs/benchmarks.json")
+        .about("Run the benchmark suite side by side (Rally, two hand-written reference designs, an echo server, Colyseus) and write docs/BENCHMARKS.md and docs/benchmarks.json")
         .arg(
             Arg::new("out")
                 .long("out")
@@ -92,10 +92,18 @@ pub fn command() -> Command {
                 .help("A flag for every `rally serve` the suite starts, e.g. --server-arg=--input-rate=40 (repeat for more)"),
         )
         .arg(
+            Arg::new("players")
+                .long("players")
+                .value_name("N,N,...")
+                .value_delimiter(',')
+                .value_parser(value_parser!(u32).range(1..=10_000))
+                .help("Player counts of the arena scenario [default: 1000,3000; 40 with --quick]"),
+        )
+        .arg(
             Arg::new("no-reference")
                 .long("no-reference")
                 .action(ArgAction::SetTrue)
-                .help("Skip the minimal reference server (its arena runs and its search)"),
+                .help("Skip the reference designs, tasks and poll (their arena runs and their search)"),
         )
 }
 
@@ -134,8 +142,14 @@ pub fn worker_command() -> Command {
         .hide(true)
         .subcommand_required(true)
         .subcommand(
-            Command::new("minimal-arena")
-                .about("The minimal reference arena server")
+            Command::new("tasks-arena")
+                .about("The \"tasks\" reference arena server: a reader task per connection, the room writes")
+                .arg(addr("tcp"))
+                .arg(addr("ws")),
+        )
+        .subcommand(
+            Command::new("poll-arena")
+                .about("The \"poll\" reference arena server: the room reads and writes its sockets")
                 .arg(addr("tcp"))
                 .arg(addr("ws")),
         )
@@ -197,9 +211,8 @@ pub async fn run_worker(m: &ArgMatches) -> anyhow::Result<ExitCode> {
             .map_err(|e| anyhow::anyhow!("--source-ips: {e}"))
     };
     match m.subcommand() {
-        Some(("minimal-arena", m)) => {
-            workers::minimal_arena(addr(m, "tcp")?, addr(m, "ws")?).await?
-        }
+        Some(("tasks-arena", m)) => workers::tasks_arena(addr(m, "tcp")?, addr(m, "ws")?).await?,
+        Some(("poll-arena", m)) => workers::poll_arena(addr(m, "tcp")?, addr(m, "ws")?).await?,
         Some(("echo", m)) => workers::echo(addr(m, "addr")?).await?,
         Some(("reqresp", m)) => {
             let target = match m.get_one::<String>("target").map(String::as_str) {
@@ -261,7 +274,11 @@ pub async fn run(m: &ArgMatches) -> anyhow::Result<ExitCode> {
     };
     let opts = Options {
         exe: std::env::current_exe().context("finding this binary")?,
-        players: if quick { vec![40] } else { vec![1000, 5000] },
+        players: match m.get_many::<u32>("players") {
+            Some(counts) => counts.copied().collect(),
+            None if quick => vec![40],
+            None => vec![1000, 3000],
+        },
         transports: vec!["tcp", "ws"],
         ramp: if quick { 200 } else { 1000 },
         settle: Duration::from_secs(if quick { 1 } else { 3 }),
@@ -334,7 +351,9 @@ pub async fn run(m: &ArgMatches) -> anyhow::Result<ExitCode> {
         for &transport in &opts.transports {
             arena.push(suite::arena(&opts, Peer::Rally, transport, players).await);
             if opts.reference {
-                arena.push(suite::arena(&opts, Peer::Minimal, transport, players).await);
+                for peer in Peer::REFERENCES {
+                    arena.push(suite::arena(&opts, peer, transport, players).await);
+                }
             }
         }
     }
@@ -342,7 +361,9 @@ pub async fn run(m: &ArgMatches) -> anyhow::Result<ExitCode> {
     if let Some(s) = &opts.search {
         search.extend(suite::search(&opts, s, Peer::Rally).await);
         if opts.reference {
-            search.extend(suite::search(&opts, s, Peer::Minimal).await);
+            for peer in Peer::REFERENCES {
+                search.extend(suite::search(&opts, s, peer).await);
+            }
         }
     }
     let idle = match opts.idle {

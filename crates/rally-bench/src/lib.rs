@@ -8,7 +8,7 @@
 //! # Layout
 //! - [`suite`]: the scenarios: arena-16 @ 20 Hz, the highest-count search, idle
 //!   connections, request/response, and the Colyseus peer.
-//! - [`minimal`]: the reference arena server; [`workers`]: the echo server and the load
+//! - [`designs`]: the reference arena servers; [`workers`]: the echo server and the load
 //!   generators, all run through the hidden `rally bench-worker` subcommand.
 //! - [`abuse`]: abusive clients (the hidden `rally abuse` subcommand) and the abuse
 //!   scenario: honest players' latency and join time under flood, slowloris and garbage.
@@ -19,7 +19,7 @@
 pub mod abuse;
 pub mod child;
 pub mod cli;
-pub mod minimal;
+pub mod designs;
 pub mod procfs;
 pub mod report;
 pub mod suite;

@@ -40,7 +40,7 @@ pub struct Options {
     pub settle: Duration,
     /// The measured window.
     pub window: Duration,
-    /// Whether to run the minimal reference server beside Rally.
+    /// Whether to run the reference designs (tasks, poll) beside Rally.
     pub reference: bool,
     /// The highest-count search, if any.
     pub search: Option<Search>,
@@ -92,16 +92,22 @@ pub struct ReqResp {
 pub enum Peer {
     /// `rally serve`.
     Rally,
-    /// The minimal reference server.
-    Minimal,
+    /// The "tasks" reference design ([`crate::designs::tasks`]).
+    Tasks,
+    /// The "poll" reference design ([`crate::designs::poll`]).
+    Poll,
 }
 
 impl Peer {
+    /// The reference designs, run beside Rally.
+    pub const REFERENCES: [Peer; 2] = [Peer::Tasks, Peer::Poll];
+
     /// Its name in reports.
     pub fn name(self) -> &'static str {
         match self {
             Peer::Rally => "rally",
-            Peer::Minimal => "minimal",
+            Peer::Tasks => "tasks",
+            Peer::Poll => "poll",
         }
     }
 }
@@ -109,7 +115,7 @@ impl Peer {
 /// One arena run.
 #[derive(Debug, Clone, Default)]
 pub struct ArenaRow {
-    /// "rally" or "minimal" (or "colyseus" in the peer table).
+    /// "rally", "tasks" or "poll" (or "colyseus" in the peer table).
     pub peer: String,
     /// "tcp" or "ws".
     pub transport: String,
@@ -187,7 +193,7 @@ impl Server {
         // Rally keeps accounts in a database: a throwaway one per run, not ./rally.db.
         let data = match peer {
             Peer::Rally => Some(tempfile::tempdir()?),
-            Peer::Minimal => None,
+            Peer::Tasks | Peer::Poll => None,
         };
         let mut args: Vec<String> = match peer {
             Peer::Rally => vec![
@@ -217,9 +223,9 @@ impl Server {
                 "--auth-required".into(),
                 "false".into(),
             ],
-            Peer::Minimal => vec![
+            Peer::Tasks | Peer::Poll => vec![
                 "bench-worker".into(),
-                "minimal-arena".into(),
+                format!("{}-arena", peer.name()),
                 "--tcp".into(),
                 tcp.to_string(),
                 "--ws".into(),

@@ -1,7 +1,7 @@
 //! The pieces `rally bench` runs as separate processes (hidden subcommand
 //! `rally bench-worker`), so that each one's CPU and memory can be read from `/proc`:
 //!
-//! - `minimal-arena`: the reference arena server ([`crate::minimal`]).
+//! - `tasks-arena`, `poll-arena`: the reference arena servers ([`crate::designs`]).
 //! - `echo`: a minimal tokio echo server, the reference for request/response.
 //! - `reqresp`: the request/response load: connections each sending a 64-byte message
 //!   and waiting for its reply before sending the next, to Rally (a `ping` padded to
@@ -58,11 +58,19 @@ pub async fn echo(addr: SocketAddr) -> anyhow::Result<()> {
     }
 }
 
-/// Runs the minimal arena server until the process ends.
-pub async fn minimal_arena(tcp: SocketAddr, ws: SocketAddr) -> anyhow::Result<()> {
+/// Runs the "tasks" reference arena server until the process ends.
+pub async fn tasks_arena(tcp: SocketAddr, ws: SocketAddr) -> anyhow::Result<()> {
     let tcp = TcpListener::bind(tcp).await?;
     let ws = TcpListener::bind(ws).await?;
-    crate::minimal::serve(tcp, ws).await;
+    crate::designs::tasks::serve(tcp, ws).await;
+    Ok(())
+}
+
+/// Runs the "poll" reference arena server until the process ends.
+pub async fn poll_arena(tcp: SocketAddr, ws: SocketAddr) -> anyhow::Result<()> {
+    let tcp = TcpListener::bind(tcp).await?;
+    let ws = TcpListener::bind(ws).await?;
+    crate::designs::poll::serve(tcp, ws).await;
     Ok(())
 }
 

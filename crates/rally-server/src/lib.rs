@@ -2,8 +2,9 @@
 //!
 //! A [`Server`] is configured from a [`Config`] and the [`Games`] it offers, binds its
 //! listeners, and runs until a shutdown future completes, then drains. Data flows one way:
-//! socket -> session read loop -> room input queue -> tick -> each player's outbound
-//! queue -> session write loop -> socket.
+//! socket -> session read loop -> room input queue -> tick -> each player's socket,
+//! written by the room itself when it takes the state at once, else through the player's
+//! outbound queue and its session's write loop.
 //!
 //! # Layout
 //! Floors, top to bottom. A module imports only its own floor and those below it; within a

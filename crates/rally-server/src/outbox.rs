@@ -4,10 +4,17 @@
 //!
 //! It sits below both the session (which drains the queue into its socket) and the room
 //! (which fills it every tick), so neither imports the other.
+//!
+//! A room's state usually skips the queue: when nothing is queued or being written
+//! before it, [`SessionLink::send_now`] writes it to the socket from the room's task
+//! (the session attached it, [`SessionCtl::attach`]), so a state costs one system call
+//! and no wake-up of the session. Only when the socket would block does the state go
+//! through the queue and the writer, with its `timeout_ms` and `queue_capacity` bounds.
 
 use std::collections::HashMap;
 use std::collections::VecDeque;
 use std::future::Future;
+use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::Poll;
@@ -16,7 +23,9 @@ use bytes::Bytes;
 use futures_util::task::AtomicWaker;
 use rally_protocol::{ErrorCode, ServerMessage};
 
+use crate::connection::Connection;
 use crate::error::ClientError;
+use crate::transport::{self, Transport};
 
 /// Something for the writer to send.
 #[derive(Debug)]
@@ -24,6 +33,37 @@ pub(crate) enum Outbound {
     Msg(ServerMessage),
     /// A WebSocket pong answering a client's ping.
     WsPong(Bytes),
+    /// Framed bytes: the tail of a message the socket took only part of.
+    Raw(Bytes),
+}
+
+/// A socket a room may write to without waiting: any [`Connection`], behind `dyn` so the
+/// outbox need not be generic.
+pub(crate) trait TryWrite: Send + Sync {
+    fn try_write(&self, buf: &[u8]) -> io::Result<usize>;
+}
+
+impl<C: Connection> TryWrite for C {
+    fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        Connection::try_write(self, buf)
+    }
+}
+
+impl std::fmt::Debug for dyn TryWrite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("socket")
+    }
+}
+
+/// What [`SessionLink::send_now`] did with a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sent {
+    /// Written to the socket (`bytes` of it; the rest, if any, queued for the writer).
+    Written { transport: Transport, bytes: usize },
+    /// Queued for the writer.
+    Queued,
+    /// The session is gone or was ended.
+    Gone,
 }
 
 /// Why a session ended.
@@ -78,6 +118,12 @@ struct Outbox {
     capacity: usize,
     /// Set when the session is over: senders learn the player is gone.
     closed: bool,
+    /// The session's socket and its framing, for [`SessionLink::send_now`]; dropped when
+    /// the outbox closes, so the session gets its socket back to close it.
+    direct: Option<(std::sync::Arc<dyn TryWrite>, Transport)>,
+    /// The writer took a batch and has not finished writing it: a message written now
+    /// would overtake it.
+    writing: bool,
 }
 
 /// What [`SessionCtl::signal`] reports.
@@ -97,6 +143,8 @@ impl SessionCtl {
                 queue: VecDeque::new(),
                 capacity: queue_capacity,
                 closed: false,
+                direct: None,
+                writing: false,
             }),
         }
     }
@@ -115,15 +163,32 @@ impl SessionCtl {
                 self.waker.register(cx.waker());
                 Poll::Pending
             } else {
+                outbox.writing = true;
                 Poll::Ready(std::mem::take(&mut outbox.queue))
             }
         })
+    }
+
+    /// The batch taken by [`next_batch`](Self::next_batch) is written: rooms may write
+    /// to the socket directly again.
+    pub(crate) fn written(&self) {
+        self.outbox().writing = false;
+    }
+
+    /// Lets rooms write this session's messages to `socket` themselves while nothing is
+    /// queued ([`SessionLink::send_now`]).
+    pub(crate) fn attach(&self, socket: std::sync::Arc<dyn TryWrite>, transport: Transport) {
+        let mut outbox = self.outbox();
+        if !outbox.closed {
+            outbox.direct = Some((socket, transport));
+        }
     }
 
     /// Closes the queue and returns what was left in it.
     pub(crate) fn close_outbox(&self) -> VecDeque<Outbound> {
         let mut outbox = self.outbox();
         outbox.closed = true;
+        outbox.direct = None;
         std::mem::take(&mut outbox.queue)
     }
 
@@ -252,6 +317,56 @@ impl SessionLink {
     /// the back of the run queue.
     pub(crate) fn send_in_task(&self, msg: Outbound) -> bool {
         self.push(msg, false)
+    }
+
+    /// Sends `msg` now: written straight to the socket from the caller's task when
+    /// nothing is queued or being written before it and the socket takes it (a tail it
+    /// does not take is queued for the writer), else queued like [`send`](Self::send).
+    /// `scratch` is the caller's reused encoding buffer.
+    ///
+    /// The outbox lock is held across the write so that the writer cannot start a batch
+    /// in between: order is kept. The write never waits, so the lock is short.
+    pub(crate) fn send_now(&self, msg: ServerMessage, scratch: &mut Vec<u8>) -> Sent {
+        let mut outbox = self.ctl.outbox();
+        if outbox.closed {
+            return Sent::Gone;
+        }
+        if let (Some((socket, transport)), true) =
+            (&outbox.direct, outbox.queue.is_empty() && !outbox.writing)
+        {
+            let transport = *transport;
+            scratch.clear();
+            transport::encode(transport, &msg, scratch);
+            match socket.try_write(scratch) {
+                Ok(n) if n == scratch.len() => {
+                    return Sent::Written {
+                        transport,
+                        bytes: n,
+                    }
+                }
+                Ok(n) if n > 0 => {
+                    // A torn frame: its tail goes out first, through the writer.
+                    outbox
+                        .queue
+                        .push_back(Outbound::Raw(Bytes::copy_from_slice(&scratch[n..])));
+                    drop(outbox);
+                    self.ctl.waker.wake();
+                    return Sent::Written {
+                        transport,
+                        bytes: n,
+                    };
+                }
+                // Would block (or failed: the writer meets the error and ends the
+                // session): the queue takes it.
+                _ => {}
+            }
+        }
+        drop(outbox);
+        if self.push(Outbound::Msg(msg), true) {
+            Sent::Queued
+        } else {
+            Sent::Gone
+        }
     }
 
     fn push(&self, msg: Outbound, wake: bool) -> bool {

@@ -24,7 +24,52 @@ pub(crate) struct InputMsg {
     pub(crate) session: u64,
     pub(crate) player: PlayerId,
     pub(crate) seq: u32,
-    pub(crate) payload: Bytes,
+    pub(crate) payload: InputPayload,
+}
+
+/// Payloads up to this many bytes are carried inline (an arena input is 19).
+const INLINE_INPUT: usize = 30;
+
+/// An input's payload: inline when small, so queuing an input allocates nothing (a copy
+/// into a fresh `Bytes` and its free were 7% of the server's instructions per state,
+/// callgrind at 48 players); a larger one is carried on the heap.
+#[derive(Clone)]
+pub(crate) enum InputPayload {
+    Inline { len: u8, bytes: [u8; INLINE_INPUT] },
+    Heap(Bytes),
+}
+
+impl InputPayload {
+    pub(crate) fn new(payload: &[u8]) -> Self {
+        if payload.len() <= INLINE_INPUT {
+            let mut bytes = [0; INLINE_INPUT];
+            bytes[..payload.len()].copy_from_slice(payload);
+            InputPayload::Inline {
+                // Fits: at most INLINE_INPUT (30).
+                len: payload.len() as u8,
+                bytes,
+            }
+        } else {
+            InputPayload::Heap(Bytes::copy_from_slice(payload))
+        }
+    }
+}
+
+impl std::ops::Deref for InputPayload {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            InputPayload::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            InputPayload::Heap(b) => b,
+        }
+    }
+}
+
+impl std::fmt::Debug for InputPayload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} bytes", self.len())
+    }
 }
 
 /// Requests a room handles as they arrive.
@@ -206,6 +251,25 @@ impl Drop for Reservation {
     fn drop(&mut self) {
         if self.armed {
             self.seats.release(self.room_id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn input_payloads_read_back_inline_or_on_the_heap() {
+        for len in [0, 1, 19, INLINE_INPUT, INLINE_INPUT + 1, 4096] {
+            let bytes: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let payload = InputPayload::new(&bytes);
+            assert_eq!(&*payload, &bytes[..], "len {len}");
+            assert_eq!(
+                matches!(payload, InputPayload::Inline { .. }),
+                len <= INLINE_INPUT,
+                "len {len}"
+            );
         }
     }
 }

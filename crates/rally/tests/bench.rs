@@ -1,5 +1,5 @@
 //! `rally bench --quick` end to end: every scenario runs against real processes (Rally,
-//! the minimal reference server, the echo server, the load generators) and the report
+//! the two reference designs, the echo server, the load generators) and the report
 //! files hold measured rows. A smoke test of the instrument, not a benchmark: the
 //! figures are not judged, only that they were measured.
 
@@ -41,8 +41,8 @@ async fn quick_bench_writes_a_filled_report() {
     )
     .expect("valid JSON");
     let arena = json["arena"].as_array().expect("arena rows");
-    // Rally and the reference, over TCP and WebSocket.
-    assert_eq!(arena.len(), 4, "{arena:?}");
+    // Rally and the two reference designs, over TCP and WebSocket.
+    assert_eq!(arena.len(), 6, "{arena:?}");
     for row in arena {
         assert_eq!(row["connected"], 40, "{row}");
         assert_eq!(row["errors"], 0, "{row}");

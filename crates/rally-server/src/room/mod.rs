@@ -84,6 +84,8 @@ struct Room {
     /// Reused tick buffers: the room state and the per-player views.
     room_buf: Vec<u8>,
     views: Vec<(PlayerId, Vec<u8>)>,
+    /// Reused buffer a state is encoded into for writing it to a socket.
+    write_buf: Vec<u8>,
     /// Seats whose session was found gone (closed or slow) while sending; marked away
     /// after the send loop.
     gone: Vec<PlayerId>,
@@ -138,6 +140,7 @@ fn spawn(env: &Arc<RoomEnv>, id: u64, kind: &str, spec: &Kind) -> RoomHandle {
         tick: 0,
         room_buf: Vec::new(),
         views: Vec::new(),
+        write_buf: Vec::new(),
         gone: Vec::new(),
         tick_duration: env.metrics.tick_histogram(kind),
         players: Vec::new(),

@@ -13,8 +13,12 @@ use tokio::time::Instant;
 use super::Room;
 use crate::error::ClientError;
 use crate::metrics::ErrorKind;
-use crate::outbox::Outbound;
+use crate::outbox::Sent;
 use crate::room_handle::InputMsg;
+use crate::transport::Transport;
+
+/// A state encoding buffer grown past this (a huge state) is freed after the tick.
+const MAX_KEPT_WRITE_BUFFER: usize = 64 * 1024;
 
 impl Room {
     pub(super) fn run_tick(
@@ -73,6 +77,8 @@ impl Room {
             .drain(..)
             .map(|(p, v)| (p, Bytes::from(v)))
             .collect();
+        // Messages and bytes written here, per transport: one metrics add per tick.
+        let mut written = [(0usize, 0usize); 2];
         for seat in &self.seats {
             let Some(link) = &seat.link else { continue };
             let payload = match views.iter().find(|(p, _)| *p == seat.id) {
@@ -87,9 +93,25 @@ impl Room {
                 last_seq: seat.last_seq,
                 payload,
             };
-            if !link.send(Outbound::Msg(state)) {
-                self.gone.push(seat.id);
+            match link.send_now(state, &mut self.write_buf) {
+                Sent::Written { transport, bytes } => {
+                    let w = &mut written[usize::from(transport == Transport::WebSocket)];
+                    (w.0, w.1) = (w.0 + 1, w.1 + bytes);
+                }
+                Sent::Queued => {}
+                Sent::Gone => self.gone.push(seat.id),
             }
+        }
+        for (transport, (messages, bytes)) in [Transport::Tcp, Transport::WebSocket]
+            .into_iter()
+            .zip(written)
+        {
+            if messages > 0 {
+                self.env.metrics.stats.sent(transport, messages, bytes);
+            }
+        }
+        if self.write_buf.capacity() > MAX_KEPT_WRITE_BUFFER {
+            self.write_buf = Vec::new();
         }
         self.mark_gone_away();
     }

@@ -2,7 +2,6 @@
 //! a ping answered, an input queued for the room, a request queued for the command
 //! runner. Non-fatal errors go back to the client from here.
 
-use bytes::Bytes;
 use rally_protocol::{ClientMessage, ErrorCode, ServerMessage};
 use tokio::sync::mpsc::error::TrySendError;
 
@@ -12,7 +11,7 @@ use crate::error::ClientError;
 use crate::limits::{Budget, Verdict};
 use crate::metrics::{ErrorKind, Limit};
 use crate::outbox::{Ending, Outbound};
-use crate::room_handle::InputMsg;
+use crate::room_handle::{InputMsg, InputPayload};
 
 impl Core {
     /// Sends a non-fatal error (fatal ones are the writer's farewell).
@@ -193,7 +192,7 @@ impl Core {
             session: self.link.session_id,
             player: m.player_id,
             seq,
-            payload: Bytes::copy_from_slice(payload),
+            payload: InputPayload::new(payload),
         };
         match m.room.inputs.try_send(input) {
             Ok(()) => {}

@@ -4,7 +4,9 @@
 //! Both loops run in the connection's one task (joined, not spawned), sharing the
 //! socket (a `TcpStream`, or any [`Connection`]) by reference: reads use `readable` +
 //! `try_read` into a stack buffer, so an idle connection holds no read buffer; writes
-//! drain the queue in batches and send each batch with one write.
+//! drain the queue in batches and send each batch with one write. A room writes its
+//! states to the socket itself while the queue is empty (`SessionLink::send_now`), so
+//! the write loop carries replies and whatever a full socket made wait.
 //!
 //! Bounds: the first message must be a `hello` within `timeout_ms`; after that a complete
 //! message must arrive at least every `timeout_ms` (bytes alone do not count, so a
@@ -57,8 +59,6 @@ pub(crate) use env::SessionEnv;
 
 /// Requests sent and not yet answered (running or queued) before more are refused.
 const MAX_COMMANDS_IN_FLIGHT: usize = 8;
-/// A write buffer grown past this is freed after use rather than kept.
-const MAX_KEPT_WRITE_BUFFER: usize = 64 * 1024;
 /// Longest client name accepted in `hello`.
 const MAX_CLIENT_NAME: usize = 64;
 /// Longest time spent saying goodbye: the last error, the close frame, the linger.
@@ -106,7 +106,11 @@ pub(crate) async fn run<C: Connection>(
         }
     }
     let session_id = env.next_session_id();
+    // Shared with the outbox, so the room can write states to it (`SessionLink::send_now`);
+    // the outbox lets go of it when it closes, at the writer's farewell.
+    let stream = Arc::new(stream);
     let ctl = Arc::new(SessionCtl::new(env.config.queue_capacity as usize));
+    ctl.attach(stream.clone(), transport);
     env.sessions.insert(session_id, ctl.clone());
     // Registered first, then checked: a shutdown racing this start is seen either way.
     if env.shutdown.is_cancelled() {
@@ -129,7 +133,10 @@ pub(crate) async fn run<C: Connection>(
         transport,
         session_id,
     };
-    read_then_write(reader.run(&stream), writer.run(&stream)).await;
+    read_then_write(reader.run(&*stream), writer.run(&*stream)).await;
+    // The writer's farewell closed the outbox, which dropped its share of the socket.
+    ctl.close_outbox();
+    let mut stream = Arc::into_inner(stream);
     env.sessions.remove(session_id);
     let ending = ctl.ending();
     // The player is gone: its slot is free for the next one, and it is no longer listed
@@ -138,8 +145,8 @@ pub(crate) async fn run<C: Connection>(
     if reader.core.handshaken {
         env.directory.remove(session_id);
     }
-    if !matches!(ending, Ending::PeerClosed) {
-        linger_close(&mut stream).await;
+    if let (false, Some(stream)) = (matches!(ending, Ending::PeerClosed), stream.as_mut()) {
+        linger_close(stream).await;
     }
     if let Some(account) = reader.core.account.take() {
         reader.core.end_account_session(account);

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use rally_protocol::ErrorCode;
 
-use super::{SessionEnv, FAREWELL, MAX_KEPT_WRITE_BUFFER};
+use super::{SessionEnv, FAREWELL};
 use crate::connection::Connection;
 use crate::error::ClientError;
 use crate::metrics::ErrorKind;
@@ -33,7 +33,11 @@ impl Writer<'_> {
             for out in &batch {
                 self.encode(out, &mut wbuf);
             }
-            let messages = batch.len();
+            // A torn frame's tail was counted when its head was written.
+            let messages = batch
+                .iter()
+                .filter(|o| !matches!(o, Outbound::Raw(_)))
+                .count();
             drop(batch);
             let written = tokio::select! {
                 biased;
@@ -42,11 +46,13 @@ impl Writer<'_> {
             };
             match written {
                 // One add per write call, not per message.
-                Ok(true) => self
-                    .env
-                    .metrics
-                    .stats
-                    .sent(self.transport, messages, wbuf.len()),
+                Ok(true) => {
+                    self.ctl.written();
+                    self.env
+                        .metrics
+                        .stats
+                        .sent(self.transport, messages, wbuf.len())
+                }
                 Ok(false) => {
                     self.ctl.end(Ending::fault(
                         ErrorCode::Timeout,
@@ -59,10 +65,9 @@ impl Writer<'_> {
                     break;
                 }
             }
-            wbuf.clear();
-            if wbuf.capacity() > MAX_KEPT_WRITE_BUFFER {
-                wbuf = Vec::new();
-            }
+            // Freed, not kept: states are written by the room, so batches here are rare
+            // (replies, or a socket that was full) and a quiet player holds no buffer.
+            wbuf = Vec::new();
         }
         self.farewell(stream, wbuf, limit).await;
     }
@@ -132,6 +137,7 @@ impl Writer<'_> {
         match out {
             Outbound::Msg(m) => transport::encode(self.transport, m, wbuf),
             Outbound::WsPong(p) => transport::encode_pong(self.transport, p, wbuf),
+            Outbound::Raw(b) => wbuf.extend_from_slice(b),
         }
     }
 }
