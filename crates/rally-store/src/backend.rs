@@ -194,6 +194,9 @@ async fn open_sqlite(config: &StoreConfig) -> Result<SqlitePool, StoreError> {
             format!("cannot open the SQLite database {path}: {e}"),
         )
     };
+    // Another process creating the same file at this moment would make the switch to WAL
+    // fail with `database is locked`: take turns.
+    let _setup = sqlite_setup_lock(options.get_filename()).await?;
     let mut conn = options.connect().await.map_err(cannot_open)?;
     let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
         .fetch_one(&mut conn)
@@ -211,6 +214,7 @@ async fn open_sqlite(config: &StoreConfig) -> Result<SqlitePool, StoreError> {
         .await
         .map_err(cannot_open)?;
     conn.close().await.map_err(cannot_open)?;
+    drop(_setup);
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(StoreError::invalid(
             "database_url",
@@ -284,6 +288,43 @@ pub(crate) fn statement_bound(timeout: Duration) -> Duration {
 
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+/// An exclusive lock on `<database>.lock`, held until the returned file drops (the kernel
+/// releases it if the process dies): processes setting up one SQLite file take turns, for
+/// its creation and switch to WAL (which SQLite refuses with `database is locked`, not
+/// waiting, while another connection makes the same switch) and for its migrations. Not the database file itself: SQLite
+/// locks that with POSIX record locks, which any other descriptor of the same file closing
+/// in this process would release. Nothing for an in-memory database. The wait runs on a
+/// blocking thread; the store's call bound limits it like any other call.
+pub(crate) async fn sqlite_setup_lock(
+    database: &std::path::Path,
+) -> Result<Option<std::fs::File>, StoreError> {
+    let name = database.as_os_str();
+    if name.is_empty() || name == ":memory:" {
+        return Ok(None);
+    }
+    let mut path = name.to_owned();
+    path.push(".lock");
+    let locked = tokio::task::spawn_blocking(move || {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)?;
+        file.lock()?;
+        Ok::<_, std::io::Error>(file)
+    })
+    .await;
+    match locked {
+        Ok(Ok(file)) => Ok(Some(file)),
+        Ok(Err(e)) => Err(StoreError::Other {
+            detail: format!("could not lock the database for its setup: {e}"),
+        }),
+        Err(e) => Err(StoreError::Other {
+            detail: format!("the setup lock's thread failed: {e}"),
+        }),
+    }
 }
 
 #[cfg(test)]

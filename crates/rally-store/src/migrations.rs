@@ -8,8 +8,8 @@
 //! once do not both migrate, and runs each migration in a transaction. On SQLite sqlx
 //! takes no lock, so two processes opening one new file at once could both run the first
 //! migration ("table accounts already exists"); there Rally holds an exclusive lock on a
-//! file beside the database (`<database>.migrate-lock`) while it migrates, and the second
-//! process then finds nothing left to do.
+//! file beside the database (`<database>.lock`, see `backend::sqlite_setup_lock`) while it
+//! migrates, and the second process then finds nothing left to do.
 //!
 //! Adding a migration: add `NNNN_what.sql` to both directories and a line to both lists;
 //! the two lists must keep the same versions (a unit test checks that).
@@ -69,7 +69,8 @@ impl<'s> MigrationSource<'s> for EmbeddedSource {
 pub(crate) async fn run(pool: &Pool) -> Result<(), StoreError> {
     match pool {
         Pool::Sqlite(pool) => {
-            let _lock = sqlite_migration_lock(pool.connect_options().get_filename()).await?;
+            let _lock =
+                crate::backend::sqlite_setup_lock(pool.connect_options().get_filename()).await?;
             Migrator::new(EmbeddedSource(SQLITE))
                 .await?
                 .run(pool)
@@ -83,41 +84,6 @@ pub(crate) async fn run(pool: &Pool) -> Result<(), StoreError> {
         }
     }
     Ok(())
-}
-
-/// An exclusive lock on `<database>.migrate-lock`, held until the returned file drops
-/// (the kernel releases it if the process dies). Not the database file itself: SQLite
-/// locks that with POSIX record locks, which any other descriptor of the same file closing
-/// in this process would release. Nothing for an in-memory database. The wait runs on a
-/// blocking thread; the store's call bound limits it like any other call.
-async fn sqlite_migration_lock(
-    database: &std::path::Path,
-) -> Result<Option<std::fs::File>, StoreError> {
-    let name = database.as_os_str();
-    if name.is_empty() || name == ":memory:" {
-        return Ok(None);
-    }
-    let mut path = name.to_owned();
-    path.push(".migrate-lock");
-    let locked = tokio::task::spawn_blocking(move || {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)?;
-        file.lock()?;
-        Ok::<_, std::io::Error>(file)
-    })
-    .await;
-    match locked {
-        Ok(Ok(file)) => Ok(Some(file)),
-        Ok(Err(e)) => Err(StoreError::Other {
-            detail: format!("could not lock the database for migrating: {e}"),
-        }),
-        Err(e) => Err(StoreError::Other {
-            detail: format!("the migration lock's thread failed: {e}"),
-        }),
-    }
 }
 
 #[cfg(test)]

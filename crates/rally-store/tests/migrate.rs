@@ -1,7 +1,7 @@
 //! Servers starting at once against one fresh database all migrate it: every open
 //! succeeds, each migration is applied exactly once, and every store can then write and
 //! read the others' rows. On PostgreSQL this rests on sqlx's advisory lock; on SQLite,
-//! where sqlx takes none, on the store's own lock file beside the database (without it,
+//! where sqlx takes none, on the store's own lock file beside the database (`<db>.lock`) (without it,
 //! two stores opening one fresh file at once both ran the first migration: "table accounts
 //! already exists").
 
