@@ -89,6 +89,21 @@ pub(crate) fn ws_close_code(code: Option<ErrorCode>) -> u16 {
     }
 }
 
+/// Writes what the socket takes of `buf` now, without waiting: the bytes written (fewer
+/// than `buf.len()` when the socket is full).
+pub(crate) fn try_write_all<C: Connection>(stream: &C, buf: &[u8]) -> std::io::Result<usize> {
+    let mut at = 0;
+    while at < buf.len() {
+        match stream.try_write(&buf[at..]) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => at += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(at)
+}
+
 /// Writes all of `buf`, waiting for the socket to drain at most `limit`.
 /// Returns `Ok(false)` on timeout.
 pub(crate) async fn write_all<C: Connection>(

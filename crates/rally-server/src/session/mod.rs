@@ -92,15 +92,17 @@ pub(crate) async fn run<C: Connection>(
     let handshake = env.config.handshake_timeout();
     let mut early = Vec::new();
     if transport == Transport::WebSocket {
+        // Boxed: the upgrade's buffers and timers are needed once, and inline they would
+        // size every session's future for good (its largest state sets its size).
         let accepted = tokio::select! {
-            r = transport::accept_websocket(&stream, handshake) => r,
+            r = Box::pin(transport::accept_websocket(&stream, handshake)) => r,
             _ = env.shutdown.cancelled() => None,
         };
         match accepted {
             Some(rest) => early = rest,
             None => {
                 drop((permit, connection));
-                linger_close(&mut stream).await;
+                Box::pin(linger_close(&mut stream)).await;
                 return;
             }
         }
@@ -146,7 +148,7 @@ pub(crate) async fn run<C: Connection>(
         env.directory.remove(session_id);
     }
     if let (false, Some(stream)) = (matches!(ending, Ending::PeerClosed), stream.as_mut()) {
-        linger_close(stream).await;
+        Box::pin(linger_close(stream)).await;
     }
     if let Some(account) = reader.core.account.take() {
         reader.core.end_account_session(account);

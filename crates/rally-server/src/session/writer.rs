@@ -22,7 +22,6 @@ pub(super) struct Writer<'a> {
 impl Writer<'_> {
     pub(super) async fn run<C: Connection>(&self, stream: &C) {
         let limit = self.env.config.timeout();
-        let mut wbuf = Vec::new();
         loop {
             let batch = tokio::select! {
                 biased;
@@ -30,6 +29,10 @@ impl Writer<'_> {
                 b = self.ctl.next_batch() => b,
             };
             // Everything queued goes out in one write (at most queue_capacity messages).
+            // The buffer lives for this batch only: states are written by the room, so
+            // batches here are rare (replies, or a socket that was full) and a quiet
+            // player holds no buffer.
+            let mut wbuf = Vec::new();
             for out in &batch {
                 self.encode(out, &mut wbuf);
             }
@@ -39,10 +42,16 @@ impl Writer<'_> {
                 .filter(|o| !matches!(o, Outbound::Raw(_)))
                 .count();
             drop(batch);
-            let written = tokio::select! {
-                biased;
-                _ = self.ctl.signal(false) => break,
-                w = transport::write_all(stream, &wbuf, limit) => w,
+            let written = match transport::try_write_all(stream, &wbuf) {
+                Ok(n) if n == wbuf.len() => Ok(true),
+                // The socket is full: wait for it, boxed, so that the wait's timer and
+                // readiness future take memory only while a write is blocked, not in
+                // every idle session's future.
+                Ok(n) => match Box::pin(self.wait_write(stream, &wbuf[n..], limit)).await {
+                    Some(w) => w,
+                    None => break,
+                },
+                Err(e) => Err(e),
             };
             match written {
                 // One add per write call, not per message.
@@ -65,17 +74,30 @@ impl Writer<'_> {
                     break;
                 }
             }
-            // Freed, not kept: states are written by the room, so batches here are rare
-            // (replies, or a socket that was full) and a quiet player holds no buffer.
-            wbuf = Vec::new();
         }
-        self.farewell(stream, wbuf, limit).await;
+        // Boxed for the same reason: only a session that ends pays for its goodbye.
+        Box::pin(self.farewell(stream, limit)).await;
+    }
+
+    /// Writes the rest of a batch the socket did not take at once, waiting at most
+    /// `limit`; `None` when the session ended meanwhile.
+    async fn wait_write<C: Connection>(
+        &self,
+        stream: &C,
+        rest: &[u8],
+        limit: Duration,
+    ) -> Option<std::io::Result<bool>> {
+        tokio::select! {
+            biased;
+            _ = self.ctl.signal(false) => None,
+            w = transport::write_all(stream, rest, limit) => Some(w),
+        }
     }
 
     /// Whatever was queued (unless the client is too slow to take it), then the reason,
     /// then a WebSocket close frame.
-    async fn farewell<C: Connection>(&self, stream: &C, mut wbuf: Vec<u8>, limit: Duration) {
-        wbuf.clear();
+    async fn farewell<C: Connection>(&self, stream: &C, limit: Duration) {
+        let mut wbuf = Vec::new();
         let left = self.ctl.close_outbox();
         let ending = self.ctl.ending();
         let stuck = matches!(
