@@ -135,7 +135,13 @@ pub(crate) async fn run<C: Connection>(
         transport,
         session_id,
     };
-    read_then_write(reader.run(&*stream), writer.run(&*stream)).await;
+    {
+        // Pinned here, in this future's own state, and lent to `read_then_write`: passed
+        // by value, each would be stored twice (the argument and its pinned copy).
+        let read = std::pin::pin!(reader.run(&*stream));
+        let write = std::pin::pin!(writer.run(&*stream));
+        read_then_write(read, write).await;
+    }
     // The writer's farewell closed the outbox, which dropped its share of the socket.
     ctl.close_outbox();
     let mut stream = Arc::into_inner(stream);
@@ -175,9 +181,10 @@ pub(crate) async fn run<C: Connection>(
 /// Runs the read and write loops of one session in its task, always polling the reader
 /// first: what it queues in reply (`pong`, `welcome`, replies) is then written in the
 /// same poll, without a wake-up (`tokio::join!` rotates which future goes first).
-async fn read_then_write(read: impl Future<Output = ()>, write: impl Future<Output = ()>) {
-    let mut read = std::pin::pin!(read);
-    let mut write = std::pin::pin!(write);
+async fn read_then_write(
+    mut read: Pin<&mut impl Future<Output = ()>>,
+    mut write: Pin<&mut impl Future<Output = ()>>,
+) {
     let (mut read_done, mut write_done) = (false, false);
     std::future::poll_fn(|cx| {
         if !read_done {
