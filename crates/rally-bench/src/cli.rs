@@ -36,7 +36,7 @@ pub fn command() -> Command {
             Arg::new("quick")
                 .long("quick")
                 .action(ArgAction::SetTrue)
-                .help("A small, fast run that exercises every scenario (a smoke test, not a benchmark)"),
+                .help("A small, fast run that exercises every scenario (a smoke test, not a benchmark); Colyseus only when --colyseus names its script"),
         )
         .arg(
             Arg::new("no-pin")
@@ -50,6 +50,14 @@ pub fn command() -> Command {
                 .value_name("SCRIPT")
                 .value_parser(value_parser!(PathBuf))
                 .help(format!("The Colyseus peer's run.sh [default: {COLYSEUS_SCRIPT} if it exists]")),
+        )
+        .arg(
+            Arg::new("colyseus-players")
+                .long("colyseus-players")
+                .value_name("N,N,...")
+                .value_delimiter(',')
+                .value_parser(value_parser!(u32).range(1..=10_000))
+                .help("Player counts of the Colyseus peer [default: 500,1000]"),
         )
         .arg(
             Arg::new("no-colyseus")
@@ -255,7 +263,11 @@ pub async fn run(m: &ArgMatches) -> anyhow::Result<ExitCode> {
     let scratch = std::env::temp_dir().join(format!("rally-bench-{}", std::process::id()));
     std::fs::create_dir_all(&scratch)?;
     let only_abuse = m.get_flag("abuse-only");
-    let colyseus = if m.get_flag("no-colyseus") || quick || only_abuse {
+    // A quick run skips Colyseus unless its script is named (a smoke test of that step).
+    let colyseus = if m.get_flag("no-colyseus")
+        || only_abuse
+        || (quick && m.get_one::<PathBuf>("colyseus").is_none())
+    {
         None
     } else {
         let script = m
@@ -263,7 +275,11 @@ pub async fn run(m: &ArgMatches) -> anyhow::Result<ExitCode> {
             .cloned()
             .unwrap_or_else(|| PathBuf::from(COLYSEUS_SCRIPT));
         if script.is_file() && crate::child::which("node").is_some() {
-            Some((script, vec![500, 1000]))
+            let counts = match m.get_many::<u32>("colyseus-players") {
+                Some(c) => c.copied().collect(),
+                None => vec![500, 1000],
+            };
+            Some((script, counts))
         } else {
             eprintln!(
                 "bench: skipping Colyseus: {} not found or node not installed",
@@ -392,7 +408,7 @@ pub async fn run(m: &ArgMatches) -> anyhow::Result<ExitCode> {
         None => Vec::new(),
     };
 
-    let results = Results {
+    let mut results = Results {
         command: command_line(),
         date: utc_now(),
         commit: git_commit(),
@@ -406,15 +422,40 @@ pub async fn run(m: &ArgMatches) -> anyhow::Result<ExitCode> {
         colyseus: colyseus_rows,
         rally_at_colyseus,
         abuse: opts.abuse.clone().map(|a| (a, abuse)),
+        earlier_targets: Vec::new(),
+        kept_note: None,
     };
+    write_report(&mut results, &out_dir)?;
+    let _ = std::fs::remove_dir_all(&scratch);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes `BENCHMARKS.md` and `benchmarks.json` into `out_dir`, keeping what an earlier
+/// run wrote there and this one did not measure ([`crate::merge`]).
+fn write_report(results: &mut Results, out_dir: &std::path::Path) -> anyhow::Result<()> {
     let md = out_dir.join("BENCHMARKS.md");
     let json = out_dir.join("benchmarks.json");
-    std::fs::write(&md, results.markdown()).with_context(|| format!("writing {}", md.display()))?;
-    std::fs::write(&json, serde_json::to_string_pretty(&results.json())?)
+    let old_md = std::fs::read_to_string(&md).unwrap_or_default();
+    let old_json: serde_json::Value = std::fs::read(&json)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(serde_json::Value::Null);
+    let fresh = results.json();
+    let merged = crate::merge::json(&old_json, fresh.clone());
+    // The targets kept are the merged list's tail, after this run's own.
+    let own = fresh["targets"].as_array().map_or(0, Vec::len);
+    results.earlier_targets = merged["targets"]
+        .as_array()
+        .map(|t| t.iter().skip(own).cloned().collect())
+        .unwrap_or_default();
+    let (_, kept) = crate::merge::markdown(&old_md, &results.markdown());
+    results.kept_note = crate::merge::kept_note(&kept);
+    let (text, _) = crate::merge::markdown(&old_md, &results.markdown());
+    std::fs::write(&md, text).with_context(|| format!("writing {}", md.display()))?;
+    std::fs::write(&json, serde_json::to_string_pretty(&merged)?)
         .with_context(|| format!("writing {}", json.display()))?;
-    let _ = std::fs::remove_dir_all(&scratch);
     eprintln!("bench: wrote {} and {}", md.display(), json.display());
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// How this run was started, as a reader would type it.

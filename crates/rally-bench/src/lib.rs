@@ -12,7 +12,8 @@
 //!   generators, all run through the hidden `rally bench-worker` subcommand.
 //! - [`abuse`]: abusive clients (the hidden `rally abuse` subcommand) and the abuse
 //!   scenario: honest players' latency and join time under flood, slowloris and garbage.
-//! - [`report`]: the markdown and JSON; [`procfs`]: `/proc`; [`child`]: processes.
+//! - [`report`]: the markdown and JSON; [`merge`]: a partial run updates only its own
+//!   sections of them; [`procfs`]: `/proc`; [`child`]: processes.
 #![warn(missing_docs, unreachable_pub)]
 #![forbid(unsafe_code)]
 
@@ -20,6 +21,7 @@ pub mod abuse;
 pub mod child;
 pub mod cli;
 pub mod designs;
+pub mod merge;
 pub mod procfs;
 pub mod report;
 pub mod suite;

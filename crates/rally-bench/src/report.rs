@@ -38,6 +38,11 @@ pub struct Results {
     pub rally_at_colyseus: Vec<ArenaRow>,
     /// The abuse scenario, if it ran: its size and its cases.
     pub abuse: Option<(Abuse, Vec<AbuseRow>)>,
+    /// Targets an earlier run measured and this one did not (from the previous
+    /// `benchmarks.json`, see [`crate::merge`]): listed after this run's, marked as such.
+    pub earlier_targets: Vec<Value>,
+    /// The preamble's line naming the sections kept from earlier runs, if any.
+    pub kept_note: Option<String>,
 }
 
 fn f(x: f64, digits: usize) -> String {
@@ -309,14 +314,17 @@ impl Results {
                 .collect();
             let worst = ratios.iter().copied().fold(0.0, f64::max);
             t.push(Target {
-                what: "server CPU per 1,000 players <= 0.6x Colyseus's, same session".into(),
+                what: format!(
+                    "server CPU per 1,000 players <= 0.5x Colyseus {}'s, same session",
+                    crate::suite::colyseus_version()
+                ),
                 measured: pairs
                     .iter()
                     .zip(&ratios)
                     .map(|((r, _), x)| format!("{} players: {}x", r.players, f(*x, 2)))
                     .collect::<Vec<_>>()
                     .join(", "),
-                met: Some(worst <= 0.6),
+                met: Some(worst <= 0.5),
             });
         }
         if let Some((_, rows)) = &self.abuse {
@@ -375,6 +383,9 @@ impl Results {
             m.nofile.1
         );
         let _ = writeln!(out, "- **Placement:** {}", self.placement);
+        if let Some(note) = &self.kept_note {
+            let _ = writeln!(out, "{note}");
+        }
         let _ = writeln!(
             out,
             "- **Method:** each run starts a fresh server process and a separate load process. CPU is the server's \
@@ -396,6 +407,20 @@ impl Results {
                 None => "-",
             };
             let _ = writeln!(out, "| {} | {} | {met} |", t.what, t.measured);
+        }
+        for t in &self.earlier_targets {
+            let met = match t.get("met").and_then(Value::as_bool) {
+                Some(true) => "yes",
+                Some(false) => "**no**",
+                None => "-",
+            };
+            let text = |k: &str| t.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+            let _ = writeln!(
+                out,
+                "| {} | {} (earlier run) | {met} |",
+                text("target"),
+                text("measured")
+            );
         }
 
         if !self.arena.is_empty() {
@@ -494,8 +519,13 @@ impl Results {
         }
 
         if !self.colyseus.is_empty() {
-            out.push_str("\n## Colyseus 0.16, side by side\n\nThe same scenario on Colyseus (`../shared/peers/colyseus/run.sh`: Colyseus's WebSocket transport, \
-                its own JS client as bots, unpinned; its script measures CPU over the whole run, ramp included), and Rally over WebSocket at the same counts.\n\n");
+            let _ = writeln!(
+                out,
+                "\n## Colyseus {}, side by side\n\nThe same scenario on Colyseus (`../shared/peers/colyseus/run.sh` with \
+                 `COLYSEUS_VERSION={0}`: Colyseus's WebSocket transport, its own JS client as bots, unpinned; its script measures \
+                 CPU over the whole run, ramp included), and Rally over WebSocket at the same counts.\n",
+                crate::suite::colyseus_version()
+            );
             let mut rows: Vec<ArenaRow> = Vec::new();
             for c in &self.colyseus {
                 rows.push(c.clone());

@@ -686,16 +686,39 @@ async fn colyseus_rows(script: &Path, counts: &[u32]) -> anyhow::Result<Vec<Aren
         .args(counts.iter().map(u32::to_string))
         .env("PORT", port.to_string())
         .env("DUR", "20")
+        .env("COLYSEUS_VERSION", colyseus_version())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        // Kept, not inherited: a failing script (npm --silent, a crashed node) says why
+        // in the report as well as on the terminal.
+        .stderr(Stdio::piped())
         .kill_on_drop(true);
     let limit = Duration::from_secs(600 + 40 * counts.len() as u64);
     let out = timeout(limit, cmd.output())
         .await
         .context("the Colyseus script did not finish")??;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for line in stderr.lines() {
+        eprintln!("bench:   colyseus: {line}");
+    }
     if !out.status.success() {
-        bail!("the Colyseus script exited with {}", out.status);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let tail: Vec<&str> = stderr
+            .lines()
+            .chain(stdout.lines())
+            .filter(|l| !l.trim().is_empty())
+            .collect();
+        let tail = tail[tail.len().saturating_sub(5)..].join(" / ");
+        bail!(
+            "the Colyseus script ({}) exited with {}: {}",
+            script.display(),
+            out.status,
+            if tail.is_empty() {
+                "it printed nothing"
+            } else {
+                tail.as_str()
+            }
+        );
     }
     let mut rows = Vec::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
@@ -725,6 +748,12 @@ async fn colyseus_rows(script: &Path, counts: &[u32]) -> anyhow::Result<Vec<Aren
         bail!("the Colyseus script printed no result");
     }
     Ok(rows)
+}
+
+/// The Colyseus version the peer script runs: `COLYSEUS_VERSION` if set, else 0.16, the
+/// version issue 12's target is stated against (the script's own default is newer).
+pub fn colyseus_version() -> String {
+    std::env::var("COLYSEUS_VERSION").unwrap_or_else(|_| "0.16".to_owned())
 }
 
 /// What a bench reads from a `rally bots --json` report.
