@@ -179,7 +179,7 @@ impl Core {
             return;
         }
         // No liveness check here: a closed room's input queue reports itself closed.
-        let Some(m) = self.membership.as_ref() else {
+        let Some(m) = self.membership.as_deref() else {
             self.error(
                 ErrorKind::Session,
                 ErrorCode::NotInRoom,

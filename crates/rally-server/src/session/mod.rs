@@ -171,7 +171,7 @@ pub(crate) async fn run<C: Connection>(
         duration_ms = task.elapsed_ms(),
         session_id,
         transport = transport.name(),
-        %peer,
+        peer = %reader.core.peer,
         code,
         reason = message,
         "session ended"
@@ -233,7 +233,9 @@ struct Core {
     transport: Transport,
     handshaken: bool,
     draining: bool,
-    membership: Option<Membership>,
+    /// Boxed: an idle or lobby session has none, and inline it would cost every
+    /// session's future its 88 bytes.
+    membership: Option<Box<Membership>>,
     /// The account the session is logged in as (its display name is in the directory).
     account: Option<SessionAccount>,
     /// Commands waiting behind the running one, in order.
@@ -290,7 +292,7 @@ impl Core {
         if self.membership.as_ref().is_some_and(|m| !m.is_live()) {
             self.membership = None;
         }
-        self.membership.as_ref()
+        self.membership.as_deref()
     }
 
     fn on_shutdown(&mut self) {

@@ -57,7 +57,7 @@ impl Core {
         self.running = false;
         match result {
             // The room already sent `joined`, ahead of its first state.
-            Ok(Outcome::Joined(m)) => self.membership = Some(m),
+            Ok(Outcome::Joined(m)) => self.membership = Some(Box::new(m)),
             Ok(Outcome::Left { room_id }) => {
                 self.membership = None;
                 self.link
