@@ -34,6 +34,8 @@
 //! - `room`: the room task that owns a game and ticks it, a method per control message
 //!   (`room::env`: what each room is given).
 //! - `resume`: resume tokens, so a dropped player takes its seat back.
+//! - `queue`: the matchmaking queue: tickets (players and parties) grouped into matches
+//!   by rating within a tolerance that widens with waiting, on a timer.
 //! - `matchmaker`: join-or-create by room kind, seat counts, the drain switch.
 //! - `room_handle`: how others reach a room: its handle and messages, a membership, a
 //!   seat reservation.
@@ -79,6 +81,7 @@ mod matchmaker;
 mod metrics;
 mod outbox;
 mod player_data;
+mod queue;
 mod readiness;
 mod resume;
 mod room;
