@@ -273,8 +273,9 @@ impl<M, T> Tickets<M, T> {
     }
 
     /// Takes one player out of the queue (they left it or disconnected); the rest of their
-    /// party keeps waiting. Returns what was kept for them, `None` if they were not queued.
-    pub(crate) fn remove_member(&mut self, member: u64) -> Option<M> {
+    /// party keeps waiting. Returns the kind they waited for and what was kept for them,
+    /// `None` if they were not queued.
+    pub(crate) fn remove_member(&mut self, member: u64) -> Option<(Arc<str>, M)> {
         let id = self.by_member.remove(&member)?;
         let w = self.waiting.get_mut(&id)?;
         let at = w.members.iter().position(|(m, _)| *m == member)?;
@@ -298,7 +299,7 @@ impl<M, T> Tickets<M, T> {
             self.waiting.remove(&id);
             self.drop_pool_if_empty(&pool);
         }
-        Some(data)
+        Some((pool.kind, data))
     }
 
     fn drop_pool_if_empty(&mut self, pool: &PoolKey) {
@@ -764,7 +765,7 @@ mod tests {
         let mut q = Tickets::new(LIMITS);
         let t0 = Instant::now();
         solo(&mut q, &r, 1, 1000.0, t0);
-        assert_eq!(q.remove_member(1), Some(()));
+        assert_eq!(q.remove_member(1), Some((Arc::from("duel"), ())));
         assert_eq!(q.remove_member(1), None);
         solo(&mut q, &r, 2, 1000.0, t0);
         assert!(q.pass(t0).matches.is_empty());
@@ -772,7 +773,7 @@ mod tests {
         // matched with player 2.
         q.enqueue(pool("duel"), &r, vec![(3, ()), (4, ())], 1000.0, (), t0)
             .unwrap();
-        assert_eq!(q.remove_member(3), Some(()));
+        assert_eq!(q.remove_member(3), Some((Arc::from("duel"), ())));
         let out = q.pass(t0);
         assert_eq!(members(&out), vec![vec![2, 4]]);
         assert_eq!(q.len(), 0);
@@ -811,7 +812,7 @@ mod tests {
                 .unwrap_err();
             assert_eq!(e, Refusal::BadRating);
         }
-        assert_eq!(q.remove_member(2), Some(()));
+        assert_eq!(q.remove_member(2), Some((Arc::from("duel"), ())));
         solo(&mut q, &r, 5, 1.0, t0);
     }
 
