@@ -3,19 +3,17 @@
 //! and every player seated in it.
 //!
 //! `queue` and `leave_queue` (commands) and a session's end change the tickets under one
-//! short lock; the work is done by [`run`], a task that wakes every [`PASS_EVERY`] (not
-//! per message), so a burst of `queue` requests costs a map insert each. A pass answers
-//! the tickets that waited their kind's timeout with `MATCH_TIMEOUT` and hands each match
-//! to a seating task (tracked like every task), which opens a private room of the kind
-//! with the first ticket's options, moves each player out of the room it sits in (`left`,
-//! req 0), and seats it (`joined`, req 0, with its team).
+//! short lock; the matching is done by [`MatchQueue::pass`], which the commands' queue
+//! task calls every [`PASS_EVERY`] (not per message), so a burst of `queue` requests
+//! costs a map insert each. A pass returns the tickets that waited their kind's timeout
+//! (answered with `MATCH_TIMEOUT`) and the matches, which the commands floor seats.
 //!
 //! A session learns its new seat from [`MatchQueue::take_seat`] when its outbox signals it
 //! (`SessionCtl::seat_ready`): the seating task cannot reach into the session's task.
 //!
 //! # Layout
 //! - `pool`: the sans-IO state machine: tickets, pools, the pass that forms matches.
-//! - this file: the queue the server shares, the pass task and the seating.
+//! - this file: the queue the server shares: tickets, passes, seats handed to sessions.
 
 mod pool;
 
@@ -25,18 +23,16 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rally_game::PlayerId;
-use rally_protocol::{ErrorCode, ServerMessage};
-use tokio::sync::oneshot;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
+use rally_protocol::ErrorCode;
 
 use crate::error::ClientError;
+use crate::games::{KindRules, QueueRules};
 use crate::metrics::{ErrorKind, Metrics, QueueMeter};
-use crate::outbox::{Outbound, SessionLink};
-use crate::room_handle::{Control, Membership, Reservation, RoomHandle};
+use crate::outbox::SessionLink;
+use crate::room_handle::{Control, Membership, RoomHandle};
 
-pub(crate) use pool::{Limits, PoolKey, QueueRules, Refusal};
-use pool::{Match, Tickets};
+pub(crate) use pool::{Limits, MatchRules, PoolKey, Refusal};
+use pool::Tickets;
 
 /// How often the queue looks for matches and timeouts.
 pub(crate) const PASS_EVERY: Duration = Duration::from_millis(250);
@@ -46,8 +42,6 @@ pub(crate) const LIMITS: Limits = Limits {
     max_total: 50_000,
     scan_per_pass: 50_000,
 };
-/// The longest one seating waits for a room (to leave the old one, to seat a player).
-const SEAT_WAIT: Duration = Duration::from_secs(5);
 
 /// A queued player: how to reach them, and the seat they leave when matched.
 #[derive(Debug)]
@@ -59,17 +53,22 @@ pub(crate) struct Waiter {
     pub(crate) seat: Option<(RoomHandle, PlayerId)>,
 }
 
-/// Opens a match's room. The room task lives above the queue, so the server hands the
-/// queue this instead of the queue importing it.
-pub(crate) trait MatchRooms: Send + Sync + 'static {
-    /// Opens a private room of `kind` with `options` (a MessagePack map, raw) and reserves
-    /// `seats` seats in it.
-    fn open(
-        &self,
-        kind: &str,
-        options: &[u8],
-        seats: usize,
-    ) -> Result<(RoomHandle, Vec<Reservation>), ClientError>;
+/// A match to seat: its room's kind and options, and its players with their teams.
+#[derive(Debug)]
+pub(crate) struct Seating {
+    pub(crate) kind: Arc<str>,
+    /// The first ticket's room options (a MessagePack map or nil, as sent).
+    pub(crate) options: Bytes,
+    /// Every player, a party's together, with its team (0: the kind has no teams).
+    pub(crate) players: Vec<(Waiter, u32)>,
+}
+
+/// What one pass found.
+#[derive(Debug, Default)]
+pub(crate) struct Pass {
+    /// Players whose ticket timed out, with the error to send them.
+    pub(crate) timed_out: Vec<(SessionLink, ClientError)>,
+    pub(crate) matches: Vec<Seating>,
 }
 
 /// The queue the server shares: the tickets, and the seats matched players have not yet
@@ -123,23 +122,29 @@ impl MatchQueue {
         }
     }
 
-    /// Queues one player or a party (every member of `members`), with one rating.
+    /// Queues one player or a party (every member of `members`), with one rating, and
+    /// calls `queued` while the ticket is queued and before any pass can match it (the
+    /// `ok` goes out there, so it precedes the match's `joined`).
     pub(crate) fn enqueue(
         &self,
         pool: PoolKey,
-        rules: &QueueRules,
+        rules: &MatchRules,
         members: Vec<(u64, Waiter)>,
         rating: f64,
         options: Bytes,
+        queued: impl FnOnce(),
     ) -> Result<(), ClientError> {
         let now = tokio::time::Instant::now().into_std();
         let kind = pool.kind.clone();
         let mut tickets = self.tickets();
-        let queued = tickets.enqueue(pool, rules, members, rating, options, now);
+        let result = tickets.enqueue(pool, rules, members, rating, options, now);
+        if result.is_ok() {
+            queued();
+        }
         let waiting = tickets.waiting_for(&kind);
         drop(tickets);
         self.count(&kind, waiting);
-        queued.map(|_| ()).map_err(|r| {
+        result.map(|_| ()).map_err(|r| {
             let code = match r {
                 Refusal::AlreadyQueued(_) => ErrorCode::AlreadyQueued,
                 Refusal::Full => ErrorCode::QueueFull,
@@ -185,9 +190,66 @@ impl MatchQueue {
         lock(&self.placed).remove(&session)
     }
 
+    /// One pass at the current time: the tickets that timed out and the matches found,
+    /// with the queue's figures brought up to date.
+    pub(crate) fn pass(&self) -> Pass {
+        let now = tokio::time::Instant::now().into_std();
+        let (outcome, counts) = {
+            let mut tickets = self.tickets();
+            let outcome = tickets.pass(now);
+            let counts: Vec<(Arc<str>, usize)> = self
+                .meters
+                .keys()
+                .map(|k| (k.clone(), tickets.waiting_for(k)))
+                .collect();
+            (outcome, counts)
+        };
+        for (kind, n) in counts {
+            self.count(&kind, n);
+        }
+        let mut pass = Pass::default();
+        for t in outcome.timed_out {
+            if let Some(m) = self.meters.get(&t.kind) {
+                m.timed_out(t.waited);
+            }
+            for (_, w) in t.members {
+                let e = ClientError::new(
+                    ErrorCode::MatchTimeout,
+                    format!(
+                        "no match found within {} s; queue again to keep waiting",
+                        t.waited.as_secs()
+                    ),
+                );
+                self.metrics.stats.count_error(ErrorKind::Command, e.code);
+                pass.timed_out.push((w.link, e));
+            }
+        }
+        for m in outcome.matches {
+            let meter = self.meters.get(&m.pool.kind);
+            let options = m
+                .tickets
+                .first()
+                .map(|t| t.payload.clone())
+                .unwrap_or_default();
+            let mut players = Vec::new();
+            for t in m.tickets {
+                if let Some(meter) = meter {
+                    meter.matched(t.waited);
+                }
+                players.extend(t.members.into_iter().map(|(_, w)| (w, t.team)));
+            }
+            pass.matches.push(Seating {
+                kind: m.pool.kind,
+                options,
+                players,
+            });
+        }
+        pass
+    }
+
     /// Hands a new seat to its session, unless the session ended meanwhile: then the seat
     /// is given back at once.
-    fn place(&self, link: &SessionLink, membership: Membership) {
+    pub(crate) fn place(&self, link: &SessionLink, membership: Membership) {
         let mut placed = lock(&self.placed);
         // Checked under the lock `forget` takes after the session's end is recorded: the
         // seat is either picked up by `forget` or never stored.
@@ -206,162 +268,29 @@ impl MatchQueue {
     }
 }
 
-/// Runs the queue's passes every [`PASS_EVERY`] until `stop` is cancelled; each match is
-/// seated by a task of its own in `tracker`.
-pub(crate) async fn run(
-    queue: Arc<MatchQueue>,
-    rooms: Arc<dyn MatchRooms>,
-    tracker: TaskTracker,
-    stop: CancellationToken,
-) {
-    let mut every = tokio::time::interval(PASS_EVERY);
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = every.tick() => {}
-        }
-        let now = tokio::time::Instant::now().into_std();
-        let (outcome, counts) = {
-            let mut tickets = queue.tickets();
-            let outcome = tickets.pass(now);
-            let counts: Vec<(Arc<str>, usize)> = queue
-                .meters
-                .keys()
-                .map(|k| (k.clone(), tickets.waiting_for(k)))
-                .collect();
-            (outcome, counts)
+
+impl MatchRules {
+    /// A kind's queue settings as the queue uses them. A match holds the queue's
+    /// `match_size` (else the kind's minimum players) within the room's seats, rounded
+    /// down to fill its teams evenly; tolerances that are not finite and positive count
+    /// as 0.
+    pub(crate) fn of(kind: &KindRules, q: &QueueRules) -> Self {
+        let max = kind.max().max(1);
+        let teams = usize::try_from(kind.team_count()).unwrap_or(1).max(1);
+        let wanted = q.match_size.unwrap_or(kind.min()).clamp(1, max);
+        let players = if teams > 1 && wanted >= teams {
+            wanted - wanted % teams
+        } else {
+            wanted
         };
-        for (kind, n) in counts {
-            queue.count(&kind, n);
-        }
-        for t in outcome.timed_out {
-            if let Some(m) = queue.meters.get(&t.kind) {
-                m.timed_out(t.waited);
-            }
-            for (_, w) in t.members {
-                let e = ClientError::new(
-                    ErrorCode::MatchTimeout,
-                    format!(
-                        "no match found within {} s; queue again to keep waiting",
-                        t.waited.as_secs()
-                    ),
-                );
-                queue.metrics.stats.count_error(ErrorKind::Command, e.code);
-                w.link.send(Outbound::Msg(e.into_message(0)));
-            }
-        }
-        for m in outcome.matches {
-            if let Some(meter) = queue.meters.get(&m.pool.kind) {
-                for t in &m.tickets {
-                    meter.matched(t.waited);
-                }
-            }
-            let (queue, rooms) = (queue.clone(), rooms.clone());
-            tracker.spawn(async move { seat(&queue, &*rooms, m).await });
-        }
-    }
-}
-
-/// Opens a match's room and seats its players, each on its ticket's team.
-async fn seat(queue: &MatchQueue, rooms: &dyn MatchRooms, m: Match<Waiter, Bytes>) {
-    let players: usize = m.tickets.iter().map(|t| t.members.len()).sum();
-    let options = m
-        .tickets
-        .first()
-        .map(|t| t.payload.clone())
-        .unwrap_or_default();
-    let (room, reservations) = match rooms.open(&m.pool.kind, &options, players) {
-        Ok(r) => r,
-        Err(e) => {
-            // The room could not open (draining, shutting down): everyone is told, and
-            // nobody is queued any more.
-            for t in m.tickets {
-                for (_, w) in t.members {
-                    w.link.send(Outbound::Msg(e.clone().into_message(0)));
-                }
-            }
-            return;
-        }
-    };
-    let mut reservations = reservations.into_iter();
-    for t in m.tickets {
-        for (_, w) in t.members {
-            let Some(reservation) = reservations.next() else {
-                return;
-            };
-            if let Some((old, player)) = &w.seat {
-                leave_old(&w.link, old, *player).await;
-            }
-            seat_one(queue, &room, w, reservation, t.team).await;
-        }
-    }
-}
-
-/// Frees a matched player's seat in the room it sat in, and tells it (`left`, req 0).
-async fn leave_old(link: &SessionLink, old: &RoomHandle, player: PlayerId) {
-    let (reply, done) = oneshot::channel();
-    let leave = Control::Leave {
-        player,
-        session: link.session_id,
-        reply: Some(reply),
-    };
-    let left = tokio::time::timeout(SEAT_WAIT, async {
-        old.control.send(leave).await.ok()?;
-        done.await.ok()
-    })
-    .await;
-    // The old room may have ended meanwhile; the player is out of it either way.
-    let _ = left;
-    link.send(Outbound::Msg(ServerMessage::Left {
-        req: 0,
-        room_id: old.id,
-    }));
-}
-
-/// Seats one matched player; the room sends its `joined` (req 0).
-async fn seat_one(
-    queue: &MatchQueue,
-    room: &RoomHandle,
-    w: Waiter,
-    reservation: Reservation,
-    team: u32,
-) {
-    let (reply, answer) = oneshot::channel();
-    let held = room.token.child_token();
-    let join = Control::Join {
-        link: w.link.clone(),
-        req: 0,
-        reservation,
-        account: w.account,
-        held: held.clone(),
-        reply,
-    };
-    let _ = team;
-    let seated = tokio::time::timeout(SEAT_WAIT, async {
-        room.control.send(join).await.ok()?;
-        answer.await.ok()
-    })
-    .await;
-    match seated {
-        Ok(Some(Ok(player_id))) => queue.place(
-            &w.link,
-            Membership {
-                room: room.clone(),
-                player_id,
-                held,
-            },
-        ),
-        Ok(Some(Err(refusal))) => {
-            let e = ClientError::new(ErrorCode::JoinRefused, refusal.0);
-            w.link.send(Outbound::Msg(e.into_message(0)));
-        }
-        _ => {
-            let e = ClientError::new(
-                ErrorCode::RoomClosed,
-                "the match's room closed before the player was seated; queue again",
-            );
-            w.link.send(Outbound::Msg(e.into_message(0)));
+        let sane = |v: f64| if v.is_finite() && v > 0.0 { v } else { 0.0 };
+        MatchRules {
+            players,
+            teams: if players >= teams { teams } else { 1 },
+            base_tolerance: sane(q.tolerance),
+            widen_per_sec: sane(q.widen_per_second),
+            max_tolerance: sane(q.max_tolerance).max(sane(q.tolerance)),
+            timeout: q.timeout,
         }
     }
 }

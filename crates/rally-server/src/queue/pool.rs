@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 /// How a room kind's queue groups players, declared with the kind.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct QueueRules {
+pub(crate) struct MatchRules {
     /// Players in one match.
     pub(crate) players: usize,
     /// Teams in one match; 0 or 1: no teams. `players` divides evenly into them.
@@ -37,7 +37,7 @@ pub(crate) struct QueueRules {
     pub(crate) timeout: Duration,
 }
 
-impl QueueRules {
+impl MatchRules {
     /// Team count as the match uses it: at least one.
     fn team_count(&self) -> usize {
         self.teams.max(1)
@@ -116,7 +116,7 @@ impl Entry {
 
 #[derive(Debug)]
 struct Pool {
-    rules: QueueRules,
+    rules: MatchRules,
     /// Sorted by rating, then ticket id.
     entries: Vec<Entry>,
 }
@@ -217,7 +217,7 @@ impl<M, T> Tickets<M, T> {
     pub(crate) fn enqueue(
         &mut self,
         pool: PoolKey,
-        rules: &QueueRules,
+        rules: &MatchRules,
         members: Vec<(u64, M)>,
         rating: f64,
         payload: T,
@@ -520,7 +520,7 @@ fn group_around(
 /// Puts tickets of these sizes on teams so that no team overflows, a ticket whole on one
 /// team: the largest first, each on the team with the most free seats (first fit
 /// decreasing). Returns each ticket's team (0 without teams), or `None` if they do not fit.
-fn assign_teams(sizes: &[usize], rules: &QueueRules) -> Option<Vec<u32>> {
+fn assign_teams(sizes: &[usize], rules: &MatchRules) -> Option<Vec<u32>> {
     if rules.team_count() == 1 {
         return (sizes.iter().sum::<usize>() <= rules.players).then(|| vec![0; sizes.len()]);
     }
@@ -547,8 +547,8 @@ fn assign_teams(sizes: &[usize], rules: &QueueRules) -> Option<Vec<u32>> {
 mod tests {
     use super::*;
 
-    fn rules(players: usize, teams: usize) -> QueueRules {
-        QueueRules {
+    fn rules(players: usize, teams: usize) -> MatchRules {
+        MatchRules {
             players,
             teams,
             base_tolerance: 50.0,
@@ -571,7 +571,7 @@ mod tests {
         }
     }
 
-    fn solo(q: &mut Tickets<(), ()>, r: &QueueRules, id: u64, rating: f64, now: Instant) {
+    fn solo(q: &mut Tickets<(), ()>, r: &MatchRules, id: u64, rating: f64, now: Instant) {
         q.enqueue(pool("duel"), r, vec![(id, ())], rating, (), now)
             .unwrap();
     }
