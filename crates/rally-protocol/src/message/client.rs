@@ -109,6 +109,60 @@ pub enum ClientMessage<'a> {
         /// The new name.
         name: &'a str,
     },
+    /// `[13, req, kind, options, private]`: open a new room of this kind and take a seat
+    /// in it; answered by `joined` or `error` (revision 2).
+    Create {
+        /// Request id, echoed in the reply.
+        req: u32,
+        /// The room kind.
+        kind: &'a str,
+        /// The creation options: one MessagePack value (a map, or nil for none), as raw
+        /// bytes; the game reads them, the server bounds them (`BAD_OPTIONS`).
+        options: &'a [u8],
+        /// Keep the room out of listings and `join_or_create`: joinable by id or code only.
+        private: bool,
+    },
+    /// `[14, req, kind, options]`: join an open public room of this kind whose options
+    /// match on the kind's filter keys, else create one; answered by `joined` or `error`
+    /// (revision 2).
+    JoinOrCreate {
+        /// Request id, echoed in the reply.
+        req: u32,
+        /// The room kind.
+        kind: &'a str,
+        /// The options (a MessagePack map or nil, raw), for matching and for a new room.
+        options: &'a [u8],
+    },
+    /// `[15, req, room_id]`: join one room by its id; answered by `joined` or `error`
+    /// (revision 2).
+    JoinById {
+        /// Request id, echoed in the reply.
+        req: u32,
+        /// The room's id, from `joined` or `rooms`.
+        room_id: u64,
+    },
+    /// `[16, req, code]`: join one room by its share code; answered by `joined` or
+    /// `error` (revision 2).
+    JoinByCode {
+        /// Request id, echoed in the reply.
+        req: u32,
+        /// The room's code (6 characters; matched without regard to case).
+        code: &'a str,
+    },
+    /// `[17, req, kind, filter, offset, limit]`: a page of the open public rooms of a
+    /// kind; answered by `rooms` or `error` (revision 2).
+    ListRooms {
+        /// Request id, echoed in the reply.
+        req: u32,
+        /// The room kind.
+        kind: &'a str,
+        /// Option values a listed room must have (a MessagePack map or nil, raw).
+        filter: &'a [u8],
+        /// Rooms to skip, oldest first.
+        offset: u32,
+        /// Rooms wanted; the server caps it.
+        limit: u32,
+    },
 }
 
 impl std::fmt::Debug for ClientMessage<'_> {
@@ -189,6 +243,49 @@ impl std::fmt::Debug for ClientMessage<'_> {
                 .field("req", req)
                 .field("name", name)
                 .finish(),
+            ClientMessage::Create {
+                req,
+                kind,
+                options,
+                private,
+            } => f
+                .debug_struct("Create")
+                .field("req", req)
+                .field("kind", kind)
+                .field("options_bytes", &options.len())
+                .field("private", private)
+                .finish(),
+            ClientMessage::JoinOrCreate { req, kind, options } => f
+                .debug_struct("JoinOrCreate")
+                .field("req", req)
+                .field("kind", kind)
+                .field("options_bytes", &options.len())
+                .finish(),
+            ClientMessage::JoinById { req, room_id } => f
+                .debug_struct("JoinById")
+                .field("req", req)
+                .field("room_id", room_id)
+                .finish(),
+            // A code is what lets a friend into a private room: kept out of logs.
+            ClientMessage::JoinByCode { req, .. } => f
+                .debug_struct("JoinByCode")
+                .field("req", req)
+                .field("code", &REDACTED)
+                .finish(),
+            ClientMessage::ListRooms {
+                req,
+                kind,
+                filter,
+                offset,
+                limit,
+            } => f
+                .debug_struct("ListRooms")
+                .field("req", req)
+                .field("kind", kind)
+                .field("filter_bytes", &filter.len())
+                .field("offset", offset)
+                .field("limit", limit)
+                .finish(),
         }
     }
 }
@@ -209,7 +306,12 @@ impl<'a> ClientMessage<'a> {
             | ClientMessage::PutData { req, .. }
             | ClientMessage::DeleteData { req, .. }
             | ClientMessage::GetProfile { req, .. }
-            | ClientMessage::SetName { req, .. } => Some(*req),
+            | ClientMessage::SetName { req, .. }
+            | ClientMessage::Create { req, .. }
+            | ClientMessage::JoinOrCreate { req, .. }
+            | ClientMessage::JoinById { req, .. }
+            | ClientMessage::JoinByCode { req, .. }
+            | ClientMessage::ListRooms { req, .. } => Some(*req),
         }
     }
 
@@ -228,6 +330,11 @@ impl<'a> ClientMessage<'a> {
             ClientMessage::DeleteData { .. } => "delete_data",
             ClientMessage::GetProfile { .. } => "get_profile",
             ClientMessage::SetName { .. } => "set_name",
+            ClientMessage::Create { .. } => "create",
+            ClientMessage::JoinOrCreate { .. } => "join_or_create",
+            ClientMessage::JoinById { .. } => "join_by_id",
+            ClientMessage::JoinByCode { .. } => "join_by_code",
+            ClientMessage::ListRooms { .. } => "list_rooms",
         }
     }
 
@@ -355,6 +462,52 @@ impl<'a> ClientMessage<'a> {
                 };
                 (m, 3)
             }
+            t if t == u64::from(tag::CREATE) => {
+                expect(tag::CREATE, 5, n)?;
+                let m = ClientMessage::Create {
+                    req: r.read_u32()?,
+                    kind: r.read_str()?,
+                    options: r.read_value_bytes()?,
+                    private: r.read_bool()?,
+                };
+                (m, 5)
+            }
+            t if t == u64::from(tag::JOIN_OR_CREATE) => {
+                expect(tag::JOIN_OR_CREATE, 4, n)?;
+                let m = ClientMessage::JoinOrCreate {
+                    req: r.read_u32()?,
+                    kind: r.read_str()?,
+                    options: r.read_value_bytes()?,
+                };
+                (m, 4)
+            }
+            t if t == u64::from(tag::JOIN_BY_ID) => {
+                expect(tag::JOIN_BY_ID, 3, n)?;
+                let m = ClientMessage::JoinById {
+                    req: r.read_u32()?,
+                    room_id: r.read_u64()?,
+                };
+                (m, 3)
+            }
+            t if t == u64::from(tag::JOIN_BY_CODE) => {
+                expect(tag::JOIN_BY_CODE, 3, n)?;
+                let m = ClientMessage::JoinByCode {
+                    req: r.read_u32()?,
+                    code: r.read_str()?,
+                };
+                (m, 3)
+            }
+            t if t == u64::from(tag::LIST_ROOMS) => {
+                expect(tag::LIST_ROOMS, 6, n)?;
+                let m = ClientMessage::ListRooms {
+                    req: r.read_u32()?,
+                    kind: r.read_str()?,
+                    filter: r.read_value_bytes()?,
+                    offset: r.read_u32()?,
+                    limit: r.read_u32()?,
+                };
+                (m, 6)
+            }
             other => return Err(DecodeError::UnknownType(other)),
         };
         close(&mut r, n, known)?;
@@ -473,6 +626,63 @@ impl<'a> ClientMessage<'a> {
                 msgpack::write_uint(out, (*req).into());
                 msgpack::write_str(out, name);
             }
+            ClientMessage::Create {
+                req,
+                kind,
+                options,
+                private,
+            } => {
+                msgpack::write_array_len(out, 5);
+                msgpack::write_uint(out, tag::CREATE.into());
+                msgpack::write_uint(out, (*req).into());
+                msgpack::write_str(out, kind);
+                write_map_or_empty(out, options);
+                msgpack::write_bool(out, *private);
+            }
+            ClientMessage::JoinOrCreate { req, kind, options } => {
+                msgpack::write_array_len(out, 4);
+                msgpack::write_uint(out, tag::JOIN_OR_CREATE.into());
+                msgpack::write_uint(out, (*req).into());
+                msgpack::write_str(out, kind);
+                write_map_or_empty(out, options);
+            }
+            ClientMessage::JoinById { req, room_id } => {
+                msgpack::write_array_len(out, 3);
+                msgpack::write_uint(out, tag::JOIN_BY_ID.into());
+                msgpack::write_uint(out, (*req).into());
+                msgpack::write_uint(out, *room_id);
+            }
+            ClientMessage::JoinByCode { req, code } => {
+                msgpack::write_array_len(out, 3);
+                msgpack::write_uint(out, tag::JOIN_BY_CODE.into());
+                msgpack::write_uint(out, (*req).into());
+                msgpack::write_str(out, code);
+            }
+            ClientMessage::ListRooms {
+                req,
+                kind,
+                filter,
+                offset,
+                limit,
+            } => {
+                msgpack::write_array_len(out, 6);
+                msgpack::write_uint(out, tag::LIST_ROOMS.into());
+                msgpack::write_uint(out, (*req).into());
+                msgpack::write_str(out, kind);
+                write_map_or_empty(out, filter);
+                msgpack::write_uint(out, (*offset).into());
+                msgpack::write_uint(out, (*limit).into());
+            }
         }
+    }
+}
+
+/// Writes a raw options or filter value; an empty slice (a caller with no options)
+/// is written as an empty map, so the message stays well-formed.
+fn write_map_or_empty(out: &mut Vec<u8>, value: &[u8]) {
+    if value.is_empty() {
+        msgpack::write_map_len(out, 0);
+    } else {
+        out.extend_from_slice(value);
     }
 }
