@@ -116,6 +116,8 @@ error_codes! {
     NotInQueue = 41, false, "NOT_IN_QUEUE";
     /// `queue` was sent while already in a matchmaking queue.
     AlreadyQueued = 42, false, "ALREADY_QUEUED";
+    /// The matchmaking queue is at its bound (per kind or in all); retry later.
+    QueueFull = 43, false, "QUEUE_FULL";
 }
 
 impl std::fmt::Display for ErrorCode {

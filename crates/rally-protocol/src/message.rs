@@ -70,6 +70,10 @@ pub mod tag {
     pub const JOIN_BY_CODE: u8 = 16;
     /// Client `list_rooms` (revision 2).
     pub const LIST_ROOMS: u8 = 17;
+    /// Client `queue` (revision 2).
+    pub const QUEUE: u8 = 18;
+    /// Client `leave_queue` (revision 2).
+    pub const LEAVE_QUEUE: u8 = 19;
     /// Server `welcome`.
     pub const WELCOME: u8 = 64;
     /// Server `joined`.

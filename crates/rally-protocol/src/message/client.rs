@@ -163,6 +163,26 @@ pub enum ClientMessage<'a> {
         /// Rooms wanted; the server caps it.
         limit: u32,
     },
+    /// `[18, req, kind, options, rating, party]`: wait in the kind's matchmaking queue;
+    /// answered by `ok` (queued), the match later by `joined` with req 0 (revision 2).
+    Queue {
+        /// Request id, echoed in the reply.
+        req: u32,
+        /// The room kind.
+        kind: &'a str,
+        /// The room options (a MessagePack map or nil, raw): players meet only with equal
+        /// values of the kind's filter keys.
+        options: &'a [u8],
+        /// The player's rating (any integer or float on the wire).
+        rating: f64,
+        /// Queue every player of the sender's room as one party.
+        party: bool,
+    },
+    /// `[19, req]`: leave the matchmaking queue; answered by `ok` or `error` (revision 2).
+    LeaveQueue {
+        /// Request id, echoed in the reply.
+        req: u32,
+    },
 }
 
 impl std::fmt::Debug for ClientMessage<'_> {
@@ -286,6 +306,23 @@ impl std::fmt::Debug for ClientMessage<'_> {
                 .field("offset", offset)
                 .field("limit", limit)
                 .finish(),
+            ClientMessage::Queue {
+                req,
+                kind,
+                options,
+                rating,
+                party,
+            } => f
+                .debug_struct("Queue")
+                .field("req", req)
+                .field("kind", kind)
+                .field("options_bytes", &options.len())
+                .field("rating", rating)
+                .field("party", party)
+                .finish(),
+            ClientMessage::LeaveQueue { req } => {
+                f.debug_struct("LeaveQueue").field("req", req).finish()
+            }
         }
     }
 }
@@ -311,7 +348,9 @@ impl<'a> ClientMessage<'a> {
             | ClientMessage::JoinOrCreate { req, .. }
             | ClientMessage::JoinById { req, .. }
             | ClientMessage::JoinByCode { req, .. }
-            | ClientMessage::ListRooms { req, .. } => Some(*req),
+            | ClientMessage::ListRooms { req, .. }
+            | ClientMessage::Queue { req, .. }
+            | ClientMessage::LeaveQueue { req } => Some(*req),
         }
     }
 
@@ -335,6 +374,8 @@ impl<'a> ClientMessage<'a> {
             ClientMessage::JoinById { .. } => "join_by_id",
             ClientMessage::JoinByCode { .. } => "join_by_code",
             ClientMessage::ListRooms { .. } => "list_rooms",
+            ClientMessage::Queue { .. } => "queue",
+            ClientMessage::LeaveQueue { .. } => "leave_queue",
         }
     }
 
@@ -508,6 +549,21 @@ impl<'a> ClientMessage<'a> {
                 };
                 (m, 6)
             }
+            t if t == u64::from(tag::QUEUE) => {
+                expect(tag::QUEUE, 6, n)?;
+                let m = ClientMessage::Queue {
+                    req: r.read_u32()?,
+                    kind: r.read_str()?,
+                    options: r.read_value_bytes()?,
+                    rating: r.read_f64()?,
+                    party: r.read_bool()?,
+                };
+                (m, 6)
+            }
+            t if t == u64::from(tag::LEAVE_QUEUE) => {
+                expect(tag::LEAVE_QUEUE, 2, n)?;
+                (ClientMessage::LeaveQueue { req: r.read_u32()? }, 2)
+            }
             other => return Err(DecodeError::UnknownType(other)),
         };
         close(&mut r, n, known)?;
@@ -672,6 +728,26 @@ impl<'a> ClientMessage<'a> {
                 write_map_or_empty(out, filter);
                 msgpack::write_uint(out, (*offset).into());
                 msgpack::write_uint(out, (*limit).into());
+            }
+            ClientMessage::Queue {
+                req,
+                kind,
+                options,
+                rating,
+                party,
+            } => {
+                msgpack::write_array_len(out, 6);
+                msgpack::write_uint(out, tag::QUEUE.into());
+                msgpack::write_uint(out, (*req).into());
+                msgpack::write_str(out, kind);
+                write_map_or_empty(out, options);
+                msgpack::write_f64(out, *rating);
+                msgpack::write_bool(out, *party);
+            }
+            ClientMessage::LeaveQueue { req } => {
+                msgpack::write_array_len(out, 2);
+                msgpack::write_uint(out, tag::LEAVE_QUEUE.into());
+                msgpack::write_uint(out, (*req).into());
             }
         }
     }

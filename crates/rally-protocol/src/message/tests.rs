@@ -53,7 +53,7 @@ fn payload_strategy() -> impl Strategy<Value = Vec<u8>> {
 }
 
 fn client_strategy() -> impl Strategy<Value = (u8, u64, String, Vec<u8>)> {
-    (1u8..=21, any::<u64>(), ".{0,70}", payload_strategy())
+    (1u8..=23, any::<u64>(), ".{0,70}", payload_strategy())
 }
 
 fn build<'a>(t: u8, n: u64, s: &'a str, p: &'a [u8]) -> ClientMessage<'a> {
@@ -138,6 +138,14 @@ fn build<'a>(t: u8, n: u64, s: &'a str, p: &'a [u8]) -> ClientMessage<'a> {
             offset: n as u32,
             limit: (n >> 32) as u32,
         },
+        21 => ClientMessage::Queue {
+            req: n as u32,
+            kind: s,
+            options: p,
+            rating: n as f64 / 7.0,
+            party: n.is_multiple_of(2),
+        },
+        22 => ClientMessage::LeaveQueue { req: n as u32 },
         2 => ClientMessage::Join {
             req: n as u32,
             kind: s,

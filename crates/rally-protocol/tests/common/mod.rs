@@ -170,7 +170,7 @@ pub struct ClientFields {
 }
 
 /// Client message variants [`client`] builds.
-pub const CLIENT_VARIANTS: usize = 17;
+pub const CLIENT_VARIANTS: usize = 19;
 
 /// Field values for any client message.
 pub fn client_fields() -> impl Strategy<Value = ClientFields> {
@@ -280,6 +280,15 @@ pub fn client(f: &ClientFields) -> ClientMessage<'_> {
             offset: f.b as u32,
             limit: (f.b >> 32) as u32,
         },
+        17 => ClientMessage::Queue {
+            req: f.a,
+            kind: &f.s,
+            options: &f.payload,
+            // Any finite rating (a NaN would not compare equal after a round trip).
+            rating: f.b as f64 / 3.0 - f64::from(f.a),
+            party: f.flag,
+        },
+        18 => ClientMessage::LeaveQueue { req: f.a },
         v => unreachable!("client variant {v}"),
     }
 }
@@ -305,6 +314,8 @@ pub fn client_variant(m: &ClientMessage<'_>) -> usize {
         ClientMessage::JoinById { .. } => 14,
         ClientMessage::JoinByCode { .. } => 15,
         ClientMessage::ListRooms { .. } => 16,
+        ClientMessage::Queue { .. } => 17,
+        ClientMessage::LeaveQueue { .. } => 18,
     }
 }
 
