@@ -741,7 +741,7 @@ impl<'a> ClientMessage<'a> {
                 msgpack::write_uint(out, (*req).into());
                 msgpack::write_str(out, kind);
                 write_map_or_empty(out, options);
-                msgpack::write_f64(out, *rating);
+                write_number(out, *rating);
                 msgpack::write_bool(out, *party);
             }
             ClientMessage::LeaveQueue { req } => {
@@ -750,6 +750,20 @@ impl<'a> ClientMessage<'a> {
                 msgpack::write_uint(out, (*req).into());
             }
         }
+    }
+}
+
+/// Writes a number in the smallest form that holds it exactly: an integer, a float 32,
+/// else a float 64 (a reader takes any of them as the same `f64`).
+fn write_number(out: &mut Vec<u8>, v: f64) {
+    // Below 2^53 every integer is exact in an f64, so the cast back is exact too.
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    if v.fract() == 0.0 && v.abs() < EXACT {
+        msgpack::write_int(out, v as i64);
+    } else if f64::from(v as f32) == v {
+        msgpack::write_f32(out, v as f32);
+    } else {
+        msgpack::write_f64(out, v);
     }
 }
 
