@@ -71,7 +71,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::ask::{self, Ask};
-use crate::client::{Room, Welcome};
+use crate::client::{Room, RoomPage, Welcome};
 use crate::config::{Config, Transport};
 use crate::connect::{self, Conn, Tokens, READ_CHUNK};
 use crate::error::Error;
@@ -331,6 +331,43 @@ impl Connection {
     /// `SERVER_SHUTDOWN`.
     pub async fn join(&mut self, kind: &str) -> Result<Room, Error> {
         self.ask(ask::join(kind)).await
+    }
+
+    /// [`Client::create`](crate::Client::create) on this connection, requested like
+    /// [`Connection::join`].
+    pub async fn create(
+        &mut self,
+        kind: &str,
+        options: &[u8],
+        private: bool,
+    ) -> Result<Room, Error> {
+        self.ask(ask::create(kind, options, private)).await
+    }
+
+    /// [`Client::join_or_create`](crate::Client::join_or_create) on this connection.
+    pub async fn join_or_create(&mut self, kind: &str, options: &[u8]) -> Result<Room, Error> {
+        self.ask(ask::join_or_create(kind, options)).await
+    }
+
+    /// [`Client::join_by_id`](crate::Client::join_by_id) on this connection.
+    pub async fn join_by_id(&mut self, room_id: u64) -> Result<Room, Error> {
+        self.ask(ask::join_by_id(room_id)).await
+    }
+
+    /// [`Client::join_by_code`](crate::Client::join_by_code) on this connection.
+    pub async fn join_by_code(&mut self, code: &str) -> Result<Room, Error> {
+        self.ask(ask::join_by_code(code)).await
+    }
+
+    /// [`Client::list_rooms`](crate::Client::list_rooms) on this connection.
+    pub async fn list_rooms(
+        &mut self,
+        kind: &str,
+        filter: &[u8],
+        offset: u32,
+        limit: u32,
+    ) -> Result<RoomPage, Error> {
+        self.ask(ask::list_rooms(kind, filter, offset, limit)).await
     }
 
     /// Leaves the current room; returns its id once the server says `left`, after the

@@ -224,6 +224,7 @@ mod tests {
             resume_token: String::new().into(),
             reconnect_grace_ms: 0,
             account_id: 0,
+            revision: 2,
         };
         let shared = Arc::new(Shared::new(welcome, Transport::Tcp, 8, 1024));
         let mut events = Events::new(shared.clone());

@@ -114,12 +114,16 @@ pub(crate) fn said(incoming: Incoming) -> Said {
             player_id,
             kind,
             max_players,
+            code,
+            team,
         } => {
             let room = Room {
                 room_id,
                 player_id,
                 kind,
                 max_players,
+                code,
+                team,
             };
             if req == 0 {
                 // Only a resume answers a request nobody made.
@@ -172,6 +176,13 @@ pub(crate) fn said(incoming: Incoming) -> Said {
                 token: token.into(),
                 expires_at_ms,
                 display_name,
+            }),
+        ),
+        ServerMessage::Rooms { req, total, rooms } => reply(
+            req,
+            Reply::Rooms(crate::client::RoomPage {
+                total,
+                rooms: rooms.into_iter().map(Into::into).collect(),
             }),
         ),
         // A second welcome means nothing; ignore it rather than guess.
@@ -261,6 +272,8 @@ mod tests {
                 player_id: 1,
                 kind: "arena".into(),
                 max_players: 16,
+                code: "K7WQ3M".into(),
+                team: 0,
             }))
         };
         let mut room = None;

@@ -59,6 +59,7 @@ pub(crate) enum Reply {
     Ok,
     Pong,
     Session(crate::Session),
+    Rooms(crate::client::RoomPage),
 }
 
 /// A request waiting for its reply.

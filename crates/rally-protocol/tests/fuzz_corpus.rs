@@ -137,7 +137,9 @@ fn client_samples() -> Vec<Vec<u8>> {
         ClientMessage::Create {
             req: 9,
             kind: "arena",
-            options: &[0x81, 0xa4, b'm', b'o', b'd', b'e', 0xa5, b's', b'p', b'e', b'e', b'd'],
+            options: &[
+                0x81, 0xa4, b'm', b'o', b'd', b'e', 0xa5, b's', b'p', b'e', b'e', b'd',
+            ],
             private: true,
         },
         ClientMessage::JoinOrCreate {

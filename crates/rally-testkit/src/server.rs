@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use rally_server::{Config, Games, Server, ServerBuilder, ServerHandle, ShutdownReport};
+use rally_server::{Config, Games, KindRules, Server, ServerBuilder, ServerHandle, ShutdownReport};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -30,11 +30,15 @@ pub fn local_config() -> Config {
 /// The games `rally serve` offers: arena and tictactoe.
 pub fn games() -> Games {
     let mut g = Games::new();
-    g.register(arena::KIND, arena::MAX_PLAYERS, arena::Arena::new);
-    g.register(
+    g.register_kind(
+        arena::KIND,
+        KindRules::new(arena::MAX_PLAYERS).filter_keys(&[arena::MODE]),
+        arena::Arena::from_options,
+    );
+    g.register_kind(
         tictactoe::KIND,
-        tictactoe::MAX_PLAYERS,
-        tictactoe::TicTacToe::new,
+        KindRules::new(tictactoe::MAX_PLAYERS).min_players(tictactoe::MAX_PLAYERS),
+        |_| Ok(tictactoe::TicTacToe::new()),
     );
     g
 }

@@ -360,8 +360,8 @@ pub fn server() -> impl Strategy<Value = ServerMessage> {
             u64f(),
             u32f(),
         )
-            .prop_map(
-                |(v, sid, hz, mmb, tmo, qc, rt, grace, acct, revision)| ServerMessage::Welcome {
+            .prop_map(|(v, sid, hz, mmb, tmo, qc, rt, grace, acct, revision)| {
+                ServerMessage::Welcome {
                     version: v,
                     session_id: sid,
                     tick_hz: hz,
@@ -372,23 +372,21 @@ pub fn server() -> impl Strategy<Value = ServerMessage> {
                     reconnect_grace_ms: grace,
                     account_id: acct,
                     revision,
-                },
-            )
+                }
+            })
             .boxed(),
         (u32f(), u64f(), u32f(), strf(), u32f(), strf(), u32f())
-            .prop_map(
-                |(req, room_id, player_id, kind, max_players, code, team)| {
-                    ServerMessage::Joined {
-                        req,
-                        room_id,
-                        player_id,
-                        kind,
-                        max_players,
-                        code,
-                        team,
-                    }
-                },
-            )
+            .prop_map(|(req, room_id, player_id, kind, max_players, code, team)| {
+                ServerMessage::Joined {
+                    req,
+                    room_id,
+                    player_id,
+                    kind,
+                    max_players,
+                    code,
+                    team,
+                }
+            })
             .boxed(),
         (u32f(), u64f())
             .prop_map(|(req, room_id)| ServerMessage::Left { req, room_id })

@@ -14,8 +14,9 @@
 //! # Layout
 //! - `checks`: [`DefaultChecks`].
 //! - `env`: what the commands are given (`CommandEnv`).
-//! - `join`, `resume`, `leave`, `chat`: one file per room command. The account and data
-//!   commands are the `accounts` and `player_data` modules' functions.
+//! - `join`, `resume`, `leave`, `chat`, `list_rooms`: one file per room command (`join`
+//!   serves `join`, `create`, `join_or_create`, `join_by_id` and `join_by_code`). The
+//!   account and data commands are the `accounts` and `player_data` modules' functions.
 //! - this file: the command type, the check trait, and `run`: the checks, then one
 //!   call per command.
 
@@ -24,6 +25,7 @@ mod checks;
 mod env;
 mod join;
 mod leave;
+mod list_rooms;
 mod resume;
 
 use std::future::Future;
@@ -39,6 +41,8 @@ use crate::room_handle::Membership;
 pub use crate::error::CommandError;
 pub use checks::DefaultChecks;
 pub(crate) use env::CommandEnv;
+#[allow(unused_imports)] // the rating queue seats matched players through it
+pub(crate) use join::seat;
 
 /// Longest chat line, in bytes.
 pub const MAX_CHAT_BYTES: usize = 256;
@@ -56,6 +60,44 @@ pub enum Command {
     Join {
         /// The room kind.
         kind: String,
+    },
+    /// Open a new room and take a seat in it.
+    Create {
+        /// The room kind.
+        kind: String,
+        /// The options, one MessagePack value as sent (checked by `validate`).
+        options: Vec<u8>,
+        /// Whether the room stays out of listings and `join_or_create`.
+        private: bool,
+    },
+    /// Join an open public room whose options match on the kind's filter keys, else
+    /// open one with these options.
+    JoinOrCreate {
+        /// The room kind.
+        kind: String,
+        /// The options, one MessagePack value as sent (checked by `validate`).
+        options: Vec<u8>,
+    },
+    /// Join the room with this id.
+    JoinById {
+        /// The room's id.
+        room_id: u64,
+    },
+    /// Join the room with this share code.
+    JoinByCode {
+        /// The code as typed.
+        code: String,
+    },
+    /// A page of the open public rooms of a kind.
+    ListRooms {
+        /// The room kind.
+        kind: String,
+        /// Option values a listed room must have, one MessagePack value as sent.
+        filter: Vec<u8>,
+        /// Rooms to skip.
+        offset: u32,
+        /// Rooms wanted (capped by the server).
+        limit: u32,
     },
     /// Leave the current room.
     Leave,
@@ -127,8 +169,27 @@ impl Command {
             | Command::DeleteData { .. }
             | Command::GetProfile { .. }
             | Command::SetName { .. } => true,
-            Command::Join { .. } | Command::Leave | Command::Chat { .. } => auth_required,
+            Command::Join { .. }
+            | Command::Create { .. }
+            | Command::JoinOrCreate { .. }
+            | Command::JoinById { .. }
+            | Command::JoinByCode { .. }
+            | Command::ListRooms { .. }
+            | Command::Leave
+            | Command::Chat { .. } => auth_required,
         }
+    }
+
+    /// Whether the command takes a seat in a room (and so may not run while in one).
+    pub(crate) fn joins(&self) -> bool {
+        matches!(
+            self,
+            Command::Join { .. }
+                | Command::Create { .. }
+                | Command::JoinOrCreate { .. }
+                | Command::JoinById { .. }
+                | Command::JoinByCode { .. }
+        )
     }
 }
 
@@ -136,6 +197,42 @@ impl std::fmt::Debug for Command {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Command::Join { kind } => f.debug_struct("Join").field("kind", kind).finish(),
+            Command::Create {
+                kind,
+                options,
+                private,
+            } => f
+                .debug_struct("Create")
+                .field("kind", kind)
+                .field("options_bytes", &options.len())
+                .field("private", private)
+                .finish(),
+            Command::JoinOrCreate { kind, options } => f
+                .debug_struct("JoinOrCreate")
+                .field("kind", kind)
+                .field("options_bytes", &options.len())
+                .finish(),
+            Command::JoinById { room_id } => f
+                .debug_struct("JoinById")
+                .field("room_id", room_id)
+                .finish(),
+            // The code lets anyone into a private room: kept out of logs.
+            Command::JoinByCode { .. } => f
+                .debug_struct("JoinByCode")
+                .field("code", &"<redacted>")
+                .finish(),
+            Command::ListRooms {
+                kind,
+                filter,
+                offset,
+                limit,
+            } => f
+                .debug_struct("ListRooms")
+                .field("kind", kind)
+                .field("filter_bytes", &filter.len())
+                .field("offset", offset)
+                .field("limit", limit)
+                .finish(),
             Command::Leave => f.write_str("Leave"),
             Command::Chat { text } => f.debug_struct("Chat").field("text", text).finish(),
             Command::Resume { .. } => f
@@ -187,6 +284,11 @@ impl Command {
     pub fn name(&self) -> &'static str {
         match self {
             Command::Join { .. } => "join",
+            Command::Create { .. } => "create",
+            Command::JoinOrCreate { .. } => "join_or_create",
+            Command::JoinById { .. } => "join_by_id",
+            Command::JoinByCode { .. } => "join_by_code",
+            Command::ListRooms { .. } => "list_rooms",
             Command::Leave => "leave",
             Command::Chat { .. } => "chat",
             Command::Resume { .. } => "resume",
@@ -290,7 +392,40 @@ pub(crate) async fn run(
     )?;
     let storage = env.storage.as_deref();
     match cmd {
-        Command::Join { kind } => join::join(&env.rooms, req, &kind, &ctx, link).await,
+        Command::Join { kind } => {
+            join::join(&env.rooms, req, join::Target::kind(kind, &[])?, &ctx, link).await
+        }
+        Command::JoinOrCreate { kind, options } => {
+            join::join(
+                &env.rooms,
+                req,
+                join::Target::kind(kind, &options)?,
+                &ctx,
+                link,
+            )
+            .await
+        }
+        Command::Create {
+            kind,
+            options,
+            private,
+        } => {
+            let target = join::Target::new_room(kind, &options, private)?;
+            join::join(&env.rooms, req, target, &ctx, link).await
+        }
+        Command::JoinById { room_id } => {
+            join::join(&env.rooms, req, join::Target::Id(room_id), &ctx, link).await
+        }
+        Command::JoinByCode { code } => {
+            join::join(&env.rooms, req, join::Target::Code(code), &ctx, link).await
+        }
+        Command::ListRooms {
+            kind,
+            filter,
+            offset,
+            limit,
+        } => list_rooms::list_rooms(&env.rooms, req, &kind, &filter, offset, limit)
+            .map(Outcome::Reply),
         Command::Leave => leave::leave(membership, &link).await,
         Command::Resume { token } => resume::resume(&env.rooms, token, &ctx, link).await,
         Command::Chat { text } => chat::chat(membership, &link, player.display_name, text).await,

@@ -126,6 +126,50 @@ impl Core {
                     name: name.to_owned(),
                 },
             ),
+            ClientMessage::Create {
+                req,
+                kind,
+                options,
+                private,
+            } => self.enqueue(
+                req,
+                Command::Create {
+                    kind: kind.to_owned(),
+                    options: options.to_vec(),
+                    private,
+                },
+            ),
+            ClientMessage::JoinOrCreate { req, kind, options } => self.enqueue(
+                req,
+                Command::JoinOrCreate {
+                    kind: kind.to_owned(),
+                    options: options.to_vec(),
+                },
+            ),
+            ClientMessage::JoinById { req, room_id } => {
+                self.enqueue(req, Command::JoinById { room_id })
+            }
+            ClientMessage::JoinByCode { req, code } => self.enqueue(
+                req,
+                Command::JoinByCode {
+                    code: code.to_owned(),
+                },
+            ),
+            ClientMessage::ListRooms {
+                req,
+                kind,
+                filter,
+                offset,
+                limit,
+            } => self.enqueue(
+                req,
+                Command::ListRooms {
+                    kind: kind.to_owned(),
+                    filter: filter.to_vec(),
+                    offset,
+                    limit,
+                },
+            ),
         }
     }
 
