@@ -94,7 +94,9 @@ mod storage;
 mod transport;
 mod web;
 
-pub use command::{BoxFuture, Command, CommandChecks, CommandContext, CommandError, PlayerData};
+pub use command::{
+    BoxFuture, Command, CommandChecks, CommandContext, CommandError, PlayerData, Rating,
+};
 pub use config::{Config, DatabaseUrl, Environment, LogFormat, Sources};
 pub use error::ClientError;
 pub use games::{Games, KindRules, QueueRules, MAX_FILTER_KEYS};

@@ -123,6 +123,18 @@ pub(crate) enum Control {
     Inspect {
         reply: oneshot::Sender<Vec<SeatView>>,
     },
+    /// The connected players, to queue as one party (`queue` with `party`).
+    Party {
+        reply: oneshot::Sender<Vec<PartyMember>>,
+    },
+}
+
+/// A connected player of a room, as a party going to the matchmaking queue needs it.
+#[derive(Debug, Clone)]
+pub(crate) struct PartyMember {
+    pub(crate) player_id: PlayerId,
+    pub(crate) link: SessionLink,
+    pub(crate) account: Option<u64>,
 }
 
 /// One seat as the admin API shows it.

@@ -64,7 +64,7 @@ async fn start() -> TestServer {
 }
 
 async fn start_with(config: rally_server::Config) -> TestServer {
-    TestServer::start_with(Server::builder(config).games(games())).await
+    TestServer::start_with(Server::builder(config, games())).await
 }
 
 /// The empty options map.
@@ -212,7 +212,7 @@ async fn a_lone_ticket_times_out_and_the_connection_stays() {
 
 #[tokio::test]
 async fn leave_queue_and_a_disconnect_take_players_out() {
-    let server = TestServer::start_with(Server::builder(admin_config()).games(games())).await;
+    let server = TestServer::start_with(Server::builder(admin_config(), games())).await;
     let (mut a, _) = Client::tcp_hello(server.tcp).await;
     let (mut b, _) = Client::tcp_hello(server.tcp).await;
     queue(&mut a, 1, "duel", 1000.0, false).await.unwrap();

@@ -79,7 +79,23 @@ impl CommandChecks for DefaultChecks {
                         ));
                     }
                 }
-                Command::JoinById { .. } => {}
+                Command::Queue {
+                    kind,
+                    options,
+                    rating,
+                    ..
+                } => {
+                    self.known_kind(kind)?;
+                    RoomOptions::parse(options)
+                        .map_err(|e| CommandError::new(ErrorCode::BadOptions, e.0))?;
+                    if !rating.0.is_finite() {
+                        return Err(CommandError::new(
+                            ErrorCode::InvalidArgument,
+                            "the rating must be a finite number",
+                        ));
+                    }
+                }
+                Command::JoinById { .. } | Command::LeaveQueue => {}
                 Command::Chat { text } => {
                     if text.trim().is_empty() || text.len() > MAX_CHAT_BYTES {
                         return Err(CommandError::new(
@@ -175,6 +191,13 @@ impl CommandChecks for DefaultChecks {
                     )),
                     None => Ok(()),
                 },
+                Command::Queue { .. } if ctx.draining => Err(CommandError::new(
+                    ErrorCode::ServerShutdown,
+                    "the server is shutting down",
+                )),
+                // A solo player may queue from a room (a lobby, left when the match is
+                // found); a party needs one, which the command itself checks.
+                Command::Queue { .. } | Command::LeaveQueue => Ok(()),
                 Command::Leave | Command::Chat { .. } => match ctx.room {
                     Some(_) => Ok(()),
                     None => Err(CommandError::new(ErrorCode::NotInRoom, "not in a room")),

@@ -17,6 +17,8 @@
 //! - `join`, `resume`, `leave`, `chat`, `list_rooms`: one file per room command (`join`
 //!   serves `join`, `create`, `join_or_create`, `join_by_id` and `join_by_code`). The
 //!   account and data commands are the `accounts` and `player_data` modules' functions.
+//! - `queue`: `queue` and `leave_queue`, and the task that makes the matchmaking queue's
+//!   passes and seats its matches.
 //! - this file: the command type, the check trait, and `run`: the checks, then one
 //!   call per command.
 
@@ -26,6 +28,7 @@ mod env;
 mod join;
 mod leave;
 mod list_rooms;
+mod queue;
 mod resume;
 
 use std::future::Future;
@@ -41,6 +44,7 @@ use crate::room_handle::Membership;
 pub use crate::error::CommandError;
 pub use checks::DefaultChecks;
 pub(crate) use env::CommandEnv;
+pub(crate) use queue::run as run_queue;
 #[allow(unused_imports)] // the rating queue seats matched players through it
 pub(crate) use join::seat;
 
@@ -48,6 +52,18 @@ pub(crate) use join::seat;
 pub const MAX_CHAT_BYTES: usize = 256;
 /// Longest room kind name, in bytes.
 pub const MAX_KIND_BYTES: usize = 64;
+
+/// A matchmaking rating: a number compared by its bits, so [`Command`] stays `Eq`.
+#[derive(Debug, Clone, Copy)]
+pub struct Rating(pub f64);
+
+impl PartialEq for Rating {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.to_bits() == other.0.to_bits()
+    }
+}
+
+impl Eq for Rating {}
 
 /// A boxed, sendable future, as the check methods return.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -99,6 +115,19 @@ pub enum Command {
         /// Rooms wanted (capped by the server).
         limit: u32,
     },
+    /// Wait in a kind's matchmaking queue (revision 2).
+    Queue {
+        /// The room kind.
+        kind: String,
+        /// The room options, one MessagePack value as sent (checked by `validate`).
+        options: Vec<u8>,
+        /// The player's rating.
+        rating: Rating,
+        /// Queue every connected player of the sender's room as one party.
+        party: bool,
+    },
+    /// Leave the matchmaking queue.
+    LeaveQueue,
     /// Leave the current room.
     Leave,
     /// Say something to everyone in the current room.
@@ -175,6 +204,8 @@ impl Command {
             | Command::JoinById { .. }
             | Command::JoinByCode { .. }
             | Command::ListRooms { .. }
+            | Command::Queue { .. }
+            | Command::LeaveQueue
             | Command::Leave
             | Command::Chat { .. } => auth_required,
         }
@@ -221,6 +252,19 @@ impl std::fmt::Debug for Command {
                 .debug_struct("JoinByCode")
                 .field("code", &"<redacted>")
                 .finish(),
+            Command::Queue {
+                kind,
+                options,
+                rating,
+                party,
+            } => f
+                .debug_struct("Queue")
+                .field("kind", kind)
+                .field("options_bytes", &options.len())
+                .field("rating", &rating.0)
+                .field("party", party)
+                .finish(),
+            Command::LeaveQueue => f.write_str("LeaveQueue"),
             Command::ListRooms {
                 kind,
                 filter,
@@ -289,6 +333,8 @@ impl Command {
             Command::JoinById { .. } => "join_by_id",
             Command::JoinByCode { .. } => "join_by_code",
             Command::ListRooms { .. } => "list_rooms",
+            Command::Queue { .. } => "queue",
+            Command::LeaveQueue => "leave_queue",
             Command::Leave => "leave",
             Command::Chat { .. } => "chat",
             Command::Resume { .. } => "resume",
@@ -363,6 +409,8 @@ pub(crate) enum Outcome {
     Forgotten(CommandError),
     /// A reply to send as it is.
     Reply(ServerMessage),
+    /// Answered already (`queue` says `ok` as the ticket is queued).
+    Done,
 }
 
 fn logged_in(ctx: &CommandContext) -> Result<u64, CommandError> {
@@ -391,7 +439,28 @@ pub(crate) async fn run(
         checks.authorize(&cmd, &ctx)
     )?;
     let storage = env.storage.as_deref();
+    if cmd.joins() && env.queue.contains(ctx.session_id) {
+        return Err(CommandError::new(
+            ErrorCode::AlreadyQueued,
+            "in the matchmaking queue: leave_queue before joining a room",
+        ));
+    }
     match cmd {
+        Command::Queue {
+            kind,
+            options,
+            rating,
+            party,
+        } => {
+            let q = queue::QueueRequest {
+                kind,
+                options: options.into(),
+                rating: rating.0,
+                party,
+            };
+            queue::queue(env, req, q, &ctx, link, membership).await
+        }
+        Command::LeaveQueue => queue::leave_queue(env, req, ctx.session_id),
         Command::Join { kind } => {
             join::join(&env.rooms, req, join::Target::kind(kind, &[])?, &ctx, link).await
         }

@@ -17,12 +17,14 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use rally_game::PlayerId;
+
 use super::join::{options, seat};
-use super::{CommandContext, CommandError, CommandEnv, Outcome};
+use super::{CommandContext, CommandEnv, CommandError, Outcome};
 use crate::outbox::{Outbound, SessionLink};
-use crate::queue::{MatchRules, Pass, PoolKey, Waiter, PASS_EVERY};
+use crate::queue::{MatchQueue, MatchRules, Pass, PoolKey, Seating, Waiter, PASS_EVERY};
 use crate::room::{self, RoomEnv};
-use crate::room_handle::{Control, Membership, PartyMember};
+use crate::room_handle::{Control, Membership, PartyMember, Reservation, RoomHandle};
 
 /// The longest a seating waits on a room (to free the old seat, to be seated).
 const SEAT_WAIT: Duration = Duration::from_secs(5);
@@ -47,10 +49,12 @@ pub(super) async fn queue(
     membership: Option<Membership>,
 ) -> Result<Outcome, CommandError> {
     let rooms = &env.rooms;
-    let rules = rooms
-        .games
-        .rules(&q.kind)
-        .ok_or_else(|| room::unknown_kind(rooms, &q.kind))?;
+    let rules = rooms.games.rules(&q.kind).ok_or_else(|| {
+        CommandError::new(
+            ErrorCode::UnknownRoomKind,
+            format!("no room kind {:?}", q.kind),
+        )
+    })?;
     let Some(queue_rules) = rules.queue_rules() else {
         return Err(CommandError::new(
             ErrorCode::InvalidArgument,
@@ -64,7 +68,7 @@ pub(super) async fn queue(
         ));
     }
     let parsed = options(&q.options)?;
-    let filter = room::filter_key(rules, &parsed);
+    let (_, filter) = room::filter_key(&q.kind, rules, &parsed);
     let match_rules = MatchRules::of(rules, queue_rules);
     let members = if q.party {
         let Some(m) = membership else {
@@ -146,36 +150,32 @@ pub(crate) async fn run(env: Arc<CommandEnv>, tracker: TaskTracker, stop: Cancel
 
 /// Opens a match's private room and seats its players in turn, each on its team: out of
 /// the room it sits in (`left`, req 0), into the new one (`joined`, req 0).
-async fn seat_match(rooms: &Arc<RoomEnv>, queue: &crate::queue::MatchQueue, m: crate::queue::Seating) {
-    let opened = room::create(rooms, &m.kind, m.options, true);
-    let (handle, first) = match opened {
+async fn seat_match(rooms: &Arc<RoomEnv>, queue: &MatchQueue, m: Seating) {
+    let (handle, reservations) = match open(rooms, &m) {
         Ok(r) => r,
         Err(e) => {
-            for w in m.players.into_iter().map(|(w, _)| w) {
+            // The room could not open (draining, shutting down, the game refused the
+            // options): every player is told, and none of them is queued any more.
+            for (w, _) in m.players {
                 w.link.send(Outbound::Msg(e.clone().into_message(0)));
             }
             return;
         }
     };
-    let mut first = Some(first);
-    for (w, team) in m.players {
-        let reservation = match first.take() {
-            Some(r) => Ok(r),
-            None => room::reserve_id(rooms, handle.id).map(|(_, r)| r),
-        };
+    for ((w, team), reservation) in m.players.into_iter().zip(reservations) {
         if let Some((old, player)) = &w.seat {
             leave_old(&w.link, old, *player).await;
         }
-        let seated = match reservation {
-            Ok(r) => {
-                let team = (team != 0).then_some(team);
-                let s = seat(handle.clone(), r, 0, w.account, w.link.clone(), team);
-                tokio::time::timeout(SEAT_WAIT, s)
-                    .await
-                    .unwrap_or_else(|_| Err(CommandError::new(ErrorCode::Timeout, "the match's room did not seat the player in time")))
-            }
-            Err(e) => Err(e),
-        };
+        let team = (team != 0).then_some(team);
+        let seating = seat(handle.clone(), reservation, 0, w.account, w.link.clone(), team);
+        let seated = tokio::time::timeout(SEAT_WAIT, seating)
+            .await
+            .unwrap_or_else(|_| {
+                Err(CommandError::new(
+                    ErrorCode::Timeout,
+                    "the match's room did not seat the player in time; queue again",
+                ))
+            });
         match seated {
             Ok(membership) => queue.place(&w.link, membership),
             Err(e) => {
@@ -185,8 +185,23 @@ async fn seat_match(rooms: &Arc<RoomEnv>, queue: &crate::queue::MatchQueue, m: c
     }
 }
 
+/// Opens the match's private room and reserves a seat for every player at once, before
+/// anyone sits: a game that locks its room when it starts cannot shut the last ones out.
+fn open(
+    rooms: &Arc<RoomEnv>,
+    m: &Seating,
+) -> Result<(RoomHandle, Vec<Reservation>), CommandError> {
+    let (handle, first) = room::create(rooms, &m.kind, options(&m.options)?, true)?;
+    let mut reservations = vec![first];
+    for _ in 1..m.players.len() {
+        // Dropped on an error, the reservations free their seats and the room ends.
+        reservations.push(room::reserve_id(rooms, handle.id)?.1);
+    }
+    Ok((handle, reservations))
+}
+
 /// Frees a matched player's seat in the room it sat in and tells it (`left`, req 0).
-async fn leave_old(link: &SessionLink, old: &crate::room_handle::RoomHandle, player: rally_game::PlayerId) {
+async fn leave_old(link: &SessionLink, old: &RoomHandle, player: PlayerId) {
     let (reply, done) = oneshot::channel();
     let leave = Control::Leave {
         player,

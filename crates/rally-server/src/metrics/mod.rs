@@ -118,8 +118,15 @@ impl QueueMeter {
 }
 
 /// Commands with their own `command` label.
-const COMMANDS: [&str; 11] = [
+const COMMANDS: [&str; 18] = [
     "join",
+    "create",
+    "join_or_create",
+    "join_by_id",
+    "join_by_code",
+    "list_rooms",
+    "queue",
+    "leave_queue",
     "leave",
     "chat",
     "resume",

@@ -143,7 +143,6 @@ pub(crate) struct Placed<M, T> {
     /// Its players, in the order they entered.
     pub(crate) members: Vec<(u64, M)>,
     pub(crate) payload: T,
-    pub(crate) rating: f64,
     /// 0 when the kind has no teams, else 1..=teams.
     pub(crate) team: u32,
     pub(crate) waited: Duration,
@@ -360,7 +359,6 @@ impl<M, T> Tickets<M, T> {
                         Some(Placed {
                             members: w.members,
                             payload: w.payload,
-                            rating: e.rating,
                             team,
                             waited: now.saturating_duration_since(e.enqueued),
                         })

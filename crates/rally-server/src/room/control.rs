@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Room, Seat};
 use crate::error::CommandError;
 use crate::outbox::{Outbound, SessionLink};
-use crate::room_handle::{Control, Reservation, SeatView};
+use crate::room_handle::{Control, PartyMember, Reservation, SeatView};
 
 impl Room {
     pub(super) fn on_control(&mut self, c: Control) {
@@ -45,6 +45,7 @@ impl Room {
                 reply,
             } => self.on_chat(player, session, name, text, reply),
             Control::Inspect { reply } => self.on_inspect(reply),
+            Control::Party { reply } => self.on_party(reply),
         }
     }
 
@@ -264,6 +265,23 @@ impl Room {
             })
             .collect();
         let _ = reply.send(seats);
+    }
+
+    /// The connected players (a player away for a reconnect cannot be queued: nothing
+    /// could tell it of its match).
+    fn on_party(&mut self, reply: oneshot::Sender<Vec<PartyMember>>) {
+        let party = self
+            .seats
+            .iter()
+            .filter_map(|s| {
+                s.link.as_ref().map(|link| PartyMember {
+                    player_id: s.id,
+                    link: link.clone(),
+                    account: s.account,
+                })
+            })
+            .collect();
+        let _ = reply.send(party);
     }
 
     /// A new connection takes `player`'s seat, and gets `joined` with `req`: the

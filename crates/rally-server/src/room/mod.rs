@@ -119,7 +119,7 @@ fn kind_spec<'a>(env: &'a RoomEnv, kind: &str) -> Result<&'a Kind, CommandError>
 
 /// Where `join_or_create` looks for rooms with these options: the kind, and the
 /// canonical values of the kind's filter keys.
-fn filter_key(kind: &str, rules: &KindRules, options: &RoomOptions) -> FilterKey {
+pub(crate) fn filter_key(kind: &str, rules: &KindRules, options: &RoomOptions) -> FilterKey {
     let mut values = Vec::new();
     for key in rules.keys() {
         values.extend_from_slice(&options.canonical(key));

@@ -6,7 +6,7 @@ use rally_protocol::{ClientMessage, ErrorCode, ServerMessage};
 use tokio::sync::mpsc::error::TrySendError;
 
 use super::{Core, MAX_COMMANDS_IN_FLIGHT};
-use crate::command::Command;
+use crate::command::{Command, Rating};
 use crate::error::ClientError;
 use crate::limits::{Budget, Verdict};
 use crate::metrics::{ErrorKind, Limit};
@@ -155,6 +155,22 @@ impl Core {
                     code: code.to_owned(),
                 },
             ),
+            ClientMessage::Queue {
+                req,
+                kind,
+                options,
+                rating,
+                party,
+            } => self.enqueue(
+                req,
+                Command::Queue {
+                    kind: kind.to_owned(),
+                    options: options.to_vec(),
+                    rating: Rating(rating),
+                    party,
+                },
+            ),
+            ClientMessage::LeaveQueue { req } => self.enqueue(req, Command::LeaveQueue),
             ClientMessage::ListRooms {
                 req,
                 kind,
