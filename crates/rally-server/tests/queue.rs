@@ -115,6 +115,12 @@ async fn no_match(c: &mut Client, for_: Duration) {
     }
 }
 
+async fn close_all(clients: Vec<Client>) {
+    for c in clients {
+        c.close().await;
+    }
+}
+
 #[tokio::test]
 async fn close_ratings_are_matched_first_and_the_tolerance_widens_for_a_far_pair() {
     let server = start().await;
@@ -146,6 +152,7 @@ async fn close_ratings_are_matched_first_and_the_tolerance_widens_for_a_far_pair
         waited >= Duration::from_millis(300),
         "A and D (400 apart) met only after the tolerance widened: {waited:?}"
     );
+    close_all(players).await;
     assert!(server.shutdown().await.drained);
 }
 
@@ -194,6 +201,8 @@ async fn a_party_of_three_is_matched_together_on_one_team() {
     }
     // The lobby emptied and ended; the party plays on in the match's room.
     common::eventually("the lobby ends", || server.handle.rooms() == 1).await;
+    close_all(party).await;
+    close_all(solos).await;
     assert!(server.shutdown().await.drained);
 }
 
@@ -207,6 +216,7 @@ async fn a_lone_ticket_times_out_and_the_connection_stays() {
     let r = c.call(ClientMessage::LeaveQueue { req: 2 }).await;
     assert_eq!(r.unwrap_err().0, ErrorCode::NotInQueue, "out of the queue");
     queue(&mut c, 3, "lone", 1000.0, false).await.unwrap();
+    c.close().await;
     assert!(server.shutdown().await.drained);
 }
 
@@ -259,6 +269,7 @@ async fn leave_queue_and_a_disconnect_take_players_out() {
     })
     .await;
     assert_eq!(s.value("rally_queue_players", &[("kind", "duel")]), 0.0);
+    close_all(vec![a, b, d]).await;
     assert!(server.shutdown().await.drained);
 }
 
@@ -295,5 +306,6 @@ async fn the_queue_refuses_what_it_cannot_match() {
         c.call(ClientMessage::LeaveQueue { req: 5 }).await.unwrap_err().0,
         ErrorCode::NotInQueue
     );
+    c.close().await;
     assert!(server.shutdown().await.drained);
 }
