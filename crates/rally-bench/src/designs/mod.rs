@@ -277,7 +277,9 @@ pub(crate) fn respond(body: &[u8], ws: bool, session: u64, seated: bool, out: &m
         | ClientMessage::JoinOrCreate { req, .. }
         | ClientMessage::JoinById { req, .. }
         | ClientMessage::JoinByCode { req, .. }
-        | ClientMessage::ListRooms { req, .. } => ServerMessage::Error {
+        | ClientMessage::ListRooms { req, .. }
+        | ClientMessage::Queue { req, .. }
+        | ClientMessage::LeaveQueue { req } => ServerMessage::Error {
             code: rally_protocol::ErrorCode::InvalidArgument,
             message: "a reference server offers join only".into(),
             req,
