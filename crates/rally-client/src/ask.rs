@@ -2,7 +2,8 @@
 //! request id) and the reply it wants. [`Client`](crate::Client) and
 //! [`Connection`](crate::Connection) differ only in how they send one and wait for its
 //! reply (a shared buffer and a waiting channel, or the caller's own reads); their
-//! `login`, `join` (and the other four ways in), `list_rooms`, `leave` and `chat`
+//! `login`, `join` (and the other four ways in), `list_rooms`, `queue`, `leave_queue`,
+//! `leave` and `chat`
 //! methods hand one of these to that.
 
 use rally_protocol::ClientMessage;
@@ -51,6 +52,13 @@ enum What<'m> {
         offset: u32,
         limit: u32,
     },
+    Queue {
+        kind: &'m str,
+        options: &'m [u8],
+        rating: f64,
+        party: bool,
+    },
+    LeaveQueue,
     Leave,
     Chat {
         text: &'m str,
@@ -98,6 +106,19 @@ impl<'m, T> Ask<'m, T> {
                 offset,
                 limit,
             },
+            What::Queue {
+                kind,
+                options,
+                rating,
+                party,
+            } => ClientMessage::Queue {
+                req,
+                kind,
+                options,
+                rating,
+                party,
+            },
+            What::LeaveQueue => ClientMessage::LeaveQueue { req },
             What::Leave => ClientMessage::Leave { req },
             What::Chat { text } => ClientMessage::Chat { req, text },
         }
@@ -175,6 +196,33 @@ pub(crate) fn join_by_code(code: &str) -> Ask<'_, Room> {
     Ask {
         what: What::JoinByCode { code },
         answer: joined,
+    }
+}
+
+/// What `queue` and `leave_queue` want back: `ok`.
+fn ok(r: Reply) -> Option<()> {
+    matches!(r, Reply::Ok).then_some(())
+}
+
+/// `queue` (wait in the rating queue of `kind`), answered by `ok`; the match comes later
+/// as a `joined` with request id 0.
+pub(crate) fn queue<'m>(kind: &'m str, options: &'m [u8], rating: f64, party: bool) -> Ask<'m, ()> {
+    Ask {
+        what: What::Queue {
+            kind,
+            options,
+            rating,
+            party,
+        },
+        answer: ok,
+    }
+}
+
+/// `leave_queue`, answered by `ok`.
+pub(crate) fn leave_queue() -> Ask<'static, ()> {
+    Ask {
+        what: What::LeaveQueue,
+        answer: ok,
     }
 }
 

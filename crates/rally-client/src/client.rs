@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rally_protocol::{msgpack, ClientMessage, Redacted};
+use rally_protocol::{msgpack, ClientMessage, ErrorCode, Redacted};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -225,6 +225,43 @@ impl Client {
         limit: u32,
     ) -> Result<RoomPage, Error> {
         self.ask(ask::list_rooms(kind, filter, offset, limit)).await
+    }
+
+    /// Enters the rating queue of `kind` with `options` (a MessagePack map, or empty for
+    /// none) and `rating`; with `party`, every connected player of this client's room
+    /// comes along. Returns once queued; the match arrives as [`Event::Matched`] (after
+    /// an [`Event::Left`] when this player sat in a room), or the queue gives up with an
+    /// [`Event::Error`] of code `MATCH_TIMEOUT`.
+    pub async fn queue(
+        &self,
+        kind: &str,
+        options: &[u8],
+        rating: f64,
+        party: bool,
+    ) -> Result<(), Error> {
+        let ask = ask::queue(kind, options, rating, party);
+        let was = std::mem::replace(&mut self.shared.lock().queued, true);
+        let queued = retry(&self.config.retry, Error::is_retryable, || {
+            // Raised with the request, under the lock that writes it: the match's
+            // `joined` can only come after.
+            self.request_once(|req, inner| {
+                inner.queued = true;
+                (Key::Req(req), ask.message(req))
+            })
+        })
+        .await
+        .and_then(|r| ask.answer(r));
+        if let Err(e) = &queued {
+            self.shared.lock().queued = was && e.code() == Some(ErrorCode::AlreadyQueued);
+        }
+        queued
+    }
+
+    /// Leaves the rating queue (`NOT_IN_QUEUE` when not in it).
+    pub async fn leave_queue(&self) -> Result<(), Error> {
+        let left = self.ask(ask::leave_queue()).await;
+        self.shared.lock().queued = false;
+        left
     }
 
     /// Sends one input: `seq` must increase from one input to the next (the server

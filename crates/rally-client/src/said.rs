@@ -24,8 +24,12 @@ pub(crate) enum Said {
         /// What it got.
         reply: Result<Reply, Error>,
     },
-    /// A `joined` that answers no request: the server gave this client its seat back.
+    /// A `joined` that answers no request: the server gave this client its seat back,
+    /// or (while queued) the matchmaking queue seated it in its match.
     Resumed(Room),
+    /// A `left` that answers no request: the server moved this client out of its room,
+    /// a party going to its match (the match's `joined` follows).
+    MovedOut(u64),
     /// A `pong` for `nonce`.
     Pong(u64),
     /// A room state that the fast path (`wire::peek_state`) did not take: the
@@ -132,6 +136,7 @@ pub(crate) fn said(incoming: Incoming) -> Said {
                 reply(req, Reply::Joined(room))
             }
         }
+        ServerMessage::Left { req: 0, room_id } => Said::MovedOut(room_id),
         ServerMessage::Left { req, room_id } => reply(req, Reply::Left(room_id)),
         ServerMessage::Ok { req } => reply(req, Reply::Ok),
         ServerMessage::Conflict { message, req, .. } => Said::Reply {
@@ -211,7 +216,8 @@ pub(crate) fn follow_room(room: &mut Option<Room>, said: &Said) {
             reply: Ok(Reply::Left(room_id)),
             ..
         }
-        | Said::RoomClosed { room_id, .. } => *room_id,
+        | Said::RoomClosed { room_id, .. }
+        | Said::MovedOut(room_id) => *room_id,
         // The seat asked back after a reconnection is gone, and the room with it.
         Said::ResumeFailed(_) => {
             *room = None;
