@@ -482,6 +482,73 @@ def scenario_ws_transport(env: Env, ck: Checker) -> None:
 
 # --------------------------------------------------------------------------
 
+# --------------------------------------------------------------------------
+# (i) rooms and matchmaking (revision 2, sections 5c and 5d)
+
+
+def scenario_rooms(env: Env, ck: Checker) -> None:
+    a = env.connect("tcp")
+    b = env.connect("ws")
+    try:
+        a.hello("py-rooms-a")
+        b.hello("py-rooms-b")
+        login(a)
+        login(b)
+        room = a.create("tictactoe", {}, private=True)
+        code = room["code"]
+        ck.check("create: a private room with a 6-character code",
+                 isinstance(code, str) and len(code) == 6 and room["player_id"] >= 1, f"{room}")
+        listed = b.list_rooms("tictactoe")
+        ck.check("list_rooms: a private room is not listed",
+                 all(r["room_id"] != room["room_id"] for r in listed["rooms"]), f"{listed}")
+        joined = b.join_by_code(code)
+        ck.check("join_by_code: the friend lands in the same room",
+                 joined["room_id"] == room["room_id"] and joined["code"] == code, f"{joined}")
+        b.leave()
+        expect_error(ck, "join_by_code of an unknown code -> NO_SUCH_ROOM", "NO_SUCH_ROOM",
+                     b.join_by_code, "ZZZZZZ" if code != "ZZZZZZ" else "YYYYYY")
+        pub = b.create("tictactoe", {}, private=False)
+        listed = a.list_rooms("tictactoe", {}, 0, 50)
+        ck.check("list_rooms: a public room is listed with its code",
+                 any(r["room_id"] == pub["room_id"] and r["code"] == pub["code"] for r in listed["rooms"])
+                 and listed["total"] >= 1, f"{listed}")
+        by_id = env.connect("tcp")
+        try:
+            by_id.hello("py-rooms-c")
+            login(by_id)
+            seat = by_id.join_by_id(pub["room_id"])
+            ck.check("join_by_id: seated in that room", seat["room_id"] == pub["room_id"], f"{seat}")
+        finally:
+            by_id.close()
+    finally:
+        a.close()
+        b.close()
+
+
+def scenario_queue(env: Env, ck: Checker) -> None:
+    players = [env.connect("tcp" if i % 2 == 0 else "ws") for i in range(3)]
+    try:
+        for i, c in enumerate(players):
+            c.hello(f"py-queue-{i}")
+            login(c)
+        a, b, c = players
+        a.queue("tictactoe", {}, 1500)
+        expect_error(ck, "queue twice -> ALREADY_QUEUED", "ALREADY_QUEUED", a.queue, "tictactoe", {}, 1500)
+        c.queue("tictactoe", {}, 1200.5)
+        c.leave_queue()
+        expect_error(ck, "leave_queue when not queued -> NOT_IN_QUEUE", "NOT_IN_QUEUE", c.leave_queue)
+        b.queue("tictactoe", {}, 1510)
+        ma = a.wait_match()
+        mb = b.wait_match()
+        ck.check("queue: two close ratings are matched into one room (joined with req 0)",
+                 ma["room_id"] == mb["room_id"] and ma["kind"] == "tictactoe"
+                 and a.joined_msg[1] == 0 and b.joined_msg[1] == 0, f"{ma} {mb}")
+        ck.check("queue: the player who left the queue was not matched",
+                 c.poll(0.3) is None and c.room_id is None, f"{c.room_id}")
+    finally:
+        for p in players:
+            p.close()
+
 
 def run_scenario(ck: Checker, name: str, fn, *args) -> None:
     try:
@@ -515,6 +582,8 @@ def main() -> int:
             run_scenario(ck, f"(e) bad message {tr}", scenario_bad_message, env, ck, tr)
         run_scenario(ck, "ws transport details", scenario_ws_transport, env, ck)
         run_scenario(ck, "(h) accounts and data", scenario_accounts, env, ck)
+        run_scenario(ck, "(i) rooms by code, id and listing", scenario_rooms, env, ck)
+        run_scenario(ck, "(i) matchmaking queue", scenario_queue, env, ck)
     except Watchdog:
         ck.fail("whole run", f"did not finish within {TOTAL_BUDGET_S} s")
     finally:

@@ -28,14 +28,16 @@ MAX_SERVER_FRAME = 16 * 1024 * 1024  # our own sanity limit (section 2)
 # Client message types (section 5)
 HELLO, JOIN, LEAVE, INPUT, CHAT, PING = 1, 2, 3, 4, 5, 6
 LOGIN, GET_DATA, PUT_DATA, DELETE_DATA, GET_PROFILE, SET_NAME = 7, 8, 9, 10, 11, 12
+# Revision 2: rooms and matchmaking (section 5c)
+CREATE, JOIN_OR_CREATE, JOIN_BY_ID, JOIN_BY_CODE, LIST_ROOMS, QUEUE, LEAVE_QUEUE = range(13, 20)
 # Server message types (section 6)
 WELCOME, JOINED, LEFT, STATE, CHAT_LINE, PONG, OK, ERROR, ROOM_CLOSED, SHUTDOWN = range(64, 74)
-SESSION, DATA, WRITTEN, PROFILE = 74, 75, 76, 77
+SESSION, DATA, WRITTEN, PROFILE, ROOMS = 74, 75, 76, 77, 78
 
 MESSAGE_NAMES = {
     64: "welcome", 65: "joined", 66: "left", 67: "state", 68: "chat", 69: "pong",
     70: "ok", 71: "error", 72: "room_closed", 73: "shutdown", 74: "session", 75: "data",
-    76: "written", 77: "profile",
+    76: "written", 77: "profile", 78: "rooms",
 }
 
 # Error codes (section 9)
@@ -47,6 +49,8 @@ ERROR_CODES = {
     24: "INVALID_ARGUMENT", 25: "INPUT_REJECTED", 26: "ROOM_BUSY", 27: "RATE_LIMITED",
     28: "RESUME_FAILED", 29: "ROOM_CLOSED", 30: "INTERNAL",
     31: "CONFLICT", 32: "FORBIDDEN", 33: "NOT_FOUND", 34: "UNAVAILABLE", 35: "UNAUTHORIZED",
+    36: "NO_SUCH_ROOM", 37: "ROOM_LOCKED", 38: "BAD_OPTIONS", 39: "JOIN_REFUSED",
+    40: "MATCH_TIMEOUT", 41: "NOT_IN_QUEUE", 42: "ALREADY_QUEUED", 43: "QUEUE_FULL",
 }
 ERROR_NUMBERS = {v: k for k, v in ERROR_CODES.items()}
 FATAL_CODES = {1, 2, 3, 10, 11, 12, 14, 15}
@@ -412,6 +416,8 @@ class RallyClient:
         self.joined_msg: list | None = None
         self.account_id = 0
         self.token: str | None = None
+        self.room_code: str | None = None
+        self.team = 0
 
     @property
     def transport_name(self) -> str:
@@ -552,12 +558,81 @@ class RallyClient:
         req = req or self.new_req()
         self.request([SET_NAME, req, name], OK, timeout)
 
+    def _seated(self, m: list) -> dict:
+        """Remembers the room a `joined` seats us in; returns it as a dict. `code` and
+        `team` are revision 2's appended fields (absent from an older server)."""
+        self.room_id, self.player_id = m[2], m[3]
+        self.joined_msg = m
+        room = dict(zip(["room_id", "player_id", "kind", "max_players", "code", "team"], m[2:8]))
+        room.setdefault("code", "")
+        room.setdefault("team", 0)
+        self.room_code, self.team = room["code"], room["team"]
+        return room
+
     def join(self, kind: str, req: int | None = None, timeout: float | None = None) -> tuple[int, int]:
         req = req or self.new_req()
         m = self.request([JOIN, req, kind], JOINED, timeout)
-        self.room_id, self.player_id = m[2], m[3]
-        self.joined_msg = m
+        self._seated(m)
         return m[2], m[3]
+
+    def create(self, kind: str, options: dict | None = None, private: bool = False,
+               req: int | None = None, timeout: float | None = None) -> dict:
+        """`create`: a new room of `kind` with `options` (a map the game reads), the
+        sender seated in it. A private room is reached only by id or code."""
+        req = req or self.new_req()
+        return self._seated(self.request([CREATE, req, kind, options or {}, private], JOINED, timeout))
+
+    def join_or_create(self, kind: str, options: dict | None = None, req: int | None = None,
+                       timeout: float | None = None) -> dict:
+        """`join_or_create`: an open public room whose options match on the kind's filter
+        keys, else a new one."""
+        req = req or self.new_req()
+        return self._seated(self.request([JOIN_OR_CREATE, req, kind, options or {}], JOINED, timeout))
+
+    def join_by_id(self, room_id: int, req: int | None = None, timeout: float | None = None) -> dict:
+        req = req or self.new_req()
+        return self._seated(self.request([JOIN_BY_ID, req, room_id], JOINED, timeout))
+
+    def join_by_code(self, code: str, req: int | None = None, timeout: float | None = None) -> dict:
+        req = req or self.new_req()
+        return self._seated(self.request([JOIN_BY_CODE, req, code], JOINED, timeout))
+
+    def list_rooms(self, kind: str, filter: dict | None = None, offset: int = 0, limit: int = 50,
+                   req: int | None = None, timeout: float | None = None) -> dict:
+        """`list_rooms`: `{"total": n, "rooms": [dict, ...]}`, a page of the open public
+        rooms of `kind` whose options match `filter`."""
+        req = req or self.new_req()
+        m = self.request([LIST_ROOMS, req, kind, filter or {}, offset, limit], ROOMS, timeout)
+        fields = ["room_id", "kind", "code", "players", "max_players", "metadata", "age_ms", "locked"]
+        return {"total": m[2], "rooms": [dict(zip(fields, r)) for r in m[3]]}
+
+    def queue(self, kind: str, options: dict | None = None, rating: float = 0, party: bool = False,
+              req: int | None = None, timeout: float | None = None) -> None:
+        """`queue`: wait for a match of `kind` near `rating`. Returns on `ok` (queued);
+        the match comes later as `joined` with req 0: `wait_match`. With `party` every
+        player of the sender's room is queued with it."""
+        req = req or self.new_req()
+        self.request([QUEUE, req, kind, options or {}, rating, party], OK, timeout)
+
+    def leave_queue(self, req: int | None = None, timeout: float | None = None) -> None:
+        req = req or self.new_req()
+        self.request([LEAVE_QUEUE, req], OK, timeout)
+
+    def wait_match(self, timeout: float | None = None) -> dict:
+        """Waits for the queue's answer: the match's `joined` (req 0), returned as a dict,
+        or `error` MATCH_TIMEOUT (req 0), raised. A `left` (req 0) on the way, a party
+        leaving its room for the match, is noted."""
+        while True:
+            m = self.wait_for(
+                lambda m: (m[0] in (JOINED, LEFT) and len(m) > 1 and m[1] == 0)
+                or (m[0] == ERROR and len(m) > 3 and m[3] == 0 and m[1] == ERROR_NUMBERS["MATCH_TIMEOUT"]),
+                timeout)
+            if m[0] == ERROR:
+                raise RallyError(m[1], m[2], m[3])
+            if m[0] == LEFT:
+                self.room_id = self.player_id = None
+                continue
+            return self._seated(m)
 
     def leave(self, req: int | None = None, timeout: float | None = None) -> int:
         req = req or self.new_req()

@@ -107,6 +107,42 @@ export interface Room {
   playerId: number;
   kind: string;
   maxPlayers: number;
+  /** The room's share code (6 characters), "" from a server before revision 2. */
+  code: string;
+  /** The player's team, from 1; 0 when the kind has no teams. */
+  team: number;
+}
+
+/** Room options: a map the game reads when it creates the room (e.g. `{ mode: "speed" }`). */
+export type RoomOptions = Record<string, unknown>;
+
+/** One open, public room of a listing (`rooms`). */
+export interface RoomListing {
+  roomId: number;
+  kind: string;
+  code: string;
+  players: number;
+  maxPlayers: number;
+  /** What the game set, decoded (null when it set nothing). */
+  metadata: unknown;
+  ageMs: number;
+  locked: boolean;
+}
+
+/** A page of `listRooms`: `total` rooms match, `rooms` is this page of them. */
+export interface RoomPage {
+  total: number;
+  rooms: RoomListing[];
+}
+
+/** How to enter the matchmaking queue. */
+export interface QueueOptions {
+  /** Room options; the kind's filter keys decide who can meet. */
+  options?: RoomOptions;
+  /** The player's rating: players are matched with close ratings first. */
+  rating?: number;
+  /** Queue every player of this client's room as one party (same match, same team). */
+  party?: boolean;
 }
 
 /** A room's state after one tick. `payload` is the game's value, decoded. */
@@ -156,6 +192,12 @@ export interface ClientEvents {
   joined: Room;
   resumed: Room;
   resumeFailed: RallyError;
+  /** The matchmaking queue placed this player: `joined` with req 0 while queued. */
+  matched: Room;
+  /** The queue gave up (`MATCH_TIMEOUT`); the player is no longer queued. */
+  matchTimeout: RallyError;
+  /** The server moved the player out of its room (a party going to its match). */
+  left: { roomId: number };
   roomClosed: { roomId: number; reason: string };
   chat: ChatLine;
   /** An error the server sent unprompted that leaves the connection open. */
@@ -246,6 +288,7 @@ export class RallyClient {
   private _room: Room | null = null;
   private _session: Session | null = null;
   private _latencyMs: number | null = null;
+  private _queued = false;
 
   private constructor(opts: ClientOptions) {
     this.opts = opts;
@@ -275,6 +318,11 @@ export class RallyClient {
   /** The last login's session, or null. */
   get session(): Session | null {
     return this._session;
+  }
+
+  /** Whether this client waits in the matchmaking queue (between `queue` and its match). */
+  get queued(): boolean {
+    return this._queued;
   }
 
   /** The last ping's round trip in ms, or null before the first pong. */
@@ -342,6 +390,111 @@ export class RallyClient {
   async join(kind: string): Promise<Room> {
     const m = await this.request(C.JOIN, [kind]);
     return this.sit(m);
+  }
+
+  /**
+   * Creates a room of `kind` with `options` and sits in it; `isPrivate` keeps it out of
+   * listings and join-or-create (reach it by `room.code` or `room.roomId`).
+   */
+  async create(kind: string, options: RoomOptions = {}, isPrivate = false): Promise<Room> {
+    const m = await this.request(C.CREATE, [kind, options, isPrivate]);
+    return this.sit(m);
+  }
+
+  /** Joins an open public room of `kind` whose options match on the kind's filter keys, else creates one. */
+  async joinOrCreate(kind: string, options: RoomOptions = {}): Promise<Room> {
+    const m = await this.request(C.JOIN_OR_CREATE, [kind, options]);
+    return this.sit(m);
+  }
+
+  /** Joins the room with this id (a private room too). */
+  async joinById(roomId: number): Promise<Room> {
+    const m = await this.request(C.JOIN_BY_ID, [roomId]);
+    return this.sit(m);
+  }
+
+  /** Joins the room with this share code (a private room too). */
+  async joinByCode(code: string): Promise<Room> {
+    const m = await this.request(C.JOIN_BY_CODE, [code]);
+    return this.sit(m);
+  }
+
+  /** A page of the open public rooms of `kind` whose options match `filter`. */
+  async listRooms(kind: string, filter: RoomOptions = {}, offset = 0, limit = 50): Promise<RoomPage> {
+    const m = await this.request(C.LIST_ROOMS, [kind, filter, offset, limit]);
+    const rooms = Array.isArray(m[3]) ? (m[3] as unknown[][]) : [];
+    return {
+      total: num(m[2]),
+      rooms: rooms.map((r) => ({
+        roomId: num(r[0]),
+        kind: String(r[1]),
+        code: String(r[2]),
+        players: num(r[3]),
+        maxPlayers: num(r[4]),
+        metadata: r[5] ?? null,
+        ageMs: num(r[6]),
+        locked: Boolean(r[7]),
+      })),
+    };
+  }
+
+  /**
+   * Enters the matchmaking queue for `kind`; resolves once queued. The match arrives
+   * later as the `matched` event (or `matchTimeout`): see `waitForMatch`.
+   */
+  async queue(kind: string, q: QueueOptions = {}): Promise<void> {
+    // Set before the reply: the match's `joined` may be read in the same chunk as `ok`,
+    // before this function resumes.
+    const was = this._queued;
+    this._queued = true;
+    try {
+      await this.request(C.QUEUE, [kind, q.options ?? {}, q.rating ?? 0, q.party ?? false]);
+    } catch (e) {
+      // ALREADY_QUEUED: still queued from before; any other refusal: not queued.
+      this._queued = was && e instanceof RallyError && e.code === ErrorCode.ALREADY_QUEUED;
+      throw e;
+    }
+  }
+
+  /** Leaves the matchmaking queue (`NOT_IN_QUEUE` if this client is not queued). */
+  async leaveQueue(): Promise<void> {
+    await this.request(C.LEAVE_QUEUE, []);
+    this._queued = false;
+  }
+
+  /**
+   * Resolves with the room of the next match, rejects with the `MATCH_TIMEOUT` error,
+   * or with `TIMEOUT` after `timeoutMs` (default: wait as long as the queue does).
+   * Call it before or after `queue`: it waits for the next event either way.
+   */
+  waitForMatch(timeoutMs?: number): Promise<Room> {
+    return new Promise((resolve, reject) => {
+      const done = () => {
+        offMatch();
+        offTimeout();
+        offClosed();
+        if (timer) clearTimeout(timer);
+      };
+      const offMatch = this.on("matched", (room) => {
+        done();
+        resolve(room);
+      });
+      const offTimeout = this.on("matchTimeout", (err) => {
+        done();
+        reject(err);
+      });
+      const offClosed = this.on("closed", (c) => {
+        done();
+        reject(c.error ?? new RallyError(0, "the client is closed"));
+      });
+      const timer =
+        timeoutMs === undefined
+          ? null
+          : setTimeout(() => {
+              done();
+              reject(new RallyError(ErrorCode.TIMEOUT, "no match within the wait"));
+            }, timeoutMs);
+    });
   }
 
   /** Leaves the current room; resolves with its id. */
@@ -499,6 +652,8 @@ export class RallyClient {
       playerId: num(m[3]),
       kind: String(m[4]),
       maxPlayers: num(m[5]),
+      code: m.length > 6 ? String(m[6]) : "",
+      team: m.length > 7 ? num(m[7]) : 0,
     };
     this._room = room;
     return room;
@@ -626,7 +781,13 @@ export class RallyClient {
       case S.JOINED: {
         const req = num(m[1]);
         const room = this.sit(m);
-        if (req === 0) {
+        if (req === 0 && this._queued) {
+          // Unprompted while queued: the queue's match (a resume comes right after
+          // `welcome`, and a reconnect leaves the queue: the server forgets the session).
+          this._queued = false;
+          this.emit("matched", room);
+          this.emit("joined", room);
+        } else if (req === 0) {
           this.emit("resumed", room);
         } else {
           this.reply(req, m);
@@ -635,6 +796,17 @@ export class RallyClient {
         return;
       }
       case S.LEFT:
+        if (num(m[1]) === 0) {
+          // Unprompted: the server moved this player out, a party going to its match;
+          // the match's `joined` (req 0) follows.
+          this._room = null;
+          this._queued = true;
+          this.emit("left", { roomId: num(m[2]) });
+          return;
+        }
+        this.reply(num(m[1]), m);
+        return;
+      case S.ROOMS:
       case S.OK:
       case S.SESSION:
       case S.DATA:
@@ -670,6 +842,11 @@ export class RallyClient {
             this.settled();
             p.reject(err);
           }
+          return;
+        }
+        if (err.code === ErrorCode.MATCH_TIMEOUT) {
+          this._queued = false;
+          this.emit("matchTimeout", err);
           return;
         }
         if (err.code === ErrorCode.RESUME_FAILED) {
@@ -721,6 +898,8 @@ export class RallyClient {
     const err = this.lastFatal ?? new RallyError(0, `connection lost (close ${code})`);
     this.ws = null;
     this.failPending(err);
+    // The server takes a dropped session out of the queue.
+    this._queued = false;
     const final = this.lastFatal !== undefined || this.shuttingDown || this.opts.reconnect === false;
     if (final) {
       this.finish({ byClient: false, error: err });

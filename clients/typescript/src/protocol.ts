@@ -23,6 +23,14 @@ export const C = {
   DELETE_DATA: 10,
   GET_PROFILE: 11,
   SET_NAME: 12,
+  // Revision 2: rooms and matchmaking (sections 5c and 5d).
+  CREATE: 13,
+  JOIN_OR_CREATE: 14,
+  JOIN_BY_ID: 15,
+  JOIN_BY_CODE: 16,
+  LIST_ROOMS: 17,
+  QUEUE: 18,
+  LEAVE_QUEUE: 19,
 } as const;
 
 /** Server message types (section 6). */
@@ -41,6 +49,7 @@ export const S = {
   DATA: 75,
   WRITTEN: 76,
   PROFILE: 77,
+  ROOMS: 78,
 } as const;
 
 /** Error codes (section 9). A code not listed here is a generic error. */
@@ -70,6 +79,14 @@ export const ErrorCode = {
   NOT_FOUND: 33,
   UNAVAILABLE: 34,
   UNAUTHORIZED: 35,
+  NO_SUCH_ROOM: 36,
+  ROOM_LOCKED: 37,
+  BAD_OPTIONS: 38,
+  JOIN_REFUSED: 39,
+  MATCH_TIMEOUT: 40,
+  NOT_IN_QUEUE: 41,
+  ALREADY_QUEUED: 42,
+  QUEUE_FULL: 43,
 } as const;
 
 /** The name of an error code, or `"UNKNOWN"`. */

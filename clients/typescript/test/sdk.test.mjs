@@ -152,6 +152,63 @@ test("errors carry the protocol's codes", async () => {
   }
 });
 
+test("two friends meet by code; a private room is never listed; join by id", async () => {
+  const [a, b, c] = [await connect(), await connect(), await connect()];
+  try {
+    for (const x of [a, b, c]) await x.loginDevice();
+    const mine = await a.create("tictactoe", {}, true);
+    assert.match(mine.code, /^[A-Z0-9]{6}$/);
+    const page = await b.listRooms("tictactoe");
+    assert.ok(!page.rooms.some((r) => r.roomId === mine.roomId), "private rooms are not listed");
+    const friend = await b.joinByCode(mine.code);
+    assert.equal(friend.roomId, mine.roomId);
+    assert.equal(friend.code, mine.code);
+    assert.notEqual(friend.playerId, mine.playerId);
+    await assert.rejects(c.joinByCode(mine.code === "ZZZZZZ" ? "YYYYYY" : "ZZZZZZ"), (e) => {
+      assert.equal(e.codeName, "NO_SUCH_ROOM");
+      return true;
+    });
+    const open = await c.create("tictactoe", {}, false);
+    const listed = await a.listRooms("tictactoe", {}, 0, 50);
+    const entry = listed.rooms.find((r) => r.roomId === open.roomId);
+    assert.ok(entry, "a public room is listed");
+    assert.equal(entry.code, open.code);
+    assert.equal(entry.players, 1);
+    assert.ok(listed.total >= 1);
+    await b.leave();
+    const byId = await b.joinById(open.roomId);
+    assert.equal(byId.roomId, open.roomId);
+  } finally {
+    for (const x of [a, b, c]) x.close();
+  }
+});
+
+test("the matchmaking queue matches close ratings; leaveQueue; its errors", async () => {
+  const [a, b, c] = [await connect(), await connect(), await connect()];
+  try {
+    for (const x of [a, b, c]) await x.loginDevice();
+    const matchA = a.waitForMatch(10_000);
+    const matchB = b.waitForMatch(10_000);
+    await a.queue("tictactoe", { rating: 1500 });
+    assert.equal(a.queued, true);
+    await assert.rejects(a.queue("tictactoe", { rating: 1500 }), (e) => e.code === ErrorCode.ALREADY_QUEUED);
+    assert.equal(a.queued, true, "still queued after ALREADY_QUEUED");
+    await c.queue("tictactoe", { rating: 1490 });
+    await c.leaveQueue();
+    assert.equal(c.queued, false);
+    await assert.rejects(c.leaveQueue(), (e) => e.code === ErrorCode.NOT_IN_QUEUE);
+    await b.queue("tictactoe", { rating: 1510.5 });
+    const [ra, rb] = await Promise.all([matchA, matchB]);
+    assert.equal(ra.roomId, rb.roomId);
+    assert.equal(ra.kind, "tictactoe");
+    assert.equal(a.room?.roomId, ra.roomId);
+    assert.equal(a.queued, false);
+    assert.equal(c.room, null, "the player who left the queue was not matched");
+  } finally {
+    for (const x of [a, b, c]) x.close();
+  }
+});
+
 test("a request with no reply within timeoutMs fails with TIMEOUT", async () => {
   const proxy = await startProxy(server.http);
   const c = await RallyClient.connect({

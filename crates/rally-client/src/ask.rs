@@ -2,11 +2,13 @@
 //! request id) and the reply it wants. [`Client`](crate::Client) and
 //! [`Connection`](crate::Connection) differ only in how they send one and wait for its
 //! reply (a shared buffer and a waiting channel, or the caller's own reads); their
-//! `login`, `join`, `leave` and `chat` methods hand one of these to that.
+//! `login`, `join` (and the other four ways in), `list_rooms`, `queue`, `leave_queue`,
+//! `leave` and `chat`
+//! methods hand one of these to that.
 
 use rally_protocol::ClientMessage;
 
-use crate::client::Room;
+use crate::client::{Room, RoomPage};
 use crate::connection::Session;
 use crate::error::Error;
 use crate::shared::Reply;
@@ -29,6 +31,34 @@ enum What<'m> {
     Join {
         kind: &'m str,
     },
+    Create {
+        kind: &'m str,
+        options: &'m [u8],
+        private: bool,
+    },
+    JoinOrCreate {
+        kind: &'m str,
+        options: &'m [u8],
+    },
+    JoinById {
+        room_id: u64,
+    },
+    JoinByCode {
+        code: &'m str,
+    },
+    ListRooms {
+        kind: &'m str,
+        filter: &'m [u8],
+        offset: u32,
+        limit: u32,
+    },
+    Queue {
+        kind: &'m str,
+        options: &'m [u8],
+        rating: f64,
+        party: bool,
+    },
+    LeaveQueue,
     Leave,
     Chat {
         text: &'m str,
@@ -49,6 +79,46 @@ impl<'m, T> Ask<'m, T> {
                 credential,
             },
             What::Join { kind } => ClientMessage::Join { req, kind },
+            What::Create {
+                kind,
+                options,
+                private,
+            } => ClientMessage::Create {
+                req,
+                kind,
+                options,
+                private,
+            },
+            What::JoinOrCreate { kind, options } => {
+                ClientMessage::JoinOrCreate { req, kind, options }
+            }
+            What::JoinById { room_id } => ClientMessage::JoinById { req, room_id },
+            What::JoinByCode { code } => ClientMessage::JoinByCode { req, code },
+            What::ListRooms {
+                kind,
+                filter,
+                offset,
+                limit,
+            } => ClientMessage::ListRooms {
+                req,
+                kind,
+                filter,
+                offset,
+                limit,
+            },
+            What::Queue {
+                kind,
+                options,
+                rating,
+                party,
+            } => ClientMessage::Queue {
+                req,
+                kind,
+                options,
+                rating,
+                party,
+            },
+            What::LeaveQueue => ClientMessage::LeaveQueue { req },
             What::Leave => ClientMessage::Leave { req },
             What::Chat { text } => ClientMessage::Chat { req, text },
         }
@@ -76,12 +146,102 @@ pub(crate) fn login<'m>(provider: &'m str, credential: &'m str) -> Ask<'m, Sessi
     }
 }
 
+/// What every way into a room wants back: `joined`.
+fn joined(r: Reply) -> Option<Room> {
+    match r {
+        Reply::Joined(room) => Some(room),
+        _ => None,
+    }
+}
+
 /// `join` (join-or-create a room of `kind`), answered by `joined`.
 pub(crate) fn join(kind: &str) -> Ask<'_, Room> {
     Ask {
         what: What::Join { kind },
+        answer: joined,
+    }
+}
+
+/// `create` (a new room of `kind` with `options`, a MessagePack map), answered by
+/// `joined`.
+pub(crate) fn create<'m>(kind: &'m str, options: &'m [u8], private: bool) -> Ask<'m, Room> {
+    Ask {
+        what: What::Create {
+            kind,
+            options,
+            private,
+        },
+        answer: joined,
+    }
+}
+
+/// `join_or_create`, answered by `joined`.
+pub(crate) fn join_or_create<'m>(kind: &'m str, options: &'m [u8]) -> Ask<'m, Room> {
+    Ask {
+        what: What::JoinOrCreate { kind, options },
+        answer: joined,
+    }
+}
+
+/// `join_by_id`, answered by `joined`.
+pub(crate) fn join_by_id(room_id: u64) -> Ask<'static, Room> {
+    Ask {
+        what: What::JoinById { room_id },
+        answer: joined,
+    }
+}
+
+/// `join_by_code`, answered by `joined`.
+pub(crate) fn join_by_code(code: &str) -> Ask<'_, Room> {
+    Ask {
+        what: What::JoinByCode { code },
+        answer: joined,
+    }
+}
+
+/// What `queue` and `leave_queue` want back: `ok`.
+fn ok(r: Reply) -> Option<()> {
+    matches!(r, Reply::Ok).then_some(())
+}
+
+/// `queue` (wait in the rating queue of `kind`), answered by `ok`; the match comes later
+/// as a `joined` with request id 0.
+pub(crate) fn queue<'m>(kind: &'m str, options: &'m [u8], rating: f64, party: bool) -> Ask<'m, ()> {
+    Ask {
+        what: What::Queue {
+            kind,
+            options,
+            rating,
+            party,
+        },
+        answer: ok,
+    }
+}
+
+/// `leave_queue`, answered by `ok`.
+pub(crate) fn leave_queue() -> Ask<'static, ()> {
+    Ask {
+        what: What::LeaveQueue,
+        answer: ok,
+    }
+}
+
+/// `list_rooms`, answered by `rooms`.
+pub(crate) fn list_rooms<'m>(
+    kind: &'m str,
+    filter: &'m [u8],
+    offset: u32,
+    limit: u32,
+) -> Ask<'m, RoomPage> {
+    Ask {
+        what: What::ListRooms {
+            kind,
+            filter,
+            offset,
+            limit,
+        },
         answer: |r| match r {
-            Reply::Joined(room) => Some(room),
+            Reply::Rooms(page) => Some(page),
             _ => None,
         },
     }
@@ -125,7 +285,28 @@ mod tests {
             player_id: 1,
             kind: "arena".into(),
             max_players: 16,
+            code: "K7WQ3M".into(),
+            team: 0,
         };
+        assert!(join_by_code("K7WQ3M")
+            .answer(Reply::Joined(room.clone()))
+            .is_ok());
+        assert!(matches!(
+            create("arena", &[0x80], true).message(4),
+            ClientMessage::Create {
+                req: 4,
+                private: true,
+                ..
+            }
+        ));
+        let page = RoomPage {
+            total: 0,
+            rooms: Vec::new(),
+        };
+        assert!(list_rooms("arena", &[0x80], 0, 10)
+            .answer(Reply::Rooms(page))
+            .is_ok());
+        assert!(join_by_id(3).answer(Reply::Ok).is_err());
         assert_eq!(join.answer(Reply::Joined(room.clone())).ok(), Some(room));
         assert!(matches!(join.answer(Reply::Ok), Err(Error::Protocol(_))));
         assert_eq!(leave().answer(Reply::Left(3)).ok(), Some(3));

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rally_protocol::{msgpack, ClientMessage, Redacted};
+use rally_protocol::{msgpack, ClientMessage, ErrorCode, Redacted};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -47,6 +47,9 @@ pub struct Welcome {
     /// The account this session is logged in as (by the session token sent in `hello`);
     /// 0 when not logged in.
     pub account_id: u64,
+    /// The highest protocol revision the server speaks (2 adds rooms by code and id,
+    /// options and listings; 1: a server that predates them).
+    pub revision: u32,
 }
 
 /// The room this client is in, from `joined`.
@@ -60,6 +63,56 @@ pub struct Room {
     pub kind: String,
     /// Seats in the room.
     pub max_players: u32,
+    /// The room's share code: give it to a friend for [`Client::join_by_code`] ("" from
+    /// a server before revision 2).
+    pub code: String,
+    /// This player's team, from 1; 0 when the room kind has no teams.
+    pub team: u32,
+}
+
+/// One page of a room listing ([`Client::list_rooms`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoomPage {
+    /// How many rooms match in all.
+    pub total: u32,
+    /// This page, oldest room first.
+    pub rooms: Vec<RoomInfo>,
+}
+
+/// One open public room in a listing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoomInfo {
+    /// The room's id, for [`Client::join_by_id`].
+    pub room_id: u64,
+    /// The room kind.
+    pub kind: String,
+    /// The room's share code, for [`Client::join_by_code`].
+    pub code: String,
+    /// Seats taken.
+    pub players: u32,
+    /// Seats in all.
+    pub max_players: u32,
+    /// What the game published about the room: one MessagePack value (nil when none).
+    pub metadata: Vec<u8>,
+    /// How long the room has been open, in milliseconds.
+    pub age_ms: u64,
+    /// Whether the game locked the room (it takes no joins now).
+    pub locked: bool,
+}
+
+impl From<rally_protocol::RoomListing> for RoomInfo {
+    fn from(l: rally_protocol::RoomListing) -> Self {
+        RoomInfo {
+            room_id: l.room_id,
+            kind: l.kind,
+            code: l.code,
+            players: l.players,
+            max_players: l.max_players,
+            metadata: l.metadata.to_vec(),
+            age_ms: l.age_ms,
+            locked: l.locked,
+        }
+    }
 }
 
 /// A connection to a Rally server. Methods take `&self`: share it behind an `Arc` to
@@ -133,6 +186,82 @@ impl Client {
     /// `joined`; states of the room follow on the events stream.
     pub async fn join(&self, kind: &str) -> Result<Room, Error> {
         self.ask(ask::join(kind)).await
+    }
+
+    /// Opens a new room of `kind` with `options` (one MessagePack map; `&[]` for none)
+    /// and joins it. A `private` room stays out of listings and
+    /// [`join_or_create`](Self::join_or_create): share its [`Room::code`] (or id) to let
+    /// friends in. Refused with `BAD_OPTIONS` when the server or the game rejects the
+    /// options.
+    pub async fn create(&self, kind: &str, options: &[u8], private: bool) -> Result<Room, Error> {
+        self.ask(ask::create(kind, options, private)).await
+    }
+
+    /// Joins the oldest open public room of `kind` whose options match `options` on the
+    /// kind's filter keys, or opens one with `options`.
+    pub async fn join_or_create(&self, kind: &str, options: &[u8]) -> Result<Room, Error> {
+        self.ask(ask::join_or_create(kind, options)).await
+    }
+
+    /// Joins the room with this id (private ones too). `NO_SUCH_ROOM`, `ROOM_FULL`,
+    /// `ROOM_LOCKED` or `JOIN_REFUSED` say why not.
+    pub async fn join_by_id(&self, room_id: u64) -> Result<Room, Error> {
+        self.ask(ask::join_by_id(room_id)).await
+    }
+
+    /// Joins the room with this share code (6 characters, case does not matter).
+    pub async fn join_by_code(&self, code: &str) -> Result<Room, Error> {
+        self.ask(ask::join_by_code(code)).await
+    }
+
+    /// A page of the open public rooms of `kind` whose options have the values in
+    /// `filter` (a MessagePack map; `&[]` for all), oldest first, from `offset`; the
+    /// server caps `limit` (at 50).
+    pub async fn list_rooms(
+        &self,
+        kind: &str,
+        filter: &[u8],
+        offset: u32,
+        limit: u32,
+    ) -> Result<RoomPage, Error> {
+        self.ask(ask::list_rooms(kind, filter, offset, limit)).await
+    }
+
+    /// Enters the rating queue of `kind` with `options` (a MessagePack map, or empty for
+    /// none) and `rating`; with `party`, every connected player of this client's room
+    /// comes along. Returns once queued; the match arrives as [`Event::Matched`] (after
+    /// an [`Event::Left`] when this player sat in a room), or the queue gives up with an
+    /// [`Event::Error`] of code `MATCH_TIMEOUT`.
+    pub async fn queue(
+        &self,
+        kind: &str,
+        options: &[u8],
+        rating: f64,
+        party: bool,
+    ) -> Result<(), Error> {
+        let ask = ask::queue(kind, options, rating, party);
+        let was = std::mem::replace(&mut self.shared.lock().queued, true);
+        let queued = retry(&self.config.retry, Error::is_retryable, || {
+            // Raised with the request, under the lock that writes it: the match's
+            // `joined` can only come after.
+            self.request_once(|req, inner| {
+                inner.queued = true;
+                (Key::Req(req), ask.message(req))
+            })
+        })
+        .await
+        .and_then(|r| ask.answer(r));
+        if let Err(e) = &queued {
+            self.shared.lock().queued = was && e.code() == Some(ErrorCode::AlreadyQueued);
+        }
+        queued
+    }
+
+    /// Leaves the rating queue (`NOT_IN_QUEUE` when not in it).
+    pub async fn leave_queue(&self) -> Result<(), Error> {
+        let left = self.ask(ask::leave_queue()).await;
+        self.shared.lock().queued = false;
+        left
     }
 
     /// Sends one input: `seq` must increase from one input to the next (the server

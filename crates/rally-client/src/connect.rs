@@ -140,6 +140,7 @@ async fn open(
                     resume_token,
                     reconnect_grace_ms,
                     account_id,
+                    revision,
                 })) => {
                     break Welcome {
                         version,
@@ -151,6 +152,7 @@ async fn open(
                         resume_token: resume_token.into(),
                         reconnect_grace_ms,
                         account_id,
+                        revision,
                     }
                 }
                 Some(Incoming::Msg(ServerMessage::Error { code, message, .. })) => {

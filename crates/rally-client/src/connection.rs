@@ -71,7 +71,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::ask::{self, Ask};
-use crate::client::{Room, Welcome};
+use crate::client::{Room, RoomPage, Welcome};
 use crate::config::{Config, Transport};
 use crate::connect::{self, Conn, Tokens, READ_CHUNK};
 use crate::error::Error;
@@ -143,6 +143,15 @@ pub enum Message<'a> {
         /// How long the server asks clients to wait before reconnecting.
         reconnect_after: Duration,
     },
+    /// The matchmaking queue seated this player in its match (`joined` with request id
+    /// 0); states of that room follow.
+    Matched(Room),
+    /// The server moved this player out of its room (`left` with request id 0): its
+    /// party is going to a match, whose [`Message::Matched`] follows.
+    Left {
+        /// The room left.
+        room_id: u64,
+    },
 }
 
 /// One session with a Rally server, driven by the task that owns it; see the
@@ -175,6 +184,9 @@ pub struct Connection {
     /// server closes right after it (`docs/protocol.md` section 9), so it becomes the
     /// error of the close that follows.
     unknown_error: Option<Error>,
+    /// Whether this player waits in the matchmaking queue: an unprompted `joined` is then
+    /// its match, not a resume.
+    queued: bool,
     /// An error ended the connection (it was returned once); every call fails since.
     over: bool,
     /// When bytes last came in and last went out: the [`Client`](crate::Client)'s task
@@ -244,6 +256,8 @@ pub(crate) enum Found {
         reason: String,
         reconnect_after: Duration,
     },
+    Matched(Room),
+    Left(u64),
 }
 
 impl Connection {
@@ -275,6 +289,7 @@ impl Connection {
             retry: config.retry,
             max_outbound: config.max_outbound_bytes,
             unknown_error: None,
+            queued: false,
             over: false,
             last_read: now,
             last_write: now,
@@ -331,6 +346,74 @@ impl Connection {
     /// `SERVER_SHUTDOWN`.
     pub async fn join(&mut self, kind: &str) -> Result<Room, Error> {
         self.ask(ask::join(kind)).await
+    }
+
+    /// [`Client::create`](crate::Client::create) on this connection, requested like
+    /// [`Connection::join`].
+    pub async fn create(
+        &mut self,
+        kind: &str,
+        options: &[u8],
+        private: bool,
+    ) -> Result<Room, Error> {
+        self.ask(ask::create(kind, options, private)).await
+    }
+
+    /// [`Client::join_or_create`](crate::Client::join_or_create) on this connection.
+    pub async fn join_or_create(&mut self, kind: &str, options: &[u8]) -> Result<Room, Error> {
+        self.ask(ask::join_or_create(kind, options)).await
+    }
+
+    /// [`Client::join_by_id`](crate::Client::join_by_id) on this connection.
+    pub async fn join_by_id(&mut self, room_id: u64) -> Result<Room, Error> {
+        self.ask(ask::join_by_id(room_id)).await
+    }
+
+    /// [`Client::join_by_code`](crate::Client::join_by_code) on this connection.
+    pub async fn join_by_code(&mut self, code: &str) -> Result<Room, Error> {
+        self.ask(ask::join_by_code(code)).await
+    }
+
+    /// [`Client::list_rooms`](crate::Client::list_rooms) on this connection.
+    pub async fn list_rooms(
+        &mut self,
+        kind: &str,
+        filter: &[u8],
+        offset: u32,
+        limit: u32,
+    ) -> Result<RoomPage, Error> {
+        self.ask(ask::list_rooms(kind, filter, offset, limit)).await
+    }
+
+    /// Enters the rating queue of `kind` with `options` (a MessagePack map, or empty for
+    /// none) and `rating`; with `party`, every connected player of this connection's
+    /// room comes along. Returns once queued (`ok`); the match arrives later from
+    /// [`Connection::recv`] as [`Message::Matched`] (after a [`Message::Left`] when this
+    /// player sat in a room), or the queue gives up with a `MATCH_TIMEOUT`
+    /// [`Message::Error`].
+    pub async fn queue(
+        &mut self,
+        kind: &str,
+        options: &[u8],
+        rating: f64,
+        party: bool,
+    ) -> Result<(), Error> {
+        let was = self.queued;
+        // Before the request: nothing of the match can arrive before its `ok`, but the
+        // flag must be up when it does.
+        self.queued = true;
+        let queued = self.ask(ask::queue(kind, options, rating, party)).await;
+        if let Err(e) = &queued {
+            self.queued = was && e.code() == Some(ErrorCode::AlreadyQueued);
+        }
+        queued
+    }
+
+    /// Leaves the rating queue (`NOT_IN_QUEUE` when not in it).
+    pub async fn leave_queue(&mut self) -> Result<(), Error> {
+        let left = self.ask(ask::leave_queue()).await;
+        self.queued = false;
+        left
     }
 
     /// Leaves the current room; returns its id once the server says `left`, after the
@@ -691,7 +774,16 @@ impl Connection {
             // exactly the same ones.
             Said::State => return Err(Error::Protocol("a state decoded two ways".into())),
             Said::Reply { req, reply } => Next::Reply { req, reply },
+            Said::Resumed(room) if self.queued => {
+                self.queued = false;
+                Next::Found(Found::Matched(room))
+            }
             Said::Resumed(room) => Next::Resumed(room),
+            Said::MovedOut(room_id) => {
+                // A party's member did not ask, but its match is coming all the same.
+                self.queued = true;
+                Next::Found(Found::Left(room_id))
+            }
             Said::Pong(nonce) => Next::Found(Found::Pong(nonce)),
             Said::Chat(line) => Next::Found(Found::Chat(line)),
             Said::RoomClosed { room_id, reason } => {
@@ -704,7 +796,12 @@ impl Connection {
                 reason,
                 reconnect_after,
             }),
-            Said::Error(e) => Next::Found(Found::Error(e)),
+            Said::Error(e) => {
+                if e.code() == Some(ErrorCode::MatchTimeout) {
+                    self.queued = false;
+                }
+                Next::Found(Found::Error(e))
+            }
             Said::UnknownError(e) => {
                 self.unknown_error = Some(e.clone());
                 Next::Found(Found::Error(e))
@@ -745,6 +842,8 @@ impl Connection {
                 reason,
                 reconnect_after,
             },
+            Found::Matched(room) => Message::Matched(room),
+            Found::Left(room_id) => Message::Left { room_id },
         }
     }
 }

@@ -220,8 +220,13 @@ fn dispatch(shared: &Shared, conn: &Connection, next: Next) -> Option<Ended> {
             return None;
         }
         Next::Resumed(room) => {
-            shared.lock().room = Some(room.clone());
-            Event::Resumed(room)
+            let mut inner = shared.lock();
+            inner.room = Some(room.clone());
+            if std::mem::take(&mut inner.queued) {
+                Event::Matched(room)
+            } else {
+                Event::Resumed(room)
+            }
         }
         Next::Found(found) => match conn.lend(found) {
             Message::State(state) => Event::State(state.to_state()),
@@ -249,6 +254,22 @@ fn dispatch(shared: &Shared, conn: &Connection, next: Next) -> Option<Ended> {
                     reason,
                     reconnect_after,
                 }
+            }
+            Message::Matched(room) => {
+                let mut inner = shared.lock();
+                inner.room = Some(room.clone());
+                inner.queued = false;
+                Event::Matched(room)
+            }
+            Message::Left { room_id } => {
+                let mut inner = shared.lock();
+                inner.room = conn.room().cloned();
+                inner.queued = true;
+                Event::Left { room_id }
+            }
+            Message::Error(e) if e.code() == Some(ErrorCode::MatchTimeout) => {
+                shared.lock().queued = false;
+                Event::Error(e)
             }
             Message::Error(e) if e.code() == Some(ErrorCode::ResumeFailed) => {
                 shared.lock().room = None;

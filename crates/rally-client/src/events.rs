@@ -75,6 +75,15 @@ pub enum Event {
     /// The server could not give the seat back (`RESUME_FAILED`: the token is unknown or
     /// the grace period is over): the new session is in no room; join again.
     ResumeFailed(Error),
+    /// The matchmaking queue seated this player in its match (see
+    /// [`Client::queue`](crate::Client::queue)); states of that room follow.
+    Matched(Room),
+    /// The server moved this player out of its room: its party is going to a match,
+    /// whose [`Event::Matched`] follows.
+    Left {
+        /// The room left.
+        room_id: u64,
+    },
     /// The server is going away; the SDK closes the connection and does not reconnect.
     /// Connect again after `reconnect_after`, to this server or another.
     Shutdown {
@@ -224,6 +233,7 @@ mod tests {
             resume_token: String::new().into(),
             reconnect_grace_ms: 0,
             account_id: 0,
+            revision: 2,
         };
         let shared = Arc::new(Shared::new(welcome, Transport::Tcp, 8, 1024));
         let mut events = Events::new(shared.clone());

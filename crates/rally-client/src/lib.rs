@@ -56,12 +56,13 @@
 //! - `upgrade`: the client side of the WebSocket upgrade.
 //! - `connect`: opening one connection through `welcome`, and racing several addresses.
 //! - `said`: what one server message means, classified once.
-//! - `ask`: the requests (login, join, leave, chat), each written once: its message and
-//!   the reply it wants.
+//! - `ask`: the requests (login, join and the other ways into a room, list_rooms, leave,
+//!   chat), each written once: its message and the reply it wants.
 //! - [`connection`]: the [`Connection`]: one session driven by the caller's task; the
 //!   one place that reads the socket and dispatches what the server says.
 //! - `shared`: the state the client handle and the connection task share.
-//! - [`client`]: the [`Client`] handle: join, inputs, chat, leave, ping, close.
+//! - [`client`]: the [`Client`] handle: join (by kind, options, id or code), create,
+//!   list rooms, inputs, chat, leave, ping, close.
 //! - `driver`: the connection task, owning a [`Connection`]: its results become replies
 //!   and events; keep-alive and reconnection.
 //! - [`events`]: the [`Events`] stream and what it yields.
@@ -82,7 +83,7 @@ mod shared;
 mod upgrade;
 mod wire;
 
-pub use client::{Client, Room, Welcome};
+pub use client::{Client, Room, RoomInfo, RoomPage, Welcome};
 pub use config::{Config, Transport};
 pub use connection::{Connection, Message, Session, StateRef};
 pub use error::Error;

@@ -24,8 +24,12 @@ pub(crate) enum Said {
         /// What it got.
         reply: Result<Reply, Error>,
     },
-    /// A `joined` that answers no request: the server gave this client its seat back.
+    /// A `joined` that answers no request: the server gave this client its seat back,
+    /// or (while queued) the matchmaking queue seated it in its match.
     Resumed(Room),
+    /// A `left` that answers no request: the server moved this client out of its room,
+    /// a party going to its match (the match's `joined` follows).
+    MovedOut(u64),
     /// A `pong` for `nonce`.
     Pong(u64),
     /// A room state that the fast path (`wire::peek_state`) did not take: the
@@ -114,12 +118,16 @@ pub(crate) fn said(incoming: Incoming) -> Said {
             player_id,
             kind,
             max_players,
+            code,
+            team,
         } => {
             let room = Room {
                 room_id,
                 player_id,
                 kind,
                 max_players,
+                code,
+                team,
             };
             if req == 0 {
                 // Only a resume answers a request nobody made.
@@ -128,6 +136,7 @@ pub(crate) fn said(incoming: Incoming) -> Said {
                 reply(req, Reply::Joined(room))
             }
         }
+        ServerMessage::Left { req: 0, room_id } => Said::MovedOut(room_id),
         ServerMessage::Left { req, room_id } => reply(req, Reply::Left(room_id)),
         ServerMessage::Ok { req } => reply(req, Reply::Ok),
         ServerMessage::Conflict { message, req, .. } => Said::Reply {
@@ -174,6 +183,13 @@ pub(crate) fn said(incoming: Incoming) -> Said {
                 display_name,
             }),
         ),
+        ServerMessage::Rooms { req, total, rooms } => reply(
+            req,
+            Reply::Rooms(crate::client::RoomPage {
+                total,
+                rooms: rooms.into_iter().map(Into::into).collect(),
+            }),
+        ),
         // A second welcome means nothing; ignore it rather than guess.
         ServerMessage::Welcome { .. } => Said::Ignored,
         // Replies to player-data requests, which this SDK does not send yet.
@@ -200,7 +216,8 @@ pub(crate) fn follow_room(room: &mut Option<Room>, said: &Said) {
             reply: Ok(Reply::Left(room_id)),
             ..
         }
-        | Said::RoomClosed { room_id, .. } => *room_id,
+        | Said::RoomClosed { room_id, .. }
+        | Said::MovedOut(room_id) => *room_id,
         // The seat asked back after a reconnection is gone, and the room with it.
         Said::ResumeFailed(_) => {
             *room = None;
@@ -261,6 +278,8 @@ mod tests {
                 player_id: 1,
                 kind: "arena".into(),
                 max_players: 16,
+                code: "K7WQ3M".into(),
+                team: 0,
             }))
         };
         let mut room = None;

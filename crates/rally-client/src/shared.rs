@@ -59,6 +59,7 @@ pub(crate) enum Reply {
     Ok,
     Pong,
     Session(crate::Session),
+    Rooms(crate::client::RoomPage),
 }
 
 /// A request waiting for its reply.
@@ -85,6 +86,9 @@ pub(crate) struct Inner {
     pub(crate) room: Option<Room>,
     /// The last `login`'s session token, sent in the `hello` of each reconnection.
     pub(crate) session_token: Option<String>,
+    /// Whether this player waits in the matchmaking queue: an unprompted `joined` is
+    /// then its match, not a resume.
+    pub(crate) queued: bool,
     next_req: u32,
     /// Nonce 0 is the task's keep-alive; the application's pings count from 1.
     next_nonce: u64,
@@ -109,6 +113,7 @@ impl Shared {
                 session_token: None,
                 next_req: 0,
                 next_nonce: 0,
+                queued: false,
             }),
             wake: Notify::new(),
             events: Mutex::new(EventQueue::new(event_capacity)),

@@ -361,6 +361,7 @@ async fn scripted_ws_server(listener: TcpListener, state: Vec<u8>) {
         resume_token: "t".into(),
         reconnect_grace_ms: 0,
         account_id: 0,
+        revision: 2,
     }
     .encode(&mut body);
     ws::write_frame(&mut out, Opcode::Binary, &body);

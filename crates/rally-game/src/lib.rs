@@ -1,11 +1,15 @@
 //! The trait a game developer implements to run a game on Rally.
 //!
 //! A game is plain, synchronous Rust: it never touches a socket, a clock or a task. The
-//! server gives each room its own game value, owned by the room's task, and calls it in
-//! this order: [`Game::join`] and [`Game::leave`] as players come and go, [`Game::input`]
-//! for each queued input at the start of a tick, then [`Game::tick`] once per tick, which
-//! advances the simulation and writes the state to send. When the room ends for any
-//! reason, [`Game::shutdown`] is called once, then [`Game::result`] for the match record.
+//! server gives each room its own game value, made from the room's [`RoomOptions`] by the
+//! factory registered for its kind and owned by the room's task, and calls it in this
+//! order: [`Game::join_with`] (which calls [`Game::join`] unless overridden) and
+//! [`Game::leave`] as players come and go, [`Game::start`] once when the room first has
+//! its kind's minimum of players, [`Game::input`] for each queued input at the start of a
+//! tick, then [`Game::tick`] once per tick, which advances the simulation and writes the
+//! state to send. When the room ends for any reason, [`Game::shutdown`] is called once,
+//! then [`Game::result`] for the match record. From `join_with`, `start` and `tick` a game
+//! may publish metadata and lock or unlock its room ([`RoomControl`]).
 //!
 //! States and inputs are MessagePack values (see `docs/protocol.md`); [`msgpack`] reads
 //! and writes them without allocating.
@@ -14,10 +18,21 @@
 //! - [`Game`]: the trait.
 //! - [`Tick`]: what one tick gets and where it writes its state.
 //! - [`Refusal`], [`CloseReason`]: what a game can refuse, and why a room ends.
+//! - `options`: [`RoomOptions`], the bounded map a room is created with.
+//! - `room`: [`RoomControl`] (metadata, lock) and [`JoinContext`] (what a join is told).
 #![warn(missing_docs, unreachable_pub)]
 #![forbid(unsafe_code)]
 
+mod options;
+mod room;
+
 use std::time::Duration;
+
+pub use options::{
+    to_json, Filter, OptionsError, RoomOptions, MAX_OPTIONS_BYTES, MAX_OPTION_DEPTH,
+    MAX_OPTION_ENTRIES, MAX_OPTION_KEY_BYTES,
+};
+pub use room::{JoinContext, RoomControl, MAX_METADATA_BYTES};
 
 pub use rally_protocol::msgpack;
 /// The JSON values [`Game::result`] returns, so a game needs no dependency of its own.
@@ -61,6 +76,8 @@ pub struct Tick<'a> {
     dt: Duration,
     room: &'a mut Vec<u8>,
     views: &'a mut Vec<(PlayerId, Vec<u8>)>,
+    /// Metadata and lock changes the game asks for this tick.
+    control: RoomControl,
 }
 
 impl<'a> Tick<'a> {
@@ -76,7 +93,19 @@ impl<'a> Tick<'a> {
             dt,
             room,
             views,
+            control: RoomControl::default(),
         }
+    }
+
+    /// Metadata and lock changes for the room (e.g. lock it when the match starts); the
+    /// server applies them after the tick.
+    pub fn room(&mut self) -> &mut RoomControl {
+        &mut self.control
+    }
+
+    /// The changes asked for this tick (for the server, after [`Game::tick`]).
+    pub fn take_control(&mut self) -> RoomControl {
+        std::mem::take(&mut self.control)
     }
 
     /// The tick number, from 1, increasing by one per tick run (skipped ticks are not numbered).
@@ -109,8 +138,27 @@ impl<'a> Tick<'a> {
 
 /// A game: the state of one room and the rules that move it.
 pub trait Game: Send + 'static {
-    /// A player takes a seat. Refuse to keep them out (e.g. the match has started).
-    fn join(&mut self, player: PlayerId) -> Result<(), Refusal>;
+    /// A player takes a seat. Refuse to keep them out (e.g. the match has started); the
+    /// client gets `JOIN_REFUSED` with the refusal's text. The default takes everyone.
+    fn join(&mut self, player: PlayerId) -> Result<(), Refusal> {
+        let _ = player;
+        Ok(())
+    }
+
+    /// [`Game::join`] with the seat's context: its team, the seats already taken, and
+    /// the room's metadata and lock. Override it instead of `join` to use them; the
+    /// default calls `join`.
+    fn join_with(&mut self, player: PlayerId, ctx: &mut JoinContext<'_>) -> Result<(), Refusal> {
+        let _ = ctx;
+        self.join(player)
+    }
+
+    /// The room has its kind's minimum of players for the first time (called once, after
+    /// the join that made it so; at once after the first join for kinds without a
+    /// minimum). A game that waits for players starts its match here.
+    fn start(&mut self, room: &mut RoomControl) {
+        let _ = room;
+    }
 
     /// A player left or was disconnected.
     fn leave(&mut self, player: PlayerId);

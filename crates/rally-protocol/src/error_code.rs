@@ -101,6 +101,23 @@ error_codes! {
     /// Not logged in, a session token that is forged, altered or expired, or a refused
     /// login.
     Unauthorized = 35, false, "UNAUTHORIZED";
+    /// No live room has that id or code (it never existed, or it has ended), revision 2.
+    NoSuchRoom = 36, false, "NO_SUCH_ROOM";
+    /// The room is locked by its game (e.g. the match started) and takes no joins.
+    RoomLocked = 37, false, "ROOM_LOCKED";
+    /// The room options or listing filter are not a MessagePack map within the server's
+    /// bounds (entries, depth, key length), or the game refused them (its reason follows).
+    BadOptions = 38, false, "BAD_OPTIONS";
+    /// The game refused the join; the message is the game's reason.
+    JoinRefused = 39, false, "JOIN_REFUSED";
+    /// A matchmaking queue found no match in time (sent with request id 0).
+    MatchTimeout = 40, false, "MATCH_TIMEOUT";
+    /// `leave_queue` was sent while not in a matchmaking queue.
+    NotInQueue = 41, false, "NOT_IN_QUEUE";
+    /// `queue` was sent while already in a matchmaking queue.
+    AlreadyQueued = 42, false, "ALREADY_QUEUED";
+    /// The matchmaking queue is at its bound (per kind or in all); retry later.
+    QueueFull = 43, false, "QUEUE_FULL";
 }
 
 impl std::fmt::Display for ErrorCode {

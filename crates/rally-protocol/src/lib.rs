@@ -35,6 +35,8 @@ pub mod transport;
 pub mod ws;
 
 pub use error_code::ErrorCode;
-pub use message::{ClientMessage, DecodeError, ServerMessage, PROTOCOL_VERSION};
+pub use message::{
+    ClientMessage, DecodeError, RoomListing, ServerMessage, PROTOCOL_REVISION, PROTOCOL_VERSION,
+};
 pub use redact::Redacted;
 pub use transport::Transport;

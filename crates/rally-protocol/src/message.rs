@@ -24,10 +24,15 @@ mod server;
 mod tests;
 
 pub use client::ClientMessage;
-pub use server::{encode_state, ServerMessage};
+pub use server::{encode_state, RoomListing, ServerMessage};
 
 /// The protocol version this crate speaks, sent in `hello` and `welcome`.
 pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The highest revision of version 1 this crate speaks, sent in `welcome` (its last
+/// field). Revisions only add message types and append fields, so a peer of an older
+/// revision keeps working; docs/protocol.md lists what each one added.
+pub const PROTOCOL_REVISION: u32 = 2;
 
 /// Message type numbers: clients send 1-31, servers 64-95.
 pub mod tag {
@@ -55,6 +60,20 @@ pub mod tag {
     pub const GET_PROFILE: u8 = 11;
     /// Client `set_name`.
     pub const SET_NAME: u8 = 12;
+    /// Client `create` (revision 2).
+    pub const CREATE: u8 = 13;
+    /// Client `join_or_create` (revision 2).
+    pub const JOIN_OR_CREATE: u8 = 14;
+    /// Client `join_by_id` (revision 2).
+    pub const JOIN_BY_ID: u8 = 15;
+    /// Client `join_by_code` (revision 2).
+    pub const JOIN_BY_CODE: u8 = 16;
+    /// Client `list_rooms` (revision 2).
+    pub const LIST_ROOMS: u8 = 17;
+    /// Client `queue` (revision 2).
+    pub const QUEUE: u8 = 18;
+    /// Client `leave_queue` (revision 2).
+    pub const LEAVE_QUEUE: u8 = 19;
     /// Server `welcome`.
     pub const WELCOME: u8 = 64;
     /// Server `joined`.
@@ -83,6 +102,8 @@ pub mod tag {
     pub const WRITTEN: u8 = 76;
     /// Server `profile` (the reply to `get_profile`).
     pub const PROFILE: u8 = 77;
+    /// Server `rooms` (the reply to `list_rooms`, revision 2).
+    pub const ROOMS: u8 = 78;
 }
 
 /// Why a message body could not be decoded. The server answers all of these with

@@ -134,6 +134,34 @@ fn client_samples() -> Vec<Vec<u8>> {
             req: u32::MAX,
             name: "Ada",
         },
+        ClientMessage::Create {
+            req: 9,
+            kind: "arena",
+            options: &[
+                0x81, 0xa4, b'm', b'o', b'd', b'e', 0xa5, b's', b'p', b'e', b'e', b'd',
+            ],
+            private: true,
+        },
+        ClientMessage::JoinOrCreate {
+            req: 10,
+            kind: "arena",
+            options: &[0x80],
+        },
+        ClientMessage::JoinById {
+            req: 11,
+            room_id: (1 << 53) - 1,
+        },
+        ClientMessage::JoinByCode {
+            req: 12,
+            code: "K7WQ3M",
+        },
+        ClientMessage::ListRooms {
+            req: 13,
+            kind: "arena",
+            filter: &[0x80],
+            offset: 0,
+            limit: 50,
+        },
     ];
     messages
         .iter()
@@ -161,6 +189,7 @@ fn server_samples() -> Vec<Vec<u8>> {
             resume_token: "ab".into(),
             reconnect_grace_ms: 10_000,
             account_id: 42,
+            revision: 2,
         },
         ServerMessage::Joined {
             req: 1,
@@ -168,6 +197,22 @@ fn server_samples() -> Vec<Vec<u8>> {
             player_id: 1,
             kind: "arena".into(),
             max_players: 16,
+            code: "K7WQ3M".into(),
+            team: 0,
+        },
+        ServerMessage::Rooms {
+            req: 9,
+            total: 1,
+            rooms: vec![rally_protocol::RoomListing {
+                room_id: 1 << 40,
+                kind: "arena".into(),
+                code: "K7WQ3M".into(),
+                players: 3,
+                max_players: 16,
+                metadata: vec![0x81, 0xa3, b'm', b'a', b'p', 0xa4, b'd', b'u', b's', b'k'].into(),
+                age_ms: 1500,
+                locked: false,
+            }],
         },
         ServerMessage::Left { req: 2, room_id: 1 },
         ServerMessage::State {

@@ -22,6 +22,7 @@ use crate::listener::AcceptEnv;
 use crate::matchmaker::Matchmaker;
 use crate::metrics::{DbCallMetric, Metrics};
 use crate::outbox::LiveSessions;
+use crate::queue::MatchQueue;
 use crate::readiness::{Dependency, Readiness};
 use crate::resume::ResumeTokens;
 use crate::room::RoomEnv;
@@ -38,6 +39,8 @@ pub struct ServerHandle {
     pub(crate) config: Arc<Config>,
     pub(crate) games: Games,
     pub(crate) matchmaker: Arc<Matchmaker>,
+    /// The matchmaking queue: tickets, and seats matches gave sessions.
+    pub(crate) queue: Arc<MatchQueue>,
     pub(crate) directory: Arc<Directory>,
     /// Every task the server spawns, so none is lost and shutdown can wait for all.
     pub(crate) tracker: TaskTracker,
@@ -77,6 +80,7 @@ impl ServerHandle {
             auth: auth.clone(),
             storage: self.storage.clone(),
             directory: self.directory.clone(),
+            queue: self.queue.clone(),
         });
         let session = Arc::new(SessionEnv {
             config: self.config.clone(),
@@ -86,6 +90,7 @@ impl ServerHandle {
             auth,
             storage: self.storage.clone(),
             matchmaker: self.matchmaker.clone(),
+            queue: self.queue.clone(),
             shutdown: self.shutdown.clone(),
             commands,
             next_session: AtomicU64::new(0),

@@ -34,10 +34,14 @@
 //! - `room`: the room task that owns a game and ticks it, a method per control message
 //!   (`room::env`: what each room is given).
 //! - `resume`: resume tokens, so a dropped player takes its seat back.
-//! - `matchmaker`: join-or-create by room kind, seat counts, the drain switch.
+//! - `queue`: the matchmaking queue: tickets (players and parties) grouped into matches
+//!   by rating within a tolerance that widens with waiting, on a timer.
+//! - `matchmaker`: the room registry: rooms by id and share code, join-or-create by kind
+//!   and filter keys, listings, seat counts, locks, the drain switch.
 //! - `room_handle`: how others reach a room: its handle and messages, a membership, a
 //!   seat reservation.
-//! - `games`: the registry of room kinds (`Box<dyn Game>` factories).
+//! - `games`: the registry of room kinds (`Box<dyn Game>` factories of the room options)
+//!   and their matchmaking rules ([`KindRules`]).
 //!
 //! **Infra**
 //! - `outbox`: a session's bounded outbound queue, end reason and drain signal, the link
@@ -79,6 +83,7 @@ mod matchmaker;
 mod metrics;
 mod outbox;
 mod player_data;
+mod queue;
 mod readiness;
 mod resume;
 mod room;
@@ -89,10 +94,12 @@ mod storage;
 mod transport;
 mod web;
 
-pub use command::{BoxFuture, Command, CommandChecks, CommandContext, CommandError, PlayerData};
+pub use command::{
+    BoxFuture, Command, CommandChecks, CommandContext, CommandError, PlayerData, Rating,
+};
 pub use config::{Config, DatabaseUrl, Environment, LogFormat, Sources};
 pub use error::ClientError;
-pub use games::Games;
+pub use games::{Games, KindRules, QueueRules, MAX_FILTER_KEYS};
 pub use handle::{SeatInfo, ServerHandle};
 pub use metrics::DbCallMetric;
 pub use rally_game as game;

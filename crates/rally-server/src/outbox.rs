@@ -102,6 +102,9 @@ impl Ending {
 pub(crate) struct SessionCtl {
     ending: OnceLock<Ending>,
     draining: AtomicBool,
+    /// A matchmaking match seated the player in a new room: the session picks the seat
+    /// up from the queue (`Signal::Seat`).
+    seat: AtomicBool,
     /// The session task's waker. The read and write loops run in the same task, so the
     /// one slot wakes both.
     waker: AtomicWaker,
@@ -131,6 +134,8 @@ struct Outbox {
 pub(crate) enum Signal {
     Ended,
     Drain,
+    /// A match seated the player: take the seat from the queue.
+    Seat,
 }
 
 impl SessionCtl {
@@ -138,6 +143,7 @@ impl SessionCtl {
         SessionCtl {
             ending: OnceLock::new(),
             draining: AtomicBool::new(false),
+            seat: AtomicBool::new(false),
             waker: AtomicWaker::new(),
             outbox: Mutex::new(Outbox {
                 queue: VecDeque::new(),
@@ -203,6 +209,12 @@ impl SessionCtl {
         self.waker.wake();
     }
 
+    /// A new seat waits for the session (the matchmaking queue placed it).
+    pub(crate) fn seat_ready(&self) {
+        self.seat.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
     /// Whether an end was recorded.
     pub(crate) fn is_ended(&self) -> bool {
         self.ending.get().is_some()
@@ -214,12 +226,28 @@ impl SessionCtl {
 
     /// Completes when the session ends, or (if `drain` is asked for) when draining starts.
     pub(crate) fn signal(&self, drain: bool) -> impl Future<Output = Signal> + '_ {
+        self.signal_with(drain, false)
+    }
+
+    /// [`signal`](Self::signal), and also when a match seated the player
+    /// ([`Signal::Seat`], once per [`seat_ready`](Self::seat_ready)): the read loop's.
+    pub(crate) fn signal_or_seat(&self, drain: bool) -> impl Future<Output = Signal> + '_ {
+        self.signal_with(drain, true)
+    }
+
+    fn signal_with(&self, drain: bool, seat: bool) -> impl Future<Output = Signal> + '_ {
         std::future::poll_fn(move |cx| {
             let check = || {
                 if self.is_ended() {
                     Some(Signal::Ended)
                 } else if drain && self.draining.load(Ordering::Acquire) {
                     Some(Signal::Drain)
+                } else if seat
+                    && self.seat.load(Ordering::Acquire)
+                    // Loaded first: a swap on every wake-up would write the cache line.
+                    && self.seat.swap(false, Ordering::AcqRel)
+                {
+                    Some(Signal::Seat)
                 } else {
                     None
                 }

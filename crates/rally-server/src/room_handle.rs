@@ -3,17 +3,18 @@
 //! a session's [`Membership`], and the seat [`Reservation`] a join carries.
 //!
 //! The room task, the matchmaker, resume tokens, commands and sessions all import this
-//! module; it imports only the outbox below it.
+//! module; it imports only the outbox and the error below it.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use rally_game::{CloseReason, PlayerId, Refusal};
+use rally_game::{CloseReason, PlayerId, Refusal, RoomOptions};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use crate::error::CommandError;
 use crate::outbox::SessionLink;
 
 /// One input on its way to a room.
@@ -83,7 +84,11 @@ pub(crate) enum Control {
         account: Option<u64>,
         /// The membership's token, cancelled when the session no longer holds the seat.
         held: CancellationToken,
-        reply: oneshot::Sender<Result<PlayerId, Refusal>>,
+        /// The team to seat the player on (the rating queue keeps a party together);
+        /// `None`: the room picks the smallest team.
+        team: Option<u32>,
+        /// The seat, or why not (`ROOM_FULL`, `ROOM_LOCKED`, `JOIN_REFUSED`).
+        reply: oneshot::Sender<Result<PlayerId, CommandError>>,
     },
     /// Free a player's seat (if `session` still holds it).
     Leave {
@@ -118,6 +123,18 @@ pub(crate) enum Control {
     Inspect {
         reply: oneshot::Sender<Vec<SeatView>>,
     },
+    /// The connected players, to queue as one party (`queue` with `party`).
+    Party {
+        reply: oneshot::Sender<Vec<PartyMember>>,
+    },
+}
+
+/// A connected player of a room, as a party going to the matchmaking queue needs it.
+#[derive(Debug, Clone)]
+pub(crate) struct PartyMember {
+    pub(crate) player_id: PlayerId,
+    pub(crate) link: SessionLink,
+    pub(crate) account: Option<u64>,
 }
 
 /// One seat as the admin API shows it.
@@ -145,9 +162,46 @@ pub(crate) struct RoomInfo {
     pub(crate) players: AtomicUsize,
     /// The operator's words when the admin API closed the room.
     pub(crate) close_note: OnceLock<String>,
+    /// What the game published for listings (one MessagePack value; empty: none). The
+    /// lock is held for a clone of the `Bytes` handle only.
+    pub(crate) metadata: Mutex<Bytes>,
+    /// Whether the game locked the room (mirrors the matchmaker's copy, for readers
+    /// that hold only the handle).
+    pub(crate) locked: AtomicBool,
 }
 
 impl RoomInfo {
+    /// A room opening now: no ticks, no players, no metadata.
+    pub(crate) fn new() -> Self {
+        RoomInfo {
+            opened: std::time::Instant::now(),
+            tick: AtomicU64::new(0),
+            tick_micros: AtomicU64::new(0),
+            players: AtomicUsize::new(0),
+            close_note: OnceLock::new(),
+            metadata: Mutex::new(Bytes::new()),
+            locked: AtomicBool::new(false),
+        }
+    }
+
+    /// The game's metadata (empty: none).
+    pub(crate) fn metadata(&self) -> Bytes {
+        // A poisoned lock still holds a whole `Bytes`: the writer only swaps it.
+        self.metadata
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Replaces the game's metadata.
+    pub(crate) fn set_metadata(&self, value: Bytes) {
+        *self.metadata.lock().unwrap_or_else(|e| e.into_inner()) = value;
+    }
+
+    pub(crate) fn is_locked(&self) -> bool {
+        self.locked.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn tick(&self) -> u64 {
         self.tick.load(Ordering::Relaxed)
     }
@@ -165,8 +219,15 @@ impl RoomInfo {
 /// How sessions and the matchmaker reach a room.
 #[derive(Debug, Clone)]
 pub(crate) struct RoomHandle {
+    /// Random, below 2^53 (JavaScript numbers hold it): not guessable from other ids.
     pub(crate) id: u64,
     pub(crate) kind: Arc<str>,
+    /// The share code for `join_by_code`: random, unique among live rooms.
+    pub(crate) code: Arc<str>,
+    /// Kept out of listings and `join_or_create`.
+    pub(crate) private: bool,
+    /// The options the room was created with.
+    pub(crate) options: Arc<RoomOptions>,
     pub(crate) max_players: usize,
     pub(crate) control: mpsc::Sender<Control>,
     pub(crate) inputs: mpsc::Sender<InputMsg>,

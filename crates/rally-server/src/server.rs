@@ -32,7 +32,7 @@ use tokio_util::task::TaskTracker;
 use rally_store::{Store, StoreError};
 
 use crate::admin;
-use crate::command::{CommandChecks, DefaultChecks};
+use crate::command::{self, CommandChecks, DefaultChecks};
 use crate::config::Config;
 use crate::connection::Listener;
 use crate::directory::Directory;
@@ -41,6 +41,7 @@ use crate::handle::ServerHandle;
 use crate::heartbeat;
 use crate::listener::{self, AcceptEnv};
 use crate::metrics::Metrics;
+use crate::queue::{self, MatchQueue};
 use crate::readiness::Dependency;
 use crate::storage::{self, Storage};
 use crate::transport::Transport;
@@ -205,10 +206,16 @@ impl ServerBuilder {
         let config = Arc::new(self.config);
         let metrics = Arc::new(Metrics::new(&self.games.kinds()));
         let storage = store.map(|s| Arc::new(Storage::new(s, &metrics, &config)));
+        let queue = Arc::new(MatchQueue::new(
+            &self.games.kinds(),
+            queue::LIMITS,
+            metrics.clone(),
+        ));
         let handle = ServerHandle {
             config: config.clone(),
             games: self.games,
             matchmaker: Arc::default(),
+            queue,
             directory,
             tracker: TaskTracker::new(),
             shutdown: CancellationToken::new(),
@@ -353,6 +360,12 @@ impl<L: Listener> Server<L> {
                 .tracker
                 .spawn(listener::accept_loop(self.accept.clone(), l, transport));
         }
+        // The matchmaking queue's passes stop when shutdown begins (no new rooms open).
+        shared.tracker.spawn(command::run_queue(
+            self.accept.session.commands.clone(),
+            shared.tracker.clone(),
+            shared.shutdown.clone(),
+        ));
         // The admin listener and the heartbeat outlive the drain (metrics and readiness
         // stay visible while it runs), so they are stopped last, apart from the tracker.
         let admin_stop = CancellationToken::new();

@@ -4,7 +4,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use rally_server::{Config, Games, Server, ServerBuilder, ServerHandle, ShutdownReport};
+use rally_server::{
+    Config, Games, KindRules, QueueRules, Server, ServerBuilder, ServerHandle, ShutdownReport,
+};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -27,14 +29,28 @@ pub fn local_config() -> Config {
     }
 }
 
-/// The games `rally serve` offers: arena and tictactoe.
+/// Players in an arena match from the rating queue, as `rally serve` has it.
+const ARENA_MATCH: usize = 4;
+
+/// The games `rally serve` offers: arena and tictactoe, each with a rating queue.
 pub fn games() -> Games {
     let mut g = Games::new();
-    g.register(arena::KIND, arena::MAX_PLAYERS, arena::Arena::new);
-    g.register(
+    g.register_kind(
+        arena::KIND,
+        KindRules::new(arena::MAX_PLAYERS)
+            .filter_keys(&[arena::MODE])
+            .queue(QueueRules {
+                match_size: Some(ARENA_MATCH),
+                ..QueueRules::default()
+            }),
+        arena::Arena::from_options,
+    );
+    g.register_kind(
         tictactoe::KIND,
-        tictactoe::MAX_PLAYERS,
-        tictactoe::TicTacToe::new,
+        KindRules::new(tictactoe::MAX_PLAYERS)
+            .min_players(tictactoe::MAX_PLAYERS)
+            .queue(QueueRules::default()),
+        |_| Ok(tictactoe::TicTacToe::new()),
     );
     g
 }

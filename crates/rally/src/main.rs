@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Arg, ArgMatches, Command};
 use rally_server::config::KEYS;
-use rally_server::{Games, LogFormat, Server, Sources};
+use rally_server::{Games, KindRules, LogFormat, QueueRules, Server, Sources};
 
 /// Exit code when a second signal cuts the drain short (128 + SIGINT).
 const EXIT_INTERRUPTED: u8 = 130;
@@ -69,15 +69,33 @@ fn cli() -> Command {
     rally
 }
 
-/// The games `rally serve` offers.
+/// Players in an arena match from the rating queue (a room seats 16: the rest stays
+/// free for friends joining by code).
+const ARENA_MATCH: usize = 4;
+
+/// The games `rally serve` offers: arena (its `mode` option is the filter key of
+/// `join_or_create` and of the rating queue; queued players meet four at a time) and
+/// tic-tac-toe (a room starts with two players and locks itself; queued players meet two
+/// at a time).
 fn games() -> Games {
     let mut games = Games::new();
     games
-        .register(arena::KIND, arena::MAX_PLAYERS, arena::Arena::new)
-        .register(
+        .register_kind(
+            arena::KIND,
+            KindRules::new(arena::MAX_PLAYERS)
+            .filter_keys(&[arena::MODE])
+            .queue(QueueRules {
+                match_size: Some(ARENA_MATCH),
+                ..QueueRules::default()
+            }),
+            arena::Arena::from_options,
+        )
+        .register_kind(
             tictactoe::KIND,
-            tictactoe::MAX_PLAYERS,
-            tictactoe::TicTacToe::new,
+            KindRules::new(tictactoe::MAX_PLAYERS)
+            .min_players(tictactoe::MAX_PLAYERS)
+            .queue(QueueRules::default()),
+            |_| Ok(tictactoe::TicTacToe::new()),
         );
     games
 }

@@ -4,6 +4,11 @@
 //! Unlike Arena it sends a per-player view (each player learns its own mark), sends a
 //! state only when something changed, and ends: the room closes after the final state.
 //!
+//! A private match between friends: one player `create`s a private room (it never shows
+//! in listings nor takes `join_or_create` players) and shares the room's code; the other
+//! sends `join_by_code`. When the second player sits down the room locks itself and
+//! publishes `{"status": "playing"}`.
+//!
 //! Wire formats (MessagePack):
 //! - input payload: a cell index `0..=8` (row-major).
 //! - state payload: a map `{"you": "X"|"O", "board": "X.O......", "turn": player_id (0 when
@@ -14,7 +19,7 @@
 #![forbid(unsafe_code)]
 
 use rally_game::msgpack::{self, Reader};
-use rally_game::{serde_json, Game, PlayerId, Refusal, Tick};
+use rally_game::{serde_json, Game, JoinContext, PlayerId, Refusal, Tick};
 
 /// The room kind name tic-tac-toe is registered under.
 pub const KIND: &str = "tictactoe";
@@ -105,6 +110,21 @@ impl TicTacToe {
 }
 
 impl Game for TicTacToe {
+    fn join_with(&mut self, player: PlayerId, ctx: &mut JoinContext<'_>) -> Result<(), Refusal> {
+        self.join(player)?;
+        if self.outcome == Outcome::Playing {
+            // No one else may sit down once the match is on, even after a player leaves.
+            ctx.room().lock();
+            let mut metadata = Vec::new();
+            msgpack::write_map_len(&mut metadata, 1);
+            msgpack::write_str(&mut metadata, "status");
+            msgpack::write_str(&mut metadata, "playing");
+            // Small and well-formed, so never refused.
+            let _ = ctx.room().set_metadata(&metadata);
+        }
+        Ok(())
+    }
+
     fn join(&mut self, player: PlayerId) -> Result<(), Refusal> {
         if self.outcome != Outcome::Waiting {
             return Err(Refusal::new("this match has already started"));
@@ -274,6 +294,23 @@ mod tests {
         assert_eq!(
             (r["outcome"].as_str(), r["winner"].as_u64()),
             (Some("forfeit"), Some(2))
+        );
+    }
+
+    #[test]
+    fn the_second_player_locks_the_room() {
+        let mut g = TicTacToe::new();
+        let mut room = rally_game::RoomControl::new();
+        g.join_with(1, &mut JoinContext::new(0, 0, &mut room))
+            .unwrap();
+        assert!(room.is_empty(), "one player: still open");
+        g.join_with(2, &mut JoinContext::new(0, 1, &mut room))
+            .unwrap();
+        assert_eq!(room.take_locked(), Some(true));
+        let metadata = room.take_metadata().unwrap();
+        assert_eq!(
+            rally_game::to_json(&metadata),
+            serde_json::json!({"status": "playing"})
         );
     }
 }

@@ -4,6 +4,10 @@
 //! every player by its latest velocity and sends everyone one state listing every
 //! player's id, position and last processed input seq.
 //!
+//! Rooms take one option, `mode`: `"classic"` (the default) or `"speed"` (players move
+//! at twice [`SPEED`]); it is the kind's filter key, so `join_or_create` keeps the modes
+//! apart, and each room publishes `{"mode": ...}` as its metadata.
+//!
 //! Wire formats (MessagePack, see `docs/protocol.md`):
 //! - input payload: `[dx, dy]`, two numbers in -1.0..=1.0 (larger values are clamped;
 //!   NaN or infinity is refused).
@@ -13,7 +17,7 @@
 #![forbid(unsafe_code)]
 
 use rally_game::msgpack::{self, Reader};
-use rally_game::{Game, PlayerId, Refusal, Tick};
+use rally_game::{Game, PlayerId, Refusal, RoomControl, RoomOptions, Tick};
 
 /// The room kind name Arena is registered under.
 pub const KIND: &str = "arena";
@@ -23,6 +27,35 @@ pub const MAX_PLAYERS: usize = 16;
 pub const FIELD: f32 = 1000.0;
 /// Units per second at full velocity.
 pub const SPEED: f32 = 100.0;
+/// The option key that picks the mode, and the kind's filter key.
+pub const MODE: &str = "mode";
+
+/// How fast players move.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// [`SPEED`] units per second.
+    #[default]
+    Classic,
+    /// Twice [`SPEED`].
+    Speed,
+}
+
+impl Mode {
+    /// The mode's name in options and metadata.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Classic => "classic",
+            Mode::Speed => "speed",
+        }
+    }
+
+    fn speed(self) -> f32 {
+        match self {
+            Mode::Classic => SPEED,
+            Mode::Speed => 2.0 * SPEED,
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 struct Player {
@@ -40,12 +73,35 @@ struct Player {
 pub struct Arena {
     /// In join order; at most 16, so a linear search beats a map.
     players: Vec<Player>,
+    mode: Mode,
 }
 
 impl Arena {
-    /// An empty arena.
+    /// An empty arena in classic mode.
     pub fn new() -> Self {
         Arena::default()
+    }
+
+    /// An empty arena for a room created with `options`: `mode` is `"classic"` (or
+    /// absent) or `"speed"`; any other value, or another type, is refused.
+    pub fn from_options(options: &RoomOptions) -> Result<Self, Refusal> {
+        let mode = match options.get(MODE) {
+            None => Mode::Classic,
+            Some(_) => match options.str(MODE) {
+                Some("classic") => Mode::Classic,
+                Some("speed") => Mode::Speed,
+                _ => return Err(Refusal::new("arena mode must be \"classic\" or \"speed\"")),
+            },
+        };
+        Ok(Arena {
+            players: Vec::new(),
+            mode,
+        })
+    }
+
+    /// The room's mode.
+    pub fn mode(&self) -> Mode {
+        self.mode
     }
 
     fn player_mut(&mut self, id: PlayerId) -> Option<&mut Player> {
@@ -141,8 +197,18 @@ impl Game for Arena {
         Ok(())
     }
 
+    fn start(&mut self, room: &mut RoomControl) {
+        // {"mode": "<mode>"}: what a lobby shows for the room.
+        let mut metadata = Vec::new();
+        msgpack::write_map_len(&mut metadata, 1);
+        msgpack::write_str(&mut metadata, MODE);
+        msgpack::write_str(&mut metadata, self.mode.name());
+        // Small and well-formed, so never refused.
+        let _ = room.set_metadata(&metadata);
+    }
+
     fn tick(&mut self, tick: &mut Tick<'_>) {
-        let step = SPEED * tick.dt().as_secs_f32();
+        let step = self.mode.speed() * tick.dt().as_secs_f32();
         for p in &mut self.players {
             p.x = (p.x + p.vx * step).clamp(0.0, FIELD);
             p.y = (p.y + p.vy * step).clamp(0.0, FIELD);
@@ -210,5 +276,65 @@ mod tests {
         let mut big = Vec::new();
         encode_input(&mut big, 50.0, -50.0);
         assert_eq!(decode_input(&big), Ok((1.0, -1.0)));
+    }
+}
+
+#[cfg(test)]
+mod mode_tests {
+    use super::*;
+
+    fn options(mode: &[u8]) -> RoomOptions {
+        let mut bytes = Vec::new();
+        msgpack::write_map_len(&mut bytes, 1);
+        msgpack::write_str(&mut bytes, MODE);
+        bytes.extend_from_slice(mode);
+        RoomOptions::parse(&bytes).unwrap()
+    }
+
+    fn s(v: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        msgpack::write_str(&mut out, v);
+        out
+    }
+
+    #[test]
+    fn the_mode_option_picks_the_speed_and_bad_modes_are_refused() {
+        assert_eq!(
+            Arena::from_options(&RoomOptions::empty()).unwrap().mode(),
+            Mode::Classic
+        );
+        assert_eq!(
+            Arena::from_options(&options(&s("speed"))).unwrap().mode(),
+            Mode::Speed
+        );
+        assert!(Arena::from_options(&options(&s("warp"))).is_err());
+        assert!(Arena::from_options(&options(&[0x01])).is_err());
+        // A speed arena moves a player twice as far in one tick.
+        let mut moved = Vec::new();
+        for mode in ["classic", "speed"] {
+            let mut arena = Arena::from_options(&options(&s(mode))).unwrap();
+            arena.join(1).unwrap();
+            let mut input = Vec::new();
+            encode_input(&mut input, 1.0, 0.0);
+            arena.input(1, 1, &input).unwrap();
+            let x0 = arena.players[0].x;
+            let (mut room, mut views) = (Vec::new(), Vec::new());
+            let mut tick = Tick::new(1, std::time::Duration::from_secs(1), &mut room, &mut views);
+            arena.tick(&mut tick);
+            moved.push(arena.players[0].x - x0);
+        }
+        assert!(moved[0] > 0.0 && moved[1] > moved[0] * 1.5, "{moved:?}");
+    }
+
+    #[test]
+    fn the_room_publishes_its_mode() {
+        let mut arena = Arena::from_options(&options(&s("speed"))).unwrap();
+        let mut control = RoomControl::new();
+        arena.start(&mut control);
+        let metadata = control.take_metadata().unwrap();
+        assert_eq!(
+            rally_game::to_json(&metadata),
+            rally_game::serde_json::json!({"mode": "speed"})
+        );
     }
 }

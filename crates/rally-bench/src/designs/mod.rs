@@ -87,6 +87,9 @@ pub(crate) fn put_joined(
         player_id: player,
         kind: kind.to_owned(),
         max_players: SEATS,
+        // The reference designs speak revision 1: no codes, no teams.
+        code: String::new(),
+        team: 0,
     };
     put(out, ws, |o| msg.encode(o));
 }
@@ -225,6 +228,7 @@ pub(crate) fn respond(body: &[u8], ws: bool, session: u64, seated: bool, out: &m
             resume_token: String::new(),
             reconnect_grace_ms: 0,
             account_id: 0,
+            revision: 1,
         },
         ClientMessage::Join { req, kind } if !seated => {
             return Act::Join {
@@ -266,6 +270,18 @@ pub(crate) fn respond(body: &[u8], ws: bool, session: u64, seated: bool, out: &m
         | ClientMessage::SetName { req, .. } => ServerMessage::Error {
             code: rally_protocol::ErrorCode::Unavailable,
             message: "a reference server keeps no player data".into(),
+            req,
+        },
+        // Revision 2's rooms: a reference server has one way in, `join`.
+        ClientMessage::Create { req, .. }
+        | ClientMessage::JoinOrCreate { req, .. }
+        | ClientMessage::JoinById { req, .. }
+        | ClientMessage::JoinByCode { req, .. }
+        | ClientMessage::ListRooms { req, .. }
+        | ClientMessage::Queue { req, .. }
+        | ClientMessage::LeaveQueue { req } => ServerMessage::Error {
+            code: rally_protocol::ErrorCode::InvalidArgument,
+            message: "a reference server offers join only".into(),
             req,
         },
     };

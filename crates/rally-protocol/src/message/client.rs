@@ -109,6 +109,80 @@ pub enum ClientMessage<'a> {
         /// The new name.
         name: &'a str,
     },
+    /// `[13, req, kind, options, private]`: open a new room of this kind and take a seat
+    /// in it; answered by `joined` or `error` (revision 2).
+    Create {
+        /// Request id, echoed in the reply.
+        req: u32,
+        /// The room kind.
+        kind: &'a str,
+        /// The creation options: one MessagePack value (a map, or nil for none), as raw
+        /// bytes; the game reads them, the server bounds them (`BAD_OPTIONS`).
+        options: &'a [u8],
+        /// Keep the room out of listings and `join_or_create`: joinable by id or code only.
+        private: bool,
+    },
+    /// `[14, req, kind, options]`: join an open public room of this kind whose options
+    /// match on the kind's filter keys, else create one; answered by `joined` or `error`
+    /// (revision 2).
+    JoinOrCreate {
+        /// Request id, echoed in the reply.
+        req: u32,
+        /// The room kind.
+        kind: &'a str,
+        /// The options (a MessagePack map or nil, raw), for matching and for a new room.
+        options: &'a [u8],
+    },
+    /// `[15, req, room_id]`: join one room by its id; answered by `joined` or `error`
+    /// (revision 2).
+    JoinById {
+        /// Request id, echoed in the reply.
+        req: u32,
+        /// The room's id, from `joined` or `rooms`.
+        room_id: u64,
+    },
+    /// `[16, req, code]`: join one room by its share code; answered by `joined` or
+    /// `error` (revision 2).
+    JoinByCode {
+        /// Request id, echoed in the reply.
+        req: u32,
+        /// The room's code (6 characters; matched without regard to case).
+        code: &'a str,
+    },
+    /// `[17, req, kind, filter, offset, limit]`: a page of the open public rooms of a
+    /// kind; answered by `rooms` or `error` (revision 2).
+    ListRooms {
+        /// Request id, echoed in the reply.
+        req: u32,
+        /// The room kind.
+        kind: &'a str,
+        /// Option values a listed room must have (a MessagePack map or nil, raw).
+        filter: &'a [u8],
+        /// Rooms to skip, oldest first.
+        offset: u32,
+        /// Rooms wanted; the server caps it.
+        limit: u32,
+    },
+    /// `[18, req, kind, options, rating, party]`: wait in the kind's matchmaking queue;
+    /// answered by `ok` (queued), the match later by `joined` with req 0 (revision 2).
+    Queue {
+        /// Request id, echoed in the reply.
+        req: u32,
+        /// The room kind.
+        kind: &'a str,
+        /// The room options (a MessagePack map or nil, raw): players meet only with equal
+        /// values of the kind's filter keys.
+        options: &'a [u8],
+        /// The player's rating (any integer or float on the wire).
+        rating: f64,
+        /// Queue every player of the sender's room as one party.
+        party: bool,
+    },
+    /// `[19, req]`: leave the matchmaking queue; answered by `ok` or `error` (revision 2).
+    LeaveQueue {
+        /// Request id, echoed in the reply.
+        req: u32,
+    },
 }
 
 impl std::fmt::Debug for ClientMessage<'_> {
@@ -189,6 +263,66 @@ impl std::fmt::Debug for ClientMessage<'_> {
                 .field("req", req)
                 .field("name", name)
                 .finish(),
+            ClientMessage::Create {
+                req,
+                kind,
+                options,
+                private,
+            } => f
+                .debug_struct("Create")
+                .field("req", req)
+                .field("kind", kind)
+                .field("options_bytes", &options.len())
+                .field("private", private)
+                .finish(),
+            ClientMessage::JoinOrCreate { req, kind, options } => f
+                .debug_struct("JoinOrCreate")
+                .field("req", req)
+                .field("kind", kind)
+                .field("options_bytes", &options.len())
+                .finish(),
+            ClientMessage::JoinById { req, room_id } => f
+                .debug_struct("JoinById")
+                .field("req", req)
+                .field("room_id", room_id)
+                .finish(),
+            // A code is what lets a friend into a private room: kept out of logs.
+            ClientMessage::JoinByCode { req, .. } => f
+                .debug_struct("JoinByCode")
+                .field("req", req)
+                .field("code", &REDACTED)
+                .finish(),
+            ClientMessage::ListRooms {
+                req,
+                kind,
+                filter,
+                offset,
+                limit,
+            } => f
+                .debug_struct("ListRooms")
+                .field("req", req)
+                .field("kind", kind)
+                .field("filter_bytes", &filter.len())
+                .field("offset", offset)
+                .field("limit", limit)
+                .finish(),
+            ClientMessage::Queue {
+                req,
+                kind,
+                options,
+                rating,
+                party,
+            } => f
+                .debug_struct("Queue")
+                .field("req", req)
+                .field("kind", kind)
+                .field("options_bytes", &options.len())
+                .field("rating", rating)
+                .field("party", party)
+                .finish(),
+            ClientMessage::LeaveQueue { req } => {
+                f.debug_struct("LeaveQueue").field("req", req).finish()
+            }
         }
     }
 }
@@ -209,7 +343,14 @@ impl<'a> ClientMessage<'a> {
             | ClientMessage::PutData { req, .. }
             | ClientMessage::DeleteData { req, .. }
             | ClientMessage::GetProfile { req, .. }
-            | ClientMessage::SetName { req, .. } => Some(*req),
+            | ClientMessage::SetName { req, .. }
+            | ClientMessage::Create { req, .. }
+            | ClientMessage::JoinOrCreate { req, .. }
+            | ClientMessage::JoinById { req, .. }
+            | ClientMessage::JoinByCode { req, .. }
+            | ClientMessage::ListRooms { req, .. }
+            | ClientMessage::Queue { req, .. }
+            | ClientMessage::LeaveQueue { req } => Some(*req),
         }
     }
 
@@ -228,6 +369,13 @@ impl<'a> ClientMessage<'a> {
             ClientMessage::DeleteData { .. } => "delete_data",
             ClientMessage::GetProfile { .. } => "get_profile",
             ClientMessage::SetName { .. } => "set_name",
+            ClientMessage::Create { .. } => "create",
+            ClientMessage::JoinOrCreate { .. } => "join_or_create",
+            ClientMessage::JoinById { .. } => "join_by_id",
+            ClientMessage::JoinByCode { .. } => "join_by_code",
+            ClientMessage::ListRooms { .. } => "list_rooms",
+            ClientMessage::Queue { .. } => "queue",
+            ClientMessage::LeaveQueue { .. } => "leave_queue",
         }
     }
 
@@ -355,6 +503,67 @@ impl<'a> ClientMessage<'a> {
                 };
                 (m, 3)
             }
+            t if t == u64::from(tag::CREATE) => {
+                expect(tag::CREATE, 5, n)?;
+                let m = ClientMessage::Create {
+                    req: r.read_u32()?,
+                    kind: r.read_str()?,
+                    options: r.read_value_bytes()?,
+                    private: r.read_bool()?,
+                };
+                (m, 5)
+            }
+            t if t == u64::from(tag::JOIN_OR_CREATE) => {
+                expect(tag::JOIN_OR_CREATE, 4, n)?;
+                let m = ClientMessage::JoinOrCreate {
+                    req: r.read_u32()?,
+                    kind: r.read_str()?,
+                    options: r.read_value_bytes()?,
+                };
+                (m, 4)
+            }
+            t if t == u64::from(tag::JOIN_BY_ID) => {
+                expect(tag::JOIN_BY_ID, 3, n)?;
+                let m = ClientMessage::JoinById {
+                    req: r.read_u32()?,
+                    room_id: r.read_u64()?,
+                };
+                (m, 3)
+            }
+            t if t == u64::from(tag::JOIN_BY_CODE) => {
+                expect(tag::JOIN_BY_CODE, 3, n)?;
+                let m = ClientMessage::JoinByCode {
+                    req: r.read_u32()?,
+                    code: r.read_str()?,
+                };
+                (m, 3)
+            }
+            t if t == u64::from(tag::LIST_ROOMS) => {
+                expect(tag::LIST_ROOMS, 6, n)?;
+                let m = ClientMessage::ListRooms {
+                    req: r.read_u32()?,
+                    kind: r.read_str()?,
+                    filter: r.read_value_bytes()?,
+                    offset: r.read_u32()?,
+                    limit: r.read_u32()?,
+                };
+                (m, 6)
+            }
+            t if t == u64::from(tag::QUEUE) => {
+                expect(tag::QUEUE, 6, n)?;
+                let m = ClientMessage::Queue {
+                    req: r.read_u32()?,
+                    kind: r.read_str()?,
+                    options: r.read_value_bytes()?,
+                    rating: r.read_f64()?,
+                    party: r.read_bool()?,
+                };
+                (m, 6)
+            }
+            t if t == u64::from(tag::LEAVE_QUEUE) => {
+                expect(tag::LEAVE_QUEUE, 2, n)?;
+                (ClientMessage::LeaveQueue { req: r.read_u32()? }, 2)
+            }
             other => return Err(DecodeError::UnknownType(other)),
         };
         close(&mut r, n, known)?;
@@ -473,6 +682,97 @@ impl<'a> ClientMessage<'a> {
                 msgpack::write_uint(out, (*req).into());
                 msgpack::write_str(out, name);
             }
+            ClientMessage::Create {
+                req,
+                kind,
+                options,
+                private,
+            } => {
+                msgpack::write_array_len(out, 5);
+                msgpack::write_uint(out, tag::CREATE.into());
+                msgpack::write_uint(out, (*req).into());
+                msgpack::write_str(out, kind);
+                write_map_or_empty(out, options);
+                msgpack::write_bool(out, *private);
+            }
+            ClientMessage::JoinOrCreate { req, kind, options } => {
+                msgpack::write_array_len(out, 4);
+                msgpack::write_uint(out, tag::JOIN_OR_CREATE.into());
+                msgpack::write_uint(out, (*req).into());
+                msgpack::write_str(out, kind);
+                write_map_or_empty(out, options);
+            }
+            ClientMessage::JoinById { req, room_id } => {
+                msgpack::write_array_len(out, 3);
+                msgpack::write_uint(out, tag::JOIN_BY_ID.into());
+                msgpack::write_uint(out, (*req).into());
+                msgpack::write_uint(out, *room_id);
+            }
+            ClientMessage::JoinByCode { req, code } => {
+                msgpack::write_array_len(out, 3);
+                msgpack::write_uint(out, tag::JOIN_BY_CODE.into());
+                msgpack::write_uint(out, (*req).into());
+                msgpack::write_str(out, code);
+            }
+            ClientMessage::ListRooms {
+                req,
+                kind,
+                filter,
+                offset,
+                limit,
+            } => {
+                msgpack::write_array_len(out, 6);
+                msgpack::write_uint(out, tag::LIST_ROOMS.into());
+                msgpack::write_uint(out, (*req).into());
+                msgpack::write_str(out, kind);
+                write_map_or_empty(out, filter);
+                msgpack::write_uint(out, (*offset).into());
+                msgpack::write_uint(out, (*limit).into());
+            }
+            ClientMessage::Queue {
+                req,
+                kind,
+                options,
+                rating,
+                party,
+            } => {
+                msgpack::write_array_len(out, 6);
+                msgpack::write_uint(out, tag::QUEUE.into());
+                msgpack::write_uint(out, (*req).into());
+                msgpack::write_str(out, kind);
+                write_map_or_empty(out, options);
+                write_number(out, *rating);
+                msgpack::write_bool(out, *party);
+            }
+            ClientMessage::LeaveQueue { req } => {
+                msgpack::write_array_len(out, 2);
+                msgpack::write_uint(out, tag::LEAVE_QUEUE.into());
+                msgpack::write_uint(out, (*req).into());
+            }
         }
+    }
+}
+
+/// Writes a number in the smallest form that holds it exactly: an integer, a float 32,
+/// else a float 64 (a reader takes any of them as the same `f64`).
+fn write_number(out: &mut Vec<u8>, v: f64) {
+    // Below 2^53 every integer is exact in an f64, so the cast back is exact too.
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    if v.fract() == 0.0 && v.abs() < EXACT {
+        msgpack::write_int(out, v as i64);
+    } else if f64::from(v as f32) == v {
+        msgpack::write_f32(out, v as f32);
+    } else {
+        msgpack::write_f64(out, v);
+    }
+}
+
+/// Writes a raw options or filter value; an empty slice (a caller with no options)
+/// is written as an empty map, so the message stays well-formed.
+fn write_map_or_empty(out: &mut Vec<u8>, value: &[u8]) {
+    if value.is_empty() {
+        msgpack::write_map_len(out, 0);
+    } else {
+        out.extend_from_slice(value);
     }
 }

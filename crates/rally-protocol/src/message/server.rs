@@ -13,7 +13,7 @@ use crate::msgpack::{self, Reader};
 #[derive(Clone, PartialEq)]
 pub enum ServerMessage {
     /// `[64, version, session_id, tick_hz, max_message_bytes, timeout_ms, queue_capacity,
-    /// resume_token, reconnect_grace_ms, account_id]`.
+    /// resume_token, reconnect_grace_ms, account_id, revision]`.
     Welcome {
         /// The protocol version the server speaks.
         version: u32,
@@ -34,8 +34,12 @@ pub enum ServerMessage {
         /// The account the `hello`'s session token logged in as; 0 when it carried none or
         /// an invalid one (an `UNAUTHORIZED` error then follows).
         account_id: u64,
+        /// The highest protocol revision the server speaks (1 when a server older than
+        /// revisions leaves it out).
+        revision: u32,
     },
-    /// `[65, req, room_id, player_id, kind, max_players]`: the reply to `join`.
+    /// `[65, req, room_id, player_id, kind, max_players, code, team]`: the reply to
+    /// `join`, `create`, `join_or_create`, `join_by_id` and `join_by_code`.
     Joined {
         /// The `join` request id.
         req: u32,
@@ -47,6 +51,10 @@ pub enum ServerMessage {
         kind: String,
         /// Seats in the room.
         max_players: u32,
+        /// The room's share code, for `join_by_code` ("" from a server before revision 2).
+        code: String,
+        /// The player's team, from 1; 0 when the kind has no teams.
+        team: u32,
     },
     /// `[66, req, room_id]`: the reply to `leave`.
     Left {
@@ -174,6 +182,81 @@ pub enum ServerMessage {
         /// Games played: rooms the account played in until they ended.
         games_played: u64,
     },
+    /// `[78, req, total, rooms]`: the reply to `list_rooms` (revision 2): one page of
+    /// the open public rooms of a kind that match the filter, oldest first.
+    Rooms {
+        /// The `list_rooms` request id.
+        req: u32,
+        /// How many rooms match in all (the page is part of them).
+        total: u32,
+        /// The page.
+        rooms: Vec<RoomListing>,
+    },
+}
+
+/// One room in a `rooms` reply: `[room_id, kind, code, players, max_players, metadata,
+/// age_ms, locked]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoomListing {
+    /// The room's id, for `join_by_id`.
+    pub room_id: u64,
+    /// The room kind.
+    pub kind: String,
+    /// The room's share code, for `join_by_code`.
+    pub code: String,
+    /// Seats taken.
+    pub players: u32,
+    /// Seats in all.
+    pub max_players: u32,
+    /// What the game published about the room: one MessagePack value (nil when none),
+    /// as raw bytes.
+    pub metadata: Bytes,
+    /// How long the room has been open, in milliseconds.
+    pub age_ms: u64,
+    /// Whether the game locked the room (it takes no joins now).
+    pub locked: bool,
+}
+
+/// Fields in a [`RoomListing`] array.
+const LISTING_FIELDS: u32 = 8;
+
+impl RoomListing {
+    fn encode(&self, out: &mut Vec<u8>) {
+        use msgpack::{write_str as s, write_uint as u};
+        msgpack::write_array_len(out, LISTING_FIELDS);
+        u(out, self.room_id);
+        s(out, &self.kind);
+        s(out, &self.code);
+        u(out, self.players.into());
+        u(out, self.max_players.into());
+        if self.metadata.is_empty() {
+            msgpack::write_nil(out);
+        } else {
+            out.extend_from_slice(&self.metadata);
+        }
+        u(out, self.age_ms);
+        msgpack::write_bool(out, self.locked);
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let n = r.read_array_len()?;
+        expect(tag::ROOMS, LISTING_FIELDS, n)?;
+        let listing = RoomListing {
+            room_id: r.read_u64()?,
+            kind: r.read_str()?.to_owned(),
+            code: r.read_str()?.to_owned(),
+            players: r.read_u32()?,
+            max_players: r.read_u32()?,
+            metadata: Bytes::copy_from_slice(r.read_value_bytes()?),
+            age_ms: r.read_u64()?,
+            locked: r.read_bool()?,
+        };
+        // A later revision may append fields to a listing too.
+        for _ in LISTING_FIELDS..n {
+            r.skip_value()?;
+        }
+        Ok(listing)
+    }
 }
 
 impl std::fmt::Debug for ServerMessage {
@@ -189,6 +272,7 @@ impl std::fmt::Debug for ServerMessage {
                 resume_token: _,
                 reconnect_grace_ms,
                 account_id,
+                revision,
             } => f
                 .debug_struct("Welcome")
                 .field("version", version)
@@ -200,6 +284,7 @@ impl std::fmt::Debug for ServerMessage {
                 .field("resume_token", &REDACTED)
                 .field("reconnect_grace_ms", reconnect_grace_ms)
                 .field("account_id", account_id)
+                .field("revision", revision)
                 .finish(),
             ServerMessage::Session {
                 req,
@@ -221,6 +306,8 @@ impl std::fmt::Debug for ServerMessage {
                 player_id,
                 kind,
                 max_players,
+                code: _,
+                team,
             } => f
                 .debug_struct("Joined")
                 .field("req", req)
@@ -228,6 +315,9 @@ impl std::fmt::Debug for ServerMessage {
                 .field("player_id", player_id)
                 .field("kind", kind)
                 .field("max_players", max_players)
+                // The code lets anyone into a private room: kept out of logs.
+                .field("code", &REDACTED)
+                .field("team", team)
                 .finish(),
             ServerMessage::Left { req, room_id } => f
                 .debug_struct("Left")
@@ -325,6 +415,12 @@ impl std::fmt::Debug for ServerMessage {
                 .field("play_ms", play_ms)
                 .field("games_played", games_played)
                 .finish(),
+            ServerMessage::Rooms { req, total, rooms } => f
+                .debug_struct("Rooms")
+                .field("req", req)
+                .field("total", total)
+                .field("rooms", &rooms.len())
+                .finish(),
         }
     }
 }
@@ -354,8 +450,9 @@ impl ServerMessage {
                 resume_token,
                 reconnect_grace_ms,
                 account_id,
+                revision,
             } => {
-                arr(out, 10);
+                arr(out, 11);
                 u(out, tag::WELCOME.into());
                 u(out, (*version).into());
                 u(out, *session_id);
@@ -366,6 +463,7 @@ impl ServerMessage {
                 s(out, resume_token);
                 u(out, (*reconnect_grace_ms).into());
                 u(out, *account_id);
+                u(out, (*revision).into());
             }
             ServerMessage::Joined {
                 req,
@@ -373,14 +471,18 @@ impl ServerMessage {
                 player_id,
                 kind,
                 max_players,
+                code,
+                team,
             } => {
-                arr(out, 6);
+                arr(out, 8);
                 u(out, tag::JOINED.into());
                 u(out, (*req).into());
                 u(out, *room_id);
                 u(out, (*player_id).into());
                 s(out, kind);
                 u(out, (*max_players).into());
+                s(out, code);
+                u(out, (*team).into());
             }
             ServerMessage::Left { req, room_id } => {
                 arr(out, 3);
@@ -509,6 +611,17 @@ impl ServerMessage {
                 u(out, *play_ms);
                 u(out, *games_played);
             }
+            ServerMessage::Rooms { req, total, rooms } => {
+                arr(out, 4);
+                u(out, tag::ROOMS.into());
+                u(out, (*req).into());
+                u(out, (*total).into());
+                // A page is capped by the server far below u32::MAX.
+                arr(out, u32::try_from(rooms.len()).unwrap_or(u32::MAX));
+                for room in rooms {
+                    room.encode(out);
+                }
+            }
         }
     }
 
@@ -531,8 +644,10 @@ impl ServerMessage {
                     reconnect_grace_ms: r.read_u32()?,
                     // Absent from servers older than accounts: not logged in.
                     account_id: if n >= 10 { r.read_u64()? } else { 0 },
+                    // Absent from servers older than revisions: revision 1.
+                    revision: if n >= 11 { r.read_u32()? } else { 1 },
                 };
-                (n.min(10), m)
+                (n.min(11), m)
             }
             tag::JOINED => {
                 expect(t, 6, n)?;
@@ -542,8 +657,15 @@ impl ServerMessage {
                     player_id: r.read_u32()?,
                     kind: r.read_str()?.to_owned(),
                     max_players: r.read_u32()?,
+                    // Absent from servers before revision 2: no code, no team.
+                    code: if n >= 7 {
+                        r.read_str()?.to_owned()
+                    } else {
+                        String::new()
+                    },
+                    team: if n >= 8 { r.read_u32()? } else { 0 },
                 };
-                (6, m)
+                (n.min(8), m)
             }
             tag::LEFT => {
                 expect(t, 3, n)?;
@@ -672,6 +794,22 @@ impl ServerMessage {
                     games_played: r.read_u64()?,
                 };
                 (7, m)
+            }
+            tag::ROOMS => {
+                expect(t, 4, n)?;
+                let req = r.read_u32()?;
+                let total = r.read_u32()?;
+                let len = r.read_array_len()?;
+                // Every listing takes at least one byte: a length past the bytes left is
+                // refused before anything is reserved for it.
+                if len as usize > r.remaining() {
+                    return Err(DecodeError::Read(crate::msgpack::ReadError::Eof));
+                }
+                let mut rooms = Vec::with_capacity(len as usize);
+                for _ in 0..len {
+                    rooms.push(RoomListing::decode(&mut r)?);
+                }
+                (4, ServerMessage::Rooms { req, total, rooms })
             }
             other => return Err(DecodeError::UnknownType(other.into())),
         };

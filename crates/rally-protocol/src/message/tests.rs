@@ -53,7 +53,7 @@ fn payload_strategy() -> impl Strategy<Value = Vec<u8>> {
 }
 
 fn client_strategy() -> impl Strategy<Value = (u8, u64, String, Vec<u8>)> {
-    (1u8..=16, any::<u64>(), ".{0,70}", payload_strategy())
+    (1u8..=23, any::<u64>(), ".{0,70}", payload_strategy())
 }
 
 fn build<'a>(t: u8, n: u64, s: &'a str, p: &'a [u8]) -> ClientMessage<'a> {
@@ -112,6 +112,40 @@ fn build<'a>(t: u8, n: u64, s: &'a str, p: &'a [u8]) -> ClientMessage<'a> {
             req: n as u32,
             name: s,
         },
+        16 => ClientMessage::Create {
+            req: n as u32,
+            kind: s,
+            options: p,
+            private: n.is_multiple_of(2),
+        },
+        17 => ClientMessage::JoinOrCreate {
+            req: n as u32,
+            kind: s,
+            options: p,
+        },
+        18 => ClientMessage::JoinById {
+            req: n as u32,
+            room_id: n,
+        },
+        19 => ClientMessage::JoinByCode {
+            req: n as u32,
+            code: s,
+        },
+        20 => ClientMessage::ListRooms {
+            req: n as u32,
+            kind: s,
+            filter: p,
+            offset: n as u32,
+            limit: (n >> 32) as u32,
+        },
+        21 => ClientMessage::Queue {
+            req: n as u32,
+            kind: s,
+            options: p,
+            rating: n as f64 / 7.0,
+            party: n.is_multiple_of(2),
+        },
+        22 => ClientMessage::LeaveQueue { req: n as u32 },
         2 => ClientMessage::Join {
             req: n as u32,
             kind: s,
@@ -141,8 +175,13 @@ proptest! {
     #[test]
     fn server_messages_round_trip(n in any::<u64>(), s in ".{0,70}", p in payload_strategy(), c in 0usize..ErrorCode::ALL.len()) {
         let all = vec![
-            ServerMessage::Welcome { version: n as u32, session_id: n, tick_hz: 20, max_message_bytes: 4096, timeout_ms: n as u32, queue_capacity: 100, resume_token: s.clone(), reconnect_grace_ms: 10_000, account_id: n },
-            ServerMessage::Joined { req: n as u32, room_id: n, player_id: n as u32, kind: s.clone(), max_players: 16 },
+            ServerMessage::Welcome { version: n as u32, session_id: n, tick_hz: 20, max_message_bytes: 4096, timeout_ms: n as u32, queue_capacity: 100, resume_token: s.clone(), reconnect_grace_ms: 10_000, account_id: n, revision: n as u32 },
+            ServerMessage::Joined { req: n as u32, room_id: n, player_id: n as u32, kind: s.clone(), max_players: 16, code: s.clone(), team: n as u32 },
+            ServerMessage::Rooms { req: n as u32, total: n as u32, rooms: vec![] },
+            ServerMessage::Rooms { req: n as u32, total: 2, rooms: vec![
+                RoomListing { room_id: n, kind: s.clone(), code: s.clone(), players: 3, max_players: 16, metadata: Bytes::from(p.clone()), age_ms: n, locked: true },
+                RoomListing { room_id: 1, kind: s.clone(), code: "ABC234".into(), players: 0, max_players: 2, metadata: Bytes::from_static(&[0xc0]), age_ms: 0, locked: false },
+            ] },
             ServerMessage::Left { req: n as u32, room_id: n },
             ServerMessage::State { tick: n, last_seq: n as u32, payload: Bytes::from(p.clone()) },
             ServerMessage::ChatLine { room_id: n, player_id: 3, name: s.clone(), text: s.clone() },
@@ -261,4 +300,75 @@ fn missing_fields_and_unknown_types_are_errors() {
         ClientMessage::decode(&out),
         Err(DecodeError::UnknownType(99))
     );
+}
+
+#[test]
+fn a_joined_and_welcome_from_before_revision_2_still_decode() {
+    // [65, 1, 7, 1, "arena", 16]: no code, no team.
+    let mut out = Vec::new();
+    msgpack::write_array_len(&mut out, 6);
+    for v in [tag::JOINED.into(), 1, 7, 1] {
+        msgpack::write_uint(&mut out, v);
+    }
+    msgpack::write_str(&mut out, "arena");
+    msgpack::write_uint(&mut out, 16);
+    assert_eq!(
+        ServerMessage::decode(&out),
+        Ok(ServerMessage::Joined {
+            req: 1,
+            room_id: 7,
+            player_id: 1,
+            kind: "arena".into(),
+            max_players: 16,
+            code: String::new(),
+            team: 0,
+        })
+    );
+    // A welcome of 10 elements (accounts, no revision) means revision 1.
+    let mut out = Vec::new();
+    msgpack::write_array_len(&mut out, 10);
+    for v in [tag::WELCOME.into(), 1, 2, 20, 4096, 30000, 100] {
+        msgpack::write_uint(&mut out, v);
+    }
+    msgpack::write_str(&mut out, "ab");
+    msgpack::write_uint(&mut out, 10000);
+    msgpack::write_uint(&mut out, 5);
+    assert!(matches!(
+        ServerMessage::decode(&out),
+        Ok(ServerMessage::Welcome {
+            account_id: 5,
+            revision: 1,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn a_rooms_reply_claiming_more_listings_than_bytes_is_refused() {
+    let mut out = Vec::new();
+    msgpack::write_array_len(&mut out, 4);
+    msgpack::write_uint(&mut out, tag::ROOMS.into());
+    msgpack::write_uint(&mut out, 1);
+    msgpack::write_uint(&mut out, 1);
+    msgpack::write_array_len(&mut out, u32::MAX);
+    assert!(ServerMessage::decode(&out).is_err());
+}
+
+#[test]
+fn codes_stay_out_of_debug_output() {
+    let join = ClientMessage::JoinByCode {
+        req: 1,
+        code: "SECRET",
+    };
+    let joined = ServerMessage::Joined {
+        req: 1,
+        room_id: 2,
+        player_id: 1,
+        kind: "arena".into(),
+        max_players: 16,
+        code: "SECRET".into(),
+        team: 0,
+    };
+    let shown = format!("{join:?} {joined:?}");
+    assert!(!shown.contains("SECRET"), "{shown}");
 }

@@ -170,7 +170,7 @@ pub struct ClientFields {
 }
 
 /// Client message variants [`client`] builds.
-pub const CLIENT_VARIANTS: usize = 12;
+pub const CLIENT_VARIANTS: usize = 19;
 
 /// Field values for any client message.
 pub fn client_fields() -> impl Strategy<Value = ClientFields> {
@@ -253,6 +253,42 @@ pub fn client(f: &ClientFields) -> ClientMessage<'_> {
             req: f.a,
             name: &f.s,
         },
+        // Options and filters are any one value (the server checks that it is a map).
+        12 => ClientMessage::Create {
+            req: f.a,
+            kind: &f.s,
+            options: &f.payload,
+            private: f.flag,
+        },
+        13 => ClientMessage::JoinOrCreate {
+            req: f.a,
+            kind: &f.s,
+            options: &f.payload,
+        },
+        14 => ClientMessage::JoinById {
+            req: f.a,
+            room_id: f.b,
+        },
+        15 => ClientMessage::JoinByCode {
+            req: f.a,
+            code: &f.s,
+        },
+        16 => ClientMessage::ListRooms {
+            req: f.a,
+            kind: &f.s,
+            filter: &f.payload,
+            offset: f.b as u32,
+            limit: (f.b >> 32) as u32,
+        },
+        17 => ClientMessage::Queue {
+            req: f.a,
+            kind: &f.s,
+            options: &f.payload,
+            // Any finite rating (a NaN would not compare equal after a round trip).
+            rating: f.b as f64 / 3.0 - f64::from(f.a),
+            party: f.flag,
+        },
+        18 => ClientMessage::LeaveQueue { req: f.a },
         v => unreachable!("client variant {v}"),
     }
 }
@@ -273,11 +309,18 @@ pub fn client_variant(m: &ClientMessage<'_>) -> usize {
         ClientMessage::DeleteData { .. } => 9,
         ClientMessage::GetProfile { .. } => 10,
         ClientMessage::SetName { .. } => 11,
+        ClientMessage::Create { .. } => 12,
+        ClientMessage::JoinOrCreate { .. } => 13,
+        ClientMessage::JoinById { .. } => 14,
+        ClientMessage::JoinByCode { .. } => 15,
+        ClientMessage::ListRooms { .. } => 16,
+        ClientMessage::Queue { .. } => 17,
+        ClientMessage::LeaveQueue { .. } => 18,
     }
 }
 
 /// Server message variants [`server`] generates.
-pub const SERVER_VARIANTS: usize = 15;
+pub const SERVER_VARIANTS: usize = 16;
 
 /// Which variant a server message is; no wildcard, as for [`client_variant`].
 pub fn server_variant(m: &ServerMessage) -> usize {
@@ -297,6 +340,7 @@ pub fn server_variant(m: &ServerMessage) -> usize {
         ServerMessage::Written { .. } => 12,
         ServerMessage::Profile { .. } => 13,
         ServerMessage::Conflict { .. } => 14,
+        ServerMessage::Rooms { .. } => 15,
     }
 }
 
@@ -314,9 +358,10 @@ pub fn server() -> impl Strategy<Value = ServerMessage> {
             strf(),
             u32f(),
             u64f(),
+            u32f(),
         )
-            .prop_map(
-                |(v, sid, hz, mmb, tmo, qc, rt, grace, acct)| ServerMessage::Welcome {
+            .prop_map(|(v, sid, hz, mmb, tmo, qc, rt, grace, acct, revision)| {
+                ServerMessage::Welcome {
                     version: v,
                     session_id: sid,
                     tick_hz: hz,
@@ -326,19 +371,22 @@ pub fn server() -> impl Strategy<Value = ServerMessage> {
                     resume_token: rt,
                     reconnect_grace_ms: grace,
                     account_id: acct,
-                },
-            )
+                    revision,
+                }
+            })
             .boxed(),
-        (u32f(), u64f(), u32f(), strf(), u32f())
-            .prop_map(
-                |(req, room_id, player_id, kind, max_players)| ServerMessage::Joined {
+        (u32f(), u64f(), u32f(), strf(), u32f(), strf(), u32f())
+            .prop_map(|(req, room_id, player_id, kind, max_players, code, team)| {
+                ServerMessage::Joined {
                     req,
                     room_id,
                     player_id,
                     kind,
                     max_players,
-                },
-            )
+                    code,
+                    team,
+                }
+            })
             .boxed(),
         (u32f(), u64f())
             .prop_map(|(req, room_id)| ServerMessage::Left { req, room_id })
@@ -426,6 +474,45 @@ pub fn server() -> impl Strategy<Value = ServerMessage> {
                 message,
                 req,
                 current_version,
+            })
+            .boxed(),
+        (
+            u32f(),
+            u32f(),
+            proptest::collection::vec(
+                (
+                    u64f(),
+                    strf(),
+                    strf(),
+                    u32f(),
+                    u32f(),
+                    payload(),
+                    u64f(),
+                    any::<bool>(),
+                ),
+                0..4,
+            ),
+        )
+            .prop_map(|(req, total, rooms)| ServerMessage::Rooms {
+                req,
+                total,
+                rooms: rooms
+                    .into_iter()
+                    .map(
+                        |(room_id, kind, code, players, max_players, metadata, age_ms, locked)| {
+                            rally_protocol::RoomListing {
+                                room_id,
+                                kind,
+                                code,
+                                players,
+                                max_players,
+                                metadata: Bytes::from(metadata),
+                                age_ms,
+                                locked,
+                            }
+                        },
+                    )
+                    .collect(),
             })
             .boxed(),
     ])

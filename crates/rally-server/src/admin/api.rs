@@ -36,10 +36,30 @@ pub(crate) struct RoomSummary {
     age_ms: u64,
     /// An operator or the server asked it to close; it ends within a moment.
     closing: bool,
+    /// The share code (`join_by_code`).
+    code: String,
+    /// Kept out of listings and `join_or_create`.
+    private: bool,
+    /// The game locked it: it takes no joins.
+    locked: bool,
+    /// The options it was created with, as JSON.
+    options: serde_json::Value,
+    /// What its game published, as JSON (null: nothing).
+    metadata: serde_json::Value,
 }
 
 fn summary(room: &RoomHandle) -> RoomSummary {
+    let metadata = room.info.metadata();
     RoomSummary {
+        code: room.code.to_string(),
+        private: room.private,
+        locked: room.info.is_locked(),
+        options: room.options.to_json(),
+        metadata: if metadata.is_empty() {
+            serde_json::Value::Null
+        } else {
+            rally_game::to_json(&metadata)
+        },
         id: room.id,
         kind: room.kind.to_string(),
         player_count: room.info.players(),

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use rally_game::RoomOptions;
 use rally_protocol::ErrorCode;
 
 use super::{BoxFuture, Command, CommandChecks, CommandContext, CommandError, PlayerData};
@@ -29,6 +30,31 @@ impl DefaultChecks {
     }
 }
 
+/// Longest room code accepted (codes are 6 characters; spaces around are trimmed).
+const MAX_CODE_BYTES: usize = 16;
+
+impl DefaultChecks {
+    /// A kind name of the right length that this server offers.
+    fn known_kind(&self, kind: &str) -> Result<(), CommandError> {
+        if kind.is_empty() || kind.len() > MAX_KIND_BYTES {
+            return Err(CommandError::new(
+                ErrorCode::InvalidArgument,
+                format!("room kind must be 1 to {MAX_KIND_BYTES} bytes"),
+            ));
+        }
+        if self.games.get(kind).is_none() {
+            return Err(CommandError::new(
+                ErrorCode::UnknownRoomKind,
+                format!(
+                    "no room kind {kind:?}; this server offers {}",
+                    self.games.kinds().join(", ")
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl CommandChecks for DefaultChecks {
     fn validate<'a>(
         &'a self,
@@ -37,23 +63,39 @@ impl CommandChecks for DefaultChecks {
     ) -> BoxFuture<'a, Result<(), CommandError>> {
         Box::pin(async move {
             match cmd {
-                Command::Join { kind } => {
-                    if kind.is_empty() || kind.len() > MAX_KIND_BYTES {
+                Command::Join { kind } | Command::ListRooms { kind, .. } => {
+                    self.known_kind(kind)?
+                }
+                Command::Create { kind, options, .. } | Command::JoinOrCreate { kind, options } => {
+                    self.known_kind(kind)?;
+                    RoomOptions::parse(options)
+                        .map_err(|e| CommandError::new(ErrorCode::BadOptions, e.0))?;
+                }
+                Command::JoinByCode { code } => {
+                    if code.is_empty() || code.len() > MAX_CODE_BYTES {
                         return Err(CommandError::new(
                             ErrorCode::InvalidArgument,
-                            format!("room kind must be 1 to {MAX_KIND_BYTES} bytes"),
-                        ));
-                    }
-                    if self.games.get(kind).is_none() {
-                        return Err(CommandError::new(
-                            ErrorCode::UnknownRoomKind,
-                            format!(
-                                "no room kind {kind:?}; this server offers {}",
-                                self.games.kinds().join(", ")
-                            ),
+                            format!("a room code is 1 to {MAX_CODE_BYTES} bytes"),
                         ));
                     }
                 }
+                Command::Queue {
+                    kind,
+                    options,
+                    rating,
+                    ..
+                } => {
+                    self.known_kind(kind)?;
+                    RoomOptions::parse(options)
+                        .map_err(|e| CommandError::new(ErrorCode::BadOptions, e.0))?;
+                    if !rating.0.is_finite() {
+                        return Err(CommandError::new(
+                            ErrorCode::InvalidArgument,
+                            "the rating must be a finite number",
+                        ));
+                    }
+                }
+                Command::JoinById { .. } | Command::LeaveQueue => {}
                 Command::Chat { text } => {
                     if text.trim().is_empty() || text.len() > MAX_CHAT_BYTES {
                         return Err(CommandError::new(
@@ -136,17 +178,26 @@ impl CommandChecks for DefaultChecks {
                     "not logged in: send login first (or hello with a session token)",
                 ));
             }
+            let seats = cmd.joins() || matches!(cmd, Command::Resume { .. });
             match cmd {
-                Command::Join { .. } | Command::Resume { .. } if ctx.draining => Err(
-                    CommandError::new(ErrorCode::ServerShutdown, "the server is shutting down"),
-                ),
-                Command::Join { .. } | Command::Resume { .. } => match &ctx.room {
+                _ if seats && ctx.draining => Err(CommandError::new(
+                    ErrorCode::ServerShutdown,
+                    "the server is shutting down",
+                )),
+                _ if seats => match &ctx.room {
                     Some((id, _)) => Err(CommandError::new(
                         ErrorCode::AlreadyInRoom,
                         format!("already in room {id}; leave it first"),
                     )),
                     None => Ok(()),
                 },
+                Command::Queue { .. } if ctx.draining => Err(CommandError::new(
+                    ErrorCode::ServerShutdown,
+                    "the server is shutting down",
+                )),
+                // A solo player may queue from a room (a lobby, left when the match is
+                // found); a party needs one, which the command itself checks.
+                Command::Queue { .. } | Command::LeaveQueue => Ok(()),
                 Command::Leave | Command::Chat { .. } => match ctx.room {
                     Some(_) => Ok(()),
                     None => Err(CommandError::new(ErrorCode::NotInRoom, "not in a room")),
@@ -162,12 +213,20 @@ impl CommandChecks for DefaultChecks {
                 },
                 // Own data only: the owner of a write is always the sender, and reads of
                 // others' entries are checked against the entry's public flag by the store.
-                Command::Restore
+                // Listings show public rooms only, to anyone.
+                Command::ListRooms { .. }
+                | Command::Restore
                 | Command::GetData { .. }
                 | Command::PutData { .. }
                 | Command::DeleteData { .. }
                 | Command::GetProfile { .. }
                 | Command::SetName { .. } => Ok(()),
+                Command::Join { .. }
+                | Command::Create { .. }
+                | Command::JoinOrCreate { .. }
+                | Command::JoinById { .. }
+                | Command::JoinByCode { .. }
+                | Command::Resume { .. } => Ok(()),
             }
         })
     }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use super::CommandChecks;
 use crate::accounts::Auth;
 use crate::directory::Directory;
+use crate::queue::MatchQueue;
 use crate::room::RoomEnv;
 use crate::storage::Storage;
 
@@ -21,6 +22,8 @@ pub(crate) struct CommandEnv {
     pub(crate) storage: Option<Arc<Storage>>,
     /// Connected sessions, where a new display name is cached (`set_name`).
     pub(crate) directory: Arc<Directory>,
+    /// The matchmaking queue (`queue`, `leave_queue`; joins are refused while queued).
+    pub(crate) queue: Arc<MatchQueue>,
 }
 
 impl std::fmt::Debug for CommandEnv {

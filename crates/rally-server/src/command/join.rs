@@ -1,26 +1,82 @@
-//! `join`: take a seat in a room of a kind, opening one if every room is full.
+//! `join`, `create`, `join_or_create`, `join_by_id`, `join_by_code`: take a seat in a
+//! room found (or opened) one of five ways; the seating itself is the same for all.
 //!
 //! Commands floor.
 
 use std::sync::Arc;
 
+use rally_game::RoomOptions;
 use rally_protocol::ErrorCode;
 use tokio::sync::oneshot;
 
 use super::{CommandContext, CommandError, Outcome};
 use crate::outbox::SessionLink;
 use crate::room::{self, RoomEnv};
-use crate::room_handle::{Control, Membership};
+use crate::room_handle::{Control, Membership, Reservation, RoomHandle};
 
-/// Reserves a seat, then asks the room to seat the player; the room sends `joined`.
+/// Which room a join asks for.
+#[derive(Debug)]
+pub(super) enum Target {
+    /// An open public room of the kind matching these options, else a new one.
+    Kind(String, RoomOptions),
+    /// A new room: kind, options, private.
+    New(String, RoomOptions, bool),
+    /// The room with this id.
+    Id(u64),
+    /// The room with this code.
+    Code(String),
+}
+
+/// The options as sent, or `BAD_OPTIONS`.
+pub(super) fn options(bytes: &[u8]) -> Result<RoomOptions, CommandError> {
+    RoomOptions::parse(bytes).map_err(|e| CommandError::new(ErrorCode::BadOptions, e.0))
+}
+
+impl Target {
+    pub(super) fn kind(kind: String, options_bytes: &[u8]) -> Result<Self, CommandError> {
+        Ok(Target::Kind(kind, options(options_bytes)?))
+    }
+
+    pub(super) fn new_room(
+        kind: String,
+        options_bytes: &[u8],
+        private: bool,
+    ) -> Result<Self, CommandError> {
+        Ok(Target::New(kind, options(options_bytes)?, private))
+    }
+}
+
+/// Reserves a seat in the target room, then asks the room to seat the player; the room
+/// sends `joined`.
 pub(super) async fn join(
     rooms: &Arc<RoomEnv>,
     req: u32,
-    kind: &str,
+    target: Target,
     ctx: &CommandContext,
     link: SessionLink,
 ) -> Result<Outcome, CommandError> {
-    let (room, reservation) = room::reserve(rooms, kind)?;
+    let (room, reservation) = match target {
+        Target::Kind(kind, options) => room::join_or_create(rooms, &kind, options)?,
+        Target::New(kind, options, private) => room::create(rooms, &kind, options, private)?,
+        Target::Id(id) => room::reserve_id(rooms, id)?,
+        Target::Code(code) => room::reserve_code(rooms, &code)?,
+    };
+    seat(room, reservation, req, ctx.account, link, None)
+        .await
+        .map(Outcome::Joined)
+}
+
+/// Asks `room` to seat the player on the seat `reservation` holds (on `team`, if given
+/// and the kind has it), answering request `req`; the room sends `joined` itself. The
+/// rating queue seats its matched players through this too.
+pub(crate) async fn seat(
+    room: RoomHandle,
+    reservation: Reservation,
+    req: u32,
+    account: Option<u64>,
+    link: SessionLink,
+    team: Option<u32>,
+) -> Result<Membership, CommandError> {
     let (reply, answer) = oneshot::channel();
     // The membership's token: the room cancels it when the seat is no longer ours.
     let held = room.token.child_token();
@@ -29,22 +85,25 @@ pub(super) async fn join(
             link,
             req,
             reservation,
-            account: ctx.account,
+            account,
             held: held.clone(),
+            team,
             reply,
         })
         .await
-        .map_err(|_| CommandError::new(ErrorCode::RoomFull, "the room closed; try again"))?;
+        .map_err(|_| closed())?;
     match answer.await {
-        Ok(Ok(player_id)) => Ok(Outcome::Joined(Membership {
+        Ok(Ok(player_id)) => Ok(Membership {
             room,
             player_id,
             held,
-        })),
-        Ok(Err(refusal)) => Err(CommandError::new(ErrorCode::RoomFull, refusal.0)),
-        Err(_) => Err(CommandError::new(
-            ErrorCode::RoomFull,
-            "the room closed; try again",
-        )),
+        }),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(closed()),
     }
+}
+
+/// The room ended between the reservation and the seating.
+fn closed() -> CommandError {
+    CommandError::new(ErrorCode::NoSuchRoom, "the room closed; try again")
 }

@@ -14,8 +14,11 @@
 //! # Layout
 //! - `checks`: [`DefaultChecks`].
 //! - `env`: what the commands are given (`CommandEnv`).
-//! - `join`, `resume`, `leave`, `chat`: one file per room command. The account and data
-//!   commands are the `accounts` and `player_data` modules' functions.
+//! - `join`, `resume`, `leave`, `chat`, `list_rooms`: one file per room command (`join`
+//!   serves `join`, `create`, `join_or_create`, `join_by_id` and `join_by_code`). The
+//!   account and data commands are the `accounts` and `player_data` modules' functions.
+//! - `queue`: `queue` and `leave_queue`, and the task that makes the matchmaking queue's
+//!   passes and seats its matches.
 //! - this file: the command type, the check trait, and `run`: the checks, then one
 //!   call per command.
 
@@ -24,6 +27,8 @@ mod checks;
 mod env;
 mod join;
 mod leave;
+mod list_rooms;
+mod queue;
 mod resume;
 
 use std::future::Future;
@@ -39,11 +44,26 @@ use crate::room_handle::Membership;
 pub use crate::error::CommandError;
 pub use checks::DefaultChecks;
 pub(crate) use env::CommandEnv;
+pub(crate) use queue::run as run_queue;
+#[allow(unused_imports)] // the rating queue seats matched players through it
+pub(crate) use join::seat;
 
 /// Longest chat line, in bytes.
 pub const MAX_CHAT_BYTES: usize = 256;
 /// Longest room kind name, in bytes.
 pub const MAX_KIND_BYTES: usize = 64;
+
+/// A matchmaking rating: a number compared by its bits, so [`Command`] stays `Eq`.
+#[derive(Debug, Clone, Copy)]
+pub struct Rating(pub f64);
+
+impl PartialEq for Rating {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.to_bits() == other.0.to_bits()
+    }
+}
+
+impl Eq for Rating {}
 
 /// A boxed, sendable future, as the check methods return.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -57,6 +77,57 @@ pub enum Command {
         /// The room kind.
         kind: String,
     },
+    /// Open a new room and take a seat in it.
+    Create {
+        /// The room kind.
+        kind: String,
+        /// The options, one MessagePack value as sent (checked by `validate`).
+        options: Vec<u8>,
+        /// Whether the room stays out of listings and `join_or_create`.
+        private: bool,
+    },
+    /// Join an open public room whose options match on the kind's filter keys, else
+    /// open one with these options.
+    JoinOrCreate {
+        /// The room kind.
+        kind: String,
+        /// The options, one MessagePack value as sent (checked by `validate`).
+        options: Vec<u8>,
+    },
+    /// Join the room with this id.
+    JoinById {
+        /// The room's id.
+        room_id: u64,
+    },
+    /// Join the room with this share code.
+    JoinByCode {
+        /// The code as typed.
+        code: String,
+    },
+    /// A page of the open public rooms of a kind.
+    ListRooms {
+        /// The room kind.
+        kind: String,
+        /// Option values a listed room must have, one MessagePack value as sent.
+        filter: Vec<u8>,
+        /// Rooms to skip.
+        offset: u32,
+        /// Rooms wanted (capped by the server).
+        limit: u32,
+    },
+    /// Wait in a kind's matchmaking queue (revision 2).
+    Queue {
+        /// The room kind.
+        kind: String,
+        /// The room options, one MessagePack value as sent (checked by `validate`).
+        options: Vec<u8>,
+        /// The player's rating.
+        rating: Rating,
+        /// Queue every connected player of the sender's room as one party.
+        party: bool,
+    },
+    /// Leave the matchmaking queue.
+    LeaveQueue,
     /// Leave the current room.
     Leave,
     /// Say something to everyone in the current room.
@@ -127,8 +198,29 @@ impl Command {
             | Command::DeleteData { .. }
             | Command::GetProfile { .. }
             | Command::SetName { .. } => true,
-            Command::Join { .. } | Command::Leave | Command::Chat { .. } => auth_required,
+            Command::Join { .. }
+            | Command::Create { .. }
+            | Command::JoinOrCreate { .. }
+            | Command::JoinById { .. }
+            | Command::JoinByCode { .. }
+            | Command::ListRooms { .. }
+            | Command::Queue { .. }
+            | Command::LeaveQueue
+            | Command::Leave
+            | Command::Chat { .. } => auth_required,
         }
+    }
+
+    /// Whether the command takes a seat in a room (and so may not run while in one).
+    pub(crate) fn joins(&self) -> bool {
+        matches!(
+            self,
+            Command::Join { .. }
+                | Command::Create { .. }
+                | Command::JoinOrCreate { .. }
+                | Command::JoinById { .. }
+                | Command::JoinByCode { .. }
+        )
     }
 }
 
@@ -136,6 +228,55 @@ impl std::fmt::Debug for Command {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Command::Join { kind } => f.debug_struct("Join").field("kind", kind).finish(),
+            Command::Create {
+                kind,
+                options,
+                private,
+            } => f
+                .debug_struct("Create")
+                .field("kind", kind)
+                .field("options_bytes", &options.len())
+                .field("private", private)
+                .finish(),
+            Command::JoinOrCreate { kind, options } => f
+                .debug_struct("JoinOrCreate")
+                .field("kind", kind)
+                .field("options_bytes", &options.len())
+                .finish(),
+            Command::JoinById { room_id } => f
+                .debug_struct("JoinById")
+                .field("room_id", room_id)
+                .finish(),
+            // The code lets anyone into a private room: kept out of logs.
+            Command::JoinByCode { .. } => f
+                .debug_struct("JoinByCode")
+                .field("code", &"<redacted>")
+                .finish(),
+            Command::Queue {
+                kind,
+                options,
+                rating,
+                party,
+            } => f
+                .debug_struct("Queue")
+                .field("kind", kind)
+                .field("options_bytes", &options.len())
+                .field("rating", &rating.0)
+                .field("party", party)
+                .finish(),
+            Command::LeaveQueue => f.write_str("LeaveQueue"),
+            Command::ListRooms {
+                kind,
+                filter,
+                offset,
+                limit,
+            } => f
+                .debug_struct("ListRooms")
+                .field("kind", kind)
+                .field("filter_bytes", &filter.len())
+                .field("offset", offset)
+                .field("limit", limit)
+                .finish(),
             Command::Leave => f.write_str("Leave"),
             Command::Chat { text } => f.debug_struct("Chat").field("text", text).finish(),
             Command::Resume { .. } => f
@@ -187,6 +328,13 @@ impl Command {
     pub fn name(&self) -> &'static str {
         match self {
             Command::Join { .. } => "join",
+            Command::Create { .. } => "create",
+            Command::JoinOrCreate { .. } => "join_or_create",
+            Command::JoinById { .. } => "join_by_id",
+            Command::JoinByCode { .. } => "join_by_code",
+            Command::ListRooms { .. } => "list_rooms",
+            Command::Queue { .. } => "queue",
+            Command::LeaveQueue => "leave_queue",
             Command::Leave => "leave",
             Command::Chat { .. } => "chat",
             Command::Resume { .. } => "resume",
@@ -261,6 +409,8 @@ pub(crate) enum Outcome {
     Forgotten(CommandError),
     /// A reply to send as it is.
     Reply(ServerMessage),
+    /// Answered already (`queue` says `ok` as the ticket is queued).
+    Done,
 }
 
 fn logged_in(ctx: &CommandContext) -> Result<u64, CommandError> {
@@ -289,8 +439,62 @@ pub(crate) async fn run(
         checks.authorize(&cmd, &ctx)
     )?;
     let storage = env.storage.as_deref();
+    if cmd.joins() && env.queue.contains(ctx.session_id) {
+        return Err(CommandError::new(
+            ErrorCode::AlreadyQueued,
+            "in the matchmaking queue: leave_queue before joining a room",
+        ));
+    }
     match cmd {
-        Command::Join { kind } => join::join(&env.rooms, req, &kind, &ctx, link).await,
+        Command::Queue {
+            kind,
+            options,
+            rating,
+            party,
+        } => {
+            let q = queue::QueueRequest {
+                kind,
+                options: options.into(),
+                rating: rating.0,
+                party,
+            };
+            queue::queue(env, req, q, &ctx, link, membership).await
+        }
+        Command::LeaveQueue => queue::leave_queue(env, req, ctx.session_id),
+        Command::Join { kind } => {
+            join::join(&env.rooms, req, join::Target::kind(kind, &[])?, &ctx, link).await
+        }
+        Command::JoinOrCreate { kind, options } => {
+            join::join(
+                &env.rooms,
+                req,
+                join::Target::kind(kind, &options)?,
+                &ctx,
+                link,
+            )
+            .await
+        }
+        Command::Create {
+            kind,
+            options,
+            private,
+        } => {
+            let target = join::Target::new_room(kind, &options, private)?;
+            join::join(&env.rooms, req, target, &ctx, link).await
+        }
+        Command::JoinById { room_id } => {
+            join::join(&env.rooms, req, join::Target::Id(room_id), &ctx, link).await
+        }
+        Command::JoinByCode { code } => {
+            join::join(&env.rooms, req, join::Target::Code(code), &ctx, link).await
+        }
+        Command::ListRooms {
+            kind,
+            filter,
+            offset,
+            limit,
+        } => list_rooms::list_rooms(&env.rooms, req, &kind, &filter, offset, limit)
+            .map(Outcome::Reply),
         Command::Leave => leave::leave(membership, &link).await,
         Command::Resume { token } => resume::resume(&env.rooms, token, &ctx, link).await,
         Command::Chat { text } => chat::chat(membership, &link, player.display_name, text).await,

@@ -57,6 +57,10 @@ const CALL_BUCKETS: &[f64] = &[
     30.0, 60.0,
 ];
 
+/// Buckets for a wait in the matchmaking queue: a pass runs every 250 ms, and a kind's
+/// timeout is at most minutes.
+const QUEUE_WAIT_BUCKETS: &[f64] = &[0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0];
+
 /// Metric names, written once.
 mod name {
     pub(super) const TASKS_ACTIVE: &str = "async_tasks_active";
@@ -83,11 +87,46 @@ mod name {
     pub(super) const BUSY_RATIO: &str = "rally_tokio_busy_ratio";
     pub(super) const GLOBAL_QUEUE: &str = "rally_tokio_global_queue_depth";
     pub(super) const ALIVE_TASKS: &str = "rally_tokio_alive_tasks";
+    pub(super) const QUEUE_WAITING: &str = "rally_queue_players";
+    pub(super) const QUEUE_WAIT: &str = "rally_queue_wait_seconds";
+}
+
+/// A room kind's matchmaking queue figures: players waiting, and how long tickets waited
+/// until they were matched or timed out.
+#[derive(Debug, Clone)]
+pub(crate) struct QueueMeter {
+    waiting: Gauge,
+    matched: Histogram,
+    timeout: Histogram,
+}
+
+impl QueueMeter {
+    /// Players waiting now.
+    pub(crate) fn waiting(&self, players: usize) {
+        self.waiting.set(players as f64);
+    }
+
+    /// A ticket was matched after `waited`.
+    pub(crate) fn matched(&self, waited: Duration) {
+        self.matched.record(waited);
+    }
+
+    /// A ticket timed out after `waited`.
+    pub(crate) fn timed_out(&self, waited: Duration) {
+        self.timeout.record(waited);
+    }
 }
 
 /// Commands with their own `command` label.
-const COMMANDS: [&str; 11] = [
+const COMMANDS: [&str; 18] = [
     "join",
+    "create",
+    "join_or_create",
+    "join_by_id",
+    "join_by_code",
+    "list_rooms",
+    "queue",
+    "leave_queue",
     "leave",
     "chat",
     "resume",
@@ -160,6 +199,7 @@ impl Metrics {
             (name::TICK, TICK_BUCKETS),
             (name::COMMAND, CALL_BUCKETS),
             (name::DB_CALL, CALL_BUCKETS),
+            (name::QUEUE_WAIT, QUEUE_WAIT_BUCKETS),
         ]
         .into_iter()
         .fold(PrometheusBuilder::new(), |b, (metric, buckets)| {
@@ -268,6 +308,10 @@ impl Metrics {
             ),
             (name::GLOBAL_QUEUE, "Tasks waiting in tokio's global queue"),
             (name::ALIVE_TASKS, "Tasks alive in the tokio runtime"),
+            (
+                name::QUEUE_WAITING,
+                "Players waiting in the matchmaking queue, by room kind",
+            ),
         ];
         for (n, help) in gauges {
             r.describe_gauge(n.into(), None, help.into());
@@ -285,6 +329,10 @@ impl Metrics {
             (
                 name::DB_CALL,
                 "Time one database call took, by operation (fed by the storage layer)",
+            ),
+            (
+                name::QUEUE_WAIT,
+                "How long a matchmaking ticket waited, by room kind and outcome (matched, timeout)",
             ),
         ];
         for (n, help) in histograms {
@@ -341,6 +389,24 @@ impl Metrics {
             .get(kind)
             .cloned()
             .unwrap_or_else(|| self.histogram(name::TICK, &[("kind", kind.to_owned())]))
+    }
+
+    /// The matchmaking queue's figures for a room `kind`, registered at once so they show
+    /// (at zero) before the first player queues.
+    pub(crate) fn queue_meter(&self, kind: &str) -> QueueMeter {
+        let waiting = self.gauge(name::QUEUE_WAITING, &[("kind", kind.to_owned())]);
+        waiting.set(0.0);
+        let wait = |outcome: &str| {
+            self.histogram(
+                name::QUEUE_WAIT,
+                &[("kind", kind.to_owned()), ("outcome", outcome.to_owned())],
+            )
+        };
+        QueueMeter {
+            waiting,
+            matched: wait("matched"),
+            timeout: wait("timeout"),
+        }
     }
 
     /// The timer of one database operation.

@@ -1,15 +1,16 @@
 //! The room's control messages (play floor): one method per [`Control`] message, handled
 //! as it arrives, between ticks.
 
-use rally_game::{PlayerId, Refusal};
-use rally_protocol::ServerMessage;
+use rally_game::{JoinContext, PlayerId, Refusal, RoomControl};
+use rally_protocol::{ErrorCode, ServerMessage};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{Room, Seat};
+use crate::error::CommandError;
 use crate::outbox::{Outbound, SessionLink};
-use crate::room_handle::{Control, Reservation, SeatView};
+use crate::room_handle::{Control, PartyMember, Reservation, SeatView};
 
 impl Room {
     pub(super) fn on_control(&mut self, c: Control) {
@@ -20,8 +21,9 @@ impl Room {
                 reservation,
                 account,
                 held,
+                team,
                 reply,
-            } => self.on_join(link, req, reservation, account, held, reply),
+            } => self.on_join(link, req, reservation, account, held, team, reply),
             Control::Leave {
                 player,
                 session,
@@ -43,10 +45,12 @@ impl Room {
                 reply,
             } => self.on_chat(player, session, name, text, reply),
             Control::Inspect { reply } => self.on_inspect(reply),
+            Control::Party { reply } => self.on_party(reply),
         }
     }
 
     /// Seats a player, or hands it the seat its account already holds here.
+    #[allow(clippy::too_many_arguments)] // the fields of `Control::Join`, taken apart
     fn on_join(
         &mut self,
         link: SessionLink,
@@ -54,7 +58,8 @@ impl Room {
         reservation: Reservation,
         account: Option<u64>,
         held: CancellationToken,
-        reply: oneshot::Sender<Result<PlayerId, Refusal>>,
+        team: Option<u32>,
+        reply: oneshot::Sender<Result<PlayerId, CommandError>>,
     ) {
         // An account never holds two seats in one room: a join that lands where
         // the account already sits (a connection it lost and could not resume, say
@@ -78,19 +83,38 @@ impl Room {
             }
             return;
         }
+        // Dropping the reservation on a refusal frees the seat it held.
         if self.seats.len() >= self.handle.max_players {
-            let _ = reply.send(Err(Refusal::new("the room is full")));
+            let _ = reply.send(Err(CommandError::new(
+                ErrorCode::RoomFull,
+                "the room is full",
+            )));
+            return;
+        }
+        // The matchmaker stops reserving seats in a locked room, but a join reserved
+        // before the game locked it arrives after.
+        if self.handle.info.is_locked() {
+            let _ = reply.send(Err(CommandError::new(
+                ErrorCode::RoomLocked,
+                "the room is locked and takes no joins",
+            )));
             return;
         }
         let id = self.next_player;
-        if let Err(refusal) = self.game.join(id) {
-            // Dropping the reservation frees the seat it held.
-            let _ = reply.send(Err(refusal));
+        let team = self.pick_team(team);
+        let mut control = RoomControl::new();
+        let joined = self.game.join_with(
+            id,
+            &mut JoinContext::new(team, self.seats.len(), &mut control),
+        );
+        self.apply_control(control);
+        if let Err(refusal) = joined {
+            let _ = reply.send(Err(CommandError::new(ErrorCode::JoinRefused, refusal.0)));
             return;
         }
         self.next_player += 1;
         reservation.keep();
-        link.send(Outbound::Msg(self.joined(req, id)));
+        link.send(Outbound::Msg(self.joined(req, id, team)));
         let token = link.resume_token.clone();
         if let Some(t) = &token {
             self.env
@@ -107,8 +131,15 @@ impl Room {
             account,
             session,
             held,
+            team,
         });
         self.count_players();
+        if !self.started && self.seats.len() >= self.rules.min() {
+            self.started = true;
+            let mut control = RoomControl::new();
+            self.game.start(&mut control);
+            self.apply_control(control);
+        }
         if reply.send(Ok(id)).is_ok() {
             if let Some(a) = account {
                 self.players.push((id, a));
@@ -204,6 +235,21 @@ impl Room {
         let _ = reply.send(said);
     }
 
+    /// The team for a new seat: the one asked for if the kind has it, else the team with
+    /// the fewest players (the lowest numbered on a tie); 0 when the kind has no teams.
+    fn pick_team(&self, asked: Option<u32>) -> u32 {
+        let teams = self.rules.team_count();
+        if teams == 0 {
+            return 0;
+        }
+        if let Some(t) = asked.filter(|t| (1..=teams).contains(t)) {
+            return t;
+        }
+        (1..=teams)
+            .min_by_key(|t| self.seats.iter().filter(|s| s.team == *t).count())
+            .unwrap_or(1)
+    }
+
     /// Describes the seats for the admin API.
     fn on_inspect(&mut self, reply: oneshot::Sender<Vec<SeatView>>) {
         let now = Instant::now();
@@ -221,6 +267,23 @@ impl Room {
         let _ = reply.send(seats);
     }
 
+    /// The connected players (a player away for a reconnect cannot be queued: nothing
+    /// could tell it of its match).
+    fn on_party(&mut self, reply: oneshot::Sender<Vec<PartyMember>>) {
+        let party = self
+            .seats
+            .iter()
+            .filter_map(|s| {
+                s.link.as_ref().map(|link| PartyMember {
+                    player_id: s.id,
+                    link: link.clone(),
+                    account: s.account,
+                })
+            })
+            .collect();
+        let _ = reply.send(party);
+    }
+
     /// A new connection takes `player`'s seat, and gets `joined` with `req`: the
     /// connection that held it, if any (a half-open one the server has not noticed yet,
     /// or another of the account's), is told the room closed for it, `why`; the seat's
@@ -233,7 +296,11 @@ impl Room {
         req: u32,
         why: &str,
     ) {
-        let (room_id, joined) = (self.handle.id, self.joined(req, player));
+        let room_id = self.handle.id;
+        let Some(team) = self.seat(player).map(|s| s.team) else {
+            return;
+        };
+        let joined = self.joined(req, player, team);
         let Some(seat) = self.seat(player) else {
             return;
         };

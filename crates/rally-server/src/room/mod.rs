@@ -15,6 +15,10 @@
 //! A room ends when its last seat is released, when its game is over, when an operator
 //! closes it or when the server shuts down (its token is a child of the server's).
 //!
+//! A room is opened with options its game was made from, and is public (listed, found by
+//! `join_or_create`) or private (joined by id or code only). Its game may publish
+//! metadata and lock it ([`RoomControl`]); the room passes those on to the matchmaker.
+//!
 //! # Layout
 //! - `env`: what every room task is given ([`RoomEnv`]).
 //! - `control`: one method per control message.
@@ -25,11 +29,12 @@ mod control;
 mod env;
 mod tick;
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
-use rally_game::{CloseReason, Game, PlayerId};
+use bytes::Bytes;
+use rally_game::{CloseReason, Game, PlayerId, RoomControl, RoomOptions};
 use rally_protocol::{ErrorCode, ServerMessage};
 use rally_store::AccountId;
 use tokio::sync::mpsc;
@@ -37,7 +42,8 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{ClientError, CommandError};
-use crate::games::Kind;
+use crate::games::{Kind, KindRules};
+use crate::matchmaker::{FilterKey, NewRoom};
 use crate::metrics::{ErrorKind, TaskKind};
 use crate::outbox::{Outbound, SessionLink};
 use crate::room_handle::{Control, InputMsg, Reservation, RoomHandle, RoomInfo};
@@ -65,6 +71,8 @@ struct Seat {
     /// The holding session's membership token; cancelled when the seat changes hands or
     /// is freed, so a displaced session knows it is in no room.
     held: CancellationToken,
+    /// The player's team, from 1; 0 when the kind has no teams.
+    team: u32,
 }
 
 impl Seat {
@@ -96,45 +104,132 @@ struct Room {
     players: Vec<(PlayerId, u64)>,
     /// When the room opened: the match's start.
     opened_at: SystemTime,
+    /// The kind's rules: minimum players, teams.
+    rules: KindRules,
+    /// Whether the game was told it has its minimum of players ([`Game::start`]).
+    started: bool,
 }
 
-/// Starts a room task and returns its handle.
-/// Reserves a seat in a room of `kind`, opening a room when every one is full.
-pub(crate) fn reserve(
+/// The registered kind, or `UNKNOWN_ROOM_KIND`.
+fn kind_spec<'a>(env: &'a RoomEnv, kind: &str) -> Result<&'a Kind, CommandError> {
+    env.games.get(kind).ok_or_else(|| {
+        CommandError::new(ErrorCode::UnknownRoomKind, format!("no room kind {kind:?}"))
+    })
+}
+
+/// Where `join_or_create` looks for rooms with these options: the kind, and the
+/// canonical values of the kind's filter keys.
+pub(crate) fn filter_key(kind: &str, rules: &KindRules, options: &RoomOptions) -> FilterKey {
+    let mut values = Vec::new();
+    for key in rules.keys() {
+        values.extend_from_slice(&options.canonical(key));
+    }
+    (Arc::from(kind), values)
+}
+
+/// Makes the game for a new room, or says why the options are refused.
+fn make_game(spec: &Kind, options: &RoomOptions) -> Result<Box<dyn Game>, CommandError> {
+    (spec.factory)(options).map_err(|r| CommandError::new(ErrorCode::BadOptions, r.0))
+}
+
+/// Reserves a seat in the oldest open public room of `kind` whose options match
+/// `options` on the kind's filter keys, opening one with `options` if there is none
+/// (`join_or_create`, and `join` with no options).
+pub(crate) fn join_or_create(
     env: &Arc<RoomEnv>,
     kind: &str,
+    options: RoomOptions,
 ) -> Result<(RoomHandle, Reservation), CommandError> {
-    let spec = env.games.get(kind).ok_or_else(|| {
-        CommandError::new(ErrorCode::UnknownRoomKind, format!("no room kind {kind:?}"))
-    })?;
-    env.matchmaker
-        .reserve(kind, |id| spawn(env, id, kind, spec))
+    let spec = kind_spec(env, kind)?;
+    let filter = filter_key(kind, &spec.rules, &options);
+    if let Some(found) = env.matchmaker.reserve_open(&filter)? {
+        return Ok(found);
+    }
+    // Made outside the registry's lock: a game's factory is the game's code. If another
+    // join opened a matching room meanwhile, that room is joined and this game dropped.
+    let game = make_game(spec, &options)?;
+    let room = NewRoom {
+        kind: Arc::from(kind),
+        private: false,
+        reuse: true,
+        filter,
+    };
+    let options = Arc::new(options);
+    env.matchmaker.reserve_or_open(room, |id, code| {
+        spawn(env, id, code, kind, spec, options, false, game)
+    })
+}
+
+/// Opens a new room of `kind` with `options`, public or private, and reserves its first
+/// seat (`create`).
+pub(crate) fn create(
+    env: &Arc<RoomEnv>,
+    kind: &str,
+    options: RoomOptions,
+    private: bool,
+) -> Result<(RoomHandle, Reservation), CommandError> {
+    let spec = kind_spec(env, kind)?;
+    let game = make_game(spec, &options)?;
+    let room = NewRoom {
+        kind: Arc::from(kind),
+        private,
+        reuse: false,
+        filter: filter_key(kind, &spec.rules, &options),
+    };
+    let options = Arc::new(options);
+    env.matchmaker.reserve_or_open(room, |id, code| {
+        spawn(env, id, code, kind, spec, options, private, game)
+    })
+}
+
+/// Reserves a seat in the room with this id (`join_by_id`).
+pub(crate) fn reserve_id(
+    env: &Arc<RoomEnv>,
+    room_id: u64,
+) -> Result<(RoomHandle, Reservation), CommandError> {
+    env.matchmaker.reserve_id(room_id)
+}
+
+/// Reserves a seat in the room with this share code (`join_by_code`).
+pub(crate) fn reserve_code(
+    env: &Arc<RoomEnv>,
+    code: &str,
+) -> Result<(RoomHandle, Reservation), CommandError> {
+    let id = env.matchmaker.find_code(code)?;
+    env.matchmaker.reserve_id(id)
 }
 
 /// Starts a room task and returns its handle.
-fn spawn(env: &Arc<RoomEnv>, id: u64, kind: &str, spec: &Kind) -> RoomHandle {
+#[allow(clippy::too_many_arguments)] // one call per way of opening a room; a struct would only wrap them
+fn spawn(
+    env: &Arc<RoomEnv>,
+    id: u64,
+    code: Arc<str>,
+    kind: &str,
+    spec: &Kind,
+    options: Arc<RoomOptions>,
+    private: bool,
+    game: Box<dyn Game>,
+) -> RoomHandle {
     let (control, control_rx) = mpsc::channel(spec.max_players * CONTROL_PER_SEAT);
     let (inputs, inputs_rx) = mpsc::channel(spec.max_players * INPUTS_PER_SEAT);
     let handle = RoomHandle {
         id,
         kind: Arc::from(kind),
+        code,
+        private,
+        options,
         max_players: spec.max_players,
         control,
         inputs,
         token: env.shutdown.child_token(),
         reason: Arc::new(OnceLock::new()),
-        info: Arc::new(RoomInfo {
-            opened: std::time::Instant::now(),
-            tick: AtomicU64::new(0),
-            tick_micros: AtomicU64::new(0),
-            players: AtomicUsize::new(0),
-            close_note: OnceLock::new(),
-        }),
+        info: Arc::new(RoomInfo::new()),
     };
     let room = Room {
         env: env.clone(),
         handle: handle.clone(),
-        game: (spec.factory)(),
+        game,
         seats: Vec::with_capacity(spec.max_players.min(64)),
         next_player: 1,
         tick: 0,
@@ -145,6 +240,8 @@ fn spawn(env: &Arc<RoomEnv>, id: u64, kind: &str, spec: &Kind) -> RoomHandle {
         tick_duration: env.metrics.tick_histogram(kind),
         players: Vec::new(),
         opened_at: SystemTime::now(),
+        rules: spec.rules.clone(),
+        started: false,
     };
     env.tracker.spawn(room.run(control_rx, inputs_rx));
     handle
@@ -227,13 +324,28 @@ impl Room {
             .store(self.seats.len(), Ordering::Relaxed);
     }
 
-    pub(super) fn joined(&self, req: u32, player: PlayerId) -> ServerMessage {
+    pub(super) fn joined(&self, req: u32, player: PlayerId, team: u32) -> ServerMessage {
         ServerMessage::Joined {
             req,
             room_id: self.handle.id,
             player_id: player,
             kind: self.handle.kind.to_string(),
             max_players: self.handle.max_players as u32,
+            code: self.handle.code.to_string(),
+            team,
+        }
+    }
+
+    /// Passes on what the game asked for: metadata to the room's info (listings, admin),
+    /// a lock change to the matchmaker (which stops or resumes seating players here).
+    pub(super) fn apply_control(&mut self, mut control: RoomControl) {
+        if let Some(metadata) = control.take_metadata() {
+            self.handle.info.set_metadata(Bytes::from(metadata));
+        }
+        if let Some(locked) = control.take_locked() {
+            if locked != self.handle.info.is_locked() {
+                self.env.matchmaker.set_locked(self.handle.id, locked);
+            }
         }
     }
 

@@ -64,12 +64,12 @@ impl Room {
         self.handle.info.tick.store(self.tick, Ordering::Relaxed);
         self.room_buf.clear();
         self.views.clear();
-        self.game.tick(&mut Tick::new(
-            self.tick,
-            dt,
-            &mut self.room_buf,
-            &mut self.views,
-        ));
+        let mut tick = Tick::new(self.tick, dt, &mut self.room_buf, &mut self.views);
+        self.game.tick(&mut tick);
+        let control = tick.take_control();
+        if !control.is_empty() {
+            self.apply_control(control);
+        }
         let room_state =
             (!self.room_buf.is_empty()).then(|| Bytes::copy_from_slice(&self.room_buf));
         let views: Vec<(PlayerId, Bytes)> = self

@@ -6,7 +6,7 @@ use rally_protocol::{ClientMessage, ErrorCode, ServerMessage};
 use tokio::sync::mpsc::error::TrySendError;
 
 use super::{Core, MAX_COMMANDS_IN_FLIGHT};
-use crate::command::Command;
+use crate::command::{Command, Rating};
 use crate::error::ClientError;
 use crate::limits::{Budget, Verdict};
 use crate::metrics::{ErrorKind, Limit};
@@ -124,6 +124,66 @@ impl Core {
                 req,
                 Command::SetName {
                     name: name.to_owned(),
+                },
+            ),
+            ClientMessage::Create {
+                req,
+                kind,
+                options,
+                private,
+            } => self.enqueue(
+                req,
+                Command::Create {
+                    kind: kind.to_owned(),
+                    options: options.to_vec(),
+                    private,
+                },
+            ),
+            ClientMessage::JoinOrCreate { req, kind, options } => self.enqueue(
+                req,
+                Command::JoinOrCreate {
+                    kind: kind.to_owned(),
+                    options: options.to_vec(),
+                },
+            ),
+            ClientMessage::JoinById { req, room_id } => {
+                self.enqueue(req, Command::JoinById { room_id })
+            }
+            ClientMessage::JoinByCode { req, code } => self.enqueue(
+                req,
+                Command::JoinByCode {
+                    code: code.to_owned(),
+                },
+            ),
+            ClientMessage::Queue {
+                req,
+                kind,
+                options,
+                rating,
+                party,
+            } => self.enqueue(
+                req,
+                Command::Queue {
+                    kind: kind.to_owned(),
+                    options: options.to_vec(),
+                    rating: Rating(rating),
+                    party,
+                },
+            ),
+            ClientMessage::LeaveQueue { req } => self.enqueue(req, Command::LeaveQueue),
+            ClientMessage::ListRooms {
+                req,
+                kind,
+                filter,
+                offset,
+                limit,
+            } => self.enqueue(
+                req,
+                Command::ListRooms {
+                    kind: kind.to_owned(),
+                    filter: filter.to_vec(),
+                    offset,
+                    limit,
                 },
             ),
         }

@@ -13,6 +13,7 @@ use crate::directory::Directory;
 use crate::matchmaker::Matchmaker;
 use crate::metrics::Metrics;
 use crate::outbox::LiveSessions;
+use crate::queue::MatchQueue;
 use crate::storage::Storage;
 
 /// The handles sessions share.
@@ -32,6 +33,8 @@ pub(crate) struct SessionEnv {
     pub(crate) storage: Option<Arc<Storage>>,
     /// Asked whether the server is draining (no new players).
     pub(crate) matchmaker: Arc<Matchmaker>,
+    /// The matchmaking queue: a session's end takes it out, a match's seat is picked up.
+    pub(crate) queue: Arc<MatchQueue>,
     /// Cancelled when shutdown begins.
     pub(crate) shutdown: CancellationToken,
     /// What the session's requests run with.

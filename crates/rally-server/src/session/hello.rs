@@ -1,7 +1,9 @@
 //! The handshake (session floor): the first message must be `hello`; it may log the
 //! session in with a session token and ask to resume a seat.
 
-use rally_protocol::{ClientMessage, ErrorCode, ServerMessage, PROTOCOL_VERSION};
+use rally_protocol::{
+    ClientMessage, ErrorCode, ServerMessage, PROTOCOL_REVISION, PROTOCOL_VERSION,
+};
 
 use super::{Core, MAX_CLIENT_NAME};
 use crate::accounts::{self, SessionAccount};
@@ -63,6 +65,7 @@ impl Core {
                 resume_token: self.link.resume_token.as_deref().unwrap_or("").to_owned(),
                 reconnect_grace_ms: c.reconnect_grace_ms as u32,
                 account_id: account.unwrap_or(0),
+                revision: PROTOCOL_REVISION,
             }));
         if let Some(Err(e)) = verified {
             // Not fatal: the client may log in instead.

@@ -295,6 +295,29 @@ impl Core {
         self.membership.as_deref()
     }
 
+    /// A matchmaking match seated the player: its new room replaces the one it left (the
+    /// queue freed that seat and said `left` before seating it; joins are refused while
+    /// queued, so no other room can be held here, but if one is, it is left too).
+    fn take_match_seat(&mut self) {
+        let Some(new) = self.env.queue.take_seat(self.link.session_id) else {
+            return;
+        };
+        if let Some(old) = self.membership().cloned() {
+            if old.room.id != new.room.id {
+                let _ = old.room.control.try_send(Control::Leave {
+                    player: old.player_id,
+                    session: self.link.session_id,
+                    reply: None,
+                });
+                self.link.send_in_task(Outbound::Msg(ServerMessage::Left {
+                    req: 0,
+                    room_id: old.room.id,
+                }));
+            }
+        }
+        self.membership = Some(new);
+    }
+
     fn on_shutdown(&mut self) {
         self.draining = true;
         self.link

@@ -62,10 +62,14 @@ impl Reader {
             };
             let step = tokio::select! {
                 biased;
-                signal = ctl.signal(!self.core.draining) => match signal {
+                signal = ctl.signal_or_seat(!self.core.draining) => match signal {
                     Signal::Ended => break,
                     Signal::Drain => {
                         self.core.on_shutdown();
+                        Ok(())
+                    }
+                    Signal::Seat => {
+                        self.core.take_match_seat();
                         Ok(())
                     }
                 },
@@ -100,6 +104,10 @@ impl Reader {
             }
         }
         drop(pending);
+        // Out of the matchmaking queue; a seat a match gave it just now is left too.
+        if let Some(m) = self.core.env.queue.forget(self.core.link.session_id) {
+            self.core.membership = Some(m);
+        }
         self.core.leave_room(&ctl.ending());
     }
 

@@ -115,6 +115,7 @@ impl Core {
             Ok(Outcome::Reply(msg)) => {
                 self.link.send_in_task(Outbound::Msg(msg));
             }
+            Ok(Outcome::Done) => {}
             Err(e) => self.client_error(ErrorKind::Command, e, req),
         }
     }

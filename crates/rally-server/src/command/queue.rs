@@ -1,0 +1,221 @@
+//! `queue` and `leave_queue`, and the matchmaking passes that seat matched players
+//! (commands floor: seating a match is the `create` and `join` commands' work, done for
+//! players who are waiting rather than asking).
+//!
+//! `queue` checks the kind and its rating queue, gathers the ticket's players (the sender,
+//! or with `party` every connected player of the sender's room) and queues them; the `ok`
+//! is pushed to the sender while the ticket is queued, so it always precedes the match.
+//! [`run`] is the task that makes a pass every `queue::PASS_EVERY`: it answers timed-out
+//! tickets with `MATCH_TIMEOUT` and seats each match from a task of its own.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rally_protocol::{ErrorCode, ServerMessage};
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use rally_game::PlayerId;
+
+use super::join::{options, seat};
+use super::{CommandContext, CommandEnv, CommandError, Outcome};
+use crate::outbox::{Outbound, SessionLink};
+use crate::queue::{MatchQueue, MatchRules, Pass, PoolKey, Seating, Waiter, PASS_EVERY};
+use crate::room::{self, RoomEnv};
+use crate::room_handle::{Control, Membership, PartyMember, Reservation, RoomHandle};
+
+/// The longest a seating waits on a room (to free the old seat, to be seated).
+const SEAT_WAIT: Duration = Duration::from_secs(5);
+
+/// What a `queue` request asks.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct QueueRequest {
+    pub(super) kind: String,
+    /// The room options as sent (a MessagePack map or nil).
+    pub(super) options: Bytes,
+    pub(super) rating: f64,
+    pub(super) party: bool,
+}
+
+/// Queues the sender (or its room's party); the `ok` goes out as the ticket is queued.
+pub(super) async fn queue(
+    env: &CommandEnv,
+    req: u32,
+    q: QueueRequest,
+    ctx: &CommandContext,
+    link: SessionLink,
+    membership: Option<Membership>,
+) -> Result<Outcome, CommandError> {
+    let rooms = &env.rooms;
+    let rules = rooms.games.rules(&q.kind).ok_or_else(|| {
+        CommandError::new(
+            ErrorCode::UnknownRoomKind,
+            format!("no room kind {:?}", q.kind),
+        )
+    })?;
+    let Some(queue_rules) = rules.queue_rules() else {
+        return Err(CommandError::new(
+            ErrorCode::InvalidArgument,
+            format!("room kind {:?} has no matchmaking queue", q.kind),
+        ));
+    };
+    if rooms.matchmaker.is_draining() {
+        return Err(CommandError::new(
+            ErrorCode::Draining,
+            "the server is draining and takes no new joins; connect to another server",
+        ));
+    }
+    let parsed = options(&q.options)?;
+    let (_, filter) = room::filter_key(&q.kind, rules, &parsed);
+    let match_rules = MatchRules::of(rules, queue_rules);
+    let members = if q.party {
+        let Some(m) = membership else {
+            return Err(CommandError::new(
+                ErrorCode::NotInRoom,
+                "a party queues from the room its players share; join one first",
+            ));
+        };
+        party(&m).await?
+    } else {
+        let waiter = Waiter {
+            link: link.clone(),
+            account: ctx.account,
+            seat: membership.map(|m| (m.room, m.player_id)),
+        };
+        vec![(ctx.session_id, waiter)]
+    };
+    let pool = PoolKey {
+        kind: Arc::from(q.kind.as_str()),
+        filter,
+    };
+    env.queue
+        .enqueue(pool, &match_rules, members, q.rating, q.options, || {
+            link.send(Outbound::Msg(ServerMessage::Ok { req }));
+        })?;
+    Ok(Outcome::Done)
+}
+
+/// The connected players of `m`'s room, each with its seat there.
+async fn party(m: &Membership) -> Result<Vec<(u64, Waiter)>, CommandError> {
+    let (reply, answer) = oneshot::channel();
+    let gone = || CommandError::new(ErrorCode::NotInRoom, "the room has closed");
+    m.room
+        .control
+        .send(Control::Party { reply })
+        .await
+        .map_err(|_| gone())?;
+    let players: Vec<PartyMember> = answer.await.map_err(|_| gone())?;
+    Ok(players
+        .into_iter()
+        .map(|p| {
+            let waiter = Waiter {
+                link: p.link,
+                account: p.account,
+                seat: Some((m.room.clone(), p.player_id)),
+            };
+            (waiter.link.session_id, waiter)
+        })
+        .collect())
+}
+
+/// `leave_queue`.
+pub(super) fn leave_queue(env: &CommandEnv, req: u32, session: u64) -> Result<Outcome, CommandError> {
+    env.queue.leave(session)?;
+    Ok(Outcome::Reply(ServerMessage::Ok { req }))
+}
+
+/// Makes a pass every `PASS_EVERY` until `stop` is cancelled; each match is seated by a
+/// task of its own in `tracker`.
+pub(crate) async fn run(env: Arc<CommandEnv>, tracker: TaskTracker, stop: CancellationToken) {
+    let mut every = tokio::time::interval(PASS_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        let Pass { timed_out, matches } = env.queue.pass();
+        for (link, error) in timed_out {
+            link.send(Outbound::Msg(error.into_message(0)));
+        }
+        for m in matches {
+            let rooms = env.rooms.clone();
+            let queue = env.queue.clone();
+            tracker.spawn(async move { seat_match(&rooms, &queue, m).await });
+        }
+    }
+}
+
+/// Opens a match's private room and seats its players in turn, each on its team: out of
+/// the room it sits in (`left`, req 0), into the new one (`joined`, req 0).
+async fn seat_match(rooms: &Arc<RoomEnv>, queue: &MatchQueue, m: Seating) {
+    let (handle, reservations) = match open(rooms, &m) {
+        Ok(r) => r,
+        Err(e) => {
+            // The room could not open (draining, shutting down, the game refused the
+            // options): every player is told, and none of them is queued any more.
+            for (w, _) in m.players {
+                w.link.send(Outbound::Msg(e.clone().into_message(0)));
+            }
+            return;
+        }
+    };
+    for ((w, team), reservation) in m.players.into_iter().zip(reservations) {
+        if let Some((old, player)) = &w.seat {
+            leave_old(&w.link, old, *player).await;
+        }
+        let team = (team != 0).then_some(team);
+        let seating = seat(handle.clone(), reservation, 0, w.account, w.link.clone(), team);
+        let seated = tokio::time::timeout(SEAT_WAIT, seating)
+            .await
+            .unwrap_or_else(|_| {
+                Err(CommandError::new(
+                    ErrorCode::Timeout,
+                    "the match's room did not seat the player in time; queue again",
+                ))
+            });
+        match seated {
+            Ok(membership) => queue.place(&w.link, membership),
+            Err(e) => {
+                w.link.send(Outbound::Msg(e.into_message(0)));
+            }
+        }
+    }
+}
+
+/// Opens the match's private room and reserves a seat for every player at once, before
+/// anyone sits: a game that locks its room when it starts cannot shut the last ones out.
+fn open(
+    rooms: &Arc<RoomEnv>,
+    m: &Seating,
+) -> Result<(RoomHandle, Vec<Reservation>), CommandError> {
+    let (handle, first) = room::create(rooms, &m.kind, options(&m.options)?, true)?;
+    let mut reservations = vec![first];
+    for _ in 1..m.players.len() {
+        // Dropped on an error, the reservations free their seats and the room ends.
+        reservations.push(room::reserve_id(rooms, handle.id)?.1);
+    }
+    Ok((handle, reservations))
+}
+
+/// Frees a matched player's seat in the room it sat in and tells it (`left`, req 0).
+async fn leave_old(link: &SessionLink, old: &RoomHandle, player: PlayerId) {
+    let (reply, done) = oneshot::channel();
+    let leave = Control::Leave {
+        player,
+        session: link.session_id,
+        reply: Some(reply),
+    };
+    // The old room may have ended meanwhile: the player is out of it either way.
+    let _ = tokio::time::timeout(SEAT_WAIT, async {
+        old.control.send(leave).await.ok()?;
+        done.await.ok()
+    })
+    .await;
+    link.send(Outbound::Msg(ServerMessage::Left {
+        req: 0,
+        room_id: old.id,
+    }));
+}
