@@ -10,11 +10,14 @@
 //!   nobody is to move), "result": "waiting"|"playing"|"x_won"|"o_won"|"draw"|"forfeit"}`.
 //! - match result ([`Game::result`], recorded when the room ends): the outcome and the
 //!   winner's player id.
+//!
+//! Deterministic: it uses no time and no randomness, and [`TicTacToe::state_hash`] covers
+//! the seats, the board, the turn and the outcome.
 #![warn(missing_docs, unreachable_pub)]
 #![forbid(unsafe_code)]
 
 use rally_game::msgpack::{self, Reader};
-use rally_game::{serde_json, Game, PlayerId, Refusal, Tick};
+use rally_game::{serde_json, Game, PlayerId, Refusal, StateHasher, Tick};
 
 /// The room kind name tic-tac-toe is registered under.
 pub const KIND: &str = "tictactoe";
@@ -212,6 +215,31 @@ impl Game for TicTacToe {
             "o": self.seats[1],
             "moves": self.board.iter().filter(|c| c.is_some()).count(),
         }))
+    }
+
+    fn state_hash(&self) -> Option<u64> {
+        let mut h = StateHasher::new();
+        for s in self.seats {
+            h.u64(s.map_or(0, u64::from));
+        }
+        for c in self.board {
+            h.u64(c.map_or(9, |m| m as u64));
+        }
+        let outcome = match self.outcome {
+            Outcome::Waiting => 0,
+            Outcome::Playing => 1,
+            Outcome::Won(m) => 2 + m as u64,
+            Outcome::Draw => 4,
+            Outcome::Forfeit(m) => 5 + m as u64,
+        };
+        h.u64(self.turn as u64)
+            .u64(outcome)
+            .u64(u64::from(self.dirty));
+        Some(h.finish())
+    }
+
+    fn version(&self) -> &str {
+        env!("CARGO_PKG_VERSION")
     }
 }
 
