@@ -200,11 +200,11 @@ pub fn input(out: &mut Vec<u8>, player: u32, seq: u32, payload: &[u8]) {
     });
 }
 
-/// `Game::tick` ran as tick `number`, covering `dt_micros`.
-pub fn tick(out: &mut Vec<u8>, number: u64, dt_micros: u64) {
+/// `Game::tick` ran as tick `number`, covering `dt_nanos`.
+pub fn tick(out: &mut Vec<u8>, number: u64, dt_nanos: u64) {
     record(out, tag::TICK, |o| {
         varint(o, number);
-        varint(o, dt_micros);
+        varint(o, dt_nanos);
     });
 }
 

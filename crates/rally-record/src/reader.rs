@@ -33,8 +33,8 @@ pub enum Record<'a> {
     Tick {
         /// The tick number.
         number: u64,
-        /// The time it covered, in microseconds.
-        dt_micros: u64,
+        /// The time it covered, in nanoseconds (exact: a game's floats see the very same `dt`).
+        dt_nanos: u64,
     },
     /// The state hash after a tick.
     Hash {
@@ -233,7 +233,10 @@ impl<'a> Reader<'a> {
             started_unix_ms: b.varint("header start time")?,
         };
         if header.tick_hz == 0 || header.hash_every == 0 {
-            return fail(start, ReadErrorKind::Malformed("header rates must not be 0"));
+            return fail(
+                start,
+                ReadErrorKind::Malformed("header rates must not be 0"),
+            );
         }
         Ok((header, r))
     }
@@ -326,7 +329,7 @@ fn parse<'a>(t: u8, b: &mut Body<'a>, start: usize) -> Result<Option<Parsed<'a>>
         },
         tag::TICK => Record::Tick {
             number: b.varint("tick number")?,
-            dt_micros: b.varint("tick duration")?,
+            dt_nanos: b.varint("tick duration")?,
         },
         tag::HASH => Record::Hash {
             number: b.varint("hash tick")?,
@@ -376,7 +379,7 @@ mod tests {
         encode::header(&mut f, &header());
         encode::join(&mut f, 1, true);
         encode::input(&mut f, 1, 1, &[0x92, 0x01, 0x00]);
-        encode::tick(&mut f, 1, 50_000);
+        encode::tick(&mut f, 1, 50_000_000);
         encode::hash(&mut f, 1, 77);
         encode::leave(&mut f, 1);
         encode::end(&mut f, EndReason::Empty, 1, 60, "null");
@@ -411,9 +414,12 @@ mod tests {
                 },
                 Record::Tick {
                     number: 1,
-                    dt_micros: 50_000
+                    dt_nanos: 50_000_000
                 },
-                Record::Hash { number: 1, hash: 77 },
+                Record::Hash {
+                    number: 1,
+                    hash: 77
+                },
                 Record::Leave { player: 1 },
                 Record::End {
                     reason: EndReason::Empty,
@@ -434,7 +440,10 @@ mod tests {
         let mut f = sample();
         f[8] = 9;
         let e = Reader::new(&f).unwrap_err();
-        assert_eq!((e.offset, e.kind), (8, ReadErrorKind::UnsupportedVersion(9)));
+        assert_eq!(
+            (e.offset, e.kind),
+            (8, ReadErrorKind::UnsupportedVersion(9))
+        );
         let f = sample();
         // Cut inside the tick record: everything before it reads, then Truncated there.
         let tick_at = {
@@ -448,7 +457,10 @@ mod tests {
         assert!(r.next_record().unwrap().is_some());
         let e = r.next_record().unwrap_err();
         assert_eq!((e.offset, &e.kind), (tick_at, &ReadErrorKind::Truncated));
-        assert_eq!(e.to_string(), format!("the file ends inside a record (truncated) at byte offset {tick_at}"));
+        assert_eq!(
+            e.to_string(),
+            format!("the file ends inside a record (truncated) at byte offset {tick_at}")
+        );
         assert_eq!(r.next_record(), Ok(None), "nothing after an error");
     }
 

@@ -105,7 +105,11 @@ impl Replay {
                     return Err(self.diverged(format!(
                         "the game {} player {player}'s join, the recording says it {}",
                         if got { "accepted" } else { "refused" },
-                        if accepted { "accepted it" } else { "refused it" },
+                        if accepted {
+                            "accepted it"
+                        } else {
+                            "refused it"
+                        },
                     )));
                 }
             }
@@ -119,7 +123,7 @@ impl Replay {
                 // that should not be one shows up in the next hash.
                 let _ = self.game.input(player, seq, payload);
             }
-            Record::Tick { number, dt_micros } => {
+            Record::Tick { number, dt_nanos } => {
                 if number != self.tick + 1 {
                     return Err(self.diverged(format!(
                         "the recording jumps from tick {} to tick {number}",
@@ -131,7 +135,7 @@ impl Replay {
                 self.views.clear();
                 let tick = Tick::new(
                     number,
-                    Duration::from_micros(dt_micros),
+                    Duration::from_nanos(dt_nanos),
                     &mut self.room_buf,
                     &mut self.views,
                 );
@@ -161,9 +165,9 @@ impl Replay {
                 let want: serde_json::Value =
                     serde_json::from_str(result).unwrap_or(serde_json::Value::Null);
                 if got != want {
-                    return Err(self.diverged(format!(
-                        "the result is {got}, the recording has {want}"
-                    )));
+                    return Err(
+                        self.diverged(format!("the result is {got}, the recording has {want}"))
+                    );
                 }
                 return Ok(Step::Ended(reason));
             }
@@ -287,7 +291,7 @@ mod tests {
             views.clear();
             let tick = Tick::new(n, Duration::from_millis(50), &mut room, &mut views);
             game.tick(&mut tick.with_rng(&mut rng));
-            encode::tick(&mut f, n, 50_000);
+            encode::tick(&mut f, n, 50_000_000);
             if n % 2 == 0 {
                 encode::hash(&mut f, n, state_hash(&game, &room));
             }

@@ -23,6 +23,7 @@ use crate::matchmaker::Matchmaker;
 use crate::metrics::{DbCallMetric, Metrics};
 use crate::outbox::LiveSessions;
 use crate::readiness::{Dependency, Readiness};
+use crate::recording::Recordings;
 use crate::resume::ResumeTokens;
 use crate::room::RoomEnv;
 use crate::session::SessionEnv;
@@ -50,6 +51,8 @@ pub struct ServerHandle {
     pub(crate) readiness: Arc<Readiness>,
     /// The database; `None` for a server built without one (tests of the realtime path).
     pub(crate) storage: Option<Arc<Storage>>,
+    /// Match recordings; `None` when `recordings_dir` is empty.
+    pub(crate) recordings: Option<Arc<Recordings>>,
 }
 
 impl ServerHandle {
@@ -61,6 +64,7 @@ impl ServerHandle {
             resume: Arc::new(ResumeTokens::default()),
             metrics: self.metrics.clone(),
             storage: self.storage.clone(),
+            recordings: self.recordings.clone(),
             tracker: self.tracker.clone(),
             shutdown: self.shutdown.clone(),
             tick_period: self.config.tick_period(),
@@ -109,6 +113,7 @@ impl ServerHandle {
             metrics: self.metrics.clone(),
             readiness: self.readiness.clone(),
             shutdown: self.shutdown.clone(),
+            recordings: self.recordings.clone(),
         }
     }
 

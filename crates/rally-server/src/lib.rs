@@ -45,6 +45,8 @@
 //! - `heartbeat`: event loop lag, runtime busy ratio, metrics upkeep.
 //! - `storage`: the database: opening it, retried and timed calls, background writes
 //!   flushed at shutdown, the readiness probe.
+//! - `recording`: match recordings: the writer task per match (the tick never waits on
+//!   the disk), retention, the listing.
 //! - `metrics`: the hot-path counters, task meters, the registry and the scrape.
 //! - [`directory`]: connected sessions.
 //! - `readiness`: what `/readyz` reports, and the [`Dependency`] hook.
@@ -80,6 +82,7 @@ mod metrics;
 mod outbox;
 mod player_data;
 mod readiness;
+mod recording;
 mod resume;
 mod room;
 mod room_handle;

@@ -83,6 +83,24 @@ mod name {
     pub(super) const BUSY_RATIO: &str = "rally_tokio_busy_ratio";
     pub(super) const GLOBAL_QUEUE: &str = "rally_tokio_global_queue_depth";
     pub(super) const ALIVE_TASKS: &str = "rally_tokio_alive_tasks";
+    pub(super) const RECORDING_BYTES: &str = "rally_recording_bytes_total";
+    pub(super) const RECORDINGS_TRUNCATED: &str = "rally_recordings_truncated_total";
+    pub(super) const RECORDING_WRITE: &str = "rally_recording_write_seconds";
+}
+
+/// The match recordings' figures, handed to the recordings writer when the server starts.
+#[derive(Debug, Clone)]
+pub(crate) struct RecordingMetrics {
+    /// Bytes written to recording files.
+    pub(crate) bytes: Counter,
+    /// Recordings cut short: the room's buffer was full (the disk did not keep up).
+    pub(crate) cut_buffer_full: Counter,
+    /// Recordings cut short: a write failed.
+    pub(crate) cut_write_error: Counter,
+    /// Time one write (and its flush to the OS) took.
+    pub(crate) write: Histogram,
+    /// The writer tasks.
+    pub(crate) task: TaskMeter,
 }
 
 /// Commands with their own `command` label.
@@ -160,6 +178,7 @@ impl Metrics {
             (name::TICK, TICK_BUCKETS),
             (name::COMMAND, CALL_BUCKETS),
             (name::DB_CALL, CALL_BUCKETS),
+            (name::RECORDING_WRITE, CALL_BUCKETS),
         ]
         .into_iter()
         .fold(PrometheusBuilder::new(), |b, (metric, buckets)| {
@@ -232,6 +251,8 @@ impl Metrics {
             (name::BYTES_IN, "Bytes read from client connections (framing included), by transport"),
             (name::BYTES_OUT, "Bytes written to client connections (framing included), by transport"),
             (name::REJECTIONS, "Error messages sent to clients, by error code (every code a client receives counts)"),
+            (name::RECORDING_BYTES, "Bytes written to match recording files"),
+            (name::RECORDINGS_TRUNCATED, "Match recordings cut short, by reason: buffer_full (the disk did not keep up), write_error (a write failed); the game went on"),
             (name::RATE_LIMITED, "Refused by a rate limit: inputs and requests/pings over their per-connection rate, connections closed for staying over, connections refused by their address's limits"),
         ];
         for (n, help) in counters {
@@ -285,6 +306,10 @@ impl Metrics {
             (
                 name::DB_CALL,
                 "Time one database call took, by operation (fed by the storage layer)",
+            ),
+            (
+                name::RECORDING_WRITE,
+                "Time one write of a match recording took (buffered records, then the flush to the OS)",
             ),
         ];
         for (n, help) in histograms {
@@ -341,6 +366,24 @@ impl Metrics {
             .get(kind)
             .cloned()
             .unwrap_or_else(|| self.histogram(name::TICK, &[("kind", kind.to_owned())]))
+    }
+
+    /// The recordings writer's figures (registered now, so they show at zero).
+    pub(crate) fn recording(&self) -> RecordingMetrics {
+        let bytes = self.counter(name::RECORDING_BYTES, &[]);
+        let cut = |reason: &str| {
+            let c = self.counter(name::RECORDINGS_TRUNCATED, &[("reason", reason.to_owned())]);
+            c.increment(0);
+            c
+        };
+        bytes.increment(0);
+        RecordingMetrics {
+            bytes,
+            cut_buffer_full: cut("buffer_full"),
+            cut_write_error: cut("write_error"),
+            write: self.histogram(name::RECORDING_WRITE, &[]),
+            task: self.task_meter(TaskKind::Recording),
+        }
     }
 
     /// The timer of one database operation.

@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Room, Seat};
 use crate::outbox::{Outbound, SessionLink};
+use crate::recording::RoomRecording;
 use crate::room_handle::{Control, Reservation, SeatView};
 
 impl Room {
@@ -83,7 +84,11 @@ impl Room {
             return;
         }
         let id = self.next_player;
-        if let Err(refusal) = self.game.join(id) {
+        let answer = self.game.join(id);
+        if let Some(out) = self.recording.as_mut().and_then(RoomRecording::records) {
+            rally_record::encode::join(out, id, answer.is_ok());
+        }
+        if let Err(refusal) = answer {
             // Dropping the reservation frees the seat it held.
             let _ = reply.send(Err(refusal));
             return;

@@ -29,8 +29,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
-use rally_game::{CloseReason, Game, PlayerId};
+use rally_game::{CloseReason, Game, PlayerId, Rng};
 use rally_protocol::{ErrorCode, ServerMessage};
+use rally_record::encode::{self, Header};
 use rally_store::AccountId;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -40,6 +41,7 @@ use crate::error::{ClientError, CommandError};
 use crate::games::Kind;
 use crate::metrics::{ErrorKind, TaskKind};
 use crate::outbox::{Outbound, SessionLink};
+use crate::recording::{RoomRecording, Summary, HASH_EVERY};
 use crate::room_handle::{Control, InputMsg, Reservation, RoomHandle, RoomInfo};
 
 pub(crate) use env::RoomEnv;
@@ -96,6 +98,21 @@ struct Room {
     players: Vec<(PlayerId, u64)>,
     /// When the room opened: the match's start.
     opened_at: SystemTime,
+    /// The game's random numbers ([`rally_game::Tick::rng`]), seeded per room; the seed is
+    /// in the recording's header.
+    rng: Rng,
+    /// This match's recording; `None` when recording is off (or it was cut).
+    recording: Option<RoomRecording>,
+}
+
+/// A fresh seed per room: from the OS, or, should that fail, from the clock (a seed
+/// needs to differ between rooms, not to be secret).
+fn room_seed() -> u64 {
+    getrandom::u64().unwrap_or_else(|_| {
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+    })
 }
 
 /// Starts a room task and returns its handle.
@@ -131,10 +148,29 @@ fn spawn(env: &Arc<RoomEnv>, id: u64, kind: &str, spec: &Kind) -> RoomHandle {
             close_note: OnceLock::new(),
         }),
     };
+    let game = (spec.factory)();
+    let seed = room_seed();
+    let opened_at = SystemTime::now();
+    let recording = env.recordings.as_ref().map(|r| {
+        r.start(&Header {
+            room_id: id,
+            kind: kind.to_owned(),
+            game_version: game.version().to_owned(),
+            // No room options yet: an empty MessagePack map. (Hook: the room options of
+            // issue 14 go here once rooms have them.)
+            options: vec![0x80],
+            seed,
+            tick_hz: (1.0 / env.tick_period.as_secs_f64()).round() as u32,
+            hash_every: HASH_EVERY,
+            started_unix_ms: opened_at
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+        })
+    });
     let room = Room {
         env: env.clone(),
         handle: handle.clone(),
-        game: (spec.factory)(),
+        game,
         seats: Vec::with_capacity(spec.max_players.min(64)),
         next_player: 1,
         tick: 0,
@@ -144,7 +180,9 @@ fn spawn(env: &Arc<RoomEnv>, id: u64, kind: &str, spec: &Kind) -> RoomHandle {
         gone: Vec::new(),
         tick_duration: env.metrics.tick_histogram(kind),
         players: Vec::new(),
-        opened_at: SystemTime::now(),
+        opened_at,
+        rng: Rng::new(seed),
+        recording,
     };
     env.tracker.spawn(room.run(control_rx, inputs_rx));
     handle
@@ -288,6 +326,9 @@ impl Room {
             if let Some(t) = seat.token {
                 self.env.resume.remove(&t);
             }
+            if let Some(out) = self.recording.as_mut().and_then(RoomRecording::records) {
+                encode::leave(out, player);
+            }
             self.game.leave(player);
             self.count_players();
             self.env.matchmaker.release(self.handle.id);
@@ -296,6 +337,7 @@ impl Room {
 
     fn finish(mut self, reason: CloseReason, duration_ms: u64) {
         self.game.shutdown(reason);
+        self.finish_recording(reason, duration_ms);
         self.record_match(duration_ms);
         let id = self.handle.id;
         let note = self.handle.info.close_note.get();
@@ -383,6 +425,43 @@ impl Room {
             self.opened_at,
             duration_ms,
             result,
+        );
+    }
+}
+
+impl Room {
+    /// Ends the recording with its trailer: the reason, the ticks, the duration and the
+    /// game's result; the writer then fsyncs it.
+    fn finish_recording(&mut self, reason: CloseReason, duration_ms: u64) {
+        let Some(recording) = self.recording.take() else {
+            return;
+        };
+        let result = self.game.result().unwrap_or(serde_json::Value::Null);
+        let result = serde_json::to_string(&result).unwrap_or_else(|_| "null".to_owned());
+        let mut players: Vec<u64> = self.players.iter().map(|(_, a)| *a).collect();
+        players.sort_unstable();
+        players.dedup();
+        let end = encode::EndReason::from(reason);
+        let summary = Summary {
+            room_id: self.handle.id,
+            kind: self.handle.kind.to_string(),
+            game_version: self.game.version().to_owned(),
+            tick_hz: (1.0 / self.env.tick_period.as_secs_f64()).round() as u32,
+            started_unix_ms: self
+                .opened_at
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            players,
+            reason: Some(end.name().to_owned()),
+            ticks: Some(self.tick),
+            duration_ms: Some(duration_ms),
+            complete: true,
+            ..Summary::default()
+        };
+        let ticks = self.tick;
+        recording.finish(
+            |out| encode::end(out, end, ticks, duration_ms, &result),
+            summary,
         );
     }
 }

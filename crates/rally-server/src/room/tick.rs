@@ -7,6 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use rally_game::{PlayerId, Tick};
 use rally_protocol::{ErrorCode, ServerMessage};
+use rally_record::encode;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -14,6 +15,7 @@ use super::Room;
 use crate::error::ClientError;
 use crate::metrics::ErrorKind;
 use crate::outbox::Sent;
+use crate::recording::RoomRecording;
 use crate::room_handle::InputMsg;
 use crate::transport::Transport;
 
@@ -36,6 +38,9 @@ impl Room {
             };
             if input.seq <= self.seats[at].last_seq || !self.seats[at].held_by(input.session) {
                 continue; // a duplicate, or from a connection that lost the seat
+            }
+            if let Some(out) = self.recording.as_mut().and_then(RoomRecording::records) {
+                encode::input(out, input.player, input.seq, &input.payload);
             }
             match self.game.input(input.player, input.seq, &input.payload) {
                 Ok(()) => self.seats[at].last_seq = input.seq,
@@ -64,12 +69,9 @@ impl Room {
         self.handle.info.tick.store(self.tick, Ordering::Relaxed);
         self.room_buf.clear();
         self.views.clear();
-        self.game.tick(&mut Tick::new(
-            self.tick,
-            dt,
-            &mut self.room_buf,
-            &mut self.views,
-        ));
+        let tick = Tick::new(self.tick, dt, &mut self.room_buf, &mut self.views);
+        self.game.tick(&mut tick.with_rng(&mut self.rng));
+        self.record_tick(dt);
         let room_state =
             (!self.room_buf.is_empty()).then(|| Bytes::copy_from_slice(&self.room_buf));
         let views: Vec<(PlayerId, Bytes)> = self
@@ -114,5 +116,23 @@ impl Room {
             self.write_buf = Vec::new();
         }
         self.mark_gone_away();
+    }
+
+    /// Records the tick (and every `HASH_EVERY` ticks the state hash) and hands the
+    /// tick's records to the writer without waiting.
+    fn record_tick(&mut self, dt: Duration) {
+        let Some(recording) = &mut self.recording else {
+            return;
+        };
+        if let Some(out) = recording.records() {
+            encode::tick(out, self.tick, dt.as_nanos() as u64);
+        }
+        if recording.wants_hash(self.tick) {
+            let hash = rally_record::state_hash(&*self.game, &self.room_buf);
+            if let Some(out) = recording.records() {
+                encode::hash(out, self.tick, hash);
+            }
+        }
+        recording.end_tick();
     }
 }
