@@ -56,6 +56,11 @@ impl Games {
         self
     }
 
+    /// A fresh game of `kind`, as a new room gets (`rally replay` runs recordings on it).
+    pub fn make(&self, kind: &str) -> Option<Box<dyn Game>> {
+        self.kinds.get(kind).map(|k| (k.factory)())
+    }
+
     pub(crate) fn get(&self, kind: &str) -> Option<&Kind> {
         self.kinds.get(kind)
     }
