@@ -54,8 +54,7 @@ pub(crate) fn run(m: &ArgMatches, games: &Games) -> anyhow::Result<ExitCode> {
         .get_one::<f64>("speed")
         .copied()
         .filter(|s| s.is_finite() && *s > 0.0);
-    let bytes =
-        std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let shown = path.display();
     let mut version_note = None;
     // The recorded tick period, for `--speed`: set from the header.
@@ -118,7 +117,10 @@ pub(crate) fn run(m: &ArgMatches, games: &Games) -> anyhow::Result<ExitCode> {
     );
     match (report.ending, &report.truncated) {
         (Some(rally_record::Step::Ended(reason)), _) => {
-            eprintln!("rally replay: {shown}: {what}; ended ({}), result matches", reason.name());
+            eprintln!(
+                "rally replay: {shown}: {what}; ended ({}), result matches",
+                reason.name()
+            );
             Ok(ExitCode::SUCCESS)
         }
         (Some(rally_record::Step::Cut(reason)), _) => {
@@ -172,7 +174,8 @@ fn value(r: &mut Reader<'_>, depth: usize) -> Value {
     attempt!(read_bool, Value::Bool);
     attempt!(read_u64, Value::from);
     attempt!(read_i64, Value::from);
-    attempt!(read_f64, |f: f64| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number));
+    attempt!(read_f64, |f: f64| serde_json::Number::from_f64(f)
+        .map_or(Value::Null, Value::Number));
     attempt!(read_str, |s: &str| Value::String(s.to_owned()));
     attempt!(read_bin, |b: &[u8]| Value::from(b.to_vec()));
     let mut probe = r.clone();
@@ -213,7 +216,10 @@ mod tests {
         msgpack::write_int(&mut b, -3);
         msgpack::write_str(&mut b, "ok");
         msgpack::write_bool(&mut b, true);
-        assert_eq!(to_json(&b), serde_json::json!({"p": [7, 1.5, -3], "ok": true}));
+        assert_eq!(
+            to_json(&b),
+            serde_json::json!({"p": [7, 1.5, -3], "ok": true})
+        );
         assert_eq!(to_json(&[0xc1]), Value::Null);
         assert_eq!(to_json(&[0x92, 0x01]), serde_json::json!([1, null]));
     }
