@@ -101,6 +101,13 @@ error_codes! {
     /// Not logged in, a session token that is forged, altered or expired, or a refused
     /// login.
     Unauthorized = 35, false, "UNAUTHORIZED";
+    /// `spectate` or `spectate_recording` named no open room, no room with that code, or
+    /// no recording (or recording is off).
+    NoSuchMatch = 46, false, "NO_SUCH_MATCH";
+    /// The room has as many spectators as it takes.
+    SpectatorsFull = 47, false, "SPECTATORS_FULL";
+    /// `stop_spectating` while watching nothing.
+    NotSpectating = 48, false, "NOT_SPECTATING";
 }
 
 impl std::fmt::Display for ErrorCode {

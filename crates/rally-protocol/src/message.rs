@@ -55,6 +55,12 @@ pub mod tag {
     pub const GET_PROFILE: u8 = 11;
     /// Client `set_name`.
     pub const SET_NAME: u8 = 12;
+    /// Client `spectate` (protocol revision 3).
+    pub const SPECTATE: u8 = 20;
+    /// Client `spectate_recording` (protocol revision 3).
+    pub const SPECTATE_RECORDING: u8 = 21;
+    /// Client `stop_spectating` (protocol revision 3).
+    pub const STOP_SPECTATING: u8 = 22;
     /// Server `welcome`.
     pub const WELCOME: u8 = 64;
     /// Server `joined`.
@@ -83,6 +89,10 @@ pub mod tag {
     pub const WRITTEN: u8 = 76;
     /// Server `profile` (the reply to `get_profile`).
     pub const PROFILE: u8 = 77;
+    /// Server `spectating` (the reply to `spectate` and `spectate_recording`).
+    pub const SPECTATING: u8 = 82;
+    /// Server `spectator_state`.
+    pub const SPECTATOR_STATE: u8 = 83;
 }
 
 /// Why a message body could not be decoded. The server answers all of these with

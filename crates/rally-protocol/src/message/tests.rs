@@ -53,7 +53,7 @@ fn payload_strategy() -> impl Strategy<Value = Vec<u8>> {
 }
 
 fn client_strategy() -> impl Strategy<Value = (u8, u64, String, Vec<u8>)> {
-    (1u8..=16, any::<u64>(), ".{0,70}", payload_strategy())
+    (1u8..=19, any::<u64>(), ".{0,70}", payload_strategy())
 }
 
 fn build<'a>(t: u8, n: u64, s: &'a str, p: &'a [u8]) -> ClientMessage<'a> {
@@ -112,6 +112,16 @@ fn build<'a>(t: u8, n: u64, s: &'a str, p: &'a [u8]) -> ClientMessage<'a> {
             req: n as u32,
             name: s,
         },
+        16 => ClientMessage::Spectate {
+            req: n as u32,
+            room_id: n,
+            code: s,
+        },
+        17 => ClientMessage::SpectateRecording {
+            req: n as u32,
+            file: s,
+        },
+        18 => ClientMessage::StopSpectating { req: n as u32 },
         2 => ClientMessage::Join {
             req: n as u32,
             kind: s,
@@ -157,6 +167,8 @@ proptest! {
             ServerMessage::Data { req: n as u32, owner: n, key: s.clone(), value: None, version: 0, public: false },
             ServerMessage::Written { req: n as u32, key: s.clone(), version: n },
             ServerMessage::Profile { req: n as u32, account_id: n, display_name: s.clone(), sessions: n, play_ms: n, games_played: n },
+            ServerMessage::Spectating { req: n as u32, room_id: n, kind: s.clone(), tick_hz: 20 },
+            ServerMessage::SpectatorState { room_id: n, tick: n, payload: Bytes::from(p.clone()) },
         ];
         for m in all {
             let mut out = Vec::new();

@@ -170,7 +170,7 @@ pub struct ClientFields {
 }
 
 /// Client message variants [`client`] builds.
-pub const CLIENT_VARIANTS: usize = 12;
+pub const CLIENT_VARIANTS: usize = 15;
 
 /// Field values for any client message.
 pub fn client_fields() -> impl Strategy<Value = ClientFields> {
@@ -253,6 +253,16 @@ pub fn client(f: &ClientFields) -> ClientMessage<'_> {
             req: f.a,
             name: &f.s,
         },
+        12 => ClientMessage::Spectate {
+            req: f.a,
+            room_id: f.b,
+            code: &f.s,
+        },
+        13 => ClientMessage::SpectateRecording {
+            req: f.a,
+            file: &f.s,
+        },
+        14 => ClientMessage::StopSpectating { req: f.a },
         v => unreachable!("client variant {v}"),
     }
 }
@@ -273,11 +283,14 @@ pub fn client_variant(m: &ClientMessage<'_>) -> usize {
         ClientMessage::DeleteData { .. } => 9,
         ClientMessage::GetProfile { .. } => 10,
         ClientMessage::SetName { .. } => 11,
+        ClientMessage::Spectate { .. } => 12,
+        ClientMessage::SpectateRecording { .. } => 13,
+        ClientMessage::StopSpectating { .. } => 14,
     }
 }
 
 /// Server message variants [`server`] generates.
-pub const SERVER_VARIANTS: usize = 15;
+pub const SERVER_VARIANTS: usize = 17;
 
 /// Which variant a server message is; no wildcard, as for [`client_variant`].
 pub fn server_variant(m: &ServerMessage) -> usize {
@@ -297,6 +310,8 @@ pub fn server_variant(m: &ServerMessage) -> usize {
         ServerMessage::Written { .. } => 12,
         ServerMessage::Profile { .. } => 13,
         ServerMessage::Conflict { .. } => 14,
+        ServerMessage::Spectating { .. } => 15,
+        ServerMessage::SpectatorState { .. } => 16,
     }
 }
 
@@ -426,6 +441,21 @@ pub fn server() -> impl Strategy<Value = ServerMessage> {
                 message,
                 req,
                 current_version,
+            })
+            .boxed(),
+        (u32f(), u64f(), strf(), u32f())
+            .prop_map(|(req, room_id, kind, tick_hz)| ServerMessage::Spectating {
+                req,
+                room_id,
+                kind,
+                tick_hz,
+            })
+            .boxed(),
+        (u64f(), u64f(), payload())
+            .prop_map(|(room_id, tick, p)| ServerMessage::SpectatorState {
+                room_id,
+                tick,
+                payload: Bytes::from(p),
             })
             .boxed(),
     ])
