@@ -33,6 +33,7 @@
 //! **Play**
 //! - `room`: the room task that owns a game and ticks it, a method per control message
 //!   (`room::env`: what each room is given).
+//! - `playback`: a finished match watched from its recording, as a spectator stream.
 //! - `resume`: resume tokens, so a dropped player takes its seat back.
 //! - `matchmaker`: join-or-create by room kind, seat counts, the drain switch.
 //! - `room_handle`: how others reach a room: its handle and messages, a membership, a
@@ -80,6 +81,7 @@ pub mod logging;
 mod matchmaker;
 mod metrics;
 mod outbox;
+mod playback;
 mod player_data;
 mod readiness;
 mod recording;

@@ -8,6 +8,8 @@
 //! - input payload: a cell index `0..=8` (row-major).
 //! - state payload: a map `{"you": "X"|"O", "board": "X.O......", "turn": player_id (0 when
 //!   nobody is to move), "result": "waiting"|"playing"|"x_won"|"o_won"|"draw"|"forfeit"}`.
+//!   The same map without `"you"` is the room state, which only spectators get (a
+//!   player's own view replaces it).
 //! - match result ([`Game::result`], recorded when the room ends): the outcome and the
 //!   winner's player id.
 //!
@@ -179,6 +181,15 @@ impl Game for TicTacToe {
             Outcome::Playing => self.seats[self.turn].unwrap_or(0),
             _ => 0,
         };
+        // For spectators: players get their own view instead.
+        let out = tick.room_state();
+        msgpack::write_map_len(out, 3);
+        msgpack::write_str(out, "board");
+        msgpack::write_str(out, &board);
+        msgpack::write_str(out, "turn");
+        msgpack::write_uint(out, turn.into());
+        msgpack::write_str(out, "result");
+        msgpack::write_str(out, self.result_name());
         for (mark, seat) in self.seats.iter().enumerate() {
             let Some(player) = *seat else { continue };
             let out = tick.player_state(player);
@@ -262,7 +273,10 @@ mod tests {
             &mut room,
             &mut views,
         ));
-        assert!(room.is_empty(), "tic-tac-toe sends views only");
+        assert!(
+            room.is_empty() == views.is_empty(),
+            "a room state for spectators whenever players get views"
+        );
         views
     }
 

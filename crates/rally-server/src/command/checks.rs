@@ -95,7 +95,17 @@ impl CommandChecks for DefaultChecks {
                 | Command::PutData { .. }
                 | Command::DeleteData { .. }
                 | Command::GetProfile { .. }
-                | Command::SetName { .. } => {}
+                | Command::SetName { .. }
+                | Command::Spectate { .. }
+                | Command::StopSpectating => {}
+                Command::SpectateRecording { file } => {
+                    if file.is_empty() || file.len() > 255 {
+                        return Err(CommandError::new(
+                            ErrorCode::InvalidArgument,
+                            "a recording's file name is 1 to 255 bytes",
+                        ));
+                    }
+                }
                 Command::Resume { token } => {
                     if token.is_empty() || token.len() > 64 {
                         return Err(CommandError::new(
@@ -167,7 +177,10 @@ impl CommandChecks for DefaultChecks {
                 | Command::PutData { .. }
                 | Command::DeleteData { .. }
                 | Command::GetProfile { .. }
-                | Command::SetName { .. } => Ok(()),
+                | Command::SetName { .. }
+                | Command::Spectate { .. }
+                | Command::SpectateRecording { .. }
+                | Command::StopSpectating => Ok(()),
             }
         })
     }

@@ -14,7 +14,7 @@
 //! # Layout
 //! - `checks`: [`DefaultChecks`].
 //! - `env`: what the commands are given (`CommandEnv`).
-//! - `join`, `resume`, `leave`, `chat`: one file per room command. The account and data
+//! - `join`, `resume`, `leave`, `chat`, `spectate`: one file per room command. The account and data
 //!   commands are the `accounts` and `player_data` modules' functions.
 //! - this file: the command type, the check trait, and `run`: the checks, then one
 //!   call per command.
@@ -25,6 +25,7 @@ mod env;
 mod join;
 mod leave;
 mod resume;
+mod spectate;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -34,7 +35,7 @@ use rally_protocol::{ErrorCode, ServerMessage};
 use crate::accounts::{self, LoggedIn};
 use crate::outbox::SessionLink;
 use crate::player_data;
-use crate::room_handle::Membership;
+use crate::room_handle::{Membership, Watching};
 
 pub use crate::error::CommandError;
 pub use checks::DefaultChecks;
@@ -114,6 +115,20 @@ pub enum Command {
         /// The new name.
         name: String,
     },
+    /// Watch a room without a seat.
+    Spectate {
+        /// The room.
+        room_id: u64,
+        /// The room's share code; empty: by id.
+        code: String,
+    },
+    /// Watch a finished match from its recording.
+    SpectateRecording {
+        /// The recording's file name.
+        file: String,
+    },
+    /// Stop watching.
+    StopSpectating,
 }
 
 impl Command {
@@ -127,7 +142,12 @@ impl Command {
             | Command::DeleteData { .. }
             | Command::GetProfile { .. }
             | Command::SetName { .. } => true,
-            Command::Join { .. } | Command::Leave | Command::Chat { .. } => auth_required,
+            Command::Join { .. }
+            | Command::Leave
+            | Command::Chat { .. }
+            | Command::Spectate { .. }
+            | Command::SpectateRecording { .. }
+            | Command::StopSpectating => auth_required,
         }
     }
 }
@@ -178,6 +198,16 @@ impl std::fmt::Debug for Command {
                 .field("account_id", account_id)
                 .finish(),
             Command::SetName { name } => f.debug_struct("SetName").field("name", name).finish(),
+            Command::Spectate { room_id, code } => f
+                .debug_struct("Spectate")
+                .field("room_id", room_id)
+                .field("code", code)
+                .finish(),
+            Command::SpectateRecording { file } => f
+                .debug_struct("SpectateRecording")
+                .field("file", file)
+                .finish(),
+            Command::StopSpectating => f.write_str("StopSpectating"),
         }
     }
 }
@@ -197,6 +227,9 @@ impl Command {
             Command::DeleteData { .. } => "delete_data",
             Command::GetProfile { .. } => "get_profile",
             Command::SetName { .. } => "set_name",
+            Command::Spectate { .. } => "spectate",
+            Command::SpectateRecording { .. } => "spectate_recording",
+            Command::StopSpectating => "stop_spectating",
         }
     }
 }
@@ -261,6 +294,10 @@ pub(crate) enum Outcome {
     Forgotten(CommandError),
     /// A reply to send as it is.
     Reply(ServerMessage),
+    /// A spectator stream started (`spectating` is sent already); it replaces any other.
+    Spectating(Watching),
+    /// Stop the spectator stream, if any.
+    StopSpectating,
 }
 
 fn logged_in(ctx: &CommandContext) -> Result<u64, CommandError> {
@@ -341,5 +378,12 @@ pub(crate) async fn run(
             accounts::set_name(storage, &env.directory, session, account, &name).await?;
             Ok(Outcome::Reply(ServerMessage::Ok { req }))
         }
+        Command::Spectate { room_id, code } => {
+            spectate::spectate(&env.rooms, req, room_id, &code, link).await
+        }
+        Command::SpectateRecording { file } => {
+            spectate::spectate_recording(&env.rooms, req, &file, link).await
+        }
+        Command::StopSpectating => Ok(Outcome::StopSpectating),
     }
 }

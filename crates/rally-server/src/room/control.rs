@@ -7,7 +7,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{Room, Seat};
+use super::{Room, Seat, Spectator, MAX_SPECTATORS};
 use crate::outbox::{Outbound, SessionLink};
 use crate::recording::RoomRecording;
 use crate::room_handle::{Control, Reservation, SeatView};
@@ -44,6 +44,12 @@ impl Room {
                 reply,
             } => self.on_chat(player, session, name, text, reply),
             Control::Inspect { reply } => self.on_inspect(reply),
+            Control::Spectate {
+                link,
+                req,
+                watching,
+                reply,
+            } => self.on_spectate(link, req, watching, reply),
         }
     }
 
@@ -207,6 +213,30 @@ impl Room {
             self.mark_gone_away();
         }
         let _ = reply.send(said);
+    }
+
+    /// Adds a spectator, which hears `spectating` before the next state.
+    fn on_spectate(
+        &mut self,
+        link: SessionLink,
+        req: u32,
+        watching: CancellationToken,
+        reply: oneshot::Sender<bool>,
+    ) {
+        self.spectators.retain(|s| !s.watching.is_cancelled());
+        if self.spectators.len() >= MAX_SPECTATORS {
+            let _ = reply.send(false);
+            return;
+        }
+        link.send(Outbound::Msg(ServerMessage::Spectating {
+            req,
+            room_id: self.handle.id,
+            kind: self.handle.kind.to_string(),
+            tick_hz: (1.0 / self.env.tick_period.as_secs_f64()).round() as u32,
+        }));
+        if reply.send(true).is_ok() {
+            self.spectators.push(Spectator { link, watching });
+        }
     }
 
     /// Describes the seats for the admin API.

@@ -50,6 +50,15 @@ pub(crate) use env::RoomEnv;
 const CONTROL_PER_SEAT: usize = 4;
 /// Inputs a room buffers per seat between two ticks.
 const INPUTS_PER_SEAT: usize = 16;
+/// Spectators one room takes: each costs the room one queued message per state.
+pub(crate) const MAX_SPECTATORS: usize = 64;
+
+/// A session watching the room without a seat.
+struct Spectator {
+    link: SessionLink,
+    /// Cancelled when the session stops watching (or ends).
+    watching: CancellationToken,
+}
 
 struct Seat {
     id: PlayerId,
@@ -103,6 +112,8 @@ struct Room {
     rng: Rng,
     /// This match's recording; `None` when recording is off (or it was cut).
     recording: Option<RoomRecording>,
+    /// Not seated, not counted in `max_players`, at most [`MAX_SPECTATORS`].
+    spectators: Vec<Spectator>,
 }
 
 /// A fresh seed per room: from the OS, or, should that fail, from the clock (a seed
@@ -183,6 +194,7 @@ fn spawn(env: &Arc<RoomEnv>, id: u64, kind: &str, spec: &Kind) -> RoomHandle {
         opened_at,
         rng: Rng::new(seed),
         recording,
+        spectators: Vec::new(),
     };
     env.tracker.spawn(room.run(control_rx, inputs_rx));
     handle
@@ -372,6 +384,12 @@ impl Room {
                     reason: reason_text(reason).into(),
                 }));
             }
+        }
+        for s in &self.spectators {
+            s.link.send(Outbound::Msg(ServerMessage::RoomClosed {
+                room_id: id,
+                reason: reason_text(reason).into(),
+            }));
         }
         self.env.matchmaker.remove(id);
         self.handle.close(reason);

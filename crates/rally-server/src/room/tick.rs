@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use super::Room;
 use crate::error::ClientError;
 use crate::metrics::ErrorKind;
-use crate::outbox::Sent;
+use crate::outbox::{Outbound, Sent};
 use crate::recording::RoomRecording;
 use crate::room_handle::InputMsg;
 use crate::transport::Transport;
@@ -112,10 +112,33 @@ impl Room {
                 self.env.metrics.stats.sent(transport, messages, bytes);
             }
         }
+        self.send_spectators(room_state);
         if self.write_buf.capacity() > MAX_KEPT_WRITE_BUFFER {
             self.write_buf = Vec::new();
         }
         self.mark_gone_away();
+    }
+
+    /// Sends spectators the room state, dropping those that stopped watching or whose
+    /// session is gone or not reading. Per-player views are never sent to them.
+    fn send_spectators(&mut self, room_state: Option<Bytes>) {
+        if self.spectators.is_empty() {
+            return;
+        }
+        let (room_id, tick) = (self.handle.id, self.tick);
+        self.spectators.retain(|s| {
+            if s.watching.is_cancelled() {
+                return false;
+            }
+            match &room_state {
+                Some(payload) => s.link.send(Outbound::Msg(ServerMessage::SpectatorState {
+                    room_id,
+                    tick,
+                    payload: payload.clone(),
+                })),
+                None => true,
+            }
+        });
     }
 
     /// Records the tick (and every `HASH_EVERY` ticks the state hash) and hands the

@@ -50,7 +50,7 @@ use crate::error::ClientError;
 use crate::limits::{AddressSlot, MessageLimits};
 use crate::metrics::TaskKind;
 use crate::outbox::{Ending, Outbound, SessionCtl, SessionLink};
-use crate::room_handle::{Control, Membership};
+use crate::room_handle::{Control, Membership, Watching};
 use crate::transport::{self, Decoder, Transport};
 use reader::Reader;
 use writer::Writer;
@@ -225,6 +225,8 @@ struct Core {
     handshaken: bool,
     draining: bool,
     membership: Option<Membership>,
+    /// The spectator stream this session watches; dropping it stops the stream.
+    spectating: Option<Watching>,
     /// The account the session is logged in as (its display name is in the directory).
     account: Option<SessionAccount>,
     /// Commands waiting behind the running one, in order.
@@ -257,6 +259,7 @@ impl Core {
             handshaken: false,
             draining: false,
             membership: None,
+            spectating: None,
             account: None,
             queue: VecDeque::new(),
             running: false,
