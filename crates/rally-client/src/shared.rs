@@ -59,6 +59,7 @@ pub(crate) enum Reply {
     Ok,
     Pong,
     Session(crate::Session),
+    Spectating(crate::client::Spectating),
 }
 
 /// A request waiting for its reply.
