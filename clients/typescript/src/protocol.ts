@@ -23,6 +23,9 @@ export const C = {
   DELETE_DATA: 10,
   GET_PROFILE: 11,
   SET_NAME: 12,
+  SPECTATE: 20,
+  SPECTATE_RECORDING: 21,
+  STOP_SPECTATING: 22,
 } as const;
 
 /** Server message types (section 6). */
@@ -41,6 +44,8 @@ export const S = {
   DATA: 75,
   WRITTEN: 76,
   PROFILE: 77,
+  SPECTATING: 82,
+  SPECTATOR_STATE: 83,
 } as const;
 
 /** Error codes (section 9). A code not listed here is a generic error. */
@@ -70,6 +75,9 @@ export const ErrorCode = {
   NOT_FOUND: 33,
   UNAVAILABLE: 34,
   UNAUTHORIZED: 35,
+  NO_SUCH_MATCH: 46,
+  SPECTATORS_FULL: 47,
+  NOT_SPECTATING: 48,
 } as const;
 
 /** The name of an error code, or `"UNKNOWN"`. */
