@@ -1,8 +1,9 @@
 //! `rally replay` against recordings that `rally serve` wrote: a match two logged-in
 //! players played replays with every state hash matching (and lists under their account
 //! ids); a server killed with SIGKILL mid-match leaves a file that replays up to its last
-//! flushed tick; a corrupt or foreign file is refused with the tick or byte offset named,
-//! never a panic.
+//! flushed tick; a file size limit (a full disk) cuts the recording, counted, while the
+//! match plays on; a corrupt or foreign file is refused with the tick or byte offset
+//! named, never a panic.
 
 mod common;
 
@@ -248,4 +249,116 @@ async fn a_server_killed_mid_match_leaves_a_file_that_replays_to_its_last_flushe
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("a tick count in {said:?}"));
     assert!(ticks >= 20, "{ticks} ticks survived the kill: {said}");
+}
+
+/// A file size limit (RLIMIT_FSIZE, as a full disk would) on `rally serve`: the
+/// recording's write fails, the cut is counted, the match plays on, and the file on disk
+/// is a readable prefix. SIGXFSZ is ignored, as a server that must not die of a full disk
+/// would run; the write then fails with EFBIG.
+#[tokio::test]
+async fn a_file_size_limit_cuts_the_recording_and_the_game_plays_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sqlite(dir.path());
+    // The database is made before the limit applies; guests play, so nothing else grows.
+    let migrated = std::process::Command::new(RALLY)
+        .args(["migrate", "--database-url", &db])
+        .output()
+        .unwrap();
+    assert!(migrated.status.success(), "{}", text(&migrated));
+    let recordings = dir.path().join("recordings");
+    let mut bash = tokio::process::Command::new("bash");
+    // 1 MiB (bash counts 1024-byte blocks); "$0" "$@" is rally and its arguments.
+    bash.args([
+        "-c",
+        "trap '' XFSZ; ulimit -f 1024; exec \"$0\" \"$@\"",
+        RALLY,
+    ]);
+    let served = common::serve_via(
+        bash,
+        "127.0.0.1",
+        &db,
+        &[
+            "--recordings-dir",
+            recordings.to_str().unwrap(),
+            "--auth-required",
+            "false",
+            "--input-rate",
+            "2000",
+            "--tick-hz",
+            "100",
+        ],
+    )
+    .await;
+    let (mut p, _) = Player::connect(&served.tcp, None).await;
+    let joined = p
+        .call(|req| ClientMessage::Join { req, kind: "arena" })
+        .await
+        .expect("an answer");
+    assert!(
+        matches!(joined, Ok(ServerMessage::Joined { .. })),
+        "{joined:?}"
+    );
+    // Inputs of 3 KB (arena reads [dx, dy] and ignores what follows): past 1 MiB of
+    // recording in a few seconds.
+    let filler = "x".repeat(3000);
+    let mut last_state = 0;
+    for seq in 1..=900u32 {
+        let mut payload = Vec::new();
+        rally_server::game::msgpack::write_array_len(&mut payload, 3);
+        rally_server::game::msgpack::write_f32(&mut payload, 0.1);
+        rally_server::game::msgpack::write_f32(&mut payload, -0.1);
+        rally_server::game::msgpack::write_str(&mut payload, &filler);
+        p.send(ClientMessage::Input {
+            seq,
+            payload: &payload,
+        })
+        .await
+        .expect("send input");
+        if seq % 3 == 0 {
+            // Keep reading: states keep coming whatever the disk does.
+            loop {
+                match p.recv().await {
+                    Some(ServerMessage::State { tick, .. }) => {
+                        last_state = tick;
+                        break;
+                    }
+                    Some(_) => continue,
+                    None => panic!("the server closed the connection"),
+                }
+            }
+        }
+    }
+    assert!(last_state > 200, "the match played on: tick {last_state}");
+    let metrics = scrape_metrics(&served.admin).await;
+    assert!(
+        metrics.contains("rally_recordings_truncated_total{reason=\"write_error\"} 1"),
+        "{}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("recording"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    drop(p);
+    assert!(served.terminate().await, "rally exits 0");
+    let file = file_ending(&recordings, ".rrec").await;
+    assert!(std::fs::metadata(&file).unwrap().len() <= 1024 * 1024);
+    let out = replay(&file, &[]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(text(&out).contains("state hashes match"), "{}", text(&out));
+}
+
+/// `/metrics` over a plain HTTP/1.1 request.
+async fn scrape_metrics(admin: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(admin).await.unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(LIMIT, s.read_to_end(&mut raw))
+        .await
+        .unwrap()
+        .unwrap();
+    String::from_utf8_lossy(&raw).into_owned()
 }
