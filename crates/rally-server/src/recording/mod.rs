@@ -56,7 +56,7 @@ enum Chunk {
     /// One tick's records.
     Records(Vec<u8>),
     /// The last records (the trailer) and the summary to write beside the file.
-    End(Vec<u8>, Summary),
+    End(Vec<u8>, Box<Summary>),
 }
 
 /// The recordings of one server: where they go, and the writer tasks' shared handles.
@@ -183,7 +183,7 @@ impl RoomRecording {
 
     /// Whether tick `number` is followed by a state hash.
     pub(crate) fn wants_hash(&self, number: u64) -> bool {
-        self.tx.is_some() && number % u64::from(HASH_EVERY) == 0
+        self.tx.is_some() && number.is_multiple_of(u64::from(HASH_EVERY))
     }
 
     /// Hands the tick's records to the writer, without waiting: a full queue cuts the
@@ -218,7 +218,7 @@ impl RoomRecording {
         let Some(tx) = self.tx.take() else { return };
         summary.seed = self.seed;
         trailer(&mut self.buf);
-        match tx.try_send(Chunk::End(std::mem::take(&mut self.buf), summary)) {
+        match tx.try_send(Chunk::End(std::mem::take(&mut self.buf), Box::new(summary))) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
                 self.cut

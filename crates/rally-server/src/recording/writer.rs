@@ -65,7 +65,7 @@ pub(super) async fn run(
                 }
                 Some(Chunk::End(records, s)) => {
                     pending.extend_from_slice(&records);
-                    summary = Some(s);
+                    summary = Some(*s);
                     break;
                 }
                 None => {
