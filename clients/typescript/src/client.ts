@@ -152,6 +152,21 @@ export interface State {
   payload: unknown;
 }
 
+/** What `spectate` or `spectateRecording` watches (protocol revision 3). */
+export interface Spectating {
+  /** The room watched (for a recording, the room that played it). */
+  roomId: number;
+  kind: string;
+  tickHz: number;
+}
+
+/** A state of the watched room or recording: what its players got as the room state. */
+export interface SpectatorState {
+  roomId: number;
+  tick: number;
+  payload: unknown;
+}
+
 /** A chat line said in the room. */
 export interface ChatLine {
   roomId: number;
@@ -199,6 +214,8 @@ export interface ClientEvents {
   /** The server moved the player out of its room (a party going to its match). */
   left: { roomId: number };
   roomClosed: { roomId: number; reason: string };
+  /** A state of the room or recording this client watches; ends with `roomClosed`. */
+  spectatorState: SpectatorState;
   chat: ChatLine;
   /** An error the server sent unprompted that leaves the connection open. */
   error: RallyError;
@@ -230,6 +247,10 @@ const PRE_WELCOME_TIMEOUT_MS = 10_000;
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+function spectatingFrom(m: unknown[]): Spectating {
+  return { roomId: num(m[2]), kind: String(m[3]), tickHz: num(m[4]) };
 }
 
 function num(v: unknown): number {
@@ -495,6 +516,29 @@ export class RallyClient {
               reject(new RallyError(ErrorCode.TIMEOUT, "no match within the wait"));
             }, timeoutMs);
     });
+  }
+
+  /**
+   * Watches room `roomId` without a seat: its states arrive as `spectatorState` events
+   * until `roomClosed` or `stopSpectating()`. Replaces whatever was watched before.
+   */
+  async spectate(roomId: number): Promise<Spectating> {
+    return spectatingFrom(await this.request(C.SPECTATE, [roomId]));
+  }
+
+  /** Watches the room with share `code` (public or private) without a seat, as `spectate`. */
+  async spectateCode(code: string): Promise<Spectating> {
+    return spectatingFrom(await this.request(C.SPECTATE, [0, code]));
+  }
+
+  /** Watches a finished match from its recording (`file` as the admin listing names it). */
+  async spectateRecording(file: string): Promise<Spectating> {
+    return spectatingFrom(await this.request(C.SPECTATE_RECORDING, [file]));
+  }
+
+  /** Stops watching; rejects with `NOT_SPECTATING` when nothing was watched. */
+  async stopSpectating(): Promise<void> {
+    await this.request(C.STOP_SPECTATING, []);
   }
 
   /** Leaves the current room; resolves with its id. */
@@ -795,6 +839,10 @@ export class RallyClient {
         }
         return;
       }
+      case S.SPECTATOR_STATE:
+        this.emit("spectatorState", { roomId: num(m[1]), tick: num(m[2]), payload: m[3] });
+        return;
+      case S.SPECTATING:
       case S.LEFT:
         if (num(m[1]) === 0) {
           // Unprompted: the server moved this player out, a party going to its match;

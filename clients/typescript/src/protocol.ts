@@ -31,6 +31,9 @@ export const C = {
   LIST_ROOMS: 17,
   QUEUE: 18,
   LEAVE_QUEUE: 19,
+  SPECTATE: 20,
+  SPECTATE_RECORDING: 21,
+  STOP_SPECTATING: 22,
 } as const;
 
 /** Server message types (section 6). */
@@ -50,6 +53,8 @@ export const S = {
   WRITTEN: 76,
   PROFILE: 77,
   ROOMS: 78,
+  SPECTATING: 82,
+  SPECTATOR_STATE: 83,
 } as const;
 
 /** Error codes (section 9). A code not listed here is a generic error. */
@@ -87,6 +92,9 @@ export const ErrorCode = {
   NOT_IN_QUEUE: 41,
   ALREADY_QUEUED: 42,
   QUEUE_FULL: 43,
+  NO_SUCH_MATCH: 46,
+  SPECTATORS_FULL: 47,
+  NOT_SPECTATING: 48,
 } as const;
 
 /** The name of an error code, or `"UNKNOWN"`. */

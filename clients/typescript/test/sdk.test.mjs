@@ -298,3 +298,30 @@ test("a kick from the admin API reaches the player and is final", async () => {
     c.close();
   }
 });
+
+test("a spectator watches a room without a seat and sees the player's states", async () => {
+  const player = await connect();
+  const watcher = await connect();
+  try {
+    await player.loginDevice();
+    await watcher.loginDevice();
+    const room = await player.join("arena");
+    const byTick = new Map();
+    player.on("state", (s) => byTick.set(s.tick, JSON.stringify(s.payload)));
+    const watched = [];
+    watcher.on("spectatorState", (s) => watched.push(s));
+    const w = await watcher.spectate(room.roomId);
+    assert.equal(w.roomId, room.roomId);
+    assert.equal(w.kind, "arena");
+    assert.equal(watcher.room, null, "no seat");
+    await until(() => watched.some((s) => byTick.has(s.tick)), 3000, "a tick seen by both");
+    const both = watched.find((s) => byTick.has(s.tick));
+    assert.equal(JSON.stringify(both.payload), byTick.get(both.tick));
+    await watcher.stopSpectating();
+    await assert.rejects(watcher.stopSpectating(), (e) => e.code === ErrorCode.NOT_SPECTATING);
+    await assert.rejects(watcher.spectate(room.roomId + 1000), (e) => e.code === ErrorCode.NO_SUCH_MATCH);
+  } finally {
+    player.close();
+    watcher.close();
+  }
+});

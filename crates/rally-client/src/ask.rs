@@ -8,7 +8,7 @@
 
 use rally_protocol::ClientMessage;
 
-use crate::client::{Room, RoomPage};
+use crate::client::{Room, RoomPage, Spectating};
 use crate::connection::Session;
 use crate::error::Error;
 use crate::shared::Reply;
@@ -63,6 +63,13 @@ enum What<'m> {
     Chat {
         text: &'m str,
     },
+    Spectate {
+        room_id: u64,
+    },
+    SpectateRecording {
+        file: &'m str,
+    },
+    StopSpectating,
 }
 
 impl<'m, T> Ask<'m, T> {
@@ -121,6 +128,13 @@ impl<'m, T> Ask<'m, T> {
             What::LeaveQueue => ClientMessage::LeaveQueue { req },
             What::Leave => ClientMessage::Leave { req },
             What::Chat { text } => ClientMessage::Chat { req, text },
+            What::Spectate { room_id } => ClientMessage::Spectate {
+                req,
+                room_id,
+                code: "",
+            },
+            What::SpectateRecording { file } => ClientMessage::SpectateRecording { req, file },
+            What::StopSpectating => ClientMessage::StopSpectating { req },
         }
     }
 
@@ -262,6 +276,36 @@ pub(crate) fn leave() -> Ask<'static, u64> {
 pub(crate) fn chat(text: &str) -> Ask<'_, ()> {
     Ask {
         what: What::Chat { text },
+        answer: |r| matches!(r, Reply::Ok).then_some(()),
+    }
+}
+
+/// `spectate` (watch a room), answered by `spectating`.
+pub(crate) fn spectate(room_id: u64) -> Ask<'static, Spectating> {
+    Ask {
+        what: What::Spectate { room_id },
+        answer: |r| match r {
+            Reply::Spectating(s) => Some(s),
+            _ => None,
+        },
+    }
+}
+
+/// `spectate_recording` (watch a finished match), answered by `spectating`.
+pub(crate) fn spectate_recording(file: &str) -> Ask<'_, Spectating> {
+    Ask {
+        what: What::SpectateRecording { file },
+        answer: |r| match r {
+            Reply::Spectating(s) => Some(s),
+            _ => None,
+        },
+    }
+}
+
+/// `stop_spectating`, answered by `ok`.
+pub(crate) fn stop_spectating() -> Ask<'static, ()> {
+    Ask {
+        what: What::StopSpectating,
         answer: |r| matches!(r, Reply::Ok).then_some(()),
     }
 }

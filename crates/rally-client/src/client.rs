@@ -115,6 +115,17 @@ impl From<rally_protocol::RoomListing> for RoomInfo {
     }
 }
 
+/// What this client watches, from `spectating`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spectating {
+    /// The room watched (for a recording, the room that played it).
+    pub room_id: u64,
+    /// The room kind.
+    pub kind: String,
+    /// States per second.
+    pub tick_hz: u32,
+}
+
 /// A connection to a Rally server. Methods take `&self`: share it behind an `Arc` to
 /// send from several tasks. Dropping it aborts the connection; [`Client::close`] ends it
 /// cleanly.
@@ -293,6 +304,25 @@ impl Client {
     /// itself comes back on the events stream first).
     pub async fn chat(&self, text: &str) -> Result<(), Error> {
         self.ask(ask::chat(text)).await
+    }
+
+    /// Watches room `room_id` without a seat (protocol revision 3): its room states
+    /// follow as [`Event::SpectatorState`](crate::Event::SpectatorState) until
+    /// [`Event::RoomClosed`](crate::Event::RoomClosed) or [`Client::stop_spectating`].
+    /// Replaces whatever this client watched before.
+    pub async fn spectate(&self, room_id: u64) -> Result<Spectating, Error> {
+        self.ask(ask::spectate(room_id)).await
+    }
+
+    /// Watches a finished match from its recording (`file`, a name `GET
+    /// /admin/recordings` lists), through the same stream, at the recorded tick rate.
+    pub async fn spectate_recording(&self, file: &str) -> Result<Spectating, Error> {
+        self.ask(ask::spectate_recording(file)).await
+    }
+
+    /// Stops watching; `NOT_SPECTATING` when nothing was watched.
+    pub async fn stop_spectating(&self) -> Result<(), Error> {
+        self.ask(ask::stop_spectating()).await
     }
 
     /// Leaves the current room; returns its id once the server says `left`. No state of

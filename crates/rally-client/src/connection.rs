@@ -75,7 +75,7 @@ use crate::client::{Room, RoomPage, Welcome};
 use crate::config::{Config, Transport};
 use crate::connect::{self, Conn, Tokens, READ_CHUNK};
 use crate::error::Error;
-use crate::events::{ChatLine, State};
+use crate::events::{ChatLine, SpectatorState, State};
 use crate::retry::{jitter_unit, RetryPolicy};
 use crate::said::{follow_room, said, Said};
 use crate::shared::Reply;
@@ -118,6 +118,8 @@ pub enum Message<'a> {
     State(StateRef<'a>),
     /// A chat line said in the room (this player's own included).
     Chat(ChatLine),
+    /// A state of the room or recording this connection watches (protocol revision 3).
+    SpectatorState(SpectatorState),
     /// The room ended (the game is over, the server is shutting down, ...); this
     /// connection is in no room now.
     RoomClosed {
@@ -246,6 +248,7 @@ pub(crate) enum Found {
         payload: Span,
     },
     Chat(ChatLine),
+    SpectatorState(SpectatorState),
     RoomClosed {
         room_id: u64,
         reason: String,
@@ -786,6 +789,7 @@ impl Connection {
             }
             Said::Pong(nonce) => Next::Found(Found::Pong(nonce)),
             Said::Chat(line) => Next::Found(Found::Chat(line)),
+            Said::SpectatorState(s) => Next::Found(Found::SpectatorState(s)),
             Said::RoomClosed { room_id, reason } => {
                 Next::Found(Found::RoomClosed { room_id, reason })
             }
@@ -832,6 +836,7 @@ impl Connection {
                 payload: self.inbound.span(payload),
             }),
             Found::Chat(line) => Message::Chat(line),
+            Found::SpectatorState(s) => Message::SpectatorState(s),
             Found::RoomClosed { room_id, reason } => Message::RoomClosed { room_id, reason },
             Found::Error(e) => Message::Error(e),
             Found::Pong(nonce) => Message::Pong { nonce },

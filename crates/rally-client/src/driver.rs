@@ -231,6 +231,7 @@ fn dispatch(shared: &Shared, conn: &Connection, next: Next) -> Option<Ended> {
         Next::Found(found) => match conn.lend(found) {
             Message::State(state) => Event::State(state.to_state()),
             Message::Chat(line) => Event::Chat(line),
+            Message::SpectatorState(s) => Event::SpectatorState(s),
             Message::RoomClosed { room_id, reason } => {
                 shared.lock().room = conn.room().cloned();
                 Event::RoomClosed { room_id, reason }

@@ -31,6 +31,18 @@ pub struct State {
     pub payload: Bytes,
 }
 
+/// The state of a watched room (`spectate`) or recording (`spectate_recording`) after a
+/// tick: what the room's players got as its room state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpectatorState {
+    /// The room watched (for a recording, the room that played it).
+    pub room_id: u64,
+    /// The room's tick number.
+    pub tick: u64,
+    /// The game's room state: one MessagePack value.
+    pub payload: Bytes,
+}
+
 /// A chat line said in the room (the sayer included).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChatLine {
@@ -52,6 +64,9 @@ pub enum Event {
     State(State),
     /// A chat line.
     Chat(ChatLine),
+    /// A state of the room or recording this client watches ([`Client::spectate`](crate::Client::spectate)).
+    /// The stream ends with [`Event::RoomClosed`] for that room id.
+    SpectatorState(SpectatorState),
     /// The room ended (the game is over, the server is shutting down, ...); this client
     /// is in no room now.
     RoomClosed {

@@ -83,10 +83,10 @@ mod shared;
 mod upgrade;
 mod wire;
 
-pub use client::{Client, Room, RoomInfo, RoomPage, Welcome};
+pub use client::{Client, Room, RoomInfo, RoomPage, Spectating, Welcome};
 pub use config::{Config, Transport};
 pub use connection::{Connection, Message, Session, StateRef};
 pub use error::Error;
-pub use events::{ChatLine, Event, Events, State};
+pub use events::{ChatLine, Event, Events, SpectatorState, State};
 pub use rally_protocol::{ErrorCode, Redacted};
 pub use retry::{retry, RetryPolicy};

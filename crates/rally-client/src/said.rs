@@ -10,7 +10,7 @@ use rally_protocol::{ErrorCode, ServerMessage};
 
 use crate::client::Room;
 use crate::error::Error;
-use crate::events::ChatLine;
+use crate::events::{ChatLine, SpectatorState};
 use crate::shared::Reply;
 use crate::wire::Incoming;
 
@@ -38,6 +38,8 @@ pub(crate) enum Said {
     State,
     /// A chat line.
     Chat(ChatLine),
+    /// A state of the watched room or recording.
+    SpectatorState(SpectatorState),
     /// The server closed the room.
     RoomClosed {
         /// The room.
@@ -190,6 +192,28 @@ pub(crate) fn said(incoming: Incoming) -> Said {
                 rooms: rooms.into_iter().map(Into::into).collect(),
             }),
         ),
+        ServerMessage::Spectating {
+            req,
+            room_id,
+            kind,
+            tick_hz,
+        } => reply(
+            req,
+            Reply::Spectating(crate::client::Spectating {
+                room_id,
+                kind,
+                tick_hz,
+            }),
+        ),
+        ServerMessage::SpectatorState {
+            room_id,
+            tick,
+            payload,
+        } => Said::SpectatorState(SpectatorState {
+            room_id,
+            tick,
+            payload,
+        }),
         // A second welcome means nothing; ignore it rather than guess.
         ServerMessage::Welcome { .. } => Said::Ignored,
         // Replies to player-data requests, which this SDK does not send yet.

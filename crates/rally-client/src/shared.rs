@@ -60,6 +60,7 @@ pub(crate) enum Reply {
     Pong,
     Session(crate::Session),
     Rooms(crate::client::RoomPage),
+    Spectating(crate::client::Spectating),
 }
 
 /// A request waiting for its reply.

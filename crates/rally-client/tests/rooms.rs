@@ -24,7 +24,7 @@ async fn two_friends_meet_by_code_and_strangers_find_public_rooms() {
     let server = TestServer::start(server_config()).await;
     let (ada, _ada_events) = connect(server.tcp, Transport::Tcp).await;
     let (bob, _bob_events) = connect(server.ws, Transport::WebSocket).await;
-    assert_eq!(ada.welcome().revision, 2);
+    assert!(ada.welcome().revision >= 2, "a revision-2 server at least");
 
     let room = ada.create("tictactoe", &[], true).await.expect("create");
     assert_eq!(room.code.len(), 6);

@@ -14,9 +14,24 @@
 //! States and inputs are MessagePack values (see `docs/protocol.md`); [`msgpack`] reads
 //! and writes them without allocating.
 //!
+//! # Determinism
+//! Rally records matches and replays them (`docs/recordings.md`): a replay makes a new game
+//! value and calls it with the recorded joins, leaves, inputs and ticks, in the recorded
+//! order, and checks [`Game::state_hash`] against the recorded one. That works only if the
+//! game's state is a function of those calls alone. So a deterministic game:
+//! - takes time only from [`Tick::dt`] and [`Tick::number`], never from a clock;
+//! - takes randomness only from [`Tick::rng`] (seeded per room, the seed is recorded),
+//!   never from `rand::thread_rng`, the OS, addresses or a `HashMap`'s iteration order
+//!   (its hasher is randomly seeded: iterate a `BTreeMap` or a `Vec` instead);
+//! - keeps no state outside its value (no globals, statics, files or network);
+//! - does the same thing with the same floats on every run (no `f32::mul_add` that the
+//!   target may fuse differently, no threads racing).
+//!
 //! # Layout
 //! - [`Game`]: the trait.
 //! - [`Tick`]: what one tick gets and where it writes its state.
+//! - [`Rng`], [`StateHasher`] (`rng`): the tick's seeded random numbers, and a stable hash
+//!   for [`Game::state_hash`].
 //! - [`Refusal`], [`CloseReason`]: what a game can refuse, and why a room ends.
 //! - `options`: [`RoomOptions`], the bounded map a room is created with.
 //! - `room`: [`RoomControl`] (metadata, lock) and [`JoinContext`] (what a join is told).
@@ -24,6 +39,7 @@
 #![forbid(unsafe_code)]
 
 mod options;
+mod rng;
 mod room;
 
 use std::time::Duration;
@@ -35,6 +51,7 @@ pub use options::{
 pub use room::{JoinContext, RoomControl, MAX_METADATA_BYTES};
 
 pub use rally_protocol::msgpack;
+pub use rng::{Rng, StateHasher};
 /// The JSON values [`Game::result`] returns, so a game needs no dependency of its own.
 pub use serde_json;
 
@@ -70,6 +87,7 @@ pub enum CloseReason {
 /// Write one MessagePack value with [`Tick::room_state`] to send everyone the same
 /// state, and/or one with [`Tick::player_state`] to give a player its own view (it then
 /// gets its view instead of the room state). Write nothing to send nothing this tick.
+/// Draw random numbers from [`Tick::rng`] only (see "Determinism" in the crate docs).
 #[derive(Debug)]
 pub struct Tick<'a> {
     number: u64,
@@ -78,6 +96,15 @@ pub struct Tick<'a> {
     views: &'a mut Vec<(PlayerId, Vec<u8>)>,
     /// Metadata and lock changes the game asks for this tick.
     control: RoomControl,
+    rng: RngSlot<'a>,
+}
+
+/// The room's generator, or, for a tick made without one (a game's unit test), one seeded
+/// by the tick number so the test still repeats.
+#[derive(Debug)]
+enum RngSlot<'a> {
+    Room(&'a mut Rng),
+    Own(Rng),
 }
 
 impl<'a> Tick<'a> {
@@ -94,6 +121,23 @@ impl<'a> Tick<'a> {
             room,
             views,
             control: RoomControl::default(),
+            rng: RngSlot::Own(Rng::new(number)),
+        }
+    }
+
+    /// This tick draws from `rng`: the room's generator, which lives as long as the room
+    /// (its seed is in the match's recording).
+    pub fn with_rng(mut self, rng: &'a mut Rng) -> Self {
+        self.rng = RngSlot::Room(rng);
+        self
+    }
+
+    /// The room's seeded random number generator: the only source of randomness a
+    /// deterministic game uses.
+    pub fn rng(&mut self) -> &mut Rng {
+        match &mut self.rng {
+            RngSlot::Room(r) => r,
+            RngSlot::Own(r) => r,
         }
     }
 
@@ -188,5 +232,20 @@ pub trait Game: Send + 'static {
     /// of JSON.
     fn result(&self) -> Option<serde_json::Value> {
         None
+    }
+
+    /// A hash of the game's whole state, recorded every few ticks so a replay can show
+    /// that it reached the same state (use [`StateHasher`]: it is stable across builds).
+    /// `None`, the default, makes the server hash the room state the last tick wrote
+    /// instead: enough for a game whose room state shows all of its state, blind to what
+    /// it keeps hidden (per-player views are not hashed).
+    fn state_hash(&self) -> Option<u64> {
+        None
+    }
+
+    /// The game's version, written in each recording's header, so a replay can say that
+    /// it runs a match under another version than the one that played it.
+    fn version(&self) -> &str {
+        ""
     }
 }

@@ -118,6 +118,13 @@ error_codes! {
     AlreadyQueued = 42, false, "ALREADY_QUEUED";
     /// The matchmaking queue is at its bound (per kind or in all); retry later.
     QueueFull = 43, false, "QUEUE_FULL";
+    /// `spectate` or `spectate_recording` named no open room, no room with that code, or
+    /// no recording (or recording is off).
+    NoSuchMatch = 46, false, "NO_SUCH_MATCH";
+    /// The room has as many spectators as it takes.
+    SpectatorsFull = 47, false, "SPECTATORS_FULL";
+    /// `stop_spectating` while watching nothing.
+    NotSpectating = 48, false, "NOT_SPECTATING";
 }
 
 impl std::fmt::Display for ErrorCode {

@@ -32,7 +32,7 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// The highest revision of version 1 this crate speaks, sent in `welcome` (its last
 /// field). Revisions only add message types and append fields, so a peer of an older
 /// revision keeps working; docs/protocol.md lists what each one added.
-pub const PROTOCOL_REVISION: u32 = 2;
+pub const PROTOCOL_REVISION: u32 = 3;
 
 /// Message type numbers: clients send 1-31, servers 64-95.
 pub mod tag {
@@ -74,6 +74,12 @@ pub mod tag {
     pub const QUEUE: u8 = 18;
     /// Client `leave_queue` (revision 2).
     pub const LEAVE_QUEUE: u8 = 19;
+    /// Client `spectate` (protocol revision 3).
+    pub const SPECTATE: u8 = 20;
+    /// Client `spectate_recording` (protocol revision 3).
+    pub const SPECTATE_RECORDING: u8 = 21;
+    /// Client `stop_spectating` (protocol revision 3).
+    pub const STOP_SPECTATING: u8 = 22;
     /// Server `welcome`.
     pub const WELCOME: u8 = 64;
     /// Server `joined`.
@@ -104,6 +110,10 @@ pub mod tag {
     pub const PROFILE: u8 = 77;
     /// Server `rooms` (the reply to `list_rooms`, revision 2).
     pub const ROOMS: u8 = 78;
+    /// Server `spectating` (the reply to `spectate` and `spectate_recording`).
+    pub const SPECTATING: u8 = 82;
+    /// Server `spectator_state`.
+    pub const SPECTATOR_STATE: u8 = 83;
 }
 
 /// Why a message body could not be decoded. The server answers all of these with

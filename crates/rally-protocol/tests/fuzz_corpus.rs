@@ -162,6 +162,21 @@ fn client_samples() -> Vec<Vec<u8>> {
             offset: 0,
             limit: 50,
         },
+        ClientMessage::Spectate {
+            req: 9,
+            room_id: 3,
+            code: "",
+        },
+        ClientMessage::Spectate {
+            req: 10,
+            room_id: 0,
+            code: "ABC234",
+        },
+        ClientMessage::SpectateRecording {
+            req: 11,
+            file: "1765000000000-arena-3.rrec",
+        },
+        ClientMessage::StopSpectating { req: 12 },
     ];
     messages
         .iter()
@@ -218,7 +233,7 @@ fn server_samples() -> Vec<Vec<u8>> {
         ServerMessage::State {
             tick: 1,
             last_seq: 1,
-            payload: state.into(),
+            payload: state.clone().into(),
         },
         ServerMessage::ChatLine {
             room_id: 1,
@@ -276,6 +291,17 @@ fn server_samples() -> Vec<Vec<u8>> {
             sessions: 3,
             play_ms: 100_000,
             games_played: 2,
+        },
+        ServerMessage::Spectating {
+            req: 9,
+            room_id: 3,
+            kind: "arena".into(),
+            tick_hz: 20,
+        },
+        ServerMessage::SpectatorState {
+            room_id: 3,
+            tick: 7,
+            payload: state.into(),
         },
     ];
     messages

@@ -200,6 +200,20 @@ config_keys! {
     /// Whether a session must log in before it may play (a development switch when false).
     auth_required: bool = KeyKind::Bool { default: true },
         help: "sessions must log in before playing (false: a development switch production refuses)";
+
+    /// Where match recordings go, one file per match (`docs/recordings.md`); `None`
+    /// (empty, the default) records nothing: a server writes no files its operator did
+    /// not ask for, and the README's example turns it on.
+    recordings_dir: Option<String> = KeyKind::Text { default: "" },
+        help: "directory for match recordings, one file per match (empty: no recordings)";
+
+    /// Recordings older than this are deleted, in hours (0: kept whatever their age).
+    recordings_max_age_hours: u64 = KeyKind::Int { min: 0, max: 87_600, default: 168 },
+        help: "delete recordings older than this many hours (0: no age limit)";
+
+    /// The recordings directory is kept under this many MiB, oldest deleted first (0: no limit).
+    recordings_max_mb: u64 = KeyKind::Int { min: 0, max: 100_000_000, default: 10_240 },
+        help: "keep the recordings under this many MiB, deleting the oldest first (0: no size limit)";
 }
 
 /// Where a value came from, for error messages.
@@ -389,8 +403,9 @@ impl Sources {
                     }
                     values.insert(k.name, Value::Text(value.trim().to_owned()));
                 }
-                KeyKind::Text { .. } => {
-                    if value.trim().is_empty() {
+                KeyKind::Text { default } => {
+                    // Empty is refused unless it is the default: then it means "off".
+                    if value.trim().is_empty() && !default.is_empty() {
                         return Err(invalid());
                     }
                     values.insert(k.name, Value::Text(value.trim().to_owned()));
@@ -518,6 +533,11 @@ impl Config {
     /// One tick period.
     pub fn tick_period(&self) -> Duration {
         Duration::from_secs_f64(1.0 / f64::from(self.tick_hz))
+    }
+
+    /// Where recordings go, when recording is on.
+    pub fn recordings_path(&self) -> Option<&Path> {
+        self.recordings_dir.as_deref().map(Path::new)
     }
 
     /// [`Config::session_ttl_secs`] as a duration.

@@ -187,6 +187,16 @@ impl Games {
         self
     }
 
+    /// A fresh game of `kind` made from `options` (raw MessagePack, as a recording's
+    /// header keeps them), as a new room gets it (`rally replay` runs recordings on it).
+    /// `None` for an unknown kind, options that do not parse, or options the game refuses.
+    pub fn make(&self, kind: &str, options: &[u8]) -> Option<Box<dyn Game>> {
+        let options = rally_game::RoomOptions::parse(options).ok()?;
+        self.kinds
+            .get(kind)
+            .and_then(|k| (k.factory)(&options).ok())
+    }
+
     pub(crate) fn get(&self, kind: &str) -> Option<&Kind> {
         self.kinds.get(kind)
     }

@@ -24,6 +24,7 @@ use crate::metrics::{DbCallMetric, Metrics};
 use crate::outbox::LiveSessions;
 use crate::queue::MatchQueue;
 use crate::readiness::{Dependency, Readiness};
+use crate::recording::Recordings;
 use crate::resume::ResumeTokens;
 use crate::room::RoomEnv;
 use crate::session::SessionEnv;
@@ -53,6 +54,8 @@ pub struct ServerHandle {
     pub(crate) readiness: Arc<Readiness>,
     /// The database; `None` for a server built without one (tests of the realtime path).
     pub(crate) storage: Option<Arc<Storage>>,
+    /// Match recordings; `None` when `recordings_dir` is empty.
+    pub(crate) recordings: Option<Arc<Recordings>>,
 }
 
 impl ServerHandle {
@@ -64,6 +67,7 @@ impl ServerHandle {
             resume: Arc::new(ResumeTokens::default()),
             metrics: self.metrics.clone(),
             storage: self.storage.clone(),
+            recordings: self.recordings.clone(),
             tracker: self.tracker.clone(),
             shutdown: self.shutdown.clone(),
             tick_period: self.config.tick_period(),
@@ -114,6 +118,7 @@ impl ServerHandle {
             metrics: self.metrics.clone(),
             readiness: self.readiness.clone(),
             shutdown: self.shutdown.clone(),
+            recordings: self.recordings.clone(),
         }
     }
 

@@ -33,6 +33,7 @@
 //! **Play**
 //! - `room`: the room task that owns a game and ticks it, a method per control message
 //!   (`room::env`: what each room is given).
+//! - `playback`: a finished match watched from its recording, as a spectator stream.
 //! - `resume`: resume tokens, so a dropped player takes its seat back.
 //! - `queue`: the matchmaking queue: tickets (players and parties) grouped into matches
 //!   by rating within a tolerance that widens with waiting, on a timer.
@@ -49,6 +50,8 @@
 //! - `heartbeat`: event loop lag, runtime busy ratio, metrics upkeep.
 //! - `storage`: the database: opening it, retried and timed calls, background writes
 //!   flushed at shutdown, the readiness probe.
+//! - `recording`: match recordings: the writer task per match (the tick never waits on
+//!   the disk), retention, the listing.
 //! - `metrics`: the hot-path counters, task meters, the registry and the scrape.
 //! - [`directory`]: connected sessions.
 //! - `readiness`: what `/readyz` reports, and the [`Dependency`] hook.
@@ -82,9 +85,11 @@ pub mod logging;
 mod matchmaker;
 mod metrics;
 mod outbox;
+mod playback;
 mod player_data;
 mod queue;
 mod readiness;
+mod recording;
 mod resume;
 mod room;
 mod room_handle;

@@ -1,6 +1,7 @@
 //! How the rest of the server reaches a room (play floor, below the room task and the
 //! matchmaker): the [`RoomHandle`], the messages a room takes ([`InputMsg`], [`Control`]),
-//! a session's [`Membership`], and the seat [`Reservation`] a join carries.
+//! a session's [`Membership`], the seat [`Reservation`] a join carries, and a spectator's
+//! [`Watching`].
 //!
 //! The room task, the matchmaker, resume tokens, commands and sessions all import this
 //! module; it imports only the outbox and the error below it.
@@ -12,7 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use rally_game::{CloseReason, PlayerId, Refusal, RoomOptions};
 use tokio::sync::{mpsc, oneshot};
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::error::CommandError;
 use crate::outbox::SessionLink;
@@ -117,6 +118,15 @@ pub(crate) enum Control {
         name: String,
         text: String,
         /// Whether the line was said.
+        reply: oneshot::Sender<bool>,
+    },
+    /// Add a spectator: the room sends it `spectating` (with `req`) and then every room
+    /// state, until `watching` is cancelled or its session is gone. `reply`: admitted
+    /// (false: the room has all the spectators it takes).
+    Spectate {
+        link: SessionLink,
+        req: u32,
+        watching: CancellationToken,
         reply: oneshot::Sender<bool>,
     },
     /// Describe the seats (admin API).
@@ -331,6 +341,22 @@ mod tests {
                 len <= INLINE_INPUT,
                 "len {len}"
             );
+        }
+    }
+}
+
+/// A session's spectator stream (a room's, or a recording played back): dropping it stops
+/// the stream, so a session that ends, stops, or watches something else stops it.
+#[derive(Debug)]
+pub(crate) struct Watching {
+    _stop: DropGuard,
+}
+
+impl Watching {
+    /// A stream stopped by cancelling `token` when this is dropped.
+    pub(crate) fn new(token: CancellationToken) -> Self {
+        Watching {
+            _stop: token.drop_guard(),
         }
     }
 }

@@ -43,6 +43,7 @@ use crate::listener::{self, AcceptEnv};
 use crate::metrics::Metrics;
 use crate::queue::{self, MatchQueue};
 use crate::readiness::Dependency;
+use crate::recording::Recordings;
 use crate::storage::{self, Storage};
 use crate::transport::Transport;
 
@@ -211,18 +212,21 @@ impl ServerBuilder {
             queue::LIMITS,
             metrics.clone(),
         ));
+        let tracker = TaskTracker::new();
+        let recordings = Recordings::new(&config, metrics.recording(), tracker.clone());
         let handle = ServerHandle {
             config: config.clone(),
             games: self.games,
             matchmaker: Arc::default(),
             queue,
             directory,
-            tracker: TaskTracker::new(),
+            tracker,
             shutdown: CancellationToken::new(),
             sessions: Arc::default(),
             metrics,
             readiness: Arc::default(),
             storage,
+            recordings,
         };
         let accept = handle.accept_env(checks);
         Ok(Server {
@@ -374,6 +378,12 @@ impl<L: Listener> Server<L> {
             .admin
             .map(|l| tokio::spawn(admin::serve(l, admin_env, admin_stop.clone())));
         let heartbeat = tokio::spawn(heartbeat::run(shared.metrics.clone(), admin_stop.clone()));
+        if let Some(r) = &shared.recordings {
+            // In the tracker and stopped by the shutdown token, like any other job.
+            shared
+                .tracker
+                .spawn(r.clone().retention(shared.shutdown.clone()));
+        }
         // The probe stops before the store closes, after the drain.
         let probe_stop = CancellationToken::new();
         let probe = shared.storage.clone().map(|s| {
@@ -388,6 +398,7 @@ impl<L: Listener> Server<L> {
             concurrency_limit = shared.config.concurrency_limit,
             database = %shared.config.database_url,
             auth_required = shared.config.auth_required,
+            recordings = ?shared.recordings.as_ref().map(|r| r.dir().display().to_string()),
             environment = ?shared.config.environment,
             "rally is serving"
         );

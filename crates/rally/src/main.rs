@@ -3,9 +3,12 @@
 //! `rally serve` wires configuration (flags, `RALLY_*` environment, `rally.toml`) to the
 //! server library, registers the bundled games, and turns SIGINT/SIGTERM into a graceful
 //! shutdown; a second signal exits at once. `rally migrate` applies the database
-//! migrations (`database_url`) with the same configuration and exits. With the default
+//! migrations (`database_url`) with the same configuration and exits. `rally replay FILE`
+//! re-runs a match recording and checks it (module `replay`). With the default
 //! `load-tools` feature it also carries the load tools (`bots`, `bench`, `bench-worker`,
 //! `abuse`); `--no-default-features` builds the server alone.
+
+mod replay;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -59,7 +62,10 @@ fn cli() -> Command {
         Command::new("migrate")
             .about("Apply the database migrations (database_url) and exit, without serving"),
     );
-    let rally = rally.subcommand(serve).subcommand(migrate);
+    let rally = rally
+        .subcommand(serve)
+        .subcommand(migrate)
+        .subcommand(replay::command());
     #[cfg(feature = "load-tools")]
     let rally = rally
         .subcommand(rally_bots::cli::command())
@@ -83,18 +89,18 @@ fn games() -> Games {
         .register_kind(
             arena::KIND,
             KindRules::new(arena::MAX_PLAYERS)
-            .filter_keys(&[arena::MODE])
-            .queue(QueueRules {
-                match_size: Some(ARENA_MATCH),
-                ..QueueRules::default()
-            }),
+                .filter_keys(&[arena::MODE])
+                .queue(QueueRules {
+                    match_size: Some(ARENA_MATCH),
+                    ..QueueRules::default()
+                }),
             arena::Arena::from_options,
         )
         .register_kind(
             tictactoe::KIND,
             KindRules::new(tictactoe::MAX_PLAYERS)
-            .min_players(tictactoe::MAX_PLAYERS)
-            .queue(QueueRules::default()),
+                .min_players(tictactoe::MAX_PLAYERS)
+                .queue(QueueRules::default()),
             |_| Ok(tictactoe::TicTacToe::new()),
         );
     games
@@ -242,6 +248,16 @@ async fn migrate(m: &ArgMatches) -> anyhow::Result<ExitCode> {
 
 fn main() -> ExitCode {
     let matches = cli().get_matches();
+    // Synchronous and single-threaded: a replay needs no runtime.
+    if let Some(("replay", m)) = matches.subcommand() {
+        return match replay::run(m, &games()) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("rally: {e:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

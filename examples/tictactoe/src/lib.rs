@@ -13,13 +13,18 @@
 //! - input payload: a cell index `0..=8` (row-major).
 //! - state payload: a map `{"you": "X"|"O", "board": "X.O......", "turn": player_id (0 when
 //!   nobody is to move), "result": "waiting"|"playing"|"x_won"|"o_won"|"draw"|"forfeit"}`.
+//!   The same map without `"you"` is the room state, which only spectators get (a
+//!   player's own view replaces it).
 //! - match result ([`Game::result`], recorded when the room ends): the outcome and the
 //!   winner's player id.
+//!
+//! Deterministic: it uses no time and no randomness, and [`TicTacToe::state_hash`] covers
+//! the seats, the board, the turn and the outcome.
 #![warn(missing_docs, unreachable_pub)]
 #![forbid(unsafe_code)]
 
 use rally_game::msgpack::{self, Reader};
-use rally_game::{serde_json, Game, JoinContext, PlayerId, Refusal, Tick};
+use rally_game::{serde_json, Game, JoinContext, PlayerId, Refusal, StateHasher, Tick};
 
 /// The room kind name tic-tac-toe is registered under.
 pub const KIND: &str = "tictactoe";
@@ -196,6 +201,15 @@ impl Game for TicTacToe {
             Outcome::Playing => self.seats[self.turn].unwrap_or(0),
             _ => 0,
         };
+        // For spectators: players get their own view instead.
+        let out = tick.room_state();
+        msgpack::write_map_len(out, 3);
+        msgpack::write_str(out, "board");
+        msgpack::write_str(out, &board);
+        msgpack::write_str(out, "turn");
+        msgpack::write_uint(out, turn.into());
+        msgpack::write_str(out, "result");
+        msgpack::write_str(out, self.result_name());
         for (mark, seat) in self.seats.iter().enumerate() {
             let Some(player) = *seat else { continue };
             let out = tick.player_state(player);
@@ -233,6 +247,31 @@ impl Game for TicTacToe {
             "moves": self.board.iter().filter(|c| c.is_some()).count(),
         }))
     }
+
+    fn state_hash(&self) -> Option<u64> {
+        let mut h = StateHasher::new();
+        for s in self.seats {
+            h.u64(s.map_or(0, u64::from));
+        }
+        for c in self.board {
+            h.u64(c.map_or(9, |m| m as u64));
+        }
+        let outcome = match self.outcome {
+            Outcome::Waiting => 0,
+            Outcome::Playing => 1,
+            Outcome::Won(m) => 2 + m as u64,
+            Outcome::Draw => 4,
+            Outcome::Forfeit(m) => 5 + m as u64,
+        };
+        h.u64(self.turn as u64)
+            .u64(outcome)
+            .u64(u64::from(self.dirty));
+        Some(h.finish())
+    }
+
+    fn version(&self) -> &str {
+        env!("CARGO_PKG_VERSION")
+    }
 }
 
 #[cfg(test)]
@@ -254,7 +293,10 @@ mod tests {
             &mut room,
             &mut views,
         ));
-        assert!(room.is_empty(), "tic-tac-toe sends views only");
+        assert!(
+            room.is_empty() == views.is_empty(),
+            "a room state for spectators whenever players get views"
+        );
         views
     }
 

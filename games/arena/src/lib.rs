@@ -13,11 +13,15 @@
 //!   NaN or infinity is refused).
 //! - state payload: `[[id, x, y, last_seq], ...]`, one entry per player in join order,
 //!   `x` and `y` as float 32 in 0.0..=[`FIELD`].
+//!
+//! Deterministic (see `rally_game`'s "Determinism"): time comes from the tick, spawn
+//! points from the player id, and [`Arena::state_hash`] covers every player's fields,
+//! so a recorded match replays to the same hashes.
 #![warn(missing_docs, unreachable_pub)]
 #![forbid(unsafe_code)]
 
 use rally_game::msgpack::{self, Reader};
-use rally_game::{Game, PlayerId, Refusal, RoomControl, RoomOptions, Tick};
+use rally_game::{Game, PlayerId, Refusal, RoomControl, RoomOptions, StateHasher, Tick};
 
 /// The room kind name Arena is registered under.
 pub const KIND: &str = "arena";
@@ -223,6 +227,20 @@ impl Game for Arena {
             msgpack::write_uint(out, p.last_seq.into());
         }
     }
+
+    /// Every player's id, position, velocity and last seq, in join order.
+    fn state_hash(&self) -> Option<u64> {
+        let mut h = StateHasher::new();
+        for p in &self.players {
+            h.u64(p.id.into()).f32(p.x).f32(p.y).f32(p.vx).f32(p.vy);
+            h.u64(p.last_seq.into());
+        }
+        Some(h.finish())
+    }
+
+    fn version(&self) -> &str {
+        env!("CARGO_PKG_VERSION")
+    }
 }
 
 #[cfg(test)]
@@ -276,6 +294,20 @@ mod tests {
         let mut big = Vec::new();
         encode_input(&mut big, 50.0, -50.0);
         assert_eq!(decode_input(&big), Ok((1.0, -1.0)));
+    }
+
+    #[test]
+    fn the_state_hash_follows_the_state() {
+        let mut g = Arena::new();
+        g.join(1).unwrap();
+        let h0 = g.state_hash();
+        let mut input = Vec::new();
+        encode_input(&mut input, 0.5, 0.0);
+        g.input(1, 1, &input).unwrap();
+        assert_ne!(g.state_hash(), h0, "a new velocity changes the hash");
+        let h1 = g.state_hash();
+        run_tick(&mut g, 1);
+        assert_ne!(g.state_hash(), h1, "moving changes it");
     }
 }
 

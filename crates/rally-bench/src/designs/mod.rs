@@ -284,6 +284,13 @@ pub(crate) fn respond(body: &[u8], ws: bool, session: u64, seated: bool, out: &m
             message: "a reference server offers join only".into(),
             req,
         },
+        ClientMessage::Spectate { req, .. }
+        | ClientMessage::SpectateRecording { req, .. }
+        | ClientMessage::StopSpectating { req } => ServerMessage::Error {
+            code: rally_protocol::ErrorCode::NoSuchMatch,
+            message: "a reference server has no spectators".into(),
+            req,
+        },
     };
     put(out, ws, |o| reply.encode(o));
     Act::Nothing

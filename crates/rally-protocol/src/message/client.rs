@@ -183,6 +183,30 @@ pub enum ClientMessage<'a> {
         /// Request id, echoed in the reply.
         req: u32,
     },
+    /// `[20, req, room_id, code?]`: watch a room's states without a seat; answered by
+    /// `spectating`, then `spectator_state`s. A non-empty `code` names the room by its
+    /// share code instead of its id.
+    Spectate {
+        /// Request id, echoed in the reply.
+        req: u32,
+        /// The room.
+        room_id: u64,
+        /// The room's share code; empty: by `room_id`.
+        code: &'a str,
+    },
+    /// `[21, req, file]`: watch a finished match from its recording, through the same
+    /// stream; answered by `spectating`.
+    SpectateRecording {
+        /// Request id, echoed in the reply.
+        req: u32,
+        /// The recording's file name, as `GET /admin/recordings` lists it.
+        file: &'a str,
+    },
+    /// `[22, req]`: stop watching; answered by `ok`.
+    StopSpectating {
+        /// Request id, echoed in the reply.
+        req: u32,
+    },
 }
 
 impl std::fmt::Debug for ClientMessage<'_> {
@@ -323,6 +347,20 @@ impl std::fmt::Debug for ClientMessage<'_> {
             ClientMessage::LeaveQueue { req } => {
                 f.debug_struct("LeaveQueue").field("req", req).finish()
             }
+            ClientMessage::Spectate { req, room_id, code } => f
+                .debug_struct("Spectate")
+                .field("req", req)
+                .field("room_id", room_id)
+                .field("code", code)
+                .finish(),
+            ClientMessage::SpectateRecording { req, file } => f
+                .debug_struct("SpectateRecording")
+                .field("req", req)
+                .field("file", file)
+                .finish(),
+            ClientMessage::StopSpectating { req } => {
+                f.debug_struct("StopSpectating").field("req", req).finish()
+            }
         }
     }
 }
@@ -351,6 +389,9 @@ impl<'a> ClientMessage<'a> {
             | ClientMessage::ListRooms { req, .. }
             | ClientMessage::Queue { req, .. }
             | ClientMessage::LeaveQueue { req } => Some(*req),
+            ClientMessage::Spectate { req, .. }
+            | ClientMessage::SpectateRecording { req, .. }
+            | ClientMessage::StopSpectating { req } => Some(*req),
         }
     }
 
@@ -376,6 +417,9 @@ impl<'a> ClientMessage<'a> {
             ClientMessage::ListRooms { .. } => "list_rooms",
             ClientMessage::Queue { .. } => "queue",
             ClientMessage::LeaveQueue { .. } => "leave_queue",
+            ClientMessage::Spectate { .. } => "spectate",
+            ClientMessage::SpectateRecording { .. } => "spectate_recording",
+            ClientMessage::StopSpectating { .. } => "stop_spectating",
         }
     }
 
@@ -564,6 +608,24 @@ impl<'a> ClientMessage<'a> {
                 expect(tag::LEAVE_QUEUE, 2, n)?;
                 (ClientMessage::LeaveQueue { req: r.read_u32()? }, 2)
             }
+            t if t == u64::from(tag::SPECTATE) => {
+                expect(tag::SPECTATE, 3, n)?;
+                let (req, room_id) = (r.read_u32()?, r.read_u64()?);
+                let code = if n >= 4 { r.read_str()? } else { "" };
+                (ClientMessage::Spectate { req, room_id, code }, n.min(4))
+            }
+            t if t == u64::from(tag::SPECTATE_RECORDING) => {
+                expect(tag::SPECTATE_RECORDING, 3, n)?;
+                let m = ClientMessage::SpectateRecording {
+                    req: r.read_u32()?,
+                    file: r.read_str()?,
+                };
+                (m, 3)
+            }
+            t if t == u64::from(tag::STOP_SPECTATING) => {
+                expect(tag::STOP_SPECTATING, 2, n)?;
+                (ClientMessage::StopSpectating { req: r.read_u32()? }, 2)
+            }
             other => return Err(DecodeError::UnknownType(other)),
         };
         close(&mut r, n, known)?;
@@ -747,6 +809,27 @@ impl<'a> ClientMessage<'a> {
             ClientMessage::LeaveQueue { req } => {
                 msgpack::write_array_len(out, 2);
                 msgpack::write_uint(out, tag::LEAVE_QUEUE.into());
+                msgpack::write_uint(out, (*req).into());
+            }
+            ClientMessage::Spectate { req, room_id, code } => {
+                // The code only when there is one: a revision-3 server reads either.
+                msgpack::write_array_len(out, if code.is_empty() { 3 } else { 4 });
+                msgpack::write_uint(out, tag::SPECTATE.into());
+                msgpack::write_uint(out, (*req).into());
+                msgpack::write_uint(out, *room_id);
+                if !code.is_empty() {
+                    msgpack::write_str(out, code);
+                }
+            }
+            ClientMessage::SpectateRecording { req, file } => {
+                msgpack::write_array_len(out, 3);
+                msgpack::write_uint(out, tag::SPECTATE_RECORDING.into());
+                msgpack::write_uint(out, (*req).into());
+                msgpack::write_str(out, file);
+            }
+            ClientMessage::StopSpectating { req } => {
+                msgpack::write_array_len(out, 2);
+                msgpack::write_uint(out, tag::STOP_SPECTATING.into());
                 msgpack::write_uint(out, (*req).into());
             }
         }

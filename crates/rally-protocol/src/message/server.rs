@@ -192,6 +192,28 @@ pub enum ServerMessage {
         /// The page.
         rooms: Vec<RoomListing>,
     },
+    /// `[82, req, room_id, kind, tick_hz]`: the reply to `spectate` or
+    /// `spectate_recording`; `spectator_state`s follow until `room_closed` (or
+    /// `stop_spectating`).
+    Spectating {
+        /// The request id.
+        req: u32,
+        /// The room watched (for a recording: the room that played it).
+        room_id: u64,
+        /// The room kind.
+        kind: String,
+        /// States per second.
+        tick_hz: u32,
+    },
+    /// `[83, room_id, tick, payload]`: the state everyone in the watched room got.
+    SpectatorState {
+        /// The room watched.
+        room_id: u64,
+        /// The room's tick number.
+        tick: u64,
+        /// The game's room state, one MessagePack value, as raw bytes.
+        payload: Bytes,
+    },
 }
 
 /// One room in a `rooms` reply: `[room_id, kind, code, players, max_players, metadata,
@@ -421,6 +443,28 @@ impl std::fmt::Debug for ServerMessage {
                 .field("total", total)
                 .field("rooms", &rooms.len())
                 .finish(),
+            ServerMessage::Spectating {
+                req,
+                room_id,
+                kind,
+                tick_hz,
+            } => f
+                .debug_struct("Spectating")
+                .field("req", req)
+                .field("room_id", room_id)
+                .field("kind", kind)
+                .field("tick_hz", tick_hz)
+                .finish(),
+            ServerMessage::SpectatorState {
+                room_id,
+                tick,
+                payload,
+            } => f
+                .debug_struct("SpectatorState")
+                .field("room_id", room_id)
+                .field("tick", tick)
+                .field("payload_bytes", &payload.len())
+                .finish(),
         }
     }
 }
@@ -622,6 +666,30 @@ impl ServerMessage {
                     room.encode(out);
                 }
             }
+            ServerMessage::Spectating {
+                req,
+                room_id,
+                kind,
+                tick_hz,
+            } => {
+                arr(out, 5);
+                u(out, tag::SPECTATING.into());
+                u(out, (*req).into());
+                u(out, *room_id);
+                s(out, kind);
+                u(out, (*tick_hz).into());
+            }
+            ServerMessage::SpectatorState {
+                room_id,
+                tick,
+                payload,
+            } => {
+                arr(out, 4);
+                u(out, tag::SPECTATOR_STATE.into());
+                u(out, *room_id);
+                u(out, *tick);
+                out.extend_from_slice(payload);
+            }
         }
     }
 
@@ -810,6 +878,25 @@ impl ServerMessage {
                     rooms.push(RoomListing::decode(&mut r)?);
                 }
                 (4, ServerMessage::Rooms { req, total, rooms })
+            }
+            tag::SPECTATING => {
+                expect(t, 5, n)?;
+                let m = ServerMessage::Spectating {
+                    req: r.read_u32()?,
+                    room_id: r.read_u64()?,
+                    kind: r.read_str()?.to_owned(),
+                    tick_hz: r.read_u32()?,
+                };
+                (5, m)
+            }
+            tag::SPECTATOR_STATE => {
+                expect(t, 4, n)?;
+                let m = ServerMessage::SpectatorState {
+                    room_id: r.read_u64()?,
+                    tick: r.read_u64()?,
+                    payload: Bytes::copy_from_slice(r.read_value_bytes()?),
+                };
+                (4, m)
             }
             other => return Err(DecodeError::UnknownType(other.into())),
         };

@@ -53,7 +53,7 @@ fn payload_strategy() -> impl Strategy<Value = Vec<u8>> {
 }
 
 fn client_strategy() -> impl Strategy<Value = (u8, u64, String, Vec<u8>)> {
-    (1u8..=23, any::<u64>(), ".{0,70}", payload_strategy())
+    (1u8..=26, any::<u64>(), ".{0,70}", payload_strategy())
 }
 
 fn build<'a>(t: u8, n: u64, s: &'a str, p: &'a [u8]) -> ClientMessage<'a> {
@@ -146,6 +146,16 @@ fn build<'a>(t: u8, n: u64, s: &'a str, p: &'a [u8]) -> ClientMessage<'a> {
             party: n.is_multiple_of(2),
         },
         22 => ClientMessage::LeaveQueue { req: n as u32 },
+        23 => ClientMessage::Spectate {
+            req: n as u32,
+            room_id: n,
+            code: s,
+        },
+        24 => ClientMessage::SpectateRecording {
+            req: n as u32,
+            file: s,
+        },
+        25 => ClientMessage::StopSpectating { req: n as u32 },
         2 => ClientMessage::Join {
             req: n as u32,
             kind: s,
@@ -196,6 +206,8 @@ proptest! {
             ServerMessage::Data { req: n as u32, owner: n, key: s.clone(), value: None, version: 0, public: false },
             ServerMessage::Written { req: n as u32, key: s.clone(), version: n },
             ServerMessage::Profile { req: n as u32, account_id: n, display_name: s.clone(), sessions: n, play_ms: n, games_played: n },
+            ServerMessage::Spectating { req: n as u32, room_id: n, kind: s.clone(), tick_hz: 20 },
+            ServerMessage::SpectatorState { room_id: n, tick: n, payload: Bytes::from(p.clone()) },
         ];
         for m in all {
             let mut out = Vec::new();

@@ -170,7 +170,7 @@ pub struct ClientFields {
 }
 
 /// Client message variants [`client`] builds.
-pub const CLIENT_VARIANTS: usize = 19;
+pub const CLIENT_VARIANTS: usize = 22;
 
 /// Field values for any client message.
 pub fn client_fields() -> impl Strategy<Value = ClientFields> {
@@ -289,6 +289,16 @@ pub fn client(f: &ClientFields) -> ClientMessage<'_> {
             party: f.flag,
         },
         18 => ClientMessage::LeaveQueue { req: f.a },
+        19 => ClientMessage::Spectate {
+            req: f.a,
+            room_id: f.b,
+            code: &f.s,
+        },
+        20 => ClientMessage::SpectateRecording {
+            req: f.a,
+            file: &f.s,
+        },
+        21 => ClientMessage::StopSpectating { req: f.a },
         v => unreachable!("client variant {v}"),
     }
 }
@@ -316,11 +326,14 @@ pub fn client_variant(m: &ClientMessage<'_>) -> usize {
         ClientMessage::ListRooms { .. } => 16,
         ClientMessage::Queue { .. } => 17,
         ClientMessage::LeaveQueue { .. } => 18,
+        ClientMessage::Spectate { .. } => 19,
+        ClientMessage::SpectateRecording { .. } => 20,
+        ClientMessage::StopSpectating { .. } => 21,
     }
 }
 
 /// Server message variants [`server`] generates.
-pub const SERVER_VARIANTS: usize = 16;
+pub const SERVER_VARIANTS: usize = 18;
 
 /// Which variant a server message is; no wildcard, as for [`client_variant`].
 pub fn server_variant(m: &ServerMessage) -> usize {
@@ -341,6 +354,8 @@ pub fn server_variant(m: &ServerMessage) -> usize {
         ServerMessage::Profile { .. } => 13,
         ServerMessage::Conflict { .. } => 14,
         ServerMessage::Rooms { .. } => 15,
+        ServerMessage::Spectating { .. } => 16,
+        ServerMessage::SpectatorState { .. } => 17,
     }
 }
 
@@ -513,6 +528,21 @@ pub fn server() -> impl Strategy<Value = ServerMessage> {
                         },
                     )
                     .collect(),
+            })
+            .boxed(),
+        (u32f(), u64f(), strf(), u32f())
+            .prop_map(|(req, room_id, kind, tick_hz)| ServerMessage::Spectating {
+                req,
+                room_id,
+                kind,
+                tick_hz,
+            })
+            .boxed(),
+        (u64f(), u64f(), payload())
+            .prop_map(|(room_id, tick, p)| ServerMessage::SpectatorState {
+                room_id,
+                tick,
+                payload: Bytes::from(p),
             })
             .boxed(),
     ])

@@ -8,6 +8,7 @@
 //! - `GET /dashboard` (module `dashboard`): the operator's page; it holds no data and no
 //!   secret, and reads everything through `/admin/*` and `/metrics` with the token the
 //!   operator types in.
+//! - `/admin/recordings` (module `recordings`): list match recordings, download one.
 //! - `/admin/*` (module `api`): rooms, players, kick, close, drain; refused with 401
 //!   without the right `Authorization: Bearer <admin_token>`, and with 403 when no
 //!   `admin_token` is configured.
@@ -17,6 +18,7 @@
 
 mod api;
 mod dashboard;
+mod recordings;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -40,6 +42,7 @@ use crate::matchmaker::Matchmaker;
 use crate::metrics::{Gauges, Metrics};
 use crate::outbox::LiveSessions;
 use crate::readiness::Readiness;
+use crate::recording::Recordings;
 
 /// Largest request body the admin API reads (a JSON object with a reason).
 const MAX_BODY: usize = 4096;
@@ -61,6 +64,8 @@ pub(crate) struct AdminEnv {
     pub(crate) readiness: Arc<Readiness>,
     /// Cancelled when shutdown begins.
     pub(crate) shutdown: CancellationToken,
+    /// Match recordings, to list and download; `None` when recording is off.
+    pub(crate) recordings: Option<Arc<Recordings>>,
 }
 
 impl AdminEnv {
@@ -99,6 +104,8 @@ pub(crate) async fn serve(listener: TcpListener, shared: Arc<AdminEnv>, stop: Ca
         .route("/admin/players", get(api::players))
         .route("/admin/players/{id}/kick", post(api::kick))
         .route("/admin/drain", post(api::drain))
+        .route("/admin/recordings", get(recordings::list))
+        .route("/admin/recordings/{file}", get(recordings::download))
         .route("/dashboard", get(dashboard::page))
         .route("/dashboard/{file}", get(dashboard::asset))
         .fallback(|| async {

@@ -137,7 +137,17 @@ impl CommandChecks for DefaultChecks {
                 | Command::PutData { .. }
                 | Command::DeleteData { .. }
                 | Command::GetProfile { .. }
-                | Command::SetName { .. } => {}
+                | Command::SetName { .. }
+                | Command::Spectate { .. }
+                | Command::StopSpectating => {}
+                Command::SpectateRecording { file } => {
+                    if file.is_empty() || file.len() > 255 {
+                        return Err(CommandError::new(
+                            ErrorCode::InvalidArgument,
+                            "a recording's file name is 1 to 255 bytes",
+                        ));
+                    }
+                }
                 Command::Resume { token } => {
                     if token.is_empty() || token.len() > 64 {
                         return Err(CommandError::new(
@@ -227,6 +237,9 @@ impl CommandChecks for DefaultChecks {
                 | Command::JoinById { .. }
                 | Command::JoinByCode { .. }
                 | Command::Resume { .. } => Ok(()),
+                Command::Spectate { .. }
+                | Command::SpectateRecording { .. }
+                | Command::StopSpectating => Ok(()),
             }
         })
     }

@@ -19,6 +19,7 @@
 //!   account and data commands are the `accounts` and `player_data` modules' functions.
 //! - `queue`: `queue` and `leave_queue`, and the task that makes the matchmaking queue's
 //!   passes and seats its matches.
+//! - `spectate`: `spectate`, `spectate_recording` and `stop_spectating`.
 //! - this file: the command type, the check trait, and `run`: the checks, then one
 //!   call per command.
 
@@ -30,6 +31,7 @@ mod leave;
 mod list_rooms;
 mod queue;
 mod resume;
+mod spectate;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -39,14 +41,14 @@ use rally_protocol::{ErrorCode, ServerMessage};
 use crate::accounts::{self, LoggedIn};
 use crate::outbox::SessionLink;
 use crate::player_data;
-use crate::room_handle::Membership;
+use crate::room_handle::{Membership, Watching};
 
 pub use crate::error::CommandError;
 pub use checks::DefaultChecks;
 pub(crate) use env::CommandEnv;
-pub(crate) use queue::run as run_queue;
 #[allow(unused_imports)] // the rating queue seats matched players through it
 pub(crate) use join::seat;
+pub(crate) use queue::run as run_queue;
 
 /// Longest chat line, in bytes.
 pub const MAX_CHAT_BYTES: usize = 256;
@@ -185,6 +187,20 @@ pub enum Command {
         /// The new name.
         name: String,
     },
+    /// Watch a room without a seat.
+    Spectate {
+        /// The room.
+        room_id: u64,
+        /// The room's share code; empty: by id.
+        code: String,
+    },
+    /// Watch a finished match from its recording.
+    SpectateRecording {
+        /// The recording's file name.
+        file: String,
+    },
+    /// Stop watching.
+    StopSpectating,
 }
 
 impl Command {
@@ -207,7 +223,10 @@ impl Command {
             | Command::Queue { .. }
             | Command::LeaveQueue
             | Command::Leave
-            | Command::Chat { .. } => auth_required,
+            | Command::Chat { .. }
+            | Command::Spectate { .. }
+            | Command::SpectateRecording { .. }
+            | Command::StopSpectating => auth_required,
         }
     }
 
@@ -319,6 +338,16 @@ impl std::fmt::Debug for Command {
                 .field("account_id", account_id)
                 .finish(),
             Command::SetName { name } => f.debug_struct("SetName").field("name", name).finish(),
+            Command::Spectate { room_id, code } => f
+                .debug_struct("Spectate")
+                .field("room_id", room_id)
+                .field("code", code)
+                .finish(),
+            Command::SpectateRecording { file } => f
+                .debug_struct("SpectateRecording")
+                .field("file", file)
+                .finish(),
+            Command::StopSpectating => f.write_str("StopSpectating"),
         }
     }
 }
@@ -345,6 +374,9 @@ impl Command {
             Command::DeleteData { .. } => "delete_data",
             Command::GetProfile { .. } => "get_profile",
             Command::SetName { .. } => "set_name",
+            Command::Spectate { .. } => "spectate",
+            Command::SpectateRecording { .. } => "spectate_recording",
+            Command::StopSpectating => "stop_spectating",
         }
     }
 }
@@ -411,6 +443,10 @@ pub(crate) enum Outcome {
     Reply(ServerMessage),
     /// Answered already (`queue` says `ok` as the ticket is queued).
     Done,
+    /// A spectator stream started (`spectating` is sent already); it replaces any other.
+    Spectating(Watching),
+    /// Stop the spectator stream, if any.
+    StopSpectating,
 }
 
 fn logged_in(ctx: &CommandContext) -> Result<u64, CommandError> {
@@ -545,5 +581,12 @@ pub(crate) async fn run(
             accounts::set_name(storage, &env.directory, session, account, &name).await?;
             Ok(Outcome::Reply(ServerMessage::Ok { req }))
         }
+        Command::Spectate { room_id, code } => {
+            spectate::spectate(&env.rooms, req, room_id, &code, link).await
+        }
+        Command::SpectateRecording { file } => {
+            spectate::spectate_recording(&env.rooms, req, &file, link).await
+        }
+        Command::StopSpectating => Ok(Outcome::StopSpectating),
     }
 }

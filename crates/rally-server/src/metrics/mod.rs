@@ -59,7 +59,9 @@ const CALL_BUCKETS: &[f64] = &[
 
 /// Buckets for a wait in the matchmaking queue: a pass runs every 250 ms, and a kind's
 /// timeout is at most minutes.
-const QUEUE_WAIT_BUCKETS: &[f64] = &[0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0];
+const QUEUE_WAIT_BUCKETS: &[f64] = &[
+    0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0,
+];
 
 /// Metric names, written once.
 mod name {
@@ -89,6 +91,9 @@ mod name {
     pub(super) const ALIVE_TASKS: &str = "rally_tokio_alive_tasks";
     pub(super) const QUEUE_WAITING: &str = "rally_queue_players";
     pub(super) const QUEUE_WAIT: &str = "rally_queue_wait_seconds";
+    pub(super) const RECORDING_BYTES: &str = "rally_recording_bytes_total";
+    pub(super) const RECORDINGS_TRUNCATED: &str = "rally_recordings_truncated_total";
+    pub(super) const RECORDING_WRITE: &str = "rally_recording_write_seconds";
 }
 
 /// A room kind's matchmaking queue figures: players waiting, and how long tickets waited
@@ -117,8 +122,23 @@ impl QueueMeter {
     }
 }
 
+/// The match recordings' figures, handed to the recordings writer when the server starts.
+#[derive(Debug, Clone)]
+pub(crate) struct RecordingMetrics {
+    /// Bytes written to recording files.
+    pub(crate) bytes: Counter,
+    /// Recordings cut short: the room's buffer was full (the disk did not keep up).
+    pub(crate) cut_buffer_full: Counter,
+    /// Recordings cut short: a write failed.
+    pub(crate) cut_write_error: Counter,
+    /// Time one write (and its flush to the OS) took.
+    pub(crate) write: Histogram,
+    /// The writer tasks.
+    pub(crate) task: TaskMeter,
+}
+
 /// Commands with their own `command` label.
-const COMMANDS: [&str; 18] = [
+const COMMANDS: [&str; 21] = [
     "join",
     "create",
     "join_or_create",
@@ -137,6 +157,9 @@ const COMMANDS: [&str; 18] = [
     "delete_data",
     "get_profile",
     "set_name",
+    "spectate",
+    "spectate_recording",
+    "stop_spectating",
 ];
 
 /// What `/metrics` reads from the rest of the server at scrape time, taken by the caller
@@ -200,6 +223,7 @@ impl Metrics {
             (name::COMMAND, CALL_BUCKETS),
             (name::DB_CALL, CALL_BUCKETS),
             (name::QUEUE_WAIT, QUEUE_WAIT_BUCKETS),
+            (name::RECORDING_WRITE, CALL_BUCKETS),
         ]
         .into_iter()
         .fold(PrometheusBuilder::new(), |b, (metric, buckets)| {
@@ -272,6 +296,8 @@ impl Metrics {
             (name::BYTES_IN, "Bytes read from client connections (framing included), by transport"),
             (name::BYTES_OUT, "Bytes written to client connections (framing included), by transport"),
             (name::REJECTIONS, "Error messages sent to clients, by error code (every code a client receives counts)"),
+            (name::RECORDING_BYTES, "Bytes written to match recording files"),
+            (name::RECORDINGS_TRUNCATED, "Match recordings cut short, by reason: buffer_full (the disk did not keep up), write_error (a write failed); the game went on"),
             (name::RATE_LIMITED, "Refused by a rate limit: inputs and requests/pings over their per-connection rate, connections closed for staying over, connections refused by their address's limits"),
         ];
         for (n, help) in counters {
@@ -333,6 +359,10 @@ impl Metrics {
             (
                 name::QUEUE_WAIT,
                 "How long a matchmaking ticket waited, by room kind and outcome (matched, timeout)",
+            ),
+            (
+                name::RECORDING_WRITE,
+                "Time one write of a match recording took (buffered records, then the flush to the OS)",
             ),
         ];
         for (n, help) in histograms {
@@ -406,6 +436,24 @@ impl Metrics {
             waiting,
             matched: wait("matched"),
             timeout: wait("timeout"),
+        }
+    }
+
+    /// The recordings writer's figures (registered now, so they show at zero).
+    pub(crate) fn recording(&self) -> RecordingMetrics {
+        let bytes = self.counter(name::RECORDING_BYTES, &[]);
+        let cut = |reason: &str| {
+            let c = self.counter(name::RECORDINGS_TRUNCATED, &[("reason", reason.to_owned())]);
+            c.increment(0);
+            c
+        };
+        bytes.increment(0);
+        RecordingMetrics {
+            bytes,
+            cut_buffer_full: cut("buffer_full"),
+            cut_write_error: cut("write_error"),
+            write: self.histogram(name::RECORDING_WRITE, &[]),
+            task: self.task_meter(TaskKind::Recording),
         }
     }
 

@@ -26,10 +26,12 @@ pub(crate) enum TaskKind {
     Write,
     /// The probe that checks the database answers, for `/readyz`.
     DbProbe,
+    /// One match recording's writer, or the recordings' retention sweep.
+    Recording,
 }
 
 impl TaskKind {
-    pub(super) const ALL: [TaskKind; 8] = [
+    pub(super) const ALL: [TaskKind; 9] = [
         TaskKind::Session,
         TaskKind::Room,
         TaskKind::Command,
@@ -38,6 +40,7 @@ impl TaskKind {
         TaskKind::Heartbeat,
         TaskKind::Write,
         TaskKind::DbProbe,
+        TaskKind::Recording,
     ];
 
     pub(super) fn name(self) -> &'static str {
@@ -50,6 +53,7 @@ impl TaskKind {
             TaskKind::Heartbeat => "heartbeat",
             TaskKind::Write => "db_write",
             TaskKind::DbProbe => "db_probe",
+            TaskKind::Recording => "recording",
         }
     }
 }

@@ -7,9 +7,10 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{Room, Seat};
+use super::{Room, Seat, Spectator, MAX_SPECTATORS};
 use crate::error::CommandError;
 use crate::outbox::{Outbound, SessionLink};
+use crate::recording::RoomRecording;
 use crate::room_handle::{Control, PartyMember, Reservation, SeatView};
 
 impl Room {
@@ -46,6 +47,12 @@ impl Room {
             } => self.on_chat(player, session, name, text, reply),
             Control::Inspect { reply } => self.on_inspect(reply),
             Control::Party { reply } => self.on_party(reply),
+            Control::Spectate {
+                link,
+                req,
+                watching,
+                reply,
+            } => self.on_spectate(link, req, watching, reply),
         }
     }
 
@@ -108,6 +115,9 @@ impl Room {
             &mut JoinContext::new(team, self.seats.len(), &mut control),
         );
         self.apply_control(control);
+        if let Some(out) = self.recording.as_mut().and_then(RoomRecording::records) {
+            rally_record::encode::join(out, id, team, joined.is_ok());
+        }
         if let Err(refusal) = joined {
             let _ = reply.send(Err(CommandError::new(ErrorCode::JoinRefused, refusal.0)));
             return;
@@ -136,6 +146,9 @@ impl Room {
         self.count_players();
         if !self.started && self.seats.len() >= self.rules.min() {
             self.started = true;
+            if let Some(out) = self.recording.as_mut().and_then(RoomRecording::records) {
+                rally_record::encode::start(out);
+            }
             let mut control = RoomControl::new();
             self.game.start(&mut control);
             self.apply_control(control);
@@ -248,6 +261,30 @@ impl Room {
         (1..=teams)
             .min_by_key(|t| self.seats.iter().filter(|s| s.team == *t).count())
             .unwrap_or(1)
+    }
+
+    /// Adds a spectator, which hears `spectating` before the next state.
+    fn on_spectate(
+        &mut self,
+        link: SessionLink,
+        req: u32,
+        watching: CancellationToken,
+        reply: oneshot::Sender<bool>,
+    ) {
+        self.spectators.retain(|s| !s.watching.is_cancelled());
+        if self.spectators.len() >= MAX_SPECTATORS {
+            let _ = reply.send(false);
+            return;
+        }
+        link.send(Outbound::Msg(ServerMessage::Spectating {
+            req,
+            room_id: self.handle.id,
+            kind: self.handle.kind.to_string(),
+            tick_hz: (1.0 / self.env.tick_period.as_secs_f64()).round() as u32,
+        }));
+        if reply.send(true).is_ok() {
+            self.spectators.push(Spectator { link, watching });
+        }
     }
 
     /// Describes the seats for the admin API.

@@ -10,6 +10,7 @@ use tokio_util::task::TaskTracker;
 use crate::games::Games;
 use crate::matchmaker::Matchmaker;
 use crate::metrics::Metrics;
+use crate::recording::Recordings;
 use crate::resume::ResumeTokens;
 use crate::storage::Storage;
 
@@ -26,6 +27,8 @@ pub(crate) struct RoomEnv {
     pub(crate) metrics: Arc<Metrics>,
     /// Where match records go; `None` without a database.
     pub(crate) storage: Option<Arc<Storage>>,
+    /// Where each match is recorded; `None` when recording is off.
+    pub(crate) recordings: Option<Arc<Recordings>>,
     /// The server's task tracker: rooms run in it, so shutdown waits for them.
     pub(crate) tracker: TaskTracker,
     /// The server's shutdown token; each room's token is a child of it.

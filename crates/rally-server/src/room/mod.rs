@@ -34,8 +34,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use rally_game::{CloseReason, Game, PlayerId, RoomControl, RoomOptions};
+use rally_game::{CloseReason, Game, PlayerId, Rng, RoomControl, RoomOptions};
 use rally_protocol::{ErrorCode, ServerMessage};
+use rally_record::encode::{self, Header};
 use rally_store::AccountId;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -46,6 +47,7 @@ use crate::games::{Kind, KindRules};
 use crate::matchmaker::{FilterKey, NewRoom};
 use crate::metrics::{ErrorKind, TaskKind};
 use crate::outbox::{Outbound, SessionLink};
+use crate::recording::{RoomRecording, Summary, HASH_EVERY};
 use crate::room_handle::{Control, InputMsg, Reservation, RoomHandle, RoomInfo};
 
 pub(crate) use env::RoomEnv;
@@ -54,6 +56,15 @@ pub(crate) use env::RoomEnv;
 const CONTROL_PER_SEAT: usize = 4;
 /// Inputs a room buffers per seat between two ticks.
 const INPUTS_PER_SEAT: usize = 16;
+/// Spectators one room takes: each costs the room one queued message per state.
+pub(crate) const MAX_SPECTATORS: usize = 64;
+
+/// A session watching the room without a seat.
+struct Spectator {
+    link: SessionLink,
+    /// Cancelled when the session stops watching (or ends).
+    watching: CancellationToken,
+}
 
 struct Seat {
     id: PlayerId,
@@ -108,6 +119,23 @@ struct Room {
     rules: KindRules,
     /// Whether the game was told it has its minimum of players ([`Game::start`]).
     started: bool,
+    /// The game's random numbers ([`rally_game::Tick::rng`]), seeded per room; the seed is
+    /// in the recording's header.
+    rng: Rng,
+    /// This match's recording; `None` when recording is off (or it was cut).
+    recording: Option<RoomRecording>,
+    /// Not seated, not counted in `max_players`, at most [`MAX_SPECTATORS`].
+    spectators: Vec<Spectator>,
+}
+
+/// A fresh seed per room: from the OS, or, should that fail, from the clock (a seed
+/// needs to differ between rooms, not to be secret).
+fn room_seed() -> u64 {
+    getrandom::u64().unwrap_or_else(|_| {
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+    })
 }
 
 /// The registered kind, or `UNKNOWN_ROOM_KIND`.
@@ -226,6 +254,22 @@ fn spawn(
         reason: Arc::new(OnceLock::new()),
         info: Arc::new(RoomInfo::new()),
     };
+    let seed = room_seed();
+    let opened_at = SystemTime::now();
+    let recording = env.recordings.as_ref().map(|r| {
+        r.start(&Header {
+            room_id: id,
+            kind: kind.to_owned(),
+            game_version: game.version().to_owned(),
+            options: handle.options.to_bytes(),
+            seed,
+            tick_hz: (1.0 / env.tick_period.as_secs_f64()).round() as u32,
+            hash_every: HASH_EVERY,
+            started_unix_ms: opened_at
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+        })
+    });
     let room = Room {
         env: env.clone(),
         handle: handle.clone(),
@@ -239,9 +283,12 @@ fn spawn(
         gone: Vec::new(),
         tick_duration: env.metrics.tick_histogram(kind),
         players: Vec::new(),
-        opened_at: SystemTime::now(),
         rules: spec.rules.clone(),
         started: false,
+        opened_at,
+        rng: Rng::new(seed),
+        recording,
+        spectators: Vec::new(),
     };
     env.tracker.spawn(room.run(control_rx, inputs_rx));
     handle
@@ -400,6 +447,9 @@ impl Room {
             if let Some(t) = seat.token {
                 self.env.resume.remove(&t);
             }
+            if let Some(out) = self.recording.as_mut().and_then(RoomRecording::records) {
+                encode::leave(out, player);
+            }
             self.game.leave(player);
             self.count_players();
             self.env.matchmaker.release(self.handle.id);
@@ -408,6 +458,7 @@ impl Room {
 
     fn finish(mut self, reason: CloseReason, duration_ms: u64) {
         self.game.shutdown(reason);
+        self.finish_recording(reason, duration_ms);
         self.record_match(duration_ms);
         let id = self.handle.id;
         let note = self.handle.info.close_note.get();
@@ -442,6 +493,12 @@ impl Room {
                     reason: reason_text(reason).into(),
                 }));
             }
+        }
+        for s in &self.spectators {
+            s.link.send(Outbound::Msg(ServerMessage::RoomClosed {
+                room_id: id,
+                reason: reason_text(reason).into(),
+            }));
         }
         self.env.matchmaker.remove(id);
         self.handle.close(reason);
@@ -495,6 +552,43 @@ impl Room {
             self.opened_at,
             duration_ms,
             result,
+        );
+    }
+}
+
+impl Room {
+    /// Ends the recording with its trailer: the reason, the ticks, the duration and the
+    /// game's result; the writer then fsyncs it.
+    fn finish_recording(&mut self, reason: CloseReason, duration_ms: u64) {
+        let Some(recording) = self.recording.take() else {
+            return;
+        };
+        let result = self.game.result().unwrap_or(serde_json::Value::Null);
+        let result = serde_json::to_string(&result).unwrap_or_else(|_| "null".to_owned());
+        let mut players: Vec<u64> = self.players.iter().map(|(_, a)| *a).collect();
+        players.sort_unstable();
+        players.dedup();
+        let end = encode::EndReason::from(reason);
+        let summary = Summary {
+            room_id: self.handle.id,
+            kind: self.handle.kind.to_string(),
+            game_version: self.game.version().to_owned(),
+            tick_hz: (1.0 / self.env.tick_period.as_secs_f64()).round() as u32,
+            started_unix_ms: self
+                .opened_at
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            players,
+            reason: Some(end.name().to_owned()),
+            ticks: Some(self.tick),
+            duration_ms: Some(duration_ms),
+            complete: true,
+            ..Summary::default()
+        };
+        let ticks = self.tick;
+        recording.finish(
+            |out| encode::end(out, end, ticks, duration_ms, &result),
+            summary,
         );
     }
 }

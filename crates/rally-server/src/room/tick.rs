@@ -7,13 +7,15 @@ use std::time::Duration;
 use bytes::Bytes;
 use rally_game::{PlayerId, Tick};
 use rally_protocol::{ErrorCode, ServerMessage};
+use rally_record::encode;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::Room;
 use crate::error::ClientError;
 use crate::metrics::ErrorKind;
-use crate::outbox::Sent;
+use crate::outbox::{Outbound, Sent};
+use crate::recording::RoomRecording;
 use crate::room_handle::InputMsg;
 use crate::transport::Transport;
 
@@ -36,6 +38,9 @@ impl Room {
             };
             if input.seq <= self.seats[at].last_seq || !self.seats[at].held_by(input.session) {
                 continue; // a duplicate, or from a connection that lost the seat
+            }
+            if let Some(out) = self.recording.as_mut().and_then(RoomRecording::records) {
+                encode::input(out, input.player, input.seq, &input.payload);
             }
             match self.game.input(input.player, input.seq, &input.payload) {
                 Ok(()) => self.seats[at].last_seq = input.seq,
@@ -64,12 +69,14 @@ impl Room {
         self.handle.info.tick.store(self.tick, Ordering::Relaxed);
         self.room_buf.clear();
         self.views.clear();
-        let mut tick = Tick::new(self.tick, dt, &mut self.room_buf, &mut self.views);
+        let mut tick =
+            Tick::new(self.tick, dt, &mut self.room_buf, &mut self.views).with_rng(&mut self.rng);
         self.game.tick(&mut tick);
         let control = tick.take_control();
         if !control.is_empty() {
             self.apply_control(control);
         }
+        self.record_tick(dt);
         let room_state =
             (!self.room_buf.is_empty()).then(|| Bytes::copy_from_slice(&self.room_buf));
         let views: Vec<(PlayerId, Bytes)> = self
@@ -110,9 +117,50 @@ impl Room {
                 self.env.metrics.stats.sent(transport, messages, bytes);
             }
         }
+        self.send_spectators(room_state);
         if self.write_buf.capacity() > MAX_KEPT_WRITE_BUFFER {
             self.write_buf = Vec::new();
         }
         self.mark_gone_away();
+    }
+
+    /// Sends spectators the room state, dropping those that stopped watching or whose
+    /// session is gone or not reading. Per-player views are never sent to them.
+    fn send_spectators(&mut self, room_state: Option<Bytes>) {
+        if self.spectators.is_empty() {
+            return;
+        }
+        let (room_id, tick) = (self.handle.id, self.tick);
+        self.spectators.retain(|s| {
+            if s.watching.is_cancelled() {
+                return false;
+            }
+            match &room_state {
+                Some(payload) => s.link.send(Outbound::Msg(ServerMessage::SpectatorState {
+                    room_id,
+                    tick,
+                    payload: payload.clone(),
+                })),
+                None => true,
+            }
+        });
+    }
+
+    /// Records the tick (and every `HASH_EVERY` ticks the state hash) and hands the
+    /// tick's records to the writer without waiting.
+    fn record_tick(&mut self, dt: Duration) {
+        let Some(recording) = &mut self.recording else {
+            return;
+        };
+        if let Some(out) = recording.records() {
+            encode::tick(out, self.tick, dt.as_nanos() as u64);
+        }
+        if recording.wants_hash(self.tick) {
+            let hash = rally_record::state_hash(&*self.game, &self.room_buf);
+            if let Some(out) = recording.records() {
+                encode::hash(out, self.tick, hash);
+            }
+        }
+        recording.end_tick();
     }
 }

@@ -186,6 +186,20 @@ impl Core {
                     limit,
                 },
             ),
+            ClientMessage::Spectate { req, room_id, code } => self.enqueue(
+                req,
+                Command::Spectate {
+                    room_id,
+                    code: code.to_owned(),
+                },
+            ),
+            ClientMessage::SpectateRecording { req, file } => self.enqueue(
+                req,
+                Command::SpectateRecording {
+                    file: file.to_owned(),
+                },
+            ),
+            ClientMessage::StopSpectating { req } => self.enqueue(req, Command::StopSpectating),
         }
     }
 

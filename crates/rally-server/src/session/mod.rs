@@ -50,7 +50,7 @@ use crate::error::ClientError;
 use crate::limits::{AddressSlot, MessageLimits};
 use crate::metrics::TaskKind;
 use crate::outbox::{Ending, Outbound, SessionCtl, SessionLink};
-use crate::room_handle::{Control, Membership};
+use crate::room_handle::{Control, Membership, Watching};
 use crate::transport::{self, Decoder, Transport};
 use reader::Reader;
 use writer::Writer;
@@ -236,6 +236,8 @@ struct Core {
     /// Boxed: an idle or lobby session has none, and inline it would cost every
     /// session's future its 88 bytes.
     membership: Option<Box<Membership>>,
+    /// The spectator stream this session watches; dropping it stops the stream.
+    spectating: Option<Watching>,
     /// The account the session is logged in as (its display name is in the directory).
     account: Option<SessionAccount>,
     /// Commands waiting behind the running one, in order.
@@ -268,6 +270,7 @@ impl Core {
             handshaken: false,
             draining: false,
             membership: None,
+            spectating: None,
             account: None,
             queue: VecDeque::new(),
             running: false,
@@ -315,7 +318,7 @@ impl Core {
                 }));
             }
         }
-        self.membership = Some(new);
+        self.membership = Some(Box::new(new));
     }
 
     fn on_shutdown(&mut self) {

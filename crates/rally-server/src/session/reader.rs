@@ -106,7 +106,7 @@ impl Reader {
         drop(pending);
         // Out of the matchmaking queue; a seat a match gave it just now is left too.
         if let Some(m) = self.core.env.queue.forget(self.core.link.session_id) {
-            self.core.membership = Some(m);
+            self.core.membership = Some(Box::new(m));
         }
         self.core.leave_room(&ctl.ending());
     }

@@ -6,6 +6,7 @@ use rally_protocol::{ErrorCode, ServerMessage};
 use super::{CommandFuture, Core};
 use crate::accounts::SessionAccount;
 use crate::command::{self, CommandContext, CommandError, Outcome};
+use crate::error::ClientError;
 use crate::metrics::{ErrorKind, TaskKind};
 use crate::outbox::Outbound;
 
@@ -116,6 +117,19 @@ impl Core {
                 self.link.send_in_task(Outbound::Msg(msg));
             }
             Ok(Outcome::Done) => {}
+            // The stream watched before, if any, stops as its `Watching` drops.
+            Ok(Outcome::Spectating(w)) => self.spectating = Some(w),
+            Ok(Outcome::StopSpectating) => match self.spectating.take() {
+                Some(_) => {
+                    self.link
+                        .send_in_task(Outbound::Msg(ServerMessage::Ok { req }));
+                }
+                None => self.client_error(
+                    ErrorKind::Command,
+                    ClientError::new(ErrorCode::NotSpectating, "not spectating"),
+                    req,
+                ),
+            },
             Err(e) => self.client_error(ErrorKind::Command, e, req),
         }
     }

@@ -34,6 +34,17 @@ pub async fn serve(database_url: &str, extra: &[&str]) -> Served {
 /// Like [`serve`], with every listener on `host` port 0 (`::1` for IPv6). A
 /// `--shutdown-grace-ms` in `extra` replaces the default of 2000.
 pub async fn serve_on(host: &str, database_url: &str, extra: &[&str]) -> Served {
+    serve_via(Command::new(RALLY), host, database_url, extra).await
+}
+
+/// Like [`serve_on`], with `rally` started by `command` (e.g. a shell that sets a
+/// resource limit first and then runs `rally` with the arguments it is given).
+pub async fn serve_via(
+    mut command: Command,
+    host: &str,
+    database_url: &str,
+    extra: &[&str],
+) -> Served {
     let any = |h: &str| {
         if h.contains(':') {
             format!("[{h}]:0")
@@ -46,7 +57,7 @@ pub async fn serve_on(host: &str, database_url: &str, extra: &[&str]) -> Served 
     } else {
         &["--shutdown-grace-ms", "2000"]
     };
-    let mut child = Command::new(RALLY)
+    let mut child = command
         .args(["serve", "--tcp", &any(host), "--http", &any(host)])
         .args(["--admin", &any(host), "--log-format", "json"])
         .args(grace)
