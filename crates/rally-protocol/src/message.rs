@@ -55,6 +55,8 @@ pub mod tag {
     pub const GET_PROFILE: u8 = 11;
     /// Client `set_name`.
     pub const SET_NAME: u8 = 12;
+    /// Client `claim_seat` (revision 4: a seat ticket from a `redirect`).
+    pub const CLAIM_SEAT: u8 = 23;
     /// Server `welcome`.
     pub const WELCOME: u8 = 64;
     /// Server `joined`.
@@ -83,6 +85,8 @@ pub mod tag {
     pub const WRITTEN: u8 = 76;
     /// Server `profile` (the reply to `get_profile`).
     pub const PROFILE: u8 = 77;
+    /// Server `redirect` (revision 4: the seat is on another node of the cluster).
+    pub const REDIRECT: u8 = 84;
 }
 
 /// Why a message body could not be decoded. The server answers all of these with

@@ -134,6 +134,10 @@ fn client_samples() -> Vec<Vec<u8>> {
             req: u32::MAX,
             name: "Ada",
         },
+        ClientMessage::ClaimSeat {
+            req: 9,
+            ticket: "AQAAAZPmU1Xo",
+        },
     ];
     messages
         .iter()
@@ -231,6 +235,14 @@ fn server_samples() -> Vec<Vec<u8>> {
             sessions: 3,
             play_ms: 100_000,
             games_played: 2,
+        },
+        ServerMessage::Redirect {
+            req: 2,
+            node: "b".into(),
+            tcp: "127.0.0.1:7001".into(),
+            ws: "127.0.0.1:8081".into(),
+            ticket: "AQAAAZPmU1Xo".into(),
+            room_id: 3,
         },
     ];
     messages

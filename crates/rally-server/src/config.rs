@@ -200,6 +200,38 @@ config_keys! {
     /// Whether a session must log in before it may play (a development switch when false).
     auth_required: bool = KeyKind::Bool { default: true },
         help: "sessions must log in before playing (false: a development switch production refuses)";
+
+    /// The NATS server of a cluster (`nats://host:port`); `None`: a single node, the default.
+    cluster_nats_url: Option<String> = KeyKind::Url { schemes: &["nats://"], default: "" },
+        help: "cluster mode: the NATS server (with JetStream) the nodes share, nats://host:port (empty: a single node)";
+
+    /// This node's name in the cluster: unique per node, letters, digits, `-` and `_`.
+    node_id: String = KeyKind::Text { default: "rally-1" },
+        help: "cluster mode: this node's unique name (1-64 of A-Z a-z 0-9 - _)";
+
+    /// The raw TCP address players are redirected to (`host:port`); `auto`: the TCP
+    /// listener's own address (an unspecified IP becomes 127.0.0.1).
+    advertise_tcp: String = KeyKind::Text { default: "auto" },
+        help: "cluster mode: the host:port other nodes send players to for raw TCP (auto: the tcp listener's address)";
+
+    /// The WebSocket address players are redirected to (`host:port`, path `/ws`); `auto`:
+    /// the HTTP listener's own address.
+    advertise_ws: String = KeyKind::Text { default: "auto" },
+        help: "cluster mode: the host:port other nodes send players to for WebSocket /ws (auto: the http listener's address)";
+
+    /// How long a node's membership entry and its rooms' directory entries live without a
+    /// heartbeat (one every third of it), in milliseconds.
+    cluster_node_ttl_ms: u64 = KeyKind::Int { min: 1000, max: 60_000, default: 3000 },
+        help: "cluster mode: a node that stops heartbeating is dead after this, and its rooms leave the directory";
+
+    /// How long a seat ticket (and the seat it reserves) lasts unclaimed, in milliseconds.
+    seat_ticket_ttl_ms: u64 = KeyKind::Int { min: 1000, max: 60_000, default: 10_000 },
+        help: "cluster mode: how long a redirected player has to claim its seat on the other node";
+
+    /// Bound on one attempt of a request to another node (a seat reservation), in
+    /// milliseconds; retried per the retry policy.
+    cluster_request_timeout_ms: u64 = KeyKind::Int { min: 100, max: 10_000, default: 1000 },
+        help: "cluster mode: bound on one attempt of a seat reservation on another node (3 attempts at most)";
 }
 
 /// Where a value came from, for error messages.
@@ -393,6 +425,14 @@ impl Sources {
                     if value.trim().is_empty() {
                         return Err(invalid());
                     }
+                    if k.name == "node_id" && !rally_auth::ticket::valid_node_id(value.trim()) {
+                        return Err(ConfigError::Invalid {
+                            key: k.name,
+                            value: value.clone(),
+                            from: source.clone(),
+                            allowed: "1 to 64 of A-Z a-z 0-9 - _".to_owned(),
+                        });
+                    }
                     values.insert(k.name, Value::Text(value.trim().to_owned()));
                 }
                 KeyKind::Secret { min_len, .. } => {
@@ -518,6 +558,26 @@ impl Config {
     /// One tick period.
     pub fn tick_period(&self) -> Duration {
         Duration::from_secs_f64(1.0 / f64::from(self.tick_hz))
+    }
+
+    /// Whether the server runs as a node of a cluster (`cluster_nats_url` is set).
+    pub fn clustered(&self) -> bool {
+        self.cluster_nats_url.is_some()
+    }
+
+    /// [`Config::cluster_node_ttl_ms`] as a duration.
+    pub fn cluster_node_ttl(&self) -> Duration {
+        Duration::from_millis(self.cluster_node_ttl_ms)
+    }
+
+    /// [`Config::seat_ticket_ttl_ms`] as a duration.
+    pub fn seat_ticket_ttl(&self) -> Duration {
+        Duration::from_millis(self.seat_ticket_ttl_ms)
+    }
+
+    /// [`Config::cluster_request_timeout_ms`] as a duration.
+    pub fn cluster_request_timeout(&self) -> Duration {
+        Duration::from_millis(self.cluster_request_timeout_ms)
     }
 
     /// [`Config::session_ttl_secs`] as a duration.

@@ -109,6 +109,14 @@ pub enum ClientMessage<'a> {
         /// The new name.
         name: &'a str,
     },
+    /// `[23, req, ticket]` (revision 4): take the seat a `redirect`'s ticket reserved on
+    /// this node; answered by `joined` or `error`.
+    ClaimSeat {
+        /// Request id, echoed in the reply.
+        req: u32,
+        /// The seat ticket, as the `redirect` gave it. A secret: never logged.
+        ticket: &'a str,
+    },
 }
 
 impl std::fmt::Debug for ClientMessage<'_> {
@@ -189,6 +197,11 @@ impl std::fmt::Debug for ClientMessage<'_> {
                 .field("req", req)
                 .field("name", name)
                 .finish(),
+            ClientMessage::ClaimSeat { req, .. } => f
+                .debug_struct("ClaimSeat")
+                .field("req", req)
+                .field("ticket", &REDACTED)
+                .finish(),
         }
     }
 }
@@ -209,7 +222,8 @@ impl<'a> ClientMessage<'a> {
             | ClientMessage::PutData { req, .. }
             | ClientMessage::DeleteData { req, .. }
             | ClientMessage::GetProfile { req, .. }
-            | ClientMessage::SetName { req, .. } => Some(*req),
+            | ClientMessage::SetName { req, .. }
+            | ClientMessage::ClaimSeat { req, .. } => Some(*req),
         }
     }
 
@@ -228,6 +242,7 @@ impl<'a> ClientMessage<'a> {
             ClientMessage::DeleteData { .. } => "delete_data",
             ClientMessage::GetProfile { .. } => "get_profile",
             ClientMessage::SetName { .. } => "set_name",
+            ClientMessage::ClaimSeat { .. } => "claim_seat",
         }
     }
 
@@ -355,6 +370,14 @@ impl<'a> ClientMessage<'a> {
                 };
                 (m, 3)
             }
+            t if t == u64::from(tag::CLAIM_SEAT) => {
+                expect(tag::CLAIM_SEAT, 3, n)?;
+                let m = ClientMessage::ClaimSeat {
+                    req: r.read_u32()?,
+                    ticket: r.read_str()?,
+                };
+                (m, 3)
+            }
             other => return Err(DecodeError::UnknownType(other)),
         };
         close(&mut r, n, known)?;
@@ -472,6 +495,12 @@ impl<'a> ClientMessage<'a> {
                 msgpack::write_uint(out, tag::SET_NAME.into());
                 msgpack::write_uint(out, (*req).into());
                 msgpack::write_str(out, name);
+            }
+            ClientMessage::ClaimSeat { req, ticket } => {
+                msgpack::write_array_len(out, 3);
+                msgpack::write_uint(out, tag::CLAIM_SEAT.into());
+                msgpack::write_uint(out, (*req).into());
+                msgpack::write_str(out, ticket);
             }
         }
     }

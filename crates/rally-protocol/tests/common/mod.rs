@@ -170,7 +170,7 @@ pub struct ClientFields {
 }
 
 /// Client message variants [`client`] builds.
-pub const CLIENT_VARIANTS: usize = 12;
+pub const CLIENT_VARIANTS: usize = 13;
 
 /// Field values for any client message.
 pub fn client_fields() -> impl Strategy<Value = ClientFields> {
@@ -253,6 +253,10 @@ pub fn client(f: &ClientFields) -> ClientMessage<'_> {
             req: f.a,
             name: &f.s,
         },
+        12 => ClientMessage::ClaimSeat {
+            req: f.a,
+            ticket: &f.s,
+        },
         v => unreachable!("client variant {v}"),
     }
 }
@@ -273,11 +277,12 @@ pub fn client_variant(m: &ClientMessage<'_>) -> usize {
         ClientMessage::DeleteData { .. } => 9,
         ClientMessage::GetProfile { .. } => 10,
         ClientMessage::SetName { .. } => 11,
+        ClientMessage::ClaimSeat { .. } => 12,
     }
 }
 
 /// Server message variants [`server`] generates.
-pub const SERVER_VARIANTS: usize = 15;
+pub const SERVER_VARIANTS: usize = 16;
 
 /// Which variant a server message is; no wildcard, as for [`client_variant`].
 pub fn server_variant(m: &ServerMessage) -> usize {
@@ -297,6 +302,7 @@ pub fn server_variant(m: &ServerMessage) -> usize {
         ServerMessage::Written { .. } => 12,
         ServerMessage::Profile { .. } => 13,
         ServerMessage::Conflict { .. } => 14,
+        ServerMessage::Redirect { .. } => 15,
     }
 }
 
@@ -427,6 +433,18 @@ pub fn server() -> impl Strategy<Value = ServerMessage> {
                 req,
                 current_version,
             })
+            .boxed(),
+        (u32f(), strf(), strf(), strf(), strf(), u64f())
+            .prop_map(
+                |(req, node, tcp, ws, ticket, room_id)| ServerMessage::Redirect {
+                    req,
+                    node,
+                    tcp,
+                    ws,
+                    ticket,
+                    room_id,
+                },
+            )
             .boxed(),
     ])
 }

@@ -8,7 +8,7 @@
 //! - `GET /dashboard` (module `dashboard`): the operator's page; it holds no data and no
 //!   secret, and reads everything through `/admin/*` and `/metrics` with the token the
 //!   operator types in.
-//! - `/admin/*` (module `api`): rooms, players, kick, close, drain; refused with 401
+//! - `/admin/*` (module `api`): rooms, players, kick, close, drain, cluster; refused with 401
 //!   without the right `Authorization: Bearer <admin_token>`, and with 403 when no
 //!   `admin_token` is configured.
 //!
@@ -34,6 +34,7 @@ use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::directory::Directory;
 use crate::matchmaker::Matchmaker;
@@ -61,6 +62,8 @@ pub(crate) struct AdminEnv {
     pub(crate) readiness: Arc<Readiness>,
     /// Cancelled when shutdown begins.
     pub(crate) shutdown: CancellationToken,
+    /// Cluster mode: what `/admin/cluster` shows; `None` for a single node.
+    pub(crate) cluster: Option<Arc<Cluster>>,
 }
 
 impl AdminEnv {
@@ -99,6 +102,7 @@ pub(crate) async fn serve(listener: TcpListener, shared: Arc<AdminEnv>, stop: Ca
         .route("/admin/players", get(api::players))
         .route("/admin/players/{id}/kick", post(api::kick))
         .route("/admin/drain", post(api::drain))
+        .route("/admin/cluster", get(api::cluster))
         .route("/dashboard", get(dashboard::page))
         .route("/dashboard/{file}", get(dashboard::asset))
         .fallback(|| async {

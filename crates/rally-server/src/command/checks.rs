@@ -54,6 +54,14 @@ impl CommandChecks for DefaultChecks {
                         ));
                     }
                 }
+                Command::ClaimSeat { ticket } => {
+                    if ticket.is_empty() || ticket.len() > rally_auth::ticket::MAX_TICKET_LEN {
+                        return Err(CommandError::new(
+                            ErrorCode::TicketInvalid,
+                            "not a valid seat ticket",
+                        ));
+                    }
+                }
                 Command::Chat { text } => {
                     if text.trim().is_empty() || text.len() > MAX_CHAT_BYTES {
                         return Err(CommandError::new(
@@ -137,10 +145,15 @@ impl CommandChecks for DefaultChecks {
                 ));
             }
             match cmd {
-                Command::Join { .. } | Command::Resume { .. } if ctx.draining => Err(
-                    CommandError::new(ErrorCode::ServerShutdown, "the server is shutting down"),
-                ),
-                Command::Join { .. } | Command::Resume { .. } => match &ctx.room {
+                Command::Join { .. } | Command::ClaimSeat { .. } | Command::Resume { .. }
+                    if ctx.draining =>
+                {
+                    Err(CommandError::new(
+                        ErrorCode::ServerShutdown,
+                        "the server is shutting down",
+                    ))
+                }
+                Command::Join { .. } | Command::ClaimSeat { .. } | Command::Resume { .. } => match &ctx.room {
                     Some((id, _)) => Err(CommandError::new(
                         ErrorCode::AlreadyInRoom,
                         format!("already in room {id}; leave it first"),

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::CommandChecks;
 use crate::accounts::Auth;
+use crate::cluster::Cluster;
 use crate::directory::Directory;
 use crate::room::RoomEnv;
 use crate::storage::Storage;
@@ -21,6 +22,8 @@ pub(crate) struct CommandEnv {
     pub(crate) storage: Option<Arc<Storage>>,
     /// Connected sessions, where a new display name is cached (`set_name`).
     pub(crate) directory: Arc<Directory>,
+    /// Cluster mode: where a `join` goes, and the seats `claim_seat` takes.
+    pub(crate) cluster: Option<Arc<Cluster>>,
 }
 
 impl std::fmt::Debug for CommandEnv {

@@ -14,7 +14,8 @@
 //! # Layout
 //! - `checks`: [`DefaultChecks`].
 //! - `env`: what the commands are given (`CommandEnv`).
-//! - `join`, `resume`, `leave`, `chat`: one file per room command. The account and data
+//! - `join`, `resume`, `leave`, `chat`: one file per room command (`join` also takes
+//!   `claim_seat`, the second half of a cluster redirect). The account and data
 //!   commands are the `accounts` and `player_data` modules' functions.
 //! - this file: the command type, the check trait, and `run`: the checks, then one
 //!   call per command.
@@ -114,6 +115,11 @@ pub enum Command {
         /// The new name.
         name: String,
     },
+    /// Take the seat a cluster `redirect`'s ticket reserved on this node.
+    ClaimSeat {
+        /// The seat ticket.
+        ticket: String,
+    },
 }
 
 impl Command {
@@ -127,7 +133,10 @@ impl Command {
             | Command::DeleteData { .. }
             | Command::GetProfile { .. }
             | Command::SetName { .. } => true,
-            Command::Join { .. } | Command::Leave | Command::Chat { .. } => auth_required,
+            Command::Join { .. }
+            | Command::ClaimSeat { .. }
+            | Command::Leave
+            | Command::Chat { .. } => auth_required,
         }
     }
 }
@@ -178,6 +187,10 @@ impl std::fmt::Debug for Command {
                 .field("account_id", account_id)
                 .finish(),
             Command::SetName { name } => f.debug_struct("SetName").field("name", name).finish(),
+            Command::ClaimSeat { .. } => f
+                .debug_struct("ClaimSeat")
+                .field("ticket", &"<redacted>")
+                .finish(),
         }
     }
 }
@@ -197,6 +210,7 @@ impl Command {
             Command::DeleteData { .. } => "delete_data",
             Command::GetProfile { .. } => "get_profile",
             Command::SetName { .. } => "set_name",
+            Command::ClaimSeat { .. } => "claim_seat",
         }
     }
 }
@@ -290,7 +304,12 @@ pub(crate) async fn run(
     )?;
     let storage = env.storage.as_deref();
     match cmd {
-        Command::Join { kind } => join::join(&env.rooms, req, &kind, &ctx, link).await,
+        Command::Join { kind } => {
+            join::join(&env.rooms, env.cluster.as_deref(), req, &kind, &ctx, link).await
+        }
+        Command::ClaimSeat { ticket } => {
+            join::claim(env.cluster.as_deref(), req, &ticket, &ctx, link).await
+        }
         Command::Leave => leave::leave(membership, &link).await,
         Command::Resume { token } => resume::resume(&env.rooms, token, &ctx, link).await,
         Command::Chat { text } => chat::chat(membership, &link, player.display_name, text).await,

@@ -83,10 +83,37 @@ mod name {
     pub(super) const BUSY_RATIO: &str = "rally_tokio_busy_ratio";
     pub(super) const GLOBAL_QUEUE: &str = "rally_tokio_global_queue_depth";
     pub(super) const ALIVE_TASKS: &str = "rally_tokio_alive_tasks";
+    pub(super) const CLUSTER_NODES: &str = "rally_cluster_nodes_alive";
+    pub(super) const CLUSTER_REDIRECTS: &str = "rally_cluster_redirects_total";
+    pub(super) const CLUSTER_RESERVATION: &str = "rally_cluster_reservation_duration_seconds";
+    pub(super) const CLUSTER_RESERVATION_FAILURES: &str =
+        "rally_cluster_reservation_failures_total";
+    pub(super) const CLUSTER_NATS_RECONNECTS: &str = "rally_cluster_nats_reconnects_total";
+}
+
+/// The cluster's figures (cluster mode only), registered once and held by the cluster.
+#[derive(Clone)]
+pub(crate) struct ClusterMetrics {
+    /// Live nodes in this node's view, itself included.
+    pub(crate) nodes_alive: Gauge,
+    /// Players sent to another node with a seat ticket.
+    pub(crate) redirects: Counter,
+    /// Time to reserve a seat on another node, retries included.
+    pub(crate) reservation_seconds: Histogram,
+    /// Reservations on another node that failed after their retries.
+    pub(crate) reservation_failures: Counter,
+    /// Times the NATS connection came back after a loss.
+    pub(crate) nats_reconnects: Counter,
+}
+
+impl std::fmt::Debug for ClusterMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterMetrics").finish_non_exhaustive()
+    }
 }
 
 /// Commands with their own `command` label.
-const COMMANDS: [&str; 11] = [
+const COMMANDS: [&str; 12] = [
     "join",
     "leave",
     "chat",
@@ -98,6 +125,7 @@ const COMMANDS: [&str; 11] = [
     "delete_data",
     "get_profile",
     "set_name",
+    "claim_seat",
 ];
 
 /// What `/metrics` reads from the rest of the server at scrape time, taken by the caller
@@ -160,6 +188,7 @@ impl Metrics {
             (name::TICK, TICK_BUCKETS),
             (name::COMMAND, CALL_BUCKETS),
             (name::DB_CALL, CALL_BUCKETS),
+            (name::CLUSTER_RESERVATION, CALL_BUCKETS),
         ]
         .into_iter()
         .fold(PrometheusBuilder::new(), |b, (metric, buckets)| {
@@ -232,6 +261,9 @@ impl Metrics {
             (name::BYTES_IN, "Bytes read from client connections (framing included), by transport"),
             (name::BYTES_OUT, "Bytes written to client connections (framing included), by transport"),
             (name::REJECTIONS, "Error messages sent to clients, by error code (every code a client receives counts)"),
+            (name::CLUSTER_REDIRECTS, "Cluster mode: players sent to another node with a seat ticket"),
+            (name::CLUSTER_RESERVATION_FAILURES, "Cluster mode: seat reservations on another node that failed after their retries (the player joined here instead)"),
+            (name::CLUSTER_NATS_RECONNECTS, "Cluster mode: times the NATS connection came back after a loss"),
             (name::RATE_LIMITED, "Refused by a rate limit: inputs and requests/pings over their per-connection rate, connections closed for staying over, connections refused by their address's limits"),
         ];
         for (n, help) in counters {
@@ -268,6 +300,10 @@ impl Metrics {
             ),
             (name::GLOBAL_QUEUE, "Tasks waiting in tokio's global queue"),
             (name::ALIVE_TASKS, "Tasks alive in the tokio runtime"),
+            (
+                name::CLUSTER_NODES,
+                "Cluster mode: live nodes this node sees, itself included",
+            ),
         ];
         for (n, help) in gauges {
             r.describe_gauge(n.into(), None, help.into());
@@ -285,6 +321,10 @@ impl Metrics {
             (
                 name::DB_CALL,
                 "Time one database call took, by operation (fed by the storage layer)",
+            ),
+            (
+                name::CLUSTER_RESERVATION,
+                "Cluster mode: time to reserve a seat on another node, retries included",
             ),
         ];
         for (n, help) in histograms {
@@ -305,6 +345,21 @@ impl Metrics {
     fn histogram(&self, name: &'static str, labels: &[(&'static str, String)]) -> Histogram {
         self.recorder
             .register_histogram(&key(name, labels), &metadata())
+    }
+
+    /// The cluster's figures, registered now (at zero).
+    pub(crate) fn cluster(&self) -> ClusterMetrics {
+        let m = ClusterMetrics {
+            nodes_alive: self.gauge(name::CLUSTER_NODES, &[]),
+            redirects: self.counter(name::CLUSTER_REDIRECTS, &[]),
+            reservation_seconds: self.histogram(name::CLUSTER_RESERVATION, &[]),
+            reservation_failures: self.counter(name::CLUSTER_RESERVATION_FAILURES, &[]),
+            nats_reconnects: self.counter(name::CLUSTER_NATS_RECONNECTS, &[]),
+        };
+        m.redirects.absolute(0);
+        m.reservation_failures.absolute(0);
+        m.nats_reconnects.absolute(0);
+        m
     }
 
     /// Counts a task of `kind` as running until the guard is dropped.

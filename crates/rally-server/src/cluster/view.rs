@@ -1,0 +1,313 @@
+//! What a node knows of the cluster: the membership and room directory entries it has
+//! seen, when each was last written, and the choice of where a new player goes. No IO:
+//! the watchers feed it, `join` asks it, and its tests run without NATS.
+//!
+//! An entry is believed for one TTL after the owner last wrote it (the KV bucket forgets
+//! it after the same TTL, but a watcher is not told of an expiry, so the view expires its
+//! copies itself). A room is listed only while its node is alive too.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+/// A node's membership entry (key: its node id), rewritten every heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct NodeEntry {
+    pub(crate) node: String,
+    /// Where players connect over raw TCP, `host:port`.
+    pub(crate) tcp: String,
+    /// Where players connect over WebSocket, `host:port` (path `/ws`).
+    pub(crate) ws: String,
+    /// Seats taken or reserved in its rooms.
+    pub(crate) players: u32,
+    /// Its open rooms.
+    pub(crate) rooms: u32,
+    /// Draining: no new rooms or seats go there.
+    pub(crate) draining: bool,
+}
+
+/// A room's directory entry (key: `<node>.<room id>`), written by its node.
+///
+/// The optional fields are the rooms-and-matchmaking issue's (14): filled by the owning
+/// node once its rooms carry them; readers treat a missing one as "none".
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct RoomEntry {
+    pub(crate) room_id: u64,
+    pub(crate) kind: String,
+    pub(crate) node: String,
+    pub(crate) players: u32,
+    pub(crate) max_players: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) options: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) metadata: Option<serde_json::Value>,
+    #[serde(default)]
+    pub(crate) private: bool,
+    #[serde(default)]
+    pub(crate) locked: bool,
+}
+
+impl RoomEntry {
+    /// The directory key of this room.
+    pub(crate) fn key(&self) -> String {
+        room_key(&self.node, self.room_id)
+    }
+
+    /// Whether a `join` of `kind` may be sent here.
+    fn has_seat_for(&self, kind: &str) -> bool {
+        self.kind == kind && self.players < self.max_players && !self.private && !self.locked
+    }
+}
+
+/// The directory key of room `room_id` on `node` (node ids have no `.`).
+pub(crate) fn room_key(node: &str, room_id: u64) -> String {
+    format!("{node}.{room_id}")
+}
+
+/// Where a player joining a kind goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Placement {
+    /// Here.
+    Local,
+    /// On that node (a room of the kind has a seat there, or it is the least loaded).
+    Remote(NodeEntry),
+}
+
+/// The entries seen, each with when it was written.
+#[derive(Debug, Default)]
+pub(crate) struct View {
+    nodes: HashMap<String, (NodeEntry, Instant)>,
+    rooms: HashMap<String, (RoomEntry, Instant)>,
+}
+
+impl View {
+    /// Records a node's entry written at `at`.
+    pub(crate) fn put_node(&mut self, entry: NodeEntry, at: Instant) {
+        let key = entry.node.clone();
+        match self.nodes.get_mut(&key) {
+            // Never go back in time (a replayed older entry after a reconnect).
+            Some((_, seen)) if *seen > at => {}
+            _ => {
+                self.nodes.insert(key, (entry, at));
+            }
+        }
+    }
+
+    /// Forgets a node (it left, or its entry was deleted) and its rooms.
+    pub(crate) fn remove_node(&mut self, node: &str) {
+        self.nodes.remove(node);
+        self.rooms.retain(|_, (r, _)| r.node != node);
+    }
+
+    /// Records a room's entry written at `at`.
+    pub(crate) fn put_room(&mut self, entry: RoomEntry, at: Instant) {
+        let key = entry.key();
+        match self.rooms.get_mut(&key) {
+            Some((_, seen)) if *seen > at => {}
+            _ => {
+                self.rooms.insert(key, (entry, at));
+            }
+        }
+    }
+
+    /// Forgets a room by its directory key.
+    pub(crate) fn remove_room(&mut self, key: &str) {
+        self.rooms.remove(key);
+    }
+
+    /// Drops what is older than `ttl` at `now`: dead nodes and rooms nobody rewrote.
+    pub(crate) fn expire(&mut self, now: Instant, ttl: Duration) {
+        let fresh = |at: &Instant| now.saturating_duration_since(*at) < ttl;
+        self.nodes.retain(|_, (_, at)| fresh(at));
+        let nodes = &self.nodes;
+        self.rooms
+            .retain(|_, (r, at)| fresh(at) && nodes.contains_key(&r.node));
+    }
+
+    /// Live nodes, by id.
+    pub(crate) fn nodes(&self) -> Vec<NodeEntry> {
+        let mut v: Vec<NodeEntry> = self.nodes.values().map(|(n, _)| n.clone()).collect();
+        v.sort_by(|a, b| a.node.cmp(&b.node));
+        v
+    }
+
+    /// Rooms on live nodes, by node then room id.
+    pub(crate) fn rooms(&self) -> Vec<RoomEntry> {
+        let mut v: Vec<RoomEntry> = self
+            .rooms
+            .values()
+            .filter(|(r, _)| self.nodes.contains_key(&r.node))
+            .map(|(r, _)| r.clone())
+            .collect();
+        v.sort_by(|a, b| (&a.node, a.room_id).cmp(&(&b.node, b.room_id)));
+        v
+    }
+
+    /// A node's entry, if it is alive.
+    pub(crate) fn node(&self, node: &str) -> Option<&NodeEntry> {
+        self.nodes.get(node).map(|(n, _)| n)
+    }
+
+    /// Where a player joining `kind` on node `me` goes, `me` having no open seat of that
+    /// kind (`local` is its own entry, with its live load). First a room of the kind with
+    /// a free seat on another live node that is not draining (the fullest, so rooms fill
+    /// and matches start); else the least-loaded node taking new rooms (players, then
+    /// rooms, then id; `me` included unless it drains).
+    pub(crate) fn place(&self, kind: &str, local: &NodeEntry) -> Option<Placement> {
+        let open_node = |node: &str| {
+            node != local.node && self.node(node).is_some_and(|n| !n.draining)
+        };
+        let room = self
+            .rooms()
+            .into_iter()
+            .filter(|r| r.has_seat_for(kind) && open_node(&r.node))
+            .max_by_key(|r| (r.players, std::cmp::Reverse(r.room_id)));
+        if let Some(r) = room {
+            if let Some(n) = self.node(&r.node) {
+                return Some(Placement::Remote(n.clone()));
+            }
+        }
+        let mut candidates: Vec<&NodeEntry> = self
+            .nodes
+            .values()
+            .map(|(n, _)| n)
+            .filter(|n| n.node != local.node && !n.draining)
+            .collect();
+        if !local.draining {
+            candidates.push(local);
+        }
+        let least = candidates
+            .into_iter()
+            .min_by(|a, b| (a.players, a.rooms, &a.node).cmp(&(b.players, b.rooms, &b.node)))?;
+        Some(if least.node == local.node {
+            Placement::Local
+        } else {
+            Placement::Remote(least.clone())
+        })
+    }
+
+    /// Counts a seat just reserved on another node, before its next heartbeat says so:
+    /// the room's players (or a new room) and the node's load.
+    pub(crate) fn reserved(&mut self, room: RoomEntry, node_players: u32, node_rooms: u32) {
+        let at = Instant::now();
+        if let Some((n, _)) = self.nodes.get_mut(&room.node) {
+            n.players = node_players;
+            n.rooms = node_rooms;
+        }
+        let key = room.key();
+        let seen = self.rooms.get(&key).map_or(at, |(_, s)| *s);
+        self.rooms.insert(key, (room, seen.max(at)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(id: &str, players: u32, rooms: u32) -> NodeEntry {
+        NodeEntry {
+            node: id.into(),
+            tcp: format!("{id}:7000"),
+            ws: format!("{id}:8080"),
+            players,
+            rooms,
+            draining: false,
+        }
+    }
+
+    fn room(node: &str, id: u64, players: u32) -> RoomEntry {
+        RoomEntry {
+            room_id: id,
+            kind: "arena".into(),
+            node: node.into(),
+            players,
+            max_players: 16,
+            code: None,
+            options: None,
+            metadata: None,
+            private: false,
+            locked: false,
+        }
+    }
+
+    #[test]
+    fn a_free_seat_elsewhere_comes_first_then_the_least_loaded_node() {
+        let now = Instant::now();
+        let mut v = View::default();
+        let a = node("a", 16, 1);
+        v.put_node(a.clone(), now);
+        v.put_node(node("b", 0, 0), now);
+        v.put_node(node("c", 0, 0), now);
+        assert_eq!(
+            v.place("arena", &a),
+            Some(Placement::Remote(node("b", 0, 0)))
+        );
+        v.put_node(node("b", 3, 1), now);
+        v.put_room(room("b", 9, 3), now);
+        assert_eq!(
+            v.place("arena", &a),
+            Some(Placement::Remote(node("b", 3, 1)))
+        );
+        // Full, private or locked rooms do not count; then c is the least loaded.
+        v.put_room(room("b", 9, 16), now);
+        let mut private = room("c", 4, 1);
+        private.private = true;
+        v.put_room(private, now);
+        v.put_node(node("b", 16, 1), now);
+        assert_eq!(
+            v.place("arena", &a),
+            Some(Placement::Remote(node("c", 0, 0)))
+        );
+        assert_eq!(v.place("arena", &node("a", 0, 0)), Some(Placement::Local));
+    }
+
+    #[test]
+    fn draining_nodes_take_nothing_and_a_lone_draining_node_has_nowhere() {
+        let now = Instant::now();
+        let mut v = View::default();
+        let mut a = node("a", 0, 0);
+        a.draining = true;
+        let mut b = node("b", 0, 0);
+        b.draining = true;
+        v.put_node(b, now);
+        v.put_room(room("b", 1, 1), now);
+        assert_eq!(v.place("arena", &a), None);
+        v.put_node(node("c", 40, 3), now);
+        assert_eq!(
+            v.place("arena", &a),
+            Some(Placement::Remote(node("c", 40, 3)))
+        );
+    }
+
+    #[test]
+    fn dead_nodes_and_their_rooms_are_forgotten_after_the_ttl() {
+        let t0 = Instant::now();
+        let ttl = Duration::from_secs(3);
+        let mut v = View::default();
+        v.put_node(node("a", 1, 1), t0);
+        v.put_node(node("b", 1, 1), t0);
+        v.put_room(room("b", 1, 1), t0);
+        v.put_node(node("a", 1, 1), t0 + Duration::from_secs(2));
+        v.expire(t0 + Duration::from_secs(2), ttl);
+        assert_eq!(v.rooms().len(), 1);
+        v.expire(t0 + Duration::from_secs(3), ttl);
+        assert_eq!(v.nodes(), vec![node("a", 1, 1)]);
+        assert!(v.rooms().is_empty());
+        // An older write arriving late does not bring a node back in time.
+        v.put_node(node("a", 9, 9), t0);
+        assert_eq!(v.node("a").map(|n| n.players), Some(1));
+    }
+
+    #[test]
+    fn entries_written_before_issue_14_fields_still_read() {
+        let old = r#"{"room_id":1,"kind":"arena","node":"a","players":2,"max_players":16}"#;
+        let r: RoomEntry = serde_json::from_str(old).unwrap();
+        assert_eq!(r.code, None);
+        assert!(!r.private && !r.locked);
+        let text = serde_json::to_string(&r).unwrap();
+        assert!(!text.contains("code"), "{text}");
+    }
+}
