@@ -251,17 +251,14 @@ impl Cluster {
 
     /// This node's entry with its live load.
     fn own_entry(&self, rooms: &RoomEnv) -> NodeEntry {
-        let open = rooms.matchmaker.rooms();
-        let seated: usize = open
-            .iter()
-            .map(|r| r.info.players.load(Ordering::Relaxed))
-            .sum();
+        // Seats taken or reserved, those held for redirected players included: a join in
+        // flight counts at once, so concurrent placements spread.
         NodeEntry {
             node: self.node.clone(),
             tcp: self.tcp.clone(),
             ws: self.ws.clone(),
-            players: u32::try_from(seated + self.seats.len()).unwrap_or(u32::MAX),
-            rooms: u32::try_from(open.len()).unwrap_or(u32::MAX),
+            players: u32::try_from(rooms.matchmaker.seats()).unwrap_or(u32::MAX),
+            rooms: u32::try_from(rooms.matchmaker.room_count()).unwrap_or(u32::MAX),
             draining: rooms.matchmaker.is_draining(),
         }
     }
@@ -502,8 +499,11 @@ impl Cluster {
                 self.publish_now.notify_one();
                 let me = self.own_entry(rooms);
                 let mut entry = self.room_entry(&room);
-                // The seat just reserved counts before the player sits.
-                entry.players = entry.players.saturating_add(1).min(entry.max_players);
+                // Seats reserved count as taken.
+                entry.players = u32::try_from(
+                    rooms.matchmaker.seats_in(room.id).unwrap_or(0),
+                )
+                .unwrap_or(u32::MAX);
                 ReserveReply::Seat {
                     ticket,
                     room: entry,
@@ -558,16 +558,11 @@ impl Cluster {
         account: Option<u64>,
     ) -> Result<Option<ServerMessage>, CommandError> {
         let me = self.own_entry(rooms);
-        let local_seat = !me.draining
-            && rooms.matchmaker.rooms().iter().any(|r| {
-                &*r.kind == kind
-                    && r.info.players.load(Ordering::Relaxed) < r.max_players
-                    && !r.token.is_cancelled()
-            });
-        if local_seat {
+        if !me.draining && rooms.matchmaker.has_open_seat(kind) {
             return Ok(None);
         }
-        let placement = self.view().place(kind, &me);
+        // Chosen and counted under one lock, so concurrent joins see each other's picks.
+        let placement = self.view().place_and_count(kind, &me);
         let owner = match placement {
             Some(Placement::Local) => return Ok(None),
             Some(Placement::Remote(owner)) => owner,

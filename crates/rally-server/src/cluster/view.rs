@@ -189,17 +189,42 @@ impl View {
         })
     }
 
-    /// Counts a seat just reserved on another node, before its next heartbeat says so:
-    /// the room's players (or a new room) and the node's load.
+    /// [`place`](Self::place), counting the seat at once on the node (and room) chosen
+    /// elsewhere, so that joins placed before the owner answers spread rather than all
+    /// pick the same node.
+    pub(crate) fn place_and_count(&mut self, kind: &str, local: &NodeEntry) -> Option<Placement> {
+        let placed = self.place(kind, local);
+        if let Some(Placement::Remote(n)) = &placed {
+            if let Some((entry, _)) = self.nodes.get_mut(&n.node) {
+                entry.players = entry.players.saturating_add(1);
+            }
+            let fullest = self
+                .rooms
+                .values_mut()
+                .filter(|(r, _)| r.node == n.node && r.has_seat_for(kind))
+                .max_by_key(|(r, _)| (r.players, std::cmp::Reverse(r.room_id)));
+            if let Some((room, _)) = fullest {
+                room.players = room.players.saturating_add(1);
+            }
+        }
+        placed
+    }
+
+    /// What the owner of a seat just reserved said: its room's seats and its load, kept
+    /// unless the view already counts more (placements still in flight).
     pub(crate) fn reserved(&mut self, room: RoomEntry, node_players: u32, node_rooms: u32) {
         let at = Instant::now();
         if let Some((n, _)) = self.nodes.get_mut(&room.node) {
-            n.players = node_players;
-            n.rooms = node_rooms;
+            n.players = n.players.max(node_players);
+            n.rooms = n.rooms.max(node_rooms);
         }
         let key = room.key();
-        let seen = self.rooms.get(&key).map_or(at, |(_, s)| *s);
-        self.rooms.insert(key, (room, seen.max(at)));
+        match self.rooms.get_mut(&key) {
+            Some((known, _)) => known.players = known.players.max(room.players),
+            None => {
+                self.rooms.insert(key, (room, at));
+            }
+        }
     }
 }
 
@@ -262,6 +287,24 @@ mod tests {
             Some(Placement::Remote(node("c", 0, 0)))
         );
         assert_eq!(v.place("arena", &node("a", 0, 0)), Some(Placement::Local));
+    }
+
+    #[test]
+    fn concurrent_placements_are_counted_and_spread() {
+        let now = Instant::now();
+        let mut v = View::default();
+        let a = node("a", 16, 1);
+        v.put_node(a.clone(), now);
+        v.put_node(node("b", 0, 0), now);
+        v.put_node(node("c", 0, 0), now);
+        let mut to = std::collections::HashMap::new();
+        for _ in 0..32 {
+            if let Some(Placement::Remote(n)) = v.place_and_count("arena", &a) {
+                *to.entry(n.node).or_insert(0) += 1;
+            }
+        }
+        assert_eq!(to.get("b"), Some(&16), "{to:?}");
+        assert_eq!(to.get("c"), Some(&16), "{to:?}");
     }
 
     #[test]

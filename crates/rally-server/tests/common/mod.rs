@@ -449,7 +449,8 @@ fn reply_req(msg: &ServerMessage) -> Option<u32> {
         | ServerMessage::Session { req, .. }
         | ServerMessage::Data { req, .. }
         | ServerMessage::Written { req, .. }
-        | ServerMessage::Profile { req, .. } => Some(*req),
+        | ServerMessage::Profile { req, .. }
+        | ServerMessage::Redirect { req, .. } => Some(*req),
         ServerMessage::Error { req, .. } if *req != 0 => Some(*req),
         ServerMessage::Conflict { req, .. } => Some(*req),
         _ => None,
