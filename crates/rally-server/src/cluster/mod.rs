@@ -213,7 +213,7 @@ impl Cluster {
             js,
             nodes_kv,
             rooms_kv,
-            view: Mutex::new(View::default()),
+            view: Mutex::new(View::new(ttl)),
             seats: Seats::default(),
             signer: TicketSigner::new(config.auth_secret.expose().as_bytes()),
             ttl,
@@ -292,7 +292,7 @@ impl Cluster {
             }
             let alive = {
                 let mut view = self.view();
-                view.expire(now, self.ttl);
+                view.expire(now);
                 view.nodes().len()
             };
             self.metrics.nodes_alive.set(alive as f64);

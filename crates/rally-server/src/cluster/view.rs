@@ -77,13 +77,38 @@ pub(crate) enum Placement {
 }
 
 /// The entries seen, each with when it was written.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct View {
+    /// How long an entry is believed after it was written.
+    ttl: Duration,
     nodes: HashMap<String, (NodeEntry, Instant)>,
     rooms: HashMap<String, (RoomEntry, Instant)>,
 }
 
 impl View {
+    /// An empty view whose entries live `ttl`.
+    pub(crate) fn new(ttl: Duration) -> View {
+        View {
+            ttl,
+            nodes: HashMap::new(),
+            rooms: HashMap::new(),
+        }
+    }
+
+    /// Whether an entry written at `at` is still believed: readers check it themselves,
+    /// so a view nobody prunes (NATS down, the heartbeat stuck in a write) still forgets.
+    fn fresh(&self, at: Instant) -> bool {
+        at.elapsed() < self.ttl
+    }
+
+    /// A live node's entry.
+    fn live(&self, node: &str) -> Option<&NodeEntry> {
+        self.nodes
+            .get(node)
+            .filter(|(_, at)| self.fresh(*at))
+            .map(|(n, _)| n)
+    }
+
     /// Records a node's entry written at `at`.
     pub(crate) fn put_node(&mut self, entry: NodeEntry, at: Instant) {
         let key = entry.node.clone();
@@ -118,8 +143,9 @@ impl View {
         self.rooms.remove(key);
     }
 
-    /// Drops what is older than `ttl` at `now`: dead nodes and rooms nobody rewrote.
-    pub(crate) fn expire(&mut self, now: Instant, ttl: Duration) {
+    /// Drops what is older than the TTL at `now`: dead nodes and rooms nobody rewrote.
+    pub(crate) fn expire(&mut self, now: Instant) {
+        let ttl = self.ttl;
         let fresh = |at: &Instant| now.saturating_duration_since(*at) < ttl;
         self.nodes.retain(|_, (_, at)| fresh(at));
         let nodes = &self.nodes;
@@ -129,7 +155,12 @@ impl View {
 
     /// Live nodes, by id.
     pub(crate) fn nodes(&self) -> Vec<NodeEntry> {
-        let mut v: Vec<NodeEntry> = self.nodes.values().map(|(n, _)| n.clone()).collect();
+        let mut v: Vec<NodeEntry> = self
+            .nodes
+            .values()
+            .filter(|(_, at)| self.fresh(*at))
+            .map(|(n, _)| n.clone())
+            .collect();
         v.sort_by(|a, b| a.node.cmp(&b.node));
         v
     }
@@ -139,7 +170,7 @@ impl View {
         let mut v: Vec<RoomEntry> = self
             .rooms
             .values()
-            .filter(|(r, _)| self.nodes.contains_key(&r.node))
+            .filter(|(r, at)| self.fresh(*at) && self.live(&r.node).is_some())
             .map(|(r, _)| r.clone())
             .collect();
         v.sort_by(|a, b| (&a.node, a.room_id).cmp(&(&b.node, b.room_id)));
@@ -148,7 +179,7 @@ impl View {
 
     /// A node's entry, if it is alive.
     pub(crate) fn node(&self, node: &str) -> Option<&NodeEntry> {
-        self.nodes.get(node).map(|(n, _)| n)
+        self.live(node)
     }
 
     /// Where a player joining `kind` on node `me` goes, `me` having no open seat of that
@@ -173,6 +204,7 @@ impl View {
         let mut candidates: Vec<&NodeEntry> = self
             .nodes
             .values()
+            .filter(|(_, at)| self.fresh(*at))
             .map(|(n, _)| n)
             .filter(|n| n.node != local.node && !n.draining)
             .collect();
@@ -261,7 +293,7 @@ mod tests {
     #[test]
     fn a_free_seat_elsewhere_comes_first_then_the_least_loaded_node() {
         let now = Instant::now();
-        let mut v = View::default();
+        let mut v = View::new(Duration::from_secs(3));
         let a = node("a", 16, 1);
         v.put_node(a.clone(), now);
         v.put_node(node("b", 0, 0), now);
@@ -292,7 +324,7 @@ mod tests {
     #[test]
     fn concurrent_placements_are_counted_and_spread() {
         let now = Instant::now();
-        let mut v = View::default();
+        let mut v = View::new(Duration::from_secs(3));
         let a = node("a", 16, 1);
         v.put_node(a.clone(), now);
         v.put_node(node("b", 0, 0), now);
@@ -310,7 +342,7 @@ mod tests {
     #[test]
     fn draining_nodes_take_nothing_and_a_lone_draining_node_has_nowhere() {
         let now = Instant::now();
-        let mut v = View::default();
+        let mut v = View::new(Duration::from_secs(3));
         let mut a = node("a", 0, 0);
         a.draining = true;
         let mut b = node("b", 0, 0);
@@ -328,15 +360,14 @@ mod tests {
     #[test]
     fn dead_nodes_and_their_rooms_are_forgotten_after_the_ttl() {
         let t0 = Instant::now();
-        let ttl = Duration::from_secs(3);
-        let mut v = View::default();
+        let mut v = View::new(Duration::from_secs(3));
         v.put_node(node("a", 1, 1), t0);
         v.put_node(node("b", 1, 1), t0);
         v.put_room(room("b", 1, 1), t0);
         v.put_node(node("a", 1, 1), t0 + Duration::from_secs(2));
-        v.expire(t0 + Duration::from_secs(2), ttl);
+        v.expire(t0 + Duration::from_secs(2));
         assert_eq!(v.rooms().len(), 1);
-        v.expire(t0 + Duration::from_secs(3), ttl);
+        v.expire(t0 + Duration::from_secs(3));
         assert_eq!(v.nodes(), vec![node("a", 1, 1)]);
         assert!(v.rooms().is_empty());
         // An older write arriving late does not bring a node back in time.
