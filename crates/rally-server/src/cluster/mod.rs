@@ -263,12 +263,18 @@ impl Cluster {
         }
     }
 
-    fn room_entry(&self, room: &RoomHandle) -> RoomEntry {
+    /// A room's directory entry; its players are the seats taken or reserved (a seat
+    /// held for a redirected player is not free).
+    fn room_entry(&self, rooms: &RoomEnv, room: &RoomHandle) -> RoomEntry {
+        let seats = rooms
+            .matchmaker
+            .seats_in(room.id)
+            .unwrap_or_else(|| room.info.players.load(Ordering::Relaxed));
         RoomEntry {
             room_id: room.id,
             kind: room.kind.to_string(),
             node: self.node.clone(),
-            players: u32::try_from(room.info.players.load(Ordering::Relaxed)).unwrap_or(u32::MAX),
+            players: u32::try_from(seats).unwrap_or(u32::MAX),
             max_players: u32::try_from(room.max_players).unwrap_or(u32::MAX),
             code: None,
             options: None,
@@ -346,7 +352,7 @@ impl Cluster {
             self.view().put_node(me.clone(), Instant::now());
             let mut now_open = Vec::new();
             for room in rooms.matchmaker.rooms() {
-                let entry = self.room_entry(&room);
+                let entry = self.room_entry(rooms, &room);
                 let key = entry.key();
                 let bytes = serde_json::to_vec(&entry).map_err(|e| e.to_string())?;
                 self.rooms_kv
@@ -498,12 +504,7 @@ impl Cluster {
                 tracing::debug!(room_id = room.id, from = %ask.from, "seat reserved for a redirected player");
                 self.publish_now.notify_one();
                 let me = self.own_entry(rooms);
-                let mut entry = self.room_entry(&room);
-                // Seats reserved count as taken.
-                entry.players = u32::try_from(
-                    rooms.matchmaker.seats_in(room.id).unwrap_or(0),
-                )
-                .unwrap_or(u32::MAX);
+                let entry = self.room_entry(rooms, &room);
                 ReserveReply::Seat {
                     ticket,
                     room: entry,
@@ -576,8 +577,12 @@ impl Cluster {
         let started = Instant::now();
         let asked = self.reserve_on(&owner, kind, account.unwrap_or(0)).await;
         self.metrics.reservation_seconds.record(started.elapsed());
+        self.view().settle(
+            &owner.node,
+            asked.as_ref().ok().map(|(_, room, players, rooms)| (room.clone(), *players, *rooms)),
+        );
         match asked {
-            Ok((ticket, room)) => {
+            Ok((ticket, room, _, _)) => {
                 self.metrics.redirects.increment(1);
                 Ok(Some(ServerMessage::Redirect {
                     req,
@@ -585,7 +590,7 @@ impl Cluster {
                     tcp: owner.tcp,
                     ws: owner.ws,
                     ticket,
-                    room_id: room,
+                    room_id: room.room_id,
                 }))
             }
             Err(e) => {
@@ -607,7 +612,7 @@ impl Cluster {
         owner: &NodeEntry,
         kind: &str,
         account: u64,
-    ) -> Result<(String, u64), CommandError> {
+    ) -> Result<(String, RoomEntry, u32, u32), CommandError> {
         let ask = ReserveRequest {
             kind: kind.to_owned(),
             account,
@@ -652,11 +657,7 @@ impl Cluster {
                 room,
                 node_players,
                 node_rooms,
-            }) => {
-                let id = room.room_id;
-                self.view().reserved(room, node_players, node_rooms);
-                Ok((ticket, id))
-            }
+            }) => Ok((ticket, room, node_players, node_rooms)),
             Ok(ReserveReply::Refused { code, message }) => Err(CommandError::new(
                 ErrorCode::from_u16(code).unwrap_or(ErrorCode::ClusterUnavailable),
                 format!("node {}: {message}", owner.node),

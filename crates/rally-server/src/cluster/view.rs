@@ -83,6 +83,8 @@ pub(crate) struct View {
     ttl: Duration,
     nodes: HashMap<String, (NodeEntry, Instant)>,
     rooms: HashMap<String, (RoomEntry, Instant)>,
+    /// Players placed on each node whose reservation is not answered yet.
+    inflight: HashMap<String, u32>,
 }
 
 impl View {
@@ -92,6 +94,7 @@ impl View {
             ttl,
             nodes: HashMap::new(),
             rooms: HashMap::new(),
+            inflight: HashMap::new(),
         }
     }
 
@@ -177,43 +180,54 @@ impl View {
         v
     }
 
-    /// A node's entry, if it is alive.
-    pub(crate) fn node(&self, node: &str) -> Option<&NodeEntry> {
-        self.live(node)
+    /// Players sent to `node` whose reservation has not been answered yet.
+    fn in_flight(&self, node: &str) -> u32 {
+        self.inflight.get(node).copied().unwrap_or(0)
+    }
+
+    /// Free seats for `kind` in `node`'s rooms, less the players on their way there.
+    fn free_seats(&self, node: &str, kind: &str) -> u32 {
+        let free: u32 = self
+            .rooms
+            .values()
+            .filter(|(r, at)| r.node == node && self.fresh(*at) && r.has_seat_for(kind))
+            .map(|(r, _)| r.max_players - r.players)
+            .sum();
+        free.saturating_sub(self.in_flight(node))
     }
 
     /// Where a player joining `kind` on node `me` goes, `me` having no open seat of that
-    /// kind (`local` is its own entry, with its live load). First a room of the kind with
-    /// a free seat on another live node that is not draining (the fullest, so rooms fill
-    /// and matches start); else the least-loaded node taking new rooms (players, then
-    /// rooms, then id; `me` included unless it drains).
+    /// kind (`local` is its own entry, with its live load). First a node with free seats
+    /// in rooms of the kind (the one with the fewest, so rooms fill and matches start);
+    /// else the least-loaded node taking new rooms (players, then rooms, then id; `me`
+    /// included unless it drains). Players placed and not yet answered count on their
+    /// node, so joins placed at once spread rather than all pick the same node.
     pub(crate) fn place(&self, kind: &str, local: &NodeEntry) -> Option<Placement> {
-        let open_node = |node: &str| {
-            node != local.node && self.node(node).is_some_and(|n| !n.draining)
-        };
-        let room = self
-            .rooms()
-            .into_iter()
-            .filter(|r| r.has_seat_for(kind) && open_node(&r.node))
-            .max_by_key(|r| (r.players, std::cmp::Reverse(r.room_id)));
-        if let Some(r) = room {
-            if let Some(n) = self.node(&r.node) {
-                return Some(Placement::Remote(n.clone()));
-            }
-        }
-        let mut candidates: Vec<&NodeEntry> = self
+        let others: Vec<&NodeEntry> = self
             .nodes
             .values()
-            .filter(|(_, at)| self.fresh(*at))
+            .filter(|(n, at)| self.fresh(*at) && n.node != local.node && !n.draining)
             .map(|(n, _)| n)
-            .filter(|n| n.node != local.node && !n.draining)
             .collect();
+        let with_seat = others
+            .iter()
+            .map(|n| (self.free_seats(&n.node, kind), *n))
+            .filter(|(free, _)| *free > 0)
+            .min_by(|(fa, a), (fb, b)| (fa, &a.node).cmp(&(fb, &b.node)));
+        if let Some((_, n)) = with_seat {
+            return Some(Placement::Remote(n.clone()));
+        }
+        let load = |n: &NodeEntry| {
+            let extra = if n.node == local.node { 0 } else { self.in_flight(&n.node) };
+            (n.players.saturating_add(extra), n.rooms)
+        };
+        let mut candidates = others;
         if !local.draining {
             candidates.push(local);
         }
         let least = candidates
             .into_iter()
-            .min_by(|a, b| (a.players, a.rooms, &a.node).cmp(&(b.players, b.rooms, &b.node)))?;
+            .min_by(|a, b| (load(a), &a.node).cmp(&(load(b), &b.node)))?;
         Some(if least.node == local.node {
             Placement::Local
         } else {
@@ -221,42 +235,35 @@ impl View {
         })
     }
 
-    /// [`place`](Self::place), counting the seat at once on the node (and room) chosen
-    /// elsewhere, so that joins placed before the owner answers spread rather than all
-    /// pick the same node.
+    /// [`place`](Self::place), counting a player on its way to the node chosen elsewhere
+    /// until [`settle`](Self::settle) says how its reservation went.
     pub(crate) fn place_and_count(&mut self, kind: &str, local: &NodeEntry) -> Option<Placement> {
         let placed = self.place(kind, local);
         if let Some(Placement::Remote(n)) = &placed {
-            if let Some((entry, _)) = self.nodes.get_mut(&n.node) {
-                entry.players = entry.players.saturating_add(1);
-            }
-            let fullest = self
-                .rooms
-                .values_mut()
-                .filter(|(r, _)| r.node == n.node && r.has_seat_for(kind))
-                .max_by_key(|(r, _)| (r.players, std::cmp::Reverse(r.room_id)));
-            if let Some((room, _)) = fullest {
-                room.players = room.players.saturating_add(1);
-            }
+            *self.inflight.entry(n.node.clone()).or_insert(0) += 1;
         }
         placed
     }
 
-    /// What the owner of a seat just reserved said: its room's seats and its load, kept
-    /// unless the view already counts more (placements still in flight).
-    pub(crate) fn reserved(&mut self, room: RoomEntry, node_players: u32, node_rooms: u32) {
+    /// A reservation on `node` answered (`Some`: the seat's room and the node's load,
+    /// as the owner said them) or failed (`None`): the player no longer counts as on its
+    /// way, and the owner's figures replace older ones (a heartbeat written before them
+    /// and delivered after is then ignored).
+    pub(crate) fn settle(&mut self, node: &str, answer: Option<(RoomEntry, u32, u32)>) {
+        if let Some(n) = self.inflight.get_mut(node) {
+            *n = n.saturating_sub(1);
+        }
+        let Some((room, players, rooms)) = answer else {
+            return;
+        };
         let at = Instant::now();
-        if let Some((n, _)) = self.nodes.get_mut(&room.node) {
-            n.players = n.players.max(node_players);
-            n.rooms = n.rooms.max(node_rooms);
+        if let Some((n, seen)) = self.nodes.get_mut(node) {
+            n.players = players;
+            n.rooms = rooms;
+            *seen = (*seen).max(at);
         }
         let key = room.key();
-        match self.rooms.get_mut(&key) {
-            Some((known, _)) => known.players = known.players.max(room.players),
-            None => {
-                self.rooms.insert(key, (room, at));
-            }
-        }
+        self.rooms.insert(key, (room, at));
     }
 }
 
@@ -337,6 +344,13 @@ mod tests {
         }
         assert_eq!(to.get("b"), Some(&16), "{to:?}");
         assert_eq!(to.get("c"), Some(&16), "{to:?}");
+        // b answers its first: a room with 1 of 16, b's load 16 (its seats reserved).
+        v.settle("b", Some((room("b", 1, 16), 16, 1)));
+        v.settle("b", None);
+        assert_eq!(v.in_flight("b"), 14);
+        // A heartbeat written before that answer, delivered after, changes nothing.
+        v.put_node(node("b", 3, 1), now);
+        assert_eq!(v.live("b").map(|n| n.players), Some(16));
     }
 
     #[test]
@@ -372,7 +386,7 @@ mod tests {
         assert!(v.rooms().is_empty());
         // An older write arriving late does not bring a node back in time.
         v.put_node(node("a", 9, 9), t0);
-        assert_eq!(v.node("a").map(|n| n.players), Some(1));
+        assert_eq!(v.live("a").map(|n| n.players), Some(1));
     }
 
     #[test]
