@@ -53,16 +53,18 @@ fn input(dx: f32, dy: f32) -> Vec<u8> {
 
 /// One bot: joins `arena` through `addr`, then sends an input every 50 ms for `play`,
 /// and measures each input's latency to the first state that applied it. Returns the
-/// latencies and the errors it saw.
-async fn bot(addr: String, play: Duration) -> (Vec<Duration>, Vec<String>) {
+/// latencies, the errors it saw, and how long its join took (a redirect included).
+async fn bot(addr: String, play: Duration) -> (Vec<Duration>, Vec<String>, Duration) {
     let mut errors = Vec::new();
     let (client, mut events) = match Client::connect(rally_client::Config::new(addr)).await {
         Ok(c) => c,
-        Err(e) => return (Vec::new(), vec![format!("connect: {e}")]),
+        Err(e) => return (Vec::new(), vec![format!("connect: {e}")], Duration::ZERO),
     };
+    let joining = Instant::now();
     if let Err(e) = client.join("arena").await {
-        return (Vec::new(), vec![format!("join: {e}")]);
+        return (Vec::new(), vec![format!("join: {e}")], Duration::ZERO);
     }
+    let joined_in = joining.elapsed();
     let mut sent: Vec<(u32, Instant)> = Vec::new();
     let mut latencies = Vec::new();
     let mut seq = 0;
@@ -101,7 +103,7 @@ async fn bot(addr: String, play: Duration) -> (Vec<Duration>, Vec<String>) {
         }
     }
     client.close().await;
-    (latencies, errors)
+    (latencies, errors, joined_in)
 }
 
 fn p99(mut v: Vec<Duration>) -> Duration {
@@ -139,11 +141,20 @@ async fn players_connected_to_one_node_are_spread_over_three_and_play() {
     };
     let mut latencies = Vec::new();
     let mut errors = Vec::new();
+    let mut joins = Vec::new();
     for b in bots {
-        let (l, e) = b.await.expect("a bot does not panic");
+        let (l, e, j) = b.await.expect("a bot does not panic");
         latencies.extend(l);
         errors.extend(e);
+        joins.push(j);
     }
+    // The first 16 joined on a; the other 32 were redirected (bots start in order).
+    let median = |mut v: Vec<Duration>| {
+        v.sort();
+        v.get(v.len() / 2).copied().unwrap_or_default()
+    };
+    let (local, redirected) = (median(joins[..16].to_vec()), median(joins[16..].to_vec()));
+    eprintln!("join time, median: local {local:?}, redirected {redirected:?}");
     let p99 = p99(latencies.clone());
     eprintln!(
         "48 bots through node a: rooms per node {rooms:?}, players per node {seats:?}, {} inputs measured, p99 {p99:?}, errors {}: {errors:?}, took {:?}",

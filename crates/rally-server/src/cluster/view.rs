@@ -256,14 +256,24 @@ impl View {
         let Some((room, players, rooms)) = answer else {
             return;
         };
+        // Answers may arrive out of order (the 12th seat's after the 15th's): a count never
+        // goes down here; the owner's next heartbeat, written after, sets it exactly.
         let at = Instant::now();
         if let Some((n, seen)) = self.nodes.get_mut(node) {
-            n.players = players;
-            n.rooms = rooms;
+            n.players = n.players.max(players);
+            n.rooms = n.rooms.max(rooms);
             *seen = (*seen).max(at);
         }
         let key = room.key();
-        self.rooms.insert(key, (room, at));
+        match self.rooms.get_mut(&key) {
+            Some((known, seen)) => {
+                known.players = known.players.max(room.players);
+                *seen = (*seen).max(at);
+            }
+            None => {
+                self.rooms.insert(key, (room, at));
+            }
+        }
     }
 }
 
@@ -348,9 +358,12 @@ mod tests {
         v.settle("b", Some((room("b", 1, 16), 16, 1)));
         v.settle("b", None);
         assert_eq!(v.in_flight("b"), 14);
-        // A heartbeat written before that answer, delivered after, changes nothing.
+        // A heartbeat written before that answer, delivered after, changes nothing; nor
+        // does an older answer arriving late.
         v.put_node(node("b", 3, 1), now);
         assert_eq!(v.live("b").map(|n| n.players), Some(16));
+        v.settle("b", Some((room("b", 1, 9), 9, 1)));
+        assert_eq!(v.rooms()[0].players, 16);
     }
 
     #[test]
