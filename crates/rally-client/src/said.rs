@@ -175,7 +175,11 @@ pub(crate) fn said(incoming: Incoming) -> Said {
             }),
         ),
         ServerMessage::Redirect {
-            req, tcp, ws, ticket, ..
+            req,
+            tcp,
+            ws,
+            ticket,
+            ..
         } => reply(
             req,
             Reply::Redirect(crate::shared::Redirect {

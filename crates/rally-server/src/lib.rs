@@ -94,8 +94,8 @@ mod storage;
 mod transport;
 mod web;
 
-pub use command::{BoxFuture, Command, CommandChecks, CommandContext, CommandError, PlayerData};
 pub use cluster::ClusterError;
+pub use command::{BoxFuture, Command, CommandChecks, CommandContext, CommandError, PlayerData};
 pub use config::{Config, DatabaseUrl, Environment, LogFormat, Sources};
 pub use error::ClientError;
 pub use games::Games;

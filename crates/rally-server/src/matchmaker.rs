@@ -144,7 +144,9 @@ impl Matchmaker {
     /// join then stays on this node).
     pub(crate) fn has_open_seat(&self, kind: &str) -> bool {
         self.lock().rooms.values().any(|e| {
-            &*e.handle.kind == kind && e.seats < e.handle.max_players && !e.handle.token.is_cancelled()
+            &*e.handle.kind == kind
+                && e.seats < e.handle.max_players
+                && !e.handle.token.is_cancelled()
         })
     }
 

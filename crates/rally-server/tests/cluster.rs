@@ -37,7 +37,10 @@ async fn cluster(nats: &NatsServer, ids: &[&str], tweak: impl Fn(&mut Config)) -
     }
     for n in &nodes {
         let h = n.handle.clone();
-        eventually("every node sees every node", || h.cluster_nodes() == ids.len()).await;
+        eventually("every node sees every node", || {
+            h.cluster_nodes() == ids.len()
+        })
+        .await;
     }
     nodes
 }
@@ -170,7 +173,10 @@ async fn players_connected_to_one_node_are_spread_over_three_and_play() {
     let redirects = common::scrape(nodes[0].admin)
         .await
         .value("rally_cluster_redirects_total", &[]);
-    assert!(redirects >= 32.0, "32 of 48 players were sent on: {redirects}");
+    assert!(
+        redirects >= 32.0,
+        "32 of 48 players were sent on: {redirects}"
+    );
     for n in nodes {
         n.shutdown().await;
     }
@@ -181,7 +187,9 @@ async fn claim(addr: std::net::SocketAddr, ticket: &str) -> Result<u64, ErrorCod
     c.hello().await;
     c.send(&ClientMessage::ClaimSeat { req: 2, ticket }).await;
     match c.recv().await {
-        Some(ServerMessage::Joined { req: 2, room_id, .. }) => Ok(room_id),
+        Some(ServerMessage::Joined {
+            req: 2, room_id, ..
+        }) => Ok(room_id),
         Some(ServerMessage::Error { req: 2, code, .. }) => Err(code),
         other => panic!("expected joined or error, got {other:?}"),
     }
@@ -221,7 +229,12 @@ async fn seat_tickets_are_refused_replayed_expired_forged_or_on_another_node() {
 
     // On the wrong node (a, through a client connected before the drain); forged (one
     // character changed); then claimed, then replayed.
-    first.send(&ClientMessage::ClaimSeat { req: 2, ticket: &t1 }).await;
+    first
+        .send(&ClientMessage::ClaimSeat {
+            req: 2,
+            ticket: &t1,
+        })
+        .await;
     let (code, _, req) = first.expect_error().await;
     assert_eq!((code, req), (ErrorCode::TicketWrongNode, 2));
     let mut forged = t1.clone().into_bytes();
@@ -229,7 +242,10 @@ async fn seat_tickets_are_refused_replayed_expired_forged_or_on_another_node() {
     forged[at] = if forged[at] == b'A' { b'B' } else { b'A' };
     let forged = String::from_utf8(forged).expect("ascii");
     assert_eq!(claim(b.tcp, &forged).await, Err(ErrorCode::TicketInvalid));
-    assert_eq!(claim(b.tcp, "not a ticket").await, Err(ErrorCode::TicketInvalid));
+    assert_eq!(
+        claim(b.tcp, "not a ticket").await,
+        Err(ErrorCode::TicketInvalid)
+    );
     let room = claim(b.tcp, &t1).await.expect("the ticket's seat");
     assert_eq!(claim(b.tcp, &t1).await, Err(ErrorCode::TicketUsed));
     assert!(b.handle.rooms() == 1, "the seat is in a room on b: {room}");
@@ -290,7 +306,10 @@ async fn drain_under_play_drops_no_match_and_the_node_then_leaves() {
     assert_eq!(bh.cluster_nodes(), 2);
     // The match ends (its last player leaves): a leaves the cluster.
     p1.send(&ClientMessage::Leave { req: 9 }).await;
-    eventually("b no longer sees the drained node", || bh.cluster_nodes() == 1).await;
+    eventually("b no longer sees the drained node", || {
+        bh.cluster_nodes() == 1
+    })
+    .await;
     let r = http(b.admin, "GET", "/admin/cluster", Some(TOKEN), None).await;
     let nodes_seen: Vec<String> = r.json()["nodes"]
         .as_array()
@@ -315,7 +334,10 @@ async fn nats_restarted_under_play_matches_go_on_and_the_directory_recovers() {
     p.hello().await;
     p.join("arena").await;
     let bh = b.handle.clone();
-    eventually("b sees a's room", || bh.cluster_rooms().iter().any(|(n, _)| n == "a")).await;
+    eventually("b sees a's room", || {
+        bh.cluster_rooms().iter().any(|(n, _)| n == "a")
+    })
+    .await;
     nats.kill();
     // Play goes on without NATS, past the TTL: b forgets a (and itself: nothing
     // heartbeats), and a new player on b still gets a room, on b.
@@ -332,7 +354,11 @@ async fn nats_restarted_under_play_matches_go_on_and_the_directory_recovers() {
         }
     }
     assert!(states > 20, "states kept coming: {states}");
-    assert_eq!(bh.cluster_nodes(), 0, "b forgot every node while NATS was down");
+    assert_eq!(
+        bh.cluster_nodes(),
+        0,
+        "b forgot every node while NATS was down"
+    );
     let mut q = Raw::tcp(b.tcp).await;
     q.hello().await;
     q.join("arena").await;
@@ -341,7 +367,10 @@ async fn nats_restarted_under_play_matches_go_on_and_the_directory_recovers() {
     let started = Instant::now();
     let deadline = Duration::from_secs(15);
     while !(bh.cluster_nodes() == 2 && bh.cluster_rooms().iter().any(|(n, _)| n == "a")) {
-        assert!(started.elapsed() < deadline, "the directory did not recover");
+        assert!(
+            started.elapsed() < deadline,
+            "the directory did not recover"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     eprintln!(

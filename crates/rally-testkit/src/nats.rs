@@ -38,7 +38,9 @@ pub struct NatsServer {
 /// [`REQUIRE_NATS`]`=1`).
 pub fn skip_nats(what: &str) {
     if std::env::var(REQUIRE_NATS).is_ok_and(|v| v == "1") {
-        panic!("{what}: {REQUIRE_NATS}=1 but {NATS_SERVER} is not set (eval \"$(scripts/nats.sh)\")");
+        panic!(
+            "{what}: {REQUIRE_NATS}=1 but {NATS_SERVER} is not set (eval \"$(scripts/nats.sh)\")"
+        );
     }
     let _ = writeln!(
         std::io::stderr(),
@@ -87,7 +89,14 @@ impl NatsServer {
     pub fn restart(&mut self) {
         self.kill();
         let child = Command::new(&self.bin)
-            .args(["-a", "127.0.0.1", "-p", &self.addr.port().to_string(), "-js", "-sd"])
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.addr.port().to_string(),
+                "-js",
+                "-sd",
+            ])
             .arg(self.store.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())

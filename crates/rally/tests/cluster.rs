@@ -138,14 +138,21 @@ async fn a_killed_nodes_players_are_in_rooms_on_the_survivors_within_5_s() {
     let (stop_tx, stop) = watch::channel(false);
     let mut bots = Vec::new();
     for i in 0..48 {
-        bots.push(tokio::spawn(bot(a.tcp.clone(), seated.clone(), stop.clone())));
+        bots.push(tokio::spawn(bot(
+            a.tcp.clone(),
+            seated.clone(),
+            stop.clone(),
+        )));
         if i % 8 == 7 {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
     let started = Instant::now();
     while seated.load(Ordering::SeqCst) < 48 {
-        assert!(started.elapsed() < Duration::from_secs(20), "48 bots seated");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "48 bots seated"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -273,7 +273,10 @@ fn revision_4_messages_encode_as_docs_protocol_md_shows() {
             .collect::<Vec<_>>()
             .join(" ")
     };
-    let claim = ClientMessage::ClaimSeat { req: 2, ticket: "tk" };
+    let claim = ClientMessage::ClaimSeat {
+        req: 2,
+        ticket: "tk",
+    };
     assert_eq!(hex(&|o| claim.encode(o)), "93 17 02 a2 74 6b");
     let redirect = ServerMessage::Redirect {
         req: 1,
@@ -292,5 +295,8 @@ fn revision_4_messages_encode_as_docs_protocol_md_shows() {
     redirect.encode(&mut body);
     assert_eq!(ServerMessage::decode(&body), Ok(redirect));
     let shown = format!("{:?} {:?}", claim, ServerMessage::decode(&body));
-    assert!(!shown.contains("\"tk\""), "tickets stay out of Debug: {shown}");
+    assert!(
+        !shown.contains("\"tk\""),
+        "tickets stay out of Debug: {shown}"
+    );
 }

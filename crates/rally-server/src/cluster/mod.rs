@@ -445,7 +445,12 @@ impl Cluster {
     }
 
     /// Answers other nodes' seat reservations, each in its own tracked task.
-    async fn respond(self: Arc<Self>, rooms: Arc<RoomEnv>, tracker: TaskTracker, stop: CancellationToken) {
+    async fn respond(
+        self: Arc<Self>,
+        rooms: Arc<RoomEnv>,
+        tracker: TaskTracker,
+        stop: CancellationToken,
+    ) {
         let subject = format!("rally.reserve.{}", self.node);
         loop {
             let subscribed = tokio::select! {
@@ -490,10 +495,16 @@ impl Cluster {
             message: e.message,
         };
         let Ok(ask) = serde_json::from_slice::<ReserveRequest>(payload) else {
-            return refuse(CommandError::new(ErrorCode::Internal, "a malformed reservation"));
+            return refuse(CommandError::new(
+                ErrorCode::Internal,
+                "a malformed reservation",
+            ));
         };
         if self.left.load(Ordering::Acquire) {
-            return refuse(CommandError::new(ErrorCode::Draining, "this node left the cluster"));
+            return refuse(CommandError::new(
+                ErrorCode::Draining,
+                "this node left the cluster",
+            ));
         }
         let (room, reservation) = match room::reserve(rooms, &ask.kind) {
             Ok(r) => r,
@@ -542,7 +553,10 @@ impl Cluster {
             until: Instant::now() + self.ticket_ttl,
         };
         self.seats.hold(nonce, pending).map_err(|_| {
-            CommandError::new(ErrorCode::RoomFull, "too many seats wait for redirected players")
+            CommandError::new(
+                ErrorCode::RoomFull,
+                "too many seats wait for redirected players",
+            )
         })?;
         Ok(text)
     }
@@ -579,7 +593,10 @@ impl Cluster {
         self.metrics.reservation_seconds.record(started.elapsed());
         self.view().settle(
             &owner.node,
-            asked.as_ref().ok().map(|(_, room, players, rooms)| (room.clone(), *players, *rooms)),
+            asked
+                .as_ref()
+                .ok()
+                .map(|(_, room, players, rooms)| (room.clone(), *players, *rooms)),
         );
         match asked {
             Ok((ticket, room, _, _)) => {
@@ -650,7 +667,13 @@ impl Cluster {
                 },
             )
             .await
-            .map_err(|e| if e.code == ErrorCode::Timeout { timed_out() } else { e })?;
+            .map_err(|e| {
+                if e.code == ErrorCode::Timeout {
+                    timed_out()
+                } else {
+                    e
+                }
+            })?;
         match serde_json::from_slice::<ReserveReply>(&answer) {
             Ok(ReserveReply::Seat {
                 ticket,

@@ -218,7 +218,11 @@ impl View {
             return Some(Placement::Remote(n.clone()));
         }
         let load = |n: &NodeEntry| {
-            let extra = if n.node == local.node { 0 } else { self.in_flight(&n.node) };
+            let extra = if n.node == local.node {
+                0
+            } else {
+                self.in_flight(&n.node)
+            };
             (n.players.saturating_add(extra), n.rooms)
         };
         let mut candidates = others;

@@ -153,13 +153,15 @@ impl CommandChecks for DefaultChecks {
                         "the server is shutting down",
                     ))
                 }
-                Command::Join { .. } | Command::ClaimSeat { .. } | Command::Resume { .. } => match &ctx.room {
-                    Some((id, _)) => Err(CommandError::new(
-                        ErrorCode::AlreadyInRoom,
-                        format!("already in room {id}; leave it first"),
-                    )),
-                    None => Ok(()),
-                },
+                Command::Join { .. } | Command::ClaimSeat { .. } | Command::Resume { .. } => {
+                    match &ctx.room {
+                        Some((id, _)) => Err(CommandError::new(
+                            ErrorCode::AlreadyInRoom,
+                            format!("already in room {id}; leave it first"),
+                        )),
+                        None => Ok(()),
+                    }
+                }
                 Command::Leave | Command::Chat { .. } => match ctx.room {
                     Some(_) => Ok(()),
                     None => Err(CommandError::new(ErrorCode::NotInRoom, "not in a room")),
