@@ -401,3 +401,49 @@ async fn a_single_node_has_no_cluster_and_refuses_tickets() {
     assert_eq!((code, req), (ErrorCode::TicketWrongNode, 3));
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sdk_follows_a_redirect_over_websocket_and_plays() {
+    let Some(nats) = NatsServer::start("the SDK follows a redirect over WebSocket") else {
+        return;
+    };
+    let nodes = cluster(&nats, &["a", "b"], |_| {}).await;
+    let (a, b) = (&nodes[0], &nodes[1]);
+    // a's room fills up (a is its own least-loaded pick while b is as empty).
+    let mut raws = Vec::new();
+    for _ in 0..16 {
+        let mut r = Raw::tcp(a.tcp).await;
+        r.hello().await;
+        r.join("arena").await;
+        raws.push(r);
+    }
+    let mut config = rally_client::Config::new(a.ws.to_string());
+    config.transport = rally_protocol::Transport::WebSocket;
+    let (client, mut events) = Client::connect(config).await.expect("connect over ws");
+    let room = client
+        .join("arena")
+        .await
+        .expect("joined through the redirect");
+    assert_eq!(client.room(), Some(room.clone()));
+    assert_eq!(b.handle.rooms(), 1, "the seat is on b");
+    client.send_input(1, &input(1.0, 0.0)).expect("an input");
+    let applied = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(e) = events.next().await {
+            if let Event::State(s) = e {
+                if s.last_seq >= 1 {
+                    return true;
+                }
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(applied, Ok(true), "b's room applied the input");
+    client.close().await;
+    for r in raws {
+        r.close().await;
+    }
+    for n in nodes {
+        n.shutdown().await;
+    }
+}
