@@ -23,36 +23,34 @@
 //! # Layout
 //! - `view`: the entries seen, their expiry, and where a new player goes (no IO).
 //! - `seats`: seats reserved here for redirected players, by ticket nonce.
-//! - this file: connecting, the heartbeat, the watchers, the reservation responder, the
-//!   requester side of a reservation, and claims.
+//! - `membership`: the heartbeat into both buckets, and the watchers into the view.
+//! - `reserve`: placing a joining player, reservations asked and answered, claims.
+//! - this file: the [`Cluster`] itself, connecting, starting its tasks, this node's
+//!   entries, and what the admin API shows.
 
+mod membership;
+mod reserve;
 mod seats;
 mod view;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 
-use async_nats::jetstream::kv::{self, Operation, Store};
-use bytes::Bytes;
-use futures_util::StreamExt;
-use rally_auth::ticket::{self, Ticket, TicketError, TicketSigner};
-use rally_auth::RetryPolicy;
-use rally_protocol::{ErrorCode, ServerMessage};
-use serde::{Deserialize, Serialize};
+use async_nats::jetstream::kv::{self, Store};
+use rally_auth::ticket::TicketSigner;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
-use crate::error::CommandError;
 use crate::metrics::{ClusterMetrics, Metrics};
-use crate::room::{self, RoomEnv};
-use crate::room_handle::{Reservation, RoomHandle};
+use crate::room::RoomEnv;
+use crate::room_handle::RoomHandle;
 
-use seats::{Pending, Seats};
+use seats::Seats;
+use view::View;
 pub(crate) use view::{NodeEntry, RoomEntry};
-use view::{Placement, View};
 
 /// The membership bucket.
 const NODES_BUCKET: &str = "rally_nodes";
@@ -69,31 +67,6 @@ pub struct ClusterError {
     pub url: String,
     /// Why.
     pub reason: String,
-}
-
-/// A seat reservation asked of another node.
-#[derive(Debug, Serialize, Deserialize)]
-struct ReserveRequest {
-    kind: String,
-    /// The account the seat is for (0: a guest).
-    account: u64,
-    /// The node asking, for logs.
-    from: String,
-}
-
-/// The owner's answer.
-#[derive(Debug, Serialize, Deserialize)]
-enum ReserveReply {
-    Seat {
-        ticket: String,
-        room: RoomEntry,
-        node_players: u32,
-        node_rooms: u32,
-    },
-    Refused {
-        code: u16,
-        message: String,
-    },
 }
 
 /// This node's part of the cluster.
@@ -139,19 +112,6 @@ fn advertised(setting: &str, bound: std::net::SocketAddr) -> String {
         addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
     addr.to_string()
-}
-
-fn unix_nanos(t: SystemTime) -> i128 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| i128::try_from(d.as_nanos()).unwrap_or(i128::MAX))
-}
-
-/// When an entry was written, on this node's monotonic clock (the nodes of one cluster
-/// are assumed to keep their wall clocks in step, as NTP does).
-fn written_at(entry: &kv::Entry) -> Instant {
-    let age_ns = unix_nanos(SystemTime::now()) - entry.created.unix_timestamp_nanos();
-    let age = Duration::from_nanos(u64::try_from(age_ns.max(0)).unwrap_or(u64::MAX));
-    Instant::now().checked_sub(age).unwrap_or_else(Instant::now)
 }
 
 impl Cluster {
@@ -282,451 +242,6 @@ impl Cluster {
             private: false,
             locked: false,
         }
-    }
-
-    /// Rewrites this node's entry and its rooms' every third of the TTL (or at once when
-    /// asked), sweeps expired seats and view entries, and leaves once drained.
-    async fn heartbeat(self: Arc<Self>, rooms: Arc<RoomEnv>, stop: CancellationToken) {
-        let every = self.ttl / 3;
-        let mut published: Vec<String> = Vec::new();
-        let mut broken = false;
-        loop {
-            let now = Instant::now();
-            let swept = self.seats.sweep(now);
-            if swept > 0 {
-                tracing::debug!(seats = swept, "seat tickets expired unclaimed");
-            }
-            let alive = {
-                let mut view = self.view();
-                view.expire(now);
-                view.nodes().len()
-            };
-            self.metrics.nodes_alive.set(alive as f64);
-            let me = self.own_entry(&rooms);
-            if me.draining && me.rooms == 0 && self.seats.len() == 0 {
-                // Drained: every match here has finished. Leave, and say so once.
-                if !self.left.swap(true, Ordering::AcqRel) {
-                    let _ = self.nodes_kv.delete(&self.node).await;
-                    self.view().remove_node(&self.node);
-                    tracing::info!(node = %self.node, "drained: left the cluster");
-                }
-            } else if !self.left.load(Ordering::Acquire) {
-                if broken {
-                    // NATS came back without the buckets (a memory store restarted).
-                    broken = buckets(&self.js, self.ttl).await.is_err();
-                }
-                if !broken {
-                    broken = self.publish(&me, &rooms, &mut published).await.is_err();
-                }
-            }
-            tokio::select! {
-                () = stop.cancelled() => break,
-                () = tokio::time::sleep(if broken { RETRY_PAUSE } else { every }) => {}
-                () = self.publish_now.notified() => {}
-            }
-        }
-        // Shutting down: leave now rather than after the TTL.
-        let _ = tokio::time::timeout(self.request_timeout, async {
-            let _ = self.nodes_kv.delete(&self.node).await;
-            for key in &published {
-                let _ = self.rooms_kv.delete(key).await;
-            }
-        })
-        .await;
-    }
-
-    /// Writes this node's entry and its rooms', and deletes the entries of rooms gone.
-    async fn publish(
-        &self,
-        me: &NodeEntry,
-        rooms: &RoomEnv,
-        published: &mut Vec<String>,
-    ) -> Result<(), String> {
-        let bound = self.request_timeout;
-        let write = async {
-            let entry = serde_json::to_vec(me).map_err(|e| e.to_string())?;
-            self.nodes_kv
-                .put(&self.node, Bytes::from(entry))
-                .await
-                .map_err(|e| e.to_string())?;
-            self.view().put_node(me.clone(), Instant::now());
-            let mut now_open = Vec::new();
-            for room in rooms.matchmaker.rooms() {
-                let entry = self.room_entry(rooms, &room);
-                let key = entry.key();
-                let bytes = serde_json::to_vec(&entry).map_err(|e| e.to_string())?;
-                self.rooms_kv
-                    .put(&key, Bytes::from(bytes))
-                    .await
-                    .map_err(|e| e.to_string())?;
-                now_open.push(key);
-            }
-            for gone in published.iter().filter(|k| !now_open.contains(k)) {
-                let _ = self.rooms_kv.delete(gone).await;
-            }
-            *published = now_open;
-            Ok::<(), String>(())
-        };
-        match tokio::time::timeout(bound * 3, write).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "cluster heartbeat failed; retrying");
-                Err(e)
-            }
-            Err(_) => {
-                tracing::warn!("cluster heartbeat timed out; retrying");
-                Err("timed out".into())
-            }
-        }
-    }
-
-    /// Follows one bucket into the view, re-opening the watch whenever it ends.
-    async fn watch(self: Arc<Self>, bucket: &'static str, stop: CancellationToken) {
-        let store = if bucket == NODES_BUCKET {
-            self.nodes_kv.clone()
-        } else {
-            self.rooms_kv.clone()
-        };
-        loop {
-            let opened = tokio::select! {
-                () = stop.cancelled() => return,
-                w = tokio::time::timeout(self.request_timeout * 3, store.watch_with_history(">")) => w,
-            };
-            match opened {
-                Ok(Ok(mut watch)) => loop {
-                    let next = tokio::select! {
-                        () = stop.cancelled() => return,
-                        n = watch.next() => n,
-                    };
-                    match next {
-                        Some(Ok(entry)) => self.apply(bucket, &entry),
-                        Some(Err(e)) => {
-                            tracing::debug!(bucket, error = %e, "cluster watch ended; reopening");
-                            break;
-                        }
-                        None => break,
-                    }
-                },
-                Ok(Err(e)) => tracing::debug!(bucket, error = %e, "cannot watch; retrying"),
-                Err(_) => tracing::debug!(bucket, "watch did not open in time; retrying"),
-            }
-            tokio::select! {
-                () = stop.cancelled() => return,
-                () = tokio::time::sleep(RETRY_PAUSE) => {}
-            }
-        }
-    }
-
-    /// One watched change.
-    fn apply(&self, bucket: &str, entry: &kv::Entry) {
-        let at = written_at(entry);
-        let mut view = self.view();
-        match (bucket, entry.operation) {
-            (NODES_BUCKET, Operation::Put) => {
-                if let Ok(n) = serde_json::from_slice::<NodeEntry>(&entry.value) {
-                    // A node's own entry is kept by its heartbeat, with its live load.
-                    if n.node != self.node {
-                        view.put_node(n, at);
-                    }
-                }
-            }
-            (NODES_BUCKET, _) => {
-                if entry.key != self.node {
-                    view.remove_node(&entry.key);
-                }
-            }
-            (_, Operation::Put) => {
-                if let Ok(r) = serde_json::from_slice::<RoomEntry>(&entry.value) {
-                    view.put_room(r, at);
-                }
-            }
-            (_, _) => view.remove_room(&entry.key),
-        }
-    }
-
-    /// Answers other nodes' seat reservations, each in its own tracked task.
-    async fn respond(
-        self: Arc<Self>,
-        rooms: Arc<RoomEnv>,
-        tracker: TaskTracker,
-        stop: CancellationToken,
-    ) {
-        let subject = format!("rally.reserve.{}", self.node);
-        loop {
-            let subscribed = tokio::select! {
-                () = stop.cancelled() => return,
-                s = self.client.subscribe(subject.clone()) => s,
-            };
-            let mut sub = match subscribed {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot take seat reservations; retrying");
-                    tokio::select! {
-                        () = stop.cancelled() => return,
-                        () = tokio::time::sleep(RETRY_PAUSE) => continue,
-                    }
-                }
-            };
-            loop {
-                let msg = tokio::select! {
-                    () = stop.cancelled() => return,
-                    m = sub.next() => m,
-                };
-                let Some(msg) = msg else { break };
-                let Some(reply_to) = msg.reply.clone() else {
-                    continue;
-                };
-                let me = self.clone();
-                let rooms = rooms.clone();
-                tracker.spawn(async move {
-                    let reply = me.reserve_here(&rooms, &msg.payload);
-                    if let Ok(bytes) = serde_json::to_vec(&reply) {
-                        let _ = me.client.publish(reply_to, Bytes::from(bytes)).await;
-                    }
-                });
-            }
-        }
-    }
-
-    /// Reserves a seat here for another node's player, under a fresh ticket.
-    fn reserve_here(&self, rooms: &Arc<RoomEnv>, payload: &[u8]) -> ReserveReply {
-        let refuse = |e: CommandError| ReserveReply::Refused {
-            code: e.code.as_u16(),
-            message: e.message,
-        };
-        let Ok(ask) = serde_json::from_slice::<ReserveRequest>(payload) else {
-            return refuse(CommandError::new(
-                ErrorCode::Internal,
-                "a malformed reservation",
-            ));
-        };
-        if self.left.load(Ordering::Acquire) {
-            return refuse(CommandError::new(
-                ErrorCode::Draining,
-                "this node left the cluster",
-            ));
-        }
-        let (room, reservation) = match room::reserve(rooms, &ask.kind) {
-            Ok(r) => r,
-            Err(e) => return refuse(e),
-        };
-        match self.ticket_for(&room, reservation, ask.account) {
-            Ok(ticket) => {
-                tracing::debug!(room_id = room.id, from = %ask.from, "seat reserved for a redirected player");
-                self.publish_now.notify_one();
-                let me = self.own_entry(rooms);
-                let entry = self.room_entry(rooms, &room);
-                ReserveReply::Seat {
-                    ticket,
-                    room: entry,
-                    node_players: me.players,
-                    node_rooms: me.rooms,
-                }
-            }
-            Err(e) => refuse(e),
-        }
-    }
-
-    /// Signs a ticket for a seat and holds the seat under its nonce.
-    fn ticket_for(
-        &self,
-        room: &RoomHandle,
-        reservation: Reservation,
-        account: u64,
-    ) -> Result<String, CommandError> {
-        let internal = |what: &str| CommandError::new(ErrorCode::Internal, what.to_owned());
-        let nonce = ticket::nonce().map_err(|_| internal("no randomness for a seat ticket"))?;
-        let t = Ticket {
-            node: self.node.clone(),
-            room_id: room.id,
-            account_id: account,
-            nonce,
-            expires_at_ms: TicketSigner::expiry(SystemTime::now(), self.ticket_ttl),
-        };
-        let text = self
-            .signer
-            .sign(&t)
-            .map_err(|_| internal("cannot sign a seat ticket"))?;
-        let pending = Pending {
-            room: room.clone(),
-            reservation,
-            until: Instant::now() + self.ticket_ttl,
-        };
-        self.seats.hold(nonce, pending).map_err(|_| {
-            CommandError::new(
-                ErrorCode::RoomFull,
-                "too many seats wait for redirected players",
-            )
-        })?;
-        Ok(text)
-    }
-
-    /// Where a player joining `kind` here goes: `None` to join here, or the `redirect`
-    /// (answering request `req`) to the node holding the seat reserved for it. Here when
-    /// this node has a free seat of the kind; when the node asked fails (after its
-    /// retries), here too unless this node drains.
-    pub(crate) async fn place(
-        &self,
-        rooms: &RoomEnv,
-        req: u32,
-        kind: &str,
-        account: Option<u64>,
-    ) -> Result<Option<ServerMessage>, CommandError> {
-        let me = self.own_entry(rooms);
-        if !me.draining && rooms.matchmaker.has_open_seat(kind) {
-            return Ok(None);
-        }
-        // Chosen and counted under one lock, so concurrent joins see each other's picks.
-        let placement = self.view().place_and_count(kind, &me);
-        let owner = match placement {
-            Some(Placement::Local) => return Ok(None),
-            Some(Placement::Remote(owner)) => owner,
-            None => {
-                return Err(CommandError::new(
-                    ErrorCode::ClusterUnavailable,
-                    "every node of the cluster is draining; try again shortly",
-                ))
-            }
-        };
-        let started = Instant::now();
-        let asked = self.reserve_on(&owner, kind, account.unwrap_or(0)).await;
-        self.metrics.reservation_seconds.record(started.elapsed());
-        self.view().settle(
-            &owner.node,
-            asked
-                .as_ref()
-                .ok()
-                .map(|(_, room, players, rooms)| (room.clone(), *players, *rooms)),
-        );
-        match asked {
-            Ok((ticket, room, _, _)) => {
-                self.metrics.redirects.increment(1);
-                Ok(Some(ServerMessage::Redirect {
-                    req,
-                    node: owner.node,
-                    tcp: owner.tcp,
-                    ws: owner.ws,
-                    ticket,
-                    room_id: room.room_id,
-                }))
-            }
-            Err(e) => {
-                self.metrics.reservation_failures.increment(1);
-                tracing::warn!(node = %owner.node, error = %e.message, "seat reservation on another node failed");
-                if me.draining {
-                    Err(e)
-                } else {
-                    // The player still gets a room: here.
-                    Ok(None)
-                }
-            }
-        }
-    }
-
-    /// Asks `owner` for a seat, retried per SPEC section 2 (timeouts only).
-    async fn reserve_on(
-        &self,
-        owner: &NodeEntry,
-        kind: &str,
-        account: u64,
-    ) -> Result<(String, RoomEntry, u32, u32), CommandError> {
-        let ask = ReserveRequest {
-            kind: kind.to_owned(),
-            account,
-            from: self.node.clone(),
-        };
-        let payload = Bytes::from(serde_json::to_vec(&ask).unwrap_or_default());
-        let subject = format!("rally.reserve.{}", owner.node);
-        let timed_out = || {
-            CommandError::new(
-                ErrorCode::ClusterUnavailable,
-                format!("node {} did not answer a seat reservation", owner.node),
-            )
-        };
-        let answer = RetryPolicy::SPEC
-            .run(
-                None,
-                |e: &CommandError| e.code == ErrorCode::Timeout,
-                |_| {
-                    let (subject, payload) = (subject.clone(), payload.clone());
-                    async move {
-                        match tokio::time::timeout(
-                            self.request_timeout,
-                            self.client.request(subject, payload),
-                        )
-                        .await
-                        {
-                            Err(_) => Err(CommandError::new(ErrorCode::Timeout, "")),
-                            Ok(Err(e)) => Err(CommandError::new(
-                                ErrorCode::ClusterUnavailable,
-                                format!("node {}: {e}", owner.node),
-                            )),
-                            Ok(Ok(msg)) => Ok(msg.payload),
-                        }
-                    }
-                },
-            )
-            .await
-            .map_err(|e| {
-                if e.code == ErrorCode::Timeout {
-                    timed_out()
-                } else {
-                    e
-                }
-            })?;
-        match serde_json::from_slice::<ReserveReply>(&answer) {
-            Ok(ReserveReply::Seat {
-                ticket,
-                room,
-                node_players,
-                node_rooms,
-            }) => Ok((ticket, room, node_players, node_rooms)),
-            Ok(ReserveReply::Refused { code, message }) => Err(CommandError::new(
-                ErrorCode::from_u16(code).unwrap_or(ErrorCode::ClusterUnavailable),
-                format!("node {}: {message}", owner.node),
-            )),
-            Err(_) => Err(CommandError::new(
-                ErrorCode::ClusterUnavailable,
-                format!("node {} answered a reservation with nonsense", owner.node),
-            )),
-        }
-    }
-
-    /// Takes the seat a ticket reserved here, for the player logged in as `account`.
-    pub(crate) fn claim(
-        &self,
-        text: &str,
-        account: Option<u64>,
-    ) -> Result<(RoomHandle, Reservation), CommandError> {
-        let t = self
-            .signer
-            .verify(text, SystemTime::now())
-            .map_err(|e| match e {
-                TicketError::Expired => CommandError::new(
-                    ErrorCode::TicketExpired,
-                    "the seat ticket has expired; join again",
-                ),
-                _ => CommandError::new(ErrorCode::TicketInvalid, "not a valid seat ticket"),
-            })?;
-        if t.node != self.node {
-            return Err(CommandError::new(
-                ErrorCode::TicketWrongNode,
-                format!("the seat is on node {}, this is {}", t.node, self.node),
-            ));
-        }
-        if t.account_id != account.unwrap_or(0) {
-            return Err(CommandError::new(
-                ErrorCode::TicketInvalid,
-                "the seat ticket was issued to another player",
-            ));
-        }
-        let pending = self.seats.claim(&t.nonce).ok_or_else(|| {
-            CommandError::new(
-                ErrorCode::TicketUsed,
-                "the seat ticket was already used (or this node no longer holds its seat)",
-            )
-        })?;
-        Ok((pending.room, pending.reservation))
     }
 
     /// What `GET /admin/cluster` shows: this node, every live node and its rooms.
