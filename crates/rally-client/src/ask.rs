@@ -59,6 +59,9 @@ enum What<'m> {
         party: bool,
     },
     LeaveQueue,
+    ClaimSeat {
+        ticket: &'m str,
+    },
     Leave,
     Chat {
         text: &'m str,
@@ -126,6 +129,7 @@ impl<'m, T> Ask<'m, T> {
                 party,
             },
             What::LeaveQueue => ClientMessage::LeaveQueue { req },
+            What::ClaimSeat { ticket } => ClientMessage::ClaimSeat { req, ticket },
             What::Leave => ClientMessage::Leave { req },
             What::Chat { text } => ClientMessage::Chat { req, text },
             What::Spectate { room_id } => ClientMessage::Spectate {
@@ -256,6 +260,36 @@ pub(crate) fn list_rooms<'m>(
         },
         answer: |r| match r {
             Reply::Rooms(page) => Some(page),
+            _ => None,
+        },
+    }
+}
+
+/// What a `join` got: a seat here, or (cluster mode) a seat on another node.
+#[derive(Debug)]
+pub(crate) enum Seated {
+    Here(Room),
+    Elsewhere(crate::shared::Redirect),
+}
+
+/// `join`, answered by `joined`, or in a cluster by `redirect`.
+pub(crate) fn join_or_redirect(kind: &str) -> Ask<'_, Seated> {
+    Ask {
+        what: What::Join { kind },
+        answer: |r| match r {
+            Reply::Joined(room) => Some(Seated::Here(room)),
+            Reply::Redirect(to) => Some(Seated::Elsewhere(to)),
+            _ => None,
+        },
+    }
+}
+
+/// `claim_seat` (revision 4), answered by `joined`.
+pub(crate) fn claim_seat(ticket: &str) -> Ask<'_, Room> {
+    Ask {
+        what: What::ClaimSeat { ticket },
+        answer: |r| match r {
+            Reply::Joined(room) => Some(room),
             _ => None,
         },
     }

@@ -195,8 +195,50 @@ impl Client {
 
     /// Joins a room of `kind` (join-or-create) and returns it once the server says
     /// `joined`; states of the room follow on the events stream.
+    ///
+    /// In a cluster the server may answer with a `redirect` to the node holding the seat
+    /// it reserved: the client then moves its connection there (logged in again with its
+    /// session token), claims the seat with the ticket, and returns that room, as if the
+    /// first node had seated it. Reconnections after that try the new node first, then
+    /// the configured addresses.
     pub async fn join(&self, kind: &str) -> Result<Room, Error> {
-        self.ask(ask::join(kind)).await
+        match self.ask(ask::join_or_redirect(kind)).await? {
+            ask::Seated::Here(room) => Ok(room),
+            ask::Seated::Elsewhere(to) => self.follow(to).await,
+        }
+    }
+
+    /// Moves to the node of a `redirect` and claims the seat there.
+    async fn follow(&self, to: crate::shared::Redirect) -> Result<Room, Error> {
+        let addr = match self.config.transport {
+            rally_protocol::Transport::Tcp => to.tcp,
+            rally_protocol::Transport::WebSocket => to.ws,
+        };
+        let (done, moved) = oneshot::channel();
+        {
+            let mut inner = self.shared.lock();
+            if inner.phase != Phase::Connected {
+                return Err(Error::ConnectionLost);
+            }
+            inner.move_to = Some(crate::shared::Move { addr, done });
+        }
+        self.shared.wake.notify_one();
+        // The connection task opens the new connection with the retry policy, each
+        // attempt bounded by `connect_timeout`; this bounds the whole move.
+        let bound = self.config.connect_timeout * 4;
+        match tokio::time::timeout(bound, moved).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => return Err(e),
+            Ok(Err(_)) => return Err(Error::Closed),
+            Err(_) => return Err(Error::Timeout("moving to the node holding the seat")),
+        }
+        // Once, never retried: a ticket is single-use, so a second attempt after a lost
+        // reply could only be refused.
+        let claim = ask::claim_seat(to.ticket.expose());
+        let reply = self
+            .request_once(|req, _| (Key::Req(req), claim.message(req)))
+            .await?;
+        claim.answer(reply)
     }
 
     /// Opens a new room of `kind` with `options` (one MessagePack map; `&[]` for none)

@@ -26,7 +26,8 @@ pub(crate) struct Conn {
     /// Bytes received and not yet decoded; may already hold messages that followed
     /// `welcome`.
     pub(crate) inbound: Inbound,
-    /// Which of the configured addresses it is connected to.
+    /// Which of the configured addresses it is connected to (`usize::MAX`: an address a
+    /// cluster redirect gave).
     pub(crate) addr: usize,
 }
 
@@ -78,6 +79,33 @@ pub(crate) async fn reopen(
     match open_retried(config, last, addr, tokens).await {
         Err(e) if config.addrs.len() > 1 => {
             tracing::debug!(%addr, error = %e, "reconnecting elsewhere");
+            open_any(config, tokens).await
+        }
+        done => done,
+    }
+}
+
+/// Opens a session on `addr`, an address outside the configured ones (a cluster
+/// redirect's), with the retry policy.
+pub(crate) async fn open_at(
+    config: &Config,
+    addr: &str,
+    tokens: Tokens<'_>,
+) -> Result<(Conn, Welcome), Error> {
+    open_retried(config, usize::MAX, addr, tokens).await
+}
+
+/// Reopens a session after a drop from a node a redirect moved the client to: that node
+/// first (it holds the seat), then, if it cannot be reached (it died), any configured
+/// address.
+pub(crate) async fn reopen_at(
+    config: &Config,
+    addr: &str,
+    tokens: Tokens<'_>,
+) -> Result<(Conn, Welcome), Error> {
+    match open_at(config, addr, tokens).await {
+        Err(e) => {
+            tracing::debug!(%addr, error = %e, "the node the seat was on is gone; reconnecting to a configured address");
             open_any(config, tokens).await
         }
         done => done,

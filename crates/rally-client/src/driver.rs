@@ -36,11 +36,15 @@ enum Ended {
     Fatal(Error),
     /// Unexpectedly: reset, closed under us, silent too long. Worth a reconnection.
     Dropped(Error),
+    /// The handle asked to move to another node (a cluster redirect).
+    Move(crate::shared::Move),
 }
 
 /// Runs the client's connection, and its successors, until the end.
 pub(crate) async fn run(shared: Arc<Shared>, config: Arc<Config>, conn: Conn) {
     let mut addr = conn.addr;
+    // Where a cluster redirect moved the client, tried first when reconnecting.
+    let mut moved: Option<String> = None;
     let welcome = shared.lock().welcome.clone();
     let mut conn = Connection::new(conn, welcome, &config);
     let end = loop {
@@ -48,6 +52,15 @@ pub(crate) async fn run(shared: Arc<Shared>, config: Arc<Config>, conn: Conn) {
             Ended::Closed => break None,
             Ended::Fatal(e) => break Some(e),
             Ended::Dropped(e) => e,
+            Ended::Move(to) => {
+                // Boxed, like the reconnection: rare paths stay out of the task's size.
+                let result = Box::pin(move_to(&shared, &config, &mut conn, &to.addr)).await;
+                if result.is_ok() {
+                    moved = Some(to.addr);
+                }
+                let _ = to.done.send(result);
+                continue;
+            }
         };
         if !config.reconnect {
             break Some(cause);
@@ -78,11 +91,20 @@ pub(crate) async fn run(shared: Arc<Shared>, config: Arc<Config>, conn: Conn) {
         };
         let reopened = tokio::select! {
             // Boxed: the rare path should not grow every idle connection task.
-            r = Box::pin(connect::reopen(&config, addr, tokens)) => r,
+            r = Box::pin(async {
+                match &moved {
+                    Some(at) => connect::reopen_at(&config, at, tokens).await,
+                    None => connect::reopen(&config, addr, tokens).await,
+                }
+            }) => r,
             () = closing(&shared) => break None,
         };
         match reopened {
             Ok((new_conn, welcome)) => {
+                if new_conn.addr != usize::MAX {
+                    // Back on a configured address: the redirect's node is gone.
+                    moved = None;
+                }
                 addr = new_conn.addr;
                 conn = Connection::new(new_conn, welcome.clone(), &config);
                 {
@@ -106,6 +128,31 @@ pub(crate) async fn run(shared: Arc<Shared>, config: Arc<Config>, conn: Conn) {
         }
     };
     shared.finish(end);
+}
+
+/// Moves to `addr`: opens a session there (logged in with the session token, no seat to
+/// resume), then says goodbye to the old one. An error when the new node cannot be
+/// reached: the old connection stays.
+async fn move_to(
+    shared: &Shared,
+    config: &Config,
+    conn: &mut Connection,
+    addr: &str,
+) -> Result<(), Error> {
+    let session = shared.lock().session_token.clone();
+    let tokens = Tokens {
+        resume: None,
+        session: session.as_deref(),
+    };
+    let (new_conn, welcome) = connect::open_at(config, addr, tokens).await?;
+    let mut old = std::mem::replace(conn, Connection::new(new_conn, welcome.clone(), config));
+    // The old session holds no seat (its join was answered with the redirect).
+    let _ = tokio::time::timeout(GOODBYE_LIMIT, old.farewell()).await;
+    let mut inner = shared.lock();
+    inner.welcome = welcome;
+    inner.room = None;
+    conn.set_room(None);
+    Ok(())
 }
 
 /// Returns once a close is asked for.
@@ -141,6 +188,9 @@ async fn session(shared: &Shared, conn: &mut Connection) -> Ended {
                 // Boxed, like the reconnection: rare paths stay out of the task's size.
                 let _ = tokio::time::timeout(GOODBYE_LIMIT, Box::pin(conn.farewell())).await;
                 return Ended::Closed;
+            }
+            if let Some(to) = shared.lock().move_to.take() {
+                return Ended::Move(to);
             }
         }
         tokio::select! {

@@ -32,6 +32,11 @@
 //! events stream goes on across it and tells what happened ([`Event::Disconnected`],
 //! [`Event::Reconnected`], [`Event::Resumed`] or [`Event::ResumeFailed`]).
 //!
+//! In a cluster (`docs/cluster.md`), a `join` the server answers with a redirect is
+//! followed inside [`Client::join`]: the client moves its connection to the node holding
+//! the seat and claims it with the ticket (`docs/protocol.md` section 11b); the low-level
+//! [`Connection`] does not follow redirects.
+//!
 //! One client is one tokio task (driving a [`Connection`], below), one shared state and
 //! two small buffers: about 4 KB of memory per client playing in an arena room (measured
 //! with 4,000 bots in one process, before the task ran on a `Connection`, which added

@@ -214,6 +214,20 @@ pub(crate) fn said(incoming: Incoming) -> Said {
             tick,
             payload,
         }),
+        ServerMessage::Redirect {
+            req,
+            tcp,
+            ws,
+            ticket,
+            ..
+        } => reply(
+            req,
+            Reply::Redirect(crate::shared::Redirect {
+                tcp,
+                ws,
+                ticket: rally_protocol::Redacted::new(ticket),
+            }),
+        ),
         // A second welcome means nothing; ignore it rather than guess.
         ServerMessage::Welcome { .. } => Said::Ignored,
         // Replies to player-data requests, which this SDK does not send yet.

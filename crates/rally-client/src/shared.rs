@@ -55,12 +55,31 @@ pub(crate) enum Key {
 #[derive(Debug)]
 pub(crate) enum Reply {
     Joined(Room),
+    /// Cluster mode: the seat is on another node (revision 4).
+    Redirect(Redirect),
     Left(u64),
     Ok,
     Pong,
     Session(crate::Session),
     Rooms(crate::client::RoomPage),
     Spectating(crate::client::Spectating),
+}
+
+/// A cluster `redirect`: where the seat is, and the ticket that claims it.
+#[derive(Debug, Clone)]
+pub(crate) struct Redirect {
+    pub(crate) tcp: String,
+    pub(crate) ws: String,
+    /// The seat ticket: a secret, claimed once.
+    pub(crate) ticket: rally_protocol::Redacted<String>,
+}
+
+/// A move to another node the handle asked of the connection task, and where the task
+/// says how it went.
+#[derive(Debug)]
+pub(crate) struct Move {
+    pub(crate) addr: String,
+    pub(crate) done: oneshot::Sender<Result<(), Error>>,
 }
 
 /// A request waiting for its reply.
@@ -90,6 +109,8 @@ pub(crate) struct Inner {
     /// Whether this player waits in the matchmaking queue: an unprompted `joined` is
     /// then its match, not a resume.
     pub(crate) queued: bool,
+    /// A move to another node (a cluster redirect) the task is to make.
+    pub(crate) move_to: Option<Move>,
     next_req: u32,
     /// Nonce 0 is the task's keep-alive; the application's pings count from 1.
     next_nonce: u64,
@@ -112,6 +133,7 @@ impl Shared {
                 welcome,
                 room: None,
                 session_token: None,
+                move_to: None,
                 next_req: 0,
                 next_nonce: 0,
                 queued: false,

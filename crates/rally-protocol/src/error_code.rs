@@ -125,6 +125,20 @@ error_codes! {
     SpectatorsFull = 47, false, "SPECTATORS_FULL";
     /// `stop_spectating` while watching nothing.
     NotSpectating = 48, false, "NOT_SPECTATING";
+    /// Revision 4: a seat ticket that is not one: malformed, forged, altered, signed with
+    /// another cluster's secret, or issued to another account.
+    TicketInvalid = 50, false, "TICKET_INVALID";
+    /// Revision 4: a genuine seat ticket past its expiry (the seat was given back).
+    TicketExpired = 51, false, "TICKET_EXPIRED";
+    /// Revision 4: a seat ticket already claimed (tickets are single-use), or whose seat
+    /// this node no longer holds (e.g. it restarted).
+    TicketUsed = 52, false, "TICKET_USED";
+    /// Revision 4: a seat ticket for a seat on another node; connect to the node the
+    /// `redirect` named.
+    TicketWrongNode = 53, false, "TICKET_WRONG_NODE";
+    /// Revision 4: the cluster could not place the player: the node chosen did not answer
+    /// a seat reservation within its retries, and this node could not take it either.
+    ClusterUnavailable = 54, false, "CLUSTER_UNAVAILABLE";
 }
 
 impl std::fmt::Display for ErrorCode {

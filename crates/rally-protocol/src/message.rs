@@ -80,6 +80,8 @@ pub mod tag {
     pub const SPECTATE_RECORDING: u8 = 21;
     /// Client `stop_spectating` (protocol revision 3).
     pub const STOP_SPECTATING: u8 = 22;
+    /// Client `claim_seat` (revision 4: a seat ticket from a `redirect`).
+    pub const CLAIM_SEAT: u8 = 23;
     /// Server `welcome`.
     pub const WELCOME: u8 = 64;
     /// Server `joined`.
@@ -114,6 +116,8 @@ pub mod tag {
     pub const SPECTATING: u8 = 82;
     /// Server `spectator_state`.
     pub const SPECTATOR_STATE: u8 = 83;
+    /// Server `redirect` (revision 4: the seat is on another node of the cluster).
+    pub const REDIRECT: u8 = 84;
 }
 
 /// Why a message body could not be decoded. The server answers all of these with

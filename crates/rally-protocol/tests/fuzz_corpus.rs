@@ -177,6 +177,10 @@ fn client_samples() -> Vec<Vec<u8>> {
             file: "1765000000000-arena-3.rrec",
         },
         ClientMessage::StopSpectating { req: 12 },
+        ClientMessage::ClaimSeat {
+            req: 9,
+            ticket: "AQAAAZPmU1Xo",
+        },
     ];
     messages
         .iter()
@@ -302,6 +306,14 @@ fn server_samples() -> Vec<Vec<u8>> {
             room_id: 3,
             tick: 7,
             payload: state.into(),
+        },
+        ServerMessage::Redirect {
+            req: 2,
+            node: "b".into(),
+            tcp: "127.0.0.1:7001".into(),
+            ws: "127.0.0.1:8081".into(),
+            ticket: "AQAAAZPmU1Xo".into(),
+            room_id: 3,
         },
     ];
     messages

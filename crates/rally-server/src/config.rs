@@ -214,6 +214,37 @@ config_keys! {
     /// The recordings directory is kept under this many MiB, oldest deleted first (0: no limit).
     recordings_max_mb: u64 = KeyKind::Int { min: 0, max: 100_000_000, default: 10_240 },
         help: "keep the recordings under this many MiB, deleting the oldest first (0: no size limit)";
+    /// The NATS server of a cluster (`nats://host:port`); `None`: a single node, the default.
+    cluster_nats_url: Option<String> = KeyKind::Url { schemes: &["nats://"], default: "" },
+        help: "cluster mode: the NATS server (with JetStream) the nodes share, nats://host:port (empty: a single node)";
+
+    /// This node's name in the cluster: unique per node, letters, digits, `-` and `_`.
+    node_id: String = KeyKind::Text { default: "rally-1" },
+        help: "cluster mode: this node's unique name (1-64 of A-Z a-z 0-9 - _)";
+
+    /// The raw TCP address players are redirected to (`host:port`); `auto`: the TCP
+    /// listener's own address (an unspecified IP becomes 127.0.0.1).
+    advertise_tcp: String = KeyKind::Text { default: "auto" },
+        help: "cluster mode: the host:port other nodes send players to for raw TCP (auto: the tcp listener's address)";
+
+    /// The WebSocket address players are redirected to (`host:port`, path `/ws`); `auto`:
+    /// the HTTP listener's own address.
+    advertise_ws: String = KeyKind::Text { default: "auto" },
+        help: "cluster mode: the host:port other nodes send players to for WebSocket /ws (auto: the http listener's address)";
+
+    /// How long a node's membership entry and its rooms' directory entries live without a
+    /// heartbeat (one every third of it), in milliseconds.
+    cluster_node_ttl_ms: u64 = KeyKind::Int { min: 1000, max: 60_000, default: 3000 },
+        help: "cluster mode: a node that stops heartbeating is dead after this, and its rooms leave the directory";
+
+    /// How long a seat ticket (and the seat it reserves) lasts unclaimed, in milliseconds.
+    seat_ticket_ttl_ms: u64 = KeyKind::Int { min: 1000, max: 60_000, default: 10_000 },
+        help: "cluster mode: how long a redirected player has to claim its seat on the other node";
+
+    /// Bound on one attempt of a request to another node (a seat reservation), in
+    /// milliseconds; retried per the retry policy.
+    cluster_request_timeout_ms: u64 = KeyKind::Int { min: 100, max: 10_000, default: 1000 },
+        help: "cluster mode: bound on one attempt of a seat reservation on another node (3 attempts at most)";
 }
 
 /// Where a value came from, for error messages.
@@ -408,6 +439,14 @@ impl Sources {
                     if value.trim().is_empty() && !default.is_empty() {
                         return Err(invalid());
                     }
+                    if k.name == "node_id" && !rally_auth::ticket::valid_node_id(value.trim()) {
+                        return Err(ConfigError::Invalid {
+                            key: k.name,
+                            value: value.clone(),
+                            from: source.clone(),
+                            allowed: "1 to 64 of A-Z a-z 0-9 - _".to_owned(),
+                        });
+                    }
                     values.insert(k.name, Value::Text(value.trim().to_owned()));
                 }
                 KeyKind::Secret { min_len, .. } => {
@@ -538,6 +577,25 @@ impl Config {
     /// Where recordings go, when recording is on.
     pub fn recordings_path(&self) -> Option<&Path> {
         self.recordings_dir.as_deref().map(Path::new)
+    }
+    /// Whether the server runs as a node of a cluster (`cluster_nats_url` is set).
+    pub fn clustered(&self) -> bool {
+        self.cluster_nats_url.is_some()
+    }
+
+    /// [`Config::cluster_node_ttl_ms`] as a duration.
+    pub fn cluster_node_ttl(&self) -> Duration {
+        Duration::from_millis(self.cluster_node_ttl_ms)
+    }
+
+    /// [`Config::seat_ticket_ttl_ms`] as a duration.
+    pub fn seat_ticket_ttl(&self) -> Duration {
+        Duration::from_millis(self.seat_ticket_ttl_ms)
+    }
+
+    /// [`Config::cluster_request_timeout_ms`] as a duration.
+    pub fn cluster_request_timeout(&self) -> Duration {
+        Duration::from_millis(self.cluster_request_timeout_ms)
     }
 
     /// [`Config::session_ttl_secs`] as a duration.

@@ -13,6 +13,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::accounts::Auth;
 use crate::admin::AdminEnv;
+use crate::cluster::Cluster;
 use crate::command::{CommandChecks, CommandEnv};
 use crate::config::Config;
 use crate::directory::Directory;
@@ -56,6 +57,8 @@ pub struct ServerHandle {
     pub(crate) storage: Option<Arc<Storage>>,
     /// Match recordings; `None` when `recordings_dir` is empty.
     pub(crate) recordings: Option<Arc<Recordings>>,
+    /// Cluster mode: this node's part of the cluster; `None` for a single node.
+    pub(crate) cluster: Option<Arc<Cluster>>,
 }
 
 impl ServerHandle {
@@ -85,6 +88,7 @@ impl ServerHandle {
             storage: self.storage.clone(),
             directory: self.directory.clone(),
             queue: self.queue.clone(),
+            cluster: self.cluster.clone(),
         });
         let session = Arc::new(SessionEnv {
             config: self.config.clone(),
@@ -119,6 +123,7 @@ impl ServerHandle {
             readiness: self.readiness.clone(),
             shutdown: self.shutdown.clone(),
             recordings: self.recordings.clone(),
+            cluster: self.cluster.clone(),
         }
     }
 
@@ -145,6 +150,28 @@ impl ServerHandle {
     /// Ticks skipped because a room fell behind, since start.
     pub fn missed_ticks(&self) -> u64 {
         self.metrics.stats.missed_ticks.load(Ordering::Relaxed)
+    }
+
+    /// Cluster mode: this node's id; `None` for a single node.
+    pub fn node_id(&self) -> Option<&str> {
+        self.cluster.as_deref().map(Cluster::node_id)
+    }
+
+    /// Cluster mode: the live nodes this node sees (itself included while a member); 0
+    /// for a single node.
+    pub fn cluster_nodes(&self) -> usize {
+        self.cluster.as_ref().map_or(0, |c| c.nodes_alive())
+    }
+
+    /// Cluster mode: the rooms of the directory this node sees, as `(node, room id)`;
+    /// empty for a single node.
+    pub fn cluster_rooms(&self) -> Vec<(String, u64)> {
+        self.cluster.as_ref().map_or_else(Vec::new, |c| {
+            c.directory_rooms()
+                .into_iter()
+                .map(|r| (r.node, r.room_id))
+                .collect()
+        })
     }
 
     /// Whether the server is draining (admin API `POST /admin/drain`).

@@ -30,6 +30,10 @@
 //! - `player_data`: the key-value requests (`get_data`, `put_data`, `delete_data`).
 //! - `accounts`: logins (device, custom webhook), session tokens in `hello`, profiles.
 //!
+//! **Cluster** (cluster mode only: `cluster_nats_url` set)
+//! - `cluster`: membership and the room directory in NATS key-value buckets, where a new
+//!   player goes, seat reservations on other nodes and the seat tickets claimed here.
+//!
 //! **Play**
 //! - `room`: the room task that owns a game and ticks it, a method per control message
 //!   (`room::env`: what each room is given).
@@ -71,6 +75,7 @@
 
 mod accounts;
 mod admin;
+mod cluster;
 pub mod command;
 pub mod config;
 pub mod connection;
@@ -99,6 +104,7 @@ mod storage;
 mod transport;
 mod web;
 
+pub use cluster::ClusterError;
 pub use command::{
     BoxFuture, Command, CommandChecks, CommandContext, CommandError, PlayerData, Rating,
 };

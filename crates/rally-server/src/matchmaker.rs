@@ -442,6 +442,25 @@ impl Matchmaker {
         self.lock().closed = true;
     }
 
+    /// Whether a public room of `kind` has a seat neither taken nor reserved and is not
+    /// locked (cluster mode: a plain join then stays on this node).
+    pub(crate) fn has_open_seat(&self, kind: &str) -> bool {
+        self.lock()
+            .rooms
+            .values()
+            .any(|e| &*e.handle.kind == kind && e.joinable())
+    }
+
+    /// Seats taken or reserved in every live room (cluster mode: this node's load).
+    pub(crate) fn seats(&self) -> usize {
+        self.lock().rooms.values().map(|e| e.seats).sum()
+    }
+
+    /// Seats taken or reserved in room `room_id`, if it is live.
+    pub(crate) fn seats_in(&self, room_id: u64) -> Option<usize> {
+        self.lock().rooms.get(&room_id).map(|e| e.seats)
+    }
+
     /// Live rooms now.
     pub(crate) fn room_count(&self) -> usize {
         self.lock().rooms.len()

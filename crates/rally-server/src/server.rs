@@ -32,6 +32,7 @@ use tokio_util::task::TaskTracker;
 use rally_store::{Store, StoreError};
 
 use crate::admin;
+use crate::cluster::{Cluster, ClusterError};
 use crate::command::{self, CommandChecks, DefaultChecks};
 use crate::config::Config;
 use crate::connection::Listener;
@@ -56,6 +57,9 @@ pub enum StartError {
     /// A listener could not be bound.
     #[error(transparent)]
     Bind(#[from] BindError),
+    /// Cluster mode: NATS could not be reached, or JetStream refused the buckets.
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
     /// The database could not be opened or migrated.
     #[error("cannot open the database {url} (database_url): {source}")]
     Database {
@@ -214,6 +218,18 @@ impl ServerBuilder {
         ));
         let tracker = TaskTracker::new();
         let recordings = Recordings::new(&config, metrics.recording(), tracker.clone());
+        let cluster = if config.clustered() {
+            let addr = |t: Transport| {
+                listeners
+                    .iter()
+                    .find(|(_, lt)| *lt == t)
+                    .map_or(NO_ADDR, |(l, _)| local(l))
+            };
+            let (tcp, ws) = (addr(Transport::Tcp), addr(Transport::WebSocket));
+            Some(Cluster::connect(&config, tcp, ws, &metrics).await?)
+        } else {
+            None
+        };
         let handle = ServerHandle {
             config: config.clone(),
             games: self.games,
@@ -227,6 +243,7 @@ impl ServerBuilder {
             readiness: Arc::default(),
             storage,
             recordings,
+            cluster,
         };
         let accept = handle.accept_env(checks);
         Ok(Server {
@@ -384,6 +401,15 @@ impl<L: Listener> Server<L> {
                 .tracker
                 .spawn(r.clone().retention(shared.shutdown.clone()));
         }
+        // The cluster's tasks stop when shutdown begins: the node leaves the membership
+        // at once, so no other node sends it players while it drains.
+        let cluster_stop = CancellationToken::new();
+        let cluster_tasks = TaskTracker::new();
+        if let Some(cluster) = &shared.cluster {
+            let rooms = self.accept.session.commands.rooms.clone();
+            cluster.start(rooms, &cluster_tasks, cluster_stop.clone());
+        }
+        cluster_tasks.close();
         // The probe stops before the store closes, after the drain.
         let probe_stop = CancellationToken::new();
         let probe = shared.storage.clone().map(|s| {
@@ -405,6 +431,13 @@ impl<L: Listener> Server<L> {
 
         shutdown.await;
         let started = Instant::now();
+        cluster_stop.cancel();
+        if tokio::time::timeout(FORCE_LIMIT, cluster_tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("cluster tasks did not stop in time");
+        }
         let (drained, forced) = shared.drain().await;
         probe_stop.cancel();
         if let Some(p) = probe {

@@ -11,6 +11,8 @@
 //! - [`db`]: [`TestDb`], a fresh SQLite file, or a fresh schema of the PostgreSQL named by
 //!   `RALLY_TEST_POSTGRES_URL` (`scripts/postgres.sh`), per test; the one copy of the
 //!   test-database harness, used by `rally-store`'s tests too.
+//! - [`nats`]: [`NatsServer`], a nats-server with JetStream of a test's own (the binary
+//!   `scripts/nats.sh` installs), for the cluster tests.
 //! - [`eventually`]: waits, bounded, until a condition holds.
 //!
 //! Everything but [`db`] and [`eventually`] needs the `server` feature (on by default):
@@ -19,10 +21,12 @@
 #![forbid(unsafe_code)]
 
 pub mod db;
+pub mod nats;
 #[cfg(feature = "server")]
 mod server;
 
 pub use db::{postgres_url, skip, unique_name, TestDb, PG_CTL, POSTGRES_URL, REQUIRE_POSTGRES};
+pub use nats::{skip_nats, NatsServer};
 #[cfg(feature = "server")]
 pub use server::{games, local_config, TestServer};
 

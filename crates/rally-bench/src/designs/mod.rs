@@ -267,7 +267,8 @@ pub(crate) fn respond(body: &[u8], ws: bool, session: u64, seated: bool, out: &m
         | ClientMessage::PutData { req, .. }
         | ClientMessage::DeleteData { req, .. }
         | ClientMessage::GetProfile { req, .. }
-        | ClientMessage::SetName { req, .. } => ServerMessage::Error {
+        | ClientMessage::SetName { req, .. }
+        | ClientMessage::ClaimSeat { req, .. } => ServerMessage::Error {
             code: rally_protocol::ErrorCode::Unavailable,
             message: "a reference server keeps no player data".into(),
             req,

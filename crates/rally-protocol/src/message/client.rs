@@ -207,6 +207,14 @@ pub enum ClientMessage<'a> {
         /// Request id, echoed in the reply.
         req: u32,
     },
+    /// `[23, req, ticket]` (revision 4): take the seat a `redirect`'s ticket reserved on
+    /// this node; answered by `joined` or `error`.
+    ClaimSeat {
+        /// Request id, echoed in the reply.
+        req: u32,
+        /// The seat ticket, as the `redirect` gave it. A secret: never logged.
+        ticket: &'a str,
+    },
 }
 
 impl std::fmt::Debug for ClientMessage<'_> {
@@ -361,6 +369,11 @@ impl std::fmt::Debug for ClientMessage<'_> {
             ClientMessage::StopSpectating { req } => {
                 f.debug_struct("StopSpectating").field("req", req).finish()
             }
+            ClientMessage::ClaimSeat { req, .. } => f
+                .debug_struct("ClaimSeat")
+                .field("req", req)
+                .field("ticket", &REDACTED)
+                .finish(),
         }
     }
 }
@@ -392,6 +405,7 @@ impl<'a> ClientMessage<'a> {
             ClientMessage::Spectate { req, .. }
             | ClientMessage::SpectateRecording { req, .. }
             | ClientMessage::StopSpectating { req } => Some(*req),
+            ClientMessage::ClaimSeat { req, .. } => Some(*req),
         }
     }
 
@@ -420,6 +434,7 @@ impl<'a> ClientMessage<'a> {
             ClientMessage::Spectate { .. } => "spectate",
             ClientMessage::SpectateRecording { .. } => "spectate_recording",
             ClientMessage::StopSpectating { .. } => "stop_spectating",
+            ClientMessage::ClaimSeat { .. } => "claim_seat",
         }
     }
 
@@ -626,6 +641,14 @@ impl<'a> ClientMessage<'a> {
                 expect(tag::STOP_SPECTATING, 2, n)?;
                 (ClientMessage::StopSpectating { req: r.read_u32()? }, 2)
             }
+            t if t == u64::from(tag::CLAIM_SEAT) => {
+                expect(tag::CLAIM_SEAT, 3, n)?;
+                let m = ClientMessage::ClaimSeat {
+                    req: r.read_u32()?,
+                    ticket: r.read_str()?,
+                };
+                (m, 3)
+            }
             other => return Err(DecodeError::UnknownType(other)),
         };
         close(&mut r, n, known)?;
@@ -831,6 +854,12 @@ impl<'a> ClientMessage<'a> {
                 msgpack::write_array_len(out, 2);
                 msgpack::write_uint(out, tag::STOP_SPECTATING.into());
                 msgpack::write_uint(out, (*req).into());
+            }
+            ClientMessage::ClaimSeat { req, ticket } => {
+                msgpack::write_array_len(out, 3);
+                msgpack::write_uint(out, tag::CLAIM_SEAT.into());
+                msgpack::write_uint(out, (*req).into());
+                msgpack::write_str(out, ticket);
             }
         }
     }

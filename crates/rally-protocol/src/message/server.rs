@@ -214,6 +214,24 @@ pub enum ServerMessage {
         /// The game's room state, one MessagePack value, as raw bytes.
         payload: Bytes,
     },
+    /// `[84, req, node, tcp, ws, ticket, room_id]` (revision 4): the reply to `join` when
+    /// the seat is on another node of the cluster. The client connects to that node (`tcp`
+    /// for raw TCP, `ws` for WebSocket at path `/ws`, each `host:port`), says `hello`, and
+    /// sends `claim_seat` with `ticket` before it expires.
+    Redirect {
+        /// The `join` request id.
+        req: u32,
+        /// The node holding the seat.
+        node: String,
+        /// Its raw TCP address, `host:port`.
+        tcp: String,
+        /// Its WebSocket address, `host:port` (path `/ws`).
+        ws: String,
+        /// The single-use seat ticket. A secret: never logged.
+        ticket: String,
+        /// The room the seat is in.
+        room_id: u64,
+    },
 }
 
 /// One room in a `rooms` reply: `[room_id, kind, code, players, max_players, metadata,
@@ -465,6 +483,22 @@ impl std::fmt::Debug for ServerMessage {
                 .field("tick", tick)
                 .field("payload_bytes", &payload.len())
                 .finish(),
+            ServerMessage::Redirect {
+                req,
+                node,
+                tcp,
+                ws,
+                ticket: _,
+                room_id,
+            } => f
+                .debug_struct("Redirect")
+                .field("req", req)
+                .field("node", node)
+                .field("tcp", tcp)
+                .field("ws", ws)
+                .field("ticket", &REDACTED)
+                .field("room_id", room_id)
+                .finish(),
         }
     }
 }
@@ -690,6 +724,23 @@ impl ServerMessage {
                 u(out, *tick);
                 out.extend_from_slice(payload);
             }
+            ServerMessage::Redirect {
+                req,
+                node,
+                tcp,
+                ws,
+                ticket,
+                room_id,
+            } => {
+                arr(out, 7);
+                u(out, tag::REDIRECT.into());
+                u(out, (*req).into());
+                s(out, node);
+                s(out, tcp);
+                s(out, ws);
+                s(out, ticket);
+                u(out, *room_id);
+            }
         }
     }
 
@@ -897,6 +948,18 @@ impl ServerMessage {
                     payload: Bytes::copy_from_slice(r.read_value_bytes()?),
                 };
                 (4, m)
+            }
+            tag::REDIRECT => {
+                expect(t, 7, n)?;
+                let m = ServerMessage::Redirect {
+                    req: r.read_u32()?,
+                    node: r.read_str()?.to_owned(),
+                    tcp: r.read_str()?.to_owned(),
+                    ws: r.read_str()?.to_owned(),
+                    ticket: r.read_str()?.to_owned(),
+                    room_id: r.read_u64()?,
+                };
+                (7, m)
             }
             other => return Err(DecodeError::UnknownType(other.into())),
         };

@@ -384,3 +384,41 @@ fn codes_stay_out_of_debug_output() {
     let shown = format!("{join:?} {joined:?}");
     assert!(!shown.contains("SECRET"), "{shown}");
 }
+
+#[test]
+fn revision_4_messages_encode_as_docs_protocol_md_shows() {
+    let hex = |m: &dyn Fn(&mut Vec<u8>)| {
+        let mut out = Vec::new();
+        m(&mut out);
+        out.iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let claim = ClientMessage::ClaimSeat {
+        req: 2,
+        ticket: "tk",
+    };
+    assert_eq!(hex(&|o| claim.encode(o)), "93 17 02 a2 74 6b");
+    let redirect = ServerMessage::Redirect {
+        req: 1,
+        node: "b".into(),
+        tcp: "127.0.0.1:7001".into(),
+        ws: "127.0.0.1:8081".into(),
+        ticket: "tk".into(),
+        room_id: 3,
+    };
+    assert_eq!(
+        hex(&|o| redirect.encode(o)),
+        "97 54 01 a1 62 ae 31 32 37 2e 30 2e 30 2e 31 3a 37 30 30 31 ae 31 32 37 2e 30 2e 30 \
+         2e 31 3a 38 30 38 31 a2 74 6b 03"
+    );
+    let mut body = Vec::new();
+    redirect.encode(&mut body);
+    assert_eq!(ServerMessage::decode(&body), Ok(redirect));
+    let shown = format!("{:?} {:?}", claim, ServerMessage::decode(&body));
+    assert!(
+        !shown.contains("\"tk\""),
+        "tickets stay out of Debug: {shown}"
+    );
+}

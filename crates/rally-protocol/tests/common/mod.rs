@@ -170,7 +170,7 @@ pub struct ClientFields {
 }
 
 /// Client message variants [`client`] builds.
-pub const CLIENT_VARIANTS: usize = 22;
+pub const CLIENT_VARIANTS: usize = 23;
 
 /// Field values for any client message.
 pub fn client_fields() -> impl Strategy<Value = ClientFields> {
@@ -299,6 +299,10 @@ pub fn client(f: &ClientFields) -> ClientMessage<'_> {
             file: &f.s,
         },
         21 => ClientMessage::StopSpectating { req: f.a },
+        22 => ClientMessage::ClaimSeat {
+            req: f.a,
+            ticket: &f.s,
+        },
         v => unreachable!("client variant {v}"),
     }
 }
@@ -329,11 +333,12 @@ pub fn client_variant(m: &ClientMessage<'_>) -> usize {
         ClientMessage::Spectate { .. } => 19,
         ClientMessage::SpectateRecording { .. } => 20,
         ClientMessage::StopSpectating { .. } => 21,
+        ClientMessage::ClaimSeat { .. } => 22,
     }
 }
 
 /// Server message variants [`server`] generates.
-pub const SERVER_VARIANTS: usize = 18;
+pub const SERVER_VARIANTS: usize = 19;
 
 /// Which variant a server message is; no wildcard, as for [`client_variant`].
 pub fn server_variant(m: &ServerMessage) -> usize {
@@ -356,6 +361,7 @@ pub fn server_variant(m: &ServerMessage) -> usize {
         ServerMessage::Rooms { .. } => 15,
         ServerMessage::Spectating { .. } => 16,
         ServerMessage::SpectatorState { .. } => 17,
+        ServerMessage::Redirect { .. } => 18,
     }
 }
 
@@ -544,6 +550,18 @@ pub fn server() -> impl Strategy<Value = ServerMessage> {
                 tick,
                 payload: Bytes::from(p),
             })
+            .boxed(),
+        (u32f(), strf(), strf(), strf(), strf(), u64f())
+            .prop_map(
+                |(req, node, tcp, ws, ticket, room_id)| ServerMessage::Redirect {
+                    req,
+                    node,
+                    tcp,
+                    ws,
+                    ticket,
+                    room_id,
+                },
+            )
             .boxed(),
     ])
 }

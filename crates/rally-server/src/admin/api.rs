@@ -290,7 +290,9 @@ pub(crate) async fn kick(
 }
 
 /// `POST /admin/drain`: no new players or joins from now on; rooms play on. `/readyz`
-/// answers 503. There is no undo: restart the server to take players again.
+/// answers 503. There is no undo: restart the server to take players again. In cluster
+/// mode this node's joins are redirected to the others, and once its last room ends it
+/// leaves the membership (the cluster heartbeat sees to that).
 pub(crate) async fn drain(
     op: Operator,
     State(shared): State<Arc<AdminEnv>>,
@@ -312,6 +314,22 @@ pub(crate) async fn drain(
         "rooms": rooms.len(),
         "players": players,
     }))
+}
+
+/// `GET /admin/cluster`: this node, and every live node with its load and rooms as the
+/// membership and directory buckets say; 404 for a single node.
+pub(crate) async fn cluster(
+    _op: Operator,
+    State(shared): State<Arc<AdminEnv>>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    match &shared.cluster {
+        Some(c) => Ok(Json(c.snapshot())),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "this server is a single node (cluster_nats_url is empty)",
+        )),
+    }
 }
 
 fn parse_id(id: &str, what: &str) -> Result<u64, ApiError> {

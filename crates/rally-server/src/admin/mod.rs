@@ -9,7 +9,7 @@
 //!   secret, and reads everything through `/admin/*` and `/metrics` with the token the
 //!   operator types in.
 //! - `/admin/recordings` (module `recordings`): list match recordings, download one.
-//! - `/admin/*` (module `api`): rooms, players, kick, close, drain; refused with 401
+//! - `/admin/*` (module `api`): rooms, players, kick, close, drain, cluster; refused with 401
 //!   without the right `Authorization: Bearer <admin_token>`, and with 403 when no
 //!   `admin_token` is configured.
 //!
@@ -36,6 +36,7 @@ use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::directory::Directory;
 use crate::matchmaker::Matchmaker;
@@ -66,6 +67,8 @@ pub(crate) struct AdminEnv {
     pub(crate) shutdown: CancellationToken,
     /// Match recordings, to list and download; `None` when recording is off.
     pub(crate) recordings: Option<Arc<Recordings>>,
+    /// Cluster mode: what `/admin/cluster` shows; `None` for a single node.
+    pub(crate) cluster: Option<Arc<Cluster>>,
 }
 
 impl AdminEnv {
@@ -106,6 +109,7 @@ pub(crate) async fn serve(listener: TcpListener, shared: Arc<AdminEnv>, stop: Ca
         .route("/admin/drain", post(api::drain))
         .route("/admin/recordings", get(recordings::list))
         .route("/admin/recordings/{file}", get(recordings::download))
+        .route("/admin/cluster", get(api::cluster))
         .route("/dashboard", get(dashboard::page))
         .route("/dashboard/{file}", get(dashboard::asset))
         .fallback(|| async {

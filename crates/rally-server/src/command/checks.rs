@@ -96,6 +96,14 @@ impl CommandChecks for DefaultChecks {
                     }
                 }
                 Command::JoinById { .. } | Command::LeaveQueue => {}
+                Command::ClaimSeat { ticket } => {
+                    if ticket.is_empty() || ticket.len() > rally_auth::ticket::MAX_TICKET_LEN {
+                        return Err(CommandError::new(
+                            ErrorCode::TicketInvalid,
+                            "not a valid seat ticket",
+                        ));
+                    }
+                }
                 Command::Chat { text } => {
                     if text.trim().is_empty() || text.len() > MAX_CHAT_BYTES {
                         return Err(CommandError::new(
@@ -188,7 +196,8 @@ impl CommandChecks for DefaultChecks {
                     "not logged in: send login first (or hello with a session token)",
                 ));
             }
-            let seats = cmd.joins() || matches!(cmd, Command::Resume { .. });
+            let seats =
+                cmd.joins() || matches!(cmd, Command::Resume { .. } | Command::ClaimSeat { .. });
             match cmd {
                 _ if seats && ctx.draining => Err(CommandError::new(
                     ErrorCode::ServerShutdown,
@@ -236,6 +245,7 @@ impl CommandChecks for DefaultChecks {
                 | Command::JoinOrCreate { .. }
                 | Command::JoinById { .. }
                 | Command::JoinByCode { .. }
+                | Command::ClaimSeat { .. }
                 | Command::Resume { .. } => Ok(()),
                 Command::Spectate { .. }
                 | Command::SpectateRecording { .. }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::CommandChecks;
 use crate::accounts::Auth;
+use crate::cluster::Cluster;
 use crate::directory::Directory;
 use crate::queue::MatchQueue;
 use crate::room::RoomEnv;
@@ -24,6 +25,8 @@ pub(crate) struct CommandEnv {
     pub(crate) directory: Arc<Directory>,
     /// The matchmaking queue (`queue`, `leave_queue`; joins are refused while queued).
     pub(crate) queue: Arc<MatchQueue>,
+    /// Cluster mode: where a `join` goes, and the seats `claim_seat` takes.
+    pub(crate) cluster: Option<Arc<Cluster>>,
 }
 
 impl std::fmt::Debug for CommandEnv {

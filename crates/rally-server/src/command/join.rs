@@ -1,5 +1,12 @@
 //! `join`, `create`, `join_or_create`, `join_by_id`, `join_by_code`: take a seat in a
-//! room found (or opened) one of five ways; the seating itself is the same for all.
+//! room found (or opened) one of five ways; the seating itself is the same for all. And
+//! `claim_seat`, the same seat taken with a cluster seat ticket.
+//!
+//! In cluster mode a `join` (or a `join_or_create` without options) on a node without a
+//! free seat of the kind may be answered by a `redirect` to the node where the cluster
+//! reserved one (`cluster::Cluster::place`); the player then sends that node
+//! `claim_seat`, which seats it like a join. The other ways to join are this node's own
+//! rooms for now (docs/cluster.md).
 //!
 //! Commands floor.
 
@@ -10,6 +17,7 @@ use rally_protocol::ErrorCode;
 use tokio::sync::oneshot;
 
 use super::{CommandContext, CommandError, Outcome};
+use crate::cluster::Cluster;
 use crate::outbox::SessionLink;
 use crate::room::{self, RoomEnv};
 use crate::room_handle::{Control, Membership, Reservation, RoomHandle};
@@ -46,21 +54,50 @@ impl Target {
     }
 }
 
-/// Reserves a seat in the target room, then asks the room to seat the player; the room
-/// sends `joined`.
+/// Reserves a seat in the target room (for a plain join in cluster mode, maybe on another
+/// node), then asks the room to seat the player; the room sends `joined`. A seat on
+/// another node is answered by `redirect`.
 pub(super) async fn join(
     rooms: &Arc<RoomEnv>,
+    cluster: Option<&Cluster>,
     req: u32,
     target: Target,
     ctx: &CommandContext,
     link: SessionLink,
 ) -> Result<Outcome, CommandError> {
     let (room, reservation) = match target {
-        Target::Kind(kind, options) => room::join_or_create(rooms, &kind, options)?,
+        Target::Kind(kind, options) => {
+            if let Some(cluster) = cluster.filter(|_| options.is_empty()) {
+                if let Some(redirect) = cluster.place(rooms, req, &kind, ctx.account).await? {
+                    return Ok(Outcome::Reply(redirect));
+                }
+            }
+            room::join_or_create(rooms, &kind, options)?
+        }
         Target::New(kind, options, private) => room::create(rooms, &kind, options, private)?,
         Target::Id(id) => room::reserve_id(rooms, id)?,
         Target::Code(code) => room::reserve_code(rooms, &code)?,
     };
+    seat(room, reservation, req, ctx.account, link, None)
+        .await
+        .map(Outcome::Joined)
+}
+
+/// Takes the seat a seat ticket reserved on this node.
+pub(super) async fn claim(
+    cluster: Option<&Cluster>,
+    req: u32,
+    ticket: &str,
+    ctx: &CommandContext,
+    link: SessionLink,
+) -> Result<Outcome, CommandError> {
+    let Some(cluster) = cluster else {
+        return Err(CommandError::new(
+            ErrorCode::TicketWrongNode,
+            "this server is not part of a cluster",
+        ));
+    };
+    let (room, reservation) = cluster.claim(ticket, ctx.account)?;
     seat(room, reservation, req, ctx.account, link, None)
         .await
         .map(Outcome::Joined)

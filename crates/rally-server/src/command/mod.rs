@@ -20,6 +20,9 @@
 //! - `queue`: `queue` and `leave_queue`, and the task that makes the matchmaking queue's
 //!   passes and seats its matches.
 //! - `spectate`: `spectate`, `spectate_recording` and `stop_spectating`.
+//! - `join`, `resume`, `leave`, `chat`: one file per room command (`join` also takes
+//!   `claim_seat`, the second half of a cluster redirect). The account and data
+//!   commands are the `accounts` and `player_data` modules' functions.
 //! - this file: the command type, the check trait, and `run`: the checks, then one
 //!   call per command.
 
@@ -201,6 +204,11 @@ pub enum Command {
     },
     /// Stop watching.
     StopSpectating,
+    /// Take the seat a cluster `redirect`'s ticket reserved on this node.
+    ClaimSeat {
+        /// The seat ticket.
+        ticket: String,
+    },
 }
 
 impl Command {
@@ -226,7 +234,8 @@ impl Command {
             | Command::Chat { .. }
             | Command::Spectate { .. }
             | Command::SpectateRecording { .. }
-            | Command::StopSpectating => auth_required,
+            | Command::StopSpectating
+            | Command::ClaimSeat { .. } => auth_required,
         }
     }
 
@@ -348,6 +357,10 @@ impl std::fmt::Debug for Command {
                 .field("file", file)
                 .finish(),
             Command::StopSpectating => f.write_str("StopSpectating"),
+            Command::ClaimSeat { .. } => f
+                .debug_struct("ClaimSeat")
+                .field("ticket", &"<redacted>")
+                .finish(),
         }
     }
 }
@@ -377,6 +390,7 @@ impl Command {
             Command::Spectate { .. } => "spectate",
             Command::SpectateRecording { .. } => "spectate_recording",
             Command::StopSpectating => "stop_spectating",
+            Command::ClaimSeat { .. } => "claim_seat",
         }
     }
 }
@@ -498,11 +512,20 @@ pub(crate) async fn run(
         }
         Command::LeaveQueue => queue::leave_queue(env, req, ctx.session_id),
         Command::Join { kind } => {
-            join::join(&env.rooms, req, join::Target::kind(kind, &[])?, &ctx, link).await
+            join::join(
+                &env.rooms,
+                env.cluster.as_deref(),
+                req,
+                join::Target::kind(kind, &[])?,
+                &ctx,
+                link,
+            )
+            .await
         }
         Command::JoinOrCreate { kind, options } => {
             join::join(
                 &env.rooms,
+                env.cluster.as_deref(),
                 req,
                 join::Target::kind(kind, &options)?,
                 &ctx,
@@ -516,13 +539,29 @@ pub(crate) async fn run(
             private,
         } => {
             let target = join::Target::new_room(kind, &options, private)?;
-            join::join(&env.rooms, req, target, &ctx, link).await
+            join::join(&env.rooms, env.cluster.as_deref(), req, target, &ctx, link).await
         }
         Command::JoinById { room_id } => {
-            join::join(&env.rooms, req, join::Target::Id(room_id), &ctx, link).await
+            join::join(
+                &env.rooms,
+                env.cluster.as_deref(),
+                req,
+                join::Target::Id(room_id),
+                &ctx,
+                link,
+            )
+            .await
         }
         Command::JoinByCode { code } => {
-            join::join(&env.rooms, req, join::Target::Code(code), &ctx, link).await
+            join::join(
+                &env.rooms,
+                env.cluster.as_deref(),
+                req,
+                join::Target::Code(code),
+                &ctx,
+                link,
+            )
+            .await
         }
         Command::ListRooms {
             kind,
@@ -531,6 +570,9 @@ pub(crate) async fn run(
             limit,
         } => list_rooms::list_rooms(&env.rooms, req, &kind, &filter, offset, limit)
             .map(Outcome::Reply),
+        Command::ClaimSeat { ticket } => {
+            join::claim(env.cluster.as_deref(), req, &ticket, &ctx, link).await
+        }
         Command::Leave => leave::leave(membership, &link).await,
         Command::Resume { token } => resume::resume(&env.rooms, token, &ctx, link).await,
         Command::Chat { text } => chat::chat(membership, &link, player.display_name, text).await,

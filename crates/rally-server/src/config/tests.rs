@@ -221,3 +221,28 @@ fn unknown_file_keys_and_bad_types_are_refused() {
         .to_string();
     assert!(err.contains("pretty, json"), "{err}");
 }
+
+#[test]
+fn cluster_keys_default_to_a_single_node_and_check_the_node_id() {
+    let c = Config::default();
+    assert!(!c.clustered());
+    assert_eq!(c.cluster_nats_url, None);
+    assert_eq!(c.node_id, "rally-1");
+    assert_eq!(c.advertise_tcp, "auto");
+    let c = Sources::new()
+        .flag("cluster_nats_url", "nats://127.0.0.1:4222")
+        .flag("node_id", "node_b-2")
+        .load()
+        .unwrap();
+    assert!(c.clustered());
+    assert_eq!(c.node_id, "node_b-2");
+    for bad in ["has space", "dot.ted", &"x".repeat(65)] {
+        let e = Sources::new().flag("node_id", bad).load().unwrap_err();
+        assert!(e.to_string().contains("node_id"), "{e}");
+    }
+    let e = Sources::new()
+        .flag("cluster_nats_url", "http://x")
+        .load()
+        .unwrap_err();
+    assert!(e.to_string().contains("cluster_nats_url"), "{e}");
+}

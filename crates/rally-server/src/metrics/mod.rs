@@ -94,6 +94,12 @@ mod name {
     pub(super) const RECORDING_BYTES: &str = "rally_recording_bytes_total";
     pub(super) const RECORDINGS_TRUNCATED: &str = "rally_recordings_truncated_total";
     pub(super) const RECORDING_WRITE: &str = "rally_recording_write_seconds";
+    pub(super) const CLUSTER_NODES: &str = "rally_cluster_nodes_alive";
+    pub(super) const CLUSTER_REDIRECTS: &str = "rally_cluster_redirects_total";
+    pub(super) const CLUSTER_RESERVATION: &str = "rally_cluster_reservation_duration_seconds";
+    pub(super) const CLUSTER_RESERVATION_FAILURES: &str =
+        "rally_cluster_reservation_failures_total";
+    pub(super) const CLUSTER_NATS_RECONNECTS: &str = "rally_cluster_nats_reconnects_total";
 }
 
 /// A room kind's matchmaking queue figures: players waiting, and how long tickets waited
@@ -137,8 +143,29 @@ pub(crate) struct RecordingMetrics {
     pub(crate) task: TaskMeter,
 }
 
+/// The cluster's figures (cluster mode only), registered once and held by the cluster.
+#[derive(Clone)]
+pub(crate) struct ClusterMetrics {
+    /// Live nodes in this node's view, itself included.
+    pub(crate) nodes_alive: Gauge,
+    /// Players sent to another node with a seat ticket.
+    pub(crate) redirects: Counter,
+    /// Time to reserve a seat on another node, retries included.
+    pub(crate) reservation_seconds: Histogram,
+    /// Reservations on another node that failed after their retries.
+    pub(crate) reservation_failures: Counter,
+    /// Times the NATS connection came back after a loss.
+    pub(crate) nats_reconnects: Counter,
+}
+
+impl std::fmt::Debug for ClusterMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterMetrics").finish_non_exhaustive()
+    }
+}
+
 /// Commands with their own `command` label.
-const COMMANDS: [&str; 21] = [
+const COMMANDS: [&str; 22] = [
     "join",
     "create",
     "join_or_create",
@@ -160,6 +187,7 @@ const COMMANDS: [&str; 21] = [
     "spectate",
     "spectate_recording",
     "stop_spectating",
+    "claim_seat",
 ];
 
 /// What `/metrics` reads from the rest of the server at scrape time, taken by the caller
@@ -224,6 +252,7 @@ impl Metrics {
             (name::DB_CALL, CALL_BUCKETS),
             (name::QUEUE_WAIT, QUEUE_WAIT_BUCKETS),
             (name::RECORDING_WRITE, CALL_BUCKETS),
+            (name::CLUSTER_RESERVATION, CALL_BUCKETS),
         ]
         .into_iter()
         .fold(PrometheusBuilder::new(), |b, (metric, buckets)| {
@@ -298,6 +327,9 @@ impl Metrics {
             (name::REJECTIONS, "Error messages sent to clients, by error code (every code a client receives counts)"),
             (name::RECORDING_BYTES, "Bytes written to match recording files"),
             (name::RECORDINGS_TRUNCATED, "Match recordings cut short, by reason: buffer_full (the disk did not keep up), write_error (a write failed); the game went on"),
+            (name::CLUSTER_REDIRECTS, "Cluster mode: players sent to another node with a seat ticket"),
+            (name::CLUSTER_RESERVATION_FAILURES, "Cluster mode: seat reservations on another node that failed after their retries (the player joined here instead)"),
+            (name::CLUSTER_NATS_RECONNECTS, "Cluster mode: times the NATS connection came back after a loss"),
             (name::RATE_LIMITED, "Refused by a rate limit: inputs and requests/pings over their per-connection rate, connections closed for staying over, connections refused by their address's limits"),
         ];
         for (n, help) in counters {
@@ -338,6 +370,10 @@ impl Metrics {
                 name::QUEUE_WAITING,
                 "Players waiting in the matchmaking queue, by room kind",
             ),
+            (
+                name::CLUSTER_NODES,
+                "Cluster mode: live nodes this node sees, itself included",
+            ),
         ];
         for (n, help) in gauges {
             r.describe_gauge(n.into(), None, help.into());
@@ -364,6 +400,10 @@ impl Metrics {
                 name::RECORDING_WRITE,
                 "Time one write of a match recording took (buffered records, then the flush to the OS)",
             ),
+            (
+                name::CLUSTER_RESERVATION,
+                "Cluster mode: time to reserve a seat on another node, retries included",
+            ),
         ];
         for (n, help) in histograms {
             r.describe_histogram(n.into(), Some(Unit::Seconds), help.into());
@@ -383,6 +423,21 @@ impl Metrics {
     fn histogram(&self, name: &'static str, labels: &[(&'static str, String)]) -> Histogram {
         self.recorder
             .register_histogram(&key(name, labels), &metadata())
+    }
+
+    /// The cluster's figures, registered now (at zero).
+    pub(crate) fn cluster(&self) -> ClusterMetrics {
+        let m = ClusterMetrics {
+            nodes_alive: self.gauge(name::CLUSTER_NODES, &[]),
+            redirects: self.counter(name::CLUSTER_REDIRECTS, &[]),
+            reservation_seconds: self.histogram(name::CLUSTER_RESERVATION, &[]),
+            reservation_failures: self.counter(name::CLUSTER_RESERVATION_FAILURES, &[]),
+            nats_reconnects: self.counter(name::CLUSTER_NATS_RECONNECTS, &[]),
+        };
+        m.redirects.absolute(0);
+        m.reservation_failures.absolute(0);
+        m.nats_reconnects.absolute(0);
+        m
     }
 
     /// Counts a task of `kind` as running until the guard is dropped.

@@ -66,6 +66,12 @@ impl Core {
                     kind: kind.to_owned(),
                 },
             ),
+            ClientMessage::ClaimSeat { req, ticket } => self.enqueue(
+                req,
+                Command::ClaimSeat {
+                    ticket: ticket.to_owned(),
+                },
+            ),
             ClientMessage::Leave { req } => self.enqueue(req, Command::Leave),
             ClientMessage::Chat { req, text } => self.enqueue(
                 req,

@@ -451,6 +451,7 @@ fn reply_req(msg: &ServerMessage) -> Option<u32> {
         | ServerMessage::Written { req, .. }
         | ServerMessage::Profile { req, .. }
         | ServerMessage::Rooms { req, .. } => Some(*req),
+        ServerMessage::Redirect { req, .. } => Some(*req),
         ServerMessage::Error { req, .. } if *req != 0 => Some(*req),
         ServerMessage::Conflict { req, .. } => Some(*req),
         _ => None,

@@ -250,6 +250,7 @@ impl Player {
                 | ServerMessage::Data { req: r, .. }
                 | ServerMessage::Written { req: r, .. }
                 | ServerMessage::Profile { req: r, .. }
+                | ServerMessage::Redirect { req: r, .. }
                 | ServerMessage::Ok { req: r }
                 | ServerMessage::Joined { req: r, .. } => *r == req,
                 ServerMessage::Error { req: r, .. } | ServerMessage::Conflict { req: r, .. } => {

@@ -1,0 +1,418 @@
+//! What a node knows of the cluster: the membership and room directory entries it has
+//! seen, when each was last written, and the choice of where a new player goes. No IO:
+//! the watchers feed it, `join` asks it, and its tests run without NATS.
+//!
+//! An entry is believed for one TTL after the owner last wrote it (the KV bucket forgets
+//! it after the same TTL, but a watcher is not told of an expiry, so the view expires its
+//! copies itself). A room is listed only while its node is alive too.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+/// A node's membership entry (key: its node id), rewritten every heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct NodeEntry {
+    pub(crate) node: String,
+    /// Where players connect over raw TCP, `host:port`.
+    pub(crate) tcp: String,
+    /// Where players connect over WebSocket, `host:port` (path `/ws`).
+    pub(crate) ws: String,
+    /// Seats taken or reserved in its rooms.
+    pub(crate) players: u32,
+    /// Its open rooms.
+    pub(crate) rooms: u32,
+    /// Draining: no new rooms or seats go there.
+    pub(crate) draining: bool,
+}
+
+/// A room's directory entry (key: `<node>.<room id>`), written by its node.
+///
+/// The optional fields are the rooms-and-matchmaking issue's (14): filled by the owning
+/// node once its rooms carry them; readers treat a missing one as "none".
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct RoomEntry {
+    pub(crate) room_id: u64,
+    pub(crate) kind: String,
+    pub(crate) node: String,
+    pub(crate) players: u32,
+    pub(crate) max_players: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) options: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) metadata: Option<serde_json::Value>,
+    #[serde(default)]
+    pub(crate) private: bool,
+    #[serde(default)]
+    pub(crate) locked: bool,
+}
+
+impl RoomEntry {
+    /// The directory key of this room.
+    pub(crate) fn key(&self) -> String {
+        room_key(&self.node, self.room_id)
+    }
+
+    /// Whether a `join` of `kind` may be sent here.
+    fn has_seat_for(&self, kind: &str) -> bool {
+        self.kind == kind && self.players < self.max_players && !self.private && !self.locked
+    }
+}
+
+/// The directory key of room `room_id` on `node` (node ids have no `.`).
+pub(crate) fn room_key(node: &str, room_id: u64) -> String {
+    format!("{node}.{room_id}")
+}
+
+/// Where a player joining a kind goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Placement {
+    /// Here.
+    Local,
+    /// On that node (a room of the kind has a seat there, or it is the least loaded).
+    Remote(NodeEntry),
+}
+
+/// The entries seen, each with when it was written.
+#[derive(Debug)]
+pub(crate) struct View {
+    /// How long an entry is believed after it was written.
+    ttl: Duration,
+    nodes: HashMap<String, (NodeEntry, Instant)>,
+    rooms: HashMap<String, (RoomEntry, Instant)>,
+    /// Players placed on each node whose reservation is not answered yet.
+    inflight: HashMap<String, u32>,
+}
+
+impl View {
+    /// An empty view whose entries live `ttl`.
+    pub(crate) fn new(ttl: Duration) -> View {
+        View {
+            ttl,
+            nodes: HashMap::new(),
+            rooms: HashMap::new(),
+            inflight: HashMap::new(),
+        }
+    }
+
+    /// Whether an entry written at `at` is still believed: readers check it themselves,
+    /// so a view nobody prunes (NATS down, the heartbeat stuck in a write) still forgets.
+    fn fresh(&self, at: Instant) -> bool {
+        at.elapsed() < self.ttl
+    }
+
+    /// A live node's entry.
+    fn live(&self, node: &str) -> Option<&NodeEntry> {
+        self.nodes
+            .get(node)
+            .filter(|(_, at)| self.fresh(*at))
+            .map(|(n, _)| n)
+    }
+
+    /// Records a node's entry written at `at`.
+    pub(crate) fn put_node(&mut self, entry: NodeEntry, at: Instant) {
+        let key = entry.node.clone();
+        match self.nodes.get_mut(&key) {
+            // Never go back in time (a replayed older entry after a reconnect).
+            Some((_, seen)) if *seen > at => {}
+            _ => {
+                self.nodes.insert(key, (entry, at));
+            }
+        }
+    }
+
+    /// Forgets a node (it left, or its entry was deleted) and its rooms.
+    pub(crate) fn remove_node(&mut self, node: &str) {
+        self.nodes.remove(node);
+        self.rooms.retain(|_, (r, _)| r.node != node);
+    }
+
+    /// Records a room's entry written at `at`.
+    pub(crate) fn put_room(&mut self, entry: RoomEntry, at: Instant) {
+        let key = entry.key();
+        match self.rooms.get_mut(&key) {
+            Some((_, seen)) if *seen > at => {}
+            _ => {
+                self.rooms.insert(key, (entry, at));
+            }
+        }
+    }
+
+    /// Forgets a room by its directory key.
+    pub(crate) fn remove_room(&mut self, key: &str) {
+        self.rooms.remove(key);
+    }
+
+    /// Drops what is older than the TTL at `now`: dead nodes and rooms nobody rewrote.
+    pub(crate) fn expire(&mut self, now: Instant) {
+        let ttl = self.ttl;
+        let fresh = |at: &Instant| now.saturating_duration_since(*at) < ttl;
+        self.nodes.retain(|_, (_, at)| fresh(at));
+        let nodes = &self.nodes;
+        self.rooms
+            .retain(|_, (r, at)| fresh(at) && nodes.contains_key(&r.node));
+    }
+
+    /// Live nodes, by id.
+    pub(crate) fn nodes(&self) -> Vec<NodeEntry> {
+        let mut v: Vec<NodeEntry> = self
+            .nodes
+            .values()
+            .filter(|(_, at)| self.fresh(*at))
+            .map(|(n, _)| n.clone())
+            .collect();
+        v.sort_by(|a, b| a.node.cmp(&b.node));
+        v
+    }
+
+    /// Rooms on live nodes, by node then room id.
+    pub(crate) fn rooms(&self) -> Vec<RoomEntry> {
+        let mut v: Vec<RoomEntry> = self
+            .rooms
+            .values()
+            .filter(|(r, at)| self.fresh(*at) && self.live(&r.node).is_some())
+            .map(|(r, _)| r.clone())
+            .collect();
+        v.sort_by(|a, b| (&a.node, a.room_id).cmp(&(&b.node, b.room_id)));
+        v
+    }
+
+    /// Players sent to `node` whose reservation has not been answered yet.
+    fn in_flight(&self, node: &str) -> u32 {
+        self.inflight.get(node).copied().unwrap_or(0)
+    }
+
+    /// Free seats for `kind` in `node`'s rooms, less the players on their way there.
+    fn free_seats(&self, node: &str, kind: &str) -> u32 {
+        let free: u32 = self
+            .rooms
+            .values()
+            .filter(|(r, at)| r.node == node && self.fresh(*at) && r.has_seat_for(kind))
+            .map(|(r, _)| r.max_players - r.players)
+            .sum();
+        free.saturating_sub(self.in_flight(node))
+    }
+
+    /// Where a player joining `kind` on node `me` goes, `me` having no open seat of that
+    /// kind (`local` is its own entry, with its live load). First a node with free seats
+    /// in rooms of the kind (the one with the fewest, so rooms fill and matches start);
+    /// else the least-loaded node taking new rooms (players, then rooms, then id; `me`
+    /// included unless it drains). Players placed and not yet answered count on their
+    /// node, so joins placed at once spread rather than all pick the same node.
+    pub(crate) fn place(&self, kind: &str, local: &NodeEntry) -> Option<Placement> {
+        let others: Vec<&NodeEntry> = self
+            .nodes
+            .values()
+            .filter(|(n, at)| self.fresh(*at) && n.node != local.node && !n.draining)
+            .map(|(n, _)| n)
+            .collect();
+        let with_seat = others
+            .iter()
+            .map(|n| (self.free_seats(&n.node, kind), *n))
+            .filter(|(free, _)| *free > 0)
+            .min_by(|(fa, a), (fb, b)| (fa, &a.node).cmp(&(fb, &b.node)));
+        if let Some((_, n)) = with_seat {
+            return Some(Placement::Remote(n.clone()));
+        }
+        let load = |n: &NodeEntry| {
+            let extra = if n.node == local.node {
+                0
+            } else {
+                self.in_flight(&n.node)
+            };
+            (n.players.saturating_add(extra), n.rooms)
+        };
+        let mut candidates = others;
+        if !local.draining {
+            candidates.push(local);
+        }
+        let least = candidates
+            .into_iter()
+            .min_by(|a, b| (load(a), &a.node).cmp(&(load(b), &b.node)))?;
+        Some(if least.node == local.node {
+            Placement::Local
+        } else {
+            Placement::Remote(least.clone())
+        })
+    }
+
+    /// [`place`](Self::place), counting a player on its way to the node chosen elsewhere
+    /// until [`settle`](Self::settle) says how its reservation went.
+    pub(crate) fn place_and_count(&mut self, kind: &str, local: &NodeEntry) -> Option<Placement> {
+        let placed = self.place(kind, local);
+        if let Some(Placement::Remote(n)) = &placed {
+            *self.inflight.entry(n.node.clone()).or_insert(0) += 1;
+        }
+        placed
+    }
+
+    /// A reservation on `node` answered (`Some`: the seat's room and the node's load,
+    /// as the owner said them) or failed (`None`): the player no longer counts as on its
+    /// way, and the owner's figures replace older ones (a heartbeat written before them
+    /// and delivered after is then ignored).
+    pub(crate) fn settle(&mut self, node: &str, answer: Option<(RoomEntry, u32, u32)>) {
+        if let Some(n) = self.inflight.get_mut(node) {
+            *n = n.saturating_sub(1);
+        }
+        let Some((room, players, rooms)) = answer else {
+            return;
+        };
+        // Answers may arrive out of order (the 12th seat's after the 15th's): a count never
+        // goes down here; the owner's next heartbeat, written after, sets it exactly.
+        let at = Instant::now();
+        if let Some((n, seen)) = self.nodes.get_mut(node) {
+            n.players = n.players.max(players);
+            n.rooms = n.rooms.max(rooms);
+            *seen = (*seen).max(at);
+        }
+        let key = room.key();
+        match self.rooms.get_mut(&key) {
+            Some((known, seen)) => {
+                known.players = known.players.max(room.players);
+                *seen = (*seen).max(at);
+            }
+            None => {
+                self.rooms.insert(key, (room, at));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(id: &str, players: u32, rooms: u32) -> NodeEntry {
+        NodeEntry {
+            node: id.into(),
+            tcp: format!("{id}:7000"),
+            ws: format!("{id}:8080"),
+            players,
+            rooms,
+            draining: false,
+        }
+    }
+
+    fn room(node: &str, id: u64, players: u32) -> RoomEntry {
+        RoomEntry {
+            room_id: id,
+            kind: "arena".into(),
+            node: node.into(),
+            players,
+            max_players: 16,
+            code: None,
+            options: None,
+            metadata: None,
+            private: false,
+            locked: false,
+        }
+    }
+
+    #[test]
+    fn a_free_seat_elsewhere_comes_first_then_the_least_loaded_node() {
+        let now = Instant::now();
+        let mut v = View::new(Duration::from_secs(3));
+        let a = node("a", 16, 1);
+        v.put_node(a.clone(), now);
+        v.put_node(node("b", 0, 0), now);
+        v.put_node(node("c", 0, 0), now);
+        assert_eq!(
+            v.place("arena", &a),
+            Some(Placement::Remote(node("b", 0, 0)))
+        );
+        v.put_node(node("b", 3, 1), now);
+        v.put_room(room("b", 9, 3), now);
+        assert_eq!(
+            v.place("arena", &a),
+            Some(Placement::Remote(node("b", 3, 1)))
+        );
+        // Full, private or locked rooms do not count; then c is the least loaded.
+        v.put_room(room("b", 9, 16), now);
+        let mut private = room("c", 4, 1);
+        private.private = true;
+        v.put_room(private, now);
+        v.put_node(node("b", 16, 1), now);
+        assert_eq!(
+            v.place("arena", &a),
+            Some(Placement::Remote(node("c", 0, 0)))
+        );
+        assert_eq!(v.place("arena", &node("a", 0, 0)), Some(Placement::Local));
+    }
+
+    #[test]
+    fn concurrent_placements_are_counted_and_spread() {
+        let now = Instant::now();
+        let mut v = View::new(Duration::from_secs(3));
+        let a = node("a", 16, 1);
+        v.put_node(a.clone(), now);
+        v.put_node(node("b", 0, 0), now);
+        v.put_node(node("c", 0, 0), now);
+        let mut to = std::collections::HashMap::new();
+        for _ in 0..32 {
+            if let Some(Placement::Remote(n)) = v.place_and_count("arena", &a) {
+                *to.entry(n.node).or_insert(0) += 1;
+            }
+        }
+        assert_eq!(to.get("b"), Some(&16), "{to:?}");
+        assert_eq!(to.get("c"), Some(&16), "{to:?}");
+        // b answers its first: a room with 1 of 16, b's load 16 (its seats reserved).
+        v.settle("b", Some((room("b", 1, 16), 16, 1)));
+        v.settle("b", None);
+        assert_eq!(v.in_flight("b"), 14);
+        // A heartbeat written before that answer, delivered after, changes nothing; nor
+        // does an older answer arriving late.
+        v.put_node(node("b", 3, 1), now);
+        assert_eq!(v.live("b").map(|n| n.players), Some(16));
+        v.settle("b", Some((room("b", 1, 9), 9, 1)));
+        assert_eq!(v.rooms()[0].players, 16);
+    }
+
+    #[test]
+    fn draining_nodes_take_nothing_and_a_lone_draining_node_has_nowhere() {
+        let now = Instant::now();
+        let mut v = View::new(Duration::from_secs(3));
+        let mut a = node("a", 0, 0);
+        a.draining = true;
+        let mut b = node("b", 0, 0);
+        b.draining = true;
+        v.put_node(b, now);
+        v.put_room(room("b", 1, 1), now);
+        assert_eq!(v.place("arena", &a), None);
+        v.put_node(node("c", 40, 3), now);
+        assert_eq!(
+            v.place("arena", &a),
+            Some(Placement::Remote(node("c", 40, 3)))
+        );
+    }
+
+    #[test]
+    fn dead_nodes_and_their_rooms_are_forgotten_after_the_ttl() {
+        let t0 = Instant::now();
+        let mut v = View::new(Duration::from_secs(3));
+        v.put_node(node("a", 1, 1), t0);
+        v.put_node(node("b", 1, 1), t0);
+        v.put_room(room("b", 1, 1), t0);
+        v.put_node(node("a", 1, 1), t0 + Duration::from_secs(2));
+        v.expire(t0 + Duration::from_secs(2));
+        assert_eq!(v.rooms().len(), 1);
+        v.expire(t0 + Duration::from_secs(3));
+        assert_eq!(v.nodes(), vec![node("a", 1, 1)]);
+        assert!(v.rooms().is_empty());
+        // An older write arriving late does not bring a node back in time.
+        v.put_node(node("a", 9, 9), t0);
+        assert_eq!(v.live("a").map(|n| n.players), Some(1));
+    }
+
+    #[test]
+    fn entries_written_before_issue_14_fields_still_read() {
+        let old = r#"{"room_id":1,"kind":"arena","node":"a","players":2,"max_players":16}"#;
+        let r: RoomEntry = serde_json::from_str(old).unwrap();
+        assert_eq!(r.code, None);
+        assert!(!r.private && !r.locked);
+        let text = serde_json::to_string(&r).unwrap();
+        assert!(!text.contains("code"), "{text}");
+    }
+}
