@@ -127,6 +127,8 @@ mod tests {
         }
         std::hint::black_box(x);
         let cores = meter.cores().expect("cores");
-        assert!(cores > 0.2 && cores < 2.5, "{cores}");
+        // Above zero, and not more than this one busy thread can use: on a loaded machine
+        // (tests run beside builds) the busy loop may get well under a whole core.
+        assert!(cores > 0.0 && cores < 1.5, "{cores}");
     }
 }
