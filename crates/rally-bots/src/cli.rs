@@ -13,8 +13,8 @@ use clap::builder::PossibleValuesParser;
 use clap::{value_parser, Arg, ArgMatches, Command};
 
 use crate::config::{
-    BotsConfig, Entry, Transport, DEFAULT_BOTS, DEFAULT_DURATION_SECS, DEFAULT_RAMP, DEFAULT_ROOM_KIND,
-    DEFAULT_SOURCE_BASE, DEFAULT_THREADS,
+    BotsConfig, Entry, Transport, DEFAULT_BOTS, DEFAULT_DURATION_SECS, DEFAULT_RAMP,
+    DEFAULT_ROOM_KIND, DEFAULT_SOURCE_BASE, DEFAULT_THREADS,
 };
 use crate::source::{is_loopback_target, SourceIps};
 

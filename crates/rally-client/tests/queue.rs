@@ -6,17 +6,21 @@
 mod common;
 
 use common::{client_config, connect, next_matching, server_config, TestServer};
-use rally_client::{Connection, Event, ErrorCode, Message, Transport};
+use rally_client::{Connection, ErrorCode, Event, Message, Transport};
 
 #[tokio::test]
 async fn two_clients_are_matched_and_a_party_moves_together() {
     let server = TestServer::start(server_config()).await;
     let (ada, mut ada_events) = connect(server.tcp, Transport::Tcp).await;
     let (bob, mut bob_events) = connect(server.ws, Transport::WebSocket).await;
-    ada.queue("tictactoe", &[], 1500.0, false).await.expect("queue");
+    ada.queue("tictactoe", &[], 1500.0, false)
+        .await
+        .expect("queue");
     let again = ada.queue("tictactoe", &[], 1500.0, false).await;
     assert_eq!(again.unwrap_err().code(), Some(ErrorCode::AlreadyQueued));
-    bob.queue("tictactoe", &[], 1480.0, false).await.expect("queue");
+    bob.queue("tictactoe", &[], 1480.0, false)
+        .await
+        .expect("queue");
     let matched = |e: &Event| match e {
         Event::Matched(room) => Some(room.clone()),
         Event::Resumed(_) => panic!("a match taken for a resume"),
@@ -36,7 +40,9 @@ async fn two_clients_are_matched_and_a_party_moves_together() {
     let (di, mut di_events) = connect(server.tcp, Transport::Tcp).await;
     let lobby = cy.create("arena", &[], true).await.expect("create");
     di.join_by_code(&lobby.code).await.expect("join by code");
-    cy.queue("arena", &[], 1000.0, true).await.expect("party queue");
+    cy.queue("arena", &[], 1000.0, true)
+        .await
+        .expect("party queue");
     let mut solos = Vec::new();
     for rating in [990.0, 1010.0] {
         let (c, events) = connect(server.ws, Transport::WebSocket).await;

@@ -70,7 +70,13 @@ async fn start_with(config: rally_server::Config) -> TestServer {
 /// The empty options map.
 const NO_OPTIONS: &[u8] = &[0x80];
 
-async fn queue(c: &mut Client, req: u32, kind: &str, rating: f64, party: bool) -> Result<(), ErrorCode> {
+async fn queue(
+    c: &mut Client,
+    req: u32,
+    kind: &str,
+    rating: f64,
+    party: bool,
+) -> Result<(), ErrorCode> {
     match c
         .call(ClientMessage::Queue {
             req,
@@ -164,11 +170,17 @@ async fn a_party_of_three_is_matched_together_on_one_team() {
     for _ in 0..3 {
         let (mut c, _) = Client::tcp_hello(server.tcp).await;
         let (room, _) = c.join("lobby").await;
-        assert_eq!(*lobby.get_or_insert(room), room, "the party meets in one lobby");
+        assert_eq!(
+            *lobby.get_or_insert(room),
+            room,
+            "the party meets in one lobby"
+        );
         party.push(c);
     }
     let lobby = lobby.unwrap();
-    queue(&mut party[0], 2, "squad", 1000.0, true).await.unwrap();
+    queue(&mut party[0], 2, "squad", 1000.0, true)
+        .await
+        .unwrap();
     let mut solos = Vec::new();
     for rating in [990.0, 1005.0, 1010.0] {
         let (mut c, _) = Client::ws_hello(server.ws).await;
@@ -230,14 +242,26 @@ async fn leave_queue_and_a_disconnect_take_players_out() {
         queue(&mut a, 2, "duel", 1000.0, false).await,
         Err(ErrorCode::AlreadyQueued)
     );
-    let joined = a.call(ClientMessage::Join { req: 3, kind: "lobby" }).await;
-    assert_eq!(joined.unwrap_err().0, ErrorCode::AlreadyQueued, "no joins while queued");
+    let joined = a
+        .call(ClientMessage::Join {
+            req: 3,
+            kind: "lobby",
+        })
+        .await;
+    assert_eq!(
+        joined.unwrap_err().0,
+        ErrorCode::AlreadyQueued,
+        "no joins while queued"
+    );
     assert!(matches!(
         a.call(ClientMessage::LeaveQueue { req: 4 }).await,
         Ok(ServerMessage::Ok { req: 4 })
     ));
     assert_eq!(
-        a.call(ClientMessage::LeaveQueue { req: 5 }).await.unwrap_err().0,
+        a.call(ClientMessage::LeaveQueue { req: 5 })
+            .await
+            .unwrap_err()
+            .0,
         ErrorCode::NotInQueue
     );
     // A left: B, who queues now, waits alone (several passes) instead of meeting A.
@@ -303,7 +327,10 @@ async fn the_queue_refuses_what_it_cannot_match() {
     assert_eq!(r.unwrap_err().0, ErrorCode::BadOptions);
     // Still a working connection, in no queue.
     assert_eq!(
-        c.call(ClientMessage::LeaveQueue { req: 5 }).await.unwrap_err().0,
+        c.call(ClientMessage::LeaveQueue { req: 5 })
+            .await
+            .unwrap_err()
+            .0,
         ErrorCode::NotInQueue
     );
     c.close().await;

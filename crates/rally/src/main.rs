@@ -83,18 +83,18 @@ fn games() -> Games {
         .register_kind(
             arena::KIND,
             KindRules::new(arena::MAX_PLAYERS)
-            .filter_keys(&[arena::MODE])
-            .queue(QueueRules {
-                match_size: Some(ARENA_MATCH),
-                ..QueueRules::default()
-            }),
+                .filter_keys(&[arena::MODE])
+                .queue(QueueRules {
+                    match_size: Some(ARENA_MATCH),
+                    ..QueueRules::default()
+                }),
             arena::Arena::from_options,
         )
         .register_kind(
             tictactoe::KIND,
             KindRules::new(tictactoe::MAX_PLAYERS)
-            .min_players(tictactoe::MAX_PLAYERS)
-            .queue(QueueRules::default()),
+                .min_players(tictactoe::MAX_PLAYERS)
+                .queue(QueueRules::default()),
             |_| Ok(tictactoe::TicTacToe::new()),
         );
     games

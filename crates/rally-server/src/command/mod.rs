@@ -44,9 +44,9 @@ use crate::room_handle::Membership;
 pub use crate::error::CommandError;
 pub use checks::DefaultChecks;
 pub(crate) use env::CommandEnv;
-pub(crate) use queue::run as run_queue;
 #[allow(unused_imports)] // the rating queue seats matched players through it
 pub(crate) use join::seat;
+pub(crate) use queue::run as run_queue;
 
 /// Longest chat line, in bytes.
 pub const MAX_CHAT_BYTES: usize = 256;

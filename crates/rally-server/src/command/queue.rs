@@ -121,7 +121,11 @@ async fn party(m: &Membership) -> Result<Vec<(u64, Waiter)>, CommandError> {
 }
 
 /// `leave_queue`.
-pub(super) fn leave_queue(env: &CommandEnv, req: u32, session: u64) -> Result<Outcome, CommandError> {
+pub(super) fn leave_queue(
+    env: &CommandEnv,
+    req: u32,
+    session: u64,
+) -> Result<Outcome, CommandError> {
     env.queue.leave(session)?;
     Ok(Outcome::Reply(ServerMessage::Ok { req }))
 }
@@ -167,7 +171,14 @@ async fn seat_match(rooms: &Arc<RoomEnv>, queue: &MatchQueue, m: Seating) {
             leave_old(&w.link, old, *player).await;
         }
         let team = (team != 0).then_some(team);
-        let seating = seat(handle.clone(), reservation, 0, w.account, w.link.clone(), team);
+        let seating = seat(
+            handle.clone(),
+            reservation,
+            0,
+            w.account,
+            w.link.clone(),
+            team,
+        );
         let seated = tokio::time::timeout(SEAT_WAIT, seating)
             .await
             .unwrap_or_else(|_| {
@@ -187,10 +198,7 @@ async fn seat_match(rooms: &Arc<RoomEnv>, queue: &MatchQueue, m: Seating) {
 
 /// Opens the match's private room and reserves a seat for every player at once, before
 /// anyone sits: a game that locks its room when it starts cannot shut the last ones out.
-fn open(
-    rooms: &Arc<RoomEnv>,
-    m: &Seating,
-) -> Result<(RoomHandle, Vec<Reservation>), CommandError> {
+fn open(rooms: &Arc<RoomEnv>, m: &Seating) -> Result<(RoomHandle, Vec<Reservation>), CommandError> {
     let (handle, first) = room::create(rooms, &m.kind, options(&m.options)?, true)?;
     let mut reservations = vec![first];
     for _ in 1..m.players.len() {

@@ -59,7 +59,9 @@ const CALL_BUCKETS: &[f64] = &[
 
 /// Buckets for a wait in the matchmaking queue: a pass runs every 250 ms, and a kind's
 /// timeout is at most minutes.
-const QUEUE_WAIT_BUCKETS: &[f64] = &[0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0];
+const QUEUE_WAIT_BUCKETS: &[f64] = &[
+    0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0,
+];
 
 /// Metric names, written once.
 mod name {

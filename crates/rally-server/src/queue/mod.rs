@@ -31,8 +31,8 @@ use crate::metrics::{ErrorKind, Metrics, QueueMeter};
 use crate::outbox::SessionLink;
 use crate::room_handle::{Control, Membership, RoomHandle};
 
-pub(crate) use pool::{Limits, MatchRules, PoolKey, Refusal};
 use pool::Tickets;
+pub(crate) use pool::{Limits, MatchRules, PoolKey, Refusal};
 
 /// How often the queue looks for matches and timeouts.
 pub(crate) const PASS_EVERY: Duration = Duration::from_millis(250);
@@ -267,7 +267,6 @@ impl MatchQueue {
         link.ctl.seat_ready();
     }
 }
-
 
 impl MatchRules {
     /// A kind's queue settings as the queue uses them. A match holds the queue's
