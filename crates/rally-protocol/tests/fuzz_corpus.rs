@@ -162,6 +162,14 @@ fn client_samples() -> Vec<Vec<u8>> {
             offset: 0,
             limit: 50,
         },
+        ClientMessage::Queue {
+            req: 14,
+            kind: "tictactoe",
+            options: &[0x80],
+            rating: 1512.5,
+            party: true,
+        },
+        ClientMessage::LeaveQueue { req: 15 },
     ];
     messages
         .iter()
