@@ -12,7 +12,7 @@ use std::time::Duration;
 use rally_client::{Config, Connection, Error, ErrorCode, Message};
 use tokio::time::{self, Instant, MissedTickBehavior};
 
-use crate::config::BotsConfig;
+use crate::config::{BotsConfig, Entry};
 use crate::stats::Stats;
 
 /// Inputs remembered per bot: at 20 Hz, 1.6 s of inputs in flight, far more than a
@@ -105,7 +105,7 @@ pub(crate) async fn run(
         Err(_) => return stats.error("connect:unfinished"),
     };
     drop(config);
-    match time::timeout_at(deadline, enter(&mut conn, id, &cfg.room_kind, &stats)).await {
+    match time::timeout_at(deadline, enter(&mut conn, id, &cfg, &stats)).await {
         Ok(Some(())) => {
             stats.record_join(connecting.elapsed());
             Stats::add(&stats.connected, 1);
@@ -126,10 +126,11 @@ pub(crate) async fn run(
     }
 }
 
-/// Joins a room of `room_kind`, logging in first as the bot's own device when the server
-/// requires logins (as `rally serve` does by default); `None` after counting the error.
-async fn enter(conn: &mut Connection, id: u32, room_kind: &str, stats: &Stats) -> Option<()> {
-    match conn.join(room_kind).await {
+/// Takes a seat the way the run asks (`cfg.entry`), logging in first as the bot's own
+/// device when the server requires logins (as `rally serve` does by default); `None`
+/// after counting the error.
+async fn enter(conn: &mut Connection, id: u32, cfg: &BotsConfig, stats: &Stats) -> Option<()> {
+    match seat(conn, cfg).await {
         Ok(_room) => return Some(()),
         Err(e) if e.code() == Some(ErrorCode::Unauthorized) => {}
         Err(e) => {
@@ -142,12 +143,21 @@ async fn enter(conn: &mut Connection, id: u32, room_kind: &str, stats: &Stats) -
         stats.error(format!("login:{}", kind(&e)));
         return None;
     }
-    match conn.join(room_kind).await {
+    match seat(conn, cfg).await {
         Ok(_room) => Some(()),
         Err(e) => {
             stats.error(format!("join:{}", kind(&e)));
             None
         }
+    }
+}
+
+/// One request for a seat, as `cfg.entry` says.
+async fn seat(conn: &mut Connection, cfg: &BotsConfig) -> Result<rally_client::Room, Error> {
+    match &cfg.entry {
+        Entry::Join => conn.join(&cfg.room_kind).await,
+        Entry::Create => conn.create(&cfg.room_kind, &[], true).await,
+        Entry::Code(code) => conn.join_by_code(code).await,
     }
 }
 

@@ -13,8 +13,8 @@ use clap::builder::PossibleValuesParser;
 use clap::{value_parser, Arg, ArgMatches, Command};
 
 use crate::config::{
-    BotsConfig, Transport, DEFAULT_BOTS, DEFAULT_DURATION_SECS, DEFAULT_RAMP, DEFAULT_ROOM_KIND,
-    DEFAULT_SOURCE_BASE, DEFAULT_THREADS,
+    BotsConfig, Entry, Transport, DEFAULT_BOTS, DEFAULT_DURATION_SECS, DEFAULT_RAMP,
+    DEFAULT_ROOM_KIND, DEFAULT_SOURCE_BASE, DEFAULT_THREADS,
 };
 use crate::source::{is_loopback_target, SourceIps};
 
@@ -79,6 +79,23 @@ pub fn command() -> Command {
                 .default_value(DEFAULT_ROOM_KIND)
                 .value_parser(clap::builder::NonEmptyStringValueParser::new())
                 .help("The room kind to join (inputs are arena inputs)"),
+        )
+        .arg(
+            Arg::new("create")
+                .long("create")
+                .action(clap::ArgAction::SetTrue)
+                .conflicts_with("join-code")
+                .help("Each bot opens a private room of its own with `create` instead of `join`"),
+        )
+        .arg(
+            Arg::new("join-code")
+                .long("join-code")
+                .value_name("CODE")
+                .value_parser(clap::builder::NonEmptyStringValueParser::new())
+                .help(
+                    "Every bot joins the room with this share code (`join_by_code`) instead of \
+                     `join`; bots past its seats are refused (join:ROOM_FULL)",
+                ),
         )
         .arg(
             Arg::new("source-ips")
@@ -164,6 +181,11 @@ pub fn config(m: &ArgMatches) -> Result<BotsConfig, String> {
     cfg.duration = Duration::from_secs(*m.get_one::<u64>("duration").expect("defaulted"));
     cfg.ramp_per_sec = *m.get_one::<u32>("ramp").expect("defaulted");
     cfg.room_kind = m.get_one::<String>("room-kind").expect("defaulted").clone();
+    cfg.entry = match m.get_one::<String>("join-code") {
+        Some(code) => Entry::Code(code.clone()),
+        None if m.get_flag("create") => Entry::Create,
+        None => Entry::Join,
+    };
     cfg.threads = *m.get_one::<u32>("threads").expect("defaulted") as usize;
     cfg.progress = true;
     let count = match *m.get_one::<Option<u32>>("source-ips").expect("defaulted") {
@@ -243,12 +265,23 @@ mod tests {
     }
 
     #[test]
+    fn the_entry_request_is_chosen_by_flag() {
+        let create = config(&parse(&["--addr", "h:1", "--create"]).unwrap()).unwrap();
+        assert_eq!(create.entry, Entry::Create);
+        let code = config(&parse(&["--addr", "h:1", "--join-code", "K7WQ3M"]).unwrap()).unwrap();
+        assert_eq!(code.entry, Entry::Code("K7WQ3M".into()));
+        assert!(parse(&["--addr", "h:1", "--create", "--join-code", "K7WQ3M"]).is_err());
+        assert!(parse(&["--addr", "h:1", "--join-code", ""]).is_err());
+    }
+
+    #[test]
     fn defaults_fill_the_config() {
         let cfg = config(&parse(&["--addr", "127.0.0.1:1"]).unwrap()).unwrap();
         assert_eq!(cfg.transport, Transport::Tcp);
         assert_eq!((cfg.bots, cfg.ramp_per_sec), (100, 500));
         assert_eq!(cfg.duration, Duration::from_secs(20));
         assert_eq!(cfg.room_kind, "arena");
+        assert_eq!(cfg.entry, Entry::Join);
         let cfg = config(&parse(&["--addr", "h:2", "--transport", "ws", "--bots", "7"]).unwrap())
             .unwrap();
         assert_eq!((cfg.transport, cfg.bots), (Transport::WebSocket, 7));

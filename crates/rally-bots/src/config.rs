@@ -23,6 +23,8 @@ pub struct BotsConfig {
     pub ramp_per_sec: u32,
     /// The room kind every bot joins; inputs are arena inputs.
     pub room_kind: String,
+    /// How each bot takes its seat: `join` (the default), `create`, or `join_by_code`.
+    pub entry: Entry,
     /// How often each bot sends an input (50 ms: the scenario's 20 Hz).
     pub input_interval: Duration,
     /// Latencies of inputs sent this soon after a bot joined are not recorded: the first
@@ -44,6 +46,20 @@ pub struct BotsConfig {
     pub report_every: Option<Duration>,
 }
 
+/// The request a bot takes its seat with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    /// `join`: join-or-create a room of the kind (`rally bots`' default).
+    Join,
+    /// `create`: each bot opens a private room of its own (`--create`), the path a
+    /// player starting a match for friends takes.
+    Create,
+    /// `join_by_code`: every bot joins the room with this share code (`--join-code`),
+    /// e.g. to fill a room a person opened in the browser; bots past its seats are
+    /// refused (`join:ROOM_FULL`).
+    Code(String),
+}
+
 impl BotsConfig {
     /// A run against `addr` with the defaults of `rally bots`.
     pub fn new(addr: impl Into<String>) -> BotsConfig {
@@ -54,6 +70,7 @@ impl BotsConfig {
             duration: Duration::from_secs(DEFAULT_DURATION_SECS),
             ramp_per_sec: DEFAULT_RAMP,
             room_kind: DEFAULT_ROOM_KIND.to_owned(),
+            entry: Entry::Join,
             input_interval: Duration::from_millis(50),
             warmup: Duration::from_secs(2),
             close_timeout: Duration::from_secs(5),

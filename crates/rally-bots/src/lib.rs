@@ -31,7 +31,7 @@ pub mod source;
 mod stats;
 mod swarm;
 
-pub use config::{BotsConfig, Transport};
+pub use config::{BotsConfig, Entry, Transport};
 pub use report::{Interval, Latency, Report, Second};
 pub use source::SourceIps;
 pub use swarm::{run, run_with};

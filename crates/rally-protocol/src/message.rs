@@ -32,7 +32,7 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// The highest revision of version 1 this crate speaks, sent in `welcome` (its last
 /// field). Revisions only add message types and append fields, so a peer of an older
 /// revision keeps working; docs/protocol.md lists what each one added.
-pub const PROTOCOL_REVISION: u32 = 3;
+pub const PROTOCOL_REVISION: u32 = 4;
 
 /// Message type numbers: clients send 1-31, servers 64-95.
 pub mod tag {

@@ -181,6 +181,14 @@ fn client_samples() -> Vec<Vec<u8>> {
             req: 9,
             ticket: "AQAAAZPmU1Xo",
         },
+        ClientMessage::Queue {
+            req: 14,
+            kind: "tictactoe",
+            options: &[0x80],
+            rating: 1512.5,
+            party: true,
+        },
+        ClientMessage::LeaveQueue { req: 15 },
     ];
     messages
         .iter()

@@ -158,6 +158,8 @@ pub(crate) struct SeatView {
     pub(crate) away_for: Option<Duration>,
     /// The account that holds the seat (`None`: a guest).
     pub(crate) account: Option<u64>,
+    /// The seat's team (0: the kind has no teams).
+    pub(crate) team: u32,
 }
 
 /// What anyone may read about a room without asking its task.

@@ -7,7 +7,7 @@ mod common;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use common::{config, Client, Reply, TestServer};
+use common::{admin_config, config, http, Client, Reply, TestServer, ADMIN_TOKEN};
 use rally_server::game::{msgpack, Game, JoinContext, PlayerId, Refusal, RoomControl, Tick};
 use rally_server::protocol::{ClientMessage, ErrorCode, ServerMessage, PROTOCOL_REVISION};
 use rally_server::{Config, KindRules, Server};
@@ -76,6 +76,7 @@ fn server_config() -> Config {
         concurrency_limit: 3000,
         max_connections_per_ip: 10_000,
         connection_rate_per_ip: 10_000,
+        admin_token: admin_config().admin_token,
         ..config()
     }
 }
@@ -497,4 +498,66 @@ async fn listings_stay_bounded_with_two_thousand_rooms_and_ids_are_not_guessable
     println!("2,000 rooms: first page in {first:?}, a filtered listing in {filtered:?}");
     assert!(first < Duration::from_secs(1) && filtered < Duration::from_secs(1));
     drop(players);
+}
+
+#[tokio::test]
+async fn the_admin_api_shows_codes_options_metadata_locks_and_teams() {
+    let server = start().await;
+    let mut a = player(&server).await;
+    let (arena_room, _, arena_code, _) =
+        joined(create(&mut a, "arena", &mode("speed"), true).await);
+    let mut b = player(&server).await;
+    let (duel, _, _, _) = joined(create(&mut b, "duel", &[], false).await);
+    let mut c = player(&server).await;
+    joined(
+        c.call(ClientMessage::JoinById {
+            req: 2,
+            room_id: duel,
+        })
+        .await,
+    );
+    // The arena publishes its mode once its first player sits down; the duel locks at two.
+    // (Both are set before the joins that cause them are answered; the loop only
+    // bounds the wait should that ever change.)
+    let mut rooms = Vec::new();
+    for _ in 0..100 {
+        let r = http(server.admin, "GET", "/admin/rooms", Some(ADMIN_TOKEN), None).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        rooms = r.json()["rooms"].as_array().cloned().unwrap_or_default();
+        if rooms.len() == 2 && rooms.iter().all(|r| !r["metadata"].is_null()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let arena = rooms
+        .iter()
+        .find(|r| r["id"] == arena_room)
+        .expect("the arena is listed");
+    assert_eq!(arena["code"], arena_code.as_str());
+    assert_eq!(arena["private"], true);
+    assert_eq!(arena["locked"], false);
+    assert_eq!(arena["options"], serde_json::json!({"mode": "speed"}));
+    assert_eq!(arena["metadata"], serde_json::json!({"mode": "speed"}));
+    let duel_json = rooms
+        .iter()
+        .find(|r| r["id"] == duel)
+        .expect("the duel is listed");
+    assert_eq!(duel_json["locked"], true);
+    assert_eq!(duel_json["metadata"], serde_json::json!({"started": true}));
+    let detail = http(
+        server.admin,
+        "GET",
+        &format!("/admin/rooms/{duel}"),
+        Some(ADMIN_TOKEN),
+        None,
+    )
+    .await
+    .json();
+    let teams: Vec<u64> = detail["players"]
+        .as_array()
+        .expect("seats")
+        .iter()
+        .filter_map(|p| p["team"].as_u64())
+        .collect();
+    assert_eq!(teams, vec![1, 2]);
 }

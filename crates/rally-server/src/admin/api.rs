@@ -91,6 +91,8 @@ pub(crate) struct SeatDetail {
     last_seq: u32,
     /// How much longer an away player's seat is held.
     away_for_ms: Option<u64>,
+    /// The seat's team (0: the kind has no teams).
+    team: u32,
 }
 
 /// `GET /admin/rooms/{id}`: one room and its seats.
@@ -126,6 +128,7 @@ pub(crate) async fn room(
             connected: s.session_id.is_some(),
             last_seq: s.last_seq,
             away_for_ms: s.away_for.map(|d| d.as_millis() as u64),
+            team: s.team,
         })
         .collect();
     Ok(Json(RoomDetail {

@@ -140,7 +140,16 @@ pub(crate) async fn run(env: Arc<CommandEnv>, tracker: TaskTracker, stop: Cancel
             _ = stop.cancelled() => return,
             _ = every.tick() => {}
         }
-        let Pass { timed_out, matches } = env.queue.pass();
+        // Off the async workers: a pass over a full kind is milliseconds of CPU (10,000
+        // tickets: 2.5 ms finding nothing, 59 ms matching 5,000 pairs, debug build).
+        let queue = env.queue.clone();
+        let Ok(Pass { timed_out, matches }) =
+            tokio::task::spawn_blocking(move || queue.pass()).await
+        else {
+            // The pass panicked: the tickets it held are lost, the queue goes on.
+            tracing::error!("a matchmaking pass panicked");
+            continue;
+        };
         for (link, error) in timed_out {
             link.send(Outbound::Msg(error.into_message(0)));
         }

@@ -1,6 +1,6 @@
 //! The matchmaking queue (play floor): players and parties wait here, by room kind, filter
-//! values and rating, until a pass groups them into a match; the match's room is opened
-//! and every player seated in it.
+//! values and rating, until a pass groups them into a match, whose room the commands
+//! floor (`command::queue`) opens and seats.
 //!
 //! `queue` and `leave_queue` (commands) and a session's end change the tickets under one
 //! short lock; the matching is done by [`MatchQueue::pass`], which the commands' queue

@@ -836,4 +836,38 @@ mod tests {
             assert!(passes < 1000, "every pass makes progress");
         }
     }
+
+    /// Not a check: how long passes take over a full kind (10,000 players waiting), for
+    /// the record. `cargo test -p rally-server --lib pass_time -- --ignored --nocapture`
+    #[test]
+    #[ignore = "a measurement, printed"]
+    fn pass_time_over_a_full_kind() {
+        let r = rules(2, 0);
+        let limits = Limits {
+            max_per_kind: 10_000,
+            max_total: 10_000,
+            scan_per_pass: 50_000,
+        };
+        let mut q: Tickets<(), ()> = Tickets::new(limits);
+        let t0 = Instant::now();
+        // Ratings 1,000 apart: no two match, so every pass looks and finds nothing.
+        for i in 0..10_000u64 {
+            solo(&mut q, &r, i, i as f64 * 1000.0, t0);
+        }
+        let started = std::time::Instant::now();
+        for _ in 0..10 {
+            assert!(q.pass(t0).matches.is_empty());
+        }
+        let idle = started.elapsed() / 10;
+        let mut q: Tickets<(), ()> = Tickets::new(limits);
+        for i in 0..10_000u64 {
+            solo(&mut q, &r, i, i as f64, t0);
+        }
+        let started = std::time::Instant::now();
+        let matched = q.pass(t0).matches.len();
+        println!(
+            "10,000 waiting: a pass that finds nothing {idle:?}; a pass that matches {matched} pairs {:?}",
+            started.elapsed()
+        );
+    }
 }

@@ -299,6 +299,7 @@ impl Room {
                 last_seq: s.last_seq,
                 away_for: s.away_until.map(|t| t.saturating_duration_since(now)),
                 account: s.account,
+                team: s.team,
             })
             .collect();
         let _ = reply.send(seats);

@@ -17,6 +17,9 @@
 //!   everyone seated on one connection across the tick it was said in exactly once;
 //!   an input reaches the game at most once (resent inputs after a resume are dropped),
 //!   and `last_seq` never goes back;
+//! - a share code leads to its room: a `join_by_code` (players sometimes `create` a
+//!   private room and others join it by its code) seats the player in the room the code
+//!   was given for, or is refused once that room ended;
 //! - every room ends: once every player is gone, the server has no room and no session
 //!   within the bound, and shuts down drained; shut down in the middle of play instead,
 //!   it ends every room and session within `shutdown_grace_ms` plus the two seconds it
@@ -136,6 +139,8 @@ const STANDARD: Profile = Profile {
         ("failed resumes", |s| s.resume_failed, 35),     // 147
         ("inputs resent", |s| s.inputs_resent, 750),     // 3075
         ("TIMEOUT endings", |s| s.server_timeouts, 160), // 648
+        ("private rooms created", |s| s.created, 35),    // 138
+        ("joins by code", |s| s.joined_by_code, 18),     // 74
     ],
 };
 

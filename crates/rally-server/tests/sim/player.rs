@@ -59,12 +59,25 @@ struct Conn {
     state_at: Option<Duration>,
     /// The room and player id this connection plays, once `joined` said so.
     seat: Option<(u64, u32)>,
-    /// The `join` waiting for its reply.
+    /// The `join` (or `create`, or `join_by_code`) waiting for its reply.
     joining: Option<u32>,
+    /// How that join asked for its room.
+    joining_how: How,
     /// The `leave` waiting for its reply.
     leaving: Option<u32>,
     /// Chat lines waiting for `ok`, by request id.
     chats: Vec<(u32, String)>,
+}
+
+/// How a player asks for a room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum How {
+    /// `join` by kind.
+    Kind,
+    /// `create` a private room, whose code others may then use.
+    Create,
+    /// `join_by_code` with the code of the private room with this id.
+    Code(String, u64),
 }
 
 /// What [`Conn::recv`] got.
@@ -342,6 +355,7 @@ impl Player {
             state_at: None,
             seat: None,
             joining: None,
+            joining_how: How::Kind,
             leaving: None,
             chats: Vec::new(),
         };
@@ -466,13 +480,48 @@ impl Player {
         {
             self.next_req += 1;
             let req = self.next_req;
+            // Mostly by kind; sometimes a private room of one's own, or a friend's by its
+            // code (a code whose room ended is refused, and the player tries again).
+            let how = if self.plan.rng.chance(10) {
+                How::Create
+            } else if self.plan.rng.chance(30) {
+                let rec = self.rec.borrow();
+                match rec.codes.len() {
+                    0 => How::Kind,
+                    n => {
+                        let (code, room) =
+                            &rec.codes[self.plan.rng.between(0, n as u64 - 1) as usize];
+                        How::Code(code.clone(), *room)
+                    }
+                }
+            } else {
+                How::Kind
+            };
             let c = self.conn.as_mut().expect("connected");
             c.joining = Some(req);
-            c.send(&ClientMessage::Join {
-                req,
-                kind: tally::KIND,
-            })
-            .await
+            c.joining_how = how.clone();
+            match how {
+                How::Kind => {
+                    c.send(&ClientMessage::Join {
+                        req,
+                        kind: tally::KIND,
+                    })
+                    .await
+                }
+                How::Create => {
+                    c.send(&ClientMessage::Create {
+                        req,
+                        kind: tally::KIND,
+                        options: &[0x80],
+                        private: true,
+                    })
+                    .await
+                }
+                How::Code(code, _) => {
+                    c.send(&ClientMessage::JoinByCode { req, code: &code })
+                        .await
+                }
+            }
         } else if now() - c.sent_at >= IDLE_PING {
             let nonce = now().as_millis() as u64;
             c.send(&ClientMessage::Ping { nonce }).await
@@ -502,6 +551,7 @@ impl Player {
                 req,
                 room_id,
                 player_id,
+                code,
                 ..
             } => {
                 let seat = (room_id, player_id);
@@ -516,7 +566,24 @@ impl Player {
                     self.check_resume(true, at);
                 } else if c.joining == Some(req) {
                     c.joining = None;
-                    self.rec.borrow_mut().stats.joins += 1;
+                    let mut rec = self.rec.borrow_mut();
+                    rec.stats.joins += 1;
+                    match std::mem::replace(&mut c.joining_how, How::Kind) {
+                        How::Kind => {}
+                        How::Create => {
+                            rec.stats.created += 1;
+                            rec.codes.push((code, room_id));
+                        }
+                        How::Code(code, room) => {
+                            rec.stats.joined_by_code += 1;
+                            if room != room_id {
+                                drop(rec);
+                                self.violation(format!(
+                                    "code {code} of room {room} seated the player in room {room_id}"
+                                ));
+                            }
+                        }
+                    }
                 }
                 let c = self.conn.as_mut().expect("connected");
                 c.seat = Some(seat);

@@ -60,6 +60,9 @@ pub struct Stats {
     /// Shutdowns in the middle of play on healthy links (which must drain), and drained ones.
     pub drains_expected: u64,
     pub drained: u64,
+    /// Private rooms opened with `create`, and seats taken with `join_by_code`.
+    pub created: u64,
+    pub joined_by_code: u64,
 }
 
 impl Stats {
@@ -79,6 +82,8 @@ impl Stats {
         self.slow_consumers += o.slow_consumers;
         self.drains_expected += o.drains_expected;
         self.drained += o.drained;
+        self.created += o.created;
+        self.joined_by_code += o.joined_by_code;
     }
 }
 
@@ -103,6 +108,9 @@ pub struct Record {
     away_until: HashMap<(u64, u32), Duration>,
     /// Violations already reported, so a lasting one is reported once.
     reported: HashSet<String>,
+    /// Share codes of the private rooms players created, with each room's id: what
+    /// other players pick a code from, and where that code must lead.
+    pub codes: Vec<(String, u64)>,
 }
 
 impl Record {
