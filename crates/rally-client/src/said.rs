@@ -182,7 +182,7 @@ pub(crate) fn said(incoming: Incoming) -> Said {
             req,
             Reply::Rooms(crate::client::RoomPage {
                 total,
-                rooms: rooms.into_iter().map(Into::into).collect(),
+                rooms: rooms.iter().map(Into::into).collect(),
             }),
         ),
         // A second welcome means nothing; ignore it rather than guess.
