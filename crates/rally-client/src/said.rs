@@ -189,7 +189,7 @@ pub(crate) fn said(incoming: Incoming) -> Said {
             req,
             Reply::Rooms(crate::client::RoomPage {
                 total,
-                rooms: rooms.into_iter().map(Into::into).collect(),
+                rooms: rooms.iter().map(Into::into).collect(),
             }),
         ),
         ServerMessage::Spectating {

@@ -36,7 +36,8 @@ pub mod ws;
 
 pub use error_code::ErrorCode;
 pub use message::{
-    ClientMessage, DecodeError, RoomListing, ServerMessage, PROTOCOL_REVISION, PROTOCOL_VERSION,
+    ClientMessage, DecodeError, Listings, RoomListing, ServerMessage, PROTOCOL_REVISION,
+    PROTOCOL_VERSION,
 };
 pub use redact::Redacted;
 pub use transport::Transport;

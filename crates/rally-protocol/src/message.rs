@@ -24,7 +24,7 @@ mod server;
 mod tests;
 
 pub use client::ClientMessage;
-pub use server::{encode_state, RoomListing, ServerMessage};
+pub use server::{encode_state, Listings, RoomListing, ServerMessage};
 
 /// The protocol version this crate speaks, sent in `hello` and `welcome`.
 pub const PROTOCOL_VERSION: u32 = 1;

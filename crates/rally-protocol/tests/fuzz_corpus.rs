@@ -230,7 +230,7 @@ fn server_samples() -> Vec<Vec<u8>> {
         ServerMessage::Rooms {
             req: 9,
             total: 1,
-            rooms: vec![rally_protocol::RoomListing {
+            rooms: rally_protocol::Listings::new(&[rally_protocol::RoomListing {
                 room_id: 1 << 40,
                 kind: "arena".into(),
                 code: "K7WQ3M".into(),
@@ -239,7 +239,7 @@ fn server_samples() -> Vec<Vec<u8>> {
                 metadata: vec![0x81, 0xa3, b'm', b'a', b'p', 0xa4, b'd', b'u', b's', b'k'].into(),
                 age_ms: 1500,
                 locked: false,
-            }],
+            }]),
         },
         ServerMessage::Left { req: 2, room_id: 1 },
         ServerMessage::State {

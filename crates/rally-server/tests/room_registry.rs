@@ -145,7 +145,7 @@ async fn list(
         })
         .await
     {
-        Ok(ServerMessage::Rooms { total, rooms, .. }) => (total, rooms),
+        Ok(ServerMessage::Rooms { total, rooms, .. }) => (total, rooms.to_vec()),
         other => panic!("expected rooms, got {other:?}"),
     }
 }

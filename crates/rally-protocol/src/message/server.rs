@@ -190,7 +190,7 @@ pub enum ServerMessage {
         /// How many rooms match in all (the page is part of them).
         total: u32,
         /// The page.
-        rooms: Vec<RoomListing>,
+        rooms: Listings,
     },
     /// `[82, req, room_id, kind, tick_hz]`: the reply to `spectate` or
     /// `spectate_recording`; `spectator_state`s follow until `room_closed` (or
@@ -232,6 +232,88 @@ pub enum ServerMessage {
         /// The room the seat is in.
         room_id: u64,
     },
+}
+
+/// The page of a `rooms` reply, kept as its MessagePack array and read listing by
+/// listing ([`Listings::iter`]): decoding a reply then allocates no more than its body,
+/// as for every other message, though an owned [`RoomListing`] is ten times the size of
+/// its smallest encoding.
+#[derive(Clone, PartialEq)]
+pub struct Listings {
+    /// Listings in the array.
+    count: u32,
+    /// The array, header included.
+    bytes: Bytes,
+}
+
+impl std::fmt::Debug for Listings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl FromIterator<RoomListing> for Listings {
+    fn from_iter<I: IntoIterator<Item = RoomListing>>(iter: I) -> Self {
+        Listings::new(&iter.into_iter().collect::<Vec<_>>())
+    }
+}
+
+impl Listings {
+    /// The page `rooms`, encoded.
+    pub fn new(rooms: &[RoomListing]) -> Self {
+        let mut out = Vec::new();
+        // A page is capped by the server far below u32::MAX.
+        let count = u32::try_from(rooms.len()).unwrap_or(u32::MAX);
+        msgpack::write_array_len(&mut out, count);
+        for room in rooms.iter().take(count as usize) {
+            room.encode(&mut out);
+        }
+        Listings {
+            count,
+            bytes: out.into(),
+        }
+    }
+
+    /// Listings on the page.
+    pub fn len(&self) -> usize {
+        self.count as usize
+    }
+
+    /// Whether the page is empty.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Each listing, decoded as it is reached.
+    pub fn iter(&self) -> impl Iterator<Item = RoomListing> + '_ {
+        let mut r = Reader::new(&self.bytes);
+        // Checked when the page was decoded or built.
+        let count = r.read_array_len().unwrap_or(0);
+        (0..count).map_while(move |_| RoomListing::decode(&mut r).ok())
+    }
+
+    /// Every listing, owned.
+    pub fn to_vec(&self) -> Vec<RoomListing> {
+        self.iter().collect()
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.bytes);
+    }
+
+    /// Reads the array and checks every listing in it, without allocating per listing.
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let raw = r.read_value_bytes()?;
+        let mut check = Reader::new(raw);
+        let count = check.read_array_len()?;
+        for _ in 0..count {
+            RoomListing::check(&mut check)?;
+        }
+        Ok(Listings {
+            count,
+            bytes: Bytes::copy_from_slice(raw),
+        })
+    }
 }
 
 /// One room in a `rooms` reply: `[room_id, kind, code, players, max_players, metadata,
@@ -276,6 +358,25 @@ impl RoomListing {
         }
         u(out, self.age_ms);
         msgpack::write_bool(out, self.locked);
+    }
+
+    /// Reads one listing's fields without keeping them: the check a page gets when it
+    /// is decoded.
+    fn check(r: &mut Reader<'_>) -> Result<(), DecodeError> {
+        let n = r.read_array_len()?;
+        expect(tag::ROOMS, LISTING_FIELDS, n)?;
+        r.read_u64()?;
+        r.read_str()?;
+        r.read_str()?;
+        r.read_u32()?;
+        r.read_u32()?;
+        r.read_value_bytes()?;
+        r.read_u64()?;
+        r.read_bool()?;
+        for _ in LISTING_FIELDS..n {
+            r.skip_value()?;
+        }
+        Ok(())
     }
 
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
@@ -694,11 +795,7 @@ impl ServerMessage {
                 u(out, tag::ROOMS.into());
                 u(out, (*req).into());
                 u(out, (*total).into());
-                // A page is capped by the server far below u32::MAX.
-                arr(out, u32::try_from(rooms.len()).unwrap_or(u32::MAX));
-                for room in rooms {
-                    room.encode(out);
-                }
+                rooms.encode(out);
             }
             ServerMessage::Spectating {
                 req,
@@ -918,16 +1015,7 @@ impl ServerMessage {
                 expect(t, 4, n)?;
                 let req = r.read_u32()?;
                 let total = r.read_u32()?;
-                let len = r.read_array_len()?;
-                // Every listing takes at least one byte: a length past the bytes left is
-                // refused before anything is reserved for it.
-                if len as usize > r.remaining() {
-                    return Err(DecodeError::Read(crate::msgpack::ReadError::Eof));
-                }
-                let mut rooms = Vec::with_capacity(len as usize);
-                for _ in 0..len {
-                    rooms.push(RoomListing::decode(&mut r)?);
-                }
+                let rooms = Listings::decode(&mut r)?;
                 (4, ServerMessage::Rooms { req, total, rooms })
             }
             tag::SPECTATING => {

@@ -187,11 +187,11 @@ proptest! {
         let all = vec![
             ServerMessage::Welcome { version: n as u32, session_id: n, tick_hz: 20, max_message_bytes: 4096, timeout_ms: n as u32, queue_capacity: 100, resume_token: s.clone(), reconnect_grace_ms: 10_000, account_id: n, revision: n as u32 },
             ServerMessage::Joined { req: n as u32, room_id: n, player_id: n as u32, kind: s.clone(), max_players: 16, code: s.clone(), team: n as u32 },
-            ServerMessage::Rooms { req: n as u32, total: n as u32, rooms: vec![] },
-            ServerMessage::Rooms { req: n as u32, total: 2, rooms: vec![
+            ServerMessage::Rooms { req: n as u32, total: n as u32, rooms: Listings::new(&[]) },
+            ServerMessage::Rooms { req: n as u32, total: 2, rooms: Listings::new(&[
                 RoomListing { room_id: n, kind: s.clone(), code: s.clone(), players: 3, max_players: 16, metadata: Bytes::from(p.clone()), age_ms: n, locked: true },
                 RoomListing { room_id: 1, kind: s.clone(), code: "ABC234".into(), players: 0, max_players: 2, metadata: Bytes::from_static(&[0xc0]), age_ms: 0, locked: false },
-            ] },
+            ]) },
             ServerMessage::Left { req: n as u32, room_id: n },
             ServerMessage::State { tick: n, last_seq: n as u32, payload: Bytes::from(p.clone()) },
             ServerMessage::ChatLine { room_id: n, player_id: 3, name: s.clone(), text: s.clone() },

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use rally_protocol::{ErrorCode, ServerMessage};
+use rally_protocol::{ErrorCode, Listings, ServerMessage};
 
 use super::{join, CommandError};
 use crate::room::RoomEnv;
@@ -31,6 +31,6 @@ pub(super) fn list_rooms(
     Ok(ServerMessage::Rooms {
         req,
         total: u32::try_from(total).unwrap_or(u32::MAX),
-        rooms: page,
+        rooms: Listings::new(&page),
     })
 }
