@@ -39,11 +39,12 @@ impl Seats {
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Keeps a seat under `nonce`; gives it back (`Err`) when too many wait already.
-    pub(crate) fn hold(&self, nonce: [u8; NONCE_LEN], seat: Pending) -> Result<(), Pending> {
+    /// Keeps a seat under `nonce`; gives it back (`Err`, boxed: a seat is a room handle
+    /// and a reservation) when too many wait already, so it is dropped outside the lock.
+    pub(crate) fn hold(&self, nonce: [u8; NONCE_LEN], seat: Pending) -> Result<(), Box<Pending>> {
         let mut pending = self.lock();
         if pending.len() >= MAX_PENDING {
-            return Err(seat);
+            return Err(Box::new(seat));
         }
         pending.insert(nonce, seat);
         Ok(())
