@@ -61,8 +61,13 @@ fn arena_12_ticks() -> Vec<u8> {
         encode::input(&mut f, p, n as u32, &input);
         room.clear();
         views.clear();
-        let mut tick = Tick::new(n, std::time::Duration::from_millis(50), &mut room, &mut views)
-            .with_rng(&mut rng);
+        let mut tick = Tick::new(
+            n,
+            std::time::Duration::from_millis(50),
+            &mut room,
+            &mut views,
+        )
+        .with_rng(&mut rng);
         game.tick(&mut tick);
         encode::tick(&mut f, n, 50_000_000);
         if n % 10 == 0 {

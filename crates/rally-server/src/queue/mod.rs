@@ -156,6 +156,11 @@ impl MatchQueue {
         })
     }
 
+    /// Whether nobody waits in any kind's queue (a pass would find nothing to do).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.tickets().len() == 0
+    }
+
     /// Whether `session` waits in the queue.
     pub(crate) fn contains(&self, session: u64) -> bool {
         self.tickets().contains(session)
