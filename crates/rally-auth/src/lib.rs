@@ -10,6 +10,8 @@
 //!   base64url, verified in constant time.
 //! - [`ticket`]: seat tickets, signed like tokens under their own label, that a cluster
 //!   node hands a player it redirects to the node holding its seat.
+//! - `mac`: the keyed HMAC-SHA256 both use, one domain label each, and the expiry of a
+//!   credential.
 //! - [`webhook`]: custom login, a JSON POST to `auth_webhook_url`, bounded and retried.
 //! - [`RetryPolicy`]: SPEC.md section 2's policy, re-exported from `rally-retry` (the
 //!   one implementation the client SDK uses too), with an optional deadline.
@@ -24,6 +26,7 @@
 #![warn(missing_docs, unreachable_pub)]
 #![forbid(unsafe_code)]
 
+mod mac;
 pub mod ticket;
 pub mod token;
 pub mod webhook;

@@ -19,20 +19,15 @@ use std::time::{Duration, SystemTime};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use hmac::{Hmac, Mac};
-use rally_protocol::Redacted;
-use sha2::Sha256;
 
+use crate::mac::{expires_at, DomainMac, TAG_LEN};
 use crate::token::unix_ms;
-
-type HmacSha256 = Hmac<Sha256>;
 
 const VERSION: u8 = 1;
 /// Mixed into every tag: a session token's MAC is never a ticket's, and back.
 const DOMAIN: &[u8] = b"rally.seat-ticket.v1\0";
 /// The nonce's length in bytes.
 pub const NONCE_LEN: usize = 16;
-const TAG_LEN: usize = 32;
 /// version, expiry, room, account, nonce, node length.
 const FIXED_LEN: usize = 1 + 8 + 8 + 8 + NONCE_LEN + 1;
 /// The longest node id a ticket carries.
@@ -87,8 +82,7 @@ impl fmt::Debug for Ticket {
 /// Issues and verifies seat tickets with one secret.
 #[derive(Debug, Clone)]
 pub struct TicketSigner {
-    /// Keyed once; redacted, since its state is as good as the secret.
-    mac: Redacted<HmacSha256>,
+    mac: DomainMac,
 }
 
 /// A fresh random nonce.
@@ -111,16 +105,13 @@ impl TicketSigner {
     /// A signer keyed with `secret` (the cluster's shared `auth_secret`).
     pub fn new(secret: &[u8]) -> TicketSigner {
         TicketSigner {
-            // HMAC takes keys of any length, so this cannot fail.
-            mac: Redacted::new(
-                HmacSha256::new_from_slice(secret).expect("HMAC accepts keys of any length"),
-            ),
+            mac: DomainMac::new(secret, DOMAIN),
         }
     }
 
     /// The expiry of a ticket issued at `now` for `ttl`.
     pub fn expiry(now: SystemTime, ttl: Duration) -> u64 {
-        unix_ms(now).saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX))
+        expires_at(now, ttl)
     }
 
     /// Signs `ticket`; its node id must pass [`valid_node_id`].
@@ -137,7 +128,7 @@ impl TicketSigner {
         // At most MAX_NODE_LEN (64): valid_node_id checked it.
         raw.push(ticket.node.len() as u8);
         raw.extend_from_slice(ticket.node.as_bytes());
-        let tag = self.tag(&raw);
+        let tag = self.mac.tag(&raw);
         raw.extend_from_slice(&tag);
         Ok(URL_SAFE_NO_PAD.encode(raw))
     }
@@ -154,12 +145,10 @@ impl TicketSigner {
             return Err(TicketError::Malformed);
         }
         let (claims, tag) = raw.split_at(raw.len() - TAG_LEN);
-        let mut mac = self.mac.expose().clone();
-        mac.update(DOMAIN);
-        mac.update(claims);
         // Constant time, and before anything in the ticket is believed.
-        mac.verify_slice(tag)
-            .map_err(|_| TicketError::BadSignature)?;
+        if !self.mac.verify(claims, tag) {
+            return Err(TicketError::BadSignature);
+        }
         if claims[0] != VERSION {
             return Err(TicketError::Malformed);
         }
@@ -191,13 +180,6 @@ impl TicketSigner {
             return Err(TicketError::Expired);
         }
         Ok(ticket)
-    }
-
-    fn tag(&self, claims: &[u8]) -> [u8; TAG_LEN] {
-        let mut mac = self.mac.expose().clone();
-        mac.update(DOMAIN);
-        mac.update(claims);
-        mac.finalize().into_bytes().into()
     }
 }
 

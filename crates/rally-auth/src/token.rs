@@ -22,18 +22,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use hmac::{Hmac, Mac};
-use rally_protocol::Redacted;
-use sha2::Sha256;
 
-type HmacSha256 = Hmac<Sha256>;
+use crate::mac::{expires_at, DomainMac, TAG_LEN};
 
 /// The token format this crate issues and accepts.
 const VERSION: u8 = 1;
 /// Mixed into every tag, so the secret's MACs for other uses are never tokens.
 const DOMAIN: &[u8] = b"rally.session-token.v1\0";
 const NONCE_LEN: usize = 16;
-const TAG_LEN: usize = 32;
 /// version + account id + expiry + nonce.
 const CLAIMS_LEN: usize = 1 + 8 + 8 + NONCE_LEN;
 const RAW_LEN: usize = CLAIMS_LEN + TAG_LEN;
@@ -89,9 +85,7 @@ impl fmt::Debug for IssuedToken {
 /// Issues and verifies session tokens with one secret and one lifetime.
 #[derive(Debug, Clone)]
 pub struct TokenSigner {
-    /// The MAC already keyed with the secret; cloned per use, so the key schedule runs once.
-    /// Redacted: its state is as good as the secret.
-    mac: Redacted<HmacSha256>,
+    mac: DomainMac,
     ttl: Duration,
 }
 
@@ -106,10 +100,7 @@ impl TokenSigner {
     /// production) whose tokens live for `ttl`.
     pub fn new(secret: &[u8], ttl: Duration) -> TokenSigner {
         TokenSigner {
-            // HMAC takes keys of any length, so this cannot fail.
-            mac: Redacted::new(
-                HmacSha256::new_from_slice(secret).expect("HMAC accepts keys of any length"),
-            ),
+            mac: DomainMac::new(secret, DOMAIN),
             ttl,
         }
     }
@@ -124,8 +115,7 @@ impl TokenSigner {
         if account_id == 0 {
             return Err(TokenError::Malformed);
         }
-        let expires_at_ms =
-            unix_ms(now).saturating_add(u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX));
+        let expires_at_ms = expires_at(now, self.ttl);
         let mut nonce = [0u8; NONCE_LEN];
         getrandom::fill(&mut nonce).map_err(|_| TokenError::NoRandomness)?;
         Ok(self.issue_with(account_id, expires_at_ms, nonce))
@@ -143,7 +133,7 @@ impl TokenSigner {
         raw[1..9].copy_from_slice(&account_id.to_be_bytes());
         raw[9..17].copy_from_slice(&expires_at_ms.to_be_bytes());
         raw[17..CLAIMS_LEN].copy_from_slice(&nonce);
-        let tag = self.tag(&raw[..CLAIMS_LEN]);
+        let tag = self.mac.tag(&raw[..CLAIMS_LEN]);
         raw[CLAIMS_LEN..].copy_from_slice(&tag);
         IssuedToken {
             token: URL_SAFE_NO_PAD.encode(raw),
@@ -165,12 +155,9 @@ impl TokenSigner {
             return Err(TokenError::Malformed);
         }
         let (claims, tag) = raw[..RAW_LEN].split_at(CLAIMS_LEN);
-        let mut mac = self.mac.expose().clone();
-        mac.update(DOMAIN);
-        mac.update(claims);
-        // Constant time: how much of a forged tag matched is not observable.
-        mac.verify_slice(tag)
-            .map_err(|_| TokenError::BadSignature)?;
+        if !self.mac.verify(claims, tag) {
+            return Err(TokenError::BadSignature);
+        }
         if claims[0] != VERSION {
             return Err(TokenError::Malformed);
         }
@@ -190,13 +177,6 @@ impl TokenSigner {
             account_id,
             expires_at_ms,
         })
-    }
-
-    fn tag(&self, claims: &[u8]) -> [u8; TAG_LEN] {
-        let mut mac = self.mac.expose().clone();
-        mac.update(DOMAIN);
-        mac.update(claims);
-        mac.finalize().into_bytes().into()
     }
 }
 
