@@ -545,6 +545,14 @@ impl Config {
         Duration::from_millis(self.timeout_ms)
     }
 
+    /// How often quiet sessions are looked for: a tenth of the shorter of `timeout_ms`
+    /// and the handshake bound, between 10 and 250 ms, so a session times out at most
+    /// 10% (and at most a quarter second) after its deadline.
+    pub fn sweep_period(&self) -> Duration {
+        let shortest = self.timeout().min(self.handshake_timeout());
+        (shortest / 10).clamp(Duration::from_millis(10), Duration::from_millis(250))
+    }
+
     /// The handshake bound: `handshake_timeout_ms`, capped by `timeout_ms`.
     pub fn handshake_timeout(&self) -> Duration {
         Duration::from_millis(self.handshake_timeout_ms.min(self.timeout_ms))

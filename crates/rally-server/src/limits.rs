@@ -1,7 +1,8 @@
 //! Rate limits: per connection (inputs, and every other message) and per client address
 //! (connections held, new connections per second).
 //!
-//! Built on `governor`'s GCRA limiters, read through tokio's clock so that paused-time
+//! Per connection, two GCRA budgets kept as plain numbers (72 bytes a session); per
+//! address, `governor`'s keyed GCRA limiter. Both read tokio's clock, so that paused-time
 //! tests and simulations see the same limits as a real server.
 //!
 //! - **Per connection.** Inputs may arrive at `input_rate` per second, everything else a
@@ -33,7 +34,6 @@ use std::time::Duration;
 use governor::clock::Clock;
 use governor::middleware::NoOpMiddleware;
 use governor::state::keyed::HashMapStateStore;
-use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 
 use crate::config::Config;
@@ -50,7 +50,6 @@ impl Clock for TokioClock {
     }
 }
 
-type Direct = RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<std::time::Instant>>;
 type Keyed =
     RateLimiter<IpAddr, HashMapStateStore<IpAddr>, TokioClock, NoOpMiddleware<std::time::Instant>>;
 
@@ -68,22 +67,6 @@ pub(crate) const COMMAND_BURST_SECONDS: u32 = 3;
 /// `rate` per second with a burst of one second's worth.
 fn per_second(rate: u32) -> Quota {
     Quota::per_second(NonZeroU32::new(rate.max(1)).unwrap_or(NonZeroU32::MIN))
-}
-
-/// `rate` per second with a burst of `seconds` seconds' worth.
-fn per_second_burst(rate: u32, seconds: u32) -> Quota {
-    let burst = rate.max(1).saturating_mul(seconds.max(1));
-    per_second(rate).allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN))
-}
-
-/// One second's worth of refusals, refilled at a fifth of `rate`.
-fn strikes(rate: u32) -> Quota {
-    let rate = rate.max(1);
-    let period = Duration::from_secs(u64::from(STRIKE_REFILL_DIVISOR)) / rate;
-    let burst = NonZeroU32::new(rate).unwrap_or(NonZeroU32::MIN);
-    Quota::with_period(period.max(Duration::from_nanos(1)))
-        .unwrap_or_else(|| per_second(rate))
-        .allow_burst(burst)
 }
 
 /// What to do with one message.
@@ -107,32 +90,67 @@ pub(crate) enum Budget {
     Command,
 }
 
-/// One budget: its rate limiter and the allowance of refusals.
+/// Nanoseconds in a second.
+const NANOS: u64 = 1_000_000_000;
+
+/// One GCRA cell (the algorithm `governor` uses, kept as one number): `burst` events at
+/// once, refilled one every `interval` ns. `tat` is the theoretical arrival time of the
+/// next event, in ns since the owner's epoch; an event is allowed when it would not push
+/// `tat` more than `burst` intervals past now.
+fn admit(tat: &mut u64, now: u64, interval: u64, burst: u64) -> bool {
+    let next = (*tat).max(now).saturating_add(interval);
+    if next - now > burst.saturating_mul(interval) {
+        return false;
+    }
+    *tat = next;
+    true
+}
+
+/// One budget: its rate, its cell and its allowance of refusals.
+#[derive(Debug)]
 struct Bucket {
     rate: u32,
-    limiter: Direct,
-    strikes: Direct,
+    /// Seconds' worth of messages allowed at once.
+    burst_seconds: u32,
+    /// The messages' cell: `rate` per second, `rate * burst_seconds` at once.
+    tat: u64,
+    /// The refusals' cell: one second's worth at once, refilled at a fifth of the rate.
+    strikes: u64,
 }
 
 impl Bucket {
     fn new(rate: u32, burst_seconds: u32) -> Self {
         Bucket {
-            rate,
-            limiter: RateLimiter::direct_with_clock(
-                per_second_burst(rate, burst_seconds),
-                TokioClock,
-            ),
-            strikes: RateLimiter::direct_with_clock(strikes(rate), TokioClock),
+            rate: rate.max(1),
+            burst_seconds: burst_seconds.max(1),
+            tat: 0,
+            strikes: 0,
         }
+    }
+
+    fn allow(&mut self, now: u64) -> bool {
+        let rate = u64::from(self.rate);
+        let burst = rate.saturating_mul(u64::from(self.burst_seconds));
+        admit(&mut self.tat, now, NANOS / rate, burst)
+    }
+
+    fn strike(&mut self, now: u64) -> bool {
+        let rate = u64::from(self.rate);
+        let interval = (u64::from(STRIKE_REFILL_DIVISOR) * NANOS / rate).max(1);
+        admit(&mut self.strikes, now, interval, rate)
     }
 }
 
-/// A connection's message limits.
+/// A connection's message limits: two plain GCRA budgets with their refusal allowances,
+/// 72 bytes in the session's state (four `governor` limiters took 192).
 pub(crate) struct MessageLimits {
+    /// What the cells' times count from: the session's start.
+    epoch: tokio::time::Instant,
     input: Bucket,
     command: Bucket,
-    /// When the client was last told about a dropped input or ping.
-    warned: Option<tokio::time::Instant>,
+    /// The earliest time (ns since `epoch`) the client may be told again about a dropped
+    /// input or ping.
+    next_warn: u64,
 }
 
 impl std::fmt::Debug for MessageLimits {
@@ -147,9 +165,10 @@ impl std::fmt::Debug for MessageLimits {
 impl MessageLimits {
     pub(crate) fn new(config: &Config) -> Self {
         MessageLimits {
+            epoch: tokio::time::Instant::now(),
             input: Bucket::new(config.effective_input_rate(), 1),
             command: Bucket::new(config.command_rate, COMMAND_BURST_SECONDS),
-            warned: None,
+            next_warn: 0,
         }
     }
 
@@ -163,20 +182,22 @@ impl MessageLimits {
 
     /// Counts one message against `budget`.
     pub(crate) fn check(&mut self, budget: Budget) -> Verdict {
+        let elapsed = tokio::time::Instant::now().saturating_duration_since(self.epoch);
+        let now = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
         let bucket = match budget {
-            Budget::Input => &self.input,
-            Budget::Command => &self.command,
+            Budget::Input => &mut self.input,
+            Budget::Command => &mut self.command,
         };
-        if bucket.limiter.check().is_ok() {
+        if bucket.allow(now) {
             return Verdict::Allow;
         }
-        if bucket.strikes.check().is_err() {
+        if !bucket.strike(now) {
             return Verdict::Close;
         }
-        let now = tokio::time::Instant::now();
-        let warn = self.warned.is_none_or(|t| now >= t + WARN_EVERY);
+        let warn = now >= self.next_warn;
         if warn {
-            self.warned = Some(now);
+            let every = u64::try_from(WARN_EVERY.as_nanos()).unwrap_or(NANOS);
+            self.next_warn = now.saturating_add(every);
         }
         Verdict::Refuse { warn }
     }
@@ -403,6 +424,38 @@ mod tests {
         }
         let after = start.elapsed();
         assert!(after > Duration::from_secs(1), "closed after {after:?}");
+    }
+
+    #[test]
+    fn a_connections_limits_stay_small() {
+        // They are part of every session's state (see the module docs).
+        assert!(std::mem::size_of::<MessageLimits>() <= 72);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_strikes_refill_at_a_fifth_of_the_rate() {
+        let c = config(&[("command_rate", "10")]);
+        let mut limits = MessageLimits::new(&c);
+        for _ in 0..30 {
+            assert_eq!(limits.check(Budget::Command), Verdict::Allow);
+        }
+        for _ in 0..10 {
+            assert!(matches!(
+                limits.check(Budget::Command),
+                Verdict::Refuse { .. }
+            ));
+        }
+        // Half a second later five messages are allowed again (10/s) and one refusal
+        // has come back (2/s): five allows and a refusal, then a close.
+        tokio::time::advance(Duration::from_millis(500)).await;
+        for _ in 0..5 {
+            assert_eq!(limits.check(Budget::Command), Verdict::Allow);
+        }
+        assert!(matches!(
+            limits.check(Budget::Command),
+            Verdict::Refuse { .. }
+        ));
+        assert_eq!(limits.check(Budget::Command), Verdict::Close);
     }
 
     #[tokio::test(start_paused = true)]

@@ -15,9 +15,10 @@ use std::collections::HashMap;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::Poll;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::task::AtomicWaker;
@@ -110,6 +111,12 @@ pub(crate) struct SessionCtl {
     waker: AtomicWaker,
     /// Messages waiting for the writer.
     outbox: Mutex<Outbox>,
+    /// When the next complete message is due, for [`LiveSessions::sweep`]: milliseconds
+    /// since the registry's epoch, shifted left by one, with the low bit set once the
+    /// handshake is done (it picks the timeout's message). One atomic instead of a timer
+    /// per session: a `Sleep` is 112 bytes of every session's state and a timer-wheel
+    /// entry besides.
+    deadline: AtomicU64,
 }
 
 /// The outbound queue: bounded by `queue_capacity`, and allocated only while it holds
@@ -152,7 +159,30 @@ impl SessionCtl {
                 direct: None,
                 writing: false,
             }),
+            deadline: AtomicU64::new(u64::MAX),
         }
+    }
+
+    /// The next complete message is due `ms` milliseconds after the registry's epoch
+    /// ([`LiveSessions::millis`]); `handshaken` says whether `hello` has been received.
+    pub(crate) fn set_deadline(&self, ms: u64, handshaken: bool) {
+        let packed = ms.saturating_mul(2) | u64::from(handshaken);
+        self.deadline.store(packed, Ordering::Relaxed);
+    }
+
+    /// Ends the session with `TIMEOUT` if its deadline is at or before `now_ms`.
+    fn expire(&self, now_ms: u64) -> bool {
+        let packed = self.deadline.load(Ordering::Relaxed);
+        if packed == u64::MAX || packed >> 1 > now_ms || self.is_ended() {
+            return false;
+        }
+        let message = if packed & 1 == 1 {
+            "no message received within timeout_ms"
+        } else {
+            "no hello received within handshake_timeout_ms"
+        };
+        self.end(Ending::fault(ErrorCode::Timeout, message));
+        true
     }
 
     fn outbox(&self) -> MutexGuard<'_, Outbox> {
@@ -266,11 +296,23 @@ impl SessionCtl {
     }
 }
 
-/// Every running session, so shutdown can reach each one.
-#[derive(Debug, Default)]
+/// Every running session, so shutdown can reach each one, and the sweep that ends those
+/// whose client went quiet.
+#[derive(Debug)]
 pub(crate) struct LiveSessions {
     /// Never held across `.await`.
     inner: Mutex<HashMap<u64, Arc<SessionCtl>>>,
+    /// What session deadlines count from.
+    epoch: tokio::time::Instant,
+}
+
+impl Default for LiveSessions {
+    fn default() -> Self {
+        LiveSessions {
+            inner: Mutex::new(HashMap::new()),
+            epoch: tokio::time::Instant::now(),
+        }
+    }
 }
 
 impl LiveSessions {
@@ -299,6 +341,40 @@ impl LiveSessions {
     pub(crate) fn end_all(&self) {
         for ctl in self.lock().values() {
             ctl.end(Ending::Forced);
+        }
+    }
+
+    /// `at` in milliseconds since this registry's epoch, rounded up (a deadline is never
+    /// earlier than asked).
+    pub(crate) fn millis(&self, at: tokio::time::Instant) -> u64 {
+        let since = at.saturating_duration_since(self.epoch);
+        let ms = since.as_millis() + u128::from(since.subsec_nanos() % 1_000_000 != 0);
+        u64::try_from(ms).unwrap_or(u64::MAX / 2)
+    }
+
+    /// Ends, with `TIMEOUT`, every session whose deadline has passed; returns how many.
+    pub(crate) fn expire(&self) -> usize {
+        let now = self.millis(tokio::time::Instant::now());
+        // Only atomic loads under the lock; the ends themselves just set and wake.
+        self.lock().values().filter(|ctl| ctl.expire(now)).count()
+    }
+
+    /// Ends quiet sessions every `period` until `stop` is cancelled: a session times out
+    /// at most `period` after its deadline.
+    pub(crate) async fn sweep(
+        self: Arc<Self>,
+        period: Duration,
+        stop: tokio_util::sync::CancellationToken,
+    ) {
+        let mut every = tokio::time::interval(period);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = every.tick() => {
+                    self.expire();
+                }
+            }
         }
     }
 
@@ -417,5 +493,79 @@ impl SessionLink {
             "outbound queue full: the client is not reading fast enough",
         ));
         false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timeout_message(ctl: &SessionCtl) -> Option<String> {
+        match ctl.ending.get() {
+            Some(Ending::Fault { error, .. }) if error.code == ErrorCode::Timeout => {
+                Some(error.message.clone())
+            }
+            _ => None,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_sweep_ends_only_sessions_past_their_deadline_naming_the_bound() {
+        let sessions = Arc::new(LiveSessions::default());
+        let start = tokio::time::Instant::now();
+        let (hello, quiet, busy) = (
+            Arc::new(SessionCtl::new(4)),
+            Arc::new(SessionCtl::new(4)),
+            Arc::new(SessionCtl::new(4)),
+        );
+        let at = |ms| sessions.millis(start + Duration::from_millis(ms));
+        hello.set_deadline(at(500), false);
+        quiet.set_deadline(at(1000), true);
+        busy.set_deadline(at(1000), true);
+        for (id, ctl) in [(1, &hello), (2, &quiet), (3, &busy)] {
+            sessions.insert(id, ctl.clone());
+        }
+        let stop = tokio_util::sync::CancellationToken::new();
+        let sweep = tokio::spawn(
+            sessions
+                .clone()
+                .sweep(Duration::from_millis(50), stop.clone()),
+        );
+
+        tokio::time::sleep(Duration::from_millis(450)).await;
+        assert!(!hello.is_ended(), "ended before its deadline");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(
+            timeout_message(&hello).as_deref(),
+            Some("no hello received within handshake_timeout_ms")
+        );
+        // A message pushes the deadline: the busy session outlives the quiet one.
+        busy.set_deadline(at(2000), true);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(
+            timeout_message(&quiet).as_deref(),
+            Some("no message received within timeout_ms")
+        );
+        assert!(!busy.is_ended());
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        assert!(busy.is_ended());
+        // An end already recorded is kept: the sweep never overwrites the first reason.
+        let kicked = Arc::new(SessionCtl::new(4));
+        kicked.set_deadline(0, true);
+        kicked.end(Ending::fault(ErrorCode::Kicked, "bye"));
+        sessions.insert(4, kicked.clone());
+        assert_eq!(sessions.expire(), 0);
+        assert!(timeout_message(&kicked).is_none());
+        stop.cancel();
+        sweep.await.unwrap();
+    }
+
+    #[test]
+    fn a_deadline_is_rounded_up_to_the_millisecond() {
+        let sessions = LiveSessions::default();
+        let epoch = sessions.epoch;
+        assert_eq!(sessions.millis(epoch), 0);
+        assert_eq!(sessions.millis(epoch + Duration::from_micros(1)), 1);
+        assert_eq!(sessions.millis(epoch + Duration::from_millis(7)), 7);
     }
 }

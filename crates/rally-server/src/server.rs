@@ -395,6 +395,13 @@ impl<L: Listener> Server<L> {
             .admin
             .map(|l| tokio::spawn(admin::serve(l, admin_env, admin_stop.clone())));
         let heartbeat = tokio::spawn(heartbeat::run(shared.metrics.clone(), admin_stop.clone()));
+        // Sessions time out through one sweep, not a timer each; it runs through the drain.
+        let sweep = tokio::spawn(
+            shared
+                .sessions
+                .clone()
+                .sweep(shared.config.sweep_period(), admin_stop.clone()),
+        );
         if let Some(r) = &shared.recordings {
             // In the tracker and stopped by the shutdown token, like any other job.
             shared
@@ -452,6 +459,7 @@ impl<L: Listener> Server<L> {
             }
         }
         let _ = heartbeat.await;
+        let _ = sweep.await;
         let report = ShutdownReport {
             drained,
             forced,

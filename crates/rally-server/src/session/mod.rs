@@ -244,8 +244,6 @@ struct Core {
     queue: VecDeque<(u32, Command)>,
     /// Whether a command is running now.
     running: bool,
-    /// When the next complete message must have arrived.
-    deadline: Instant,
     /// Complete messages received, to move the deadline once per read, not per message.
     messages: u64,
     /// `input_rate` and `command_rate`.
@@ -253,7 +251,8 @@ struct Core {
 }
 
 impl Core {
-    /// A session not yet handshaken, whose `hello` is due by `deadline`.
+    /// A session not yet handshaken, whose `hello` is due by `deadline` (the sweep of
+    /// [`crate::outbox::LiveSessions`] ends it with `TIMEOUT` after that).
     fn new(
         env: Arc<SessionEnv>,
         link: SessionLink,
@@ -274,9 +273,22 @@ impl Core {
             account: None,
             queue: VecDeque::new(),
             running: false,
-            deadline,
             messages: 0,
         }
+        .with_deadline(deadline)
+    }
+
+    fn with_deadline(self, deadline: Instant) -> Self {
+        let ms = self.env.sessions.millis(deadline);
+        self.link.ctl.set_deadline(ms, self.handshaken);
+        self
+    }
+
+    /// A complete message arrived: the next one is due `timeout_ms` from now.
+    fn push_deadline(&self) {
+        let due = Instant::now() + self.env.config.timeout();
+        let ms = self.env.sessions.millis(due);
+        self.link.ctl.set_deadline(ms, self.handshaken);
     }
 
     /// The session stops being `account` (it ended, or logged in as another): its play

@@ -1,12 +1,10 @@
 //! The read loop (session floor): reads what the socket has, decodes whole frames,
-//! hands each message to the dispatch, keeps the idle deadline, and runs one request at
+//! hands each message to the dispatch, pushes the idle deadline, and runs one request at
 //! a time beside it.
 
 use std::cell::RefCell;
 
 use bytes::Bytes;
-use rally_protocol::ErrorCode;
-use tokio::time::Instant;
 
 use super::{CommandFuture, Core};
 use crate::connection::Connection;
@@ -41,15 +39,14 @@ impl Reader {
             if let Err(e) = self.process_buffered() {
                 ctl.end(e);
             }
+            if self.core.messages != 0 {
+                self.core.push_deadline();
+            }
             let env = &self.core.env;
             env.metrics
                 .stats
                 .received(self.core.transport, self.core.messages, bytes);
         }
-        // The idle timer is moved only when it fires: messages just push the deadline
-        // forward, so a busy session never touches the timer wheel.
-        let idle = tokio::time::sleep_until(self.core.deadline);
-        tokio::pin!(idle);
         loop {
             if pending.is_none() {
                 pending = self.core.next_command();
@@ -77,21 +74,6 @@ impl Reader {
                     pending = None;
                     self.core.on_outcome(req, result);
                     Ok(())
-                }
-                _ = &mut idle => {
-                    if Instant::now() >= self.core.deadline {
-                        Err(Ending::fault(
-                            ErrorCode::Timeout,
-                            if self.core.handshaken {
-                                "no message received within timeout_ms"
-                            } else {
-                                "no hello received within handshake_timeout_ms"
-                            },
-                        ))
-                    } else {
-                        idle.as_mut().reset(self.core.deadline);
-                        Ok(())
-                    }
                 }
                 r = stream.readable() => match r {
                     Err(_) => Err(Ending::PeerClosed),
@@ -151,7 +133,7 @@ impl Reader {
             .stats
             .received(self.core.transport, messages, n);
         if messages != 0 {
-            self.core.deadline = Instant::now() + self.core.env.config.timeout();
+            self.core.push_deadline();
         }
         Ok(())
     }
