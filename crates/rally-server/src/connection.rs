@@ -29,6 +29,11 @@ pub trait Connection: Send + Sync + 'static {
     /// report). May complete spuriously: `try_read` then returns `WouldBlock`.
     fn readable(&self) -> impl Future<Output = io::Result<()>> + Send + '_;
 
+    /// `readable` as a poll, for the session's read loop: it keeps no future, so an idle
+    /// session's state holds no readiness waiter (only the last task to poll is woken;
+    /// a session polls from its one task).
+    fn poll_read_ready(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<io::Result<()>>;
+
     /// Reads what is available now into `buf` without waiting: `Ok(0)` is the end of the
     /// stream, `WouldBlock` means nothing is there yet.
     fn try_read(&self, buf: &mut [u8]) -> io::Result<usize>;
@@ -69,6 +74,11 @@ impl Connection for TcpStream {
     #[inline]
     fn readable(&self) -> impl Future<Output = io::Result<()>> + Send + '_ {
         TcpStream::readable(self)
+    }
+
+    #[inline]
+    fn poll_read_ready(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<io::Result<()>> {
+        TcpStream::poll_read_ready(self, cx)
     }
 
     #[inline]

@@ -1,7 +1,7 @@
 //! Rate limits: per connection (inputs, and every other message) and per client address
 //! (connections held, new connections per second).
 //!
-//! Per connection, two GCRA budgets kept as plain numbers (72 bytes a session); per
+//! Per connection, two GCRA budgets kept as plain numbers (56 bytes a session); per
 //! address, `governor`'s keyed GCRA limiter. Both read tokio's clock, so that paused-time
 //! tests and simulations see the same limits as a real server.
 //!
@@ -142,10 +142,8 @@ impl Bucket {
 }
 
 /// A connection's message limits: two plain GCRA budgets with their refusal allowances,
-/// 72 bytes in the session's state (four `governor` limiters took 192).
+/// 56 bytes in the session's state (four `governor` limiters took 192).
 pub(crate) struct MessageLimits {
-    /// What the cells' times count from: the session's start.
-    epoch: tokio::time::Instant,
     input: Bucket,
     command: Bucket,
     /// The earliest time (ns since `epoch`) the client may be told again about a dropped
@@ -165,7 +163,6 @@ impl std::fmt::Debug for MessageLimits {
 impl MessageLimits {
     pub(crate) fn new(config: &Config) -> Self {
         MessageLimits {
-            epoch: tokio::time::Instant::now(),
             input: Bucket::new(config.effective_input_rate(), 1),
             command: Bucket::new(config.command_rate, COMMAND_BURST_SECONDS),
             next_warn: 0,
@@ -180,10 +177,10 @@ impl MessageLimits {
         }
     }
 
-    /// Counts one message against `budget`.
-    pub(crate) fn check(&mut self, budget: Budget) -> Verdict {
-        let elapsed = tokio::time::Instant::now().saturating_duration_since(self.epoch);
-        let now = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+    /// Counts one message against `budget`, at `now`: the time since any fixed epoch,
+    /// the same for every call (the server's: `LiveSessions::clock`).
+    pub(crate) fn check(&mut self, budget: Budget, now: Duration) -> Verdict {
+        let now = u64::try_from(now.as_nanos()).unwrap_or(u64::MAX);
         let bucket = match budget {
             Budget::Input => &mut self.input,
             Budget::Command => &mut self.command,
@@ -353,12 +350,20 @@ mod tests {
     async fn a_client_at_its_rate_is_never_refused() {
         let c = config(&[("tick_hz", "20")]);
         let mut limits = MessageLimits::new(&c);
+        let epoch = tokio::time::Instant::now();
         assert_eq!(limits.rate(Budget::Input), 40);
         // 20 inputs a second (one per tick) for a minute, and a ping every second.
         for i in 0..1200 {
-            assert_eq!(limits.check(Budget::Input), Verdict::Allow, "input {i}");
+            assert_eq!(
+                limits.check(Budget::Input, epoch.elapsed()),
+                Verdict::Allow,
+                "input {i}"
+            );
             if i % 20 == 0 {
-                assert_eq!(limits.check(Budget::Command), Verdict::Allow);
+                assert_eq!(
+                    limits.check(Budget::Command, epoch.elapsed()),
+                    Verdict::Allow
+                );
             }
             tokio::time::advance(Duration::from_millis(50)).await;
         }
@@ -368,27 +373,34 @@ mod tests {
     async fn a_burst_is_allowed_then_refused_then_closed_if_it_goes_on() {
         let c = config(&[("command_rate", "10")]);
         let mut limits = MessageLimits::new(&c);
+        let epoch = tokio::time::Instant::now();
         // A burst of COMMAND_BURST_SECONDS' worth passes at once (an ordinary start).
         for _ in 0..30 {
-            assert_eq!(limits.check(Budget::Command), Verdict::Allow);
+            assert_eq!(
+                limits.check(Budget::Command, epoch.elapsed()),
+                Verdict::Allow
+            );
         }
         // The next is refused; the client is told once, not for every refusal.
         assert_eq!(
-            limits.check(Budget::Command),
+            limits.check(Budget::Command, epoch.elapsed()),
             Verdict::Refuse { warn: true }
         );
         assert_eq!(
-            limits.check(Budget::Command),
+            limits.check(Budget::Command, epoch.elapsed()),
             Verdict::Refuse { warn: false }
         );
         // Ten refusals in all are tolerated; the eleventh closes.
         for _ in 0..8 {
             assert!(matches!(
-                limits.check(Budget::Command),
+                limits.check(Budget::Command, epoch.elapsed()),
                 Verdict::Refuse { .. }
             ));
         }
-        assert_eq!(limits.check(Budget::Command), Verdict::Close);
+        assert_eq!(
+            limits.check(Budget::Command, epoch.elapsed()),
+            Verdict::Close
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -397,9 +409,10 @@ mod tests {
         // refusals refill at two a second.
         let c = config(&[("command_rate", "10")]);
         let mut limits = MessageLimits::new(&c);
+        let epoch = tokio::time::Instant::now();
         let (mut allowed, mut refused) = (0, 0);
         for _ in 0..(11 * 60) {
-            match limits.check(Budget::Command) {
+            match limits.check(Budget::Command, epoch.elapsed()) {
                 Verdict::Allow => allowed += 1,
                 Verdict::Refuse { .. } => refused += 1,
                 Verdict::Close => panic!("closed a client only 10% over its rate"),
@@ -414,9 +427,10 @@ mod tests {
     async fn twice_the_rate_is_closed_within_seconds() {
         let c = config(&[("tick_hz", "20")]);
         let mut limits = MessageLimits::new(&c);
+        let epoch = tokio::time::Instant::now();
         let start = tokio::time::Instant::now();
         loop {
-            if limits.check(Budget::Input) == Verdict::Close {
+            if limits.check(Budget::Input, epoch.elapsed()) == Verdict::Close {
                 break;
             }
             assert!(start.elapsed() < Duration::from_secs(10), "never closed");
@@ -429,19 +443,23 @@ mod tests {
     #[test]
     fn a_connections_limits_stay_small() {
         // They are part of every session's state (see the module docs).
-        assert!(std::mem::size_of::<MessageLimits>() <= 72);
+        assert!(std::mem::size_of::<MessageLimits>() <= 56);
     }
 
     #[tokio::test(start_paused = true)]
     async fn the_strikes_refill_at_a_fifth_of_the_rate() {
         let c = config(&[("command_rate", "10")]);
         let mut limits = MessageLimits::new(&c);
+        let epoch = tokio::time::Instant::now();
         for _ in 0..30 {
-            assert_eq!(limits.check(Budget::Command), Verdict::Allow);
+            assert_eq!(
+                limits.check(Budget::Command, epoch.elapsed()),
+                Verdict::Allow
+            );
         }
         for _ in 0..10 {
             assert!(matches!(
-                limits.check(Budget::Command),
+                limits.check(Budget::Command, epoch.elapsed()),
                 Verdict::Refuse { .. }
             ));
         }
@@ -449,13 +467,19 @@ mod tests {
         // has come back (2/s): five allows and a refusal, then a close.
         tokio::time::advance(Duration::from_millis(500)).await;
         for _ in 0..5 {
-            assert_eq!(limits.check(Budget::Command), Verdict::Allow);
+            assert_eq!(
+                limits.check(Budget::Command, epoch.elapsed()),
+                Verdict::Allow
+            );
         }
         assert!(matches!(
-            limits.check(Budget::Command),
+            limits.check(Budget::Command, epoch.elapsed()),
             Verdict::Refuse { .. }
         ));
-        assert_eq!(limits.check(Budget::Command), Verdict::Close);
+        assert_eq!(
+            limits.check(Budget::Command, epoch.elapsed()),
+            Verdict::Close
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -82,7 +82,7 @@ pub(crate) async fn accept_loop<L: Listener>(
                     Ok(permit) => {
                         env.tracker.spawn(session::run(
                             env.session.clone(),
-                            stream,
+                            Arc::new(stream),
                             peer,
                             transport,
                             (permit, slot),

@@ -101,7 +101,8 @@ impl Ending {
 /// and here that check is two atomic loads and no lock.
 #[derive(Debug)]
 pub(crate) struct SessionCtl {
-    ending: OnceLock<Ending>,
+    /// Boxed: set once, at the end, and inline it would be 64 bytes of every session.
+    ending: OnceLock<Box<Ending>>,
     draining: AtomicBool,
     /// A matchmaking match seated the player in a new room: the session picks the seat
     /// up from the queue (`Signal::Seat`).
@@ -125,7 +126,7 @@ pub(crate) struct SessionCtl {
 #[derive(Debug)]
 struct Outbox {
     queue: VecDeque<Outbound>,
-    capacity: usize,
+    capacity: u32,
     /// Set when the session is over: senders learn the player is gone.
     closed: bool,
     /// The session's socket and its framing, for [`SessionLink::send_now`]; dropped when
@@ -154,7 +155,7 @@ impl SessionCtl {
             waker: AtomicWaker::new(),
             outbox: Mutex::new(Outbox {
                 queue: VecDeque::new(),
-                capacity: queue_capacity,
+                capacity: u32::try_from(queue_capacity).unwrap_or(u32::MAX),
                 closed: false,
                 direct: None,
                 writing: false,
@@ -229,7 +230,10 @@ impl SessionCtl {
     }
 
     pub(crate) fn end(&self, ending: Ending) {
-        let _ = self.ending.set(ending);
+        // Checked first: a repeated end allocates nothing.
+        if self.ending.get().is_none() {
+            let _ = self.ending.set(Box::new(ending));
+        }
         self.waker.wake();
     }
 
@@ -251,7 +255,9 @@ impl SessionCtl {
     }
 
     pub(crate) fn ending(&self) -> Ending {
-        self.ending.get().cloned().unwrap_or(Ending::PeerClosed)
+        self.ending
+            .get()
+            .map_or(Ending::PeerClosed, |e| Ending::clone(e))
     }
 
     /// Completes when the session ends, or (if `drain` is asked for) when draining starts.
@@ -259,14 +265,27 @@ impl SessionCtl {
         self.signal_with(drain, false)
     }
 
-    /// [`signal`](Self::signal), and also when a match seated the player
-    /// ([`Signal::Seat`], once per [`seat_ready`](Self::seat_ready)): the read loop's.
-    pub(crate) fn signal_or_seat(&self, drain: bool) -> impl Future<Output = Signal> + '_ {
-        self.signal_with(drain, true)
+    fn signal_with(&self, drain: bool, seat: bool) -> impl Future<Output = Signal> + '_ {
+        std::future::poll_fn(move |cx| self.poll_signal(cx, drain, seat))
     }
 
-    fn signal_with(&self, drain: bool, seat: bool) -> impl Future<Output = Signal> + '_ {
-        std::future::poll_fn(move |cx| {
+    /// Ready when the session ends, when draining starts (if `drain`), or when a match
+    /// seated the player; a poll, for a loop that keeps no future.
+    pub(crate) fn poll_signal_or_seat(
+        &self,
+        cx: &mut std::task::Context<'_>,
+        drain: bool,
+    ) -> Poll<Signal> {
+        self.poll_signal(cx, drain, true)
+    }
+
+    fn poll_signal(
+        &self,
+        cx: &mut std::task::Context<'_>,
+        drain: bool,
+        seat: bool,
+    ) -> Poll<Signal> {
+        {
             let check = || {
                 if self.is_ended() {
                     Some(Signal::Ended)
@@ -292,7 +311,7 @@ impl SessionCtl {
                 Some(s) => Poll::Ready(s),
                 None => Poll::Pending,
             }
-        })
+        }
     }
 }
 
@@ -344,11 +363,16 @@ impl LiveSessions {
         }
     }
 
+    /// The time since this registry's epoch: the clock every session's rate limits read.
+    pub(crate) fn clock(&self) -> Duration {
+        tokio::time::Instant::now().saturating_duration_since(self.epoch)
+    }
+
     /// `at` in milliseconds since this registry's epoch, rounded up (a deadline is never
     /// earlier than asked).
     pub(crate) fn millis(&self, at: tokio::time::Instant) -> u64 {
         let since = at.saturating_duration_since(self.epoch);
-        let ms = since.as_millis() + u128::from(since.subsec_nanos() % 1_000_000 != 0);
+        let ms = since.as_millis() + u128::from(!since.subsec_nanos().is_multiple_of(1_000_000));
         u64::try_from(ms).unwrap_or(u64::MAX / 2)
     }
 
@@ -394,10 +418,22 @@ impl LiveSessions {
 #[derive(Clone)]
 pub(crate) struct SessionLink {
     pub(crate) session_id: u64,
-    /// This session's resume token, sent in `welcome`. A secret: never logged.
-    pub(crate) resume_token: Option<Arc<str>>,
     pub(crate) ctl: Arc<SessionCtl>,
 }
+
+/// The key resume tokens are derived with: 32 random bytes drawn once per process, or
+/// `None` if the system had no randomness to give (then no session can resume).
+fn resume_key() -> Option<&'static [u8; 32]> {
+    static KEY: OnceLock<Option<[u8; 32]>> = OnceLock::new();
+    KEY.get_or_init(|| {
+        let mut key = [0u8; 32];
+        getrandom::fill(&mut key).ok().map(|()| key)
+    })
+    .as_ref()
+}
+
+/// Bytes of a resume token (hex-encoded in `welcome`: 32 characters).
+const RESUME_TOKEN_BYTES: usize = 16;
 
 impl std::fmt::Debug for SessionLink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -409,6 +445,28 @@ impl std::fmt::Debug for SessionLink {
 }
 
 impl SessionLink {
+    /// This session's resume token, sent in `welcome` and registered by the room that
+    /// seats it. A secret: never logged.
+    ///
+    /// Derived, not stored: the first 128 bits of SHA-256 over a random per-process key
+    /// and the session id, so it is as unguessable as 128 random bits (the key never
+    /// leaves the process; the input has a fixed length), unique per session, and costs
+    /// a session no memory (a stored token was a 48-byte allocation per connection).
+    pub(crate) fn resume_token(&self) -> Option<Arc<str>> {
+        use sha2::{Digest, Sha256};
+        use std::fmt::Write as _;
+        let key = resume_key()?;
+        let digest = Sha256::new()
+            .chain_update(key)
+            .chain_update(self.session_id.to_be_bytes())
+            .finalize();
+        let mut hex = String::with_capacity(RESUME_TOKEN_BYTES * 2);
+        for b in &digest[..RESUME_TOKEN_BYTES] {
+            let _ = write!(hex, "{b:02x}");
+        }
+        Some(Arc::from(hex))
+    }
+
     /// Queues a message without waiting. A full queue ends the session as a slow consumer
     /// rather than growing memory. Returns false when the session is gone or was ended.
     pub(crate) fn send(&self, msg: Outbound) -> bool {
@@ -479,7 +537,7 @@ impl SessionLink {
             if outbox.closed {
                 return false;
             }
-            if outbox.queue.len() < outbox.capacity {
+            if outbox.queue.len() < outbox.capacity as usize {
                 outbox.queue.push_back(msg);
                 drop(outbox);
                 if wake {
@@ -501,7 +559,7 @@ mod tests {
     use super::*;
 
     fn timeout_message(ctl: &SessionCtl) -> Option<String> {
-        match ctl.ending.get() {
+        match ctl.ending.get().map(|e| &**e) {
             Some(Ending::Fault { error, .. }) if error.code == ErrorCode::Timeout => {
                 Some(error.message.clone())
             }
@@ -558,6 +616,20 @@ mod tests {
         assert!(timeout_message(&kicked).is_none());
         stop.cancel();
         sweep.await.unwrap();
+    }
+
+    #[test]
+    fn resume_tokens_are_128_bits_of_hex_and_one_per_session() {
+        let link = |session_id| SessionLink {
+            session_id,
+            ctl: Arc::new(SessionCtl::new(1)),
+        };
+        let one = link(1).resume_token().expect("the system has randomness");
+        assert_eq!(one.len(), 32);
+        assert!(one.bytes().all(|b| b.is_ascii_hexdigit()));
+        // The same session always presents the same token; another session another.
+        assert_eq!(link(1).resume_token(), Some(one.clone()));
+        assert_ne!(link(2).resume_token(), Some(one));
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Resume tokens: the secret that lets a player's next connection take back the seat a
 //! dropped connection left.
 //!
-//! Every `welcome` carries a fresh token (128 random bits). While the session holds a
+//! Every `welcome` carries the session's token (128 bits of a keyed hash of the session
+//! id under a random per-process key: `SessionLink::resume_token`). While the session holds a
 //! seat, the room registers the token here; when the seat is freed (leave, grace over,
 //! room ended) or taken back by a new connection (which brings its own token), the room
 //! removes it. A token is therefore only ever good for one seat, for as long as it is held.
@@ -14,18 +15,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use rally_game::PlayerId;
 
 use crate::room_handle::RoomHandle;
-
-/// Bytes of randomness in a token.
-const TOKEN_BYTES: usize = 16;
-
-/// A new token, or `None` if the system has no randomness to give (then the session
-/// simply cannot resume).
-pub(crate) fn new_token() -> Option<Arc<str>> {
-    let mut bytes = [0u8; TOKEN_BYTES];
-    getrandom::fill(&mut bytes).ok()?;
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    Some(Arc::from(hex))
-}
 
 /// A held seat: its room, its player id there, and the account that holds it (`None`: a
 /// guest, when logins are not required).

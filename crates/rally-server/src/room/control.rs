@@ -125,7 +125,7 @@ impl Room {
         self.next_player += 1;
         reservation.keep();
         link.send(Outbound::Msg(self.joined(req, id, team)));
-        let token = link.resume_token.clone();
+        let token = link.resume_token();
         if let Some(t) = &token {
             self.env
                 .resume
@@ -351,7 +351,7 @@ impl Room {
         // The displaced session is in no room from now on.
         std::mem::replace(&mut seat.held, held).cancel();
         seat.session = link.session_id;
-        let old_token = std::mem::replace(&mut seat.token, link.resume_token.clone());
+        let old_token = std::mem::replace(&mut seat.token, link.resume_token());
         let account = seat.account;
         seat.away_until = None;
         link.send(Outbound::Msg(joined));

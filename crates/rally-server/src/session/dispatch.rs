@@ -214,7 +214,7 @@ impl Core {
     /// dropped, and the client told so at most once a second), `Err` to close the
     /// connection because it keeps going over.
     pub(super) fn allow(&mut self, budget: Budget, req: u32, what: &str) -> Result<bool, Ending> {
-        let verdict = self.limits.check(budget);
+        let verdict = self.limits.check(budget, self.env.sessions.clock());
         if verdict == Verdict::Allow {
             return Ok(true);
         }

@@ -62,7 +62,7 @@ impl Core {
                 max_message_bytes: c.max_message_bytes,
                 timeout_ms: c.timeout_ms as u32,
                 queue_capacity: c.queue_capacity,
-                resume_token: self.link.resume_token.as_deref().unwrap_or("").to_owned(),
+                resume_token: self.link.resume_token().as_deref().unwrap_or("").to_owned(),
                 reconnect_grace_ms: c.reconnect_grace_ms as u32,
                 account_id: account.unwrap_or(0),
                 revision: PROTOCOL_REVISION,

@@ -31,7 +31,6 @@ mod reader;
 mod requests;
 mod writer;
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -44,7 +43,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
 use crate::accounts::SessionAccount;
-use crate::command::{Command, CommandError, Outcome};
+use crate::command::{CommandError, Outcome};
 use crate::connection::Connection;
 use crate::error::ClientError;
 use crate::limits::{AddressSlot, MessageLimits};
@@ -76,117 +75,139 @@ pub(crate) type Admission = (OwnedSemaphorePermit, AddressSlot);
 
 /// Runs one accepted connection to its end. Holds `permit` (its connection slots) until
 /// the player is gone.
-pub(crate) async fn run<C: Connection>(
+///
+/// Not an `async fn`: an async fn's arguments are moved into locals, and the coroutine
+/// keeps both copies for its whole life. The block below uses its captures in place, so
+/// each is stored once in the session's task (every byte of it is held per connection).
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an async fn would store its arguments twice in every session's state"
+)]
+pub(crate) fn run<C: Connection>(
     env: Arc<SessionEnv>,
-    mut stream: C,
+    stream: Arc<C>,
     peer: SocketAddr,
     transport: Transport,
     permit: Admission,
-) {
-    let task = env.metrics.task(TaskKind::Session);
-    // Counted like the permit: until the player is gone, not while the socket lingers.
-    let connection = env.metrics.connection(transport);
-    let started = Instant::now();
-    let _ = stream.set_nodelay(true);
-    // The WebSocket upgrade and the hello share one bound from the accept.
-    let handshake = env.config.handshake_timeout();
-    let mut early = Vec::new();
-    if transport == Transport::WebSocket {
-        // Boxed: the upgrade's buffers and timers are needed once, and inline they would
-        // size every session's future for good (its largest state sets its size).
-        let accepted = tokio::select! {
-            r = Box::pin(transport::accept_websocket(&stream, handshake)) => r,
-            _ = env.shutdown.cancelled() => None,
+) -> impl Future<Output = ()> + Send {
+    async move {
+        let task = env.metrics.task(TaskKind::Session);
+        // Counted like the permit: until the player is gone, not while the socket lingers.
+        let connection = env.metrics.connection(transport);
+        let started = Instant::now();
+        let _ = stream.set_nodelay(true);
+        // The WebSocket upgrade and the hello share one bound from the accept.
+        let handshake = env.config.handshake_timeout();
+        let (mut reader, ctl) = {
+            // Scoped: the bytes that came with the upgrade move into the reader, and a
+            // local outliving them would be kept in the session's state for good.
+            let early = if transport == Transport::WebSocket {
+                // Boxed: the upgrade's buffers and timers are needed once, and inline
+                // they would size every session's future for good.
+                let accepted = tokio::select! {
+                    r = Box::pin(transport::accept_websocket(&*stream, handshake)) => r,
+                    _ = env.shutdown.cancelled() => None,
+                };
+                match accepted {
+                    Some(rest) => rest,
+                    None => {
+                        drop((permit, connection));
+                        if let Some(mut stream) = Arc::into_inner(stream) {
+                            Box::pin(linger_close(&mut stream)).await;
+                        }
+                        return;
+                    }
+                }
+            } else {
+                Vec::new()
+            };
+            let session_id = env.next_session_id();
+            let ctl = Arc::new(SessionCtl::new(env.config.queue_capacity as usize));
+            let link = SessionLink {
+                session_id,
+                ctl: ctl.clone(),
+            };
+            let reader = Reader {
+                decoder: Decoder::new(transport, env.config.max_message_bytes as usize),
+                rbuf: early,
+                core: Core::new(env.clone(), link, peer, transport, started + handshake),
+            };
+            (reader, ctl)
         };
-        match accepted {
-            Some(rest) => early = rest,
-            None => {
-                drop((permit, connection));
-                Box::pin(linger_close(&mut stream)).await;
-                return;
-            }
+        // Shared with the outbox, so the room can write states to it
+        // (`SessionLink::send_now`); the outbox lets go of it when it closes, at the
+        // writer's farewell.
+        ctl.attach(stream.clone(), transport);
+        env.sessions
+            .insert(reader.core.link.session_id, ctl.clone());
+        // Registered first, then checked: a shutdown racing this start is seen either way.
+        if env.shutdown.is_cancelled() {
+            ctl.drain();
         }
+        {
+            let writer = Writer {
+                env: &env,
+                ctl: &ctl,
+                transport,
+                session_id: reader.core.link.session_id,
+            };
+            let write = std::pin::pin!(writer.run(&*stream));
+            let read = std::pin::pin!(reader.run(&*stream));
+            read_then_write(read, write).await;
+        }
+        // The writer's farewell closed the outbox, which dropped its share of the socket.
+        ctl.close_outbox();
+        let session_id = reader.core.link.session_id;
+        env.sessions.remove(session_id);
+        let ending = ctl.ending();
+        // The player is gone: its slot is free for the next one, and it is no longer
+        // listed (sessions(), /admin/players, rally_sessions), even while the socket
+        // lingers.
+        drop((permit, connection));
+        if reader.core.handshaken {
+            env.directory.remove(session_id);
+        }
+        if let (false, Some(mut stream)) = (
+            matches!(ending, Ending::PeerClosed),
+            Arc::into_inner(stream),
+        ) {
+            Box::pin(linger_close(&mut stream)).await;
+        }
+        if let Some(account) = reader.core.account.take() {
+            reader.core.end_account_session(account);
+        }
+        let (code, message) = match &ending {
+            Ending::Fault { error: e, .. } => (Some(e.code.name()), e.message.as_str()),
+            Ending::PeerClosed => (None, "peer closed"),
+            Ending::ClientClosed => (None, "client sent close"),
+            Ending::Forced => (None, "shutdown grace expired"),
+        };
+        tracing::debug!(
+            task_id = %format_args!("session-{session_id}"),
+            async_model = "async_await",
+            duration_ms = task.elapsed_ms(),
+            session_id,
+            transport = transport.name(),
+            peer = %reader.core.peer,
+            code,
+            reason = message,
+            "session ended"
+        );
     }
-    let session_id = env.next_session_id();
-    // Shared with the outbox, so the room can write states to it (`SessionLink::send_now`);
-    // the outbox lets go of it when it closes, at the writer's farewell.
-    let stream = Arc::new(stream);
-    let ctl = Arc::new(SessionCtl::new(env.config.queue_capacity as usize));
-    ctl.attach(stream.clone(), transport);
-    env.sessions.insert(session_id, ctl.clone());
-    // Registered first, then checked: a shutdown racing this start is seen either way.
-    if env.shutdown.is_cancelled() {
-        ctl.drain();
-    }
-
-    let link = SessionLink {
-        session_id,
-        resume_token: crate::resume::new_token(),
-        ctl: ctl.clone(),
-    };
-    let mut reader = Reader {
-        decoder: Decoder::new(transport, env.config.max_message_bytes as usize),
-        rbuf: early,
-        core: Core::new(env.clone(), link, peer, transport, started + handshake),
-    };
-    let writer = Writer {
-        env: &env,
-        ctl: &ctl,
-        transport,
-        session_id,
-    };
-    {
-        // Pinned here, in this future's own state, and lent to `read_then_write`: passed
-        // by value, each would be stored twice (the argument and its pinned copy).
-        let read = std::pin::pin!(reader.run(&*stream));
-        let write = std::pin::pin!(writer.run(&*stream));
-        read_then_write(read, write).await;
-    }
-    // The writer's farewell closed the outbox, which dropped its share of the socket.
-    ctl.close_outbox();
-    let mut stream = Arc::into_inner(stream);
-    env.sessions.remove(session_id);
-    let ending = ctl.ending();
-    // The player is gone: its slot is free for the next one, and it is no longer listed
-    // (sessions(), /admin/players, rally_sessions), even while the socket lingers.
-    drop((permit, connection));
-    if reader.core.handshaken {
-        env.directory.remove(session_id);
-    }
-    if let (false, Some(stream)) = (matches!(ending, Ending::PeerClosed), stream.as_mut()) {
-        Box::pin(linger_close(stream)).await;
-    }
-    if let Some(account) = reader.core.account.take() {
-        reader.core.end_account_session(account);
-    }
-    let (code, message) = match &ending {
-        Ending::Fault { error: e, .. } => (Some(e.code.name()), e.message.as_str()),
-        Ending::PeerClosed => (None, "peer closed"),
-        Ending::ClientClosed => (None, "client sent close"),
-        Ending::Forced => (None, "shutdown grace expired"),
-    };
-    tracing::debug!(
-        task_id = %format_args!("session-{session_id}"),
-        async_model = "async_await",
-        duration_ms = task.elapsed_ms(),
-        session_id,
-        transport = transport.name(),
-        peer = %reader.core.peer,
-        code,
-        reason = message,
-        "session ended"
-    );
 }
 
 /// Runs the read and write loops of one session in its task, always polling the reader
 /// first: what it queues in reply (`pong`, `welcome`, replies) is then written in the
 /// same poll, without a wake-up (`tokio::join!` rotates which future goes first).
-async fn read_then_write(
-    mut read: Pin<&mut impl Future<Output = ()>>,
-    mut write: Pin<&mut impl Future<Output = ()>>,
-) {
+///
+/// A plain future, not an `async fn`: it holds just the two pinned references and two
+/// flags in the session's state.
+fn read_then_write<'a>(
+    mut read: Pin<&'a mut impl Future<Output = ()>>,
+    mut write: Pin<&'a mut impl Future<Output = ()>>,
+) -> impl Future<Output = ()> + 'a {
     let (mut read_done, mut write_done) = (false, false);
-    std::future::poll_fn(|cx| {
+    std::future::poll_fn(move |cx| {
         if !read_done {
             read_done = read.as_mut().poll(cx).is_ready();
         }
@@ -199,7 +220,6 @@ async fn read_then_write(
             Poll::Pending
         }
     })
-    .await;
 }
 
 /// Half-closes, then reads and discards for a moment so the peer sees our last bytes
@@ -241,7 +261,7 @@ struct Core {
     /// The account the session is logged in as (its display name is in the directory).
     account: Option<SessionAccount>,
     /// Commands waiting behind the running one, in order.
-    queue: VecDeque<(u32, Command)>,
+    queue: requests::CommandQueue,
     /// Whether a command is running now.
     running: bool,
     /// Complete messages received, to move the deadline once per read, not per message.
@@ -271,7 +291,7 @@ impl Core {
             membership: None,
             spectating: None,
             account: None,
-            queue: VecDeque::new(),
+            queue: requests::CommandQueue::default(),
             running: false,
             messages: 0,
         }

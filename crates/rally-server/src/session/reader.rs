@@ -3,10 +3,12 @@
 //! a time beside it.
 
 use std::cell::RefCell;
+use std::task::Poll;
 
 use bytes::Bytes;
 
 use super::{CommandFuture, Core};
+use crate::command::{CommandError, Outcome};
 use crate::connection::Connection;
 use crate::error::ClientError;
 use crate::limits::Budget;
@@ -22,6 +24,13 @@ thread_local! {
         RefCell::new(vec![0; transport::READ_CHUNK].into_boxed_slice());
 }
 
+/// What woke the read loop.
+enum Woke {
+    Signal(Signal),
+    Outcome(u32, Result<Outcome, CommandError>),
+    Readable(std::io::Result<()>),
+}
+
 pub(super) struct Reader {
     pub(super) decoder: Decoder,
     /// Bytes of an incomplete frame, kept between reads; empty and unallocated otherwise.
@@ -30,67 +39,82 @@ pub(super) struct Reader {
 }
 
 impl Reader {
-    pub(super) async fn run<C: Connection>(&mut self, stream: &C) {
-        let ctl = self.core.link.ctl.clone();
-        let mut pending: Option<CommandFuture> = None;
-        if !self.rbuf.is_empty() {
-            // Frames that arrived with the WebSocket upgrade request.
-            let bytes = self.rbuf.len();
-            if let Err(e) = self.process_buffered() {
-                ctl.end(e);
-            }
-            if self.core.messages != 0 {
-                self.core.push_deadline();
-            }
-            let env = &self.core.env;
-            env.metrics
-                .stats
-                .received(self.core.transport, self.core.messages, bytes);
-        }
-        loop {
-            if pending.is_none() {
-                pending = self.core.next_command();
-            }
-            let command = async {
-                match pending.as_mut() {
-                    Some(f) => f.await,
-                    None => std::future::pending().await,
+    /// The read loop. Not an `async fn` (whose arguments the coroutine would store twice).
+    #[allow(
+        clippy::manual_async_fn,
+        reason = "an async fn would store its arguments twice in every session's state"
+    )]
+    pub(super) fn run<'a, C: Connection>(
+        &'a mut self,
+        stream: &'a C,
+    ) -> impl std::future::Future<Output = ()> + 'a {
+        async move {
+            let ctl = self.core.link.ctl.clone();
+            let mut pending: Option<CommandFuture> = None;
+            if !self.rbuf.is_empty() {
+                // Frames that arrived with the WebSocket upgrade request.
+                let bytes = self.rbuf.len();
+                if let Err(e) = self.process_buffered() {
+                    ctl.end(e);
                 }
-            };
-            let step = tokio::select! {
-                biased;
-                signal = ctl.signal_or_seat(!self.core.draining) => match signal {
-                    Signal::Ended => break,
-                    Signal::Drain => {
+                if self.core.messages != 0 {
+                    self.core.push_deadline();
+                }
+                let env = &self.core.env;
+                env.metrics
+                    .stats
+                    .received(self.core.transport, self.core.messages, bytes);
+            }
+            loop {
+                if pending.is_none() {
+                    pending = self.core.next_command();
+                }
+                let drain = !self.core.draining;
+                // Polled by hand, in this order (the signal first): a `select!` over futures
+                // would keep each one (a readiness waiter, the signal, the command) in every
+                // session's state.
+                let woke = std::future::poll_fn(|cx| {
+                    if let Poll::Ready(signal) = ctl.poll_signal_or_seat(cx, drain) {
+                        return Poll::Ready(Woke::Signal(signal));
+                    }
+                    if let Some(command) = pending.as_mut() {
+                        if let Poll::Ready((req, result)) = command.as_mut().poll(cx) {
+                            return Poll::Ready(Woke::Outcome(req, result));
+                        }
+                    }
+                    stream.poll_read_ready(cx).map(Woke::Readable)
+                })
+                .await;
+                let step = match woke {
+                    Woke::Signal(Signal::Ended) => break,
+                    Woke::Signal(Signal::Drain) => {
                         self.core.on_shutdown();
                         Ok(())
                     }
-                    Signal::Seat => {
+                    Woke::Signal(Signal::Seat) => {
                         self.core.take_match_seat();
                         Ok(())
                     }
-                },
-                (req, result) = command => {
-                    pending = None;
-                    self.core.on_outcome(req, result);
-                    Ok(())
+                    Woke::Outcome(req, result) => {
+                        pending = None;
+                        self.core.on_outcome(req, result);
+                        Ok(())
+                    }
+                    Woke::Readable(Err(_)) => Err(Ending::PeerClosed),
+                    Woke::Readable(Ok(())) => self.on_readable(stream),
+                };
+                if let Err(ending) = step {
+                    ctl.end(ending);
+                    break;
                 }
-                r = stream.readable() => match r {
-                    Err(_) => Err(Ending::PeerClosed),
-                    Ok(()) => self.on_readable(stream),
-                },
-            };
-            if let Err(ending) = step {
-                ctl.end(ending);
-                break;
             }
+            drop(pending);
+            // Out of the matchmaking queue; a seat a match gave it just now is left too.
+            if let Some(m) = self.core.env.queue.forget(self.core.link.session_id) {
+                self.core.membership = Some(Box::new(m));
+            }
+            self.core.leave_room(&ctl.ending());
         }
-        drop(pending);
-        // Out of the matchmaking queue; a seat a match gave it just now is left too.
-        if let Some(m) = self.core.env.queue.forget(self.core.link.session_id) {
-            self.core.membership = Some(Box::new(m));
-        }
-        self.core.leave_room(&ctl.ending());
     }
 
     /// Reads what the socket has and handles every complete frame in it.

@@ -1,14 +1,46 @@
 //! The request queue (session floor): a session runs one command at a time, in order,
 //! each bounded by `timeout_ms`, and applies what it did (a seat taken, a login, a reply).
 
+use std::collections::VecDeque;
+
 use rally_protocol::{ErrorCode, ServerMessage};
 
 use super::{CommandFuture, Core};
 use crate::accounts::SessionAccount;
-use crate::command::{self, CommandContext, CommandError, Outcome};
+use crate::command::{self, Command, CommandContext, CommandError, Outcome};
 use crate::error::ClientError;
 use crate::metrics::{ErrorKind, TaskKind};
 use crate::outbox::Outbound;
+
+/// Commands waiting behind the running one, in order: 8 bytes while empty, which is
+/// almost always, and no storage kept after a burst (a `VecDeque` keeps its largest
+/// buffer for good: 288 bytes of every player that ever sent a request).
+#[derive(Debug, Default)]
+#[allow(
+    clippy::box_collection,
+    reason = "the box is the point: 8 bytes while empty, against a VecDeque's 32"
+)]
+pub(super) struct CommandQueue(Option<Box<VecDeque<(u32, Command)>>>);
+
+impl CommandQueue {
+    pub(super) fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |q| q.len())
+    }
+
+    pub(super) fn push_back(&mut self, item: (u32, Command)) {
+        self.0.get_or_insert_with(Box::default).push_back(item);
+    }
+
+    /// The next command; the storage goes with the last one.
+    pub(super) fn pop_front(&mut self) -> Option<(u32, Command)> {
+        let queue = self.0.as_mut()?;
+        let next = queue.pop_front();
+        if queue.is_empty() {
+            self.0 = None;
+        }
+        next
+    }
+}
 
 impl Core {
     /// Starts the next queued command, bounded by `timeout_ms`.

@@ -1,6 +1,8 @@
 //! The write loop (session floor): drains the outbox in batches, one socket write per
 //! batch, and says goodbye when the session ends (what is left, the reason, a close frame).
 
+use std::collections::VecDeque;
+use std::future::Future;
 use std::time::Duration;
 
 use rally_protocol::ErrorCode;
@@ -12,6 +14,15 @@ use crate::metrics::ErrorKind;
 use crate::outbox::{Ending, Outbound, SessionCtl};
 use crate::transport::{self, Transport};
 
+/// Why a batch did not go out at once.
+enum Blocked {
+    /// The socket took part of it: the rest, and the messages and bytes of the whole
+    /// batch (counted once the rest is out).
+    Rest(Vec<u8>, usize, usize),
+    /// The write failed.
+    Failed(std::io::Error),
+}
+
 pub(super) struct Writer<'a> {
     pub(super) env: &'a SessionEnv,
     pub(super) ctl: &'a SessionCtl,
@@ -19,79 +30,114 @@ pub(super) struct Writer<'a> {
     pub(super) session_id: u64,
 }
 
-impl Writer<'_> {
-    pub(super) async fn run<C: Connection>(&self, stream: &C) {
-        let limit = self.env.config.timeout();
-        loop {
-            let batch = tokio::select! {
-                biased;
-                _ = self.ctl.signal(false) => break,
-                b = self.ctl.next_batch() => b,
-            };
-            // Everything queued goes out in one write (at most queue_capacity messages).
-            // The buffer lives for this batch only: states are written by the room, so
-            // batches here are rare (replies, or a socket that was full) and a quiet
-            // player holds no buffer.
-            let mut wbuf = Vec::new();
-            for out in &batch {
-                self.encode(out, &mut wbuf);
-            }
-            // A torn frame's tail was counted when its head was written.
-            let messages = batch
-                .iter()
-                .filter(|o| !matches!(o, Outbound::Raw(_)))
-                .count();
-            drop(batch);
-            let written = match transport::try_write_all(stream, &wbuf) {
-                Ok(n) if n == wbuf.len() => Ok(true),
-                // The socket is full: wait for it, boxed, so that the wait's timer and
-                // readiness future take memory only while a write is blocked, not in
-                // every idle session's future.
-                Ok(n) => match Box::pin(self.wait_write(stream, &wbuf[n..], limit)).await {
-                    Some(w) => w,
-                    None => break,
-                },
-                Err(e) => Err(e),
-            };
-            match written {
-                // One add per write call, not per message.
-                Ok(true) => {
-                    self.ctl.written();
-                    self.env
-                        .metrics
-                        .stats
-                        .sent(self.transport, messages, wbuf.len())
-                }
-                Ok(false) => {
-                    self.ctl.end(Ending::fault(
-                        ErrorCode::Timeout,
-                        "a write did not drain within timeout_ms",
-                    ));
-                    break;
-                }
-                Err(_) => {
-                    self.ctl.end(Ending::PeerClosed);
-                    break;
+impl<'a> Writer<'a> {
+    /// The write loop. Not an `async fn`, and the blocked write is boxed with its
+    /// buffer: what stays in every session's state while it idles is the writer itself,
+    /// the stream and the wait for the next batch.
+    #[allow(
+        clippy::manual_async_fn,
+        reason = "an async fn would store its arguments twice in every session's state"
+    )]
+    pub(super) fn run<C: Connection>(self, stream: &'a C) -> impl Future<Output = ()> + 'a {
+        async move {
+            loop {
+                let batch = tokio::select! {
+                    biased;
+                    _ = self.ctl.signal(false) => break,
+                    b = self.ctl.next_batch() => b,
+                };
+                let written = match self.write_batch(stream, batch) {
+                    Ok(()) => Ok(true),
+                    // The socket is full: wait for it, boxed with the rest of the batch,
+                    // so that the wait's timer, readiness future and buffer take memory
+                    // only while a write is blocked, not in every idle session's state.
+                    Err(Blocked::Rest(rest, messages, bytes)) => {
+                        let wait = Box::pin(self.wait_write(stream, rest, (messages, bytes)));
+                        match wait.await {
+                            Some(w) => w,
+                            None => break,
+                        }
+                    }
+                    Err(Blocked::Failed(e)) => Err(e),
+                };
+                match written {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        self.ctl.end(Ending::fault(
+                            ErrorCode::Timeout,
+                            "a write did not drain within timeout_ms",
+                        ));
+                        break;
+                    }
+                    Err(_) => {
+                        self.ctl.end(Ending::PeerClosed);
+                        break;
+                    }
                 }
             }
+            // Boxed for the same reason: only a session that ends pays for its goodbye.
+            Box::pin(self.farewell(stream, self.env.config.timeout())).await;
         }
-        // Boxed for the same reason: only a session that ends pays for its goodbye.
-        Box::pin(self.farewell(stream, limit)).await;
     }
 
-    /// Writes the rest of a batch the socket did not take at once, waiting at most
-    /// `limit`; `None` when the session ended meanwhile.
+    /// Everything queued goes out in one write (at most queue_capacity messages). The
+    /// buffer lives for this batch only: states are written by the room, so batches here
+    /// are rare (replies, or a socket that was full) and a quiet player holds no buffer.
+    fn write_batch<C: Connection>(
+        &self,
+        stream: &C,
+        batch: VecDeque<Outbound>,
+    ) -> Result<(), Blocked> {
+        let mut wbuf = Vec::new();
+        for out in &batch {
+            self.encode(out, &mut wbuf);
+        }
+        // A torn frame's tail was counted when its head was written.
+        let messages = batch
+            .iter()
+            .filter(|o| !matches!(o, Outbound::Raw(_)))
+            .count();
+        drop(batch);
+        match transport::try_write_all(stream, &wbuf) {
+            Ok(n) if n == wbuf.len() => {
+                self.sent(messages, wbuf.len());
+                Ok(())
+            }
+            Ok(n) => {
+                let bytes = wbuf.len();
+                wbuf.drain(..n);
+                Err(Blocked::Rest(wbuf, messages, bytes))
+            }
+            Err(e) => Err(Blocked::Failed(e)),
+        }
+    }
+
+    /// A batch is out: one add per write call, not per message.
+    fn sent(&self, messages: usize, bytes: usize) {
+        self.ctl.written();
+        self.env.metrics.stats.sent(self.transport, messages, bytes);
+    }
+
+    /// Writes the rest of a batch the socket did not take at once (`batch`: the whole
+    /// batch's messages and bytes), waiting at most `timeout_ms`; `None` when the session
+    /// ended meanwhile.
     async fn wait_write<C: Connection>(
         &self,
         stream: &C,
-        rest: &[u8],
-        limit: Duration,
+        rest: Vec<u8>,
+        batch: (usize, usize),
     ) -> Option<std::io::Result<bool>> {
-        tokio::select! {
+        let limit = self.env.config.timeout();
+        let written = tokio::select! {
             biased;
             _ = self.ctl.signal(false) => None,
-            w = transport::write_all(stream, rest, limit) => Some(w),
+            w = transport::write_all(stream, &rest, limit) => Some(w),
+        };
+        if let Some(Ok(true)) = written {
+            // Counted whole, as when the socket takes a batch at once.
+            self.sent(batch.0, batch.1);
         }
+        written
     }
 
     /// Whatever was queued (unless the client is too slow to take it), then the reason,

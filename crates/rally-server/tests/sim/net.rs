@@ -52,15 +52,17 @@ impl SimConn {
 
 impl Connection for SimConn {
     fn readable(&self) -> impl Future<Output = io::Result<()>> + Send + '_ {
-        poll_fn(move |cx| {
-            let mut one = [0u8; 1];
-            let mut buf = ReadBuf::new(&mut one);
-            match self.lock().poll_peek(cx, &mut buf) {
-                Poll::Pending => Poll::Pending,
-                // Bytes, the end of the stream, or an error: `try_read` reports which.
-                Poll::Ready(_) => Poll::Ready(Ok(())),
-            }
-        })
+        poll_fn(move |cx| self.poll_read_ready(cx))
+    }
+
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut one = [0u8; 1];
+        let mut buf = ReadBuf::new(&mut one);
+        match self.lock().poll_peek(cx, &mut buf) {
+            Poll::Pending => Poll::Pending,
+            // Bytes, the end of the stream, or an error: `try_read` reports which.
+            Poll::Ready(_) => Poll::Ready(Ok(())),
+        }
     }
 
     fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
