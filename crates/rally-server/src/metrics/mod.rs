@@ -41,7 +41,43 @@ use stats::{transport_index, Flow, TRANSPORTS};
 
 pub(crate) use stats::{ErrorKind, Limit, Stats};
 pub use tasks::DbCallMetric;
-pub(crate) use tasks::{BusySampler, GaugeGuard, TaskGuard, TaskKind, TaskMeter};
+pub(crate) use tasks::{BusySampler, TaskGuard, TaskKind, TaskMeter};
+
+/// A session's task and connection, counted in one guard of 32 bytes (a [`TaskGuard`]
+/// and a gauge guard took 64, and this is held in every connection's state): the
+/// connection stops counting at [`SessionMeter::player_gone`] (or the drop), the task
+/// at the drop, which also records its duration.
+#[derive(Debug)]
+pub(crate) struct SessionMeter<'a> {
+    metrics: &'a Metrics,
+    started: std::time::Instant,
+    transport: Transport,
+    /// Whether the connection is still counted.
+    open: bool,
+}
+
+impl SessionMeter<'_> {
+    /// The player is gone (its socket may still linger): the connection stops counting.
+    pub(crate) fn player_gone(&mut self) {
+        if std::mem::take(&mut self.open) {
+            self.metrics.connections[transport_index(self.transport)].decrement(1.0);
+        }
+    }
+
+    /// How long the session has run, in whole milliseconds.
+    pub(crate) fn elapsed_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+impl Drop for SessionMeter<'_> {
+    fn drop(&mut self) {
+        self.player_gone();
+        let kind = TaskKind::Session as usize;
+        self.metrics.tasks_active[kind].decrement(1.0);
+        self.metrics.task_duration[kind].record(self.started.elapsed());
+    }
+}
 
 /// Buckets for durations that may be short or very long (tasks: a command to a session).
 const TASK_BUCKETS: &[f64] = &[
@@ -454,11 +490,16 @@ impl Metrics {
         }
     }
 
-    /// Counts an open connection until the guard is dropped.
-    pub(crate) fn connection(&self, transport: Transport) -> GaugeGuard {
-        let g = &self.connections[transport_index(transport)];
-        g.increment(1.0);
-        GaugeGuard(g.clone())
+    /// Counts a session task and its open connection (see [`SessionMeter`]).
+    pub(crate) fn session(&self, transport: Transport) -> SessionMeter<'_> {
+        self.tasks_active[TaskKind::Session as usize].increment(1.0);
+        self.connections[transport_index(transport)].increment(1.0);
+        SessionMeter {
+            metrics: self,
+            started: std::time::Instant::now(),
+            transport,
+            open: true,
+        }
     }
 
     /// Records how long a command took.

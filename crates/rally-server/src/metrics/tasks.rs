@@ -105,16 +105,6 @@ impl Drop for TaskGuard {
     }
 }
 
-/// Decrements a gauge when dropped (an open connection).
-#[derive(Debug)]
-pub(crate) struct GaugeGuard(pub(super) Gauge);
-
-impl Drop for GaugeGuard {
-    fn drop(&mut self) {
-        self.0.decrement(1.0);
-    }
-}
-
 /// Times calls of one database operation into `rally_db_call_duration_seconds`.
 ///
 /// The storage layer gets one per operation from

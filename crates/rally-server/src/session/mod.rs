@@ -47,7 +47,6 @@ use crate::command::{CommandError, Outcome};
 use crate::connection::Connection;
 use crate::error::ClientError;
 use crate::limits::{AddressSlot, MessageLimits};
-use crate::metrics::TaskKind;
 use crate::outbox::{Ending, Outbound, SessionCtl, SessionLink};
 use crate::room_handle::{Control, Membership, Watching};
 use crate::transport::{self, Decoder, Transport};
@@ -91,14 +90,17 @@ pub(crate) fn run<C: Connection>(
     permit: Admission,
 ) -> impl Future<Output = ()> + Send {
     async move {
-        let task = env.metrics.task(TaskKind::Session);
-        // Counted like the permit: until the player is gone, not while the socket lingers.
-        let connection = env.metrics.connection(transport);
-        let started = Instant::now();
+        // The connection is counted like the permit: until the player is gone, not while
+        // the socket lingers.
+        let mut meter = env.metrics.session(transport);
         let _ = stream.set_nodelay(true);
-        // The WebSocket upgrade and the hello share one bound from the accept.
+        let ctl = Arc::new(SessionCtl::new(env.config.queue_capacity as usize));
+        // The WebSocket upgrade and the hello share one bound from the accept. Set here,
+        // not kept in a local: whatever lives across the upgrade's await takes room in
+        // the session's state for good.
         let handshake = env.config.handshake_timeout();
-        let (mut reader, ctl) = {
+        ctl.set_deadline(env.sessions.millis(Instant::now() + handshake), false);
+        let mut reader = {
             // Scoped: the bytes that came with the upgrade move into the reader, and a
             // local outliving them would be kept in the session's state for good.
             let early = if transport == Transport::WebSocket {
@@ -108,31 +110,29 @@ pub(crate) fn run<C: Connection>(
                     r = Box::pin(transport::accept_websocket(&*stream, handshake)) => r,
                     _ = env.shutdown.cancelled() => None,
                 };
-                match accepted {
-                    Some(rest) => rest,
-                    None => {
-                        drop((permit, connection));
-                        if let Some(mut stream) = Arc::into_inner(stream) {
-                            Box::pin(linger_close(&mut stream)).await;
-                        }
-                        return;
+                let Some(rest) = accepted else {
+                    drop(permit);
+                    meter.player_gone();
+                    // Lingers in a task of its own: awaited here, what is live at this
+                    // point would be kept in every session's state.
+                    if let Some(mut stream) = Arc::into_inner(stream) {
+                        tokio::spawn(async move { linger_close(&mut stream).await });
                     }
-                }
+                    return;
+                };
+                rest
             } else {
                 Vec::new()
             };
-            let session_id = env.next_session_id();
-            let ctl = Arc::new(SessionCtl::new(env.config.queue_capacity as usize));
             let link = SessionLink {
-                session_id,
+                session_id: env.next_session_id(),
                 ctl: ctl.clone(),
             };
-            let reader = Reader {
+            Reader {
                 decoder: Decoder::new(transport, env.config.max_message_bytes as usize),
                 rbuf: early,
-                core: Core::new(env.clone(), link, peer, transport, started + handshake),
-            };
-            (reader, ctl)
+                core: Core::new(env.clone(), link, peer, transport),
+            }
         };
         // Shared with the outbox, so the room can write states to it
         // (`SessionLink::send_now`); the outbox lets go of it when it closes, at the
@@ -163,7 +163,8 @@ pub(crate) fn run<C: Connection>(
         // The player is gone: its slot is free for the next one, and it is no longer
         // listed (sessions(), /admin/players, rally_sessions), even while the socket
         // lingers.
-        drop((permit, connection));
+        drop(permit);
+        meter.player_gone();
         if reader.core.handshaken {
             env.directory.remove(session_id);
         }
@@ -185,7 +186,7 @@ pub(crate) fn run<C: Connection>(
         tracing::debug!(
             task_id = %format_args!("session-{session_id}"),
             async_model = "async_await",
-            duration_ms = task.elapsed_ms(),
+            duration_ms = meter.elapsed_ms(),
             session_id,
             transport = transport.name(),
             peer = %reader.core.peer,
@@ -271,14 +272,13 @@ struct Core {
 }
 
 impl Core {
-    /// A session not yet handshaken, whose `hello` is due by `deadline` (the sweep of
-    /// [`crate::outbox::LiveSessions`] ends it with `TIMEOUT` after that).
+    /// A session not yet handshaken (its `hello` deadline is already on `link.ctl`: the
+    /// sweep of [`crate::outbox::LiveSessions`] ends it with `TIMEOUT` after that).
     fn new(
         env: Arc<SessionEnv>,
         link: SessionLink,
         peer: SocketAddr,
         transport: Transport,
-        deadline: Instant,
     ) -> Self {
         Core {
             limits: MessageLimits::new(&env.config),
@@ -295,13 +295,6 @@ impl Core {
             running: false,
             messages: 0,
         }
-        .with_deadline(deadline)
-    }
-
-    fn with_deadline(self, deadline: Instant) -> Self {
-        let ms = self.env.sessions.millis(deadline);
-        self.link.ctl.set_deadline(ms, self.handshaken);
-        self
     }
 
     /// A complete message arrived: the next one is due `timeout_ms` from now.
