@@ -249,6 +249,11 @@ impl Bot {
         self.write(scratch)
     }
 
+    /// Whether bytes wait for the socket (it is then polled for writing).
+    pub(crate) fn owes(&self) -> bool {
+        !self.pending.is_empty() || (matches!(self.phase, Phase::Closing { .. }) && !self.shut)
+    }
+
     /// Starts the goodbye: `leave` if still in a room, the WebSocket close frame, then
     /// (once all is written) the FIN; the server's close is awaited until `until`.
     pub(crate) fn goodbye(&mut self, leave: bool, until: Instant, masks: &mut Masks) {

@@ -77,8 +77,8 @@ pub fn command() -> Command {
                 .long("group")
                 .value_name("N")
                 .default_value(DEFAULT_GROUP.to_string())
-                .value_parser(value_parser!(u32).range(1..=1024))
-                .help("Bots driven by one task, with one timer and one read buffer"),
+                .value_parser(value_parser!(u32).range(1..=i64::from(crate::group::MAX_GROUP)))
+                .help("Bots driven by one task, with one timer and one read buffer (at most 64)"),
         )
         .arg(
             Arg::new("room-kind")

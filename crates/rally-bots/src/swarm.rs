@@ -45,7 +45,7 @@ pub async fn run_with(cfg: BotsConfig, mut on_interval: impl FnMut(&Interval)) -
         }
     };
     let mut bots = JoinSet::new();
-    let size = cfg.group.max(1);
+    let size = cfg.group.clamp(1, group::MAX_GROUP);
     for (i, first) in (0..cfg.bots).step_by(size as usize).enumerate() {
         let ids = first..cfg.bots.min(first.saturating_add(size));
         let group = group::run(ids, cfg.clone(), stats.clone(), begin, deadline);
