@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use rally_bots::{BotsConfig, Report, Transport};
+use rally_bots::{BotsConfig, Report, SourceIps, Transport};
 use rally_server::Config;
 use rally_testkit::{eventually, local_config, NatsServer, TestServer};
 
@@ -50,6 +50,9 @@ async fn swarm(nodes: &[TestServer], transport: Transport) -> (Report, Vec<usize
     cfg.ramp_per_sec = 100;
     cfg.duration = Duration::from_secs(4);
     cfg.warmup = Duration::from_millis(500);
+    // From eight addresses, as `rally bots` does on its own: the nodes' per-address
+    // connection rate would refuse 48 bots (and their second connections) from one.
+    cfg.sources = Some(SourceIps::new([127, 0, 6, 1].into(), 8).expect("valid range"));
     let run = tokio::spawn(rally_bots::run(cfg));
     // Every bot is seated by 0.5 s plus the ramp (0.48 s); the run ends at 4 s.
     tokio::time::sleep(Duration::from_millis(2500)).await;
