@@ -263,7 +263,9 @@ impl Bot {
             // would hold the seat for the reconnection grace.
             let msg = ClientMessage::Leave { req: 1 };
             // A `leave` is a few bytes: always within the server's limit.
-            let _ = self.framer.message(&msg, usize::MAX, masks.next(), &mut out);
+            let _ = self
+                .framer
+                .message(&msg, usize::MAX, masks.next(), &mut out);
         }
         let code = close_code::NORMAL.to_be_bytes();
         self.framer

@@ -81,7 +81,13 @@ pub(crate) async fn run(
         .clone()
         .map(|id| {
             let start = begin + Duration::from_secs_f64(f64::from(id) / ramp);
-            Box::pin(entry::enter(id, cfg.clone(), stats.clone(), start, deadline)) as Entering
+            Box::pin(entry::enter(
+                id,
+                cfg.clone(),
+                stats.clone(),
+                start,
+                deadline,
+            )) as Entering
         })
         .collect();
     let ready = Arc::new(Ready::default());
@@ -278,7 +284,11 @@ impl Group {
         if self.closing {
             // Seated just as the run ended: out at once.
             self.tally.left += 1;
-            bot.goodbye(true, Instant::now() + self.cfg.close_timeout, &mut self.masks);
+            bot.goodbye(
+                true,
+                Instant::now() + self.cfg.close_timeout,
+                &mut self.masks,
+            );
         }
         if let Some(slot) = self.slots.get_mut(i) {
             if slot.replace(bot).is_none() {
