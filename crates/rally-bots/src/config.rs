@@ -32,8 +32,8 @@ pub struct BotsConfig {
     pub warmup: Duration,
     /// Bounds each bot's goodbye (leave, then close) at the end.
     pub close_timeout: Duration,
-    /// Threads the bots run on, each a single-threaded runtime (bots are dealt out
-    /// round-robin); 0 runs them on the caller's runtime. One thread keeps the bots to
+    /// Threads the bots run on, each a single-threaded runtime (groups of bots are dealt
+    /// out round-robin); 0 runs them on the caller's runtime. One thread keeps the bots to
     /// one core, leaving the other cores to the server under test.
     pub threads: usize,
     /// Bots driven by one task (with one timer and one read buffer); see
