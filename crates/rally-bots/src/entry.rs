@@ -57,7 +57,9 @@ pub(crate) async fn enter(
     start: Instant,
     deadline: Instant,
 ) -> Option<Entered> {
-    time::sleep_until(start).await;
+    // A bot whose turn would come after the end (a ramp longer than the run) does not
+    // keep its group waiting.
+    time::sleep_until(start.min(deadline)).await;
     if Instant::now() >= deadline {
         return None;
     }
