@@ -13,7 +13,7 @@ use clap::builder::PossibleValuesParser;
 use clap::{value_parser, Arg, ArgMatches, Command};
 
 use crate::config::{
-    BotsConfig, Entry, Transport, DEFAULT_BOTS, DEFAULT_DURATION_SECS, DEFAULT_RAMP,
+    BotsConfig, Entry, Transport, DEFAULT_BOTS, DEFAULT_DURATION_SECS, DEFAULT_GROUP, DEFAULT_RAMP,
     DEFAULT_ROOM_KIND, DEFAULT_SOURCE_BASE, DEFAULT_THREADS,
 };
 use crate::source::{is_loopback_target, SourceIps};
@@ -71,6 +71,14 @@ pub fn command() -> Command {
                 .help(
                     "Threads the bots run on, each a single-threaded runtime (0: the main runtime)",
                 ),
+        )
+        .arg(
+            Arg::new("group")
+                .long("group")
+                .value_name("N")
+                .default_value(DEFAULT_GROUP.to_string())
+                .value_parser(value_parser!(u32).range(1..=i64::from(crate::group::MAX_GROUP)))
+                .help("Bots driven by one task, with one timer and one read buffer (at most 64)"),
         )
         .arg(
             Arg::new("room-kind")
@@ -187,6 +195,7 @@ pub fn config(m: &ArgMatches) -> Result<BotsConfig, String> {
         None => Entry::Join,
     };
     cfg.threads = *m.get_one::<u32>("threads").expect("defaulted") as usize;
+    cfg.group = *m.get_one::<u32>("group").expect("defaulted");
     cfg.progress = true;
     let count = match *m.get_one::<Option<u32>>("source-ips").expect("defaulted") {
         Some(n) => n,
@@ -335,6 +344,7 @@ mod tests {
             (&["--addr", "h:1", "--duration=-3"][..], "--duration"),
             (&["--addr", "h:1", "--duration", "0"][..], "--duration"),
             (&["--addr", "h:1", "--ramp", "0"][..], "--ramp"),
+            (&["--addr", "h:1", "--group", "0"][..], "--group"),
             (&["--addr", "nope"][..], "--addr"),
             (&["--addr", "h:99999"][..], "--addr"),
             (&["--addr", "h:1", "--room-kind", ""][..], "--room-kind"),

@@ -32,10 +32,14 @@ pub struct BotsConfig {
     pub warmup: Duration,
     /// Bounds each bot's goodbye (leave, then close) at the end.
     pub close_timeout: Duration,
-    /// Threads the bots run on, each a single-threaded runtime (bots are dealt out
-    /// round-robin); 0 runs them on the caller's runtime. One thread keeps the bots to
+    /// Threads the bots run on, each a single-threaded runtime (groups of bots are dealt
+    /// out round-robin); 0 runs them on the caller's runtime. One thread keeps the bots to
     /// one core, leaving the other cores to the server under test.
     pub threads: usize,
+    /// Bots driven by one task (with one timer and one read buffer); see
+    /// [`crate::group`]. Bots are grouped by id, so with `join` a group's bots share
+    /// rooms, and a room tick's states wake the group once.
+    pub group: u32,
     /// Whether to draw a progress line on stderr once a second.
     pub progress: bool,
     /// The local addresses bots connect from, bot `i` from the `i`-th (round-robin);
@@ -75,6 +79,7 @@ impl BotsConfig {
             warmup: Duration::from_secs(2),
             close_timeout: Duration::from_secs(5),
             threads: DEFAULT_THREADS,
+            group: DEFAULT_GROUP,
             progress: false,
             sources: None,
             report_every: None,
@@ -88,6 +93,8 @@ pub(crate) const DEFAULT_BOTS: u32 = 100;
 pub(crate) const DEFAULT_DURATION_SECS: u64 = 20;
 /// Default of `--ramp`.
 pub(crate) const DEFAULT_RAMP: u32 = 500;
+/// Default of `--group`: two rooms of 16.
+pub(crate) const DEFAULT_GROUP: u32 = 32;
 /// Default of `--threads`.
 pub(crate) const DEFAULT_THREADS: usize = 1;
 /// Default of `--source-base`: a range of its own, apart from the one

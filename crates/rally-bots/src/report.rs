@@ -126,6 +126,8 @@ pub struct Report {
     pub join: Latency,
     /// Source addresses the bots connected from (0: the system's choice).
     pub source_ips: u32,
+    /// Cluster `redirect`s the bots followed to the node of their seat.
+    pub redirects: u64,
     /// Inputs sent.
     pub inputs_sent: u64,
     /// States received.
@@ -163,6 +165,7 @@ impl Report {
             "latency_ms": latency_json(&self.latency),
             "join_ms": latency_json(&self.join),
             "source_ips": self.source_ips,
+            "redirects": self.redirects,
             "inputs_sent": self.inputs_sent,
             "states_received": self.states_received,
             "inputs_per_sec": self.inputs_per_sec,
@@ -201,6 +204,9 @@ impl Report {
         row("connected", self.connected.to_string());
         if self.source_ips > 0 {
             row("source ips", self.source_ips.to_string());
+        }
+        if self.redirects > 0 {
+            row("redirects", self.redirects.to_string());
         }
         row("errors", self.errors.to_string());
         for (kind, n) in &self.errors_by_kind {

@@ -1,9 +1,11 @@
 //! What every bot reports while the run goes on: counters (atomics), errors by kind
 //! (rare, behind a lock) and latencies in a few sharded HDR histograms.
 //!
-//! Thousands of bots share a handful of histogram shards (bot id modulo the shard
+//! Thousands of bots share a handful of histogram shards (group modulo the shard
 //! count): one histogram per bot would cost far too much memory, one global lock would
-//! be contended. Locks are held for one `record`, never across an `.await`.
+//! be contended. A group counts into its own [`Tally`] while it handles a wake-up and
+//! adds it here once at the end ([`Stats::flush`]): one lock and a few atomic additions
+//! per wake-up, not per message. Locks are never held across an `.await`.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,6 +28,8 @@ pub(crate) struct Stats {
     pub(crate) active: AtomicU64,
     pub(crate) inputs_sent: AtomicU64,
     pub(crate) states_received: AtomicU64,
+    /// Cluster `redirect`s followed (docs/protocol.md section 11b).
+    pub(crate) redirects: AtomicU64,
     errors: Mutex<BTreeMap<String, u64>>,
     shards: Vec<Mutex<Shard>>,
     /// Join times (connect to `joined`), once per bot: one lock is enough.
@@ -52,6 +56,7 @@ impl Stats {
             active: AtomicU64::new(0),
             inputs_sent: AtomicU64::new(0),
             states_received: AtomicU64::new(0),
+            redirects: AtomicU64::new(0),
             errors: Mutex::new(BTreeMap::new()),
             shards: (0..SHARDS)
                 .map(|_| {
@@ -103,14 +108,38 @@ impl Stats {
             .clone()
     }
 
-    /// Records one latency of bot `bot`.
-    pub(crate) fn record(&self, bot: u32, latency: Duration) {
-        let us = micros(latency);
-        let mut shard = self.shards[bot as usize % SHARDS]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        shard.total.saturating_record(us);
-        shard.window.saturating_record(us);
+    /// Records one latency, into shard `key`'s histograms.
+    #[cfg(test)]
+    pub(crate) fn record(&self, key: u32, latency: Duration) {
+        let mut tally = Tally::default();
+        tally.latency(latency);
+        self.flush(key, &mut tally);
+    }
+
+    /// Adds what a group counted (`key`: its shard) and empties the tally.
+    pub(crate) fn flush(&self, key: u32, tally: &mut Tally) {
+        if !tally.latencies.is_empty() {
+            let mut shard = self.shards[key as usize % SHARDS]
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            for &us in &tally.latencies {
+                shard.total.saturating_record(us);
+                shard.window.saturating_record(us);
+            }
+            tally.latencies.clear();
+        }
+        for (counter, n) in [
+            (&self.inputs_sent, &mut tally.inputs),
+            (&self.states_received, &mut tally.states),
+        ] {
+            if *n > 0 {
+                Stats::add(counter, std::mem::take(n));
+            }
+        }
+        if tally.left > 0 {
+            self.active
+                .fetch_sub(std::mem::take(&mut tally.left), Ordering::Relaxed);
+        }
     }
 
     /// The latencies recorded since the last call (the windows are reset), and all of
@@ -134,6 +163,23 @@ impl Stats {
 
     pub(crate) fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// What a group counts while it handles one wake-up, added to the [`Stats`] at its end.
+#[derive(Debug, Default)]
+pub(crate) struct Tally {
+    pub(crate) inputs: u64,
+    pub(crate) states: u64,
+    /// Bots that stopped playing (out of `active`).
+    pub(crate) left: u64,
+    /// Latencies in microseconds; the buffer is kept from one wake-up to the next.
+    latencies: Vec<u64>,
+}
+
+impl Tally {
+    pub(crate) fn latency(&mut self, d: Duration) {
+        self.latencies.push(micros(d));
     }
 }
 

@@ -1,6 +1,6 @@
-//! [`run`]: starts the bots at the ramp rate on their own runtime thread(s), samples
-//! progress once a second, stops every bot at the end of the duration and builds the
-//! [`Report`].
+//! [`run`]: starts the bots, in groups ([`crate::group`]) that each enter their bots at
+//! the ramp rate, on their own runtime thread(s); samples progress once a second, lets
+//! every group say goodbye at the end of the duration and builds the [`Report`].
 
 use std::io::Write as _;
 use std::sync::Arc;
@@ -12,8 +12,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 use tokio::time::{self, Instant, MissedTickBehavior};
 
-use crate::bot;
 use crate::config::BotsConfig;
+use crate::group;
 use crate::report::{Interval, Latency, Report, Second};
 use crate::stats::Stats;
 
@@ -36,7 +36,6 @@ pub async fn run_with(cfg: BotsConfig, mut on_interval: impl FnMut(&Interval)) -
     let stats = Arc::new(Stats::new());
     let begin = Instant::now();
     let deadline = begin + cfg.duration;
-    let ramp = f64::from(cfg.ramp_per_sec.max(1));
     let lanes = match Lanes::start(cfg.threads) {
         Ok(lanes) => lanes,
         Err(e) => {
@@ -46,12 +45,13 @@ pub async fn run_with(cfg: BotsConfig, mut on_interval: impl FnMut(&Interval)) -
         }
     };
     let mut bots = JoinSet::new();
-    for id in 0..cfg.bots {
-        let start = begin + Duration::from_secs_f64(f64::from(id) / ramp);
-        let bot = bot::run(id, cfg.clone(), stats.clone(), start, deadline);
-        match lanes.pick(id) {
-            Some(lane) => bots.spawn_on(bot, lane),
-            None => bots.spawn(bot),
+    let size = cfg.group.clamp(1, group::MAX_GROUP);
+    for (i, first) in (0..cfg.bots).step_by(size as usize).enumerate() {
+        let ids = first..cfg.bots.min(first.saturating_add(size));
+        let group = group::run(ids, cfg.clone(), stats.clone(), begin, deadline);
+        match lanes.pick(i as u32) {
+            Some(lane) => bots.spawn_on(group, lane),
+            None => bots.spawn(group),
         };
     }
 
@@ -97,7 +97,7 @@ pub async fn run_with(cfg: BotsConfig, mut on_interval: impl FnMut(&Interval)) -
     .await
     .is_err()
     {
-        stats.error(format!("stop:timeout ({} bots)", bots.len()));
+        stats.error(format!("stop:timeout ({} groups)", bots.len()));
         bots.shutdown().await;
     }
     lanes.stop().await;
@@ -117,6 +117,7 @@ pub async fn run_with(cfg: BotsConfig, mut on_interval: impl FnMut(&Interval)) -
         latency: Latency::of(&total),
         join: Latency::of(&stats.joins()),
         source_ips: cfg.sources.map_or(0, |s| s.count()),
+        redirects: Stats::load(&stats.redirects),
         inputs_sent: inputs,
         states_received: states,
         inputs_per_sec: inputs as f64 / secs,
@@ -125,7 +126,7 @@ pub async fn run_with(cfg: BotsConfig, mut on_interval: impl FnMut(&Interval)) -
     }
 }
 
-/// The threads the bots run on, each a single-threaded runtime of its own: a bot's
+/// The threads the bots run on, each a single-threaded runtime of its own: a group's
 /// wake-ups, reads and writes then never cross threads (no work stealing, no cross-core
 /// hand-offs), which on a small box is most of a runtime's cost per message. Empty: the
 /// bots run on the caller's runtime.
@@ -169,10 +170,10 @@ impl Lanes {
         Ok(Lanes { lanes })
     }
 
-    /// The runtime bot `id` runs on, or `None` for the caller's.
-    fn pick(&self, id: u32) -> Option<&Handle> {
+    /// The runtime group `i` runs on, or `None` for the caller's.
+    fn pick(&self, i: u32) -> Option<&Handle> {
         let n = self.lanes.len();
-        (n > 0).then(|| &self.lanes[id as usize % n].handle)
+        (n > 0).then(|| &self.lanes[i as usize % n].handle)
     }
 
     /// Stops every thread and waits for it (the bots are done by then).

@@ -78,7 +78,7 @@ use crate::error::Error;
 use crate::events::{ChatLine, SpectatorState, State};
 use crate::retry::{jitter_unit, RetryPolicy};
 use crate::said::{follow_room, said, Said};
-use crate::shared::Reply;
+use crate::shared::{Redirect, Reply};
 use crate::wire::{decode, peek_state, Framing, Inbound, Span, Unit};
 
 /// Bounds [`Connection::close`]: the `leave`, the goodbye, the wait for the server's close.
@@ -222,6 +222,31 @@ pub struct Session {
     pub display_name: String,
 }
 
+/// What [`Connection::join_or_redirect`] got.
+#[derive(Debug)]
+pub enum Seat {
+    /// A seat on this node: the room's states follow.
+    Here(Room),
+    /// In a cluster, a seat reserved on another node: connect there
+    /// ([`Connection::connect_at`]) and claim it ([`Connection::claim_seat`]).
+    Elsewhere(Redirect),
+}
+
+/// A connection taken apart ([`Connection::into_parts`]), for a caller that drives the
+/// socket itself from here on (`rally bots` polls many sockets from one task).
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Parts {
+    /// The socket, past the handshake (and the WebSocket upgrade).
+    pub stream: TcpStream,
+    /// Bytes received and not decoded yet: the start of what the server sent next.
+    /// Their deframing starts afresh (a server never fragments, `docs/protocol.md`
+    /// section 2, so no message is cut off).
+    pub unread: Vec<u8>,
+    /// Bytes encoded and not yet written: write them before anything else.
+    pub unwritten: Vec<u8>,
+}
+
 /// What one buffered unit turned out to be, as owned values and places in the read
 /// buffer, so the connection can act on it before anything is lent out.
 pub(crate) enum Next {
@@ -305,6 +330,35 @@ impl Connection {
         self.stream.local_addr()
     }
 
+    /// Opens a session on `addr`, an address outside `config.addrs` (a cluster
+    /// [`Redirect`]'s), logged in with `session_token` when given (the token of an
+    /// earlier [`Connection::login`]), with the retry policy.
+    pub async fn connect_at(
+        config: &Config,
+        addr: &str,
+        session_token: Option<&str>,
+    ) -> Result<Connection, Error> {
+        config.check().map_err(Error::Config)?;
+        let tokens = Tokens {
+            resume: None,
+            session: session_token,
+        };
+        let (conn, welcome) = connect::open_at(config, addr, tokens).await?;
+        Ok(Connection::new(conn, welcome, config))
+    }
+
+    /// The socket and the bytes still buffered either way; the connection's own state
+    /// (room, request ids) ends here.
+    pub fn into_parts(self) -> Parts {
+        let mut unwritten = self.out;
+        unwritten.drain(..self.written);
+        Parts {
+            stream: self.stream,
+            unread: self.inbound.into_unread(),
+            unwritten,
+        }
+    }
+
     /// The session's `welcome`: its id and the limits to respect.
     pub fn welcome(&self) -> &Welcome {
         &self.welcome
@@ -349,6 +403,31 @@ impl Connection {
     /// `SERVER_SHUTDOWN`.
     pub async fn join(&mut self, kind: &str) -> Result<Room, Error> {
         self.ask(ask::join(kind)).await
+    }
+
+    /// [`Connection::join`], except that in a cluster a `redirect` is returned
+    /// ([`Seat::Elsewhere`]) for the caller to follow, as [`Client::join`](crate::Client::join)
+    /// does itself.
+    pub async fn join_or_redirect(&mut self, kind: &str) -> Result<Seat, Error> {
+        Ok(match self.ask(ask::join_or_redirect(kind)).await? {
+            ask::Seated::Here(room) => Seat::Here(room),
+            ask::Seated::Elsewhere(to) => Seat::Elsewhere(to),
+        })
+    }
+
+    /// Takes the seat a [`Redirect`]'s `ticket` reserved on this node (`claim_seat`,
+    /// revision 4). One attempt, bounded by `request_timeout`: a ticket works once, so a
+    /// retry could only be refused (`TICKET_USED`); join again instead.
+    pub async fn claim_seat(&mut self, ticket: &str) -> Result<Room, Error> {
+        let claim = ask::claim_seat(ticket);
+        self.check()?;
+        let since = self.next_req;
+        let req = self.next_req();
+        self.push(&claim.message(req))?;
+        let reply = tokio::time::timeout(self.request_timeout, self.reply(since))
+            .await
+            .unwrap_or(Err(Error::Timeout("waiting for a reply")))?;
+        claim.answer(reply)
     }
 
     /// [`Client::create`](crate::Client::create) on this connection, requested like

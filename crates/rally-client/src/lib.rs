@@ -35,7 +35,8 @@
 //! In a cluster (`docs/cluster.md`), a `join` the server answers with a redirect is
 //! followed inside [`Client::join`]: the client moves its connection to the node holding
 //! the seat and claims it with the ticket (`docs/protocol.md` section 11b); the low-level
-//! [`Connection`] does not follow redirects.
+//! [`Connection`] hands the redirect to its caller instead ([`Connection::join_or_redirect`],
+//! [`Connection::connect_at`], [`Connection::claim_seat`]).
 //!
 //! One client is one tokio task (driving a [`Connection`], below), one shared state and
 //! two small buffers: about 4 KB of memory per client playing in an arena room (measured
@@ -90,8 +91,9 @@ mod wire;
 
 pub use client::{Client, Room, RoomInfo, RoomPage, Spectating, Welcome};
 pub use config::{Config, Transport};
-pub use connection::{Connection, Message, Session, StateRef};
+pub use connection::{Connection, Message, Parts, Seat, Session, StateRef};
 pub use error::Error;
 pub use events::{ChatLine, Event, Events, SpectatorState, State};
 pub use rally_protocol::{ErrorCode, Redacted};
 pub use retry::{retry, RetryPolicy};
+pub use shared::Redirect;

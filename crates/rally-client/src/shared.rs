@@ -65,13 +65,16 @@ pub(crate) enum Reply {
     Spectating(crate::client::Spectating),
 }
 
-/// A cluster `redirect`: where the seat is, and the ticket that claims it.
+/// A cluster `redirect` (`docs/protocol.md` section 11b): where the seat is, and the
+/// ticket that claims it there ([`Connection::claim_seat`](crate::Connection::claim_seat)).
 #[derive(Debug, Clone)]
-pub(crate) struct Redirect {
-    pub(crate) tcp: String,
-    pub(crate) ws: String,
+pub struct Redirect {
+    /// The node's raw TCP address, `host:port`.
+    pub tcp: String,
+    /// The node's WebSocket address, `host:port` (path `/ws`).
+    pub ws: String,
     /// The seat ticket: a secret, claimed once.
-    pub(crate) ticket: rally_protocol::Redacted<String>,
+    pub ticket: rally_protocol::Redacted<String>,
 }
 
 /// A move to another node the handle asked of the connection task, and where the task

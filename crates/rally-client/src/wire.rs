@@ -224,6 +224,12 @@ impl Inbound {
         Ok(Some(unit))
     }
 
+    /// The bytes received and not decoded yet (the unit handed out last is decoded).
+    pub(crate) fn into_unread(mut self) -> Vec<u8> {
+        self.buf.advance(self.lent);
+        self.buf.to_vec()
+    }
+
     /// Drops everything received, decoded or not.
     pub(crate) fn discard(&mut self) {
         self.buf.clear();

@@ -124,6 +124,59 @@ async fn play(transport: Transport) {
     assert!(server.shutdown().await.drained);
 }
 
+/// A caller that drives the socket itself (`rally bots`): the seat taken through
+/// `join_or_redirect` (here, on a single node, never a redirect), then the bare socket
+/// carries the session on: a ping written to it is answered on it.
+#[tokio::test]
+async fn a_connection_taken_apart_goes_on_on_its_socket() {
+    let server = TestServer::start(server_config()).await;
+    for transport in BOTH {
+        let mut conn = connect(&server, transport).await;
+        match conn.join_or_redirect(arena::KIND).await.expect("join") {
+            rally_client::Seat::Here(room) => assert_eq!(room.kind, arena::KIND),
+            rally_client::Seat::Elsewhere(to) => panic!("a single node redirected to {to:?}"),
+        }
+        // A ticket means nothing to a single node: refused, and never retried.
+        assert!(conn.claim_seat("not-a-ticket").await.is_err());
+        let parts = conn.into_parts();
+        let mut stream = parts.stream;
+        let mut out = parts.unwritten;
+        rally_protocol::framing::ClientFramer(transport)
+            .message(
+                &rally_protocol::ClientMessage::Ping { nonce: 77 },
+                usize::MAX,
+                [1, 2, 3, 4],
+                &mut out,
+            )
+            .expect("a ping fits");
+        stream.write_all(&out).await.expect("write");
+        let mut deframer = rally_protocol::framing::Deframer::client(transport, 1 << 20);
+        let mut buf = parts.unread;
+        let pong = tokio::time::timeout(LIMIT, async {
+            loop {
+                let mut pos = 0;
+                while let Some((used, incoming)) = deframer.decode(&mut buf[pos..]).expect("frames")
+                {
+                    pos += used;
+                    if let rally_protocol::framing::Incoming::Message(body) = incoming {
+                        if let Ok(ServerMessage::Pong { nonce }) = ServerMessage::decode(body) {
+                            return nonce;
+                        }
+                    }
+                }
+                buf.drain(..pos);
+                let mut chunk = [0u8; 4096];
+                let n = stream.read(&mut chunk).await.expect("read");
+                assert!(n > 0, "the server closed");
+                buf.extend_from_slice(&chunk[..n]);
+            }
+        })
+        .await
+        .expect("a pong in time");
+        assert_eq!(pong, 77);
+    }
+}
+
 #[tokio::test]
 async fn tcp_connect_join_inputs_states_close() {
     play(Transport::Tcp).await;
