@@ -8,13 +8,14 @@ use serde_json::{Map, Value};
 /// The top-level keys of `benchmarks.json` that hold one scenario's figures, grouped:
 /// a group is kept from the earlier run only when this run left all of it out (Rally's
 /// rows at Colyseus's counts belong to the Colyseus step).
-const SCENARIOS: [&[&str]; 6] = [
+const SCENARIOS: [&[&str]; 7] = [
     &["arena"],
     &["search"],
     &["idle"],
     &["reqresp"],
     &["colyseus", "rally_at_colyseus_counts"],
     &["abuse"],
+    &["cluster"],
 ];
 
 /// A section of a markdown report: its heading line (without `## `) and its text up to
