@@ -226,6 +226,26 @@ mod tests {
     }
 
     #[test]
+    fn a_cluster_only_run_adds_its_section_and_keeps_every_other() {
+        let new = "# Rally benchmarks\n\np\n\n## Targets\n\nt\n\n## Cluster: 3 nodes over NATS on this machine\n\nnew cluster\n";
+        let (md, kept) = markdown(OLD, new);
+        assert!(md.contains("old arena") && md.contains("old search") && md.contains("soak text"));
+        assert!(md.contains("## Cluster: 3 nodes over NATS on this machine\n\nnew cluster\n"));
+        assert_eq!(kept.len(), 4, "{kept:?}");
+        // A second cluster run replaces the first's section in place.
+        let again = new.replace("new cluster", "newer cluster");
+        let (md2, _) = markdown(&md, &again);
+        assert!(md2.contains("newer cluster") && !md2.contains("new cluster\n"));
+        assert_eq!(md2.matches("## Cluster").count(), 1);
+        let merged = json(
+            &json!({"arena": [1], "cluster": {"nodes": 3}, "targets": []}),
+            json!({"arena": [], "cluster": null, "targets": []}),
+        );
+        assert_eq!(merged["cluster"], json!({"nodes": 3}));
+        assert_eq!(merged["arena"], json!([1]));
+    }
+
+    #[test]
     fn a_first_run_is_written_whole() {
         let new = "# R\n\np\n\n## Targets\n\nt\n";
         assert_eq!(markdown("", new), (new.to_owned(), Vec::new()));
