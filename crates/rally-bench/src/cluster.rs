@@ -127,6 +127,8 @@ pub struct ClusterResult {
     pub players: Vec<PlayersRun>,
     /// Why the scenario stopped early, if it did.
     pub failure: Option<String>,
+    /// `/proc/loadavg` when the scenario started: how busy the shared machine was.
+    pub loadavg: String,
 }
 
 /// The value at quantile `q` of `xs` (nearest rank), or NaN when empty.
@@ -145,6 +147,9 @@ pub async fn run(opts: &Options, plan: &Plan) -> ClusterResult {
     let mut result = ClusterResult {
         nats_version: nats_version(&plan.nats_server),
         nodes: plan.nodes,
+        loadavg: std::fs::read_to_string("/proc/loadavg")
+            .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+            .unwrap_or_default(),
         ..ClusterResult::default()
     };
     eprintln!(
@@ -514,8 +519,9 @@ pub fn markdown(out: &mut String, r: &ClusterResult, p99_bound_ms: f64) {
          (player data is not exercised here), `auth_required=false` as above; the nodes and nats-server share the \
          server CPU, the load processes the load CPU, when pinned. Single node vs cluster is not the point on one \
          machine (three nodes share the same core); what is measured is what a redirect costs at join, and that \
-         players spread over three nodes play within the bound (`docs/cluster.md`).\n",
-        r.nodes, r.nats_version
+         players spread over three nodes play within the bound (`docs/cluster.md`). Load average of the machine \
+         when the scenario started (1, 5, 15 min): {}.\n",
+        r.nodes, r.nats_version, r.loadavg
     );
     if let Some(why) = &r.failure {
         let _ = writeln!(out, "The scenario failed: {why}\n");
@@ -628,6 +634,7 @@ pub fn markdown(out: &mut String, r: &ClusterResult, p99_bound_ms: f64) {
 pub fn json(r: &ClusterResult) -> Value {
     json!({
         "nats_version": r.nats_version,
+        "loadavg": r.loadavg,
         "nodes": r.nodes,
         "failure": r.failure,
         "joins": r.joins.as_ref().map(|j| json!({
