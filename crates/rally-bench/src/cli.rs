@@ -134,7 +134,7 @@ pub fn command() -> Command {
                 .value_name("N,N,...")
                 .value_delimiter(',')
                 .value_parser(value_parser!(u32).range(3..=10_000))
-                .help("Player counts of the cluster scenario, spread over its nodes [default: 1500,3000; 96 with --quick]"),
+                .help("Player counts of the cluster scenario, spread over its nodes [default: 600,1200; 96 with --quick]"),
         )
         .arg(
             Arg::new("cluster-joins")
@@ -358,7 +358,7 @@ pub async fn run(m: &ArgMatches) -> anyhow::Result<ExitCode> {
             players: match m.get_many::<u32>("cluster-players") {
                 Some(counts) => counts.copied().collect(),
                 None if quick => vec![96],
-                None => vec![1500, 3000],
+                None => vec![600, 1200],
             },
         })
     } else {
