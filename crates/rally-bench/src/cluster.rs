@@ -510,8 +510,9 @@ fn f(x: f64, digits: usize) -> String {
     }
 }
 
-/// The markdown section.
-pub fn markdown(out: &mut String, r: &ClusterResult, p99_bound_ms: f64) {
+/// The markdown section. `run` names the run it came from (command, date, commit): the
+/// section is kept verbatim by later runs that do not measure it, so it says so itself.
+pub fn markdown(out: &mut String, r: &ClusterResult, p99_bound_ms: f64, run: &str) {
     let _ = writeln!(
         out,
         "\n## Cluster: {} nodes over NATS on this machine\n\n\
@@ -520,7 +521,7 @@ pub fn markdown(out: &mut String, r: &ClusterResult, p99_bound_ms: f64) {
          server CPU, the load processes the load CPU, when pinned. Single node vs cluster is not the point on one \
          machine (three nodes share the same core); what is measured is what a redirect costs at join, and that \
          players spread over three nodes play within the bound (`docs/cluster.md`). Load average of the machine \
-         when the scenario started (1, 5, 15 min): {}.\n",
+         when the scenario started (1, 5, 15 min): {}.\n\n{run}\n",
         r.nodes, r.nats_version, r.loadavg
     );
     if let Some(why) = &r.failure {

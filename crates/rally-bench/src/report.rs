@@ -549,7 +549,11 @@ impl Results {
             abuse::markdown(&mut out, size, rows);
         }
         if let Some(c) = &self.cluster {
-            crate::cluster::markdown(&mut out, c, self.p99_bound_ms);
+            let run = format!(
+                "- **Run:** `{}`, {} UTC, commit {}, pinned as the placement above says.",
+                self.command, self.date, self.commit
+            );
+            crate::cluster::markdown(&mut out, c, self.p99_bound_ms, &run);
         }
         out
     }
