@@ -571,9 +571,9 @@ pub fn markdown(out: &mut String, r: &ClusterResult, p99_bound_ms: f64, run: &st
              was sent to (\"seated\" is the node's `rally_players` at the end of the window). Latency is per load \
              process (the players sent to that node); CPU is each node's over the window. A run passes when every \
              player joined, no error was counted and every node's p99 <= {p99_bound_ms} ms. The full SDK client costs \
-             more CPU per player than `rally bots` (a driver task and an event queue per client), so on this two-CPU \
-             box the load processes on their one CPU, not the nodes, set how many players fit: compare the nodes' CPU \
-             with the load processes' below.\n",
+             more CPU per player than `rally bots` (a driver task and an event queue per client), and the three load \
+             processes share one CPU: the counts stay below the single-node arena's, and at higher ones the load \
+             processes' own latency shows first (compare the nodes' CPU with the load processes' below).\n",
             r.nodes
         );
         out.push_str("| players | node | sent to it | joined | errors | seated at the end | server CPU (cores) | RSS (MiB) | p50 (ms) | p99 (ms) |\n|---|---|---|---|---|---|---|---|---|---|\n");
