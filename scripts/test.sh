@@ -84,6 +84,10 @@ fi
 trap - EXIT
 rm -rf "$DATA"
 
+echo "== Python client in a cluster: redirects over a real nats-server and two rally serve"
+# Skipped with a marked line without RALLY_NATS_SERVER; fails under RALLY_REQUIRE_NATS=1.
+RALLY_BIN="$PWD/target/debug/rally" python3 clients/python/cluster_test.py
+
 echo "== TypeScript SDK and pages: type check, committed bundle, Node tests, Chromium e2e"
 # Needs Node 20+ and npm (npm ci installs the pinned packages of package-lock.json into
 # clients/typescript/node_modules), and Chromium from Debian's packages (driven by
@@ -114,6 +118,9 @@ else
     node scripts/bundle.mjs --check
     export RALLY_BIN="$PWD/../../target/debug/rally"
     node --test test/sdk.test.mjs
+    # Redirects in a two-node cluster: skipped with a marked line without
+    # RALLY_NATS_SERVER, a failure under RALLY_REQUIRE_NATS=1.
+    node --test test/cluster.test.mjs
   )
   if command -v chromium >/dev/null 2>&1; then
     (cd clients/typescript && RALLY_BIN="$PWD/../../target/debug/rally" node --test test/e2e.test.mjs)

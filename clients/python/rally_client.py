@@ -4,6 +4,11 @@ Transports: raw TCP (u32 big-endian length-prefixed frames) and WebSocket
 (binary messages on ws://HOST:PORT/ws; the WebSocket client is implemented
 here with the standard library). Bodies are MessagePack arrays.
 
+In a cluster (revision 4, section 11b) a join may be answered by `redirect`:
+the joins follow it by themselves (a new connection of the same transport to
+the node named, `hello` with the session token, `claim_seat` with the ticket)
+and return that room, so the caller never sees the redirect.
+
 Everything is blocking with bounded timeouts; no threads.
 """
 
@@ -30,14 +35,17 @@ HELLO, JOIN, LEAVE, INPUT, CHAT, PING = 1, 2, 3, 4, 5, 6
 LOGIN, GET_DATA, PUT_DATA, DELETE_DATA, GET_PROFILE, SET_NAME = 7, 8, 9, 10, 11, 12
 # Revision 2: rooms and matchmaking (section 5c)
 CREATE, JOIN_OR_CREATE, JOIN_BY_ID, JOIN_BY_CODE, LIST_ROOMS, QUEUE, LEAVE_QUEUE = range(13, 20)
+# Revision 4: clusters (section 11b)
+CLAIM_SEAT = 23
 # Server message types (section 6)
 WELCOME, JOINED, LEFT, STATE, CHAT_LINE, PONG, OK, ERROR, ROOM_CLOSED, SHUTDOWN = range(64, 74)
 SESSION, DATA, WRITTEN, PROFILE, ROOMS = 74, 75, 76, 77, 78
+REDIRECT = 84
 
 MESSAGE_NAMES = {
     64: "welcome", 65: "joined", 66: "left", 67: "state", 68: "chat", 69: "pong",
     70: "ok", 71: "error", 72: "room_closed", 73: "shutdown", 74: "session", 75: "data",
-    76: "written", 77: "profile", 78: "rooms",
+    76: "written", 77: "profile", 78: "rooms", 84: "redirect",
 }
 
 # Error codes (section 9)
@@ -51,6 +59,9 @@ ERROR_CODES = {
     31: "CONFLICT", 32: "FORBIDDEN", 33: "NOT_FOUND", 34: "UNAVAILABLE", 35: "UNAUTHORIZED",
     36: "NO_SUCH_ROOM", 37: "ROOM_LOCKED", 38: "BAD_OPTIONS", 39: "JOIN_REFUSED",
     40: "MATCH_TIMEOUT", 41: "NOT_IN_QUEUE", 42: "ALREADY_QUEUED", 43: "QUEUE_FULL",
+    46: "NO_SUCH_MATCH", 47: "SPECTATORS_FULL", 48: "NOT_SPECTATING",
+    50: "TICKET_INVALID", 51: "TICKET_EXPIRED", 52: "TICKET_USED", 53: "TICKET_WRONG_NODE",
+    54: "CLUSTER_UNAVAILABLE",
 }
 ERROR_NUMBERS = {v: k for k, v in ERROR_CODES.items()}
 FATAL_CODES = {1, 2, 3, 10, 11, 12, 14, 15}
@@ -401,10 +412,40 @@ def unpack(body: bytes) -> list:
     return msg
 
 
+def open_transport(kind: str, host: str, port: int, timeout: float = DEFAULT_TIMEOUT):
+    """A new connection of transport `kind` ("tcp" or "ws") to host:port."""
+    if kind == "ws":
+        return WsTransport(host, port, timeout=timeout)
+    return TcpTransport(host, port, timeout)
+
+
+# SPEC section 2: at most 3 attempts, 100 ms then 200 ms (plus jitter); only timeouts and
+# connection resets are retried.
+RETRY_ATTEMPTS = 3
+RETRY_BASE_S = 0.1
+
+
+def with_retry(attempt):
+    """Runs `attempt()` with the SPEC section 2 retry policy."""
+    for n in range(1, RETRY_ATTEMPTS + 1):
+        try:
+            return attempt()
+        except (TimeoutError, ConnectionResetError):
+            if n == RETRY_ATTEMPTS:
+                raise
+            time.sleep(RETRY_BASE_S * 2 ** (n - 1) * (1 + 0.25 * random.random()))
+
+
 class RallyClient:
-    def __init__(self, transport, timeout: float = DEFAULT_TIMEOUT):
+    def __init__(self, transport, timeout: float = DEFAULT_TIMEOUT, connector=None):
         self.t = transport
         self.timeout = timeout
+        # Opens the connection to another node when a join is redirected there:
+        # `connector(kind, host, port, timeout)` -> transport. Replaceable (a test delays it).
+        self.connector = connector or open_transport
+        # The node that holds our seat after a redirect (None: the one we connected to).
+        self.node: str | None = None
+        self.client_name = "rally-py"
         self.backlog: collections.deque[list] = collections.deque()
         self.welcome: dict | None = None
         self.fatal_error: list | None = None
@@ -482,12 +523,14 @@ class RallyClient:
             if keep_others:
                 self.backlog.append(m)
 
-    def request(self, msg: list, success_type: int, timeout: float | None = None) -> list:
-        """Send a request (msg[1] is its req) and wait for its reply; raise RallyError on `error`."""
+    def request(self, msg: list, success_type: int | tuple[int, ...], timeout: float | None = None) -> list:
+        """Send a request (msg[1] is its req) and wait for its reply, of `success_type` (or
+        one of a tuple of types); raise RallyError on `error`."""
         req = msg[1]
+        types = success_type if isinstance(success_type, tuple) else (success_type,)
         self.send(msg)
         reply = self.wait_for(
-            lambda m: (m[0] == success_type and len(m) > 1 and m[1] == req)
+            lambda m: (m[0] in types and len(m) > 1 and m[1] == req)
             or (m[0] == ERROR and len(m) > 3 and m[3] == req),
             timeout)
         if reply[0] == ERROR:
@@ -499,6 +542,7 @@ class RallyClient:
               token: str | None = None, resume_token: str | None = None) -> dict:
         """Handshake. With a session `token`, `welcome["account_id"]` says whether it was
         accepted (0: not; an `error` UNAUTHORIZED with req 0 follows, section 5a)."""
+        self.client_name = name
         msg = [HELLO, version, name]
         if resume_token is not None or token is not None:
             msg.append(resume_token)  # nil: no resume
@@ -515,6 +559,8 @@ class RallyClient:
              "resume_token", "reconnect_grace_ms", "account_id"], m[1:10]))
         self.welcome.setdefault("account_id", 0)
         self.account_id = self.welcome["account_id"]
+        if token is not None and self.account_id:
+            self.token = token  # accepted: kept for following a redirect
         return self.welcome
 
     def login(self, provider: str, credential: str, req: int | None = None, timeout: float | None = None) -> dict:
@@ -569,33 +615,72 @@ class RallyClient:
         self.room_code, self.team = room["code"], room["team"]
         return room
 
+    def _join(self, msg: list, timeout: float | None) -> dict:
+        """Sends one of the joins; its `joined`, or the room a `redirect` leads to."""
+        m = self.request(msg, (JOINED, REDIRECT), timeout)
+        if m[0] == REDIRECT:
+            return self.follow_redirect(m, timeout)
+        return self._seated(m)
+
     def join(self, kind: str, req: int | None = None, timeout: float | None = None) -> tuple[int, int]:
+        """`join` (join-or-create by kind); in a cluster the seat may be on another node,
+        and the client moves there (`follow_redirect`). Returns (room_id, player_id)."""
+        room = self._join([JOIN, req or self.new_req(), kind], timeout)
+        return room["room_id"], room["player_id"]
+
+    def follow_redirect(self, m: list, timeout: float | None = None) -> dict:
+        """Takes the seat a `redirect` `[84, req, node, tcp, ws, ticket, room_id]` reserved
+        (section 11b): opens a connection of the same transport to the node's address
+        (SPEC section 2 retries), says `hello` with the session token when logged in,
+        closes the old connection (it holds no seat) and sends `claim_seat`. Returns the
+        room as the joins do. A refused ticket raises RallyError (TICKET_INVALID,
+        TICKET_EXPIRED, TICKET_USED, TICKET_WRONG_NODE); the client then stays connected
+        to the new node, seatless, and may `join` again. The claim is never retried: a
+        ticket works once."""
+        if len(m) < 7 or not all(isinstance(x, str) for x in m[2:6]):
+            raise ProtocolViolation(f"malformed redirect: {m!r}")
+        node, tcp, ws, ticket = m[2:6]
+        try:
+            host, port = parse_addr(ws if self.t.name == "ws" else tcp)
+        except ValueError as e:
+            raise ProtocolViolation(f"redirect to a bad address: {m!r}") from e
+        new = with_retry(lambda: self.connector(self.t.name, host, port, self.timeout))
+        old, self.t = self.t, new
+        old.close()
+        # Nothing read from the old node matters here: it held no seat for us.
+        self.backlog.clear()
+        self.fatal_error = None
+        self.room_id = self.player_id = None
+        self.hello(name=self.client_name, token=self.token)
+        self.node = node
+        return self.claim_seat(ticket, timeout=timeout)
+
+    def claim_seat(self, ticket: str, req: int | None = None, timeout: float | None = None) -> dict:
+        """`claim_seat` (revision 4): takes the seat a redirect's ticket holds on this node."""
         req = req or self.new_req()
-        m = self.request([JOIN, req, kind], JOINED, timeout)
-        self._seated(m)
-        return m[2], m[3]
+        return self._seated(self.request([CLAIM_SEAT, req, ticket], JOINED, timeout))
 
     def create(self, kind: str, options: dict | None = None, private: bool = False,
                req: int | None = None, timeout: float | None = None) -> dict:
         """`create`: a new room of `kind` with `options` (a map the game reads), the
         sender seated in it. A private room is reached only by id or code."""
         req = req or self.new_req()
-        return self._seated(self.request([CREATE, req, kind, options or {}, private], JOINED, timeout))
+        return self._join([CREATE, req, kind, options or {}, private], timeout)
 
     def join_or_create(self, kind: str, options: dict | None = None, req: int | None = None,
                        timeout: float | None = None) -> dict:
         """`join_or_create`: an open public room whose options match on the kind's filter
         keys, else a new one."""
         req = req or self.new_req()
-        return self._seated(self.request([JOIN_OR_CREATE, req, kind, options or {}], JOINED, timeout))
+        return self._join([JOIN_OR_CREATE, req, kind, options or {}], timeout)
 
     def join_by_id(self, room_id: int, req: int | None = None, timeout: float | None = None) -> dict:
         req = req or self.new_req()
-        return self._seated(self.request([JOIN_BY_ID, req, room_id], JOINED, timeout))
+        return self._join([JOIN_BY_ID, req, room_id], timeout)
 
     def join_by_code(self, code: str, req: int | None = None, timeout: float | None = None) -> dict:
         req = req or self.new_req()
-        return self._seated(self.request([JOIN_BY_CODE, req, code], JOINED, timeout))
+        return self._join([JOIN_BY_CODE, req, code], timeout)
 
     def list_rooms(self, kind: str, filter: dict | None = None, offset: int = 0, limit: int = 50,
                    req: int | None = None, timeout: float | None = None) -> dict:
@@ -671,15 +756,15 @@ class RallyClient:
             self.t.close()
 
 
-def connect_tcp(host: str, port: int, timeout: float = DEFAULT_TIMEOUT) -> RallyClient:
-    return RallyClient(TcpTransport(host, port, timeout), timeout)
+def connect_tcp(host: str, port: int, timeout: float = DEFAULT_TIMEOUT, connector=None) -> RallyClient:
+    return RallyClient(TcpTransport(host, port, timeout), timeout, connector)
 
 
 def connect_ws(host: str, port: int, path: str = "/ws", timeout: float = DEFAULT_TIMEOUT,
-               subprotocol: str | None = "rally.v1") -> RallyClient:
-    return RallyClient(WsTransport(host, port, path, timeout, subprotocol), timeout)
+               subprotocol: str | None = "rally.v1", connector=None) -> RallyClient:
+    return RallyClient(WsTransport(host, port, path, timeout, subprotocol), timeout, connector)
 
 
 def parse_addr(s: str) -> tuple[str, int]:
     host, _, port = s.rpartition(":")
-    return host, int(port)
+    return host.strip("[]"), int(port)

@@ -3,7 +3,9 @@
  * abilities of the Rust SDK (`crates/rally-client`): log in, join a room kind, send
  * inputs, chat, player data and profiles, request timeouts, and after a dropped
  * connection a reconnect that takes the seat back with the resume token (SPEC section 2
- * retry policy; protocol section 11a).
+ * retry policy; protocol section 11a). In a cluster (protocol section 11b) the joins
+ * follow a `redirect` by themselves: a new WebSocket to the node holding the seat,
+ * logged in with the session token, where `claim_seat` takes it.
  *
  * It runs in browsers (the global `WebSocket`) and in Node 20 (pass a `WebSocket`
  * class, e.g. the `ws` package's, as `options.WebSocket`).
@@ -291,6 +293,8 @@ export class RallyClient {
   private readonly opts: ClientOptions;
   private readonly WS: WebSocketCtor;
   private ws: WebSocketLike | null = null;
+  /** Where the next connection goes: `options.url`, or the node a redirect moved to. */
+  private url: string;
   private listeners = new Map<keyof ClientEvents, Set<Listener<never>>>();
   private pending = new Map<number, Pending>();
   private inFlight = 0;
@@ -316,6 +320,7 @@ export class RallyClient {
     const ws = opts.WebSocket ?? (globalThis as { WebSocket?: WebSocketCtor }).WebSocket;
     if (!ws) throw new Error("no WebSocket: pass options.WebSocket (e.g. the ws package)");
     this.WS = ws;
+    this.url = opts.url;
     this.sessionToken = opts.sessionToken;
   }
 
@@ -329,6 +334,14 @@ export class RallyClient {
   /** The last `welcome`. */
   get welcome(): Welcome {
     return this._welcome;
+  }
+
+  /**
+   * The WebSocket URL this client is connected (or reconnecting) to: `options.url`, or
+   * after a cluster redirect the node holding the seat.
+   */
+  get serverUrl(): string {
+    return this.url;
   }
 
   /** The room this client sits in, or null. */
@@ -407,10 +420,13 @@ export class RallyClient {
     return session;
   }
 
-  /** Joins a room of `kind` (join-or-create). */
+  /**
+   * Joins a room of `kind` (join-or-create). In a cluster the seat may be on another
+   * node: the client then moves there (see `serverUrl`) and resolves with that room; a
+   * seat ticket the node refuses rejects with its code (`TICKET_EXPIRED`, ...).
+   */
   async join(kind: string): Promise<Room> {
-    const m = await this.request(C.JOIN, [kind]);
-    return this.sit(m);
+    return this.seat(C.JOIN, [kind]);
   }
 
   /**
@@ -418,26 +434,22 @@ export class RallyClient {
    * listings and join-or-create (reach it by `room.code` or `room.roomId`).
    */
   async create(kind: string, options: RoomOptions = {}, isPrivate = false): Promise<Room> {
-    const m = await this.request(C.CREATE, [kind, options, isPrivate]);
-    return this.sit(m);
+    return this.seat(C.CREATE, [kind, options, isPrivate]);
   }
 
   /** Joins an open public room of `kind` whose options match on the kind's filter keys, else creates one. */
   async joinOrCreate(kind: string, options: RoomOptions = {}): Promise<Room> {
-    const m = await this.request(C.JOIN_OR_CREATE, [kind, options]);
-    return this.sit(m);
+    return this.seat(C.JOIN_OR_CREATE, [kind, options]);
   }
 
   /** Joins the room with this id (a private room too). */
   async joinById(roomId: number): Promise<Room> {
-    const m = await this.request(C.JOIN_BY_ID, [roomId]);
-    return this.sit(m);
+    return this.seat(C.JOIN_BY_ID, [roomId]);
   }
 
   /** Joins the room with this share code (a private room too). */
   async joinByCode(code: string): Promise<Room> {
-    const m = await this.request(C.JOIN_BY_CODE, [code]);
-    return this.sit(m);
+    return this.seat(C.JOIN_BY_CODE, [code]);
   }
 
   /** A page of the open public rooms of `kind` whose options match `filter`. */
@@ -690,6 +702,57 @@ export class RallyClient {
     this.pump();
   }
 
+  /** Sends one of the joins; resolves with its room, following a `redirect` (section 11b). */
+  private async seat(type: number, fields: unknown[]): Promise<Room> {
+    const m = await this.request(type, fields);
+    if (m[0] !== S.REDIRECT) return this.sit(m);
+    return this.follow(m);
+  }
+
+  /**
+   * Takes the seat of a `redirect` `[84, req, node, tcp, ws, ticket, room_id]`: opens a
+   * WebSocket to the node's `ws` address (same scheme as `options.url`; SPEC retries),
+   * says `hello` with the session token, closes the first connection (it holds no seat)
+   * and sends `claim_seat`, once: a ticket works once, so a retry could only be refused.
+   */
+  private async follow(m: unknown[]): Promise<Room> {
+    const addr = m[4];
+    const ticket = m[5];
+    if (typeof addr !== "string" || typeof ticket !== "string" || addr === "") {
+      throw new RallyError(ErrorCode.BAD_MESSAGE, "malformed redirect");
+    }
+    const scheme = new URL(this.opts.url).protocol === "wss:" ? "wss:" : "ws:";
+    const old = this.ws;
+    const back = this.url;
+    this.url = `${scheme}//${addr}/ws`;
+    try {
+      await this.withRetry(() => this.open(false));
+    } catch (e) {
+      // The first connection is still open: stay there.
+      this.url = back;
+      throw e;
+    }
+    // Replies to requests sent on the first connection will not come on this one.
+    this.abandonSent(new RallyError(0, "the connection moved to another node"));
+    try {
+      old?.close(1000);
+    } catch {
+      // Already closed.
+    }
+    return this.sit(await this.request(C.CLAIM_SEAT, [ticket]));
+  }
+
+  private abandonSent(err: RallyError): void {
+    for (const [req, p] of this.pending) {
+      if (p.body !== null) continue;
+      this.pending.delete(req);
+      clearTimeout(p.timer);
+      p.reject(err);
+    }
+    this.inFlight = 0;
+    this.pump();
+  }
+
   private sit(m: unknown[]): Room {
     const room: Room = {
       roomId: num(m[2]),
@@ -741,10 +804,10 @@ export class RallyClient {
         this.opts.timeoutMs ?? PRE_WELCOME_TIMEOUT_MS,
       );
       try {
-        ws = new this.WS(this.opts.url, [SUBPROTOCOL]);
+        ws = new this.WS(this.url, [SUBPROTOCOL]);
       } catch (e) {
         clearTimeout(timer);
-        return reject(new RallyError(0, `cannot open ${this.opts.url}: ${String(e)}`));
+        return reject(new RallyError(0, `cannot open ${this.url}: ${String(e)}`));
       }
       ws.binaryType = "arraybuffer";
       ws.onopen = () => {
@@ -854,6 +917,7 @@ export class RallyClient {
         }
         this.reply(num(m[1]), m);
         return;
+      case S.REDIRECT:
       case S.ROOMS:
       case S.OK:
       case S.SESSION:
@@ -956,7 +1020,15 @@ export class RallyClient {
     this.reconnecting = true;
     this.emit("disconnected", err);
     const hadRoom = this._room !== null;
-    this.withRetry(() => this.open(hadRoom))
+    const reopen = () => this.withRetry(() => this.open(hadRoom));
+    reopen()
+      .catch((e: RallyError) => {
+        if (this.url === this.opts.url || this.closedForGood) throw e;
+        // The node a redirect moved to is gone: back to the configured address, where
+        // the seat is unknown (`resumeFailed` follows) and the game joins again.
+        this.url = this.opts.url;
+        return reopen();
+      })
       .catch((e: RallyError) => {
         this.reconnecting = false;
         this.finish({ byClient: false, error: e });

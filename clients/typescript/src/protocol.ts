@@ -34,6 +34,8 @@ export const C = {
   SPECTATE: 20,
   SPECTATE_RECORDING: 21,
   STOP_SPECTATING: 22,
+  // Revision 4: clusters (section 11b).
+  CLAIM_SEAT: 23,
 } as const;
 
 /** Server message types (section 6). */
@@ -55,6 +57,7 @@ export const S = {
   ROOMS: 78,
   SPECTATING: 82,
   SPECTATOR_STATE: 83,
+  REDIRECT: 84,
 } as const;
 
 /** Error codes (section 9). A code not listed here is a generic error. */
@@ -95,6 +98,12 @@ export const ErrorCode = {
   NO_SUCH_MATCH: 46,
   SPECTATORS_FULL: 47,
   NOT_SPECTATING: 48,
+  // Revision 4: a redirect's seat ticket refused by `claim_seat` (section 11b).
+  TICKET_INVALID: 50,
+  TICKET_EXPIRED: 51,
+  TICKET_USED: 52,
+  TICKET_WRONG_NODE: 53,
+  CLUSTER_UNAVAILABLE: 54,
 } as const;
 
 /** The name of an error code, or `"UNKNOWN"`. */

@@ -28,10 +28,10 @@ export function freePort() {
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /**
- * Starts `rally serve` with its own SQLite file and admin token; resolves once
- * `/readyz` answers 200 (within 20 s). `extra` are more flags.
+ * Starts `rally serve` with its own SQLite file (or `databaseUrl`) and admin token;
+ * resolves once `/readyz` answers 200 (within 20 s). `extra` are more flags.
  */
-export async function startServer(extra = []) {
+export async function startServer(extra = [], { databaseUrl } = {}) {
   const dir = mkdtempSync(join(tmpdir(), "rally-ts-"));
   const [tcp, http, admin] = [await freePort(), await freePort(), await freePort()];
   const args = [
@@ -39,7 +39,7 @@ export async function startServer(extra = []) {
     "--tcp", `127.0.0.1:${tcp}`,
     "--http", `127.0.0.1:${http}`,
     "--admin", `127.0.0.1:${admin}`,
-    "--database-url", `sqlite://${join(dir, "rally.db")}`,
+    "--database-url", databaseUrl ?? `sqlite://${join(dir, "rally.db")}`,
     "--admin-token", ADMIN_TOKEN,
     "--shutdown-grace-ms", "1000",
     "--log-level", "warn",
@@ -67,6 +67,14 @@ export async function startServer(extra = []) {
     http,
     admin,
     wsUrl: `ws://127.0.0.1:${http}/ws`,
+    /** SIGKILL: the process dies as in a power cut (no shutdown message). */
+    async kill() {
+      if (!exited) {
+        const done = new Promise((r) => child.once("exit", r));
+        child.kill("SIGKILL");
+        await done;
+      }
+    },
     async stop() {
       if (!exited) {
         const done = new Promise((r) => child.once("exit", r));
@@ -135,6 +143,47 @@ export async function startProxy(targetPort) {
     close() {
       this.cut();
       return new Promise((r) => server.close(r));
+    },
+  };
+}
+
+/**
+ * A nats-server with JetStream of the test's own, on a free port, from
+ * `RALLY_NATS_SERVER` (`eval "$(scripts/nats.sh)"` sets it); null when that is not set.
+ */
+export async function startNats() {
+  const bin = process.env.RALLY_NATS_SERVER;
+  if (!bin) return null;
+  const dir = mkdtempSync(join(tmpdir(), "rally-ts-nats-"));
+  const port = await freePort();
+  const child = spawn(bin, ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", dir], {
+    stdio: "ignore",
+  });
+  let exited = false;
+  child.once("exit", () => (exited = true));
+  await until(
+    () =>
+      exited ||
+      new Promise((r) => {
+        const s = net.connect(port, "127.0.0.1");
+        s.once("connect", () => (s.destroy(), r(true)));
+        s.once("error", () => r(false));
+      }),
+    20_000,
+    "nats-server to accept connections",
+  );
+  if (exited) throw new Error(`nats-server exited early (${bin})`);
+  return {
+    url: `nats://127.0.0.1:${port}`,
+    async stop() {
+      if (!exited) {
+        const done = new Promise((r) => child.once("exit", r));
+        child.kill("SIGTERM");
+        const t = setTimeout(() => child.kill("SIGKILL"), 5000);
+        await done;
+        clearTimeout(t);
+      }
+      rmSync(dir, { recursive: true, force: true });
     },
   };
 }

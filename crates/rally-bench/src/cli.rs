@@ -19,6 +19,8 @@ use crate::workers::{self, Target};
 
 /// Where the Colyseus peer's script is, relative to the repository's root.
 const COLYSEUS_SCRIPT: &str = "../shared/peers/colyseus/run.sh";
+/// The script that installs the pinned nats-server, relative to the repository's root.
+const NATS_SCRIPT: &str = "scripts/nats.sh";
 
 /// The `bench` subcommand.
 pub fn command() -> Command {
@@ -113,6 +115,41 @@ pub fn command() -> Command {
                 .action(ArgAction::SetTrue)
                 .help("Skip the reference designs, tasks and poll (their arena runs and their search)"),
         )
+        .arg(
+            Arg::new("cluster")
+                .long("cluster")
+                .action(ArgAction::SetTrue)
+                .help("Also run the cluster scenario: nats-server and three rally serve nodes, join latency local vs redirected, players spread over the nodes (off by default: it needs nats-server)"),
+        )
+        .arg(
+            Arg::new("cluster-only")
+                .long("cluster-only")
+                .action(ArgAction::SetTrue)
+                .conflicts_with_all(["abuse-only", "abuse"])
+                .help("Run the cluster scenario and nothing else; the report's other sections are kept"),
+        )
+        .arg(
+            Arg::new("cluster-players")
+                .long("cluster-players")
+                .value_name("N,N,...")
+                .value_delimiter(',')
+                .value_parser(value_parser!(u32).range(3..=10_000))
+                .help("Player counts of the cluster scenario, spread over its nodes [default: 600,1200; 96 with --quick]"),
+        )
+        .arg(
+            Arg::new("cluster-joins")
+                .long("cluster-joins")
+                .value_name("N")
+                .value_parser(value_parser!(u32).range(0..=10_000))
+                .help("Joins timed of each kind, local and redirected [default: 200; 20 with --quick]"),
+        )
+        .arg(
+            Arg::new("nats-server")
+                .long("nats-server")
+                .value_name("PATH")
+                .value_parser(value_parser!(PathBuf))
+                .help(format!("The nats-server binary of the cluster scenario [default: $RALLY_NATS_SERVER, else what `{NATS_SCRIPT} bin` installs]")),
+        )
 }
 
 /// The hidden `bench-worker` subcommand: the processes `rally bench` starts.
@@ -182,6 +219,35 @@ pub fn worker_command() -> Command {
                 .arg(sources()),
         )
         .subcommand(
+            Command::new("sdk-players")
+                .about("Arena players on the Rust SDK, which follows cluster redirects")
+                .arg(addr("addr"))
+                .arg(
+                    Arg::new("transport")
+                        .long("transport")
+                        .default_value("tcp")
+                        .value_parser(["tcp", "ws"]),
+                )
+                .arg(count("players", "players"))
+                .arg(count("ramp", "players started a second"))
+                .arg(count("secs", "seconds from the first start to the end"))
+                .arg(count("warmup-ms", "milliseconds after a player's join before its latencies count"))
+                .arg(
+                    Arg::new("source-base")
+                        .long("source-base")
+                        .value_name("IPV4")
+                        .value_parser(value_parser!(std::net::Ipv4Addr))
+                        .help("Connect from consecutive addresses from this one (enough for the players and the ramp); default: the system's choice"),
+                )
+                .arg(
+                    Arg::new("json")
+                        .long("json")
+                        .value_name("FILE")
+                        .required(true)
+                        .value_parser(value_parser!(PathBuf)),
+                ),
+        )
+        .subcommand(
             Command::new("idle")
                 .about("Open connections past Rally's handshake and hold them idle")
                 .arg(addr("addr"))
@@ -237,6 +303,23 @@ pub async fn run_worker(m: &ArgMatches) -> anyhow::Result<ExitCode> {
             )
             .await?;
         }
+        Some(("sdk-players", m)) => {
+            let transport = match m.get_one::<String>("transport").map(String::as_str) {
+                Some("ws") => rally_protocol::Transport::WebSocket,
+                _ => rally_protocol::Transport::Tcp,
+            };
+            let json = m.get_one::<PathBuf>("json").context("--json is required")?;
+            let load = crate::sdk_players::Load {
+                addr: addr(m, "addr")?,
+                transport,
+                players: num(m, "players") as usize,
+                ramp: u32::try_from(num(m, "ramp")).unwrap_or(u32::MAX),
+                duration: Duration::from_secs(num(m, "secs")),
+                warmup: Duration::from_millis(num(m, "warmup-ms")),
+                source_base: m.get_one::<std::net::Ipv4Addr>("source-base").copied(),
+            };
+            crate::sdk_players::run(&load, json).await?;
+        }
         Some(("idle", m)) => {
             workers::idle(
                 addr(m, "addr")?,
@@ -263,9 +346,28 @@ pub async fn run(m: &ArgMatches) -> anyhow::Result<ExitCode> {
     let scratch = std::env::temp_dir().join(format!("rally-bench-{}", std::process::id()));
     std::fs::create_dir_all(&scratch)?;
     let only_abuse = m.get_flag("abuse-only");
+    let only_cluster = m.get_flag("cluster-only");
+    let cluster = if only_cluster || m.get_flag("cluster") {
+        Some(crate::cluster::Plan {
+            nats_server: nats_server(m)?,
+            nodes: 3,
+            joins: m
+                .get_one::<u32>("cluster-joins")
+                .copied()
+                .unwrap_or(if quick { 20 } else { 200 }),
+            players: match m.get_many::<u32>("cluster-players") {
+                Some(counts) => counts.copied().collect(),
+                None if quick => vec![96],
+                None => vec![600, 1200],
+            },
+        })
+    } else {
+        None
+    };
     // A quick run skips Colyseus unless its script is named (a smoke test of that step).
     let colyseus = if m.get_flag("no-colyseus")
         || only_abuse
+        || only_cluster
         || (quick && m.get_one::<PathBuf>("colyseus").is_none())
     {
         None
@@ -339,17 +441,13 @@ pub async fn run(m: &ArgMatches) -> anyhow::Result<ExitCode> {
             .get_many::<String>("server-arg")
             .map(|v| v.cloned().collect())
             .unwrap_or_default(),
-        abuse: (only_abuse || m.get_flag("abuse") || !(quick || m.get_flag("no-abuse"))).then(
-            || {
-                if quick {
-                    Abuse::quick()
-                } else {
-                    Abuse::full()
-                }
-            },
-        ),
+        cluster,
+        abuse: (only_abuse
+            || m.get_flag("abuse")
+            || !(quick || only_cluster || m.get_flag("no-abuse")))
+        .then(|| if quick { Abuse::quick() } else { Abuse::full() }),
     };
-    let opts = if only_abuse {
+    let opts = if only_abuse || only_cluster {
         Options {
             players: Vec::new(),
             search: None,
@@ -407,6 +505,10 @@ pub async fn run(m: &ArgMatches) -> anyhow::Result<ExitCode> {
         Some(a) => crate::abuse::suite::run(&opts, a).await,
         None => Vec::new(),
     };
+    let cluster = match &opts.cluster {
+        Some(plan) => Some(crate::cluster::run(&opts, plan).await),
+        None => None,
+    };
 
     let mut results = Results {
         command: command_line(),
@@ -422,6 +524,7 @@ pub async fn run(m: &ArgMatches) -> anyhow::Result<ExitCode> {
         colyseus: colyseus_rows,
         rally_at_colyseus,
         abuse: opts.abuse.clone().map(|a| (a, abuse)),
+        cluster,
         earlier_targets: Vec::new(),
         kept_note: None,
     };
@@ -456,6 +559,30 @@ fn write_report(results: &mut Results, out_dir: &std::path::Path) -> anyhow::Res
         .with_context(|| format!("writing {}", json.display()))?;
     eprintln!("bench: wrote {} and {}", md.display(), json.display());
     Ok(())
+}
+
+/// The cluster scenario's nats-server: `--nats-server`, `$RALLY_NATS_SERVER`, or the
+/// pinned one `scripts/nats.sh bin` installs (run from the repository's root).
+fn nats_server(m: &ArgMatches) -> anyhow::Result<PathBuf> {
+    if let Some(p) = m.get_one::<PathBuf>("nats-server") {
+        return Ok(p.clone());
+    }
+    if let Some(p) = std::env::var_os("RALLY_NATS_SERVER").filter(|p| !p.is_empty()) {
+        return Ok(PathBuf::from(p));
+    }
+    let out = std::process::Command::new("bash")
+        .args([NATS_SCRIPT, "bin"])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .with_context(|| format!("running {NATS_SCRIPT} bin (run rally bench from the repository's root, or pass --nats-server)"))?;
+    let path = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    if !out.status.success() || path.is_empty() {
+        anyhow::bail!(
+            "{NATS_SCRIPT} bin failed ({}): pass --nats-server",
+            out.status
+        );
+    }
+    Ok(PathBuf::from(path))
 }
 
 /// How this run was started, as a reader would type it.

@@ -12,6 +12,8 @@
 //!   generators, all run through the hidden `rally bench-worker` subcommand.
 //! - [`abuse`]: abusive clients (the hidden `rally abuse` subcommand) and the abuse
 //!   scenario: honest players' latency and join time under flood, slowloris and garbage.
+//! - [`cluster`]: three nodes over NATS: join latency local vs redirected, players
+//!   spread over the nodes; [`sdk_players`]: its load, arena players on the Rust SDK.
 //! - [`report`]: the markdown and JSON; [`merge`]: a partial run updates only its own
 //!   sections of them; [`procfs`]: `/proc`; [`child`]: processes.
 #![warn(missing_docs, unreachable_pub)]
@@ -20,9 +22,11 @@
 pub mod abuse;
 pub mod child;
 pub mod cli;
+pub mod cluster;
 pub mod designs;
 pub mod merge;
 pub mod procfs;
 pub mod report;
+pub mod sdk_players;
 pub mod suite;
 pub mod workers;

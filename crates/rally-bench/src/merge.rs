@@ -8,13 +8,14 @@ use serde_json::{Map, Value};
 /// The top-level keys of `benchmarks.json` that hold one scenario's figures, grouped:
 /// a group is kept from the earlier run only when this run left all of it out (Rally's
 /// rows at Colyseus's counts belong to the Colyseus step).
-const SCENARIOS: [&[&str]; 6] = [
+const SCENARIOS: [&[&str]; 7] = [
     &["arena"],
     &["search"],
     &["idle"],
     &["reqresp"],
     &["colyseus", "rally_at_colyseus_counts"],
     &["abuse"],
+    &["cluster"],
 ];
 
 /// A section of a markdown report: its heading line (without `## `) and its text up to
@@ -222,6 +223,26 @@ mod tests {
         assert!(md.contains("## Abuse\n\nnew abuse\n\n## Soak"), "{md}");
         assert!(!md.contains("old hardening"));
         assert!(md.contains("old arena") && md.contains("old search"));
+    }
+
+    #[test]
+    fn a_cluster_only_run_adds_its_section_and_keeps_every_other() {
+        let new = "# Rally benchmarks\n\np\n\n## Targets\n\nt\n\n## Cluster: 3 nodes over NATS on this machine\n\nnew cluster\n";
+        let (md, kept) = markdown(OLD, new);
+        assert!(md.contains("old arena") && md.contains("old search") && md.contains("soak text"));
+        assert!(md.contains("## Cluster: 3 nodes over NATS on this machine\n\nnew cluster\n"));
+        assert_eq!(kept.len(), 4, "{kept:?}");
+        // A second cluster run replaces the first's section in place.
+        let again = new.replace("new cluster", "newer cluster");
+        let (md2, _) = markdown(&md, &again);
+        assert!(md2.contains("newer cluster") && !md2.contains("new cluster\n"));
+        assert_eq!(md2.matches("## Cluster").count(), 1);
+        let merged = json(
+            &json!({"arena": [1], "cluster": {"nodes": 3}, "targets": []}),
+            json!({"arena": [], "cluster": null, "targets": []}),
+        );
+        assert_eq!(merged["cluster"], json!({"nodes": 3}));
+        assert_eq!(merged["arena"], json!([1]));
     }
 
     #[test]

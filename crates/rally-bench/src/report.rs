@@ -38,6 +38,8 @@ pub struct Results {
     pub rally_at_colyseus: Vec<ArenaRow>,
     /// The abuse scenario, if it ran: its size and its cases.
     pub abuse: Option<(Abuse, Vec<AbuseRow>)>,
+    /// The cluster scenario, if it ran.
+    pub cluster: Option<crate::cluster::ClusterResult>,
     /// Targets an earlier run measured and this one did not (from the previous
     /// `benchmarks.json`, see [`crate::merge`]): listed after this run's, marked as such.
     pub earlier_targets: Vec<Value>,
@@ -355,6 +357,9 @@ impl Results {
                 }
             }
         }
+        if let Some(c) = &self.cluster {
+            cluster_targets(&mut t, c, bound);
+        }
         t
     }
 
@@ -543,6 +548,13 @@ impl Results {
         if let Some((size, rows)) = &self.abuse {
             abuse::markdown(&mut out, size, rows);
         }
+        if let Some(c) = &self.cluster {
+            let run = format!(
+                "- **Run:** `{}`, {} UTC, commit {}, pinned as the placement above says.",
+                self.command, self.date, self.commit
+            );
+            crate::cluster::markdown(&mut out, c, self.p99_bound_ms, &run);
+        }
         out
     }
 
@@ -580,8 +592,49 @@ impl Results {
             "colyseus": self.colyseus.iter().map(row_json).collect::<Vec<_>>(),
             "rally_at_colyseus_counts": self.rally_at_colyseus.iter().map(row_json).collect::<Vec<_>>(),
             "abuse": self.abuse.as_ref().map(|(_, rows)| abuse::json(rows)),
+            "cluster": self.cluster.as_ref().map(crate::cluster::json),
             "targets": self.targets().iter().map(|t| json!({"target": t.what, "measured": t.measured, "met": t.met})).collect::<Vec<_>>(),
         })
+    }
+}
+
+/// The cluster scenario's targets: play within the bound on every node; the redirect's
+/// cost, measured (no bound is set for it).
+fn cluster_targets(t: &mut Vec<Target>, c: &crate::cluster::ClusterResult, bound: f64) {
+    use crate::cluster::quantile;
+    for run in &c.players {
+        let joined: u64 = run.nodes.iter().map(|n| n.joined).sum();
+        let errors: u64 = run.nodes.iter().map(|n| n.errors).sum();
+        let worst = run.nodes.iter().map(|n| n.p99_ms).fold(0.0, f64::max);
+        t.push(Target {
+            what: format!(
+                "cluster, {} players spread over {} nodes: every player joined, zero errors, p99 <= {bound} ms on every node",
+                run.players, c.nodes
+            ),
+            measured: match &run.failure {
+                Some(_) => "run failed".to_owned(),
+                None => format!(
+                    "joined {joined} of {}, errors {errors}, worst node p99 {} ms",
+                    run.players,
+                    f(worst, 1)
+                ),
+            },
+            met: Some(run.passes(bound)),
+        });
+    }
+    if let Some(j) = &c.joins {
+        t.push(Target {
+            what: "cluster, the redirect's cost at join: redirected vs local join time (measured, no bound)".into(),
+            measured: format!(
+                "p50 {} vs {} ms, p99 {} vs {} ms ({} joins each)",
+                f(quantile(&j.redirected_ms, 0.5), 2),
+                f(quantile(&j.local_ms, 0.5), 2),
+                f(quantile(&j.redirected_ms, 0.99), 2),
+                f(quantile(&j.local_ms, 0.99), 2),
+                j.local_ms.len()
+            ),
+            met: None,
+        });
     }
 }
 

@@ -61,6 +61,8 @@ pub struct Options {
     pub server_args: Vec<String>,
     /// The abuse scenario, if it runs.
     pub abuse: Option<crate::abuse::suite::Abuse>,
+    /// The cluster scenario, if it runs.
+    pub cluster: Option<crate::cluster::Plan>,
 }
 
 /// The highest-count search.

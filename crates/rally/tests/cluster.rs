@@ -2,8 +2,12 @@
 //! killed with SIGKILL under play. Its players (Rust SDK bots, which connected to node a
 //! alone and were redirected) reconnect to the address they know, find their seat gone
 //! (`RESUME_FAILED`), join again and are placed on the survivors; the directory forgets
-//! the dead node within its TTL. Skipped with a marked line without a nats-server
-//! (`eval "$(scripts/nats.sh)"`).
+//! the dead node within its TTL. With the test PostgreSQL (`eval "$(scripts/postgres.sh)"`)
+//! the three nodes share it, as a real cluster does, and logged-in players stream
+//! `put_data` writes to the node that is killed: every write it acknowledged before the
+//! kill reads back afterwards through a survivor. Without PostgreSQL each node has its own
+//! SQLite and that check is skipped with a marked line. Skipped as a whole with a marked
+//! line without a nats-server (`eval "$(scripts/nats.sh)"`).
 
 mod common;
 
@@ -11,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{serve, Served};
+use common::{serve, Player, Served};
 use futures_util::StreamExt;
 use rally_client::{Client, Event};
 use rally_testkit::{NatsServer, TestDb};
@@ -20,6 +24,9 @@ use tokio::sync::watch;
 
 /// Membership TTL of the test's nodes.
 const TTL_MS: u64 = 1500;
+
+/// Players whose data connections write to the node that is killed.
+const WRITERS: usize = 12;
 
 /// The value of an unlabelled metric on `admin`'s `/metrics`.
 async fn metric(admin: &str, name: &str) -> Option<f64> {
@@ -35,11 +42,11 @@ async fn metric(admin: &str, name: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
-async fn node(nats: &NatsServer, db: &TestDb, id: &str) -> Served {
+async fn node(nats: &NatsServer, database_url: &str, id: &str) -> Served {
     let ttl = TTL_MS.to_string();
     let url = nats.url();
     serve(
-        &db.url,
+        database_url,
         &[
             "--cluster-nats-url",
             &url,
@@ -49,9 +56,81 @@ async fn node(nats: &NatsServer, db: &TestDb, id: &str) -> Served {
             &ttl,
             "--auth-required",
             "false",
+            // The data writers make 20 requests a second each, past the default
+            // command_rate, which is not what this test is about.
+            "--command-rate",
+            "1000",
         ],
     )
     .await
+}
+
+/// What one player's data connection had acknowledged when its node died.
+struct Acked {
+    device: String,
+    account: u64,
+    /// Keys written once each (expected version 0), with their values.
+    keys: Vec<(String, String)>,
+    /// The last acknowledged version of the counter, rewritten every round.
+    counter: u64,
+}
+
+/// A logged-in player's data connection to `addr`: every 100 ms it writes a new key and
+/// bumps its counter (expected version: the last one acknowledged), until the node dies.
+async fn writer(addr: String, device: String) -> Acked {
+    let (mut p, _) = Player::connect(&addr, None).await;
+    let (account, _, _) = p.login(&device).await;
+    let mut acked = Acked {
+        device,
+        account,
+        keys: Vec::new(),
+        counter: 0,
+    };
+    let mut every = tokio::time::interval(Duration::from_millis(100));
+    for i in 1u64.. {
+        every.tick().await;
+        let (key, value) = (format!("k{i}"), format!("{{\"i\":{i}}}"));
+        match p.put(&key, &value, 0).await {
+            Some(Ok(1)) => acked.keys.push((key, value)),
+            Some(other) => panic!("put {key}: {other:?}"),
+            None => break,
+        }
+        let next = (acked.counter + 1).to_string();
+        match p.put("counter", &next, acked.counter).await {
+            Some(Ok(v)) => acked.counter = v,
+            Some(other) => panic!("counter: {other:?}"),
+            None => break,
+        }
+    }
+    acked
+}
+
+/// Reads every write in `acked` back through `addr` (a surviving node), logged in by the
+/// same device id; returns how many entries it read.
+async fn read_back(addr: &str, acked: &Acked) -> usize {
+    let (mut p, _) = Player::connect(addr, None).await;
+    let (account, _, _) = p.login(&acked.device).await;
+    assert_eq!(account, acked.account, "the same account on a survivor");
+    for (key, value) in &acked.keys {
+        let got = p.get(key).await;
+        assert_eq!(
+            (got.0.as_deref(), got.1),
+            (Some(value.as_str()), 1),
+            "account {account}: {key}, acknowledged by the killed node"
+        );
+    }
+    // At least the acknowledged version; one more if a write committed whose answer
+    // the kill swallowed.
+    let (value, version) = p.get("counter").await;
+    assert!(
+        version >= acked.counter && version <= acked.counter + 1,
+        "account {account}: counter at {version}, {} acknowledged",
+        acked.counter
+    );
+    if version > 0 {
+        assert_eq!(value.as_deref(), Some(version.to_string().as_str()));
+    }
+    acked.keys.len() + 1
 }
 
 /// `[dx, dy]` as MessagePack.
@@ -123,10 +202,21 @@ async fn a_killed_nodes_players_are_in_rooms_on_the_survivors_within_5_s() {
     let Some(nats) = NatsServer::start("kill -9 of a cluster node") else {
         return;
     };
-    let dbs = [TestDb::sqlite(), TestDb::sqlite(), TestDb::sqlite()];
-    let a = node(&nats, &dbs[0], "a").await;
-    let b = node(&nats, &dbs[1], "b").await;
-    let c = node(&nats, &dbs[2], "c").await;
+    // A real cluster keeps player data in one PostgreSQL; without it, one SQLite per node
+    // (a device's account would then differ per node) and no data check.
+    let shared = TestDb::postgres().await;
+    let own: Vec<TestDb> = match shared {
+        Some(_) => Vec::new(),
+        None => (0..3).map(|_| TestDb::sqlite()).collect(),
+    };
+    let url = |i: usize| {
+        shared
+            .as_ref()
+            .map_or_else(|| own[i].url.clone(), |pg| pg.url.clone())
+    };
+    let a = node(&nats, &url(0), "a").await;
+    let b = node(&nats, &url(1), "b").await;
+    let c = node(&nats, &url(2), "c").await;
     for n in [&a, &b, &c] {
         let started = Instant::now();
         while metric(&n.admin, "rally_cluster_nodes_alive").await != Some(3.0) {
@@ -134,6 +224,16 @@ async fn a_killed_nodes_players_are_in_rooms_on_the_survivors_within_5_s() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+    // Node b is the one killed: logged-in players stream their data writes to it.
+    let writers: Vec<_> = match shared {
+        Some(_) => (0..WRITERS)
+            .map(|i| {
+                let device = rally_testkit::unique_name(&format!("kill-writer-{i}-"));
+                tokio::spawn(writer(b.tcp.clone(), device))
+            })
+            .collect(),
+        None => Vec::new(),
+    };
     let seated = Arc::new(AtomicUsize::new(0));
     let (stop_tx, stop) = watch::channel(false);
     let mut bots = Vec::new();
@@ -191,6 +291,25 @@ async fn a_killed_nodes_players_are_in_rooms_on_the_survivors_within_5_s() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // Every write node b acknowledged before it died reads back through a survivor.
+    let mut written = (0, 0);
+    for (i, w) in writers.into_iter().enumerate() {
+        let acked = tokio::time::timeout(Duration::from_secs(10), w)
+            .await
+            .expect("a writer ends when its node dies")
+            .expect("a writer task");
+        assert!(!acked.keys.is_empty(), "writer {i} had writes acknowledged");
+        let survivor = if i % 2 == 0 { &a.tcp } else { &c.tcp };
+        written.0 += acked.keys.len() + usize::from(acked.counter > 0);
+        written.1 += read_back(survivor, &acked).await;
+    }
+    if shared.is_some() {
+        eprintln!(
+            "player data: {} writes acknowledged by node b before its kill, {} entries read back \
+             through nodes a and c, none lost",
+            written.0, written.1
+        );
+    }
     let players = [
         metric(&a.admin, "rally_players").await.unwrap_or(0.0),
         metric(&c.admin, "rally_players").await.unwrap_or(0.0),
@@ -209,4 +328,7 @@ async fn a_killed_nodes_players_are_in_rooms_on_the_survivors_within_5_s() {
     }
     assert!(a.terminate().await);
     assert!(c.terminate().await);
+    if let Some(pg) = shared {
+        pg.cleanup().await;
+    }
 }
