@@ -25,9 +25,11 @@
 //! - `seats`: seats reserved here for redirected players, by ticket nonce.
 //! - `membership`: the heartbeat into both buckets, and the watchers into the view.
 //! - `reserve`: placing a joining player, reservations asked and answered, claims.
+//! - `listing`: `list_rooms` over this node's rooms and the directory's.
 //! - this file: the [`Cluster`] itself, connecting, starting its tasks, this node's
 //!   entries, and what the admin API shows.
 
+mod listing;
 mod membership;
 mod reserve;
 mod seats;
@@ -48,6 +50,7 @@ use crate::metrics::{ClusterMetrics, Metrics};
 use crate::room::RoomEnv;
 use crate::room_handle::RoomHandle;
 
+pub(crate) use reserve::RoomRef;
 use seats::Seats;
 use view::View;
 pub(crate) use view::{NodeEntry, RoomEntry};
@@ -100,6 +103,12 @@ impl std::fmt::Debug for Cluster {
             .field("ws", &self.ws)
             .finish_non_exhaustive()
     }
+}
+
+/// Milliseconds since the Unix epoch (0 before it).
+pub(crate) fn unix_ms(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// `auto` becomes the listener's own address, an unspecified IP 127.0.0.1.
@@ -236,11 +245,17 @@ impl Cluster {
             node: self.node.clone(),
             players: u32::try_from(seats).unwrap_or(u32::MAX),
             max_players: u32::try_from(room.max_players).unwrap_or(u32::MAX),
-            code: None,
-            options: None,
-            metadata: None,
-            private: false,
-            locked: false,
+            code: Some(room.code.to_string()),
+            options: if room.options.is_empty() {
+                Vec::new()
+            } else {
+                room.options.to_bytes()
+            },
+            metadata: room.info.metadata().to_vec(),
+            private: room.private,
+            locked: room.info.locked.load(Ordering::Relaxed),
+            opened_ms: unix_ms(std::time::SystemTime::now())
+                .saturating_sub(u64::try_from(room.info.opened.elapsed().as_millis()).unwrap_or(0)),
         }
     }
 

@@ -10,26 +10,90 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use rally_auth::ticket::{self, Ticket, TicketError, TicketSigner};
 use rally_auth::RetryPolicy;
+use rally_game::RoomOptions;
 use rally_protocol::{ErrorCode, ServerMessage};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::seats::Pending;
-use super::view::Placement;
+use super::view::{Placement, Seek};
 use super::{Cluster, NodeEntry, RoomEntry, RETRY_PAUSE};
 use crate::error::CommandError;
+use crate::matchmaker::normalize_code;
 use crate::room::{self, RoomEnv};
 use crate::room_handle::{Reservation, RoomHandle};
 
 /// A seat reservation asked of another node.
 #[derive(Debug, Serialize, Deserialize)]
 struct ReserveRequest {
+    /// The room kind (empty for a room asked by id or code).
     kind: String,
     /// The account the seat is for (0: a guest).
     account: u64,
     /// The node asking, for logs.
     from: String,
+    /// Which seat; absent (a node before join by id/code went cluster-wide): a seat of
+    /// `kind` with no options.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    want: Option<Want>,
+}
+
+/// Which seat a reservation asks for: the owner runs the same registry call a local
+/// join of that kind would, so refusals (full, locked, no such room, bad options) are
+/// the ones a player connected there would get.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Want {
+    /// `join_or_create`: an open room whose options match on the kind's filter keys,
+    /// else a new one with these options (MessagePack; empty: none).
+    Open {
+        #[serde(default, with = "super::view::hex")]
+        options: Vec<u8>,
+    },
+    /// `create`: a new room with these options.
+    New {
+        #[serde(default, with = "super::view::hex")]
+        options: Vec<u8>,
+        private: bool,
+    },
+    /// `join_by_id`.
+    Id { room_id: u64 },
+    /// `join_by_code`.
+    Code { code: String },
+}
+
+/// A room asked for by id or code (`join_by_id`, `join_by_code`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum RoomRef<'a> {
+    Id(u64),
+    Code(&'a str),
+}
+
+impl RoomRef<'_> {
+    fn want(self) -> Want {
+        match self {
+            RoomRef::Id(room_id) => Want::Id { room_id },
+            RoomRef::Code(code) => Want::Code {
+                code: code.to_owned(),
+            },
+        }
+    }
+
+    /// Whether a directory entry is this room.
+    fn is(self, r: &RoomEntry) -> bool {
+        match self {
+            RoomRef::Id(id) => r.room_id == id,
+            RoomRef::Code(code) => match (normalize_code(code), &r.code) {
+                (Some(code), Some(theirs)) => code == *theirs,
+                _ => false,
+            },
+        }
+    }
+}
+
+fn parse_options(bytes: &[u8]) -> Result<RoomOptions, CommandError> {
+    RoomOptions::parse(bytes).map_err(|e| CommandError::new(ErrorCode::BadOptions, e.0))
 }
 
 /// The owner's answer.
@@ -110,11 +174,21 @@ impl Cluster {
                 "this node left the cluster",
             ));
         }
-        let (room, reservation) =
-            match room::join_or_create(rooms, &ask.kind, rally_game::RoomOptions::empty()) {
-                Ok(r) => r,
-                Err(e) => return refuse(e),
-            };
+        let want = ask.want.unwrap_or(Want::Open {
+            options: Vec::new(),
+        });
+        let reserved = match want {
+            Want::Open { options } => parse_options(&options)
+                .and_then(|options| room::join_or_create(rooms, &ask.kind, options)),
+            Want::New { options, private } => parse_options(&options)
+                .and_then(|options| room::create(rooms, &ask.kind, options, private)),
+            Want::Id { room_id } => room::reserve_id(rooms, room_id),
+            Want::Code { code } => room::reserve_code(rooms, &code),
+        };
+        let (room, reservation) = match reserved {
+            Ok(r) => r,
+            Err(e) => return refuse(e),
+        };
         match self.ticket_for(&room, reservation, ask.account) {
             Ok(ticket) => {
                 tracing::debug!(room_id = room.id, from = %ask.from, "seat reserved for a redirected player");
@@ -166,23 +240,84 @@ impl Cluster {
         Ok(text)
     }
 
-    /// Where a player joining `kind` here goes: `None` to join here, or the `redirect`
-    /// (answering request `req`) to the node holding the seat reserved for it. Here when
-    /// this node has a free seat of the kind; when the node asked fails (after its
-    /// retries), here too unless this node drains.
+    /// Where a player joining `kind` with `options` here (`join`, `join_or_create`) goes:
+    /// `None` to join here, or the `redirect` (answering request `req`) to the node
+    /// holding the seat reserved for it. Here when this node has an open room of the kind
+    /// that matches on the kind's filter keys; else a node whose directory entries show
+    /// one, else the least-loaded node. When the node asked fails (after its retries),
+    /// here too unless this node drains.
     pub(crate) async fn place(
         &self,
         rooms: &RoomEnv,
         req: u32,
         kind: &str,
+        options: &RoomOptions,
         account: Option<u64>,
     ) -> Result<Option<ServerMessage>, CommandError> {
+        // An unknown kind: the local join says so.
+        let Some(rules) = rooms.games.rules(kind) else {
+            return Ok(None);
+        };
         let me = self.own_entry(rooms);
-        if !me.draining && rooms.matchmaker.has_open_seat(kind) {
+        let filter = room::filter_key(kind, rules, options);
+        if !me.draining && rooms.matchmaker.has_open_seat_in(&filter) {
             return Ok(None);
         }
+        // Another node's room fits when its options give the same filter values.
+        let fits = |r: &RoomEntry| {
+            RoomOptions::parse(&r.options)
+                .is_ok_and(|o| room::filter_key(kind, rules, &o).1 == filter.1)
+        };
+        let want = Want::Open {
+            options: if options.is_empty() {
+                Vec::new()
+            } else {
+                options.to_bytes()
+            },
+        };
+        self.place_by(req, kind, Seek::Seat(&fits), want, &me, account)
+            .await
+    }
+
+    /// Where a new room (`create`) goes: the least-loaded node that takes new rooms, this
+    /// one on a tie. `None`: here.
+    pub(crate) async fn place_new(
+        &self,
+        rooms: &RoomEnv,
+        req: u32,
+        kind: &str,
+        options: &RoomOptions,
+        private: bool,
+        account: Option<u64>,
+    ) -> Result<Option<ServerMessage>, CommandError> {
+        if rooms.games.rules(kind).is_none() {
+            return Ok(None);
+        }
+        let me = self.own_entry(rooms);
+        let want = Want::New {
+            options: if options.is_empty() {
+                Vec::new()
+            } else {
+                options.to_bytes()
+            },
+            private,
+        };
+        self.place_by(req, kind, Seek::NewRoom, want, &me, account)
+            .await
+    }
+
+    /// Places by the view, and asks the owner when it is another node.
+    async fn place_by(
+        &self,
+        req: u32,
+        kind: &str,
+        seek: Seek<'_>,
+        want: Want,
+        me: &NodeEntry,
+        account: Option<u64>,
+    ) -> Result<Option<ServerMessage>, CommandError> {
         // Chosen and counted under one lock, so concurrent joins see each other's picks.
-        let placement = self.view().place_and_count(kind, &me);
+        let placement = self.view().place_and_count(kind, seek, me);
         let owner = match placement {
             Some(Placement::Local) => return Ok(None),
             Some(Placement::Remote(owner)) => owner,
@@ -193,8 +328,84 @@ impl Cluster {
                 ))
             }
         };
+        match self.ask_owner(&owner, req, kind, want, account).await {
+            Ok(redirect) => Ok(Some(redirect)),
+            // The player still gets a room: here.
+            Err(_) if !me.draining => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Where the room a player asks for by id or code is, this node having none such:
+    /// the `redirect` to its owner, which reserved the seat. The owner is the node whose
+    /// directory entry names the room; a room opened since the owner's last heartbeat is
+    /// not there yet, so without an entry every other live node is asked at once (the
+    /// first seat wins). Refusals are the owner's (`ROOM_FULL`, `ROOM_LOCKED`, ...);
+    /// nobody holding it is `NO_SUCH_ROOM`.
+    pub(crate) async fn find(
+        &self,
+        req: u32,
+        which: RoomRef<'_>,
+        account: Option<u64>,
+    ) -> Result<ServerMessage, CommandError> {
+        let owners: Vec<(NodeEntry, String)> = {
+            let mut view = self.view();
+            let entry = view.find_room(&self.node, |r| which.is(r));
+            let owners: Vec<(NodeEntry, String)> = match entry {
+                Some(r) => view
+                    .node(&r.node)
+                    .map(|n| (n, r.kind))
+                    .into_iter()
+                    .collect(),
+                None => view
+                    .nodes()
+                    .into_iter()
+                    .filter(|n| n.node != self.node)
+                    .map(|n| (n, String::new()))
+                    .collect(),
+            };
+            for (n, _) in &owners {
+                view.count_on_the_way(&n.node);
+            }
+            owners
+        };
+        let asks = owners
+            .iter()
+            .map(|(owner, kind)| self.ask_owner(owner, req, kind, which.want(), account));
+        let answers = futures_util::future::join_all(asks).await;
+        let mut refusal: Option<CommandError> = None;
+        for answer in answers {
+            match answer {
+                Ok(redirect) => return Ok(redirect),
+                // A node without the room (or one that cannot take joins while draining)
+                // says nothing about it; the owner's refusal does.
+                Err(e)
+                    if matches!(
+                        e.code,
+                        ErrorCode::NoSuchRoom | ErrorCode::Draining | ErrorCode::ClusterUnavailable
+                    ) => {}
+                Err(e) => refusal = refusal.or(Some(e)),
+            }
+        }
+        Err(refusal.unwrap_or_else(|| {
+            CommandError::new(ErrorCode::NoSuchRoom, "no open room has that id or code")
+        }))
+    }
+
+    /// Asks `owner` (counted on its way there by the caller) for the seat `want`, and
+    /// turns the answer into the player's `redirect`.
+    async fn ask_owner(
+        &self,
+        owner: &NodeEntry,
+        req: u32,
+        kind: &str,
+        want: Want,
+        account: Option<u64>,
+    ) -> Result<ServerMessage, CommandError> {
         let started = Instant::now();
-        let asked = self.reserve_on(&owner, kind, account.unwrap_or(0)).await;
+        let asked = self
+            .reserve_on(owner, kind, want, account.unwrap_or(0))
+            .await;
         self.metrics.reservation_seconds.record(started.elapsed());
         self.view().settle(
             &owner.node,
@@ -206,24 +417,23 @@ impl Cluster {
         match asked {
             Ok((ticket, room, _, _)) => {
                 self.metrics.redirects.increment(1);
-                Ok(Some(ServerMessage::Redirect {
+                Ok(ServerMessage::Redirect {
                     req,
-                    node: owner.node,
-                    tcp: owner.tcp,
-                    ws: owner.ws,
+                    node: owner.node.clone(),
+                    tcp: owner.tcp.clone(),
+                    ws: owner.ws.clone(),
                     ticket,
                     room_id: room.room_id,
-                }))
+                })
             }
             Err(e) => {
-                self.metrics.reservation_failures.increment(1);
-                tracing::warn!(node = %owner.node, error = %e.message, "seat reservation on another node failed");
-                if me.draining {
-                    Err(e)
-                } else {
-                    // The player still gets a room: here.
-                    Ok(None)
+                // A refusal (no such room, full, ...) is an answer; a node that did not
+                // give one is a failure.
+                if e.code == ErrorCode::ClusterUnavailable {
+                    self.metrics.reservation_failures.increment(1);
+                    tracing::warn!(node = %owner.node, error = %e.message, "seat reservation on another node failed");
                 }
+                Err(e)
             }
         }
     }
@@ -233,12 +443,14 @@ impl Cluster {
         &self,
         owner: &NodeEntry,
         kind: &str,
+        want: Want,
         account: u64,
     ) -> Result<(String, RoomEntry, u32, u32), CommandError> {
         let ask = ReserveRequest {
             kind: kind.to_owned(),
             account,
             from: self.node.clone(),
+            want: Some(want),
         };
         let payload = Bytes::from(serde_json::to_vec(&ask).unwrap_or_default());
         let subject = format!("rally.reserve.{}", owner.node);
