@@ -7,6 +7,8 @@
 //!   it. A drained node, or one shutting down, deletes its entry and leaves at once.
 //! - **Room directory**: each node writes its open rooms into `rally_rooms` (key
 //!   `<node>.<room id>`) on the same beat, and deletes the ones that ended.
+//! - **Rating queue**: one elected node, the queue leader, holds the cluster's tickets and
+//!   forms its matches (`queue`).
 //! - **Seats across nodes**: `join` on a node with no free seat of the kind asks the
 //!   [`View`] where the player goes: a room with a seat on another node, else the
 //!   least-loaded node. The chosen owner is asked over NATS request/reply
@@ -26,11 +28,14 @@
 //! - `membership`: the heartbeat into both buckets, and the watchers into the view.
 //! - `reserve`: placing a joining player, reservations asked and answered, claims.
 //! - `listing`: `list_rooms` over this node's rooms and the directory's.
+//! - `queue`: the rating queue across nodes: the leader's election, tickets and
+//!   matches, and each node's queued players' news.
 //! - this file: the [`Cluster`] itself, connecting, starting its tasks, this node's
 //!   entries, and what the admin API shows.
 
 mod listing;
 mod membership;
+mod queue;
 mod reserve;
 mod seats;
 mod view;
@@ -50,6 +55,7 @@ use crate::metrics::{ClusterMetrics, Metrics};
 use crate::room::RoomEnv;
 use crate::room_handle::RoomHandle;
 
+pub(crate) use queue::QueueNews;
 pub(crate) use reserve::RoomRef;
 use seats::Seats;
 use view::View;
@@ -59,6 +65,8 @@ pub(crate) use view::{NodeEntry, RoomEntry};
 const NODES_BUCKET: &str = "rally_nodes";
 /// The room directory bucket.
 const ROOMS_BUCKET: &str = "rally_rooms";
+/// The queue leader's bucket.
+const QUEUE_BUCKET: &str = "rally_queue";
 /// How long a watcher or the heartbeat waits before trying NATS again after a failure.
 const RETRY_PAUSE: Duration = Duration::from_millis(500);
 
@@ -81,6 +89,7 @@ pub(crate) struct Cluster {
     js: async_nats::jetstream::Context,
     nodes_kv: Store,
     rooms_kv: Store,
+    queue_kv: Store,
     view: Mutex<View>,
     seats: Seats,
     signer: TicketSigner,
@@ -92,6 +101,14 @@ pub(crate) struct Cluster {
     left: AtomicBool,
     /// Wakes the heartbeat to publish now (a room opened for another node's player).
     publish_now: Notify,
+    /// The queue leader, as last read from the queue bucket.
+    queue_leader: Mutex<Option<String>>,
+    /// The cluster's tickets while this node leads the queue.
+    leader_queue: queue::LeaderQueue,
+    /// News for this node's queued players (matches, ends), to the commands floor.
+    queue_news: tokio::sync::mpsc::Sender<QueueNews>,
+    /// Its other end, until the handler takes it.
+    queue_news_rx: Mutex<Option<tokio::sync::mpsc::Receiver<QueueNews>>>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -169,12 +186,19 @@ impl Cluster {
             .map_err(|e| fail(e.to_string()))?;
         let js = async_nats::jetstream::new(client.clone());
         let ttl = config.cluster_node_ttl();
-        let (nodes_kv, rooms_kv) = tokio::time::timeout(config.timeout(), buckets(&js, ttl))
-            .await
-            .map_err(|_| fail("JetStream did not answer (is it on? nats-server -js)".into()))?
-            .map_err(|e| fail(format!("JetStream key-value: {e}")))?;
+        let (nodes_kv, rooms_kv, queue_kv) =
+            tokio::time::timeout(config.timeout(), buckets(&js, ttl))
+                .await
+                .map_err(|_| fail("JetStream did not answer (is it on? nats-server -js)".into()))?
+                .map_err(|e| fail(format!("JetStream key-value: {e}")))?;
         tracing::info!(node = %node, nats = %url, "joined the cluster");
+        let (queue_news, news_rx) = tokio::sync::mpsc::channel(queue::NEWS);
         Ok(Arc::new(Cluster {
+            queue_kv,
+            queue_leader: Mutex::new(None),
+            leader_queue: queue::LeaderQueue::default(),
+            queue_news,
+            queue_news_rx: Mutex::new(Some(news_rx)),
             tcp: advertised(&config.advertise_tcp, tcp),
             ws: advertised(&config.advertise_ws, ws),
             node,
@@ -281,6 +305,7 @@ impl Cluster {
             .collect();
         serde_json::json!({
             "node": self.node,
+            "queue_leader": self.queue_leader(),
             "left": self.left.load(Ordering::Acquire),
             "nodes": nodes,
         })
@@ -297,12 +322,12 @@ impl Cluster {
     }
 }
 
-/// Creates (or updates) both buckets: one value per key, kept in memory, forgotten after
-/// `ttl` unless rewritten.
+/// Creates (or updates) the three buckets (membership, directory, queue leader): one value
+/// per key, kept in memory, forgotten after `ttl` unless rewritten.
 async fn buckets(
     js: &async_nats::jetstream::Context,
     ttl: Duration,
-) -> Result<(Store, Store), String> {
+) -> Result<(Store, Store, Store), String> {
     let config = |bucket: &str| kv::Config {
         bucket: bucket.to_owned(),
         history: 1,
@@ -318,5 +343,9 @@ async fn buckets(
         .create_or_update_key_value(config(ROOMS_BUCKET))
         .await
         .map_err(|e| e.to_string())?;
-    Ok((nodes, rooms))
+    let queue = js
+        .create_or_update_key_value(config(QUEUE_BUCKET))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((nodes, rooms, queue))
 }

@@ -44,7 +44,7 @@ struct ReserveRequest {
 /// the ones a player connected there would get.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-enum Want {
+pub(super) enum Want {
     /// `join_or_create`: an open room whose options match on the kind's filter keys,
     /// else a new one with these options (MessagePack; empty: none).
     Open {
@@ -89,6 +89,24 @@ impl RoomRef<'_> {
                 _ => false,
             },
         }
+    }
+}
+
+/// The registry call a local join of `want` makes.
+fn reserve_want(
+    rooms: &Arc<RoomEnv>,
+    kind: &str,
+    want: Want,
+) -> Result<(RoomHandle, Reservation), CommandError> {
+    match want {
+        Want::Open { options } => {
+            parse_options(&options).and_then(|options| room::join_or_create(rooms, kind, options))
+        }
+        Want::New { options, private } => {
+            parse_options(&options).and_then(|options| room::create(rooms, kind, options, private))
+        }
+        Want::Id { room_id } => room::reserve_id(rooms, room_id),
+        Want::Code { code } => room::reserve_code(rooms, &code),
     }
 }
 
@@ -177,15 +195,7 @@ impl Cluster {
         let want = ask.want.unwrap_or(Want::Open {
             options: Vec::new(),
         });
-        let reserved = match want {
-            Want::Open { options } => parse_options(&options)
-                .and_then(|options| room::join_or_create(rooms, &ask.kind, options)),
-            Want::New { options, private } => parse_options(&options)
-                .and_then(|options| room::create(rooms, &ask.kind, options, private)),
-            Want::Id { room_id } => room::reserve_id(rooms, room_id),
-            Want::Code { code } => room::reserve_code(rooms, &code),
-        };
-        let (room, reservation) = match reserved {
+        let (room, reservation) = match reserve_want(rooms, &ask.kind, want) {
             Ok(r) => r,
             Err(e) => return refuse(e),
         };
@@ -204,6 +214,21 @@ impl Cluster {
             }
             Err(e) => refuse(e),
         }
+    }
+
+    /// Reserves the seat `want` here under a fresh ticket (the queue leader's match on
+    /// its own node): the ticket and the room's id.
+    pub(super) fn reserve_here_for(
+        &self,
+        rooms: &Arc<RoomEnv>,
+        kind: &str,
+        want: Want,
+        account: u64,
+    ) -> Result<(String, u64), CommandError> {
+        let (room, reservation) = reserve_want(rooms, kind, want)?;
+        let ticket = self.ticket_for(&room, reservation, account)?;
+        self.publish_now.notify_one();
+        Ok((ticket, room.id))
     }
 
     /// Signs a ticket for a seat and holds the seat under its nonce.
@@ -438,29 +463,15 @@ impl Cluster {
         }
     }
 
-    /// Asks `owner` for a seat, retried per SPEC section 2 (timeouts only).
-    async fn reserve_on(
+    /// One request to `node` on `subject`, each attempt bounded by
+    /// `cluster_request_timeout_ms` and retried per SPEC section 2 (timeouts only).
+    pub(super) async fn request(
         &self,
-        owner: &NodeEntry,
-        kind: &str,
-        want: Want,
-        account: u64,
-    ) -> Result<(String, RoomEntry, u32, u32), CommandError> {
-        let ask = ReserveRequest {
-            kind: kind.to_owned(),
-            account,
-            from: self.node.clone(),
-            want: Some(want),
-        };
-        let payload = Bytes::from(serde_json::to_vec(&ask).unwrap_or_default());
-        let subject = format!("rally.reserve.{}", owner.node);
-        let timed_out = || {
-            CommandError::new(
-                ErrorCode::ClusterUnavailable,
-                format!("node {} did not answer a seat reservation", owner.node),
-            )
-        };
-        let answer = RetryPolicy::SPEC
+        node: &str,
+        subject: String,
+        payload: Bytes,
+    ) -> Result<Bytes, CommandError> {
+        RetryPolicy::SPEC
             .run(
                 None,
                 |e: &CommandError| e.code == ErrorCode::Timeout,
@@ -476,7 +487,7 @@ impl Cluster {
                             Err(_) => Err(CommandError::new(ErrorCode::Timeout, "")),
                             Ok(Err(e)) => Err(CommandError::new(
                                 ErrorCode::ClusterUnavailable,
-                                format!("node {}: {e}", owner.node),
+                                format!("node {node}: {e}"),
                             )),
                             Ok(Ok(msg)) => Ok(msg.payload),
                         }
@@ -486,11 +497,33 @@ impl Cluster {
             .await
             .map_err(|e| {
                 if e.code == ErrorCode::Timeout {
-                    timed_out()
+                    CommandError::new(
+                        ErrorCode::ClusterUnavailable,
+                        format!("node {node} did not answer"),
+                    )
                 } else {
                     e
                 }
-            })?;
+            })
+    }
+
+    /// Asks `owner` for a seat, retried per SPEC section 2 (timeouts only).
+    pub(super) async fn reserve_on(
+        &self,
+        owner: &NodeEntry,
+        kind: &str,
+        want: Want,
+        account: u64,
+    ) -> Result<(String, RoomEntry, u32, u32), CommandError> {
+        let ask = ReserveRequest {
+            kind: kind.to_owned(),
+            account,
+            from: self.node.clone(),
+            want: Some(want),
+        };
+        let payload = Bytes::from(serde_json::to_vec(&ask).unwrap_or_default());
+        let subject = format!("rally.reserve.{}", owner.node);
+        let answer = self.request(&owner.node, subject, payload).await?;
         match serde_json::from_slice::<ReserveReply>(&answer) {
             Ok(ReserveReply::Seat {
                 ticket,
