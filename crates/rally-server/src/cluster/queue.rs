@@ -258,7 +258,13 @@ impl Cluster {
         match self.queue_kv.entry(LEADER_KEY).await {
             Ok(Some(e)) if e.operation == Operation::Put => {
                 let holder = String::from_utf8_lossy(&e.value).into_owned();
-                if holder == self.node && !leaving {
+                if holder == self.node && leaving {
+                    // Drained away: hand the queue over now rather than after the TTL.
+                    let _ = self.queue_kv.delete(LEADER_KEY).await;
+                    self.set_leader(None);
+                    return;
+                }
+                if holder == self.node {
                     // Renewed only if nobody took it meanwhile.
                     if self
                         .queue_kv
