@@ -524,13 +524,17 @@ impl Cluster {
         };
         let mut seats = Vec::with_capacity(players.len());
         let mut room_id = None;
-        for (m, _team) in &players {
+        for (m, team) in &players {
             let want = match room_id {
                 None => Want::New {
                     options: options.to_vec(),
                     private: true,
+                    team: *team,
                 },
-                Some(room_id) => Want::Id { room_id },
+                Some(room_id) => Want::Id {
+                    room_id,
+                    team: *team,
+                },
             };
             let reserved = if owner.node == self.node {
                 self.reserve_here_for(rooms, kind, want, m.account)

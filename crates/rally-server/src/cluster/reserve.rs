@@ -56,11 +56,29 @@ pub(super) enum Want {
         #[serde(default, with = "super::view::hex")]
         options: Vec<u8>,
         private: bool,
+        /// The seat's team (a queue match), 0: none.
+        #[serde(default)]
+        team: u32,
     },
     /// `join_by_id`.
-    Id { room_id: u64 },
+    Id {
+        room_id: u64,
+        /// The seat's team (a queue match), 0: none.
+        #[serde(default)]
+        team: u32,
+    },
     /// `join_by_code`.
     Code { code: String },
+}
+
+impl Want {
+    /// The team a queue match gives the seat, if any.
+    fn team(&self) -> Option<u32> {
+        match self {
+            Want::New { team, .. } | Want::Id { team, .. } => (*team != 0).then_some(*team),
+            Want::Open { .. } | Want::Code { .. } => None,
+        }
+    }
 }
 
 /// A room asked for by id or code (`join_by_id`, `join_by_code`).
@@ -73,7 +91,7 @@ pub(crate) enum RoomRef<'a> {
 impl RoomRef<'_> {
     fn want(self) -> Want {
         match self {
-            RoomRef::Id(room_id) => Want::Id { room_id },
+            RoomRef::Id(room_id) => Want::Id { room_id, team: 0 },
             RoomRef::Code(code) => Want::Code {
                 code: code.to_owned(),
             },
@@ -102,10 +120,12 @@ fn reserve_want(
         Want::Open { options } => {
             parse_options(&options).and_then(|options| room::join_or_create(rooms, kind, options))
         }
-        Want::New { options, private } => {
+        Want::New {
+            options, private, ..
+        } => {
             parse_options(&options).and_then(|options| room::create(rooms, kind, options, private))
         }
-        Want::Id { room_id } => room::reserve_id(rooms, room_id),
+        Want::Id { room_id, .. } => room::reserve_id(rooms, room_id),
         Want::Code { code } => room::reserve_code(rooms, &code),
     }
 }
@@ -195,11 +215,12 @@ impl Cluster {
         let want = ask.want.unwrap_or(Want::Open {
             options: Vec::new(),
         });
+        let team = want.team();
         let (room, reservation) = match reserve_want(rooms, &ask.kind, want) {
             Ok(r) => r,
             Err(e) => return refuse(e),
         };
-        match self.ticket_for(&room, reservation, ask.account) {
+        match self.ticket_for(&room, reservation, ask.account, team) {
             Ok(ticket) => {
                 tracing::debug!(room_id = room.id, from = %ask.from, "seat reserved for a redirected player");
                 self.publish_now.notify_one();
@@ -225,8 +246,9 @@ impl Cluster {
         want: Want,
         account: u64,
     ) -> Result<(String, u64), CommandError> {
+        let team = want.team();
         let (room, reservation) = reserve_want(rooms, kind, want)?;
-        let ticket = self.ticket_for(&room, reservation, account)?;
+        let ticket = self.ticket_for(&room, reservation, account, team)?;
         self.publish_now.notify_one();
         Ok((ticket, room.id))
     }
@@ -237,6 +259,7 @@ impl Cluster {
         room: &RoomHandle,
         reservation: Reservation,
         account: u64,
+        team: Option<u32>,
     ) -> Result<String, CommandError> {
         let internal = |what: &str| CommandError::new(ErrorCode::Internal, what.to_owned());
         let nonce = ticket::nonce().map_err(|_| internal("no randomness for a seat ticket"))?;
@@ -254,6 +277,7 @@ impl Cluster {
         let pending = Pending {
             room: room.clone(),
             reservation,
+            team,
             until: Instant::now() + self.ticket_ttl,
         };
         self.seats.hold(nonce, pending).map_err(|_| {
@@ -326,6 +350,7 @@ impl Cluster {
                 options.to_bytes()
             },
             private,
+            team: 0,
         };
         self.place_by(req, kind, Seek::NewRoom, want, &me, account)
             .await
@@ -547,7 +572,7 @@ impl Cluster {
         &self,
         text: &str,
         account: Option<u64>,
-    ) -> Result<(RoomHandle, Reservation), CommandError> {
+    ) -> Result<(RoomHandle, Reservation, Option<u32>), CommandError> {
         let t = self
             .signer
             .verify(text, SystemTime::now())
@@ -576,6 +601,52 @@ impl Cluster {
                 "the seat ticket was already used (or this node no longer holds its seat)",
             )
         })?;
-        Ok((pending.room, pending.reservation))
+        Ok((pending.room, pending.reservation, pending.team))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_of_older_nodes_and_seats_without_a_team_still_read() {
+        let old = r#"{"kind":"arena","account":0,"from":"a"}"#;
+        let ask: ReserveRequest = serde_json::from_str(old).unwrap();
+        assert_eq!(ask.want, None, "a plain join, as before");
+        let by_id: Want = serde_json::from_str(r#"{"id":{"room_id":7}}"#).unwrap();
+        assert_eq!(by_id.team(), None);
+        let on_team = Want::New {
+            options: vec![0x80],
+            private: true,
+            team: 2,
+        };
+        let text = serde_json::to_string(&on_team).unwrap();
+        assert!(text.contains(r#""options":"80""#), "{text}");
+        let back: Want = serde_json::from_str(&text).unwrap();
+        assert_eq!((back.team(), back), (Some(2), on_team));
+    }
+
+    #[test]
+    fn a_code_is_matched_as_typed_and_an_id_exactly() {
+        let mut r = RoomEntry {
+            room_id: 9,
+            kind: "arena".into(),
+            node: "b".into(),
+            players: 1,
+            max_players: 2,
+            code: Some("ABCDEF".into()),
+            options: Vec::new(),
+            metadata: Vec::new(),
+            private: true,
+            locked: false,
+            opened_ms: 0,
+        };
+        assert!(RoomRef::Code(" abcdef ").is(&r));
+        assert!(!RoomRef::Code("ABCDEG").is(&r));
+        assert!(!RoomRef::Code("not a code").is(&r));
+        assert!(RoomRef::Id(9).is(&r) && !RoomRef::Id(8).is(&r));
+        r.code = None;
+        assert!(!RoomRef::Code("ABCDEF").is(&r));
     }
 }

@@ -121,8 +121,8 @@ pub(super) async fn claim(
             "this server is not part of a cluster",
         ));
     };
-    let (room, reservation) = cluster.claim(ticket, ctx.account)?;
-    seat(room, reservation, req, ctx.account, link, None)
+    let (room, reservation, team) = cluster.claim(ticket, ctx.account)?;
+    seat(room, reservation, req, ctx.account, link, team)
         .await
         .map(Outcome::Joined)
 }

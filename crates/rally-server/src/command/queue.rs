@@ -389,8 +389,8 @@ async fn ok_first(w: &RemoteWaiter) {
 /// Seats a matched player whose seat is on this node, as a local match does.
 async fn seat_claimed(env: &CommandEnv, cluster: &Cluster, w: &RemoteWaiter, ticket: &str) {
     let seated = match cluster.claim(ticket, w.account) {
-        Ok((room, reservation)) => {
-            let seating = seat(room, reservation, 0, w.account, w.link.clone(), None);
+        Ok((room, reservation, team)) => {
+            let seating = seat(room, reservation, 0, w.account, w.link.clone(), team);
             tokio::time::timeout(SEAT_WAIT, seating)
                 .await
                 .unwrap_or_else(|_| {
