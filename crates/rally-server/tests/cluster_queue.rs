@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use rally_protocol::{ClientMessage, ErrorCode, ServerMessage};
 use rally_testkit::{eventually, NatsServer, TestServer};
 
-use cluster_nodes::cluster;
+use cluster_nodes::{cluster, quick_stop};
 use common::Client as Raw;
 
 async fn player(addr: SocketAddr) -> Raw {
@@ -103,7 +103,7 @@ async fn players_queued_on_different_nodes_are_matched_into_one_room() {
     let Some(nats) = NatsServer::start("the queue across nodes") else {
         return;
     };
-    let nodes = cluster(&nats, &["a", "b", "c"], |_| {}).await;
+    let nodes = cluster(&nats, &["a", "b", "c"], quick_stop).await;
     for n in &nodes {
         let h = n.handle.clone();
         eventually("every node knows the queue leader", || {
@@ -185,7 +185,7 @@ async fn a_new_leader_takes_the_queue_over_and_waiting_players_are_told() {
     let Some(nats) = NatsServer::start("the queue leader changes") else {
         return;
     };
-    let mut nodes = cluster(&nats, &["a", "b", "c"], |_| {}).await;
+    let mut nodes = cluster(&nats, &["a", "b", "c"], quick_stop).await;
     for n in &nodes {
         let h = n.handle.clone();
         eventually("every node knows the queue leader", || {

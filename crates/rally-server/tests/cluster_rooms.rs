@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use rally_protocol::{ClientMessage, ErrorCode, RoomListing, ServerMessage};
 use rally_testkit::{eventually, NatsServer, TestServer};
 
-use cluster_nodes::cluster;
+use cluster_nodes::{cluster, quick_stop};
 use common::Client as Raw;
 
 /// `{"mode": mode}` as MessagePack.
@@ -180,7 +180,7 @@ async fn friends_on_different_nodes_meet_by_code_and_play_in_one_room() {
     let Some(nats) = NatsServer::start("friends meet by code across nodes") else {
         return;
     };
-    let nodes = cluster(&nats, &["a", "b", "c"], |_| {}).await;
+    let nodes = cluster(&nats, &["a", "b", "c"], quick_stop).await;
     let by_id = |id: &str| {
         nodes
             .iter()
@@ -296,7 +296,7 @@ async fn create_goes_to_the_least_loaded_node_and_its_code_works_from_any_node()
     let Some(nats) = NatsServer::start("create on the least-loaded node") else {
         return;
     };
-    let nodes = cluster(&nats, &["a", "b", "c"], |_| {}).await;
+    let nodes = cluster(&nats, &["a", "b", "c"], quick_stop).await;
     let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
     // a and c carry a player each; b is the least loaded.
     let mut busy = Vec::new();
@@ -370,7 +370,7 @@ async fn join_by_id_and_join_or_create_with_options_reach_another_nodes_room() {
     let Some(nats) = NatsServer::start("join by id and options across nodes") else {
         return;
     };
-    let nodes = cluster(&nats, &["a", "b", "c"], |_| {}).await;
+    let nodes = cluster(&nats, &["a", "b", "c"], quick_stop).await;
     let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
     // A public speed room on a.
     let mut host = player(a.tcp).await;
@@ -453,7 +453,7 @@ async fn a_listing_from_any_node_shows_every_nodes_public_rooms_and_no_private_o
     let Some(nats) = NatsServer::start("listing across nodes") else {
         return;
     };
-    let nodes = cluster(&nats, &["a", "b", "c"], |_| {}).await;
+    let nodes = cluster(&nats, &["a", "b", "c"], quick_stop).await;
     // On each node: a public classic room, a public speed room, a private speed room.
     let mut players = Vec::new();
     let mut public = Vec::new();
@@ -546,7 +546,7 @@ async fn the_sdk_follows_every_kind_of_join_across_nodes() {
     let Some(nats) = NatsServer::start("the SDK's joins across nodes") else {
         return;
     };
-    let nodes = cluster(&nats, &["a", "b"], |_| {}).await;
+    let nodes = cluster(&nats, &["a", "b"], quick_stop).await;
     let (a, b) = (&nodes[0], &nodes[1]);
     // A player on a makes b the least loaded: the host's create on a lands on b.
     let mut busy = player(a.tcp).await;

@@ -38,3 +38,9 @@ pub async fn cluster(
     }
     nodes
 }
+
+/// Players left connected do not hold a node's shutdown for the default 10 s.
+#[allow(dead_code)] // each test crate includes this module; not all of them use it
+pub fn quick_stop(c: &mut Config) {
+    c.shutdown_grace_ms = 300;
+}
