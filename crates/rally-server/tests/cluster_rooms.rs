@@ -300,9 +300,10 @@ async fn create_goes_to_the_least_loaded_node_and_its_code_works_from_any_node()
     let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
     // a and c carry a player each; b is the least loaded.
     let mut busy = Vec::new();
+    let mut busy_rooms = Vec::new();
     for n in [a, c] {
         let mut p = player(n.tcp).await;
-        p.join("arena").await;
+        busy_rooms.push(p.join("arena").await.0);
         busy.push(p);
     }
     let ah = a.handle.clone();
@@ -360,6 +361,27 @@ async fn create_goes_to_the_least_loaded_node_and_its_code_works_from_any_node()
         .await;
         assert!(matches!(answer(&mut far, req + 10).await, Answer::Refused(e) if e == here));
     }
+    // A draining node sends a join by id elsewhere too: a player connected to a before
+    // the drain joins c's room through it.
+    let mut early = player(a.tcp).await;
+    let r = common::http(
+        a.admin,
+        "POST",
+        "/admin/drain",
+        Some(cluster_nodes::TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    early
+        .send(&ClientMessage::JoinById {
+            req: 6,
+            room_id: busy_rooms[1],
+        })
+        .await;
+    let (early, owner, r, _) = follow(answer(&mut early, 6).await).await;
+    assert_eq!((owner.as_str(), r), ("c", busy_rooms[1]));
+    early.close().await;
     host.send(&ClientMessage::Leave { req: 9 }).await;
     friend.close().await;
     shutdown(nodes).await;

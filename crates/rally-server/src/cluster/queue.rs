@@ -152,12 +152,19 @@ impl Cluster {
     }
 
     fn set_leader(&self, leader: Option<String>) {
-        let changed = {
+        let (changed, was_me) = {
             let mut now = self.queue_leader.lock().unwrap_or_else(|e| e.into_inner());
             let changed = now.is_some() && *now != leader;
+            let was_me = now.as_deref() == Some(self.node.as_str());
             *now = leader.clone();
-            changed
+            (changed, was_me)
         };
+        if changed && was_me {
+            // Every node ends the tickets it had here: none may be matched any more.
+            let mut w = self.leader_queue.lock();
+            w.tickets = Tickets::new(LIMITS);
+            w.ids.clear();
+        }
         if changed {
             tracing::info!(leader = ?leader, "the queue leader changed");
             // Full: the handler is far behind anyway; the tickets end when it catches up.
@@ -265,14 +272,14 @@ impl Cluster {
                     return;
                 }
                 if holder == self.node {
-                    // Renewed only if nobody took it meanwhile.
+                    // Renewed only if nobody took it meanwhile; if somebody did (or NATS
+                    // hiccuped), the next round reads who leads.
                     if self
                         .queue_kv
                         .update(LEADER_KEY, me, e.revision)
                         .await
                         .is_err()
                     {
-                        self.set_leader(None);
                         return;
                     }
                 }

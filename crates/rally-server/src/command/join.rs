@@ -88,16 +88,14 @@ pub(super) async fn join(
             room::create(rooms, &kind, options, private)?
         }
         Target::Id(id) => match (room::reserve_id(rooms, id), cluster) {
-            (Err(e), Some(cluster)) if e.code == ErrorCode::NoSuchRoom => {
-                let found = cluster.find(req, RoomRef::Id(id), ctx.account);
-                return found.await.map(Outcome::Reply);
+            (Err(e), Some(cluster)) if elsewhere(&e) => {
+                return find(cluster, req, RoomRef::Id(id), ctx, e).await;
             }
             (reserved, _) => reserved?,
         },
         Target::Code(code) => match (room::reserve_code(rooms, &code), cluster) {
-            (Err(e), Some(cluster)) if e.code == ErrorCode::NoSuchRoom => {
-                let found = cluster.find(req, RoomRef::Code(&code), ctx.account);
-                return found.await.map(Outcome::Reply);
+            (Err(e), Some(cluster)) if elsewhere(&e) => {
+                return find(cluster, req, RoomRef::Code(&code), ctx, e).await;
             }
             (reserved, _) => reserved?,
         },
@@ -105,6 +103,28 @@ pub(super) async fn join(
     seat(room, reservation, req, ctx.account, link, None)
         .await
         .map(Outcome::Joined)
+}
+
+/// Whether a join by id or code refused here may find its room on another node: this
+/// node has no such room, or it drains (its players' joins go to the others).
+fn elsewhere(e: &CommandError) -> bool {
+    matches!(e.code, ErrorCode::NoSuchRoom | ErrorCode::Draining)
+}
+
+/// The room of a join by id or code on its owner; when no node has it, the refusal
+/// this node gave (`here`: no such room, or draining).
+async fn find(
+    cluster: &Cluster,
+    req: u32,
+    which: RoomRef<'_>,
+    ctx: &CommandContext,
+    here: CommandError,
+) -> Result<Outcome, CommandError> {
+    match cluster.find(req, which, ctx.account).await {
+        Ok(redirect) => Ok(Outcome::Reply(redirect)),
+        Err(e) if e.code == ErrorCode::NoSuchRoom => Err(here),
+        Err(e) => Err(e),
+    }
 }
 
 /// Takes the seat a seat ticket reserved on this node.
