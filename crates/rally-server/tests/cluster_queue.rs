@@ -231,3 +231,69 @@ async fn a_new_leader_takes_the_queue_over_and_waiting_players_are_told() {
         n.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sdk_follows_a_queue_match_to_another_node() {
+    use futures_util::StreamExt;
+    let Some(nats) = NatsServer::start("the SDK's queue match across nodes") else {
+        return;
+    };
+    let nodes = cluster(&nats, &["a", "b", "c"], quick_stop).await;
+    for n in &nodes {
+        let h = n.handle.clone();
+        eventually("every node knows the queue leader", || {
+            h.cluster_queue_leader().is_some()
+        })
+        .await;
+    }
+    let leader = leader_of(&nodes);
+    let mut clients = Vec::new();
+    for i in [(leader + 1) % 3, (leader + 2) % 3] {
+        let config = rally_client::Config::new(nodes[i].tcp.to_string());
+        let (client, events) = rally_client::Client::connect(config)
+            .await
+            .expect("connect");
+        client
+            .queue("tictactoe", &[], 1000.0, false)
+            .await
+            .expect("queued");
+        clients.push((client, events));
+    }
+    let mut rooms = Vec::new();
+    for (client, events) in &mut clients {
+        let room = tokio::time::timeout(Duration::from_secs(10), async {
+            while let Some(e) = events.next().await {
+                match e {
+                    rally_client::Event::Matched(room) => return Some(room),
+                    rally_client::Event::Error(e) => panic!("no match: {e}"),
+                    _ => {}
+                }
+            }
+            None
+        })
+        .await
+        .expect("a match in time")
+        .expect("a match");
+        assert_eq!(client.room().map(|r| r.room_id), Some(room.room_id));
+        rooms.push(room.room_id);
+    }
+    assert_eq!(rooms[0], rooms[1], "one room");
+    // The room is on one node, and both seats are in it.
+    let mut seated = 0;
+    for n in &nodes {
+        seated += n
+            .handle
+            .seats()
+            .await
+            .iter()
+            .filter(|s| s.room_id == rooms[0])
+            .count();
+    }
+    assert_eq!(seated, 2);
+    for (c, _) in clients {
+        c.close().await;
+    }
+    for n in nodes {
+        n.shutdown().await;
+    }
+}
