@@ -9,14 +9,16 @@
 //!   `<node>.<room id>`) on the same beat, and deletes the ones that ended.
 //! - **Rating queue**: one elected node, the queue leader, holds the cluster's tickets and
 //!   forms its matches (`queue`).
-//! - **Seats across nodes**: `join` on a node with no free seat of the kind asks the
-//!   [`View`] where the player goes: a room with a seat on another node, else the
-//!   least-loaded node. The chosen owner is asked over NATS request/reply
-//!   (`rally.reserve.<node>`, bounded by `cluster_request_timeout_ms`, retried per SPEC
-//!   section 2) to reserve a seat; it answers with a signed, single-use seat ticket, which
-//!   the player's `redirect` carries to the owner's `claim_seat`.
+//! - **Seats across nodes**: every kind of join whose seat is not here asks the [`View`]
+//!   where the player goes: a matching room with a seat on another node, else the
+//!   least-loaded node (`join`, `join_or_create`); the least-loaded node (`create`); the
+//!   room's owner (`join_by_id`, `join_by_code`). The owner is asked over NATS
+//!   request/reply (`rally.reserve.<node>`, bounded by `cluster_request_timeout_ms`,
+//!   retried per SPEC section 2) to reserve that seat; it answers with a signed,
+//!   single-use seat ticket, which the player's `redirect` carries to the owner's
+//!   `claim_seat`. Listings merge the directory with this node's rooms.
 //!
-//! Every node watches both buckets into its [`View`], which expires entries by itself
+//! Every node watches the membership and directory buckets into its [`View`], which expires entries by itself
 //! (a watcher is not told when the bucket's `max_age` drops one). NATS going away stops
 //! none of the matches: rooms play on, joins fall back to this node, and the watchers,
 //! heartbeat and responder pick up again once the client reconnects (re-creating the

@@ -7,6 +7,11 @@
 //! is pushed to the sender while the ticket is queued, so it always precedes the match.
 //! [`run`] is the task that makes a pass every `queue::PASS_EVERY`: it answers timed-out
 //! tickets with `MATCH_TIMEOUT` and seats each match from a task of its own.
+//!
+//! In cluster mode the ticket goes to the cluster's queue leader instead
+//! (`cluster::Cluster::enqueue`) and the players wait here as remote waiters; [`hear`]
+//! carries out the leader's news: a match seated here, or a `redirect` (req 0) to the
+//! node holding the seats, or the ticket's end.
 
 use std::sync::Arc;
 use std::time::Duration;

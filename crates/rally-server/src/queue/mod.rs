@@ -8,6 +8,11 @@
 //! costs a map insert each. A pass returns the tickets that waited their kind's timeout
 //! (answered with `MATCH_TIMEOUT`) and the matches, which the commands floor seats.
 //!
+//! In cluster mode the tickets wait on the cluster's queue leader instead; this queue
+//! then keeps only its own players as remote waiters ([`MatchQueue::hold_remote`]), so
+//! `contains`, `leave_queue` and a disconnect work the same, and tells the cluster who
+//! left ([`MatchQueue::take_cancels`]).
+//!
 //! A session learns its new seat from [`MatchQueue::take_seat`] when its outbox signals it
 //! (`SessionCtl::seat_ready`): the seating task cannot reach into the session's task.
 //!
