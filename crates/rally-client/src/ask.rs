@@ -272,15 +272,25 @@ pub(crate) enum Seated {
     Elsewhere(crate::shared::Redirect),
 }
 
+fn seated(r: Reply) -> Option<Seated> {
+    match r {
+        Reply::Joined(room) => Some(Seated::Here(room)),
+        Reply::Redirect(to) => Some(Seated::Elsewhere(to)),
+        _ => None,
+    }
+}
+
 /// `join`, answered by `joined`, or in a cluster by `redirect`.
 pub(crate) fn join_or_redirect(kind: &str) -> Ask<'_, Seated> {
+    or_redirect(join(kind))
+}
+
+/// A seating request (`join`, `create`, `join_or_create`, `join_by_id`,
+/// `join_by_code`) that also takes a cluster's `redirect` for its answer.
+pub(crate) fn or_redirect<'m>(seating: Ask<'m, Room>) -> Ask<'m, Seated> {
     Ask {
-        what: What::Join { kind },
-        answer: |r| match r {
-            Reply::Joined(room) => Some(Seated::Here(room)),
-            Reply::Redirect(to) => Some(Seated::Elsewhere(to)),
-            _ => None,
-        },
+        what: seating.what,
+        answer: seated,
     }
 }
 

@@ -200,9 +200,16 @@ impl Client {
     /// it reserved: the client then moves its connection there (logged in again with its
     /// session token), claims the seat with the ticket, and returns that room, as if the
     /// first node had seated it. Reconnections after that try the new node first, then
-    /// the configured addresses.
+    /// the configured addresses. [`create`](Self::create),
+    /// [`join_or_create`](Self::join_or_create), [`join_by_id`](Self::join_by_id) and
+    /// [`join_by_code`](Self::join_by_code) follow a redirect the same way.
     pub async fn join(&self, kind: &str) -> Result<Room, Error> {
-        match self.ask(ask::join_or_redirect(kind)).await? {
+        self.seat(ask::join_or_redirect(kind)).await
+    }
+
+    /// Sends a seating request; follows a `redirect` when the seat is on another node.
+    async fn seat(&self, seating: ask::Ask<'_, ask::Seated>) -> Result<Room, Error> {
+        match self.ask(seating).await? {
             ask::Seated::Here(room) => Ok(room),
             ask::Seated::Elsewhere(to) => self.follow(to).await,
         }
@@ -247,24 +254,26 @@ impl Client {
     /// friends in. Refused with `BAD_OPTIONS` when the server or the game rejects the
     /// options.
     pub async fn create(&self, kind: &str, options: &[u8], private: bool) -> Result<Room, Error> {
-        self.ask(ask::create(kind, options, private)).await
+        self.seat(ask::or_redirect(ask::create(kind, options, private)))
+            .await
     }
 
     /// Joins the oldest open public room of `kind` whose options match `options` on the
     /// kind's filter keys, or opens one with `options`.
     pub async fn join_or_create(&self, kind: &str, options: &[u8]) -> Result<Room, Error> {
-        self.ask(ask::join_or_create(kind, options)).await
+        self.seat(ask::or_redirect(ask::join_or_create(kind, options)))
+            .await
     }
 
     /// Joins the room with this id (private ones too). `NO_SUCH_ROOM`, `ROOM_FULL`,
     /// `ROOM_LOCKED` or `JOIN_REFUSED` say why not.
     pub async fn join_by_id(&self, room_id: u64) -> Result<Room, Error> {
-        self.ask(ask::join_by_id(room_id)).await
+        self.seat(ask::or_redirect(ask::join_by_id(room_id))).await
     }
 
     /// Joins the room with this share code (6 characters, case does not matter).
     pub async fn join_by_code(&self, code: &str) -> Result<Room, Error> {
-        self.ask(ask::join_by_code(code)).await
+        self.seat(ask::or_redirect(ask::join_by_code(code))).await
     }
 
     /// A page of the open public rooms of `kind` whose options have the values in

@@ -38,6 +38,9 @@ enum Ended {
     Dropped(Error),
     /// The handle asked to move to another node (a cluster redirect).
     Move(crate::shared::Move),
+    /// A queue match whose room is on another node (a `redirect` with req 0): move there
+    /// and claim the seat.
+    Matched(crate::shared::Redirect),
 }
 
 /// Runs the client's connection, and its successors, until the end.
@@ -59,6 +62,32 @@ pub(crate) async fn run(shared: Arc<Shared>, config: Arc<Config>, conn: Conn) {
                     moved = Some(to.addr);
                 }
                 let _ = to.done.send(result);
+                continue;
+            }
+            Ended::Matched(to) => {
+                let at = match config.transport {
+                    rally_protocol::Transport::Tcp => to.tcp,
+                    rally_protocol::Transport::WebSocket => to.ws,
+                };
+                match Box::pin(move_to(&shared, &config, &mut conn, &at)).await {
+                    Ok(()) => {
+                        moved = Some(at);
+                        // Once, never retried: the ticket is single-use.
+                        let mut inner = shared.lock();
+                        let req = inner.next_req();
+                        let ticket = to.ticket.expose();
+                        if inner
+                            .push(&ClientMessage::ClaimSeat { req, ticket })
+                            .is_ok()
+                        {
+                            inner.claiming = Some(req);
+                        }
+                    }
+                    Err(e) => {
+                        shared.lock().queued = false;
+                        shared.emit(Event::Error(e));
+                    }
+                }
                 continue;
             }
         };
@@ -263,6 +292,28 @@ fn dispatch(shared: &Shared, conn: &Connection, next: Next) -> Option<Ended> {
             let mut inner = shared.lock();
             // The room first: a `join` that returns finds the client in its room.
             inner.room = conn.room().cloned();
+            if req == 0 {
+                // Nobody asked: only a queue match sends a redirect unasked.
+                return match reply {
+                    Ok(Reply::Redirect(to)) => Some(Ended::Matched(to)),
+                    _ => None,
+                };
+            }
+            if inner.claiming == Some(req) {
+                inner.claiming = None;
+                inner.queued = false;
+                let event = match reply {
+                    Ok(Reply::Joined(room)) => {
+                        inner.room = Some(room.clone());
+                        Event::Matched(room)
+                    }
+                    Ok(_) => return None,
+                    Err(e) => Event::Error(e),
+                };
+                drop(inner);
+                shared.emit(event);
+                return None;
+            }
             if let Ok(Reply::Session(session)) = &reply {
                 inner.session_token = Some(session.token.expose().clone());
             }

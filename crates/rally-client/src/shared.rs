@@ -112,6 +112,9 @@ pub(crate) struct Inner {
     /// Whether this player waits in the matchmaking queue: an unprompted `joined` is
     /// then its match, not a resume.
     pub(crate) queued: bool,
+    /// The `claim_seat` request of a queue match on another node (a `redirect` with req
+    /// 0): its `joined` is the match, told as [`Event::Matched`](crate::Event::Matched).
+    pub(crate) claiming: Option<u32>,
     /// A move to another node (a cluster redirect) the task is to make.
     pub(crate) move_to: Option<Move>,
     next_req: u32,
@@ -140,6 +143,7 @@ impl Shared {
                 next_req: 0,
                 next_nonce: 0,
                 queued: false,
+                claiming: None,
             }),
             wake: Notify::new(),
             events: Mutex::new(EventQueue::new(event_capacity)),

@@ -174,6 +174,12 @@ impl ServerHandle {
         })
     }
 
+    /// Cluster mode: the node leading the cluster's rating queue, as this node last read
+    /// it; `None` for a single node or before the first election.
+    pub fn cluster_queue_leader(&self) -> Option<String> {
+        self.cluster.as_ref().and_then(|c| c.queue_leader())
+    }
+
     /// Whether the server is draining (admin API `POST /admin/drain`).
     pub fn draining(&self) -> bool {
         self.matchmaker.is_draining()

@@ -386,7 +386,20 @@ impl Matchmaker {
         offset: usize,
         limit: usize,
     ) -> (usize, Vec<RoomListing>) {
-        let limit = limit.min(MAX_LIST_LIMIT);
+        self.scan(kind, filter, offset, limit.min(MAX_LIST_LIMIT))
+    }
+
+    /// [`list`](Self::list) with a page of up to `limit` (at most [`MAX_LIST_SCAN`]): a
+    /// cluster listing takes this node's first `offset + limit` rooms to merge with the
+    /// other nodes'.
+    pub(crate) fn scan(
+        &self,
+        kind: &str,
+        filter: &RoomOptions,
+        offset: usize,
+        limit: usize,
+    ) -> (usize, Vec<RoomListing>) {
+        let limit = limit.min(MAX_LIST_SCAN);
         let inner = self.lock();
         let Some(set) = inner.public.get(kind) else {
             return (0, Vec::new());
@@ -394,7 +407,7 @@ impl Matchmaker {
         let filter = filter.to_filter();
         let mut scratch = Vec::new();
         let mut total = 0;
-        let mut page = Vec::with_capacity(limit);
+        let mut page = Vec::with_capacity(limit.min(set.len()));
         for id in set.values().take(MAX_LIST_SCAN) {
             let Some(e) = inner.rooms.get(id) else {
                 continue;
@@ -442,13 +455,14 @@ impl Matchmaker {
         self.lock().closed = true;
     }
 
-    /// Whether a public room of `kind` has a seat neither taken nor reserved and is not
-    /// locked (cluster mode: a plain join then stays on this node).
-    pub(crate) fn has_open_seat(&self, kind: &str) -> bool {
+    /// Whether a public room under `filter` (a kind and its filter values) has a seat
+    /// neither taken nor reserved and is not locked (cluster mode: a join-or-create then
+    /// stays on this node). The joinable index holds exactly those rooms.
+    pub(crate) fn has_open_seat_in(&self, filter: &FilterKey) -> bool {
         self.lock()
-            .rooms
-            .values()
-            .any(|e| &*e.handle.kind == kind && e.joinable())
+            .joinable
+            .get(filter)
+            .is_some_and(|set| !set.is_empty())
     }
 
     /// Seats taken or reserved in every live room (cluster mode: this node's load).

@@ -3,6 +3,7 @@
 //! or raw protocol clients. Skipped with a marked line when no nats-server is installed
 //! (`eval "$(scripts/nats.sh)"`). Killing a node's process is in `crates/rally/tests/cluster.rs`.
 
+mod cluster_nodes;
 mod common;
 
 use std::time::{Duration, Instant};
@@ -10,40 +11,10 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use rally_client::{Client, Event};
 use rally_protocol::{ClientMessage, ErrorCode, ServerMessage};
-use rally_server::Config;
-use rally_testkit::{eventually, local_config, NatsServer, TestServer};
+use rally_testkit::{eventually, NatsServer, TestServer};
 
+use cluster_nodes::{cluster, TOKEN};
 use common::{http, Client as Raw};
-
-const TOKEN: &str = "cluster-admin-token-0123456789";
-
-fn node_config(nats: &NatsServer, id: &str) -> Config {
-    Config {
-        cluster_nats_url: Some(nats.url()),
-        node_id: id.to_owned(),
-        cluster_node_ttl_ms: 1500,
-        admin_token: Some(rally_server::config::Secret::new(TOKEN)),
-        ..local_config()
-    }
-}
-
-/// Starts nodes `ids` on `nats` and waits until each sees all of them.
-async fn cluster(nats: &NatsServer, ids: &[&str], tweak: impl Fn(&mut Config)) -> Vec<TestServer> {
-    let mut nodes = Vec::new();
-    for id in ids {
-        let mut c = node_config(nats, id);
-        tweak(&mut c);
-        nodes.push(TestServer::start(c).await);
-    }
-    for n in &nodes {
-        let h = n.handle.clone();
-        eventually("every node sees every node", || {
-            h.cluster_nodes() == ids.len()
-        })
-        .await;
-    }
-    nodes
-}
 
 /// `[dx, dy]` as MessagePack.
 fn input(dx: f32, dy: f32) -> Vec<u8> {

@@ -7,14 +7,18 @@
 //!   it. A drained node, or one shutting down, deletes its entry and leaves at once.
 //! - **Room directory**: each node writes its open rooms into `rally_rooms` (key
 //!   `<node>.<room id>`) on the same beat, and deletes the ones that ended.
-//! - **Seats across nodes**: `join` on a node with no free seat of the kind asks the
-//!   [`View`] where the player goes: a room with a seat on another node, else the
-//!   least-loaded node. The chosen owner is asked over NATS request/reply
-//!   (`rally.reserve.<node>`, bounded by `cluster_request_timeout_ms`, retried per SPEC
-//!   section 2) to reserve a seat; it answers with a signed, single-use seat ticket, which
-//!   the player's `redirect` carries to the owner's `claim_seat`.
+//! - **Rating queue**: one elected node, the queue leader, holds the cluster's tickets and
+//!   forms its matches (`queue`).
+//! - **Seats across nodes**: every kind of join whose seat is not here asks the [`View`]
+//!   where the player goes: a matching room with a seat on another node, else the
+//!   least-loaded node (`join`, `join_or_create`); the least-loaded node (`create`); the
+//!   room's owner (`join_by_id`, `join_by_code`). The owner is asked over NATS
+//!   request/reply (`rally.reserve.<node>`, bounded by `cluster_request_timeout_ms`,
+//!   retried per SPEC section 2) to reserve that seat; it answers with a signed,
+//!   single-use seat ticket, which the player's `redirect` carries to the owner's
+//!   `claim_seat`. Listings merge the directory with this node's rooms.
 //!
-//! Every node watches both buckets into its [`View`], which expires entries by itself
+//! Every node watches the membership and directory buckets into its [`View`], which expires entries by itself
 //! (a watcher is not told when the bucket's `max_age` drops one). NATS going away stops
 //! none of the matches: rooms play on, joins fall back to this node, and the watchers,
 //! heartbeat and responder pick up again once the client reconnects (re-creating the
@@ -25,10 +29,15 @@
 //! - `seats`: seats reserved here for redirected players, by ticket nonce.
 //! - `membership`: the heartbeat into both buckets, and the watchers into the view.
 //! - `reserve`: placing a joining player, reservations asked and answered, claims.
+//! - `listing`: `list_rooms` over this node's rooms and the directory's.
+//! - `queue`: the rating queue across nodes: the leader's election, tickets and
+//!   matches, and each node's queued players' news.
 //! - this file: the [`Cluster`] itself, connecting, starting its tasks, this node's
 //!   entries, and what the admin API shows.
 
+mod listing;
 mod membership;
+mod queue;
 mod reserve;
 mod seats;
 mod view;
@@ -48,6 +57,8 @@ use crate::metrics::{ClusterMetrics, Metrics};
 use crate::room::RoomEnv;
 use crate::room_handle::RoomHandle;
 
+pub(crate) use queue::QueueNews;
+pub(crate) use reserve::RoomRef;
 use seats::Seats;
 use view::View;
 pub(crate) use view::{NodeEntry, RoomEntry};
@@ -56,6 +67,8 @@ pub(crate) use view::{NodeEntry, RoomEntry};
 const NODES_BUCKET: &str = "rally_nodes";
 /// The room directory bucket.
 const ROOMS_BUCKET: &str = "rally_rooms";
+/// The queue leader's bucket.
+const QUEUE_BUCKET: &str = "rally_queue";
 /// How long a watcher or the heartbeat waits before trying NATS again after a failure.
 const RETRY_PAUSE: Duration = Duration::from_millis(500);
 
@@ -78,6 +91,7 @@ pub(crate) struct Cluster {
     js: async_nats::jetstream::Context,
     nodes_kv: Store,
     rooms_kv: Store,
+    queue_kv: Store,
     view: Mutex<View>,
     seats: Seats,
     signer: TicketSigner,
@@ -89,6 +103,14 @@ pub(crate) struct Cluster {
     left: AtomicBool,
     /// Wakes the heartbeat to publish now (a room opened for another node's player).
     publish_now: Notify,
+    /// The queue leader, as last read from the queue bucket.
+    queue_leader: Mutex<Option<String>>,
+    /// The cluster's tickets while this node leads the queue.
+    leader_queue: queue::LeaderQueue,
+    /// News for this node's queued players (matches, ends), to the commands floor.
+    queue_news: tokio::sync::mpsc::Sender<QueueNews>,
+    /// Its other end, until the handler takes it.
+    queue_news_rx: Mutex<Option<tokio::sync::mpsc::Receiver<QueueNews>>>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -100,6 +122,12 @@ impl std::fmt::Debug for Cluster {
             .field("ws", &self.ws)
             .finish_non_exhaustive()
     }
+}
+
+/// Milliseconds since the Unix epoch (0 before it).
+pub(crate) fn unix_ms(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// `auto` becomes the listener's own address, an unspecified IP 127.0.0.1.
@@ -160,12 +188,19 @@ impl Cluster {
             .map_err(|e| fail(e.to_string()))?;
         let js = async_nats::jetstream::new(client.clone());
         let ttl = config.cluster_node_ttl();
-        let (nodes_kv, rooms_kv) = tokio::time::timeout(config.timeout(), buckets(&js, ttl))
-            .await
-            .map_err(|_| fail("JetStream did not answer (is it on? nats-server -js)".into()))?
-            .map_err(|e| fail(format!("JetStream key-value: {e}")))?;
+        let (nodes_kv, rooms_kv, queue_kv) =
+            tokio::time::timeout(config.timeout(), buckets(&js, ttl))
+                .await
+                .map_err(|_| fail("JetStream did not answer (is it on? nats-server -js)".into()))?
+                .map_err(|e| fail(format!("JetStream key-value: {e}")))?;
         tracing::info!(node = %node, nats = %url, "joined the cluster");
+        let (queue_news, news_rx) = tokio::sync::mpsc::channel(queue::NEWS);
         Ok(Arc::new(Cluster {
+            queue_kv,
+            queue_leader: Mutex::new(None),
+            leader_queue: queue::LeaderQueue::default(),
+            queue_news,
+            queue_news_rx: Mutex::new(Some(news_rx)),
             tcp: advertised(&config.advertise_tcp, tcp),
             ws: advertised(&config.advertise_ws, ws),
             node,
@@ -236,11 +271,17 @@ impl Cluster {
             node: self.node.clone(),
             players: u32::try_from(seats).unwrap_or(u32::MAX),
             max_players: u32::try_from(room.max_players).unwrap_or(u32::MAX),
-            code: None,
-            options: None,
-            metadata: None,
-            private: false,
-            locked: false,
+            code: Some(room.code.to_string()),
+            options: if room.options.is_empty() {
+                Vec::new()
+            } else {
+                room.options.to_bytes()
+            },
+            metadata: room.info.metadata().to_vec(),
+            private: room.private,
+            locked: room.info.locked.load(Ordering::Relaxed),
+            opened_ms: unix_ms(std::time::SystemTime::now())
+                .saturating_sub(u64::try_from(room.info.opened.elapsed().as_millis()).unwrap_or(0)),
         }
     }
 
@@ -266,6 +307,7 @@ impl Cluster {
             .collect();
         serde_json::json!({
             "node": self.node,
+            "queue_leader": self.queue_leader(),
             "left": self.left.load(Ordering::Acquire),
             "nodes": nodes,
         })
@@ -282,12 +324,12 @@ impl Cluster {
     }
 }
 
-/// Creates (or updates) both buckets: one value per key, kept in memory, forgotten after
-/// `ttl` unless rewritten.
+/// Creates (or updates) the three buckets (membership, directory, queue leader): one value
+/// per key, kept in memory, forgotten after `ttl` unless rewritten.
 async fn buckets(
     js: &async_nats::jetstream::Context,
     ttl: Duration,
-) -> Result<(Store, Store), String> {
+) -> Result<(Store, Store, Store), String> {
     let config = |bucket: &str| kv::Config {
         bucket: bucket.to_owned(),
         history: 1,
@@ -303,5 +345,9 @@ async fn buckets(
         .create_or_update_key_value(config(ROOMS_BUCKET))
         .await
         .map_err(|e| e.to_string())?;
-    Ok((nodes, rooms))
+    let queue = js
+        .create_or_update_key_value(config(QUEUE_BUCKET))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((nodes, rooms, queue))
 }

@@ -22,6 +22,8 @@ pub(crate) struct Pending {
     pub(crate) room: RoomHandle,
     /// Held until claimed; dropped (the seat given back) when it expires.
     pub(crate) reservation: Reservation,
+    /// The team a queue match gave the seat (the claim seats the player on it).
+    pub(crate) team: Option<u32>,
     /// The ticket's expiry on this node's clock.
     pub(crate) until: Instant,
 }

@@ -29,8 +29,10 @@ pub(crate) struct NodeEntry {
 
 /// A room's directory entry (key: `<node>.<room id>`), written by its node.
 ///
-/// The optional fields are the rooms-and-matchmaking issue's (14): filled by the owning
-/// node once its rooms carry them; readers treat a missing one as "none".
+/// The fields after `max_players` are the rooms-and-matchmaking issue's (14): what a
+/// listing shows and what join by code, join-or-create with options and listing
+/// filters look for on other nodes. Readers treat a missing one as "none" (an entry
+/// written by an older node).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct RoomEntry {
     pub(crate) room_id: u64,
@@ -38,16 +40,56 @@ pub(crate) struct RoomEntry {
     pub(crate) node: String,
     pub(crate) players: u32,
     pub(crate) max_players: u32,
+    /// The share code (private rooms too: they are joinable by code, never listed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) code: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) options: Option<serde_json::Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) metadata: Option<serde_json::Value>,
+    /// The creation options, MessagePack as the creator sent them (hex in the JSON):
+    /// raw, so other nodes match filters exactly as the owner would.
+    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "hex")]
+    pub(crate) options: Vec<u8>,
+    /// What the game published for listings, one MessagePack value (hex); empty: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "hex")]
+    pub(crate) metadata: Vec<u8>,
     #[serde(default)]
     pub(crate) private: bool,
     #[serde(default)]
     pub(crate) locked: bool,
+    /// When the room opened, Unix milliseconds: listings are oldest first across nodes.
+    #[serde(default)]
+    pub(crate) opened_ms: u64,
+}
+
+/// Bytes as a lower-case hex string in the directory's JSON (half the size of a JSON
+/// array of numbers, and no new dependency for base64).
+pub(super) mod hex {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(crate) fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        let mut text = String::with_capacity(bytes.len() * 2);
+        for b in bytes {
+            text.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));
+            text.push(char::from(b"0123456789abcdef"[usize::from(b & 15)]));
+        }
+        s.serialize_str(&text)
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        let digit = |c: u8| match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            b'A'..=b'F' => Some(c - b'A' + 10),
+            _ => None,
+        };
+        text.as_bytes()
+            .chunks(2)
+            .map(|pair| match pair {
+                [hi, lo] => Some(digit(*hi)? << 4 | digit(*lo)?),
+                _ => None,
+            })
+            .collect::<Option<Vec<u8>>>()
+            .ok_or_else(|| serde::de::Error::custom("not a hex string"))
+    }
 }
 
 impl RoomEntry {
@@ -56,15 +98,30 @@ impl RoomEntry {
         room_key(&self.node, self.room_id)
     }
 
-    /// Whether a `join` of `kind` may be sent here.
-    fn has_seat_for(&self, kind: &str) -> bool {
-        self.kind == kind && self.players < self.max_players && !self.private && !self.locked
+    /// Whether a join-or-create of `kind` may be sent here: public, open, a seat free, and
+    /// its options matching (`fits`, the caller's test on the kind's filter keys).
+    fn has_seat_for(&self, kind: &str, fits: &dyn Fn(&RoomEntry) -> bool) -> bool {
+        self.kind == kind
+            && self.players < self.max_players
+            && !self.private
+            && !self.locked
+            && fits(self)
     }
 }
 
 /// The directory key of room `room_id` on `node` (node ids have no `.`).
 pub(crate) fn room_key(node: &str, room_id: u64) -> String {
     format!("{node}.{room_id}")
+}
+
+/// What a placement looks for.
+#[derive(Clone, Copy)]
+pub(crate) enum Seek<'a> {
+    /// A seat in an open public room of the kind whose options pass this test (the
+    /// kind's filter keys), else a new room (`join`, `join_or_create`).
+    Seat(&'a (dyn Fn(&RoomEntry) -> bool + Sync)),
+    /// A new room (`create`).
+    NewRoom,
 }
 
 /// Where a player joining a kind goes.
@@ -185,37 +242,42 @@ impl View {
         self.inflight.get(node).copied().unwrap_or(0)
     }
 
-    /// Free seats for `kind` in `node`'s rooms, less the players on their way there.
-    fn free_seats(&self, node: &str, kind: &str) -> u32 {
+    /// Free seats for `kind` in `node`'s rooms that `fits`, less the players on their
+    /// way there.
+    fn free_seats(&self, node: &str, kind: &str, fits: &dyn Fn(&RoomEntry) -> bool) -> u32 {
         let free: u32 = self
             .rooms
             .values()
-            .filter(|(r, at)| r.node == node && self.fresh(*at) && r.has_seat_for(kind))
+            .filter(|(r, at)| r.node == node && self.fresh(*at) && r.has_seat_for(kind, fits))
             .map(|(r, _)| r.max_players - r.players)
             .sum();
         free.saturating_sub(self.in_flight(node))
     }
 
-    /// Where a player joining `kind` on node `me` goes, `me` having no open seat of that
-    /// kind (`local` is its own entry, with its live load). First a node with free seats
-    /// in rooms of the kind (the one with the fewest, so rooms fill and matches start);
-    /// else the least-loaded node taking new rooms (players, then rooms, then id; `me`
-    /// included unless it drains). Players placed and not yet answered count on their
-    /// node, so joins placed at once spread rather than all pick the same node.
-    pub(crate) fn place(&self, kind: &str, local: &NodeEntry) -> Option<Placement> {
+    /// Where a player asking for `kind` on node `me` goes (`local` is its own entry, with
+    /// its live load; the caller found no open seat here). For [`Seek::Seat`], first a
+    /// node with free seats in rooms of the kind that fit (the one with the fewest, so
+    /// rooms fill and matches start); then, and for [`Seek::NewRoom`] at once, the
+    /// least-loaded node taking new rooms (players, then rooms; `me` on a tie, as no
+    /// redirect is cheapest; then id; `me` left out while it drains). Players placed and
+    /// not yet answered count on their node, so joins placed at once spread rather than
+    /// all pick the same node.
+    pub(crate) fn place(&self, kind: &str, seek: Seek<'_>, local: &NodeEntry) -> Option<Placement> {
         let others: Vec<&NodeEntry> = self
             .nodes
             .values()
             .filter(|(n, at)| self.fresh(*at) && n.node != local.node && !n.draining)
             .map(|(n, _)| n)
             .collect();
-        let with_seat = others
-            .iter()
-            .map(|n| (self.free_seats(&n.node, kind), *n))
-            .filter(|(free, _)| *free > 0)
-            .min_by(|(fa, a), (fb, b)| (fa, &a.node).cmp(&(fb, &b.node)));
-        if let Some((_, n)) = with_seat {
-            return Some(Placement::Remote(n.clone()));
+        if let Seek::Seat(fits) = seek {
+            let with_seat = others
+                .iter()
+                .map(|n| (self.free_seats(&n.node, kind, fits), *n))
+                .filter(|(free, _)| *free > 0)
+                .min_by(|(fa, a), (fb, b)| (fa, &a.node).cmp(&(fb, &b.node)));
+            if let Some((_, n)) = with_seat {
+                return Some(Placement::Remote(n.clone()));
+            }
         }
         let load = |n: &NodeEntry| {
             let extra = if n.node == local.node {
@@ -223,7 +285,11 @@ impl View {
             } else {
                 self.in_flight(&n.node)
             };
-            (n.players.saturating_add(extra), n.rooms)
+            (
+                n.players.saturating_add(extra),
+                n.rooms,
+                n.node != local.node,
+            )
         };
         let mut candidates = others;
         if !local.draining {
@@ -241,12 +307,63 @@ impl View {
 
     /// [`place`](Self::place), counting a player on its way to the node chosen elsewhere
     /// until [`settle`](Self::settle) says how its reservation went.
-    pub(crate) fn place_and_count(&mut self, kind: &str, local: &NodeEntry) -> Option<Placement> {
-        let placed = self.place(kind, local);
+    pub(crate) fn place_and_count(
+        &mut self,
+        kind: &str,
+        seek: Seek<'_>,
+        local: &NodeEntry,
+    ) -> Option<Placement> {
+        let placed = self.place(kind, seek, local);
         if let Some(Placement::Remote(n)) = &placed {
-            *self.inflight.entry(n.node.clone()).or_insert(0) += 1;
+            self.count_on_the_way(&n.node);
         }
         placed
+    }
+
+    /// Counts a player on its way to `node` until [`settle`](Self::settle).
+    pub(crate) fn count_on_the_way(&mut self, node: &str) {
+        *self.inflight.entry(node.to_owned()).or_insert(0) += 1;
+    }
+
+    /// A live node's entry, by id.
+    pub(crate) fn node(&self, node: &str) -> Option<NodeEntry> {
+        self.live(node).cloned()
+    }
+
+    /// The first room on a live node other than `except` that `which` picks (join by id
+    /// or code: the room's owner).
+    pub(crate) fn find_room(
+        &self,
+        except: &str,
+        which: impl Fn(&RoomEntry) -> bool,
+    ) -> Option<RoomEntry> {
+        self.rooms
+            .values()
+            .filter(|(r, at)| {
+                r.node != except && self.fresh(*at) && self.live(&r.node).is_some() && which(r)
+            })
+            .map(|(r, _)| r.clone())
+            .next()
+    }
+
+    /// The public rooms of `kind` on live nodes other than `except`, oldest first (then
+    /// by node and id), at most `cap` of them: what a listing shows besides its own.
+    pub(crate) fn listed(&self, kind: &str, except: &str, cap: usize) -> Vec<RoomEntry> {
+        let mut v: Vec<RoomEntry> = self
+            .rooms
+            .values()
+            .filter(|(r, at)| {
+                r.kind == kind
+                    && !r.private
+                    && r.node != except
+                    && self.fresh(*at)
+                    && self.live(&r.node).is_some()
+            })
+            .map(|(r, _)| r.clone())
+            .collect();
+        v.sort_by(|a, b| (a.opened_ms, &a.node, a.room_id).cmp(&(b.opened_ms, &b.node, b.room_id)));
+        v.truncate(cap);
+        v
     }
 
     /// A reservation on `node` answered (`Some`: the seat's room and the node's load,
@@ -304,12 +421,19 @@ mod tests {
             players,
             max_players: 16,
             code: None,
-            options: None,
-            metadata: None,
+            options: Vec::new(),
+            metadata: Vec::new(),
             private: false,
             locked: false,
+            opened_ms: id,
         }
     }
+
+    fn any(_: &RoomEntry) -> bool {
+        true
+    }
+
+    const ANY: Seek<'static> = Seek::Seat(&any);
 
     #[test]
     fn a_free_seat_elsewhere_comes_first_then_the_least_loaded_node() {
@@ -320,13 +444,13 @@ mod tests {
         v.put_node(node("b", 0, 0), now);
         v.put_node(node("c", 0, 0), now);
         assert_eq!(
-            v.place("arena", &a),
+            v.place("arena", ANY, &a),
             Some(Placement::Remote(node("b", 0, 0)))
         );
         v.put_node(node("b", 3, 1), now);
         v.put_room(room("b", 9, 3), now);
         assert_eq!(
-            v.place("arena", &a),
+            v.place("arena", ANY, &a),
             Some(Placement::Remote(node("b", 3, 1)))
         );
         // Full, private or locked rooms do not count; then c is the least loaded.
@@ -336,10 +460,13 @@ mod tests {
         v.put_room(private, now);
         v.put_node(node("b", 16, 1), now);
         assert_eq!(
-            v.place("arena", &a),
+            v.place("arena", ANY, &a),
             Some(Placement::Remote(node("c", 0, 0)))
         );
-        assert_eq!(v.place("arena", &node("a", 0, 0)), Some(Placement::Local));
+        assert_eq!(
+            v.place("arena", ANY, &node("a", 0, 0)),
+            Some(Placement::Local)
+        );
     }
 
     #[test]
@@ -352,7 +479,7 @@ mod tests {
         v.put_node(node("c", 0, 0), now);
         let mut to = std::collections::HashMap::new();
         for _ in 0..32 {
-            if let Some(Placement::Remote(n)) = v.place_and_count("arena", &a) {
+            if let Some(Placement::Remote(n)) = v.place_and_count("arena", ANY, &a) {
                 *to.entry(n.node).or_insert(0) += 1;
             }
         }
@@ -380,10 +507,10 @@ mod tests {
         b.draining = true;
         v.put_node(b, now);
         v.put_room(room("b", 1, 1), now);
-        assert_eq!(v.place("arena", &a), None);
+        assert_eq!(v.place("arena", ANY, &a), None);
         v.put_node(node("c", 40, 3), now);
         assert_eq!(
-            v.place("arena", &a),
+            v.place("arena", ANY, &a),
             Some(Placement::Remote(node("c", 40, 3)))
         );
     }
@@ -414,5 +541,94 @@ mod tests {
         assert!(!r.private && !r.locked);
         let text = serde_json::to_string(&r).unwrap();
         assert!(!text.contains("code"), "{text}");
+    }
+
+    #[test]
+    fn options_and_metadata_travel_as_hex_and_bad_hex_is_refused() {
+        let mut r = room("a", 1, 2);
+        r.options = vec![
+            0x81, 0xa4, b'm', b'o', b'd', b'e', 0xa5, b's', b'p', b'e', b'e', b'd',
+        ];
+        r.metadata = vec![0xc0];
+        let text = serde_json::to_string(&r).unwrap();
+        assert!(
+            text.contains(r#""options":"81a46d6f6465a57370656564""#),
+            "{text}"
+        );
+        assert!(text.contains(r#""metadata":"c0""#), "{text}");
+        assert_eq!(serde_json::from_str::<RoomEntry>(&text).unwrap(), r);
+        for bad in ["\"abc\"", "\"zz\"", "12"] {
+            let text = format!(
+                r#"{{"room_id":1,"kind":"arena","node":"a","players":2,"max_players":16,"options":{bad}}}"#
+            );
+            assert!(serde_json::from_str::<RoomEntry>(&text).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_seat_must_fit_the_filter_a_new_room_ignores_seats_and_ties_stay_here() {
+        let now = Instant::now();
+        let mut v = View::new(Duration::from_secs(3));
+        let a = node("a", 2, 1);
+        v.put_node(a.clone(), now);
+        v.put_node(node("b", 2, 1), now);
+        v.put_node(node("c", 1, 1), now);
+        let mut speed = room("b", 7, 1);
+        speed.options = vec![1];
+        v.put_room(speed, now);
+        let speed_only = |r: &RoomEntry| r.options == [1];
+        let classic = |r: &RoomEntry| r.options.is_empty();
+        assert_eq!(
+            v.place("arena", Seek::Seat(&speed_only), &a),
+            Some(Placement::Remote(node("b", 2, 1)))
+        );
+        // No classic room has a seat: the least-loaded node, c; a new room too.
+        assert_eq!(
+            v.place("arena", Seek::Seat(&classic), &a),
+            Some(Placement::Remote(node("c", 1, 1)))
+        );
+        assert_eq!(
+            v.place("arena", Seek::NewRoom, &a),
+            Some(Placement::Remote(node("c", 1, 1)))
+        );
+        // As loaded as the least-loaded other node: it stays here.
+        assert_eq!(
+            v.place("arena", Seek::NewRoom, &node("a", 1, 1)),
+            Some(Placement::Local)
+        );
+    }
+
+    #[test]
+    fn rooms_are_found_by_id_or_code_and_listed_public_oldest_first() {
+        let now = Instant::now();
+        let mut v = View::new(Duration::from_secs(3));
+        v.put_node(node("a", 0, 0), now);
+        v.put_node(node("b", 0, 0), now);
+        let mut hidden = room("b", 5, 1);
+        hidden.private = true;
+        hidden.code = Some("ABCDEF".into());
+        v.put_room(hidden, now);
+        v.put_room(room("b", 9, 1), now);
+        v.put_room(room("a", 3, 1), now);
+        v.put_room(room("b", 4, 1), now);
+        let by_code = v.find_room("a", |r| r.code.as_deref() == Some("ABCDEF"));
+        assert_eq!(
+            by_code.map(|r| r.room_id),
+            Some(5),
+            "private rooms are found by code"
+        );
+        assert_eq!(
+            v.find_room("b", |r| r.room_id == 9),
+            None,
+            "not on the asking node"
+        );
+        let listed: Vec<u64> = v
+            .listed("arena", "a", 10)
+            .iter()
+            .map(|r| r.room_id)
+            .collect();
+        assert_eq!(listed, [4, 9], "public, other nodes', oldest first");
+        assert_eq!(v.listed("arena", "a", 1).len(), 1);
+        assert!(v.listed("tictactoe", "a", 10).is_empty());
     }
 }

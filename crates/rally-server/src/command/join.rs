@@ -2,11 +2,14 @@
 //! room found (or opened) one of five ways; the seating itself is the same for all. And
 //! `claim_seat`, the same seat taken with a cluster seat ticket.
 //!
-//! In cluster mode a `join` (or a `join_or_create` without options) on a node without a
-//! free seat of the kind may be answered by a `redirect` to the node where the cluster
-//! reserved one (`cluster::Cluster::place`); the player then sends that node
-//! `claim_seat`, which seats it like a join. The other ways to join are this node's own
-//! rooms for now (docs/cluster.md).
+//! In cluster mode every way to join may be answered by a `redirect` to the node where
+//! the cluster reserved the seat; the player then sends that node `claim_seat`, which
+//! seats it like a join (docs/cluster.md):
+//! - `join`/`join_or_create` without an open matching room here: a matching room on
+//!   another node, else the least-loaded node (`Cluster::place`);
+//! - `create`: the least-loaded node, this one on a tie (`Cluster::place_new`);
+//! - `join_by_id`/`join_by_code` of a room this node does not have: its owner
+//!   (`Cluster::find`).
 //!
 //! Commands floor.
 
@@ -17,7 +20,7 @@ use rally_protocol::ErrorCode;
 use tokio::sync::oneshot;
 
 use super::{CommandContext, CommandError, Outcome};
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, RoomRef};
 use crate::outbox::SessionLink;
 use crate::room::{self, RoomEnv};
 use crate::room_handle::{Control, Membership, Reservation, RoomHandle};
@@ -67,20 +70,61 @@ pub(super) async fn join(
 ) -> Result<Outcome, CommandError> {
     let (room, reservation) = match target {
         Target::Kind(kind, options) => {
-            if let Some(cluster) = cluster.filter(|_| options.is_empty()) {
-                if let Some(redirect) = cluster.place(rooms, req, &kind, ctx.account).await? {
+            if let Some(cluster) = cluster {
+                let placed = cluster.place(rooms, req, &kind, &options, ctx.account);
+                if let Some(redirect) = placed.await? {
                     return Ok(Outcome::Reply(redirect));
                 }
             }
             room::join_or_create(rooms, &kind, options)?
         }
-        Target::New(kind, options, private) => room::create(rooms, &kind, options, private)?,
-        Target::Id(id) => room::reserve_id(rooms, id)?,
-        Target::Code(code) => room::reserve_code(rooms, &code)?,
+        Target::New(kind, options, private) => {
+            if let Some(cluster) = cluster {
+                let placed = cluster.place_new(rooms, req, &kind, &options, private, ctx.account);
+                if let Some(redirect) = placed.await? {
+                    return Ok(Outcome::Reply(redirect));
+                }
+            }
+            room::create(rooms, &kind, options, private)?
+        }
+        Target::Id(id) => match (room::reserve_id(rooms, id), cluster) {
+            (Err(e), Some(cluster)) if elsewhere(&e) => {
+                return find(cluster, req, RoomRef::Id(id), ctx, e).await;
+            }
+            (reserved, _) => reserved?,
+        },
+        Target::Code(code) => match (room::reserve_code(rooms, &code), cluster) {
+            (Err(e), Some(cluster)) if elsewhere(&e) => {
+                return find(cluster, req, RoomRef::Code(&code), ctx, e).await;
+            }
+            (reserved, _) => reserved?,
+        },
     };
     seat(room, reservation, req, ctx.account, link, None)
         .await
         .map(Outcome::Joined)
+}
+
+/// Whether a join by id or code refused here may find its room on another node: this
+/// node has no such room, or it drains (its players' joins go to the others).
+fn elsewhere(e: &CommandError) -> bool {
+    matches!(e.code, ErrorCode::NoSuchRoom | ErrorCode::Draining)
+}
+
+/// The room of a join by id or code on its owner; when no node has it, the refusal
+/// this node gave (`here`: no such room, or draining).
+async fn find(
+    cluster: &Cluster,
+    req: u32,
+    which: RoomRef<'_>,
+    ctx: &CommandContext,
+    here: CommandError,
+) -> Result<Outcome, CommandError> {
+    match cluster.find(req, which, ctx.account).await {
+        Ok(redirect) => Ok(Outcome::Reply(redirect)),
+        Err(e) if e.code == ErrorCode::NoSuchRoom => Err(here),
+        Err(e) => Err(e),
+    }
 }
 
 /// Takes the seat a seat ticket reserved on this node.
@@ -97,8 +141,8 @@ pub(super) async fn claim(
             "this server is not part of a cluster",
         ));
     };
-    let (room, reservation) = cluster.claim(ticket, ctx.account)?;
-    seat(room, reservation, req, ctx.account, link, None)
+    let (room, reservation, team) = cluster.claim(ticket, ctx.account)?;
+    seat(room, reservation, req, ctx.account, link, team)
         .await
         .map(Outcome::Joined)
 }

@@ -568,8 +568,11 @@ pub(crate) async fn run(
             filter,
             offset,
             limit,
-        } => list_rooms::list_rooms(&env.rooms, req, &kind, &filter, offset, limit)
-            .map(Outcome::Reply),
+        } => {
+            let cluster = env.cluster.as_deref();
+            list_rooms::list_rooms(&env.rooms, cluster, req, &kind, &filter, offset, limit)
+                .map(Outcome::Reply)
+        }
         Command::ClaimSeat { ticket } => {
             join::claim(env.cluster.as_deref(), req, &ticket, &ctx, link).await
         }

@@ -7,13 +7,18 @@
 //! is pushed to the sender while the ticket is queued, so it always precedes the match.
 //! [`run`] is the task that makes a pass every `queue::PASS_EVERY`: it answers timed-out
 //! tickets with `MATCH_TIMEOUT` and seats each match from a task of its own.
+//!
+//! In cluster mode the ticket goes to the cluster's queue leader instead
+//! (`cluster::Cluster::enqueue`) and the players wait here as remote waiters; [`hear`]
+//! carries out the leader's news: a match seated here, or a `redirect` (req 0) to the
+//! node holding the seats, or the ticket's end.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use rally_protocol::{ErrorCode, ServerMessage};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -21,8 +26,11 @@ use rally_game::PlayerId;
 
 use super::join::{options, seat};
 use super::{CommandContext, CommandEnv, CommandError, Outcome};
+use crate::cluster::{Cluster, QueueNews};
 use crate::outbox::{Outbound, SessionLink};
-use crate::queue::{MatchQueue, MatchRules, Pass, PoolKey, Seating, Waiter, PASS_EVERY};
+use crate::queue::{
+    MatchQueue, MatchRules, Pass, PoolKey, RemoteWaiter, Seating, Waiter, PASS_EVERY,
+};
 use crate::room::{self, RoomEnv};
 use crate::room_handle::{Control, Membership, PartyMember, Reservation, RoomHandle};
 
@@ -86,6 +94,9 @@ pub(super) async fn queue(
         };
         vec![(ctx.session_id, waiter)]
     };
+    if let Some(cluster) = env.cluster.as_deref() {
+        return queue_on_leader(env, cluster, req, &q, members, &link).await;
+    }
     let pool = PoolKey {
         kind: Arc::from(q.kind.as_str()),
         filter,
@@ -95,6 +106,55 @@ pub(super) async fn queue(
             link.send(Outbound::Msg(ServerMessage::Ok { req }));
         })?;
     Ok(Outcome::Done)
+}
+
+/// Cluster mode: the ticket goes to the queue leader, the players wait here as remote
+/// waiters; the `ok` goes out once the leader has the ticket (a match it answers sooner
+/// waits for it, see [`hear`]).
+async fn queue_on_leader(
+    env: &CommandEnv,
+    cluster: &Cluster,
+    req: u32,
+    q: &QueueRequest,
+    members: Vec<(u64, Waiter)>,
+    link: &SessionLink,
+) -> Result<Outcome, CommandError> {
+    if let Some((s, _)) = members.iter().find(|(s, _)| env.queue.contains(*s)) {
+        return Err(CommandError::new(
+            ErrorCode::AlreadyQueued,
+            format!("player {s} is already in the queue"),
+        ));
+    }
+    let (ok_sent, ok_rx) = watch::channel(false);
+    let ids: Vec<(u64, u64)> = members
+        .iter()
+        .map(|(s, w)| (*s, w.account.unwrap_or(0)))
+        .collect();
+    for (s, w) in members {
+        let waiter = RemoteWaiter {
+            link: w.link,
+            account: w.account,
+            seat: w.seat,
+            ok_sent: ok_rx.clone(),
+        };
+        env.queue.hold_remote(s, waiter);
+    }
+    match cluster
+        .enqueue(&q.kind, &q.options, q.rating, ids.clone())
+        .await
+    {
+        Ok(()) => {
+            link.send(Outbound::Msg(ServerMessage::Ok { req }));
+            let _ = ok_sent.send(true);
+            Ok(Outcome::Done)
+        }
+        Err(e) => {
+            for (s, _) in ids {
+                env.queue.take_remote(s);
+            }
+            Err(e)
+        }
+    }
 }
 
 /// The connected players of `m`'s room, each with its seat there.
@@ -133,6 +193,12 @@ pub(super) fn leave_queue(
 /// Makes a pass every `PASS_EVERY` until `stop` is cancelled; each match is seated by a
 /// task of its own in `tracker`.
 pub(crate) async fn run(env: Arc<CommandEnv>, tracker: TaskTracker, stop: CancellationToken) {
+    if let Some(cluster) = env.cluster.clone() {
+        cluster.start_queue(env.rooms.clone(), env.queue.clone(), &tracker, stop.clone());
+        if let Some(news) = cluster.take_queue_news() {
+            tracker.spawn(hear(env.clone(), news, tracker.clone(), stop.clone()));
+        }
+    }
     let mut every = tokio::time::interval(PASS_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
@@ -240,4 +306,111 @@ async fn leave_old(link: &SessionLink, old: &RoomHandle, player: PlayerId) {
         req: 0,
         room_id: old.id,
     }));
+}
+
+/// Cluster mode: the leader's news for this node's queued players. A match is seated
+/// here when its room is here (`joined`, req 0), else answered with `redirect` (req 0);
+/// an end (timeout, a room that could not open) with its error (req 0).
+async fn hear(
+    env: Arc<CommandEnv>,
+    mut news: mpsc::Receiver<QueueNews>,
+    tracker: TaskTracker,
+    stop: CancellationToken,
+) {
+    loop {
+        let item = tokio::select! {
+            () = stop.cancelled() => return,
+            n = news.recv() => match n { Some(n) => n, None => return },
+        };
+        match item {
+            QueueNews::LeaderChanged => {
+                for (_, w) in env.queue.take_all_remote() {
+                    let e = CommandError::new(
+                        ErrorCode::MatchTimeout,
+                        "the cluster's matchmaker moved to another node; queue again",
+                    );
+                    w.link.send(Outbound::Msg(e.into_message(0)));
+                }
+            }
+            QueueNews::Ended {
+                session,
+                code,
+                message,
+            } => {
+                if let Some(w) = env.queue.take_remote(session) {
+                    tracker.spawn(async move {
+                        ok_first(&w).await;
+                        let code = ErrorCode::from_u16(code).unwrap_or(ErrorCode::MatchTimeout);
+                        let e = CommandError::new(code, message);
+                        w.link.send(Outbound::Msg(e.into_message(0)));
+                    });
+                }
+            }
+            QueueNews::Matched {
+                session,
+                node,
+                tcp,
+                ws,
+                ticket,
+                room_id,
+            } => {
+                // Not here any more (left the queue, disconnected): the seat's ticket
+                // expires and the owner gives the seat back.
+                let Some(w) = env.queue.take_remote(session) else {
+                    continue;
+                };
+                let env = env.clone();
+                tracker.spawn(async move {
+                    ok_first(&w).await;
+                    if let Some((old, player)) = &w.seat {
+                        leave_old(&w.link, old, *player).await;
+                    }
+                    let here = env.cluster.as_deref().filter(|c| c.node_id() == node);
+                    match here {
+                        Some(cluster) => seat_claimed(&env, cluster, &w, &ticket).await,
+                        None => {
+                            w.link.send(Outbound::Msg(ServerMessage::Redirect {
+                                req: 0,
+                                node,
+                                tcp,
+                                ws,
+                                ticket,
+                                room_id,
+                            }));
+                        }
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// Waits (bounded) until the waiter's `ok` went out, so it precedes the match.
+async fn ok_first(w: &RemoteWaiter) {
+    let mut ok = w.ok_sent.clone();
+    let _ = tokio::time::timeout(SEAT_WAIT, ok.wait_for(|sent| *sent)).await;
+}
+
+/// Seats a matched player whose seat is on this node, as a local match does.
+async fn seat_claimed(env: &CommandEnv, cluster: &Cluster, w: &RemoteWaiter, ticket: &str) {
+    let seated = match cluster.claim(ticket, w.account) {
+        Ok((room, reservation, team)) => {
+            let seating = seat(room, reservation, 0, w.account, w.link.clone(), team);
+            tokio::time::timeout(SEAT_WAIT, seating)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(CommandError::new(
+                        ErrorCode::Timeout,
+                        "the match's room did not seat the player in time; queue again",
+                    ))
+                })
+        }
+        Err(e) => Err(e),
+    };
+    match seated {
+        Ok(membership) => env.queue.place(&w.link, membership),
+        Err(e) => {
+            w.link.send(Outbound::Msg(e.into_message(0)));
+        }
+    }
 }

@@ -8,6 +8,11 @@
 //! costs a map insert each. A pass returns the tickets that waited their kind's timeout
 //! (answered with `MATCH_TIMEOUT`) and the matches, which the commands floor seats.
 //!
+//! In cluster mode the tickets wait on the cluster's queue leader instead; this queue
+//! then keeps only its own players as remote waiters ([`MatchQueue::hold_remote`]), so
+//! `contains`, `leave_queue` and a disconnect work the same, and tells the cluster who
+//! left ([`MatchQueue::take_cancels`]).
+//!
 //! A session learns its new seat from [`MatchQueue::take_seat`] when its outbox signals it
 //! (`SessionCtl::seat_ready`): the seating task cannot reach into the session's task.
 //!
@@ -31,8 +36,7 @@ use crate::metrics::{ErrorKind, Metrics, QueueMeter};
 use crate::outbox::SessionLink;
 use crate::room_handle::{Control, Membership, RoomHandle};
 
-use pool::Tickets;
-pub(crate) use pool::{Limits, MatchRules, PoolKey, Refusal};
+pub(crate) use pool::{Limits, MatchRules, PoolKey, Refusal, Tickets};
 
 /// How often the queue looks for matches and timeouts.
 pub(crate) const PASS_EVERY: Duration = Duration::from_millis(250);
@@ -71,11 +75,35 @@ pub(crate) struct Pass {
     pub(crate) matches: Vec<Seating>,
 }
 
+/// A player of this node whose ticket waits in the cluster's queue, on the queue leader
+/// (cluster mode, `cluster::queue`): how to reach them when the leader answers.
+#[derive(Debug)]
+pub(crate) struct RemoteWaiter {
+    pub(crate) link: SessionLink,
+    pub(crate) account: Option<u64>,
+    /// The room they sit in now, left at the match.
+    pub(crate) seat: Option<(RoomHandle, PlayerId)>,
+    /// Becomes true once the player has its `ok`: a match answered sooner waits for it,
+    /// so the `ok` always comes first.
+    pub(crate) ok_sent: tokio::sync::watch::Receiver<bool>,
+}
+
+/// Sessions taken out of the cluster's queue here (`leave_queue`, disconnect), for the
+/// cluster to tell the leader; bounded, a full channel drops the news (the leader's match
+/// then finds nobody here, and its seat ticket expires).
+const CANCELS: usize = 1024;
+
 /// The queue the server shares: the tickets, and the seats matched players have not yet
 /// picked up.
 pub(crate) struct MatchQueue {
     /// Never held across `.await`.
     tickets: Mutex<Tickets<Waiter, Bytes>>,
+    /// Cluster mode: this node's players waiting on the queue leader, by session.
+    remote: Mutex<HashMap<u64, RemoteWaiter>>,
+    /// Where `leave_queue` and a disconnect of a remote waiter are told.
+    cancels: tokio::sync::mpsc::Sender<u64>,
+    /// The other end, taken by the cluster's queue task.
+    cancels_rx: Mutex<Option<tokio::sync::mpsc::Receiver<u64>>>,
     /// New memberships by session id, until the session takes them.
     placed: Mutex<HashMap<u64, Membership>>,
     /// Waiting players and wait times by kind.
@@ -104,8 +132,12 @@ impl MatchQueue {
             .iter()
             .map(|k| (Arc::from(k.as_str()), metrics.queue_meter(k)))
             .collect();
+        let (cancels, cancels_rx) = tokio::sync::mpsc::channel(CANCELS);
         MatchQueue {
             tickets: Mutex::new(Tickets::new(limits)),
+            remote: Mutex::new(HashMap::new()),
+            cancels,
+            cancels_rx: Mutex::new(Some(cancels_rx)),
             placed: Mutex::new(HashMap::new()),
             meters,
             metrics,
@@ -144,16 +176,41 @@ impl MatchQueue {
         let waiting = tickets.waiting_for(&kind);
         drop(tickets);
         self.count(&kind, waiting);
-        result.map(|_| ()).map_err(|r| {
-            let code = match r {
-                Refusal::AlreadyQueued(_) => ErrorCode::AlreadyQueued,
-                Refusal::Full => ErrorCode::QueueFull,
-                Refusal::PartyTooBig { .. } | Refusal::BadRating | Refusal::Empty => {
-                    ErrorCode::InvalidArgument
-                }
-            };
-            ClientError::new(code, r.to_string())
-        })
+        result.map(|_| ()).map_err(refused)
+    }
+
+    /// Cluster mode: keeps `session` as waiting on the queue leader; the `ok_sent`
+    /// receiver in `waiter` is released once its `ok` went out.
+    pub(crate) fn hold_remote(&self, session: u64, waiter: RemoteWaiter) {
+        lock(&self.remote).insert(session, waiter);
+    }
+
+    /// Cluster mode: takes `session` out of the remote waiters (its match or its end came).
+    pub(crate) fn take_remote(&self, session: u64) -> Option<RemoteWaiter> {
+        lock(&self.remote).remove(&session)
+    }
+
+    /// Cluster mode: every remote waiter (the queue leader changed: their tickets are gone).
+    pub(crate) fn take_all_remote(&self) -> Vec<(u64, RemoteWaiter)> {
+        lock(&self.remote).drain().collect()
+    }
+
+    /// Cluster mode: the channel of sessions that left the cluster's queue here; the
+    /// first caller gets it.
+    pub(crate) fn take_cancels(&self) -> Option<tokio::sync::mpsc::Receiver<u64>> {
+        lock(&self.cancels_rx).take()
+    }
+
+    /// Takes a remote waiter out and tells the cluster; whether it was one.
+    fn cancel_remote(&self, session: u64) -> bool {
+        let was = lock(&self.remote).remove(&session).is_some();
+        if was && self.cancels.try_send(session).is_err() {
+            tracing::warn!(
+                session,
+                "too many queue cancellations at once; one is dropped"
+            );
+        }
+        was
     }
 
     /// Whether nobody waits in any kind's queue (a pass would find nothing to do).
@@ -161,13 +218,16 @@ impl MatchQueue {
         self.tickets().len() == 0
     }
 
-    /// Whether `session` waits in the queue.
+    /// Whether `session` waits in the queue (here, or on the cluster's queue leader).
     pub(crate) fn contains(&self, session: u64) -> bool {
-        self.tickets().contains(session)
+        self.tickets().contains(session) || lock(&self.remote).contains_key(&session)
     }
 
     /// Takes `session` out of the queue (`leave_queue`); the rest of its party waits on.
     pub(crate) fn leave(&self, session: u64) -> Result<(), ClientError> {
+        if self.cancel_remote(session) {
+            return Ok(());
+        }
         let mut tickets = self.tickets();
         match tickets.remove_member(session) {
             Some((kind, _)) => {
@@ -271,6 +331,18 @@ impl MatchQueue {
         drop(placed);
         link.ctl.seat_ready();
     }
+}
+
+/// A refused ticket as the client hears it.
+pub(crate) fn refused(r: Refusal) -> ClientError {
+    let code = match r {
+        Refusal::AlreadyQueued(_) => ErrorCode::AlreadyQueued,
+        Refusal::Full => ErrorCode::QueueFull,
+        Refusal::PartyTooBig { .. } | Refusal::BadRating | Refusal::Empty => {
+            ErrorCode::InvalidArgument
+        }
+    };
+    ClientError::new(code, r.to_string())
 }
 
 impl MatchRules {
