@@ -521,11 +521,11 @@ mod tests {
     use tokio_util::sync::CancellationToken;
 
     use super::*;
-    use crate::room_handle::RoomInfo;
+    use crate::room_handle::{RoomInfo, RoomParts};
 
     /// A room handle with nobody behind it: the matchmaker only counts seats.
     fn handle(id: u64, code: Arc<str>, kind: &str, max_players: usize) -> RoomHandle {
-        RoomHandle {
+        RoomHandle::new(RoomParts {
             id,
             kind: Arc::from(kind),
             code,
@@ -537,7 +537,7 @@ mod tests {
             token: CancellationToken::new(),
             reason: Arc::default(),
             info: Arc::new(RoomInfo::new()),
-        }
+        })
     }
 
     fn new_room(kind: &str, filter: &[u8], private: bool) -> NewRoom {

@@ -84,7 +84,7 @@ pub(crate) enum Control {
         /// The player's account (`None`: a guest, when logins are not required).
         account: Option<u64>,
         /// The membership's token, cancelled when the session no longer holds the seat.
-        held: CancellationToken,
+        held: SeatHold,
         /// The team to seat the player on (the rating queue keeps a party together);
         /// `None`: the room picks the smallest team.
         team: Option<u32>,
@@ -108,7 +108,7 @@ pub(crate) enum Control {
         token: String,
         link: SessionLink,
         /// The new membership's token; the displaced one's is cancelled.
-        held: CancellationToken,
+        held: SeatHold,
         reply: oneshot::Sender<Result<(), Refusal>>,
     },
     /// Say a line to everyone in the room (if `session` still holds the seat).
@@ -228,9 +228,23 @@ impl RoomInfo {
     }
 }
 
-/// How sessions and the matchmaker reach a room.
+/// How sessions and the matchmaker reach a room: one shared allocation, so a clone is
+/// one reference count (every seat's membership and resume entry holds one; inline, each
+/// was a 104-byte copy and seven reference counts). Its parts read through `Deref`.
 #[derive(Debug, Clone)]
-pub(crate) struct RoomHandle {
+pub(crate) struct RoomHandle(Arc<RoomParts>);
+
+impl std::ops::Deref for RoomHandle {
+    type Target = RoomParts;
+
+    fn deref(&self) -> &RoomParts {
+        &self.0
+    }
+}
+
+/// What a [`RoomHandle`] shares.
+#[derive(Debug)]
+pub(crate) struct RoomParts {
     /// Random, below 2^53 (JavaScript numbers hold it): not guessable from other ids.
     pub(crate) id: u64,
     pub(crate) kind: Arc<str>,
@@ -251,6 +265,10 @@ pub(crate) struct RoomHandle {
 }
 
 impl RoomHandle {
+    pub(crate) fn new(parts: RoomParts) -> Self {
+        RoomHandle(Arc::new(parts))
+    }
+
     /// Ends the room for `reason` (the first reason given wins).
     pub(crate) fn close(&self, reason: CloseReason) {
         let _ = self.reason.set(reason);
@@ -277,14 +295,31 @@ pub(crate) struct Membership {
     pub(crate) room: RoomHandle,
     pub(crate) player_id: PlayerId,
     /// Cancelled when this session stops holding the seat: another connection resumed
-    /// it, or it was freed. A child of the room's token, so the room's end cancels it too.
-    pub(crate) held: CancellationToken,
+    /// it, or it was freed (the room's end is seen on `room.token`).
+    pub(crate) held: SeatHold,
 }
 
 impl Membership {
     /// Whether the room still runs and this session still holds the seat.
     pub(crate) fn is_live(&self) -> bool {
-        !self.held.is_cancelled()
+        !self.held.is_cancelled() && !self.room.token.is_cancelled()
+    }
+}
+
+/// Whether a session still holds its seat: cancelled by the room when another connection
+/// resumes the seat or the seat is freed (the room's own end is its token). A flag, not a
+/// child `CancellationToken`: nothing waits on it, and a child token is a tree node of
+/// its own (over 100 bytes a seat) and a lock on the room's token at every join.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SeatHold(Arc<std::sync::atomic::AtomicBool>);
+
+impl SeatHold {
+    pub(crate) fn cancel(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Acquire)
     }
 }
 

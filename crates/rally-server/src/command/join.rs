@@ -23,7 +23,7 @@ use super::{CommandContext, CommandError, Outcome};
 use crate::cluster::{Cluster, RoomRef};
 use crate::outbox::SessionLink;
 use crate::room::{self, RoomEnv};
-use crate::room_handle::{Control, Membership, Reservation, RoomHandle};
+use crate::room_handle::{Control, Membership, Reservation, RoomHandle, SeatHold};
 
 /// Which room a join asks for.
 #[derive(Debug)]
@@ -160,7 +160,7 @@ pub(crate) async fn seat(
 ) -> Result<Membership, CommandError> {
     let (reply, answer) = oneshot::channel();
     // The membership's token: the room cancels it when the seat is no longer ours.
-    let held = room.token.child_token();
+    let held = SeatHold::default();
     room.control
         .send(Control::Join {
             link,

@@ -8,7 +8,7 @@ use tokio::sync::oneshot;
 use super::{CommandContext, CommandError, Outcome};
 use crate::outbox::SessionLink;
 use crate::room::RoomEnv;
-use crate::room_handle::{Control, Membership};
+use crate::room_handle::{Control, Membership, SeatHold};
 
 /// Finds the seat the token holds and asks its room to hand it over; the room sends
 /// `joined` with request id 0.
@@ -31,7 +31,7 @@ pub(super) async fn resume(
         return Err(failed());
     }
     let (reply, answer) = oneshot::channel();
-    let held = room.token.child_token();
+    let held = SeatHold::default();
     room.control
         .send(Control::Resume {
             player: player_id,

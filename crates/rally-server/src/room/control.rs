@@ -11,7 +11,7 @@ use super::{Room, Seat, Spectator, MAX_SPECTATORS};
 use crate::error::CommandError;
 use crate::outbox::{Outbound, SessionLink};
 use crate::recording::RoomRecording;
-use crate::room_handle::{Control, PartyMember, Reservation, SeatView};
+use crate::room_handle::{Control, PartyMember, Reservation, SeatHold, SeatView};
 
 impl Room {
     pub(super) fn on_control(&mut self, c: Control) {
@@ -64,7 +64,7 @@ impl Room {
         req: u32,
         reservation: Reservation,
         account: Option<u64>,
-        held: CancellationToken,
+        held: SeatHold,
         team: Option<u32>,
         reply: oneshot::Sender<Result<PlayerId, CommandError>>,
     ) {
@@ -195,7 +195,7 @@ impl Room {
         player: PlayerId,
         token: &str,
         link: SessionLink,
-        held: CancellationToken,
+        held: SeatHold,
         reply: oneshot::Sender<Result<(), Refusal>>,
     ) {
         let Some(seat) = self.seat(player) else {
@@ -330,7 +330,7 @@ impl Room {
         &mut self,
         player: PlayerId,
         link: SessionLink,
-        held: CancellationToken,
+        held: SeatHold,
         req: u32,
         why: &str,
     ) {

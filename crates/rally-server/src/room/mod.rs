@@ -48,7 +48,9 @@ use crate::matchmaker::{FilterKey, NewRoom};
 use crate::metrics::{ErrorKind, TaskKind};
 use crate::outbox::{Outbound, SessionLink};
 use crate::recording::{RoomRecording, Summary, HASH_EVERY};
-use crate::room_handle::{Control, InputMsg, Reservation, RoomHandle, RoomInfo};
+use crate::room_handle::{
+    Control, InputMsg, Reservation, RoomHandle, RoomInfo, RoomParts, SeatHold,
+};
 
 pub(crate) use env::RoomEnv;
 
@@ -81,7 +83,7 @@ struct Seat {
     session: u64,
     /// The holding session's membership token; cancelled when the seat changes hands or
     /// is freed, so a displaced session knows it is in no room.
-    held: CancellationToken,
+    held: SeatHold,
     /// The player's team, from 1; 0 when the kind has no teams.
     team: u32,
 }
@@ -241,7 +243,7 @@ fn spawn(
 ) -> RoomHandle {
     let (control, control_rx) = mpsc::channel(spec.max_players * CONTROL_PER_SEAT);
     let (inputs, inputs_rx) = mpsc::channel(spec.max_players * INPUTS_PER_SEAT);
-    let handle = RoomHandle {
+    let handle = RoomHandle::new(RoomParts {
         id,
         kind: Arc::from(kind),
         code,
@@ -253,7 +255,7 @@ fn spawn(
         token: env.shutdown.child_token(),
         reason: Arc::new(OnceLock::new()),
         info: Arc::new(RoomInfo::new()),
-    };
+    });
     let seed = room_seed();
     let opened_at = SystemTime::now();
     let recording = env.recordings.as_ref().map(|r| {
