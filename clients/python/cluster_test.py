@@ -6,8 +6,10 @@ processes, nodes "a" and "b", sharing an `auth_secret`.
 A player seated on b makes b hold the only arena room; a player who connects to a and
 joins is then redirected to b's room by a. The test checks, over TCP and WebSocket, that
 `join` returns that room as if a had seated the player, that play goes on there, that a
-ticket claimed too late surfaces TICKET_EXPIRED from `join`, and that `claim_seat` refuses
-a ticket on the wrong node, a forged one and a replayed one with their codes.
+ticket claimed too late surfaces TICKET_EXPIRED from `join`, that `claim_seat` refuses
+a ticket on the wrong node, a forged one and a replayed one with their codes, and that
+two players queued on different nodes meet in one room (`wait_match` follows the
+queue's `redirect`).
 
 Usage: python3 cluster_test.py  (RALLY_NATS_SERVER: the nats-server binary, as
 `eval "$(scripts/nats.sh)"` sets it; RALLY_BIN: the rally binary, default
@@ -306,6 +308,28 @@ def claim_refusals(cluster: Cluster, ck: Checker, transport: str) -> None:
             stranger.close()
 
 
+def queue_match_is_followed(cluster: Cluster, ck: Checker, transport: str) -> None:
+    """Two players queued on different nodes are matched by the cluster's queue leader
+    into one room: the one whose node does not hold it gets `redirect` (req 0) and
+    `wait_match` follows it."""
+    pa = connect(cluster, "a", transport)
+    pb = connect(cluster, "b", transport)
+    try:
+        pa.queue("tictactoe", {}, 1500)
+        pb.queue("tictactoe", {}, 1510)
+        ma = pa.wait_match()
+        mb = pb.wait_match()
+        where_a, where_b = pa.node or "a", pb.node or "b"
+        ck.check(f"{transport}: players queued on a and b are matched into one room on one node",
+                 ma["room_id"] == mb["room_id"] and where_a == where_b,
+                 f"a: room {ma['room_id']} on {where_a}; b: room {mb['room_id']} on {where_b}")
+        ck.check(f"{transport}: exactly one of them followed a redirect to get there",
+                 (pa.node is not None) != (pb.node is not None), f"nodes {pa.node} {pb.node}")
+    finally:
+        pa.close()
+        pb.close()
+
+
 def main() -> int:
     nats_bin = os.environ.get("RALLY_NATS_SERVER", "")
     if not nats_bin:
@@ -321,7 +345,8 @@ def main() -> int:
     cluster = Cluster(nats_bin, rally_bin)
     try:
         for transport in ("tcp", "ws"):
-            for case in (redirect_is_followed, late_claim_surfaces_ticket_expired, claim_refusals):
+            for case in (redirect_is_followed, late_claim_surfaces_ticket_expired, claim_refusals,
+                         queue_match_is_followed):
                 try:
                     case(cluster, ck, transport)
                 except Exception as e:  # a case that crashes is one failure, the rest still run

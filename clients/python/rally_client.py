@@ -706,10 +706,12 @@ class RallyClient:
     def wait_match(self, timeout: float | None = None) -> dict:
         """Waits for the queue's answer: the match's `joined` (req 0), returned as a dict,
         or `error` MATCH_TIMEOUT (req 0), raised. A `left` (req 0) on the way, a party
-        leaving its room for the match, is noted."""
+        leaving its room for the match, is noted. In a cluster the match's room may be
+        on another node: then the answer is `redirect` (req 0), followed here like a
+        join's (`follow_redirect`), and the room it leads to is returned."""
         while True:
             m = self.wait_for(
-                lambda m: (m[0] in (JOINED, LEFT) and len(m) > 1 and m[1] == 0)
+                lambda m: (m[0] in (JOINED, LEFT, REDIRECT) and len(m) > 1 and m[1] == 0)
                 or (m[0] == ERROR and len(m) > 3 and m[3] == 0 and m[1] == ERROR_NUMBERS["MATCH_TIMEOUT"]),
                 timeout)
             if m[0] == ERROR:
@@ -717,6 +719,8 @@ class RallyClient:
             if m[0] == LEFT:
                 self.room_id = self.player_id = None
                 continue
+            if m[0] == REDIRECT:
+                return self.follow_redirect(m, timeout)
             return self._seated(m)
 
     def leave(self, req: int | None = None, timeout: float | None = None) -> int:

@@ -209,7 +209,8 @@ export interface ClientEvents {
   joined: Room;
   resumed: Room;
   resumeFailed: RallyError;
-  /** The matchmaking queue placed this player: `joined` with req 0 while queued. */
+  /** The matchmaking queue placed this player: `joined` with req 0 while queued (in a
+   * cluster, `redirect` with req 0, which the client follows first). */
   matched: Room;
   /** The queue gave up (`MATCH_TIMEOUT`); the player is no longer queued. */
   matchTimeout: RallyError;
@@ -918,6 +919,24 @@ export class RallyClient {
         this.reply(num(m[1]), m);
         return;
       case S.REDIRECT:
+        if (num(m[1]) === 0 && this._queued) {
+          // Unprompted while queued: the queue's match is on another node (revision 4).
+          // Followed like a join's redirect; the claim's own `joined` comes first, then
+          // `matched`.
+          this.follow(m).then(
+            (room) => {
+              this._queued = false;
+              this.emit("matched", room);
+            },
+            (e: unknown) => {
+              this._queued = false;
+              this.emit("error", e instanceof RallyError ? e : new RallyError(0, String(e)));
+            },
+          );
+          return;
+        }
+        this.reply(num(m[1]), m);
+        return;
       case S.ROOMS:
       case S.OK:
       case S.SESSION:

@@ -1,8 +1,9 @@
 // The SDK in a real two-node cluster (protocol section 11b): a nats-server of the test's
 // own and two `rally serve` nodes sharing an `auth_secret` and a database. A join through
 // one node answered with `redirect` moves the client to the other, transparently; a seat
-// ticket claimed too late rejects the join with TICKET_EXPIRED; and when the node of the
-// seat dies, the client falls back to its configured address and the game joins again.
+// ticket claimed too late rejects the join with TICKET_EXPIRED; players queued on
+// different nodes meet in one room (the queue's `redirect` is followed); and when the
+// node of the seat dies, the client falls back to its configured address and the game joins again.
 // Skipped with a marked line without RALLY_NATS_SERVER (`eval "$(scripts/nats.sh)"`);
 // RALLY_REQUIRE_NATS=1 (CI) makes that a failure.
 import assert from "node:assert/strict";
@@ -189,6 +190,26 @@ test("a seat ticket claimed too late rejects the join with TICKET_EXPIRED", { sk
   } finally {
     p.close();
     q.close();
+  }
+});
+
+test("players queued on different nodes meet in one room; the redirected one follows", { skip: noNats }, async () => {
+  const a = await player("a");
+  const b = await player("b");
+  try {
+    const ma = a.waitForMatch(10_000);
+    const mb = b.waitForMatch(10_000);
+    await a.queue("tictactoe", { rating: 1500 });
+    await b.queue("tictactoe", { rating: 1510 });
+    const [ra, rb] = await Promise.all([ma, mb]);
+    assert.equal(ra.roomId, rb.roomId, "one room for the match");
+    assert.equal(nodeOf(a), nodeOf(b), "both on the node that holds it");
+    assert.equal(a.queued || b.queued, false, "neither is queued any more");
+    assert.deepEqual(a.room, ra);
+    assert.deepEqual(b.room, rb);
+  } finally {
+    a.close();
+    b.close();
   }
 });
 
