@@ -351,3 +351,49 @@ async fn buckets(
         .map_err(|e| e.to_string())?;
     Ok((nodes, rooms, queue))
 }
+
+impl Cluster {
+    /// Runs `handle` on every message published to `subject` until `stop` is cancelled
+    /// or `handle` returns false. A failed subscription is retried every
+    /// [`RETRY_PAUSE`], and a subscription that closes is made again (NATS
+    /// reconnects underneath). `what` names the responder in the log. The seat
+    /// reservations, the queue leader and the queue news all listen this way.
+    async fn each_message<F, Fut>(
+        &self,
+        subject: String,
+        what: &'static str,
+        stop: &CancellationToken,
+        mut handle: F,
+    ) where
+        F: FnMut(async_nats::Message) -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        use futures_util::StreamExt;
+        loop {
+            let subscribed = tokio::select! {
+                () = stop.cancelled() => return,
+                s = self.client.subscribe(subject.clone()) => s,
+            };
+            let mut sub = match subscribed {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, subject, "cannot take {what}; retrying");
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        () = tokio::time::sleep(RETRY_PAUSE) => continue,
+                    }
+                }
+            };
+            loop {
+                let msg = tokio::select! {
+                    () = stop.cancelled() => return,
+                    m = sub.next() => m,
+                };
+                let Some(msg) = msg else { break };
+                if !handle(msg).await {
+                    return;
+                }
+            }
+        }
+    }
+}

@@ -26,7 +26,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_nats::jetstream::kv::Operation;
 use bytes::Bytes;
-use futures_util::StreamExt;
 use rally_game::RoomOptions;
 use rally_protocol::ErrorCode;
 use serde::{Deserialize, Serialize};
@@ -36,7 +35,7 @@ use tokio_util::task::TaskTracker;
 
 use super::reserve::Want;
 use super::view::{Placement, Seek};
-use super::{Cluster, RETRY_PAUSE};
+use super::Cluster;
 use crate::error::CommandError;
 use crate::queue::{refused, MatchQueue, MatchRules, PoolKey, Tickets, LIMITS, PASS_EVERY};
 use crate::room::{self, RoomEnv};
@@ -305,26 +304,8 @@ impl Cluster {
         stop: CancellationToken,
     ) {
         let subject = format!("rally.queue.{}", self.node);
-        loop {
-            let subscribed = tokio::select! {
-                () = stop.cancelled() => return,
-                s = self.client.subscribe(subject.clone()) => s,
-            };
-            let Ok(mut sub) = subscribed else {
-                tokio::select! {
-                    () = stop.cancelled() => return,
-                    () = tokio::time::sleep(RETRY_PAUSE) => continue,
-                }
-            };
-            loop {
-                let msg = tokio::select! {
-                    () = stop.cancelled() => return,
-                    m = sub.next() => m,
-                };
-                let Some(msg) = msg else { break };
-                let Some(reply_to) = msg.reply.clone() else {
-                    continue;
-                };
+        self.each_message(subject, "queue requests", &stop, |msg| {
+            if let Some(reply_to) = msg.reply.clone() {
                 let answer = self.answer(&rooms, &msg.payload);
                 let me = self.clone();
                 tracker.spawn(async move {
@@ -333,7 +314,9 @@ impl Cluster {
                     }
                 });
             }
-        }
+            std::future::ready(true)
+        })
+        .await;
     }
 
     /// One home node's request, on the leader.
@@ -612,33 +595,20 @@ impl Cluster {
     /// This node's news from the leader, into the commands floor's handler.
     async fn hear(self: Arc<Self>, stop: CancellationToken) {
         let subject = format!("rally.queue.home.{}", self.node);
-        loop {
-            let subscribed = tokio::select! {
-                () = stop.cancelled() => return,
-                s = self.client.subscribe(subject.clone()) => s,
-            };
-            let Ok(mut sub) = subscribed else {
-                tokio::select! {
-                    () = stop.cancelled() => return,
-                    () = tokio::time::sleep(RETRY_PAUSE) => continue,
-                }
-            };
-            loop {
-                let msg = tokio::select! {
-                    () = stop.cancelled() => return,
-                    m = sub.next() => m,
-                };
-                let Some(msg) = msg else { break };
-                let Ok(news) = serde_json::from_slice::<QueueNews>(&msg.payload) else {
-                    continue;
+        self.each_message(subject, "queue news", &stop, |msg| {
+            let (stop, news) = (&stop, &self.queue_news);
+            async move {
+                let Ok(news_item) = serde_json::from_slice::<QueueNews>(&msg.payload) else {
+                    return true;
                 };
                 // Bounded wait: the handler drains it as fast as sessions take messages.
                 tokio::select! {
-                    () = stop.cancelled() => return,
-                    sent = self.queue_news.send(news) => if sent.is_err() { return },
+                    () = stop.cancelled() => false,
+                    sent = news.send(news_item) => sent.is_ok(),
                 }
             }
-        }
+        })
+        .await;
     }
 
     /// Tells the leader of the players that left the queue here.

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
-use futures_util::StreamExt;
 use rally_auth::ticket::{self, Ticket, TicketError, TicketSigner};
 use rally_auth::RetryPolicy;
 use rally_game::RoomOptions;
@@ -18,7 +17,7 @@ use tokio_util::task::TaskTracker;
 
 use super::seats::Pending;
 use super::view::{Placement, Seek};
-use super::{Cluster, NodeEntry, RoomEntry, RETRY_PAUSE};
+use super::{Cluster, NodeEntry, RoomEntry};
 use crate::error::CommandError;
 use crate::matchmaker::normalize_code;
 use crate::room::{self, RoomEnv};
@@ -158,30 +157,8 @@ impl Cluster {
         stop: CancellationToken,
     ) {
         let subject = format!("rally.reserve.{}", self.node);
-        loop {
-            let subscribed = tokio::select! {
-                () = stop.cancelled() => return,
-                s = self.client.subscribe(subject.clone()) => s,
-            };
-            let mut sub = match subscribed {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot take seat reservations; retrying");
-                    tokio::select! {
-                        () = stop.cancelled() => return,
-                        () = tokio::time::sleep(RETRY_PAUSE) => continue,
-                    }
-                }
-            };
-            loop {
-                let msg = tokio::select! {
-                    () = stop.cancelled() => return,
-                    m = sub.next() => m,
-                };
-                let Some(msg) = msg else { break };
-                let Some(reply_to) = msg.reply.clone() else {
-                    continue;
-                };
+        self.each_message(subject, "seat reservations", &stop, |msg| {
+            if let Some(reply_to) = msg.reply.clone() {
                 let me = self.clone();
                 let rooms = rooms.clone();
                 tracker.spawn(async move {
@@ -191,7 +168,9 @@ impl Cluster {
                     }
                 });
             }
-        }
+            std::future::ready(true)
+        })
+        .await;
     }
 
     /// Reserves a seat here for another node's player, under a fresh ticket.
