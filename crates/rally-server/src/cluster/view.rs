@@ -144,6 +144,14 @@ pub(crate) struct View {
     inflight: HashMap<String, u32>,
 }
 
+/// Keeps `entry` under `key`, written at `at`, unless what is there was written later:
+/// the view never goes back in time (a replayed older entry after a reconnect).
+fn put_newer<T>(map: &mut HashMap<String, (T, Instant)>, key: String, entry: T, at: Instant) {
+    if map.get(&key).is_none_or(|(_, seen)| *seen <= at) {
+        map.insert(key, (entry, at));
+    }
+}
+
 impl View {
     /// An empty view whose entries live `ttl`.
     pub(crate) fn new(ttl: Duration) -> View {
@@ -171,14 +179,7 @@ impl View {
 
     /// Records a node's entry written at `at`.
     pub(crate) fn put_node(&mut self, entry: NodeEntry, at: Instant) {
-        let key = entry.node.clone();
-        match self.nodes.get_mut(&key) {
-            // Never go back in time (a replayed older entry after a reconnect).
-            Some((_, seen)) if *seen > at => {}
-            _ => {
-                self.nodes.insert(key, (entry, at));
-            }
-        }
+        put_newer(&mut self.nodes, entry.node.clone(), entry, at);
     }
 
     /// Forgets a node (it left, or its entry was deleted) and its rooms.
@@ -189,13 +190,7 @@ impl View {
 
     /// Records a room's entry written at `at`.
     pub(crate) fn put_room(&mut self, entry: RoomEntry, at: Instant) {
-        let key = entry.key();
-        match self.rooms.get_mut(&key) {
-            Some((_, seen)) if *seen > at => {}
-            _ => {
-                self.rooms.insert(key, (entry, at));
-            }
-        }
+        put_newer(&mut self.rooms, entry.key(), entry, at);
     }
 
     /// Forgets a room by its directory key.
