@@ -517,11 +517,10 @@ fn listing(e: &Entry) -> RoomListing {
 mod tests {
     use std::collections::HashSet;
 
-    use tokio::sync::mpsc;
     use tokio_util::sync::CancellationToken;
 
     use super::*;
-    use crate::room_handle::{RoomInfo, RoomParts};
+    use crate::room_handle::{ControlSender, InputQueue, RoomInfo, RoomParts};
 
     /// A room handle with nobody behind it: the matchmaker only counts seats.
     fn handle(id: u64, code: Arc<str>, kind: &str, max_players: usize) -> RoomHandle {
@@ -532,8 +531,8 @@ mod tests {
             private: false,
             options: Arc::default(),
             max_players,
-            control: mpsc::channel(1).0,
-            inputs: mpsc::channel(1).0,
+            control: ControlSender::channel(1).0,
+            inputs: InputQueue::new(0),
             token: CancellationToken::new(),
             reason: Arc::default(),
             info: Arc::new(RoomInfo::new()),

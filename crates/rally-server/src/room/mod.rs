@@ -38,7 +38,6 @@ use rally_game::{CloseReason, Game, PlayerId, Rng, RoomControl, RoomOptions};
 use rally_protocol::{ErrorCode, ServerMessage};
 use rally_record::encode::{self, Header};
 use rally_store::AccountId;
-use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
@@ -49,7 +48,8 @@ use crate::metrics::{ErrorKind, TaskKind};
 use crate::outbox::{Outbound, SessionLink};
 use crate::recording::{RoomRecording, Summary, HASH_EVERY};
 use crate::room_handle::{
-    Control, InputMsg, Reservation, RoomHandle, RoomInfo, RoomParts, SeatHold,
+    ControlReceiver, ControlSender, InputMsg, InputQueue, Reservation, RoomHandle, RoomInfo,
+    RoomParts, SeatHold,
 };
 
 pub(crate) use env::RoomEnv;
@@ -110,6 +110,9 @@ struct Room {
     /// Seats whose session was found gone (closed or slow) while sending; marked away
     /// after the send loop.
     gone: Vec<PlayerId>,
+    /// The inputs being applied this tick, swapped out of the handle's queue (kept
+    /// between ticks so that neither side allocates in the steady state).
+    inputs: Vec<InputMsg>,
     /// `rally_tick_duration_seconds` for this room's kind, held so a tick records
     /// without a lookup.
     tick_duration: metrics::Histogram,
@@ -241,8 +244,7 @@ fn spawn(
     private: bool,
     game: Box<dyn Game>,
 ) -> RoomHandle {
-    let (control, control_rx) = mpsc::channel(spec.max_players * CONTROL_PER_SEAT);
-    let (inputs, inputs_rx) = mpsc::channel(spec.max_players * INPUTS_PER_SEAT);
+    let (control, control_rx) = ControlSender::channel(spec.max_players * CONTROL_PER_SEAT);
     let handle = RoomHandle::new(RoomParts {
         id,
         kind: Arc::from(kind),
@@ -251,7 +253,7 @@ fn spawn(
         options,
         max_players: spec.max_players,
         control,
-        inputs,
+        inputs: InputQueue::new(spec.max_players * INPUTS_PER_SEAT),
         token: env.shutdown.child_token(),
         reason: Arc::new(OnceLock::new()),
         info: Arc::new(RoomInfo::new()),
@@ -283,6 +285,7 @@ fn spawn(
         views: Vec::new(),
         write_buf: Vec::new(),
         gone: Vec::new(),
+        inputs: Vec::new(),
         tick_duration: env.metrics.tick_histogram(kind),
         players: Vec::new(),
         rules: spec.rules.clone(),
@@ -292,7 +295,7 @@ fn spawn(
         recording,
         spectators: Vec::new(),
     };
-    env.tracker.spawn(room.run(control_rx, inputs_rx));
+    env.tracker.spawn(room.run(control_rx));
     handle
 }
 
@@ -305,13 +308,21 @@ fn reason_text(reason: CloseReason) -> &'static str {
     }
 }
 
+/// Closes a room's input queue when dropped.
+struct CloseInputs(RoomHandle);
+
+impl Drop for CloseInputs {
+    fn drop(&mut self) {
+        self.0.inputs.close();
+    }
+}
+
 impl Room {
-    async fn run(
-        mut self,
-        mut control: mpsc::Receiver<Control>,
-        mut inputs: mpsc::Receiver<InputMsg>,
-    ) {
+    async fn run(mut self, mut control: ControlReceiver) {
         let task = self.env.metrics.task(TaskKind::Room);
+        // However the task ends (a game that panics included), later inputs find the
+        // queue closed (NOT_IN_ROOM) rather than filling it for nobody.
+        let _inputs_closed = CloseInputs(self.handle.clone());
         let started = Instant::now();
         let period = self.env.tick_period;
         let mut interval = tokio::time::interval_at(started + period, period);
@@ -331,7 +342,7 @@ impl Room {
                 _ = &mut cancelled => {
                     break self.handle.reason.get().copied().unwrap_or(CloseReason::ServerShutdown);
                 }
-                Some(c) = control.recv() => self.on_control(c),
+                Some(c) = control.recv() => self.on_control(*c),
                 now = interval.tick() => {
                     let periods = (now.duration_since(last).as_secs_f64() / period.as_secs_f64()).round().max(1.0);
                     last = now;
@@ -340,7 +351,7 @@ impl Room {
                         self.env.metrics.stats.missed_ticks.fetch_add(missed, Ordering::Relaxed);
                     }
                     let took = std::time::Instant::now();
-                    self.run_tick(&mut inputs, period.mul_f64(periods), now);
+                    self.run_tick(period.mul_f64(periods), now);
                     let took = took.elapsed();
                     self.tick_duration.record(took);
                     self.handle
@@ -356,7 +367,7 @@ impl Room {
         // Closed before the players hear `room_closed`: an input sent after it finds the
         // queue closed (NOT_IN_ROOM) rather than being dropped unseen.
         control.close();
-        inputs.close();
+        self.handle.inputs.close();
         self.finish(reason, task.elapsed_ms());
     }
 

@@ -8,7 +8,6 @@ use bytes::Bytes;
 use rally_game::{PlayerId, Tick};
 use rally_protocol::{ErrorCode, ServerMessage};
 use rally_record::encode;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::Room;
@@ -16,23 +15,18 @@ use crate::error::ClientError;
 use crate::metrics::ErrorKind;
 use crate::outbox::{Outbound, Sent};
 use crate::recording::RoomRecording;
-use crate::room_handle::InputMsg;
 use crate::transport::Transport;
 
 /// A state encoding buffer grown past this (a huge state) is freed after the tick.
 const MAX_KEPT_WRITE_BUFFER: usize = 64 * 1024;
 
 impl Room {
-    pub(super) fn run_tick(
-        &mut self,
-        inputs: &mut mpsc::Receiver<InputMsg>,
-        dt: Duration,
-        now: Instant,
-    ) {
+    pub(super) fn run_tick(&mut self, dt: Duration, now: Instant) {
         self.expire_away(now);
         // Apply what is queued now; inputs arriving meanwhile wait for the next tick.
-        for _ in 0..inputs.len() {
-            let Ok(input) = inputs.try_recv() else { break };
+        let mut inputs = std::mem::take(&mut self.inputs);
+        self.handle.inputs.take(&mut inputs);
+        for input in inputs.drain(..) {
             let Ok(at) = self.seats.binary_search_by_key(&input.player, |s| s.id) else {
                 continue;
             };
@@ -65,6 +59,7 @@ impl Room {
                 }
             }
         }
+        self.inputs = inputs;
         self.tick += 1;
         self.handle.info.tick.store(self.tick, Ordering::Relaxed);
         self.room_buf.clear();

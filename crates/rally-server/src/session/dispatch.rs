@@ -3,7 +3,6 @@
 //! runner. Non-fatal errors go back to the client from here.
 
 use rally_protocol::{ClientMessage, ErrorCode, ServerMessage};
-use tokio::sync::mpsc::error::TrySendError;
 
 use super::{Core, MAX_COMMANDS_IN_FLIGHT};
 use crate::command::{Command, Rating};
@@ -11,7 +10,7 @@ use crate::error::ClientError;
 use crate::limits::{Budget, Verdict};
 use crate::metrics::{ErrorKind, Limit};
 use crate::outbox::{Ending, Outbound};
-use crate::room_handle::{InputMsg, InputPayload};
+use crate::room_handle::{InputMsg, InputPayload, PushError};
 
 impl Core {
     /// Sends a non-fatal error (fatal ones are the writer's farewell).
@@ -274,15 +273,15 @@ impl Core {
             seq,
             payload: InputPayload::new(payload),
         };
-        match m.room.inputs.try_send(input) {
+        match m.room.inputs.push(input) {
             Ok(()) => {}
-            Err(TrySendError::Full(_)) => self.error(
+            Err(PushError::Full) => self.error(
                 ErrorKind::Session,
                 ErrorCode::RoomBusy,
                 "the room's input queue is full; input dropped",
                 0,
             ),
-            Err(TrySendError::Closed(_)) => {
+            Err(PushError::Closed) => {
                 self.membership = None;
                 self.error(
                     ErrorKind::Session,
