@@ -49,15 +49,16 @@
 //!   and their matchmaking rules ([`KindRules`]).
 //!
 //! **Infra**
+//! - [`directory`]: connected sessions (a view of the live-session registry below).
 //! - `outbox`: a session's bounded outbound queue, end reason and drain signal, the link
-//!   rooms and commands hold to reach it, and the live-session registry.
+//!   rooms and commands hold to reach it, and the live-session registry (with each
+//!   handshaken session's profile for the directory).
 //! - `heartbeat`: event loop lag, runtime busy ratio, metrics upkeep.
 //! - `storage`: the database: opening it, retried and timed calls, background writes
 //!   flushed at shutdown, the readiness probe.
 //! - `recording`: match recordings: the writer task per match (the tick never waits on
 //!   the disk), retention, the listing.
 //! - `metrics`: the hot-path counters, task meters, the registry and the scrape.
-//! - [`directory`]: connected sessions.
 //! - `readiness`: what `/readyz` reports, and the [`Dependency`] hook.
 //! - `limits`: rate limits per connection and per client address.
 //! - [`logging`]: the pretty and JSON log formats.

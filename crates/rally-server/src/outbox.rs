@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::Poll;
 use std::time::Duration;
@@ -118,6 +118,8 @@ pub(crate) struct SessionCtl {
     /// per session: a `Sleep` is 112 bytes of every session's state and a timer-wheel
     /// entry besides.
     deadline: AtomicU64,
+    /// The directory's view of the session, once handshaken ([`LiveSessions::set_profile`]).
+    profile: Mutex<Option<Profile>>,
 }
 
 /// The outbound queue: bounded by `queue_capacity`, and allocated only while it holds
@@ -161,7 +163,13 @@ impl SessionCtl {
                 writing: false,
             }),
             deadline: AtomicU64::new(u64::MAX),
+            profile: Mutex::new(None),
         }
+    }
+
+    fn profile(&self) -> MutexGuard<'_, Option<Profile>> {
+        // Every critical section is a read or one assignment: still consistent if poisoned.
+        self.profile.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The next complete message is due `ms` milliseconds after the registry's epoch
@@ -191,22 +199,23 @@ impl SessionCtl {
         self.outbox.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Takes everything queued, waiting until there is something.
-    pub(crate) fn next_batch(&self) -> impl Future<Output = VecDeque<Outbound>> + '_ {
-        std::future::poll_fn(move |cx| {
-            let mut outbox = self.outbox();
-            if outbox.queue.is_empty() {
-                // Registered under the lock: a push after this sees the new waker.
-                self.waker.register(cx.waker());
-                Poll::Pending
-            } else {
-                outbox.writing = true;
-                Poll::Ready(std::mem::take(&mut outbox.queue))
-            }
-        })
+    /// Takes everything queued; pending (woken by the next push) while nothing is.
+    pub(crate) fn poll_next_batch(
+        &self,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<VecDeque<Outbound>> {
+        let mut outbox = self.outbox();
+        if outbox.queue.is_empty() {
+            // Registered under the lock: a push after this sees the new waker.
+            self.waker.register(cx.waker());
+            Poll::Pending
+        } else {
+            outbox.writing = true;
+            Poll::Ready(std::mem::take(&mut outbox.queue))
+        }
     }
 
-    /// The batch taken by [`next_batch`](Self::next_batch) is written: rooms may write
+    /// The batch taken by [`poll_next_batch`](Self::poll_next_batch) is written: rooms may write
     /// to the socket directly again.
     pub(crate) fn written(&self) {
         self.outbox().writing = false;
@@ -279,7 +288,9 @@ impl SessionCtl {
         self.poll_signal(cx, drain, true)
     }
 
-    fn poll_signal(
+    /// Ready when the session ends, when draining starts (if `drain`), or when a match
+    /// seated the player (if `seat`); a poll, for a loop that keeps no future.
+    pub(crate) fn poll_signal(
         &self,
         cx: &mut std::task::Context<'_>,
         drain: bool,
@@ -315,6 +326,19 @@ impl SessionCtl {
     }
 }
 
+/// What the session directory (`directory.rs`) shows of a handshaken session. Kept in the
+/// session's handle: one registry entry per connection rather than a second map and a
+/// record allocated apart.
+#[derive(Debug, Clone)]
+pub(crate) struct Profile {
+    pub(crate) name: Box<str>,
+    pub(crate) account_id: Option<u64>,
+    pub(crate) peer: std::net::SocketAddr,
+    /// When the handshake completed: milliseconds since the registry's epoch.
+    pub(crate) since_ms: u64,
+    pub(crate) transport: Transport,
+}
+
 /// Every running session, so shutdown can reach each one, and the sweep that ends those
 /// whose client went quiet.
 #[derive(Debug)]
@@ -323,6 +347,8 @@ pub(crate) struct LiveSessions {
     inner: Mutex<HashMap<u64, Arc<SessionCtl>>>,
     /// What session deadlines count from.
     epoch: tokio::time::Instant,
+    /// Sessions with a profile (handshaken), for the directory's count.
+    listed: AtomicUsize,
 }
 
 impl Default for LiveSessions {
@@ -330,6 +356,7 @@ impl Default for LiveSessions {
         LiveSessions {
             inner: Mutex::new(HashMap::new()),
             epoch: tokio::time::Instant::now(),
+            listed: AtomicUsize::new(0),
         }
     }
 }
@@ -346,7 +373,51 @@ impl LiveSessions {
     }
 
     pub(crate) fn remove(&self, id: u64) {
-        self.lock().remove(&id);
+        let removed = self.lock().remove(&id);
+        if removed.is_some_and(|ctl| ctl.profile().is_some()) {
+            self.listed.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Lists a live session in the directory (or replaces its listing).
+    pub(crate) fn set_profile(&self, id: u64, profile: Profile) {
+        if let Some(ctl) = self.lock().get(&id) {
+            if ctl.profile().replace(profile).is_none() {
+                self.listed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Changes a listed session's profile.
+    pub(crate) fn update_profile(&self, id: u64, change: impl FnOnce(&mut Profile)) {
+        if let Some(ctl) = self.lock().get(&id) {
+            if let Some(profile) = ctl.profile().as_mut() {
+                change(profile);
+            }
+        }
+    }
+
+    /// A listed session's profile.
+    pub(crate) fn profile(&self, id: u64) -> Option<Profile> {
+        self.lock().get(&id).and_then(|ctl| ctl.profile().clone())
+    }
+
+    /// Every listed session's profile, in no particular order.
+    pub(crate) fn profiles(&self) -> Vec<(u64, Profile)> {
+        self.lock()
+            .iter()
+            .filter_map(|(id, ctl)| Some((*id, ctl.profile().clone()?)))
+            .collect()
+    }
+
+    /// How many sessions are listed.
+    pub(crate) fn listed(&self) -> usize {
+        self.listed.load(Ordering::Relaxed)
+    }
+
+    /// Now, in milliseconds since this registry's epoch.
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.millis(tokio::time::Instant::now())
     }
 
     /// Tells every session the server is shutting down.
@@ -435,6 +506,45 @@ fn resume_key() -> Option<&'static [u8; 32]> {
 /// Bytes of a resume token (hex-encoded in `welcome`: 32 characters).
 const RESUME_TOKEN_BYTES: usize = 16;
 
+/// A resume token: 128 bits, held as bytes (a seat and the token registry each keep one
+/// inline; as a hex string it was a 48-byte allocation per seated player). Clients see
+/// it as 32 lowercase hex characters. Its `Debug` never shows it: it is a secret.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct ResumeToken([u8; RESUME_TOKEN_BYTES]);
+
+impl ResumeToken {
+    /// The token as sent in `welcome`.
+    pub(crate) fn to_hex(self) -> String {
+        use std::fmt::Write as _;
+        let mut hex = String::with_capacity(RESUME_TOKEN_BYTES * 2);
+        for b in self.0 {
+            let _ = write!(hex, "{b:02x}");
+        }
+        hex
+    }
+
+    /// A token as a client presents it; `None` unless it is 32 hex characters (which no
+    /// registered token can then match).
+    pub(crate) fn parse(hex: &str) -> Option<Self> {
+        let hex = hex.as_bytes();
+        if hex.len() != RESUME_TOKEN_BYTES * 2 {
+            return None;
+        }
+        let mut bytes = [0u8; RESUME_TOKEN_BYTES];
+        for (b, pair) in bytes.iter_mut().zip(hex.chunks_exact(2)) {
+            let digit = |c: u8| char::from(c).to_digit(16);
+            *b = u8::try_from(digit(pair[0])? * 16 + digit(pair[1])?).ok()?;
+        }
+        Some(ResumeToken(bytes))
+    }
+}
+
+impl std::fmt::Debug for ResumeToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ResumeToken(..)")
+    }
+}
+
 impl std::fmt::Debug for SessionLink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The resume token is left out: it lets whoever holds it act as the player.
@@ -452,19 +562,16 @@ impl SessionLink {
     /// and the session id, so it is as unguessable as 128 random bits (the key never
     /// leaves the process; the input has a fixed length), unique per session, and costs
     /// a session no memory (a stored token was a 48-byte allocation per connection).
-    pub(crate) fn resume_token(&self) -> Option<Arc<str>> {
+    pub(crate) fn resume_token(&self) -> Option<ResumeToken> {
         use sha2::{Digest, Sha256};
-        use std::fmt::Write as _;
         let key = resume_key()?;
         let digest = Sha256::new()
             .chain_update(key)
             .chain_update(self.session_id.to_be_bytes())
             .finalize();
-        let mut hex = String::with_capacity(RESUME_TOKEN_BYTES * 2);
-        for b in &digest[..RESUME_TOKEN_BYTES] {
-            let _ = write!(hex, "{b:02x}");
-        }
-        Some(Arc::from(hex))
+        let mut bytes = [0u8; RESUME_TOKEN_BYTES];
+        bytes.copy_from_slice(&digest[..RESUME_TOKEN_BYTES]);
+        Some(ResumeToken(bytes))
     }
 
     /// Queues a message without waiting. A full queue ends the session as a slow consumer
@@ -625,10 +732,25 @@ mod tests {
             ctl: Arc::new(SessionCtl::new(1)),
         };
         let one = link(1).resume_token().expect("the system has randomness");
-        assert_eq!(one.len(), 32);
-        assert!(one.bytes().all(|b| b.is_ascii_hexdigit()));
+        let hex = one.to_hex();
+        assert_eq!(hex.len(), 32);
+        assert!(hex
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        // What a client presents reads back as the same token; nothing else does.
+        assert_eq!(ResumeToken::parse(&hex), Some(one));
+        assert_eq!(ResumeToken::parse(&hex.to_uppercase()), Some(one));
+        for bad in [
+            "",
+            &hex[..31],
+            &format!("{hex}0"),
+            &format!("{}zz", &hex[..30]),
+        ] {
+            assert_eq!(ResumeToken::parse(bad), None, "{bad:?}");
+        }
+        assert_eq!(format!("{one:?}"), "ResumeToken(..)", "never shown");
         // The same session always presents the same token; another session another.
-        assert_eq!(link(1).resume_token(), Some(one.clone()));
+        assert_eq!(link(1).resume_token(), Some(one));
         assert_ne!(link(2).resume_token(), Some(one));
     }
 

@@ -10,10 +10,11 @@
 //! Play floor: imports the room handle only.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 
 use rally_game::PlayerId;
 
+use crate::outbox::ResumeToken;
 use crate::room_handle::RoomHandle;
 
 /// A held seat: its room, its player id there, and the account that holds it (`None`: a
@@ -24,7 +25,7 @@ pub(crate) type Seat = (RoomHandle, PlayerId, Option<u64>);
 #[derive(Default)]
 pub(crate) struct ResumeTokens {
     /// Never held across `.await`: every critical section is one map operation.
-    inner: Mutex<HashMap<Arc<str>, Seat>>,
+    inner: Mutex<HashMap<ResumeToken, Seat>>,
 }
 
 impl std::fmt::Debug for ResumeTokens {
@@ -36,7 +37,7 @@ impl std::fmt::Debug for ResumeTokens {
 }
 
 impl ResumeTokens {
-    fn lock(&self) -> MutexGuard<'_, HashMap<Arc<str>, Seat>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<ResumeToken, Seat>> {
         // Single map operations cannot leave the map half-updated, so a poisoned lock
         // is still consistent.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
@@ -46,7 +47,7 @@ impl ResumeTokens {
     /// seat's account; only a session of the same account may resume it).
     pub(crate) fn insert(
         &self,
-        token: Arc<str>,
+        token: ResumeToken,
         room: RoomHandle,
         player: PlayerId,
         account: Option<u64>,
@@ -54,12 +55,12 @@ impl ResumeTokens {
         self.lock().insert(token, (room, player, account));
     }
 
-    pub(crate) fn remove(&self, token: &str) {
+    pub(crate) fn remove(&self, token: &ResumeToken) {
         self.lock().remove(token);
     }
 
     /// The seat a token holds, if any, with the seat's account.
-    pub(crate) fn get(&self, token: &str) -> Option<Seat> {
+    pub(crate) fn get(&self, token: &ResumeToken) -> Option<Seat> {
         self.lock().get(token).cloned()
     }
 }

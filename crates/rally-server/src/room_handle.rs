@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::error::CommandError;
-use crate::outbox::SessionLink;
+use crate::outbox::{ResumeToken, SessionLink};
 
 /// One input on its way to a room.
 #[derive(Debug)]
@@ -209,7 +209,7 @@ pub(crate) enum Control {
         player: PlayerId,
         /// The token presented: the seat is taken only while this is still its token, so
         /// two connections presenting one token at once do not both get it.
-        token: String,
+        token: ResumeToken,
         link: SessionLink,
         /// The new membership's token; the displaced one's is cancelled.
         held: SeatHold,

@@ -42,6 +42,7 @@ use crate::handle::ServerHandle;
 use crate::heartbeat;
 use crate::listener::{self, AcceptEnv};
 use crate::metrics::Metrics;
+use crate::outbox::LiveSessions;
 use crate::queue::{self, MatchQueue};
 use crate::readiness::Dependency;
 use crate::recording::Recordings;
@@ -198,7 +199,8 @@ impl ServerBuilder {
             StoreChoice::Given(store) => Some(store),
             StoreChoice::Without => None,
         };
-        let directory = Arc::new(Directory::default());
+        let sessions = Arc::new(LiveSessions::default());
+        let directory = Arc::new(Directory::new(sessions.clone()));
         let default_checks: Arc<dyn CommandChecks> = Arc::new(DefaultChecks::new(
             self.games.clone(),
             directory.clone(),
@@ -238,7 +240,7 @@ impl ServerBuilder {
             directory,
             tracker,
             shutdown: CancellationToken::new(),
-            sessions: Arc::default(),
+            sessions,
             metrics,
             readiness: Arc::default(),
             storage,

@@ -6,7 +6,7 @@ use rally_protocol::ErrorCode;
 use tokio::sync::oneshot;
 
 use super::{CommandContext, CommandError, Outcome};
-use crate::outbox::SessionLink;
+use crate::outbox::{ResumeToken, SessionLink};
 use crate::room::RoomEnv;
 use crate::room_handle::{Control, Membership, SeatHold};
 
@@ -24,6 +24,7 @@ pub(super) async fn resume(
             "the resume token is unknown or its seat has expired; this is a new session",
         )
     };
+    let token = ResumeToken::parse(&token).ok_or_else(failed)?;
     let (room, player_id, account) = rooms.resume.get(&token).ok_or_else(failed)?;
     // The seat is its account's: another account (or a session whose login did not
     // hold) cannot take it, whoever holds the token.

@@ -43,14 +43,16 @@ pub(crate) use stats::{ErrorKind, Limit, Stats};
 pub use tasks::DbCallMetric;
 pub(crate) use tasks::{BusySampler, TaskGuard, TaskKind, TaskMeter};
 
-/// A session's task and connection, counted in one guard of 32 bytes (a [`TaskGuard`]
+/// A session's task and connection, counted in one guard of 24 bytes (a [`TaskGuard`]
 /// and a gauge guard took 64, and this is held in every connection's state): the
 /// connection stops counting at [`SessionMeter::player_gone`] (or the drop), the task
 /// at the drop, which also records its duration.
 #[derive(Debug)]
 pub(crate) struct SessionMeter<'a> {
     metrics: &'a Metrics,
-    started: std::time::Instant,
+    /// When the session started: microseconds since [`meter_epoch`] (an `Instant` is 16
+    /// bytes, and this guard is in every connection's state).
+    started_us: u64,
     transport: Transport,
     /// Whether the connection is still counted.
     open: bool,
@@ -64,10 +66,25 @@ impl SessionMeter<'_> {
         }
     }
 
+    /// How long the session has run.
+    fn elapsed(&self) -> Duration {
+        Duration::from_micros(micros_since_epoch().saturating_sub(self.started_us))
+    }
+
     /// How long the session has run, in whole milliseconds.
     pub(crate) fn elapsed_ms(&self) -> u64 {
-        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+        u64::try_from(self.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
+}
+
+/// What session meters count from: the first use in this process.
+fn meter_epoch() -> std::time::Instant {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(std::time::Instant::now)
+}
+
+fn micros_since_epoch() -> u64 {
+    u64::try_from(meter_epoch().elapsed().as_micros()).unwrap_or(u64::MAX)
 }
 
 impl Drop for SessionMeter<'_> {
@@ -75,7 +92,7 @@ impl Drop for SessionMeter<'_> {
         self.player_gone();
         let kind = TaskKind::Session as usize;
         self.metrics.tasks_active[kind].decrement(1.0);
-        self.metrics.task_duration[kind].record(self.started.elapsed());
+        self.metrics.task_duration[kind].record(self.elapsed());
     }
 }
 
@@ -496,7 +513,7 @@ impl Metrics {
         self.connections[transport_index(transport)].increment(1.0);
         SessionMeter {
             metrics: self,
-            started: std::time::Instant::now(),
+            started_us: micros_since_epoch(),
             transport,
             open: true,
         }

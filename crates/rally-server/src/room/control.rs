@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Room, Seat, Spectator, MAX_SPECTATORS};
 use crate::error::CommandError;
-use crate::outbox::{Outbound, SessionLink};
+use crate::outbox::{Outbound, ResumeToken, SessionLink};
 use crate::recording::RoomRecording;
 use crate::room_handle::{Control, PartyMember, Reservation, SeatHold, SeatView};
 
@@ -37,7 +37,7 @@ impl Room {
                 link,
                 held,
                 reply,
-            } => self.on_resume(player, &token, link, held, reply),
+            } => self.on_resume(player, token, link, held, reply),
             Control::Chat {
                 player,
                 session,
@@ -126,10 +126,8 @@ impl Room {
         reservation.keep();
         link.send(Outbound::Msg(self.joined(req, id, team)));
         let token = link.resume_token();
-        if let Some(t) = &token {
-            self.env
-                .resume
-                .insert(t.clone(), self.handle.clone(), id, account);
+        if let Some(t) = token {
+            self.env.resume.insert(t, self.handle.clone(), id, account);
         }
         let session = link.session_id;
         self.seats.push(Seat {
@@ -193,7 +191,7 @@ impl Room {
     fn on_resume(
         &mut self,
         player: PlayerId,
-        token: &str,
+        token: ResumeToken,
         link: SessionLink,
         held: SeatHold,
         reply: oneshot::Sender<Result<(), Refusal>>,
@@ -202,7 +200,7 @@ impl Room {
             let _ = reply.send(Err(Refusal::new("the seat is no longer held")));
             return;
         };
-        if seat.token.as_deref() != Some(token) {
+        if seat.token != Some(token) {
             // Used already: an earlier resume replaced it with its own token.
             let _ = reply.send(Err(Refusal::new("the resume token was already used")));
             return;
@@ -355,7 +353,7 @@ impl Room {
         let account = seat.account;
         seat.away_until = None;
         link.send(Outbound::Msg(joined));
-        let new_token = seat.token.clone();
+        let new_token = seat.token;
         seat.link = Some(link);
         if let Some(t) = old_token {
             self.env.resume.remove(&t);

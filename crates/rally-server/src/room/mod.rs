@@ -45,7 +45,7 @@ use crate::error::{ClientError, CommandError};
 use crate::games::{Kind, KindRules};
 use crate::matchmaker::{FilterKey, NewRoom};
 use crate::metrics::{ErrorKind, TaskKind};
-use crate::outbox::{Outbound, SessionLink};
+use crate::outbox::{Outbound, ResumeToken, SessionLink};
 use crate::recording::{RoomRecording, Summary, HASH_EVERY};
 use crate::room_handle::{
     ControlReceiver, ControlSender, InputMsg, InputQueue, Reservation, RoomHandle, RoomInfo,
@@ -73,7 +73,7 @@ struct Seat {
     /// The connected session; `None` while the player is away.
     link: Option<SessionLink>,
     /// The token the player's next connection presents to take the seat back.
-    token: Option<Arc<str>>,
+    token: Option<ResumeToken>,
     /// When an away player's seat is given up.
     away_until: Option<Instant>,
     last_seq: u32,

@@ -10,7 +10,7 @@ use crate::accounts::{self, SessionAccount};
 use crate::command::Command;
 use crate::directory::SessionRecord;
 use crate::metrics::ErrorKind;
-use crate::outbox::{Ending, Outbound};
+use crate::outbox::{Ending, Outbound, ResumeToken};
 
 impl Core {
     pub(super) fn on_hello(&mut self, msg: ClientMessage<'_>) -> Result<(), Ending> {
@@ -62,7 +62,11 @@ impl Core {
                 max_message_bytes: c.max_message_bytes,
                 timeout_ms: c.timeout_ms as u32,
                 queue_capacity: c.queue_capacity,
-                resume_token: self.link.resume_token().as_deref().unwrap_or("").to_owned(),
+                resume_token: self
+                    .link
+                    .resume_token()
+                    .map(ResumeToken::to_hex)
+                    .unwrap_or_default(),
                 reconnect_grace_ms: c.reconnect_grace_ms as u32,
                 account_id: account.unwrap_or(0),
                 revision: PROTOCOL_REVISION,

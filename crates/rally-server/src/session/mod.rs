@@ -89,51 +89,53 @@ pub(crate) fn run<C: Connection>(
     transport: Transport,
     permit: Admission,
 ) -> impl Future<Output = ()> + Send {
+    // Built before the block: what the block captures is stored once for the session's
+    // life, so the peer and the settings live in the read state only.
+    let link = SessionLink {
+        session_id: env.next_session_id(),
+        ctl: Arc::new(SessionCtl::new(env.config.queue_capacity as usize)),
+    };
+    let mut reader = Reader {
+        decoder: Decoder::new(transport, env.config.max_message_bytes as usize),
+        rbuf: Vec::new(),
+        pending: None,
+        core: Core::new(env, link, peer, transport),
+    };
     async move {
+        let env = reader.core.env.clone();
+        // Not kept in a local: the writer holds the session's handle while both loops run.
+        let ctl = &reader.core.link.ctl;
+        let transport = reader.core.transport;
         // The connection is counted like the permit: until the player is gone, not while
         // the socket lingers.
         let mut meter = env.metrics.session(transport);
         let _ = stream.set_nodelay(true);
-        let ctl = Arc::new(SessionCtl::new(env.config.queue_capacity as usize));
         // The WebSocket upgrade and the hello share one bound from the accept. Set here,
         // not kept in a local: whatever lives across the upgrade's await takes room in
         // the session's state for good.
         let handshake = env.config.handshake_timeout();
         ctl.set_deadline(env.sessions.millis(Instant::now() + handshake), false);
-        let mut reader = {
-            // Scoped: the bytes that came with the upgrade move into the reader, and a
-            // local outliving them would be kept in the session's state for good.
-            let early = if transport == Transport::WebSocket {
-                // Boxed: the upgrade's buffers and timers are needed once, and inline
-                // they would size every session's future for good.
-                let accepted = tokio::select! {
-                    r = Box::pin(transport::accept_websocket(&*stream, handshake)) => r,
-                    _ = env.shutdown.cancelled() => None,
-                };
-                let Some(rest) = accepted else {
-                    drop(permit);
-                    meter.player_gone();
-                    // Lingers in a task of its own: awaited here, what is live at this
-                    // point would be kept in every session's state.
-                    if let Some(mut stream) = Arc::into_inner(stream) {
-                        tokio::spawn(async move { linger_close(&mut stream).await });
-                    }
-                    return;
-                };
-                rest
-            } else {
-                Vec::new()
+        if transport == Transport::WebSocket {
+            // Boxed: the upgrade's buffers and timers are needed once, and inline they
+            // would size every session's future for good.
+            let accepted = tokio::select! {
+                r = Box::pin(transport::accept_websocket(&*stream, handshake)) => r,
+                _ = env.shutdown.cancelled() => None,
             };
-            let link = SessionLink {
-                session_id: env.next_session_id(),
-                ctl: ctl.clone(),
+            let Some(rest) = accepted else {
+                drop(permit);
+                meter.player_gone();
+                // Lingers in a task of its own: awaited here, what is live at this
+                // point would be kept in every session's state.
+                if let Some(mut stream) = Arc::into_inner(stream) {
+                    tokio::spawn(async move { linger_close(&mut stream).await });
+                }
+                return;
             };
-            Reader {
-                decoder: Decoder::new(transport, env.config.max_message_bytes as usize),
-                rbuf: early,
-                core: Core::new(env.clone(), link, peer, transport),
-            }
-        };
+            // The bytes that came with the upgrade request.
+            reader.rbuf = rest;
+        }
+        let ctl = &reader.core.link.ctl;
         // Shared with the outbox, so the room can write states to it
         // (`SessionLink::send_now`); the outbox lets go of it when it closes, at the
         // writer's farewell.
@@ -147,7 +149,7 @@ pub(crate) fn run<C: Connection>(
         {
             let writer = Writer {
                 env: &env,
-                ctl: &ctl,
+                ctl: ctl.clone(),
                 transport,
                 session_id: reader.core.link.session_id,
             };
@@ -155,6 +157,7 @@ pub(crate) fn run<C: Connection>(
             let read = std::pin::pin!(reader.run(&*stream));
             read_then_write(read, write).await;
         }
+        let ctl = &reader.core.link.ctl;
         // The writer's farewell closed the outbox, which dropped its share of the socket.
         ctl.close_outbox();
         let session_id = reader.core.link.session_id;
@@ -165,15 +168,6 @@ pub(crate) fn run<C: Connection>(
         // lingers.
         drop(permit);
         meter.player_gone();
-        if reader.core.handshaken {
-            env.directory.remove(session_id);
-        }
-        if let (false, Some(mut stream)) = (
-            matches!(ending, Ending::PeerClosed),
-            Arc::into_inner(stream),
-        ) {
-            Box::pin(linger_close(&mut stream)).await;
-        }
         if let Some(account) = reader.core.account.take() {
             reader.core.end_account_session(account);
         }
@@ -194,6 +188,19 @@ pub(crate) fn run<C: Connection>(
             reason = message,
             "session ended"
         );
+        // Last, and boxed with the socket: only a session that ends pays for the linger's
+        // state, and nothing above is kept while it runs.
+        if !matches!(ending, Ending::PeerClosed) {
+            drop(ending);
+            Box::pin(linger_last(stream)).await;
+        }
+    }
+}
+
+/// Lingers on the socket if this was its last holder (the outbox has let go of it).
+async fn linger_last<C: Connection>(stream: Arc<C>) {
+    if let Some(mut stream) = Arc::into_inner(stream) {
+        linger_close(&mut stream).await;
     }
 }
 

@@ -35,6 +35,8 @@ pub(super) struct Reader {
     pub(super) decoder: Decoder,
     /// Bytes of an incomplete frame, kept between reads; empty and unallocated otherwise.
     pub(super) rbuf: Vec<u8>,
+    /// The request running now, if any (one at a time; the rest wait in the core's queue).
+    pub(super) pending: Option<CommandFuture>,
     pub(super) core: Core,
 }
 
@@ -49,13 +51,11 @@ impl Reader {
         stream: &'a C,
     ) -> impl std::future::Future<Output = ()> + 'a {
         async move {
-            let ctl = self.core.link.ctl.clone();
-            let mut pending: Option<CommandFuture> = None;
             if !self.rbuf.is_empty() {
                 // Frames that arrived with the WebSocket upgrade request.
                 let bytes = self.rbuf.len();
                 if let Err(e) = self.process_buffered() {
-                    ctl.end(e);
+                    self.core.link.ctl.end(e);
                 }
                 if self.core.messages != 0 {
                     self.core.push_deadline();
@@ -66,25 +66,13 @@ impl Reader {
                     .received(self.core.transport, self.core.messages, bytes);
             }
             loop {
-                if pending.is_none() {
-                    pending = self.core.next_command();
+                if self.pending.is_none() {
+                    self.pending = self.core.next_command();
                 }
-                let drain = !self.core.draining;
                 // Polled by hand, in this order (the signal first): a `select!` over futures
                 // would keep each one (a readiness waiter, the signal, the command) in every
-                // session's state.
-                let woke = std::future::poll_fn(|cx| {
-                    if let Poll::Ready(signal) = ctl.poll_signal_or_seat(cx, drain) {
-                        return Poll::Ready(Woke::Signal(signal));
-                    }
-                    if let Some(command) = pending.as_mut() {
-                        if let Poll::Ready((req, result)) = command.as_mut().poll(cx) {
-                            return Poll::Ready(Woke::Outcome(req, result));
-                        }
-                    }
-                    stream.poll_read_ready(cx).map(Woke::Readable)
-                })
-                .await;
+                // session's state, and a closure over `self` keeps one reference.
+                let woke = std::future::poll_fn(|cx| self.poll_woke(stream, cx)).await;
                 let step = match woke {
                     Woke::Signal(Signal::Ended) => break,
                     Woke::Signal(Signal::Drain) => {
@@ -96,7 +84,7 @@ impl Reader {
                         Ok(())
                     }
                     Woke::Outcome(req, result) => {
-                        pending = None;
+                        self.pending = None;
                         self.core.on_outcome(req, result);
                         Ok(())
                     }
@@ -104,17 +92,37 @@ impl Reader {
                     Woke::Readable(Ok(())) => self.on_readable(stream),
                 };
                 if let Err(ending) = step {
-                    ctl.end(ending);
+                    self.core.link.ctl.end(ending);
                     break;
                 }
             }
-            drop(pending);
+            self.pending = None;
             // Out of the matchmaking queue; a seat a match gave it just now is left too.
             if let Some(m) = self.core.env.queue.forget(self.core.link.session_id) {
                 self.core.membership = Some(Box::new(m));
             }
-            self.core.leave_room(&ctl.ending());
+            let ending = self.core.link.ctl.ending();
+            self.core.leave_room(&ending);
         }
+    }
+
+    /// What the loop waits for: an end, drain or seat signal, the running request's
+    /// outcome, or the socket readable.
+    fn poll_woke<C: Connection>(
+        &mut self,
+        stream: &C,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Woke> {
+        let drain = !self.core.draining;
+        if let Poll::Ready(signal) = self.core.link.ctl.poll_signal_or_seat(cx, drain) {
+            return Poll::Ready(Woke::Signal(signal));
+        }
+        if let Some(command) = self.pending.as_mut() {
+            if let Poll::Ready((req, result)) = command.as_mut().poll(cx) {
+                return Poll::Ready(Woke::Outcome(req, result));
+            }
+        }
+        stream.poll_read_ready(cx).map(Woke::Readable)
     }
 
     /// Reads what the socket has and handles every complete frame in it.

@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
+use std::task::Poll;
 use std::time::Duration;
 
 use rally_protocol::ErrorCode;
@@ -20,12 +21,12 @@ enum Blocked {
     /// batch (counted once the rest is out).
     Rest(Vec<u8>, usize, usize),
     /// The write failed.
-    Failed(std::io::Error),
+    Failed,
 }
 
 pub(super) struct Writer<'a> {
     pub(super) env: &'a SessionEnv,
-    pub(super) ctl: &'a SessionCtl,
+    pub(super) ctl: std::sync::Arc<SessionCtl>,
     pub(super) transport: Transport,
     pub(super) session_id: u64,
 }
@@ -41,24 +42,36 @@ impl<'a> Writer<'a> {
     pub(super) fn run<C: Connection>(self, stream: &'a C) -> impl Future<Output = ()> + 'a {
         async move {
             loop {
-                let batch = tokio::select! {
-                    biased;
-                    _ = self.ctl.signal(false) => break,
-                    b = self.ctl.next_batch() => b,
-                };
-                let written = match self.write_batch(stream, batch) {
-                    Ok(()) => Ok(true),
-                    // The socket is full: wait for it, boxed with the rest of the batch,
-                    // so that the wait's timer, readiness future and buffer take memory
-                    // only while a write is blocked, not in every idle session's state.
-                    Err(Blocked::Rest(rest, messages, bytes)) => {
-                        let wait = Box::pin(self.wait_write(stream, rest, (messages, bytes)));
-                        match wait.await {
-                            Some(w) => w,
-                            None => break,
-                        }
+                // One poll of the end signal, then of the outbox: a `select!` would keep
+                // both futures in every session's state.
+                let ctl = &self.ctl;
+                let next = std::future::poll_fn(|cx| {
+                    if ctl.poll_signal(cx, false, false).is_ready() {
+                        return Poll::Ready(None);
                     }
-                    Err(Blocked::Failed(e)) => Err(e),
+                    ctl.poll_next_batch(cx).map(Some)
+                });
+                let Some(batch) = next.await else { break };
+                // The socket is full: wait for it, boxed with the rest of the batch, so that
+                // the wait's timer, readiness future and buffer take memory only while a
+                // write is blocked. Made before any await, so nothing of the attempt is
+                // kept in the session's state meanwhile.
+                let wait = match self.write_batch(stream, batch) {
+                    Ok(()) => None,
+                    Err(Blocked::Rest(rest, messages, bytes)) => {
+                        Some(Box::pin(self.wait_write(stream, rest, (messages, bytes))))
+                    }
+                    Err(Blocked::Failed) => {
+                        self.ctl.end(Ending::PeerClosed);
+                        break;
+                    }
+                };
+                let written = match wait {
+                    None => Ok(true),
+                    Some(wait) => match wait.await {
+                        Some(w) => w,
+                        None => break,
+                    },
                 };
                 match written {
                     Ok(true) => {}
@@ -108,7 +121,7 @@ impl<'a> Writer<'a> {
                 wbuf.drain(..n);
                 Err(Blocked::Rest(wbuf, messages, bytes))
             }
-            Err(e) => Err(Blocked::Failed(e)),
+            Err(_) => Err(Blocked::Failed),
         }
     }
 
