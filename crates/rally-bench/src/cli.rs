@@ -413,7 +413,7 @@ pub async fn run(m: &ArgMatches) -> anyhow::Result<ExitCode> {
             } else {
                 Search {
                     transport: "ws",
-                    from: 5400,
+                    from: 3400,
                     step: 400,
                     max: 10_000,
                 }
@@ -471,15 +471,16 @@ pub async fn run(m: &ArgMatches) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    let mut search = Vec::new();
-    if let Some(s) = &opts.search {
-        search.extend(suite::search(&opts, s, Peer::Rally).await);
-        if opts.reference {
-            for peer in Peer::REFERENCES {
-                search.extend(suite::search(&opts, s, peer).await);
+    let search = match &opts.search {
+        Some(s) => {
+            let mut peers = vec![Peer::Rally];
+            if opts.reference {
+                peers.extend(Peer::REFERENCES);
             }
+            suite::search(&opts, s, &peers).await
         }
-    }
+        None => Vec::new(),
+    };
     let idle = match opts.idle {
         Some(n) => Some(suite::idle(&opts, n).await),
         None => None,

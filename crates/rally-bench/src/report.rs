@@ -443,7 +443,9 @@ impl Results {
                 out,
                 "\n## Highest player count at p99 <= {bound} ms\n\nBots and server on this one machine: past some count the bots' own CPU \
                  gives out, which caps Rally and the reference alike. A run passes when every bot joined, no error was counted and \
-                 p99 <= {bound} ms.\n"
+                 p99 <= {bound} ms. Each design's search steps up from the first count while it passes, or down until one \
+                 passes; the designs take turns, one run each per round, so a machine whose speed drifts during the search (a \
+                 shared VM's does) moves every design's figure alike.\n"
             );
             let h = highest(&self.search, "rally", bound);
             let refs: Vec<String> = ["tasks", "poll"]

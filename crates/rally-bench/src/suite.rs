@@ -404,32 +404,48 @@ pub(crate) async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<Str
     .context("GET timed out")?
 }
 
-/// The highest-count search: up from `from` while the scenario passes, or down when the
-/// first count fails. Returns every run, in order.
-pub async fn search(opts: &Options, s: &Search, peer: Peer) -> Vec<ArenaRow> {
-    let mut rows = Vec::new();
-    let first = arena(opts, peer, s.transport, s.from).await;
-    let up = first.passes(opts.p99_bound_ms);
-    rows.push(first);
-    let mut n = s.from;
-    loop {
-        n = if up {
-            n.saturating_add(s.step)
-        } else {
-            n.saturating_sub(s.step)
-        };
-        if n == 0 || n > s.max || rows.len() >= 12 {
-            break;
-        }
-        let row = arena(opts, peer, s.transport, n).await;
-        let pass = row.passes(opts.p99_bound_ms);
-        rows.push(row);
-        // Up: stop at the first failure. Down: stop at the first success.
-        if pass != up {
-            break;
+/// The highest-count search for each of `peers`: up from `from` while the scenario
+/// passes, or down when the first count fails. The peers take turns, one run each per
+/// round, so a machine that speeds up or slows down during the search (a shared VM
+/// does) shifts every peer's figure alike instead of favouring whichever ran last.
+/// Returns every run, grouped by peer in the order given, each peer's in the order run.
+pub async fn search(opts: &Options, s: &Search, peers: &[Peer]) -> Vec<ArenaRow> {
+    /// One peer's search: the count of its next run, its direction, whether it is done.
+    struct Walk {
+        peer: Peer,
+        next: u32,
+        up: Option<bool>,
+        runs: Vec<ArenaRow>,
+        done: bool,
+    }
+    let mut walks: Vec<Walk> = peers
+        .iter()
+        .map(|&peer| Walk {
+            peer,
+            next: s.from,
+            up: None,
+            runs: Vec::new(),
+            done: false,
+        })
+        .collect();
+    while walks.iter().any(|w| !w.done) {
+        for w in walks.iter_mut().filter(|w| !w.done) {
+            let row = arena(opts, w.peer, s.transport, w.next).await;
+            let pass = row.passes(opts.p99_bound_ms);
+            w.runs.push(row);
+            let up = *w.up.get_or_insert(pass);
+            // Up: stop at the first failure. Down: stop at the first success.
+            let next = if up {
+                w.next.saturating_add(s.step)
+            } else {
+                w.next.saturating_sub(s.step)
+            };
+            w.done =
+                (w.runs.len() > 1 && pass != up) || next == 0 || next > s.max || w.runs.len() >= 12;
+            w.next = next;
         }
     }
-    rows
+    walks.into_iter().flat_map(|w| w.runs).collect()
 }
 
 /// The idle scenario's figures.
