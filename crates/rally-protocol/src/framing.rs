@@ -87,6 +87,15 @@ pub enum Deframer {
 }
 
 impl Deframer {
+    /// Whether it holds nothing of a message in progress (a WebSocket message's earlier
+    /// fragments): another deframer of the same kind would decode the next bytes alike.
+    pub fn is_idle(&self) -> bool {
+        match self {
+            Deframer::Tcp { .. } => true,
+            Deframer::Ws(d) => d.is_idle(),
+        }
+    }
+
     /// The server's deframer: reads what a client sends (masked WebSocket frames).
     pub fn server(transport: Transport, max_message_bytes: usize) -> Deframer {
         match transport {

@@ -199,6 +199,12 @@ struct Peeked {
 }
 
 impl Decoder {
+    /// Whether no fragmented message is in progress (a fresh decoder would decode the
+    /// next frames alike).
+    pub fn is_idle(&self) -> bool {
+        self.partial_opcode.is_none() && self.partial.is_empty()
+    }
+
     /// A decoder for a server (client frames must be masked).
     pub fn server(max_message: usize) -> Self {
         Decoder {

@@ -106,6 +106,33 @@ fn admit(tat: &mut u64, now: u64, interval: u64, burst: u64) -> bool {
     true
 }
 
+/// A budget's messages' cell: `rate` per second, `rate * burst_seconds` at once.
+fn allow(rate: u32, burst_seconds: u32, tat: &mut u64, now: u64) -> bool {
+    let rate = u64::from(rate);
+    let burst = rate.saturating_mul(u64::from(burst_seconds));
+    admit(tat, now, NANOS / rate, burst)
+}
+
+/// The input budget's cell, lent with a seated session's reads to its room
+/// (`outbox::Lend`): the room admits inputs against it exactly as the session would, and
+/// the session takes it back with the reads. Refusals and their strikes stay the
+/// session's: the room hands an input it may not admit back to the session unread.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct InputCell {
+    rate: u32,
+    burst_seconds: u32,
+    tat: u64,
+}
+
+impl InputCell {
+    /// Counts one input at `now` (the time since the server's epoch, as for
+    /// [`MessageLimits::check`]); false when it is over `input_rate`.
+    pub(crate) fn allow(&mut self, now: Duration) -> bool {
+        let now = u64::try_from(now.as_nanos()).unwrap_or(u64::MAX);
+        allow(self.rate, self.burst_seconds, &mut self.tat, now)
+    }
+}
+
 /// One budget: its rate, its cell and its allowance of refusals.
 #[derive(Debug)]
 struct Bucket {
@@ -129,9 +156,7 @@ impl Bucket {
     }
 
     fn allow(&mut self, now: u64) -> bool {
-        let rate = u64::from(self.rate);
-        let burst = rate.saturating_mul(u64::from(self.burst_seconds));
-        admit(&mut self.tat, now, NANOS / rate, burst)
+        allow(self.rate, self.burst_seconds, &mut self.tat, now)
     }
 
     fn strike(&mut self, now: u64) -> bool {
@@ -175,6 +200,20 @@ impl MessageLimits {
             Budget::Input => self.input.rate,
             Budget::Command => self.command.rate,
         }
+    }
+
+    /// A copy of the input budget's cell, to lend with the reads.
+    pub(crate) fn input_cell(&self) -> InputCell {
+        InputCell {
+            rate: self.input.rate,
+            burst_seconds: self.input.burst_seconds,
+            tat: self.input.tat,
+        }
+    }
+
+    /// The lent cell is back: the inputs the room admitted count as the session's own.
+    pub(crate) fn set_input_cell(&mut self, cell: InputCell) {
+        self.input.tat = cell.tat;
     }
 
     /// Counts one message against `budget`, at `now`: the time since any fixed epoch,
@@ -367,6 +406,27 @@ mod tests {
             }
             tokio::time::advance(Duration::from_millis(50)).await;
         }
+    }
+
+    #[test]
+    fn inputs_a_room_admits_with_the_lent_cell_count_as_the_sessions() {
+        let c = config(&[("tick_hz", "20")]);
+        let mut limits = MessageLimits::new(&c);
+        let now = Duration::from_secs(10);
+        // The room admits the whole second's burst (40) with the lent cell, and not one
+        // more; back with the session, the cell still has nothing left at that moment.
+        let mut cell = limits.input_cell();
+        for i in 0..40 {
+            assert!(cell.allow(now), "input {i}");
+        }
+        assert!(!cell.allow(now));
+        limits.set_input_cell(cell);
+        assert_ne!(limits.check(Budget::Input, now), Verdict::Allow);
+        // It refills at the rate, as the session's own would: one more every 25 ms.
+        assert_eq!(
+            limits.check(Budget::Input, now + Duration::from_millis(25)),
+            Verdict::Allow
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -10,6 +10,12 @@
 //! (the session attached it, [`SessionCtl::attach`]), so a state costs one system call
 //! and no wake-up of the session. Only when the socket would block does the state go
 //! through the queue and the writer, with its `timeout_ms` and `queue_capacity` bounds.
+//!
+//! Reads go the same way: a session seated in a room lends its socket's reads to the room
+//! ([`Lend`], [`SessionCtl::lend`]) while it has nothing but inputs to read, and stops
+//! waiting for its socket. The room reads every lent socket once at the start of its tick
+//! ([`SessionCtl::with_lend`]), so an input costs no wake-up of the session either; what
+//! the room may not handle itself it gives back ([`Lend::give_back`]) with the bytes.
 
 use std::collections::HashMap;
 use std::collections::VecDeque;
@@ -26,6 +32,7 @@ use rally_protocol::{ErrorCode, ServerMessage};
 
 use crate::connection::Connection;
 use crate::error::ClientError;
+use crate::limits::InputCell;
 use crate::transport::{self, Transport};
 
 /// Something for the writer to send.
@@ -38,15 +45,87 @@ pub(crate) enum Outbound {
     Raw(Bytes),
 }
 
-/// A socket a room may write to without waiting: any [`Connection`], behind `dyn` so the
-/// outbox need not be generic.
+/// A socket a room may write to (and, lent, read from) without waiting: any
+/// [`Connection`], behind `dyn` so the outbox need not be generic.
 pub(crate) trait TryWrite: Send + Sync {
     fn try_write(&self, buf: &[u8]) -> io::Result<usize>;
+    fn try_read(&self, buf: &mut [u8]) -> io::Result<usize>;
+    fn clear_read_ready(&self);
 }
 
 impl<C: Connection> TryWrite for C {
     fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
         Connection::try_write(self, buf)
+    }
+
+    fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        Connection::try_read(self, buf)
+    }
+
+    fn clear_read_ready(&self) {
+        Connection::clear_read_ready(self);
+    }
+}
+
+/// A seated session's reads, lent to its room (see the module docs). The session lends
+/// them only while it has nothing of its own to read: handshaken, seated, no partial
+/// frame kept, not draining. The room reads the socket at the start of each tick and
+/// handles what it can exactly as the session would (whole `input` messages within
+/// `input_rate`, with this cell); at the first thing it may not handle (a request, a
+/// ping, a WebSocket control frame, a partial frame, an input over the rate, the end of
+/// the stream or an error) it stops and gives the reads back with the bytes from there
+/// on, unhandled, for the session to handle in order.
+#[derive(Debug)]
+pub(crate) struct Lend {
+    /// The room and seat the reads are lent to; no other room reads them.
+    pub(crate) room_id: u64,
+    pub(crate) player: u32,
+    /// The input budget's cell: inputs the room admits count as the session's.
+    pub(crate) input: InputCell,
+    /// `max_message_bytes`, for the room's decoder.
+    pub(crate) max_message_bytes: usize,
+    /// `timeout_ms`: each read with a whole message moves the session's deadline by it.
+    pub(crate) timeout: Duration,
+    /// The live-session registry's epoch, which deadlines and the rate cell count from.
+    pub(crate) epoch: tokio::time::Instant,
+    /// Set when the room gave the reads back: the session takes them (and `unread`) at
+    /// its next wake-up.
+    given_back: bool,
+    /// Bytes the room read and did not handle, oldest first.
+    pub(crate) unread: Vec<u8>,
+}
+
+impl Lend {
+    pub(crate) fn new(
+        room_id: u64,
+        player: u32,
+        input: InputCell,
+        max_message_bytes: usize,
+        timeout: Duration,
+        epoch: tokio::time::Instant,
+    ) -> Self {
+        Lend {
+            room_id,
+            player,
+            input,
+            max_message_bytes,
+            timeout,
+            epoch,
+            given_back: false,
+            unread: Vec::new(),
+        }
+    }
+
+    /// The room stops reading: the session reads for itself again, starting with
+    /// `unread` (the bytes from the first message the room did not handle).
+    pub(crate) fn give_back(&mut self, unread: &[u8]) {
+        self.given_back = true;
+        self.unread.extend_from_slice(unread);
+    }
+
+    /// The session's next deadline after a read with a whole message at `now`.
+    pub(crate) fn deadline_ms(&self, now: tokio::time::Instant) -> u64 {
+        millis_since(self.epoch, now + self.timeout)
     }
 }
 
@@ -137,6 +216,8 @@ struct Outbox {
     /// The writer took a batch and has not finished writing it: a message written now
     /// would overtake it.
     writing: bool,
+    /// The reads, while lent to the room (boxed: only seated sessions have one).
+    lend: Option<Box<Lend>>,
 }
 
 /// What [`SessionCtl::signal`] reports.
@@ -161,6 +242,7 @@ impl SessionCtl {
                 closed: false,
                 direct: None,
                 writing: false,
+                lend: None,
             }),
             deadline: AtomicU64::new(u64::MAX),
             profile: Mutex::new(None),
@@ -235,7 +317,62 @@ impl SessionCtl {
         let mut outbox = self.outbox();
         outbox.closed = true;
         outbox.direct = None;
+        outbox.lend = None;
         std::mem::take(&mut outbox.queue)
+    }
+
+    /// Session side: lends the reads to the room `lend` names. False (nothing lent) when
+    /// the socket is not attached or the outbox is closed.
+    pub(crate) fn lend(&self, lend: Lend) -> bool {
+        let mut outbox = self.outbox();
+        if outbox.closed || outbox.direct.is_none() {
+            return false;
+        }
+        outbox.lend = Some(Box::new(lend));
+        true
+    }
+
+    /// Session side: takes the reads back (given back by the room or not): from now on
+    /// the room does not read the socket.
+    pub(crate) fn take_lend(&self) -> Option<Box<Lend>> {
+        self.outbox().lend.take()
+    }
+
+    /// Session side: whether the room gave the reads back.
+    pub(crate) fn lend_given_back(&self) -> bool {
+        self.outbox().lend.as_ref().is_some_and(|l| l.given_back)
+    }
+
+    /// Room side: runs `read` with the socket and the lend, if the reads are lent to seat
+    /// `player` of room `room_id` and not given back. Holds the outbox's lock meanwhile,
+    /// so the session cannot take the reads back halfway through a read; wakes the
+    /// session if `read` gave them back.
+    pub(crate) fn with_lend<R>(
+        &self,
+        room_id: u64,
+        player: u32,
+        read: impl FnOnce(&dyn TryWrite, Transport, &mut Lend) -> R,
+    ) -> Option<R> {
+        let mut outbox = self.outbox();
+        let outbox = &mut *outbox;
+        let (Some(lend), Some((socket, transport))) = (outbox.lend.as_deref_mut(), &outbox.direct)
+        else {
+            return None;
+        };
+        if lend.given_back || lend.room_id != room_id || lend.player != player {
+            return None;
+        }
+        let r = read(&**socket, *transport, lend);
+        if lend.given_back {
+            self.waker.wake();
+        }
+        Some(r)
+    }
+
+    /// Room side: the seat changed hands, was left or freed, or the room ended: gives the
+    /// reads back if they are lent to seat `player` of room `room_id`.
+    pub(crate) fn give_back_lend(&self, room_id: u64, player: u32) {
+        let _ = self.with_lend(room_id, player, |_, _, lend| lend.give_back(&[]));
     }
 
     pub(crate) fn end(&self, ending: Ending) {
@@ -339,6 +476,13 @@ pub(crate) struct Profile {
     pub(crate) transport: Transport,
 }
 
+/// `at` in milliseconds since `epoch`, rounded up (a deadline is never earlier than asked).
+fn millis_since(epoch: tokio::time::Instant, at: tokio::time::Instant) -> u64 {
+    let since = at.saturating_duration_since(epoch);
+    let ms = since.as_millis() + u128::from(!since.subsec_nanos().is_multiple_of(1_000_000));
+    u64::try_from(ms).unwrap_or(u64::MAX / 2)
+}
+
 /// Every running session, so shutdown can reach each one, and the sweep that ends those
 /// whose client went quiet.
 #[derive(Debug)]
@@ -439,12 +583,15 @@ impl LiveSessions {
         tokio::time::Instant::now().saturating_duration_since(self.epoch)
     }
 
+    /// What deadlines and the rate limits count from.
+    pub(crate) fn epoch(&self) -> tokio::time::Instant {
+        self.epoch
+    }
+
     /// `at` in milliseconds since this registry's epoch, rounded up (a deadline is never
     /// earlier than asked).
     pub(crate) fn millis(&self, at: tokio::time::Instant) -> u64 {
-        let since = at.saturating_duration_since(self.epoch);
-        let ms = since.as_millis() + u128::from(!since.subsec_nanos().is_multiple_of(1_000_000));
-        u64::try_from(ms).unwrap_or(u64::MAX / 2)
+        millis_since(self.epoch, at)
     }
 
     /// Ends, with `TIMEOUT`, every session whose deadline has passed; returns how many.

@@ -139,6 +139,11 @@ impl InputQueue {
         inputs.closed = true;
         inputs.queued = Vec::new();
     }
+
+    /// Whether the room stopped taking inputs (it ended, or its task did).
+    pub(crate) fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
 }
 
 /// A room's control queue. Each request is boxed: a tokio channel allocates 32 slots at

@@ -45,6 +45,11 @@ impl Decoder {
         Decoder(Deframer::server(transport, max_message_bytes))
     }
 
+    /// Whether it holds nothing of a message in progress (see [`Deframer::is_idle`]).
+    pub(crate) fn is_idle(&self) -> bool {
+        self.0.is_idle()
+    }
+
     /// Decodes one frame from the start of `buf`: `Ok(None)` means "read more".
     pub(crate) fn decode<'a>(
         &'a mut self,
@@ -142,6 +147,25 @@ pub(crate) fn read_append<C: Connection>(stream: &C, buf: &mut Vec<u8>) -> std::
 
 /// Bytes read from a socket in one system call.
 pub(crate) const READ_CHUNK: usize = 8192;
+
+thread_local! {
+    /// The read buffer of every session (and every room reading lent sockets) polled on
+    /// this thread. An array on the stack would be zeroed at every read: 8 KiB of stores
+    /// per input, the largest item in callgrind's count (docs/flame/README.md). Held by
+    /// no one between reads, so an idle connection still holds no read buffer.
+    static READ_BUF: std::cell::RefCell<Box<[u8]>> =
+        std::cell::RefCell::new(vec![0; READ_CHUNK].into_boxed_slice());
+}
+
+/// Runs `read` with this thread's read buffer ([`READ_CHUNK`] bytes).
+pub(crate) fn with_read_chunk<R>(read: impl FnOnce(&mut [u8]) -> R) -> R {
+    READ_BUF.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut chunk) => read(&mut chunk),
+        // Not re-entered (handling a message never reads another socket); if it ever
+        // were, a buffer of its own keeps it correct.
+        Err(_) => read(&mut vec![0; READ_CHUNK]),
+    })
+}
 
 /// Reads and answers the WebSocket upgrade request, within `limit`.
 ///

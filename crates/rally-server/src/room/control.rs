@@ -341,6 +341,7 @@ impl Room {
             return;
         };
         if let Some(old) = seat.link.take() {
+            old.ctl.give_back_lend(room_id, player);
             old.send(Outbound::Msg(ServerMessage::RoomClosed {
                 room_id,
                 reason: why.into(),

@@ -311,6 +311,19 @@ fn reason_text(reason: CloseReason) -> &'static str {
 /// Closes a room's input queue when dropped.
 struct CloseInputs(RoomHandle);
 
+impl Drop for Room {
+    /// However the room ends (a game that panics included), the sessions that lent it
+    /// their reads read for themselves again (and, the input queue closed first, do not
+    /// lend them again).
+    fn drop(&mut self) {
+        for seat in &self.seats {
+            if let Some(link) = &seat.link {
+                link.ctl.give_back_lend(self.handle.id, seat.id);
+            }
+        }
+    }
+}
+
 impl Drop for CloseInputs {
     fn drop(&mut self) {
         self.0.inputs.close();
@@ -413,10 +426,13 @@ impl Room {
     /// at once when there is no grace (or no token to come back with).
     pub(super) fn set_away(&mut self, player: PlayerId) {
         let grace = self.env.reconnect_grace;
+        let room_id = self.handle.id;
         let Some(seat) = self.seat(player) else {
             return;
         };
-        seat.link = None;
+        if let Some(link) = seat.link.take() {
+            link.ctl.give_back_lend(room_id, player);
+        }
         if grace.is_zero() || seat.token.is_none() {
             self.remove(player);
         } else if seat.away_until.is_none() {
@@ -456,6 +472,9 @@ impl Room {
     pub(super) fn remove(&mut self, player: PlayerId) {
         if let Ok(at) = self.seats.binary_search_by_key(&player, |s| s.id) {
             let seat = self.seats.remove(at);
+            if let Some(link) = &seat.link {
+                link.ctl.give_back_lend(self.handle.id, player);
+            }
             seat.held.cancel();
             if let Some(t) = seat.token {
                 self.env.resume.remove(&t);
@@ -480,6 +499,7 @@ impl Room {
                 self.env.resume.remove(t);
             }
             if let Some(link) = &seat.link {
+                link.ctl.give_back_lend(id, seat.id);
                 if reason == CloseReason::Closed {
                     // An operator closed it: say so with a code a client can act on.
                     let message = match note {

@@ -1,21 +1,22 @@
-//! One room tick (play floor): apply the queued inputs, advance the game, send each
-//! seated player its state.
+//! One room tick (play floor): read the sockets lent to the room, apply the inputs,
+//! advance the game, send each seated player its state.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
 use rally_game::{PlayerId, Tick};
-use rally_protocol::{ErrorCode, ServerMessage};
+use rally_protocol::{ClientMessage, ErrorCode, ServerMessage};
 use rally_record::encode;
 use tokio::time::Instant;
 
 use super::Room;
 use crate::error::ClientError;
 use crate::metrics::ErrorKind;
-use crate::outbox::{Outbound, Sent};
+use crate::outbox::{Lend, Outbound, Sent, TryWrite};
 use crate::recording::RoomRecording;
-use crate::transport::Transport;
+use crate::room_handle::{InputMsg, InputPayload};
+use crate::transport::{self, Decoder, Incoming, Transport};
 
 /// A state encoding buffer grown past this (a huge state) is freed after the tick.
 const MAX_KEPT_WRITE_BUFFER: usize = 64 * 1024;
@@ -23,9 +24,11 @@ const MAX_KEPT_WRITE_BUFFER: usize = 64 * 1024;
 impl Room {
     pub(super) fn run_tick(&mut self, dt: Duration, now: Instant) {
         self.expire_away(now);
-        // Apply what is queued now; inputs arriving meanwhile wait for the next tick.
+        // Apply what is queued now and what the lent sockets hold (after: the queued
+        // inputs were read first); inputs arriving meanwhile wait for the next tick.
         let mut inputs = std::mem::take(&mut self.inputs);
         self.handle.inputs.take(&mut inputs);
+        self.read_lent(&mut inputs, now);
         for input in inputs.drain(..) {
             let Ok(at) = self.seats.binary_search_by_key(&input.player, |s| s.id) else {
                 continue;
@@ -119,6 +122,51 @@ impl Room {
         self.mark_gone_away();
     }
 
+    /// Reads each socket lent to the room once ([`Lend`]): its whole inputs join this
+    /// tick's, the first thing the room may not handle goes back to its session.
+    fn read_lent(&mut self, inputs: &mut Vec<InputMsg>, now: Instant) {
+        let room_id = self.handle.id;
+        let copy = &mut self.write_buf;
+        // Messages and bytes read, per transport: one metrics add per tick.
+        let mut read = [(0u64, 0usize); 2];
+        for seat in &self.seats {
+            let Some(link) = &seat.link else { continue };
+            let (session, player) = (link.session_id, seat.id);
+            let done = link
+                .ctl
+                .with_lend(room_id, player, |socket, transport, lend| {
+                    let (messages, bytes) = transport::with_read_chunk(|chunk| {
+                        read_seat(
+                            socket,
+                            transport,
+                            lend,
+                            chunk,
+                            copy,
+                            (session, player),
+                            now,
+                            inputs,
+                        )
+                    });
+                    (transport, messages, bytes, lend.deadline_ms(now))
+                });
+            let Some((transport, messages, bytes, deadline)) = done else {
+                continue;
+            };
+            if messages > 0 {
+                link.ctl.set_deadline(deadline, true);
+            }
+            let r = &mut read[usize::from(transport == Transport::WebSocket)];
+            (r.0, r.1) = (r.0 + messages, r.1 + bytes);
+        }
+        for (transport, (messages, bytes)) in
+            [Transport::Tcp, Transport::WebSocket].into_iter().zip(read)
+        {
+            if bytes > 0 {
+                self.env.metrics.stats.received(transport, messages, bytes);
+            }
+        }
+    }
+
     /// Sends spectators the room state, dropping those that stopped watching or whose
     /// session is gone or not reading. Per-player views are never sent to them.
     fn send_spectators(&mut self, room_state: Option<Bytes>) {
@@ -158,4 +206,68 @@ impl Room {
         }
         recording.end_tick();
     }
+}
+
+/// One read of a lent socket: the whole `input` messages at the start of what it holds,
+/// within the lent input budget, go to `inputs` as the session would queue them; from the
+/// first other thing on (a request, a ping, a control or partial frame, a refused input,
+/// the end of the stream, an error) the bytes go back to the session, unhandled. Returns
+/// the messages handled and the bytes read.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one call site, in the tick's loop over seats"
+)]
+fn read_seat(
+    socket: &dyn TryWrite,
+    transport: Transport,
+    lend: &mut Lend,
+    chunk: &mut [u8],
+    copy: &mut Vec<u8>,
+    (session, player): (u64, PlayerId),
+    now: Instant,
+    inputs: &mut Vec<InputMsg>,
+) -> (u64, usize) {
+    let n = match socket.try_read(chunk) {
+        Ok(n) if n > 0 => n,
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return (0, 0),
+        // The end of the stream or an error: the session reads it again and ends.
+        _ => {
+            lend.give_back(&[]);
+            return (0, 0);
+        }
+    };
+    if n < chunk.len() {
+        // A short read emptied the socket (as in the session's own reads).
+        socket.clear_read_ready();
+    }
+    let bytes = &mut chunk[..n];
+    // Decoding unmasks WebSocket frames in place: what goes back must be as sent.
+    copy.clear();
+    copy.extend_from_slice(bytes);
+    let mut decoder = Decoder::new(transport, lend.max_message_bytes);
+    let clock = now.saturating_duration_since(lend.epoch);
+    let (mut at, mut handled) = (0, 0);
+    while at < n {
+        let Ok(Some((len, Incoming::Message(body)))) = decoder.decode(&mut bytes[at..]) else {
+            break;
+        };
+        let Ok(ClientMessage::Input { seq, payload }) = ClientMessage::decode(body) else {
+            break;
+        };
+        if !lend.input.allow(clock) {
+            break;
+        }
+        inputs.push(InputMsg {
+            session,
+            player,
+            seq,
+            payload: InputPayload::new(payload),
+        });
+        handled += 1;
+        at += len;
+    }
+    if at < n {
+        lend.give_back(&copy[at..n]);
+    }
+    (handled, n)
 }

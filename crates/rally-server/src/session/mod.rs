@@ -47,7 +47,7 @@ use crate::command::{CommandError, Outcome};
 use crate::connection::Connection;
 use crate::error::ClientError;
 use crate::limits::{AddressSlot, MessageLimits};
-use crate::outbox::{Ending, Outbound, SessionCtl, SessionLink};
+use crate::outbox::{Ending, Lend, Outbound, SessionCtl, SessionLink};
 use crate::room_handle::{Control, Membership, Watching};
 use crate::transport::{self, Decoder, Transport};
 use reader::Reader;
@@ -65,6 +65,9 @@ const FAREWELL: Duration = Duration::from_secs(1);
 const LINGER_BYTES: usize = 64 * 1024;
 /// The reconnect hint sent with `shutdown`.
 const RECONNECT_AFTER_MS: u32 = 1000;
+/// Below this `tick_hz` a seated session keeps its reads: a room reads lent sockets once
+/// per tick, so a request or ping would wait up to a tick (50 ms here) to be read.
+const LEND_MIN_TICK_HZ: u32 = 20;
 
 type CommandFuture = Pin<Box<dyn Future<Output = (u32, Result<Outcome, CommandError>)> + Send>>;
 
@@ -276,6 +279,8 @@ struct Core {
     messages: u64,
     /// `input_rate` and `command_rate`.
     limits: MessageLimits,
+    /// Whether the reads are lent to the room ([`Lend`]).
+    lent: bool,
 }
 
 impl Core {
@@ -301,7 +306,37 @@ impl Core {
             queue: requests::CommandQueue::default(),
             running: false,
             messages: 0,
+            lent: false,
         }
+    }
+
+    /// The reads to lend to the room, if the session is seated in one (and the room ticks
+    /// often enough to read for it), handshaken, allowed to play, and not draining.
+    fn lend(&mut self) -> Option<Lend> {
+        let config = &self.env.config;
+        if !self.handshaken
+            || self.draining
+            || config.tick_hz < LEND_MIN_TICK_HZ
+            || (self.account.is_none() && self.env.auth.required)
+            || self.link.ctl.is_ended()
+        {
+            return None;
+        }
+        let m = self.membership()?;
+        // A room whose task ended without closing (a game that panicked) reads nothing.
+        if m.room.inputs.is_closed() {
+            return None;
+        }
+        let (room_id, player) = (m.room.id, m.player_id);
+        let config = &self.env.config;
+        Some(Lend::new(
+            room_id,
+            player,
+            self.limits.input_cell(),
+            config.max_message_bytes as usize,
+            config.timeout(),
+            self.env.sessions.epoch(),
+        ))
     }
 
     /// A complete message arrived: the next one is due `timeout_ms` from now.

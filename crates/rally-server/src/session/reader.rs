@@ -1,8 +1,8 @@
 //! The read loop (session floor): reads what the socket has, decodes whole frames,
 //! hands each message to the dispatch, pushes the idle deadline, and runs one request at
-//! a time beside it.
+//! a time beside it. Seated in a room, it lends the reads to the room while it has only
+//! inputs to read ([`crate::outbox::Lend`]) and takes them back at its next wake-up.
 
-use std::cell::RefCell;
 use std::task::Poll;
 
 use bytes::Bytes;
@@ -12,23 +12,16 @@ use crate::command::{CommandError, Outcome};
 use crate::connection::Connection;
 use crate::error::ClientError;
 use crate::limits::Budget;
-use crate::outbox::{Ending, Outbound, Signal};
+use crate::outbox::{Ending, Lend, Outbound, Signal};
 use crate::transport::{self, Decoder, Incoming};
-
-thread_local! {
-    /// The read buffer of every session polled on this thread. An array on the stack
-    /// would be zeroed at every read: 8 KiB of stores per input, the largest item in
-    /// callgrind's count (docs/flame/README.md). Held by no session between reads, so an
-    /// idle connection still holds no read buffer.
-    static READ_BUF: RefCell<Box<[u8]>> =
-        RefCell::new(vec![0; transport::READ_CHUNK].into_boxed_slice());
-}
 
 /// What woke the read loop.
 enum Woke {
     Signal(Signal),
     Outcome(u32, Result<Outcome, CommandError>),
     Readable(std::io::Result<()>),
+    /// The room gave the lent reads back.
+    GivenBack,
 }
 
 pub(super) struct Reader {
@@ -73,8 +66,14 @@ impl Reader {
                 // would keep each one (a readiness waiter, the signal, the command) in every
                 // session's state, and a closure over `self` keeps one reference.
                 let woke = std::future::poll_fn(|cx| self.poll_woke(stream, cx)).await;
-                let step = match woke {
-                    Woke::Signal(Signal::Ended) => break,
+                if matches!(woke, Woke::Signal(Signal::Ended)) {
+                    break;
+                }
+                // Whatever woke it, a session that lent its reads takes them back first
+                // (and handles what the room read and gave back), so everything it does
+                // next sees its own reads, in order.
+                let step = self.reclaim().and_then(|()| match woke {
+                    Woke::Signal(Signal::Ended) | Woke::GivenBack => Ok(()),
                     Woke::Signal(Signal::Drain) => {
                         self.core.on_shutdown();
                         Ok(())
@@ -90,11 +89,16 @@ impl Reader {
                     }
                     Woke::Readable(Err(_)) => Err(Ending::PeerClosed),
                     Woke::Readable(Ok(())) => self.on_readable(stream),
-                };
+                });
                 if let Err(ending) = step {
                     self.core.link.ctl.end(ending);
                     break;
                 }
+                self.lend_reads();
+            }
+            if self.core.lent {
+                self.core.lent = false;
+                drop(self.core.link.ctl.take_lend());
             }
             self.pending = None;
             // Out of the matchmaking queue; a seat a match gave it just now is left too.
@@ -122,17 +126,67 @@ impl Reader {
                 return Poll::Ready(Woke::Outcome(req, result));
             }
         }
+        if self.core.lent {
+            // The room reads the socket: no readiness waiter, so bytes arriving wake
+            // nobody; the room's giving back wakes the session through its handle.
+            return if self.core.link.ctl.lend_given_back() {
+                Poll::Ready(Woke::GivenBack)
+            } else {
+                Poll::Pending
+            };
+        }
         stream.poll_read_ready(cx).map(Woke::Readable)
+    }
+
+    /// Lends the reads to the room if the session has nothing of its own to read: no
+    /// partial frame kept, no WebSocket message in progress, and seated ([`Core::lend`]).
+    fn lend_reads(&mut self) {
+        if self.core.lent || !self.rbuf.is_empty() || !self.decoder.is_idle() {
+            return;
+        }
+        if let Some(lend) = self.core.lend() {
+            self.core.lent = self.core.link.ctl.lend(lend);
+        }
+    }
+
+    /// Takes the lent reads back, with the input budget the room drew on, and handles the
+    /// bytes the room read and did not handle.
+    fn reclaim(&mut self) -> Result<(), Ending> {
+        if !self.core.lent {
+            return Ok(());
+        }
+        self.core.lent = false;
+        let Some(lend) = self.core.link.ctl.take_lend() else {
+            return Ok(());
+        };
+        self.core.limits.set_input_cell(lend.input);
+        let Lend { unread, .. } = *lend;
+        if unread.is_empty() {
+            return Ok(());
+        }
+        if self.rbuf.is_empty() {
+            self.rbuf = unread;
+        } else {
+            self.rbuf.extend_from_slice(&unread);
+        }
+        let handled = self.core.messages;
+        self.process_buffered()?;
+        let messages = self.core.messages.wrapping_sub(handled);
+        // The room counted the bytes when it read them.
+        self.core
+            .env
+            .metrics
+            .stats
+            .received(self.core.transport, messages, 0);
+        if messages != 0 {
+            self.core.push_deadline();
+        }
+        Ok(())
     }
 
     /// Reads what the socket has and handles every complete frame in it.
     fn on_readable<C: Connection>(&mut self, stream: &C) -> Result<(), Ending> {
-        READ_BUF.with(|cell| match cell.try_borrow_mut() {
-            Ok(mut chunk) => self.read_into(stream, &mut chunk),
-            // Not re-entered (handling a message never reads another socket); if it ever
-            // were, a buffer of its own keeps it correct.
-            Err(_) => self.read_into(stream, &mut vec![0; transport::READ_CHUNK]),
-        })
+        transport::with_read_chunk(|chunk| self.read_into(stream, chunk))
     }
 
     fn read_into<C: Connection>(&mut self, stream: &C, chunk: &mut [u8]) -> Result<(), Ending> {
