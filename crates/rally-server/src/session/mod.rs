@@ -6,7 +6,10 @@
 //! `try_read` into a stack buffer, so an idle connection holds no read buffer; writes
 //! drain the queue in batches and send each batch with one write. A room writes its
 //! states to the socket itself while the queue is empty (`SessionLink::send_now`), so
-//! the write loop carries replies and whatever a full socket made wait.
+//! the write loop carries replies and whatever a full socket made wait. Seated in a room
+//! (at `tick_hz` >= 20), the read loop lends its reads to the room while it has only
+//! inputs to read, and the room reads the socket once per tick (`outbox::Lend`): an
+//! input then costs no wake-up of the session at all.
 //!
 //! Bounds: the first message must be a `hello` within `timeout_ms`; after that a complete
 //! message must arrive at least every `timeout_ms` (bytes alone do not count, so a
