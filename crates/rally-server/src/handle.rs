@@ -75,6 +75,9 @@ impl ServerHandle {
             shutdown: self.shutdown.clone(),
             tick_period: self.config.tick_period(),
             reconnect_grace: self.config.reconnect_grace(),
+            max_message_bytes: self.config.max_message_bytes as usize,
+            timeout: self.config.timeout(),
+            epoch: self.sessions.epoch(),
         }
     }
 

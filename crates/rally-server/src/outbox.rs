@@ -82,12 +82,6 @@ pub(crate) struct Lend {
     pub(crate) player: u32,
     /// The input budget's cell: inputs the room admits count as the session's.
     pub(crate) input: InputCell,
-    /// `max_message_bytes`, for the room's decoder.
-    pub(crate) max_message_bytes: usize,
-    /// `timeout_ms`: each read with a whole message moves the session's deadline by it.
-    pub(crate) timeout: Duration,
-    /// The live-session registry's epoch, which deadlines and the rate cell count from.
-    pub(crate) epoch: tokio::time::Instant,
     /// Set when the room gave the reads back: the session takes them (and `unread`) at
     /// its next wake-up.
     given_back: bool,
@@ -96,21 +90,11 @@ pub(crate) struct Lend {
 }
 
 impl Lend {
-    pub(crate) fn new(
-        room_id: u64,
-        player: u32,
-        input: InputCell,
-        max_message_bytes: usize,
-        timeout: Duration,
-        epoch: tokio::time::Instant,
-    ) -> Self {
+    pub(crate) fn new(room_id: u64, player: u32, input: InputCell) -> Self {
         Lend {
             room_id,
             player,
             input,
-            max_message_bytes,
-            timeout,
-            epoch,
             given_back: false,
             unread: Vec::new(),
         }
@@ -121,11 +105,6 @@ impl Lend {
     pub(crate) fn give_back(&mut self, unread: &[u8]) {
         self.given_back = true;
         self.unread.extend_from_slice(unread);
-    }
-
-    /// The session's next deadline after a read with a whole message at `now`.
-    pub(crate) fn deadline_ms(&self, now: tokio::time::Instant) -> u64 {
-        millis_since(self.epoch, now + self.timeout)
     }
 }
 
@@ -210,9 +189,11 @@ struct Outbox {
     capacity: u32,
     /// Set when the session is over: senders learn the player is gone.
     closed: bool,
-    /// The session's socket and its framing, for [`SessionLink::send_now`]; dropped when
-    /// the outbox closes, so the session gets its socket back to close it.
-    direct: Option<(std::sync::Arc<dyn TryWrite>, Transport)>,
+    /// The session's socket, for [`SessionLink::send_now`] (and a lent read); dropped
+    /// when the outbox closes, so the session gets its socket back to close it.
+    direct: Option<std::sync::Arc<dyn TryWrite>>,
+    /// The socket's framing (apart from it: in the flags' padding, not a word of its own).
+    transport: Transport,
     /// The writer took a batch and has not finished writing it: a message written now
     /// would overtake it.
     writing: bool,
@@ -241,6 +222,7 @@ impl SessionCtl {
                 capacity: u32::try_from(queue_capacity).unwrap_or(u32::MAX),
                 closed: false,
                 direct: None,
+                transport: Transport::Tcp,
                 writing: false,
                 lend: None,
             }),
@@ -308,7 +290,8 @@ impl SessionCtl {
     pub(crate) fn attach(&self, socket: std::sync::Arc<dyn TryWrite>, transport: Transport) {
         let mut outbox = self.outbox();
         if !outbox.closed {
-            outbox.direct = Some((socket, transport));
+            outbox.direct = Some(socket);
+            outbox.transport = transport;
         }
     }
 
@@ -355,14 +338,14 @@ impl SessionCtl {
     ) -> Option<R> {
         let mut outbox = self.outbox();
         let outbox = &mut *outbox;
-        let (Some(lend), Some((socket, transport))) = (outbox.lend.as_deref_mut(), &outbox.direct)
-        else {
+        let transport = outbox.transport;
+        let (Some(lend), Some(socket)) = (outbox.lend.as_deref_mut(), &outbox.direct) else {
             return None;
         };
         if lend.given_back || lend.room_id != room_id || lend.player != player {
             return None;
         }
-        let r = read(&**socket, *transport, lend);
+        let r = read(&**socket, transport, lend);
         if lend.given_back {
             self.waker.wake();
         }
@@ -477,7 +460,7 @@ pub(crate) struct Profile {
 }
 
 /// `at` in milliseconds since `epoch`, rounded up (a deadline is never earlier than asked).
-fn millis_since(epoch: tokio::time::Instant, at: tokio::time::Instant) -> u64 {
+pub(crate) fn millis_since(epoch: tokio::time::Instant, at: tokio::time::Instant) -> u64 {
     let since = at.saturating_duration_since(epoch);
     let ms = since.as_millis() + u128::from(!since.subsec_nanos().is_multiple_of(1_000_000));
     u64::try_from(ms).unwrap_or(u64::MAX / 2)
@@ -747,10 +730,8 @@ impl SessionLink {
         if outbox.closed {
             return Sent::Gone;
         }
-        if let (Some((socket, transport)), true) =
-            (&outbox.direct, outbox.queue.is_empty() && !outbox.writing)
-        {
-            let transport = *transport;
+        if let (Some(socket), true) = (&outbox.direct, outbox.queue.is_empty() && !outbox.writing) {
+            let transport = outbox.transport;
             scratch.clear();
             transport::encode(transport, &msg, scratch);
             match socket.try_write(scratch) {

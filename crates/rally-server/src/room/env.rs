@@ -37,4 +37,10 @@ pub(crate) struct RoomEnv {
     pub(crate) tick_period: Duration,
     /// `reconnect_grace_ms`: how long an away player's seat is held.
     pub(crate) reconnect_grace: Duration,
+    /// What reading a lent socket needs (`outbox::Lend`): `max_message_bytes` for the
+    /// decoder, `timeout_ms` to move the session's deadline by, and the live-session
+    /// registry's epoch, which deadlines and the rate limits count from.
+    pub(crate) max_message_bytes: usize,
+    pub(crate) timeout: Duration,
+    pub(crate) epoch: tokio::time::Instant,
 }

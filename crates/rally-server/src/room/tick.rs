@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use super::Room;
 use crate::error::ClientError;
 use crate::metrics::ErrorKind;
-use crate::outbox::{Lend, Outbound, Sent, TryWrite};
+use crate::outbox::{millis_since, Lend, Outbound, Sent, TryWrite};
 use crate::recording::RoomRecording;
 use crate::room_handle::{InputMsg, InputPayload};
 use crate::transport::{self, Decoder, Incoming, Transport};
@@ -126,6 +126,10 @@ impl Room {
     /// tick's, the first thing the room may not handle goes back to its session.
     fn read_lent(&mut self, inputs: &mut Vec<InputMsg>, now: Instant) {
         let room_id = self.handle.id;
+        let env = &self.env;
+        // The rate limits' clock, and the deadline a read with a whole message sets.
+        let clock = now.saturating_duration_since(env.epoch);
+        let deadline = millis_since(env.epoch, now + env.timeout);
         let copy = &mut self.write_buf;
         // Messages and bytes read, per transport: one metrics add per tick.
         let mut read = [(0u64, 0usize); 2];
@@ -135,21 +139,19 @@ impl Room {
             let done = link
                 .ctl
                 .with_lend(room_id, player, |socket, transport, lend| {
+                    let decoder = Decoder::new(transport, env.max_message_bytes);
                     let (messages, bytes) = transport::with_read_chunk(|chunk| {
-                        read_seat(
+                        let mut from = Reading {
                             socket,
-                            transport,
-                            lend,
+                            decoder,
                             chunk,
                             copy,
-                            (session, player),
-                            now,
-                            inputs,
-                        )
+                        };
+                        from.read(lend, (session, player), clock, inputs)
                     });
-                    (transport, messages, bytes, lend.deadline_ms(now))
+                    (transport, messages, bytes)
                 });
-            let Some((transport, messages, bytes, deadline)) = done else {
+            let Some((transport, messages, bytes)) = done else {
                 continue;
             };
             if messages > 0 {
@@ -162,7 +164,7 @@ impl Room {
             [Transport::Tcp, Transport::WebSocket].into_iter().zip(read)
         {
             if bytes > 0 {
-                self.env.metrics.stats.received(transport, messages, bytes);
+                env.metrics.stats.received(transport, messages, bytes);
             }
         }
     }
@@ -208,66 +210,70 @@ impl Room {
     }
 }
 
-/// One read of a lent socket: the whole `input` messages at the start of what it holds,
-/// within the lent input budget, go to `inputs` as the session would queue them; from the
-/// first other thing on (a request, a ping, a control or partial frame, a refused input,
-/// the end of the stream, an error) the bytes go back to the session, unhandled. Returns
-/// the messages handled and the bytes read.
-#[allow(
-    clippy::too_many_arguments,
-    reason = "one call site, in the tick's loop over seats"
-)]
-fn read_seat(
-    socket: &dyn TryWrite,
-    transport: Transport,
-    lend: &mut Lend,
-    chunk: &mut [u8],
-    copy: &mut Vec<u8>,
-    (session, player): (u64, PlayerId),
-    now: Instant,
-    inputs: &mut Vec<InputMsg>,
-) -> (u64, usize) {
-    let n = match socket.try_read(chunk) {
-        Ok(n) if n > 0 => n,
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return (0, 0),
-        // The end of the stream or an error: the session reads it again and ends.
-        _ => {
-            lend.give_back(&[]);
-            return (0, 0);
-        }
-    };
-    if n < chunk.len() {
-        // A short read emptied the socket (as in the session's own reads).
-        socket.clear_read_ready();
-    }
-    let bytes = &mut chunk[..n];
-    // Decoding unmasks WebSocket frames in place: what goes back must be as sent.
-    copy.clear();
-    copy.extend_from_slice(bytes);
-    let mut decoder = Decoder::new(transport, lend.max_message_bytes);
-    let clock = now.saturating_duration_since(lend.epoch);
-    let (mut at, mut handled) = (0, 0);
-    while at < n {
-        let Ok(Some((len, Incoming::Message(body)))) = decoder.decode(&mut bytes[at..]) else {
-            break;
+/// One read of a lent socket, with what it needs: the socket, a fresh decoder (the
+/// session's was idle when it lent the reads), the thread's read buffer, and the room's
+/// scratch buffer for a copy of what was read.
+struct Reading<'a> {
+    socket: &'a dyn TryWrite,
+    decoder: Decoder,
+    chunk: &'a mut [u8],
+    copy: &'a mut Vec<u8>,
+}
+
+impl Reading<'_> {
+    /// The whole `input` messages at the start of what the socket holds, within the lent
+    /// input budget, go to `inputs` as the session would queue them; from the first
+    /// other thing on (a request, a ping, a control or partial frame, a refused input,
+    /// the end of the stream, an error) the bytes go back to the session, unhandled.
+    /// Returns the messages handled and the bytes read.
+    fn read(
+        &mut self,
+        lend: &mut Lend,
+        (session, player): (u64, PlayerId),
+        clock: Duration,
+        inputs: &mut Vec<InputMsg>,
+    ) -> (u64, usize) {
+        let n = match self.socket.try_read(self.chunk) {
+            Ok(n) if n > 0 => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return (0, 0),
+            // The end of the stream or an error: the session reads it again and ends.
+            _ => {
+                lend.give_back(&[]);
+                return (0, 0);
+            }
         };
-        let Ok(ClientMessage::Input { seq, payload }) = ClientMessage::decode(body) else {
-            break;
-        };
-        if !lend.input.allow(clock) {
-            break;
+        if n < self.chunk.len() {
+            // A short read emptied the socket (as in the session's own reads).
+            self.socket.clear_read_ready();
         }
-        inputs.push(InputMsg {
-            session,
-            player,
-            seq,
-            payload: InputPayload::new(payload),
-        });
-        handled += 1;
-        at += len;
+        let bytes = &mut self.chunk[..n];
+        // Decoding unmasks WebSocket frames in place: what goes back must be as sent.
+        self.copy.clear();
+        self.copy.extend_from_slice(bytes);
+        let (mut at, mut handled) = (0, 0);
+        while at < n {
+            let Ok(Some((len, Incoming::Message(body)))) = self.decoder.decode(&mut bytes[at..])
+            else {
+                break;
+            };
+            let Ok(ClientMessage::Input { seq, payload }) = ClientMessage::decode(body) else {
+                break;
+            };
+            if !lend.input.allow(clock) {
+                break;
+            }
+            inputs.push(InputMsg {
+                session,
+                player,
+                seq,
+                payload: InputPayload::new(payload),
+            });
+            handled += 1;
+            at += len;
+        }
+        if at < n {
+            lend.give_back(&self.copy[at..n]);
+        }
+        (handled, n)
     }
-    if at < n {
-        lend.give_back(&copy[at..n]);
-    }
-    (handled, n)
 }

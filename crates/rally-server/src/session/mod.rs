@@ -331,15 +331,7 @@ impl Core {
             return None;
         }
         let (room_id, player) = (m.room.id, m.player_id);
-        let config = &self.env.config;
-        Some(Lend::new(
-            room_id,
-            player,
-            self.limits.input_cell(),
-            config.max_message_bytes as usize,
-            config.timeout(),
-            self.env.sessions.epoch(),
-        ))
+        Some(Lend::new(room_id, player, self.limits.input_cell()))
     }
 
     /// A complete message arrived: the next one is due `timeout_ms` from now.
