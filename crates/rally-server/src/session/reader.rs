@@ -50,13 +50,7 @@ impl Reader {
                 if let Err(e) = self.process_buffered() {
                     self.core.link.ctl.end(e);
                 }
-                if self.core.messages != 0 {
-                    self.core.push_deadline();
-                }
-                let env = &self.core.env;
-                env.metrics
-                    .stats
-                    .received(self.core.transport, self.core.messages, bytes);
+                self.count(0, bytes);
             }
             loop {
                 if self.pending.is_none() {
@@ -171,17 +165,24 @@ impl Reader {
         }
         let handled = self.core.messages;
         self.process_buffered()?;
-        let messages = self.core.messages.wrapping_sub(handled);
         // The room counted the bytes when it read them.
+        self.count(handled, 0);
+        Ok(())
+    }
+
+    /// Counts the messages handled since `core.messages` was `before`, with `bytes` read,
+    /// in one metrics add (per read call, not per message: cheap enough for the hot
+    /// path), and moves the idle deadline if any message arrived.
+    fn count(&mut self, before: u64, bytes: usize) {
+        let messages = self.core.messages.wrapping_sub(before);
         self.core
             .env
             .metrics
             .stats
-            .received(self.core.transport, messages, 0);
+            .received(self.core.transport, messages, bytes);
         if messages != 0 {
             self.core.push_deadline();
         }
-        Ok(())
     }
 
     /// Reads what the socket has and handles every complete frame in it.
@@ -211,16 +212,7 @@ impl Reader {
             self.rbuf.extend_from_slice(&chunk[..n]);
             self.process_buffered()?;
         }
-        let messages = self.core.messages.wrapping_sub(handled);
-        // One add per read call, not per message: cheap enough for the hot path.
-        self.core
-            .env
-            .metrics
-            .stats
-            .received(self.core.transport, messages, n);
-        if messages != 0 {
-            self.core.push_deadline();
-        }
+        self.count(handled, n);
         Ok(())
     }
 
