@@ -312,9 +312,9 @@ fn reason_text(reason: CloseReason) -> &'static str {
 struct CloseInputs(RoomHandle);
 
 impl Drop for Room {
-    /// However the room ends (a game that panics included), the sessions that lent it
-    /// their reads read for themselves again (and, the input queue closed first, do not
-    /// lend them again).
+    /// However the room ends (at the end of `finish`, or a game that panics), the
+    /// sessions that lent it their reads read for themselves again (and, the input queue
+    /// closed first, do not lend them again).
     fn drop(&mut self) {
         for seat in &self.seats {
             if let Some(link) = &seat.link {
@@ -499,7 +499,6 @@ impl Room {
                 self.env.resume.remove(t);
             }
             if let Some(link) = &seat.link {
-                link.ctl.give_back_lend(id, seat.id);
                 if reason == CloseReason::Closed {
                     // An operator closed it: say so with a code a client can act on.
                     let message = match note {
