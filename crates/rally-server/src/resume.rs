@@ -7,7 +7,7 @@
 //! room ended) or taken back by a new connection (which brings its own token), the room
 //! removes it. A token is therefore only ever good for one seat, for as long as it is held.
 //!
-//! Play floor: imports the room handle only.
+//! Play floor: imports the room handle, and the token type from the outbox below.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};

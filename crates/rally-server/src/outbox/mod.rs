@@ -17,14 +17,12 @@
 //! ([`SessionCtl::with_lend`]), so an input costs no wake-up of the session either; what
 //! the room may not handle itself it gives back ([`Lend::give_back`]) with the bytes.
 
-use std::collections::HashMap;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::Poll;
-use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::task::AtomicWaker;
@@ -34,6 +32,12 @@ use crate::connection::Connection;
 use crate::error::ClientError;
 use crate::limits::InputCell;
 use crate::transport::{self, Transport};
+
+mod registry;
+mod token;
+
+pub(crate) use registry::{millis_since, LiveSessions, Profile};
+pub(crate) use token::ResumeToken;
 
 /// Something for the writer to send.
 #[derive(Debug)]
@@ -47,13 +51,13 @@ pub(crate) enum Outbound {
 
 /// A socket a room may write to (and, lent, read from) without waiting: any
 /// [`Connection`], behind `dyn` so the outbox need not be generic.
-pub(crate) trait TryWrite: Send + Sync {
+pub(crate) trait DirectSocket: Send + Sync {
     fn try_write(&self, buf: &[u8]) -> io::Result<usize>;
     fn try_read(&self, buf: &mut [u8]) -> io::Result<usize>;
     fn clear_read_ready(&self);
 }
 
-impl<C: Connection> TryWrite for C {
+impl<C: Connection> DirectSocket for C {
     fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
         Connection::try_write(self, buf)
     }
@@ -108,7 +112,7 @@ impl Lend {
     }
 }
 
-impl std::fmt::Debug for dyn TryWrite {
+impl std::fmt::Debug for dyn DirectSocket {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("socket")
     }
@@ -191,7 +195,7 @@ struct Outbox {
     closed: bool,
     /// The session's socket, for [`SessionLink::send_now`] (and a lent read); dropped
     /// when the outbox closes, so the session gets its socket back to close it.
-    direct: Option<std::sync::Arc<dyn TryWrite>>,
+    direct: Option<std::sync::Arc<dyn DirectSocket>>,
     /// The socket's framing (apart from it: in the flags' padding, not a word of its own).
     transport: Transport,
     /// The writer took a batch and has not finished writing it: a message written now
@@ -287,7 +291,7 @@ impl SessionCtl {
 
     /// Lets rooms write this session's messages to `socket` themselves while nothing is
     /// queued ([`SessionLink::send_now`]).
-    pub(crate) fn attach(&self, socket: std::sync::Arc<dyn TryWrite>, transport: Transport) {
+    pub(crate) fn attach(&self, socket: std::sync::Arc<dyn DirectSocket>, transport: Transport) {
         let mut outbox = self.outbox();
         if !outbox.closed {
             outbox.direct = Some(socket);
@@ -334,7 +338,7 @@ impl SessionCtl {
         &self,
         room_id: u64,
         player: u32,
-        read: impl FnOnce(&dyn TryWrite, Transport, &mut Lend) -> R,
+        read: impl FnOnce(&dyn DirectSocket, Transport, &mut Lend) -> R,
     ) -> Option<R> {
         let mut outbox = self.outbox();
         let outbox = &mut *outbox;
@@ -446,233 +450,11 @@ impl SessionCtl {
     }
 }
 
-/// What the session directory (`directory.rs`) shows of a handshaken session. Kept in the
-/// session's handle: one registry entry per connection rather than a second map and a
-/// record allocated apart.
-#[derive(Debug, Clone)]
-pub(crate) struct Profile {
-    pub(crate) name: Box<str>,
-    pub(crate) account_id: Option<u64>,
-    pub(crate) peer: std::net::SocketAddr,
-    /// When the handshake completed: milliseconds since the registry's epoch.
-    pub(crate) since_ms: u64,
-    pub(crate) transport: Transport,
-}
-
-/// `at` in milliseconds since `epoch`, rounded up (a deadline is never earlier than asked).
-pub(crate) fn millis_since(epoch: tokio::time::Instant, at: tokio::time::Instant) -> u64 {
-    let since = at.saturating_duration_since(epoch);
-    let ms = since.as_millis() + u128::from(!since.subsec_nanos().is_multiple_of(1_000_000));
-    u64::try_from(ms).unwrap_or(u64::MAX / 2)
-}
-
-/// Every running session, so shutdown can reach each one, and the sweep that ends those
-/// whose client went quiet.
-#[derive(Debug)]
-pub(crate) struct LiveSessions {
-    /// Never held across `.await`.
-    inner: Mutex<HashMap<u64, Arc<SessionCtl>>>,
-    /// What session deadlines count from.
-    epoch: tokio::time::Instant,
-    /// Sessions with a profile (handshaken), for the directory's count.
-    listed: AtomicUsize,
-}
-
-impl Default for LiveSessions {
-    fn default() -> Self {
-        LiveSessions {
-            inner: Mutex::new(HashMap::new()),
-            epoch: tokio::time::Instant::now(),
-            listed: AtomicUsize::new(0),
-        }
-    }
-}
-
-impl LiveSessions {
-    fn lock(&self) -> MutexGuard<'_, HashMap<u64, Arc<SessionCtl>>> {
-        // Each critical section is one map operation or a loop of atomic stores, so a
-        // poisoned lock still holds a consistent map.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub(crate) fn insert(&self, id: u64, ctl: Arc<SessionCtl>) {
-        self.lock().insert(id, ctl);
-    }
-
-    pub(crate) fn remove(&self, id: u64) {
-        let removed = self.lock().remove(&id);
-        if removed.is_some_and(|ctl| ctl.profile().is_some()) {
-            self.listed.fetch_sub(1, Ordering::Relaxed);
-        }
-    }
-
-    /// Lists a live session in the directory (or replaces its listing).
-    pub(crate) fn set_profile(&self, id: u64, profile: Profile) {
-        if let Some(ctl) = self.lock().get(&id) {
-            if ctl.profile().replace(profile).is_none() {
-                self.listed.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-    }
-
-    /// Changes a listed session's profile.
-    pub(crate) fn update_profile(&self, id: u64, change: impl FnOnce(&mut Profile)) {
-        if let Some(ctl) = self.lock().get(&id) {
-            if let Some(profile) = ctl.profile().as_mut() {
-                change(profile);
-            }
-        }
-    }
-
-    /// A listed session's profile.
-    pub(crate) fn profile(&self, id: u64) -> Option<Profile> {
-        self.lock().get(&id).and_then(|ctl| ctl.profile().clone())
-    }
-
-    /// Every listed session's profile, in no particular order.
-    pub(crate) fn profiles(&self) -> Vec<(u64, Profile)> {
-        self.lock()
-            .iter()
-            .filter_map(|(id, ctl)| Some((*id, ctl.profile().clone()?)))
-            .collect()
-    }
-
-    /// How many sessions are listed.
-    pub(crate) fn listed(&self) -> usize {
-        self.listed.load(Ordering::Relaxed)
-    }
-
-    /// Now, in milliseconds since this registry's epoch.
-    pub(crate) fn now_ms(&self) -> u64 {
-        self.millis(tokio::time::Instant::now())
-    }
-
-    /// Tells every session the server is shutting down.
-    pub(crate) fn drain_all(&self) {
-        for ctl in self.lock().values() {
-            ctl.drain();
-        }
-    }
-
-    /// Ends every session now.
-    pub(crate) fn end_all(&self) {
-        for ctl in self.lock().values() {
-            ctl.end(Ending::Forced);
-        }
-    }
-
-    /// The time since this registry's epoch: the clock every session's rate limits read.
-    pub(crate) fn clock(&self) -> Duration {
-        tokio::time::Instant::now().saturating_duration_since(self.epoch)
-    }
-
-    /// What deadlines and the rate limits count from.
-    pub(crate) fn epoch(&self) -> tokio::time::Instant {
-        self.epoch
-    }
-
-    /// `at` in milliseconds since this registry's epoch, rounded up (a deadline is never
-    /// earlier than asked).
-    pub(crate) fn millis(&self, at: tokio::time::Instant) -> u64 {
-        millis_since(self.epoch, at)
-    }
-
-    /// Ends, with `TIMEOUT`, every session whose deadline has passed; returns how many.
-    pub(crate) fn expire(&self) -> usize {
-        let now = self.millis(tokio::time::Instant::now());
-        // Only atomic loads under the lock; the ends themselves just set and wake.
-        self.lock().values().filter(|ctl| ctl.expire(now)).count()
-    }
-
-    /// Ends quiet sessions every `period` until `stop` is cancelled: a session times out
-    /// at most `period` after its deadline.
-    pub(crate) async fn sweep(
-        self: Arc<Self>,
-        period: Duration,
-        stop: tokio_util::sync::CancellationToken,
-    ) {
-        let mut every = tokio::time::interval(period);
-        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = every.tick() => {
-                    self.expire();
-                }
-            }
-        }
-    }
-
-    /// Ends one session with `KICKED` (admin API); false if there is no such session.
-    pub(crate) fn kick(&self, id: u64, message: String) -> bool {
-        match self.lock().get(&id) {
-            Some(ctl) => {
-                ctl.end(Ending::fault(ErrorCode::Kicked, message));
-                true
-            }
-            None => false,
-        }
-    }
-}
-
 /// What a room or a command holds to reach a session.
 #[derive(Clone)]
 pub(crate) struct SessionLink {
     pub(crate) session_id: u64,
     pub(crate) ctl: Arc<SessionCtl>,
-}
-
-/// The key resume tokens are derived with: 32 random bytes drawn once per process, or
-/// `None` if the system had no randomness to give (then no session can resume).
-fn resume_key() -> Option<&'static [u8; 32]> {
-    static KEY: OnceLock<Option<[u8; 32]>> = OnceLock::new();
-    KEY.get_or_init(|| {
-        let mut key = [0u8; 32];
-        getrandom::fill(&mut key).ok().map(|()| key)
-    })
-    .as_ref()
-}
-
-/// Bytes of a resume token (hex-encoded in `welcome`: 32 characters).
-const RESUME_TOKEN_BYTES: usize = 16;
-
-/// A resume token: 128 bits, held as bytes (a seat and the token registry each keep one
-/// inline; as a hex string it was a 48-byte allocation per seated player). Clients see
-/// it as 32 lowercase hex characters. Its `Debug` never shows it: it is a secret.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) struct ResumeToken([u8; RESUME_TOKEN_BYTES]);
-
-impl ResumeToken {
-    /// The token as sent in `welcome`.
-    pub(crate) fn to_hex(self) -> String {
-        use std::fmt::Write as _;
-        let mut hex = String::with_capacity(RESUME_TOKEN_BYTES * 2);
-        for b in self.0 {
-            let _ = write!(hex, "{b:02x}");
-        }
-        hex
-    }
-
-    /// A token as a client presents it; `None` unless it is 32 hex characters (which no
-    /// registered token can then match).
-    pub(crate) fn parse(hex: &str) -> Option<Self> {
-        let hex = hex.as_bytes();
-        if hex.len() != RESUME_TOKEN_BYTES * 2 {
-            return None;
-        }
-        let mut bytes = [0u8; RESUME_TOKEN_BYTES];
-        for (b, pair) in bytes.iter_mut().zip(hex.chunks_exact(2)) {
-            let digit = |c: u8| char::from(c).to_digit(16);
-            *b = u8::try_from(digit(pair[0])? * 16 + digit(pair[1])?).ok()?;
-        }
-        Some(ResumeToken(bytes))
-    }
-}
-
-impl std::fmt::Debug for ResumeToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ResumeToken(..)")
-    }
 }
 
 impl std::fmt::Debug for SessionLink {
@@ -693,15 +475,7 @@ impl SessionLink {
     /// leaves the process; the input has a fixed length), unique per session, and costs
     /// a session no memory (a stored token was a 48-byte allocation per connection).
     pub(crate) fn resume_token(&self) -> Option<ResumeToken> {
-        use sha2::{Digest, Sha256};
-        let key = resume_key()?;
-        let digest = Sha256::new()
-            .chain_update(key)
-            .chain_update(self.session_id.to_be_bytes())
-            .finalize();
-        let mut bytes = [0u8; RESUME_TOKEN_BYTES];
-        bytes.copy_from_slice(&digest[..RESUME_TOKEN_BYTES]);
-        Some(ResumeToken(bytes))
+        ResumeToken::derive(self.session_id)
     }
 
     /// Queues a message without waiting. A full queue ends the session as a slow consumer
@@ -791,6 +565,8 @@ impl SessionLink {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn timeout_message(ctl: &SessionCtl) -> Option<String> {
@@ -885,7 +661,7 @@ mod tests {
     #[test]
     fn a_deadline_is_rounded_up_to_the_millisecond() {
         let sessions = LiveSessions::default();
-        let epoch = sessions.epoch;
+        let epoch = sessions.epoch();
         assert_eq!(sessions.millis(epoch), 0);
         assert_eq!(sessions.millis(epoch + Duration::from_micros(1)), 1);
         assert_eq!(sessions.millis(epoch + Duration::from_millis(7)), 7);

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use super::Room;
 use crate::error::ClientError;
 use crate::metrics::ErrorKind;
-use crate::outbox::{millis_since, Lend, Outbound, Sent, TryWrite};
+use crate::outbox::{millis_since, DirectSocket, Lend, Outbound, Sent};
 use crate::recording::RoomRecording;
 use crate::room_handle::{InputMsg, InputPayload};
 use crate::transport::{self, Decoder, Incoming, Transport};
@@ -214,7 +214,7 @@ impl Room {
 /// session's was idle when it lent the reads), the thread's read buffer, and the room's
 /// scratch buffer for a copy of what was read.
 struct Reading<'a> {
-    socket: &'a dyn TryWrite,
+    socket: &'a dyn DirectSocket,
     decoder: Decoder,
     chunk: &'a mut [u8],
     copy: &'a mut Vec<u8>,
