@@ -23,6 +23,8 @@ pub const REQUIRE_NATS: &str = "RALLY_REQUIRE_NATS";
 
 /// How long a started server has to accept connections.
 const START_LIMIT: Duration = Duration::from_secs(10);
+/// Ports tried before giving up.
+const START_TRIES: usize = 5;
 
 /// A running nats-server (killed when dropped).
 #[derive(Debug)]
@@ -55,20 +57,26 @@ impl NatsServer {
             skip_nats(what);
             return None;
         };
-        // A free port, released for the server to take (a race with another process is
-        // possible but rare on a test box, and shows as a clear start failure).
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let mut server = NatsServer {
-            bin: PathBuf::from(bin),
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            store: tempfile::tempdir().expect("a temporary directory"),
-            child: None,
-        };
-        server.restart();
-        Some(server)
+        // A free port, released for the server to take. Another process (a test running
+        // beside this one) may take it first: the server then exits, having written no
+        // ports file, and another port is tried. Without that check the test would talk
+        // to whoever listens there, another test's NATS among them.
+        for _ in 0..START_TRIES {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port();
+            let mut server = NatsServer {
+                bin: PathBuf::from(&bin),
+                addr: SocketAddr::from(([127, 0, 0, 1], port)),
+                store: tempfile::tempdir().expect("a temporary directory"),
+                child: None,
+            };
+            if server.try_start() {
+                return Some(server);
+            }
+        }
+        panic!("nats-server did not start on a free port in {START_TRIES} tries");
     }
 
     /// `nats://127.0.0.1:<port>`.
@@ -87,7 +95,19 @@ impl NatsServer {
     /// Starts the server again on the same port and store (after [`kill`](Self::kill)),
     /// and waits until it accepts connections.
     pub fn restart(&mut self) {
+        assert!(
+            self.try_start(),
+            "nats-server could not listen on {} again (taken meanwhile?)",
+            self.addr
+        );
+    }
+
+    /// Kills the server if it runs, starts it on `addr` with `store`, and waits until it
+    /// says it listens (its ports file). False when it exited first (the port was taken).
+    fn try_start(&mut self) -> bool {
         self.kill();
+        let ports = self.store.path().join("ports");
+        let _ = std::fs::create_dir_all(&ports);
         let child = Command::new(&self.bin)
             .args([
                 "-a",
@@ -98,14 +118,29 @@ impl NatsServer {
                 "-sd",
             ])
             .arg(self.store.path())
+            .arg("--ports_file_dir")
+            .arg(&ports)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("start {}: {e}", self.bin.display()));
-        self.child = Some(child);
+        let mine = format!("_{}.ports", child.id());
+        let child = self.child.insert(child);
         let started = Instant::now();
-        while TcpStream::connect(self.addr).is_err() {
+        loop {
+            if let Ok(Some(_)) = child.try_wait() {
+                self.child = None;
+                return false;
+            }
+            let listening = std::fs::read_dir(&ports).is_ok_and(|entries| {
+                entries
+                    .flatten()
+                    .any(|e| e.file_name().to_string_lossy().ends_with(&mine))
+            });
+            if listening && TcpStream::connect(self.addr).is_ok() {
+                return true;
+            }
             assert!(
                 started.elapsed() < START_LIMIT,
                 "nats-server did not listen on {} within {START_LIMIT:?}",

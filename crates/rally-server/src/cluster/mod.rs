@@ -42,6 +42,7 @@ mod reserve;
 mod seats;
 mod view;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -103,6 +104,11 @@ pub(crate) struct Cluster {
     left: AtomicBool,
     /// Wakes the heartbeat to publish now (a room opened for another node's player).
     publish_now: Notify,
+    /// This process among the node's lives: the reservations counts below restart with it.
+    epoch: u64,
+    /// Reservations granted here to each asking node (placed joins), under the asker's
+    /// epoch: what the asker's view needs to count its players on their way exactly.
+    granted: Mutex<HashMap<String, (u64, u64)>>,
     /// The queue leader, as last read from the queue bucket.
     queue_leader: Mutex<Option<String>>,
     /// The cluster's tickets while this node leads the queue.
@@ -122,6 +128,17 @@ impl std::fmt::Debug for Cluster {
             .field("ws", &self.ws)
             .finish_non_exhaustive()
     }
+}
+
+/// A number for this process's life as a node, never 0 (0 is "an older node" in answers):
+/// random, or the start time when there is no randomness.
+fn process_epoch() -> u64 {
+    let mut bytes = [0u8; 8];
+    let n = match getrandom::fill(&mut bytes) {
+        Ok(()) => u64::from_le_bytes(bytes),
+        Err(_) => unix_ms(std::time::SystemTime::now()),
+    };
+    n.max(1)
 }
 
 /// Milliseconds since the Unix epoch (0 before it).
@@ -217,6 +234,8 @@ impl Cluster {
             metrics: cluster_metrics,
             left: AtomicBool::new(false),
             publish_now: Notify::new(),
+            epoch: process_epoch(),
+            granted: Mutex::new(HashMap::new()),
         }))
     }
 

@@ -107,8 +107,18 @@ enum ToLeader {
 #[derive(Debug, Serialize, Deserialize)]
 enum LeaderAnswer {
     Done,
-    Refused { code: u16, message: String },
+    Refused {
+        code: u16,
+        message: String,
+    },
+    /// The node asked does not lead (any more): the asker reads the key and asks again.
+    /// A node before this answer existed reads it as nonsense, `CLUSTER_UNAVAILABLE`, as
+    /// the refusal it used to get.
+    NotLeader,
 }
+
+/// What a player is told when the queue's leader cannot be reached as it changes.
+const NOT_LEADER: &str = "the queue's leader is changing; try again";
 
 /// What the leader tells a player's home node (and, `LeaderChanged`, the node itself).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -197,23 +207,54 @@ impl Cluster {
         self.tell_leader(&ask).await
     }
 
+    /// Sends `ask` to the leader this node knows. A node that answers it no longer leads
+    /// (the key moved since this node last read it, up to a third of the TTL ago) makes
+    /// this node read the key now and ask the leader it names, once.
     async fn tell_leader(&self, ask: &ToLeader) -> Result<(), CommandError> {
-        let leader = self
+        let payload = Bytes::from(serde_json::to_vec(ask).map_err(|_| unavailable("unencodable"))?);
+        let mut leader = self
             .leader()
             .ok_or_else(|| unavailable("the cluster has no matchmaker yet; try again shortly"))?;
-        let payload = serde_json::to_vec(ask).map_err(|_| unavailable("unencodable"))?;
-        let answer = self
-            .request(&leader, format!("rally.queue.{leader}"), payload.into())
-            .await?;
-        match serde_json::from_slice::<LeaderAnswer>(&answer) {
-            Ok(LeaderAnswer::Done) => Ok(()),
-            Ok(LeaderAnswer::Refused { code, message }) => Err(CommandError::new(
-                ErrorCode::from_u16(code).unwrap_or(ErrorCode::ClusterUnavailable),
-                message,
-            )),
-            Err(_) => Err(unavailable(format!(
-                "the matchmaker on {leader} answered nonsense"
-            ))),
+        let mut again = true;
+        loop {
+            let answer = self
+                .request(&leader, format!("rally.queue.{leader}"), payload.clone())
+                .await?;
+            match serde_json::from_slice::<LeaderAnswer>(&answer) {
+                Ok(LeaderAnswer::Done) => return Ok(()),
+                Ok(LeaderAnswer::NotLeader) if again => {
+                    again = false;
+                    match self.read_leader().await {
+                        Some(now) if now != leader => leader = now,
+                        _ => return Err(unavailable(NOT_LEADER)),
+                    }
+                }
+                Ok(LeaderAnswer::NotLeader) => return Err(unavailable(NOT_LEADER)),
+                Ok(LeaderAnswer::Refused { code, message }) => {
+                    return Err(CommandError::new(
+                        ErrorCode::from_u16(code).unwrap_or(ErrorCode::ClusterUnavailable),
+                        message,
+                    ))
+                }
+                Err(_) => {
+                    return Err(unavailable(format!(
+                        "the matchmaker on {leader} answered nonsense"
+                    )))
+                }
+            }
+        }
+    }
+
+    /// Reads who leads the queue now (not taking the lead), and keeps it.
+    async fn read_leader(&self) -> Option<String> {
+        let read = tokio::time::timeout(self.request_timeout, self.queue_kv.entry(LEADER_KEY));
+        match read.await {
+            Ok(Ok(Some(e))) if e.operation == Operation::Put => {
+                let holder = String::from_utf8_lossy(&e.value).into_owned();
+                self.set_leader(Some(holder.clone()));
+                Some(holder)
+            }
+            _ => None,
         }
     }
 
@@ -326,9 +367,7 @@ impl Cluster {
             message: e.message,
         };
         if self.leader().as_deref() != Some(self.node.as_str()) {
-            return refuse(unavailable(
-                "this node no longer leads the queue; try again",
-            ));
+            return LeaderAnswer::NotLeader;
         }
         match serde_json::from_slice::<ToLeader>(payload) {
             Ok(ToLeader::Enqueue {
@@ -529,9 +568,9 @@ impl Cluster {
             let reserved = if owner.node == self.node {
                 self.reserve_here_for(rooms, kind, want, m.account)
             } else {
-                self.reserve_on(&owner, kind, want, m.account)
+                self.reserve_on(&owner, kind, want, m.account, false)
                     .await
-                    .map(|(ticket, room, _, _)| (ticket, room.room_id))
+                    .map(|(ticket, answer)| (ticket, answer.room.room_id))
             };
             match reserved {
                 Ok((ticket, id)) => {

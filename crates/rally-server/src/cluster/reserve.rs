@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::seats::Pending;
-use super::view::{Placement, Seek};
+use super::view::{Answer, Granted, Placement, Seek};
 use super::{Cluster, NodeEntry, RoomEntry};
 use crate::error::CommandError;
 use crate::matchmaker::normalize_code;
@@ -30,8 +30,15 @@ struct ReserveRequest {
     kind: String,
     /// The account the seat is for (0: a guest).
     account: u64,
-    /// The node asking, for logs.
+    /// The node asking.
     from: String,
+    /// The asking node's process ([`Cluster::epoch`]); 0 from an older node.
+    #[serde(default)]
+    epoch: u64,
+    /// A join the asker placed by its view and counts on its way here: the owner counts
+    /// its grants (the answer's `granted`). A queue match's seats are not.
+    #[serde(default)]
+    placed: bool,
     /// Which seat; absent (a node before join by id/code went cluster-wide): a seat of
     /// `kind` with no options.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -141,6 +148,12 @@ enum ReserveReply {
         room: RoomEntry,
         node_players: u32,
         node_rooms: u32,
+        /// This owner's process (0 from an older node, which does not count).
+        #[serde(default)]
+        epoch: u64,
+        /// The asker's placed reservations granted here in all, this one included.
+        #[serde(default)]
+        granted: u64,
     },
     Refused {
         code: u16,
@@ -195,6 +208,9 @@ impl Cluster {
             options: Vec::new(),
         });
         let team = want.team();
+        // Held from the seat to the figures: the count and the load in one answer agree
+        // (another reservation of the asker's between them would count twice there).
+        let mut granted = self.granted.lock().unwrap_or_else(|e| e.into_inner());
         let (room, reservation) = match reserve_want(rooms, &ask.kind, want) {
             Ok(r) => r,
             Err(e) => return refuse(e),
@@ -202,14 +218,28 @@ impl Cluster {
         match self.ticket_for(&room, reservation, ask.account, team) {
             Ok(ticket) => {
                 tracing::debug!(room_id = room.id, from = %ask.from, "seat reserved for a redirected player");
-                self.publish_now.notify_one();
+                let count = if ask.placed {
+                    let mine = granted.entry(ask.from).or_insert((ask.epoch, 0));
+                    if mine.0 != ask.epoch {
+                        // The asker restarted: its view starts from nothing too.
+                        *mine = (ask.epoch, 0);
+                    }
+                    mine.1 += 1;
+                    mine.1
+                } else {
+                    0
+                };
                 let me = self.own_entry(rooms);
                 let entry = self.room_entry(rooms, &room);
+                drop(granted);
+                self.publish_now.notify_one();
                 ReserveReply::Seat {
                     ticket,
                     room: entry,
                     node_players: me.players,
                     node_rooms: me.rooms,
+                    epoch: self.epoch,
+                    granted: count,
                 }
             }
             Err(e) => refuse(e),
@@ -433,18 +463,16 @@ impl Cluster {
     ) -> Result<ServerMessage, CommandError> {
         let started = Instant::now();
         let asked = self
-            .reserve_on(owner, kind, want, account.unwrap_or(0))
+            .reserve_on(owner, kind, want, account.unwrap_or(0), true)
             .await;
         self.metrics.reservation_seconds.record(started.elapsed());
-        self.view().settle(
-            &owner.node,
-            asked
-                .as_ref()
-                .ok()
-                .map(|(_, room, players, rooms)| (room.clone(), *players, *rooms)),
-        );
+        let (asked, answer) = match asked {
+            Ok((ticket, answer)) => (Ok((ticket, answer.room.clone())), Some(answer)),
+            Err(e) => (Err(e), None),
+        };
+        self.view().settle(&owner.node, answer);
         match asked {
-            Ok((ticket, room, _, _)) => {
+            Ok((ticket, room)) => {
                 self.metrics.redirects.increment(1);
                 Ok(ServerMessage::Redirect {
                     req,
@@ -511,18 +539,22 @@ impl Cluster {
             })
     }
 
-    /// Asks `owner` for a seat, retried per SPEC section 2 (timeouts only).
+    /// Asks `owner` for a seat, retried per SPEC section 2 (timeouts only): the ticket
+    /// and the owner's answer. `placed`: a join counted on its way by the view.
     pub(super) async fn reserve_on(
         &self,
         owner: &NodeEntry,
         kind: &str,
         want: Want,
         account: u64,
-    ) -> Result<(String, RoomEntry, u32, u32), CommandError> {
+        placed: bool,
+    ) -> Result<(String, Answer), CommandError> {
         let ask = ReserveRequest {
             kind: kind.to_owned(),
             account,
             from: self.node.clone(),
+            epoch: self.epoch,
+            placed,
             want: Some(want),
         };
         let payload = Bytes::from(serde_json::to_vec(&ask).unwrap_or_default());
@@ -534,7 +566,17 @@ impl Cluster {
                 room,
                 node_players,
                 node_rooms,
-            }) => Ok((ticket, room, node_players, node_rooms)),
+                epoch,
+                granted,
+            }) => Ok((
+                ticket,
+                Answer {
+                    room,
+                    node_players,
+                    node_rooms,
+                    granted: Granted { epoch, granted },
+                },
+            )),
             Ok(ReserveReply::Refused { code, message }) => Err(CommandError::new(
                 ErrorCode::from_u16(code).unwrap_or(ErrorCode::ClusterUnavailable),
                 format!("node {}: {message}", owner.node),

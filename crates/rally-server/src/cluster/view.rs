@@ -140,8 +140,91 @@ pub(crate) struct View {
     ttl: Duration,
     nodes: HashMap<String, (NodeEntry, Instant)>,
     rooms: HashMap<String, (RoomEntry, Instant)>,
-    /// Players placed on each node whose reservation is not answered yet.
-    inflight: HashMap<String, u32>,
+    /// The reservations asked of each node, to count the players on their way there
+    /// that its figures do not include yet.
+    inflight: HashMap<String, Flight>,
+}
+
+/// What one owner's figures include of the reservations this node asked of it.
+///
+/// Without it a player on its way would count twice: the owner's answer to one
+/// reservation says the room's and the node's load *now*, which already holds the seats
+/// it granted to this node's other reservations whose answers are still on their way;
+/// those are also counted on the way. Under bursts of joins a room then looks full when
+/// it is not, and the next player gets a new room elsewhere. So the owner says, with
+/// each answer, how many reservations of this node it has granted in all (`granted`,
+/// under its `epoch`, a number fixed for the owner's process), and the players on their
+/// way it does not yet count are those asked less those refused or granted.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Flight {
+    /// The owner's process the counts below are about (0: none answered yet).
+    epoch: u64,
+    /// Reservations asked (placements counted on the way).
+    sent: u64,
+    /// Of those, answered: granted, refused or failed.
+    answered: u64,
+    /// Of those, refused or failed.
+    failed: u64,
+    /// Granted in all, as of the owner's latest answer.
+    granted: u64,
+}
+
+impl Flight {
+    /// Players on their way that the owner's latest figures do not include.
+    fn unseen(&self) -> u32 {
+        let n = self
+            .sent
+            .saturating_sub(self.failed)
+            .saturating_sub(self.granted);
+        u32::try_from(n).unwrap_or(u32::MAX)
+    }
+
+    /// One answer: `granted` in all under `epoch` for a seat (`Some`), or none.
+    fn answer(&mut self, seat: Option<Granted>) {
+        self.answered += 1;
+        match seat {
+            None => self.failed += 1,
+            // An owner that does not count (an older node): this grant is all we know.
+            Some(Granted { epoch: 0, .. }) => self.granted += 1,
+            Some(g) if g.epoch != self.epoch => {
+                // A restarted owner (or its first answer): start over from what is on
+                // its way, this answer among it.
+                let pending = self.sent.saturating_sub(self.answered - 1);
+                *self = Flight {
+                    epoch: g.epoch,
+                    sent: pending,
+                    answered: 1,
+                    failed: 0,
+                    granted: g.granted,
+                };
+            }
+            Some(g) => self.granted = self.granted.max(g.granted),
+        }
+        if self.answered >= self.sent {
+            // Nothing on its way: whatever a lost answer left uncounted is forgotten.
+            self.sent = self.granted;
+            self.answered = self.granted;
+            self.failed = 0;
+        }
+    }
+}
+
+/// The owner's count of the reservations it granted a node, with its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Granted {
+    /// The owner's process (0: an older owner that does not count).
+    pub(crate) epoch: u64,
+    /// Reservations of the asking node it granted in all, this one included.
+    pub(crate) granted: u64,
+}
+
+/// An owner's answer to a reservation: the seat's room, the node's load, its count.
+#[derive(Debug, Clone)]
+pub(crate) struct Answer {
+    pub(crate) room: RoomEntry,
+    pub(crate) node_players: u32,
+    pub(crate) node_rooms: u32,
+    pub(crate) granted: Granted,
 }
 
 /// Keeps `entry` under `key`, written at `at`, unless what is there was written later:
@@ -232,9 +315,9 @@ impl View {
         v
     }
 
-    /// Players sent to `node` whose reservation has not been answered yet.
+    /// Players sent to `node` that its figures do not include yet.
     fn in_flight(&self, node: &str) -> u32 {
-        self.inflight.get(node).copied().unwrap_or(0)
+        self.inflight.get(node).map_or(0, Flight::unseen)
     }
 
     /// Free seats for `kind` in `node`'s rooms that `fits`, less the players on their
@@ -317,7 +400,7 @@ impl View {
 
     /// Counts a player on its way to `node` until [`settle`](Self::settle).
     pub(crate) fn count_on_the_way(&mut self, node: &str) {
-        *self.inflight.entry(node.to_owned()).or_insert(0) += 1;
+        self.inflight.entry(node.to_owned()).or_default().sent += 1;
     }
 
     /// A live node's entry, by id.
@@ -365,11 +448,17 @@ impl View {
     /// as the owner said them) or failed (`None`): the player no longer counts as on its
     /// way, and the owner's figures replace older ones (a heartbeat written before them
     /// and delivered after is then ignored).
-    pub(crate) fn settle(&mut self, node: &str, answer: Option<(RoomEntry, u32, u32)>) {
-        if let Some(n) = self.inflight.get_mut(node) {
-            *n = n.saturating_sub(1);
+    pub(crate) fn settle(&mut self, node: &str, answer: Option<Answer>) {
+        if let Some(f) = self.inflight.get_mut(node) {
+            f.answer(answer.as_ref().map(|a| a.granted));
         }
-        let Some((room, players, rooms)) = answer else {
+        let Some(Answer {
+            room,
+            node_players: players,
+            node_rooms: rooms,
+            ..
+        }) = answer
+        else {
             return;
         };
         // Answers may arrive out of order (the 12th seat's after the 15th's): a count never
@@ -464,6 +553,15 @@ mod tests {
         );
     }
 
+    fn answer(room: RoomEntry, players: u32, rooms: u32, epoch: u64, granted: u64) -> Answer {
+        Answer {
+            room,
+            node_players: players,
+            node_rooms: rooms,
+            granted: Granted { epoch, granted },
+        }
+    }
+
     #[test]
     fn concurrent_placements_are_counted_and_spread() {
         let now = Instant::now();
@@ -480,16 +578,102 @@ mod tests {
         }
         assert_eq!(to.get("b"), Some(&16), "{to:?}");
         assert_eq!(to.get("c"), Some(&16), "{to:?}");
-        // b answers its first: a room with 1 of 16, b's load 16 (its seats reserved).
-        v.settle("b", Some((room("b", 1, 16), 16, 1)));
+        // b answers its first: the room with its first seat, b's load 1, one grant.
+        v.settle("b", Some(answer(room("b", 1, 1), 1, 1, 7, 1)));
         v.settle("b", None);
         assert_eq!(v.in_flight("b"), 14);
         // A heartbeat written before that answer, delivered after, changes nothing; nor
         // does an older answer arriving late.
-        v.put_node(node("b", 3, 1), now);
-        assert_eq!(v.live("b").map(|n| n.players), Some(16));
-        v.settle("b", Some((room("b", 1, 9), 9, 1)));
-        assert_eq!(v.rooms()[0].players, 16);
+        v.put_node(node("b", 0, 0), now);
+        assert_eq!(v.live("b").map(|n| n.players), Some(1));
+        v.settle("b", Some(answer(room("b", 1, 9), 9, 1, 7, 9)));
+        v.settle("b", Some(answer(room("b", 1, 5), 5, 1, 7, 5)));
+        assert_eq!(v.rooms()[0].players, 9);
+        assert_eq!(v.live("b").map(|n| n.players), Some(9));
+        // Asked 16, one refused, 9 granted as of the owner's latest answer: 6 more on
+        // their way that its figures do not hold yet.
+        assert_eq!(v.in_flight("b"), 6);
+    }
+
+    #[test]
+    fn an_answer_holding_other_grants_does_not_count_them_twice() {
+        // a is full; eight joins go to b at once, and b's first answer already holds six
+        // of them. The room has 8 seats taken, not 6 + 7 on the way: eight more players
+        // fit, and the ninth is the one that opens a room (here, on a tie).
+        let now = Instant::now();
+        let mut v = View::new(Duration::from_secs(3));
+        let a = node("a", 16, 1);
+        v.put_node(a.clone(), now);
+        v.put_node(node("b", 0, 0), now);
+        for _ in 0..8 {
+            assert_eq!(
+                v.place_and_count("arena", ANY, &a),
+                Some(Placement::Remote(node("b", 0, 0)))
+            );
+        }
+        v.settle("b", Some(answer(room("b", 1, 6), 6, 1, 7, 6)));
+        assert_eq!(v.in_flight("b"), 2);
+        let mut more = 0;
+        while let Some(Placement::Remote(_)) = v.place_and_count("arena", ANY, &a) {
+            more += 1;
+            assert!(more <= 16, "b's room cannot take 16 more");
+        }
+        assert_eq!(more, 8, "the room's 8 free seats are filled, no fewer");
+        // The rest of the answers, in any order; then nothing is on its way.
+        for granted in [16, 8, 7, 9, 10, 11, 12, 13, 14, 15, 1, 2, 3, 4, 5] {
+            v.settle(
+                "b",
+                Some(answer(room("b", 1, granted as u32), 16, 1, 7, granted)),
+            );
+        }
+        assert_eq!(
+            v.inflight.get("b").map(|f| (f.sent, f.answered)),
+            Some((16, 16))
+        );
+        assert_eq!(v.in_flight("b"), 0);
+    }
+
+    #[test]
+    fn lost_answers_and_a_restarted_owner_do_not_skew_the_count_for_long() {
+        // Three asked; the first answer is lost (it was granted): counted as failed.
+        let mut f = Flight {
+            sent: 3,
+            ..Flight::default()
+        };
+        f.answer(None);
+        f.answer(Some(Granted {
+            epoch: 5,
+            granted: 3,
+        }));
+        // Granted counts the lost one too: nothing on the way is believed (one too few
+        // at worst while answers are out) ...
+        assert_eq!(f.unseen(), 0);
+        f.answer(Some(Granted {
+            epoch: 5,
+            granted: 2,
+        }));
+        // ... and once every answer is in, the counts start over from the owner's.
+        assert_eq!((f.sent, f.answered, f.failed, f.unseen()), (3, 3, 0, 0));
+        f.sent += 2;
+        assert_eq!(f.unseen(), 2);
+        // The owner restarted: its count starts from 1 under a new epoch.
+        f.answer(Some(Granted {
+            epoch: 9,
+            granted: 1,
+        }));
+        assert_eq!((f.epoch, f.unseen()), (9, 1));
+        f.answer(Some(Granted {
+            epoch: 9,
+            granted: 2,
+        }));
+        assert_eq!(f.unseen(), 0);
+        // An older owner says no count: each grant is all that is known.
+        let mut old = Flight {
+            sent: 2,
+            ..Flight::default()
+        };
+        old.answer(Some(Granted::default()));
+        assert_eq!(old.unseen(), 1);
     }
 
     #[test]
