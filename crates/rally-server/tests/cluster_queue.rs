@@ -233,6 +233,77 @@ async fn a_new_leader_takes_the_queue_over_and_waiting_players_are_told() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_still_names_the_old_leader_is_sent_on_to_the_new_one() {
+    let Some(nats) = NatsServer::start("a stale view of the queue leader") else {
+        return;
+    };
+    // c reads the leader key every 20 s (a third of its TTL), a and b every 0.5 s: once
+    // the key moves, c goes on naming the old leader for that long.
+    let nodes = cluster(&nats, &["a", "b", "c"], |c| {
+        quick_stop(c);
+        if c.node_id == "c" {
+            c.cluster_node_ttl_ms = 60_000;
+        }
+    })
+    .await;
+    for n in &nodes {
+        let h = n.handle.clone();
+        eventually("every node knows the queue leader", || {
+            h.cluster_queue_leader().is_some()
+        })
+        .await;
+    }
+    let old = leader_of(&nodes);
+    assert_ne!(old, 2, "c started last, after a or b took the key");
+    let new = 1 - old;
+    let ids = |i: usize| nodes[i].handle.node_id().unwrap_or_default().to_owned();
+    // The key moves to the other of a and b (as when a leader is cut off and another
+    // takes the lapsed key), written straight into the bucket.
+    let client = async_nats::connect(nats.url()).await.expect("NATS");
+    let kv = async_nats::jetstream::new(client)
+        .get_key_value("rally_queue")
+        .await
+        .expect("the queue bucket");
+    kv.put("leader", ids(new).into_bytes().into())
+        .await
+        .expect("the key written");
+    for i in [old, new] {
+        let (h, want) = (nodes[i].handle.clone(), ids(new));
+        eventually("a and b read the new leader", || {
+            h.cluster_queue_leader().as_deref() == Some(want.as_str())
+        })
+        .await;
+    }
+    assert_eq!(
+        nodes[2].handle.cluster_queue_leader(),
+        Some(ids(old)),
+        "c has not read the key again"
+    );
+    // A player on c queues: c asks the old leader, which says it does not lead; c reads
+    // the key and queues the ticket on the new one. The player gets its `ok`, and its
+    // ticket is not ended by c's own news that the leader changed.
+    let mut p = player(nodes[2].tcp).await;
+    queue(&mut p, 1, 1000.0).await;
+    assert_eq!(nodes[2].handle.cluster_queue_leader(), Some(ids(new)));
+    let mut q = player(nodes[old].tcp).await;
+    queue(&mut q, 1, 1005.0).await;
+    let (mut p, p_node, p_room) = matched(p, &ids(2)).await;
+    let (mut q, q_node, q_room) = matched(q, &ids(old)).await;
+    assert_eq!((&p_node, p_room), (&q_node, q_room), "one room");
+    for c in [&mut p, &mut q] {
+        c.expect("a state", |m| {
+            matches!(m, ServerMessage::State { .. }).then_some(())
+        })
+        .await;
+    }
+    p.close().await;
+    q.close().await;
+    for n in nodes {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sdk_follows_a_queue_match_to_another_node() {
     use futures_util::StreamExt;
     let Some(nats) = NatsServer::start("the SDK's queue match across nodes") else {

@@ -138,7 +138,8 @@ pub(crate) enum QueueNews {
         code: u16,
         message: String,
     },
-    /// The leader changed: the tickets the old one held are gone.
+    /// The leader changed: the tickets another leader held are gone (this node's players
+    /// whose `queue` is on its way wait for its answer).
     LeaderChanged,
 }
 
@@ -189,14 +190,15 @@ impl Cluster {
             .take()
     }
 
-    /// Queues a ticket of this node's players (`(session, account)` each) on the leader.
+    /// Queues a ticket of this node's players (`(session, account)` each) on the leader:
+    /// the leader that took it.
     pub(crate) async fn enqueue(
         &self,
         kind: &str,
         options: &[u8],
         rating: f64,
         members: Vec<(u64, u64)>,
-    ) -> Result<(), CommandError> {
+    ) -> Result<String, CommandError> {
         let ask = ToLeader::Enqueue {
             node: self.node.clone(),
             kind: kind.to_owned(),
@@ -209,8 +211,9 @@ impl Cluster {
 
     /// Sends `ask` to the leader this node knows. A node that answers it no longer leads
     /// (the key moved since this node last read it, up to a third of the TTL ago) makes
-    /// this node read the key now and ask the leader it names, once.
-    async fn tell_leader(&self, ask: &ToLeader) -> Result<(), CommandError> {
+    /// this node read the key now and ask the leader it names, once. The leader that
+    /// took it.
+    async fn tell_leader(&self, ask: &ToLeader) -> Result<String, CommandError> {
         let payload = Bytes::from(serde_json::to_vec(ask).map_err(|_| unavailable("unencodable"))?);
         let mut leader = self
             .leader()
@@ -221,7 +224,7 @@ impl Cluster {
                 .request(&leader, format!("rally.queue.{leader}"), payload.clone())
                 .await?;
             match serde_json::from_slice::<LeaderAnswer>(&answer) {
-                Ok(LeaderAnswer::Done) => return Ok(()),
+                Ok(LeaderAnswer::Done) => return Ok(leader),
                 Ok(LeaderAnswer::NotLeader) if again => {
                     again = false;
                     match self.read_leader().await {

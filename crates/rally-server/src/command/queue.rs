@@ -136,20 +136,27 @@ async fn queue_on_leader(
             account: w.account,
             seat: w.seat,
             ok_sent: ok_rx.clone(),
+            leader: None,
         };
         env.queue.hold_remote(s, waiter);
     }
-    match cluster
-        .enqueue(&q.kind, &q.options, q.rating, ids.clone())
-        .await
-    {
-        Ok(()) => {
+    let sessions: Vec<u64> = ids.iter().map(|(s, _)| *s).collect();
+    match cluster.enqueue(&q.kind, &q.options, q.rating, ids).await {
+        Ok(leader) => {
+            let leads = || cluster.queue_leader().as_deref() == Some(leader.as_str());
+            if !env.queue.accepted_remote(&sessions, &leader, leads) {
+                // The leader changed as it took the ticket: the ticket went with it.
+                return Err(CommandError::new(
+                    ErrorCode::ClusterUnavailable,
+                    "the cluster's matchmaker moved to another node; queue again",
+                ));
+            }
             link.send(Outbound::Msg(ServerMessage::Ok { req }));
             let _ = ok_sent.send(true);
             Ok(Outcome::Done)
         }
         Err(e) => {
-            for (s, _) in ids {
+            for s in sessions {
                 env.queue.take_remote(s);
             }
             Err(e)
@@ -324,7 +331,10 @@ async fn hear(
         };
         match item {
             QueueNews::LeaderChanged => {
-                for (_, w) in env.queue.take_all_remote() {
+                // The leader now, not the one the news was sent for: after two changes
+                // in a row, tickets the newest took stay.
+                let leader = env.cluster.as_ref().and_then(|c| c.queue_leader());
+                for (_, w) in env.queue.take_remote_not_on(leader.as_deref()) {
                     let e = CommandError::new(
                         ErrorCode::MatchTimeout,
                         "the cluster's matchmaker moved to another node; queue again",

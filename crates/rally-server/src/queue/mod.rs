@@ -86,6 +86,8 @@ pub(crate) struct RemoteWaiter {
     /// Becomes true once the player has its `ok`: a match answered sooner waits for it,
     /// so the `ok` always comes first.
     pub(crate) ok_sent: tokio::sync::watch::Receiver<bool>,
+    /// The leader holding its ticket; `None` while the `queue` request is on its way.
+    pub(crate) leader: Option<String>,
 }
 
 /// Sessions taken out of the cluster's queue here (`leave_queue`, disconnect), for the
@@ -190,9 +192,43 @@ impl MatchQueue {
         lock(&self.remote).remove(&session)
     }
 
-    /// Cluster mode: every remote waiter (the queue leader changed: their tickets are gone).
-    pub(crate) fn take_all_remote(&self) -> Vec<(u64, RemoteWaiter)> {
-        lock(&self.remote).drain().collect()
+    /// Cluster mode: the remote waiters whose tickets another leader than `leader` held
+    /// (the queue leader changed to `leader`: those tickets are gone). Those whose
+    /// request is on its way stay: [`accepted_remote`](Self::accepted_remote) decides.
+    pub(crate) fn take_remote_not_on(&self, leader: Option<&str>) -> Vec<(u64, RemoteWaiter)> {
+        let mut remote = lock(&self.remote);
+        let gone: Vec<u64> = remote
+            .iter()
+            .filter(|(_, w)| w.leader.is_some() && w.leader.as_deref() != leader)
+            .map(|(s, _)| *s)
+            .collect();
+        gone.into_iter()
+            .filter_map(|s| remote.remove(&s).map(|w| (s, w)))
+            .collect()
+    }
+
+    /// Cluster mode: `sessions`' tickets were accepted by `leader`. They wait on it if it
+    /// still leads (`leads`, asked under the waiters' lock, so a change of leader either
+    /// comes before, and they are taken out here, or after, and its
+    /// [`take_remote_not_on`](Self::take_remote_not_on) sees them). Whether they wait.
+    pub(crate) fn accepted_remote(
+        &self,
+        sessions: &[u64],
+        leader: &str,
+        leads: impl FnOnce() -> bool,
+    ) -> bool {
+        let mut remote = lock(&self.remote);
+        let still = leads();
+        for s in sessions {
+            if still {
+                if let Some(w) = remote.get_mut(s) {
+                    w.leader = Some(leader.to_owned());
+                }
+            } else {
+                remote.remove(s);
+            }
+        }
+        still
     }
 
     /// Cluster mode: the channel of sessions that left the cluster's queue here; the
