@@ -748,7 +748,12 @@ class RallyClient:
         self.send([PING, nonce])
 
     def ping(self, nonce: int | None = None, timeout: float | None = None) -> int:
-        """Send ping and wait for the pong with the same nonce; returns the echoed nonce."""
+        """Send ping and wait for the pong with the same nonce; returns the echoed nonce.
+
+        While seated in a room ticking at 20 Hz or more, the server reads the ping at the
+        room's next tick (docs/protocol.md section 8): a round trip timed around this call
+        includes up to one tick (50 ms at 20 Hz).
+        """
         nonce = random.getrandbits(64) if nonce is None else nonce
         self.send_ping(nonce)
         m = self.wait_for(lambda m: m[0] == PONG, timeout)

@@ -225,7 +225,11 @@ export interface ClientEvents {
   disconnected: RallyError;
   reconnected: Welcome;
   shutdown: { reason: string; reconnectAfterMs: number };
-  /** A ping's round trip, in milliseconds. */
+  /**
+   * A ping's round trip, in milliseconds. While seated in a room ticking at 20 Hz or
+   * more it includes up to one tick: the server reads the ping at the room's next tick
+   * (docs/protocol.md section 8).
+   */
   latency: number;
   closed: Closed;
 }
@@ -360,7 +364,10 @@ export class RallyClient {
     return this._queued;
   }
 
-  /** The last ping's round trip in ms, or null before the first pong. */
+  /**
+   * The last ping's round trip in ms, or null before the first pong. While seated in a
+   * room ticking at 20 Hz or more it includes up to one tick (see `latency`).
+   */
   get latencyMs(): number | null {
     return this._latencyMs;
   }
@@ -625,7 +632,11 @@ export class RallyClient {
     await this.request(C.SET_NAME, [name]);
   }
 
-  /** Pings the server; resolves with the round trip in ms (also emitted as `latency`). */
+  /**
+   * Pings the server; resolves with the round trip in ms (also emitted as `latency`).
+   * While seated in a room ticking at 20 Hz or more the server reads the ping at the
+   * room's next tick, so the figure includes up to one tick (50 ms at 20 Hz).
+   */
   ping(): Promise<number> {
     return new Promise((resolve, reject) => {
       const nonce = ++this.pingNonce;

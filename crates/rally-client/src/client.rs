@@ -384,7 +384,9 @@ impl Client {
 
     /// Sends a `ping` and returns the round-trip time once its `pong` arrives. Not
     /// retried: a retried ping would not measure anything. (The SDK pings by itself
-    /// when idle; this is for measuring.)
+    /// when idle; this is for measuring.) While seated in a room ticking at 20 Hz or
+    /// more, the server reads the ping at the room's next tick (docs/protocol.md
+    /// section 8), so the time includes up to one tick (50 ms at 20 Hz).
     pub async fn ping(&self) -> Result<Duration, Error> {
         let sent = Instant::now();
         match self
