@@ -91,6 +91,24 @@ async fn matched(mut c: Raw, here: &str) -> (Raw, String, u64) {
     }
 }
 
+/// Two queued players (each with the node it is connected to) are matched into one room
+/// and both get the game's first state (tic-tac-toe starts with two); then they leave.
+/// The room's node.
+async fn meet_and_play(p: (Raw, &str), q: (Raw, &str)) -> String {
+    let (mut p, p_node, p_room) = matched(p.0, p.1).await;
+    let (mut q, q_node, q_room) = matched(q.0, q.1).await;
+    assert_eq!((&p_node, p_room), (&q_node, q_room), "one room");
+    for c in [&mut p, &mut q] {
+        c.expect("a state", |m| {
+            matches!(m, ServerMessage::State { .. }).then_some(())
+        })
+        .await;
+    }
+    p.close().await;
+    q.close().await;
+    p_node
+}
+
 fn leader_of(nodes: &[TestServer]) -> usize {
     nodes
         .iter()
@@ -122,22 +140,11 @@ async fn players_queued_on_different_nodes_are_matched_into_one_room() {
         let started = Instant::now();
         queue(&mut p, 1, 1000.0).await;
         queue(&mut q, 1, 1010.0).await;
-        let (mut p, p_node, p_room) = matched(p, &ids(x)).await;
-        let (mut q, q_node, q_room) = matched(q, &ids(y)).await;
+        let node = meet_and_play((p, &ids(x)), (q, &ids(y))).await;
         eprintln!(
-            "round {round}: matched on {p_node} in {:?}",
+            "round {round}: matched on {node} in {:?}",
             started.elapsed()
         );
-        assert_eq!((&p_node, p_room), (&q_node, q_room), "one room");
-        // Tic-tac-toe starts with two: both get the game's first state.
-        for c in [&mut p, &mut q] {
-            c.expect("a state", |m| {
-                matches!(m, ServerMessage::State { .. }).then_some(())
-            })
-            .await;
-        }
-        p.close().await;
-        q.close().await;
     }
     // leave_queue on a node that does not lead: the player is out, and a later player
     // is not matched with them (it times out of a quiet queue only after the kind's
@@ -287,17 +294,7 @@ async fn a_node_that_still_names_the_old_leader_is_sent_on_to_the_new_one() {
     assert_eq!(nodes[2].handle.cluster_queue_leader(), Some(ids(new)));
     let mut q = player(nodes[old].tcp).await;
     queue(&mut q, 1, 1005.0).await;
-    let (mut p, p_node, p_room) = matched(p, &ids(2)).await;
-    let (mut q, q_node, q_room) = matched(q, &ids(old)).await;
-    assert_eq!((&p_node, p_room), (&q_node, q_room), "one room");
-    for c in [&mut p, &mut q] {
-        c.expect("a state", |m| {
-            matches!(m, ServerMessage::State { .. }).then_some(())
-        })
-        .await;
-    }
-    p.close().await;
-    q.close().await;
+    meet_and_play((p, &ids(2)), (q, &ids(old))).await;
     for n in nodes {
         n.shutdown().await;
     }
