@@ -35,6 +35,7 @@
 //! - this file: the [`Cluster`] itself, connecting, starting its tasks, this node's
 //!   entries, and what the admin API shows.
 
+mod flight;
 mod listing;
 mod membership;
 mod queue;

@@ -15,8 +15,9 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::flight::Granted;
 use super::seats::Pending;
-use super::view::{Answer, Granted, Placement, Seek};
+use super::view::{Answer, Placement, Seek};
 use super::{Cluster, NodeEntry, RoomEntry};
 use crate::error::CommandError;
 use crate::matchmaker::normalize_code;
