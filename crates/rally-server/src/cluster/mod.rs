@@ -116,6 +116,8 @@ pub(crate) struct Cluster {
     leader_queue: queue::LeaderQueue,
     /// News for this node's queued players (matches, ends), to the commands floor.
     queue_news: tokio::sync::mpsc::Sender<QueueNews>,
+    /// Wakes the commands floor's handler when the queue leader changed.
+    leader_moved: Notify,
     /// Its other end, until the handler takes it.
     queue_news_rx: Mutex<Option<tokio::sync::mpsc::Receiver<QueueNews>>>,
 }
@@ -219,6 +221,7 @@ impl Cluster {
             leader_queue: queue::LeaderQueue::default(),
             queue_news,
             queue_news_rx: Mutex::new(Some(news_rx)),
+            leader_moved: Notify::new(),
             tcp: advertised(&config.advertise_tcp, tcp),
             ws: advertised(&config.advertise_ws, ws),
             node,

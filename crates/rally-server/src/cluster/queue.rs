@@ -120,7 +120,7 @@ enum LeaderAnswer {
 /// What a player is told when the queue's leader cannot be reached as it changes.
 const NOT_LEADER: &str = "the queue's leader is changing; try again";
 
-/// What the leader tells a player's home node (and, `LeaderChanged`, the node itself).
+/// What the leader tells a player's home node.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) enum QueueNews {
     /// A match: the seat waits on `node`, in `room_id`, under `ticket`.
@@ -138,9 +138,6 @@ pub(crate) enum QueueNews {
         code: u16,
         message: String,
     },
-    /// The leader changed: the tickets another leader held are gone (this node's players
-    /// whose `queue` is on its way wait for its answer).
-    LeaderChanged,
 }
 
 fn unavailable(what: impl Into<String>) -> CommandError {
@@ -177,9 +174,16 @@ impl Cluster {
         }
         if changed {
             tracing::info!(leader = ?leader, "the queue leader changed");
-            // Full: the handler is far behind anyway; the tickets end when it catches up.
-            let _ = self.queue_news.try_send(QueueNews::LeaderChanged);
+            // A permit, not a message: changes coalesce and none is lost to a full queue.
+            self.leader_moved.notify_one();
         }
+    }
+
+    /// Returns once the queue leader changed since the last call returned (at once when
+    /// it did meanwhile): the tickets another leader held are gone. This node's players
+    /// whose `queue` is on its way wait for its answer instead.
+    pub(crate) async fn queue_leader_moved(&self) {
+        self.leader_moved.notified().await;
     }
 
     /// This node's queue news, for the commands floor's handler; the first caller gets it.

@@ -324,15 +324,17 @@ async fn hear(
     tracker: TaskTracker,
     stop: CancellationToken,
 ) {
+    let moved = || async {
+        match &env.cluster {
+            Some(c) => c.queue_leader_moved().await,
+            None => std::future::pending().await,
+        }
+    };
     loop {
         let item = tokio::select! {
             () = stop.cancelled() => return,
-            n = news.recv() => match n { Some(n) => n, None => return },
-        };
-        match item {
-            QueueNews::LeaderChanged => {
-                // The leader now, not the one the news was sent for: after two changes
-                // in a row, tickets the newest took stay.
+            () = moved() => {
+                // The leader now: after two changes in a row, tickets the newest took stay.
                 let leader = env.cluster.as_ref().and_then(|c| c.queue_leader());
                 for (_, w) in env.queue.take_remote_not_on(leader.as_deref()) {
                     let e = CommandError::new(
@@ -341,7 +343,11 @@ async fn hear(
                     );
                     w.link.send(Outbound::Msg(e.into_message(0)));
                 }
+                continue;
             }
+            n = news.recv() => match n { Some(n) => n, None => return },
+        };
+        match item {
             QueueNews::Ended {
                 session,
                 code,
