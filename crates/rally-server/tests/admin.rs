@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{admin_config, http, scrape, Client, TestServer, ADMIN_TOKEN};
+use common::{admin_config, close_room, http, scrape, Client, TestServer, ADMIN_TOKEN};
 use rally_server::protocol::{ClientMessage, ErrorCode, ServerMessage};
 use rally_server::Config;
 use serde_json::{json, Value};
@@ -284,14 +284,7 @@ async fn a_closed_room_tells_its_players_with_a_code() {
     common::eventually("the room is gone", || server.handle.rooms() == 0).await;
     let (again, _) = a.join("arena").await;
     assert_ne!(again, room);
-    let r = http(
-        server.admin,
-        "POST",
-        &format!("/admin/rooms/{room}/close"),
-        Some(ADMIN_TOKEN),
-        None,
-    )
-    .await;
+    let r = close_room(server.admin, room).await;
     assert_eq!(r.status, 404);
     let s = scrape(server.admin).await;
     assert_eq!(

@@ -24,8 +24,8 @@ use std::time::Duration;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use common::{
-    accounts_config, admin_config, config, device_id, eventually, http, start_with_db, Client,
-    Reply, TestServer, ADMIN_TOKEN,
+    accounts_config, admin_config, close_room, config, device_id, eventually, http, start_with_db,
+    Client, Reply, TestServer, ADMIN_TOKEN,
 };
 use rally_server::protocol::{msgpack, ClientMessage, ErrorCode, ServerMessage};
 use rally_server::Config;
@@ -212,14 +212,7 @@ async fn outside_a_room_inputs_leave_and_chat_are_refused_and_move_nothing() {
     );
 
     // After an operator closed the room.
-    let r = http(
-        server.admin,
-        "POST",
-        &format!("/admin/rooms/{room}/close"),
-        Some(ADMIN_TOKEN),
-        None,
-    )
-    .await;
+    let r = close_room(server.admin, room).await;
     assert_eq!(r.status, 200, "{}", r.body);
     for cl in [&mut a, &mut b] {
         cl.expect("room_closed", |m| {

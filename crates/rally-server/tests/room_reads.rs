@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{admin_config, config, http, Client, TestServer, ADMIN_TOKEN};
+use common::{admin_config, close_room, config, Client, TestServer};
 use rally_server::protocol::{frame, ClientMessage, ServerMessage};
 
 /// One framed TCP message.
@@ -119,14 +119,7 @@ async fn a_player_whose_room_closed_is_read_again() {
     a.send_bytes(&input(1)).await;
     until_seq(&mut a, 1).await;
     // The operator closes the room: the room gives the reads back as it ends.
-    let reply = http(
-        server.admin,
-        "POST",
-        &format!("/admin/rooms/{room}/close"),
-        Some(ADMIN_TOKEN),
-        None,
-    )
-    .await;
+    let reply = close_room(server.admin, room).await;
     assert_eq!(reply.status, 200);
     a.expect("room_closed", |m| match m {
         ServerMessage::RoomClosed { room_id, .. } => (*room_id == room).then_some(()),

@@ -338,6 +338,12 @@ fn dechunk(mut rest: &str) -> String {
     }
 }
 
+/// An operator closes room `room` over the admin API, with [`ADMIN_TOKEN`].
+pub async fn close_room(admin: SocketAddr, room: u64) -> HttpResponse {
+    let path = format!("/admin/rooms/{room}/close");
+    http(admin, "POST", &path, Some(ADMIN_TOKEN), None).await
+}
+
 /// A config with the admin API on, with [`ADMIN_TOKEN`].
 pub fn admin_config() -> Config {
     Config {
