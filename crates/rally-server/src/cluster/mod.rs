@@ -116,10 +116,10 @@ pub(crate) struct Cluster {
     leader_queue: queue::LeaderQueue,
     /// News for this node's queued players (matches, ends), to the commands floor.
     queue_news: tokio::sync::mpsc::Sender<QueueNews>,
-    /// Wakes the commands floor's handler when the queue leader changed.
-    leader_moved: Notify,
     /// Its other end, until the handler takes it.
     queue_news_rx: Mutex<Option<tokio::sync::mpsc::Receiver<QueueNews>>>,
+    /// Wakes the commands floor's handler when the queue leader changed.
+    leader_moved: Notify,
 }
 
 impl std::fmt::Debug for Cluster {

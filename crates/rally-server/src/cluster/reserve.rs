@@ -468,12 +468,12 @@ impl Cluster {
             .await;
         self.metrics.reservation_seconds.record(started.elapsed());
         let (asked, answer) = match asked {
-            Ok((ticket, answer)) => (Ok((ticket, answer.room.clone())), Some(answer)),
+            Ok((ticket, answer)) => (Ok((ticket, answer.room.room_id)), Some(answer)),
             Err(e) => (Err(e), None),
         };
         self.view().settle(&owner.node, answer);
         match asked {
-            Ok((ticket, room)) => {
+            Ok((ticket, room_id)) => {
                 self.metrics.redirects.increment(1);
                 Ok(ServerMessage::Redirect {
                     req,
@@ -481,7 +481,7 @@ impl Cluster {
                     tcp: owner.tcp.clone(),
                     ws: owner.ws.clone(),
                     ticket,
-                    room_id: room.room_id,
+                    room_id,
                 })
             }
             Err(e) => {

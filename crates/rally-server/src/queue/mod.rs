@@ -196,14 +196,8 @@ impl MatchQueue {
     /// (the queue leader changed to `leader`: those tickets are gone). Those whose
     /// request is on its way stay: [`accepted_remote`](Self::accepted_remote) decides.
     pub(crate) fn take_remote_not_on(&self, leader: Option<&str>) -> Vec<(u64, RemoteWaiter)> {
-        let mut remote = lock(&self.remote);
-        let gone: Vec<u64> = remote
-            .iter()
-            .filter(|(_, w)| w.leader.is_some() && w.leader.as_deref() != leader)
-            .map(|(s, _)| *s)
-            .collect();
-        gone.into_iter()
-            .filter_map(|s| remote.remove(&s).map(|w| (s, w)))
+        lock(&self.remote)
+            .extract_if(|_, w| w.leader.is_some() && w.leader.as_deref() != leader)
             .collect()
     }
 
